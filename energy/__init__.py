@@ -1,0 +1,1 @@
+"""Operation counting by hooks (MACs, SOPs, neuron updates, memory accesses) and cost models (planned)."""

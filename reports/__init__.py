@@ -1,0 +1,1 @@
+"""Rendering of counts and comparisons: tables, plots, HTML (planned)."""

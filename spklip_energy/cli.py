@@ -1,0 +1,374 @@
+"""The ``spklip-energy`` command line.
+
+Each verb parses its arguments, builds a config, calls one library function and
+renders the result (text, or one JSON object with ``--json``). Errors a user can
+cause arrive as :class:`~spklip_energy.errors.SpklipError` and become one line on
+stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import SpklipError
+
+EXIT_USER_ERROR = 2
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _emit(args: argparse.Namespace, payload: dict, text: str) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(payload, default=str))
+    else:
+        print(text)
+
+
+def _add_json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+
+def _add_geometry(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--height", type=int, required=required, help="frame rows as stored in the file")
+    p.add_argument(
+        "--width", type=int, required=required,
+        help="frame columns as stored in the file (416 for sps10, including the head strip)",
+    )
+    p.add_argument(
+        "--head-columns", type=int, default=0,
+        help="drop this many right-most columns (16 for real sps10 files; default 0)",
+    )
+    p.add_argument(
+        "--flipud", action="store_true",
+        help="flip rows on reading (SpikeCV's reader does; SPKLIP's does not)",
+    )
+
+
+def _fmt_stats(stats: dict) -> str:
+    return (
+        f"frames {stats['frames']}, {stats['height']}x{stats['width']} pixels, "
+        f"firing rate {stats['firing_rate']:.4f} spikes/pixel/frame, "
+        f"mean {stats['mean_spikes_per_pixel']:.2f} spikes per pixel"
+    )
+
+
+# --------------------------------------------------------------------------- data verbs
+
+
+def cmd_data_show(args: argparse.Namespace) -> int:
+    from .data.dat import read_dat
+    from .data.preview import save_preview, stream_stats
+
+    spikes = read_dat(
+        args.file, args.height, args.width, flipud=args.flipud,
+        start=args.start, count=args.count, head_columns=args.head_columns,
+    )
+    stats = stream_stats(spikes, fps=args.fps)
+    stats["file"] = str(args.file)
+    if args.out:
+        save_preview(spikes, args.out, title=Path(args.file).name, columns=args.columns)
+        stats["preview"] = str(args.out)
+    text = f"{args.file}: {_fmt_stats(stats)}"
+    if args.out:
+        text += f"\npreview written to {args.out}"
+    _emit(args, stats, text)
+    return 0
+
+
+def cmd_data_simulate(args: argparse.Namespace) -> int:
+    from .data.camera import CameraConfig, load_frames, simulate_spikes, upsample_linear
+    from .data.dat import write_dat
+    from .data.preview import save_preview, stream_stats
+
+    cfg = CameraConfig(
+        theta=args.theta, alpha=args.alpha, random_init=args.random_init,
+        photons_per_step=args.photons, dark_current=args.dark_current,
+        hot_pixel_fraction=args.hot_pixels, row_artifact_fraction=args.row_artifacts,
+    )
+    frames = load_frames(args.input, max_frames=args.max_frames)
+    n_in = frames.shape[0]
+    frames = upsample_linear(frames, args.upsample)
+    spikes = simulate_spikes(frames, cfg, seed=args.seed)
+    write_dat(args.output, spikes, flipud=args.flipud)
+    stats = stream_stats(spikes)
+    stats.update(input=str(args.input), output=str(args.output), input_frames=n_in,
+                 upsample=args.upsample, camera=cfg.to_dict())
+    text = f"{args.input}: {n_in} frames -> {args.output}: {_fmt_stats(stats)}"
+    if args.preview:
+        save_preview(spikes, args.preview, title=Path(args.output).name)
+        stats["preview"] = str(args.preview)
+        text += f"\npreview written to {args.preview}"
+    _emit(args, stats, text)
+    return 0
+
+
+def cmd_data_make_digits(args: argparse.Namespace) -> int:
+    from .data.digits import DigitsConfig, generate_digits
+    from .progress import progress_callback
+
+    cfg = DigitsConfig(
+        clips_per_class=args.clips_per_class, height=args.height, width=args.width,
+        frames=args.frames, seed=args.seed, variant=args.variant,
+    )
+    update, close = progress_callback("rendering clips", enabled=not args.json)
+    try:
+        out = generate_digits(args.out, cfg, overwrite=args.overwrite, progress=update)
+    finally:
+        close()
+    summary = _dataset_summary(out)
+    _emit(args, summary, f"wrote {summary['clips']} clips to {out}\n" + _fmt_summary(summary))
+    return 0
+
+
+def _dataset_summary(root: Path, max_clips: int | None = None) -> dict:
+    import numpy as np
+
+    from .data.clips import ClipSelection, read_clip
+    from .data.manifest import load_manifest
+
+    m = load_manifest(root)
+    splits: dict[str, int] = {}
+    per_class: dict[str, int] = {}
+    for c in m.clips:
+        splits[c.split] = splits.get(c.split, 0) + 1
+        per_class[c.label] = per_class.get(c.label, 0) + 1
+    sample = m.clips if max_clips is None else m.clips[:max_clips]
+    spikes = pixels = slots = 0
+    for c in sample:
+        s = read_clip(c, 0, c.frames, ClipSelection())
+        n = int(np.count_nonzero(s))
+        spikes, pixels, slots = spikes + n, pixels + c.height * c.width, slots + s.size
+    return {
+        "root": str(root),
+        "name": m.meta.get("name", Path(root).name),
+        "clips": len(m.clips),
+        "classes": m.classes,
+        "clips_per_split": splits,
+        "clips_per_class": per_class,
+        "frames": sorted({c.frames for c in m.clips}),
+        "size": sorted({f"{c.height}x{c.width}" for c in m.clips}),
+        "firing_rate": spikes / max(slots, 1),
+        "mean_spikes_per_pixel": spikes / max(pixels, 1),
+        "clips_measured": len(sample),
+    }
+
+
+def _fmt_summary(s: dict) -> str:
+    splits = ", ".join(f"{k} {v}" for k, v in s["clips_per_split"].items())
+    return (
+        f"{s['name']}: {s['clips']} clips in {len(s['classes'])} classes ({', '.join(s['classes'])})\n"
+        f"splits: {splits}; frames {s['frames']}; size {', '.join(s['size'])}\n"
+        f"firing rate {s['firing_rate']:.4f} spikes/pixel/frame, "
+        f"{s['mean_spikes_per_pixel']:.2f} spikes per pixel per clip "
+        f"(over {s['clips_measured']} clips)"
+    )
+
+
+def cmd_data_inspect(args: argparse.Namespace) -> int:
+    summary = _dataset_summary(Path(args.dataset), max_clips=args.max_clips)
+    _emit(args, summary, _fmt_summary(summary))
+    return 0
+
+
+def cmd_data_index(args: argparse.Namespace) -> int:
+    from .atomic import atomic_path
+    from .data.manifest import index_folder
+
+    records = index_folder(args.root, args.height, args.width)
+    out = Path(args.out) if args.out else Path(args.root) / "manifest.jsonl"
+    with atomic_path(out) as tmp:
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+    classes = sorted({r["label"] for r in records})
+    _emit(
+        args,
+        {"manifest": str(out), "clips": len(records), "classes": classes},
+        f"indexed {len(records)} clips in {len(classes)} classes -> {out}",
+    )
+    return 0
+
+
+# --------------------------------------------------------------------------- demo
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .data.clips import ClipSelection, read_clip
+    from .data.digits import MOTIONS, DigitsConfig, generate_digits
+    from .data.manifest import load_manifest
+    from .data.preview import save_image_grid
+    from .data.reconstruct import tfp
+    from .progress import progress_callback
+
+    out = Path(args.out)
+    data = out / "data"
+    if not (data / "manifest.jsonl").is_file():
+        update, close = progress_callback("rendering clips", enabled=not args.json)
+        try:
+            generate_digits(data, DigitsConfig(seed=args.seed), overwrite=True, progress=update)
+        finally:
+            close()
+    summary = _dataset_summary(data)
+    m = load_manifest(data)
+    rows, names, r = [], [], 16
+    for motion in MOTIONS:
+        rec = next(c for c in m.clips if c.label == motion and c.split == "test")
+        s = read_clip(rec, 0, rec.frames, ClipSelection())
+        ts = np.linspace(r, rec.frames - r - 1, 8).round().astype(int)
+        rows.append(np.stack([tfp(s[t - r : t + r + 1], r)[0] for t in ts]))
+        names.append(motion)
+    preview = out / "digits-preview.png"
+    save_image_grid(np.stack(rows), names, [f"t={t}" for t in ts], preview,
+                    title=f"built-in spike digits: TFP (r={r}) of one test clip per class")
+    summary["preview"] = str(preview)
+    _emit(args, summary, _fmt_summary(summary) + f"\npreview written to {preview}")
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are one line on stderr, like every other user error."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USER_ERROR, f"spklip-energy: error: {self.prog}: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="spklip-energy",
+        description=(
+            "Neuromorphic deployment and energy analysis for spike-camera video-language "
+            "models (SPKLIP and its full-spiking encoder FSVE)."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+
+    # data ...
+    data = verbs.add_parser(
+        "data", help="spike streams: simulate, view, generate and index datasets",
+        description="Spike-camera data tools: the .dat codec, the camera simulator, "
+        "reconstructions and the built-in spike-digits dataset.",
+    )
+    dverbs = data.add_subparsers(dest="data_verb", metavar="DATA_VERB", required=True)
+
+    p = dverbs.add_parser(
+        "show", help="reconstruct and preview a .dat spike stream",
+        description="Decode a SpikeCV .dat file, print frames, firing rate and mean spikes per "
+        "pixel, and optionally write a PNG grid of raw spike frames and TFP/TFI reconstructions.",
+    )
+    p.add_argument("file", type=Path, help="the .dat spike stream")
+    _add_geometry(p)
+    p.add_argument("--out", type=Path, help="write the preview grid to this PNG")
+    p.add_argument("--start", type=int, default=0, help="first frame to read (default 0)")
+    p.add_argument("--count", type=int, help="frames to read (default: to the end)")
+    p.add_argument("--columns", type=int, default=8, help="time points in the preview (default 8)")
+    p.add_argument("--fps", type=float, help="read-out rate in Hz, to also report the firing rate in Hz")
+    _add_json(p)
+    p.set_defaults(func=cmd_data_show)
+
+    p = dverbs.add_parser(
+        "simulate", help="turn frames (array, image folder or video) into a spike stream",
+        description="Run the integrate-and-fire spike-camera simulator (paper Eq. 1, A.8.2): each "
+        "pixel accumulates alpha*I per step and fires when the charge reaches theta, then subtracts "
+        "theta. Input: a .npy array [T,H,W] in [0,1] (or integer), a folder of images, or a video "
+        "file. Up-sampling is linear interpolation (the paper's learned interpolator is not public).",
+    )
+    p.add_argument("input", type=Path, help=".npy/.npz array, image folder or video file")
+    p.add_argument("output", type=Path, help="the .dat file to write")
+    p.add_argument("--theta", type=float, default=5.0, help="firing threshold (default 5.0, paper A.8.2)")
+    p.add_argument("--alpha", type=float, default=1.0, help="photoelectric conversion rate (default 1)")
+    p.add_argument("--upsample", type=int, default=1,
+                   help="insert N-1 linearly interpolated frames between inputs (default 1: none)")
+    p.add_argument("--random-init", action="store_true", help="start integrators uniform in [0, theta)")
+    p.add_argument("--photons", type=float, help="photon shot noise: photons per unit intensity per step")
+    p.add_argument("--dark-current", type=float, default=0.0, help="charge added per pixel per step")
+    p.add_argument("--hot-pixels", type=float, default=0.0, help="fraction of hot pixels (default 0)")
+    p.add_argument("--row-artifacts", type=float, default=0.0,
+                   help="fraction of rows with line artefacts (default 0)")
+    p.add_argument("--max-frames", type=int, help="use at most this many input frames")
+    p.add_argument("--flipud", action="store_true", help="write rows flipped, as SpikeCV's writer does")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--preview", type=Path, help="also write a preview PNG of the result")
+    _add_json(p)
+    p.set_defaults(func=cmd_data_simulate)
+
+    p = dverbs.add_parser(
+        "make-digits", help="generate the built-in spike-digits video-text dataset",
+        description="Render moving handwritten digits (scikit-learn's bundled set) over textured "
+        "backgrounds, record them with the spike-camera simulator and write a class-per-folder "
+        ".dat dataset with manifest.jsonl (labels = 8 motion classes; captions from digit, motion, "
+        "speed and position). Train/val/test use disjoint handwriting samples.",
+    )
+    p.add_argument("out", type=Path, help="output folder (must not exist or be empty)")
+    p.add_argument("--variant", choices=("sim", "sensor"), default="sim",
+                   help="'sensor' adds a sim-to-real domain shift (default sim)")
+    p.add_argument("--clips-per-class", type=int, default=32, help="clips per class (default 32)")
+    p.add_argument("--height", type=int, default=64, help="frame rows (default 64)")
+    p.add_argument("--width", type=int, default=64, help="frame columns (default 64)")
+    p.add_argument("--frames", type=int, default=250, help="frames per clip (default 250)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty folder")
+    _add_json(p)
+    p.set_defaults(func=cmd_data_make_digits)
+
+    p = dverbs.add_parser(
+        "inspect", help="summarise a dataset folder (classes, splits, firing rate)",
+        description="Load a dataset through its manifest, check every clip file, and print "
+        "classes, clips per split and the measured firing rate.",
+    )
+    p.add_argument("dataset", type=Path, help="dataset folder or manifest file")
+    p.add_argument("--max-clips", type=int, help="measure firing rate on at most this many clips")
+    _add_json(p)
+    p.set_defaults(func=cmd_data_inspect)
+
+    p = dverbs.add_parser(
+        "index", help="write a manifest for a folder-per-class .dat dataset (HMDB51-S style)",
+        description="Index ROOT/<class>/<clip>.dat (or ROOT/<class>/<clip>/*.dat, SPKLIP's layout) "
+        "into a manifest.jsonl; captions are the class names.",
+    )
+    p.add_argument("root", type=Path, help="dataset folder")
+    _add_geometry(p)
+    p.add_argument("--out", type=Path, help="manifest path (default ROOT/manifest.jsonl)")
+    _add_json(p)
+    p.set_defaults(func=cmd_data_index)
+
+    # demo
+    p = verbs.add_parser(
+        "demo", help="run the main job on the built-in data",
+        description="Generate the built-in spike-digits dataset (if missing) and write a preview "
+        "of one clip per class with a dataset summary.",
+    )
+    p.add_argument("--out", type=Path, default=Path("demo-out"), help="output folder (default demo-out)")
+    p.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
+    _add_json(p)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SpklipError as exc:
+        print(f"spklip-energy: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as exc:  # unwritable output, output path is a folder, ...
+        where = exc.filename2 or exc.filename
+        print(f"spklip-energy: error: {where}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("spklip-energy: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

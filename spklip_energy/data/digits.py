@@ -1,0 +1,367 @@
+"""The built-in spike-video-text dataset: moving handwritten digits seen by a spike camera.
+
+Each clip moves one up-scaled handwritten digit (scikit-learn's bundled copy of
+the UCI optical-digits set: 1 797 real 8x8 handwriting samples, nothing is
+downloaded) over a static textured background, then runs the spike-camera
+simulator (:mod:`spklip_energy.data.camera`). The label is the motion class;
+the caption is a sentence built from digit, motion, speed and position, so that
+instance-level text-to-video retrieval has something to find.
+
+Train, val and test clips use disjoint handwriting samples. Everything is
+deterministic for a given seed.
+
+Variants:
+
+* ``sim`` - the simulator as SpikeCV runs it (random initial charge, no other noise).
+* ``sensor`` - a domain shift towards real sps10 data (paper appendix A.2): lower
+  activity (conversion rate 0.35), photon noise, hot pixels and horizontal line
+  artefacts, for few-shot sim-to-real experiments.
+
+On disk: ``OUT/<class>/<clip>.dat`` plus ``OUT/manifest.jsonl`` (one record per
+clip: path, label, label_index, caption, frames, height, width, split, digit,
+...) and ``OUT/dataset.json`` (classes, class prompts, camera settings, seed).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import atomic_dir
+from ..errors import ConfigError
+from .camera import CameraConfig, simulate_spikes
+from .dat import encode_dat
+
+DATASET_NAME = "spike-digits"
+FORMAT_VERSION = 1
+
+MOTIONS = ("left", "right", "up", "down", "rotate_cw", "rotate_ccw", "zoom_in", "zoom_out")
+
+#: The text prompt of each motion class, for zero-shot classification by text matching.
+CLASS_PROMPTS = {
+    "left": "a handwritten digit moving to the left",
+    "right": "a handwritten digit moving to the right",
+    "up": "a handwritten digit moving up",
+    "down": "a handwritten digit moving down",
+    "rotate_cw": "a handwritten digit rotating clockwise",
+    "rotate_ccw": "a handwritten digit rotating counterclockwise",
+    "zoom_in": "a handwritten digit growing larger",
+    "zoom_out": "a handwritten digit shrinking",
+}
+
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+#: Verb phrases per motion; one is picked per clip so captions vary in wording.
+_VERBS = {
+    "left": ("drifts {s} to the left", "slides {s} to the left", "moves {s} to the left"),
+    "right": ("drifts {s} to the right", "slides {s} to the right", "moves {s} to the right"),
+    "up": ("rises {s}", "floats {s} upwards", "moves {s} up"),
+    "down": ("falls {s}", "sinks {s}", "moves {s} down"),
+    "rotate_cw": ("spins {s} clockwise", "turns {s} clockwise", "rotates {s} clockwise"),
+    "rotate_ccw": (
+        "spins {s} counterclockwise",
+        "turns {s} counterclockwise",
+        "rotates {s} counterclockwise",
+    ),
+    "zoom_in": ("grows {s}", "zooms in {s}", "swells {s}"),
+    "zoom_out": ("shrinks {s}", "zooms out {s}", "recedes {s}"),
+}
+
+#: speed word -> fraction of the full motion range covered over the clip
+SPEEDS = {"slowly": 0.5, "quickly": 1.0}
+
+# Positions: name -> (x, y) of the digit centre, in units of half the frame height
+# (y grows downwards). Which positions a motion may use keeps the digit in frame.
+_ROW_POSITIONS = {"near the top": (0.0, -0.42), "in the middle": (0.0, 0.0), "near the bottom": (0.0, 0.42)}
+_COL_POSITIONS = {"on the left": (-0.42, 0.0), "in the centre": (0.0, 0.0), "on the right": (0.42, 0.0)}
+_SPOT_POSITIONS = {
+    "in the centre": (0.0, 0.0),
+    "near the top": (0.0, -0.35),
+    "near the bottom": (0.0, 0.35),
+    "on the left": (-0.35, 0.0),
+    "on the right": (0.35, 0.0),
+}
+_POSITIONS = {
+    "left": _ROW_POSITIONS,
+    "right": _ROW_POSITIONS,
+    "up": _COL_POSITIONS,
+    "down": _COL_POSITIONS,
+    "rotate_cw": _SPOT_POSITIONS,
+    "rotate_ccw": _SPOT_POSITIONS,
+    "zoom_in": _SPOT_POSITIONS,
+    "zoom_out": _SPOT_POSITIONS,
+}
+
+_DIGIT_HALF_SIZE = 0.42  # digit half-size, in half frame heights
+_MAX_TRAVEL = 1.0  # full translation range, in half frame heights
+_MAX_TURN = 1.5 * math.pi  # full rotation range, radians
+_ZOOM_RANGE = (0.55, 1.35)  # full zoom range (scale factors)
+SPLITS = ("train", "val", "test")
+_SPLIT_FRACTIONS = (0.7, 0.15, 0.15)
+
+
+@dataclass
+class DigitsConfig:
+    """How the built-in dataset is generated."""
+
+    clips_per_class: int = 32  # clips of each motion class, all splits together
+    height: int = 64  # frame rows
+    width: int = 64  # frame columns
+    frames: int = 250  # spike frames per clip (the paper's 250, so its 5-block layout applies)
+    seed: int = 0  # seed of everything random
+    variant: str = "sim"  # "sim" or "sensor" (domain-shifted, see module doc)
+
+    def __post_init__(self) -> None:
+        if self.variant not in ("sim", "sensor"):
+            raise ConfigError(f"unknown dataset variant {self.variant!r}; choose 'sim' or 'sensor'")
+        if self.clips_per_class < 3:
+            raise ConfigError(
+                f"clips_per_class must be at least 3 (one per split), got {self.clips_per_class}"
+            )
+        if self.height < 16 or self.width < 16:
+            raise ConfigError(f"frames must be at least 16x16, got {self.height}x{self.width}")
+        if self.frames < 2:
+            raise ConfigError(f"frames must be at least 2, got {self.frames}")
+
+    def camera(self) -> CameraConfig:
+        if self.variant == "sensor":
+            return CameraConfig(
+                theta=5.0,
+                alpha=0.35,
+                random_init=True,
+                photons_per_step=20.0,
+                dark_current=0.004,
+                hot_pixel_fraction=0.002,
+                hot_pixel_current=1.5,
+                row_artifact_fraction=0.03,
+                row_artifact_current=0.25,
+            )
+        return CameraConfig(theta=5.0, random_init=True)
+
+
+@dataclass
+class ClipSpec:
+    """Everything that defines one clip."""
+
+    index: int
+    split: str
+    motion: str
+    digit: int
+    sample_index: int  # row of sklearn's digits set (handwriting sample)
+    speed: str
+    position: str
+    verb: str
+    seed: int
+
+    @property
+    def caption(self) -> str:
+        verb = self.verb.format(s=self.speed)
+        return f"a handwritten {DIGIT_WORDS[self.digit]} {verb} {self.position}"
+
+
+def _load_handwriting() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits  # bundled with scikit-learn, no download
+
+    d = load_digits()
+    return (d.images / 16.0).astype(np.float32), d.target.astype(np.int64)
+
+
+def split_samples(n_samples: int, seed: int) -> dict[str, np.ndarray]:
+    """Disjoint handwriting-sample pools for train/val/test."""
+    perm = np.random.default_rng([seed, 1]).permutation(n_samples)
+    n_train = int(round(_SPLIT_FRACTIONS[0] * n_samples))
+    n_val = int(round(_SPLIT_FRACTIONS[1] * n_samples))
+    return {
+        "train": np.sort(perm[:n_train]),
+        "val": np.sort(perm[n_train : n_train + n_val]),
+        "test": np.sort(perm[n_train + n_val :]),
+    }
+
+
+def _split_counts(n: int) -> dict[str, int]:
+    n_val = max(1, int(round(_SPLIT_FRACTIONS[1] * n)))
+    n_test = max(1, int(round(_SPLIT_FRACTIONS[2] * n)))
+    return {"train": n - n_val - n_test, "val": n_val, "test": n_test}
+
+
+def plan_clips(cfg: DigitsConfig, labels: np.ndarray) -> list[ClipSpec]:
+    """Decide every clip's parameters (cheap; no rendering)."""
+    pools = split_samples(len(labels), cfg.seed)
+    rng = np.random.default_rng([cfg.seed, 2])
+    counts = _split_counts(cfg.clips_per_class)
+    cursor = {s: 0 for s in SPLITS}
+    orders = {s: rng.permutation(pools[s]) for s in SPLITS}
+    specs: list[ClipSpec] = []
+    for split in SPLITS:
+        for motion in MOTIONS:
+            positions = list(_POSITIONS[motion])
+            for _ in range(counts[split]):
+                sample = int(orders[split][cursor[split] % len(orders[split])])
+                cursor[split] += 1
+                specs.append(
+                    ClipSpec(
+                        index=len(specs),
+                        split=split,
+                        motion=motion,
+                        digit=int(labels[sample]),
+                        sample_index=sample,
+                        speed=str(rng.choice(list(SPEEDS))),
+                        position=str(rng.choice(positions)),
+                        verb=str(rng.choice(_VERBS[motion])),
+                        seed=int(rng.integers(0, 2**31 - 1)),
+                    )
+                )
+    return specs
+
+
+def _trajectory(spec: ClipSpec, n_frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Centre x, centre y, rotation angle and scale of the digit for every frame."""
+    tau = np.linspace(0.0, 1.0, n_frames)
+    amount = SPEEDS[spec.speed]
+    x0, y0 = _POSITIONS[spec.motion][spec.position]
+    cx, cy = np.full(n_frames, x0), np.full(n_frames, y0)
+    angle, scale = np.zeros(n_frames), np.ones(n_frames)
+    travel = _MAX_TRAVEL * amount * (tau - 0.5)
+    m = spec.motion
+    if m == "left":
+        cx = cx - travel
+    elif m == "right":
+        cx = cx + travel
+    elif m == "up":
+        cy = cy - travel
+    elif m == "down":
+        cy = cy + travel
+    elif m in ("rotate_cw", "rotate_ccw"):
+        # y points down, so a positive angle turns clockwise on screen
+        angle = (1.0 if m == "rotate_cw" else -1.0) * _MAX_TURN * amount * tau
+    else:
+        lo, hi = _ZOOM_RANGE
+        mid = math.sqrt(lo * hi)
+        span = (hi / lo) ** (0.5 * amount)
+        start, end = mid / math.sqrt(span), mid * math.sqrt(span)
+        scale = start * (end / start) ** tau if m == "zoom_in" else end * (start / end) ** tau
+    return cx, cy, angle, scale
+
+
+def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A static texture: smooth random blobs plus fine grain, intensities about 0.05-0.4."""
+    import torch
+    import torch.nn.functional as F
+
+    coarse = torch.from_numpy(rng.random((1, 1, 6, 6)).astype(np.float32))
+    smooth = F.interpolate(coarse, size=(height, width), mode="bicubic", align_corners=True)[0, 0].numpy()
+    grain = rng.random((height, width)).astype(np.float32)
+    tex = 0.75 * smooth + 0.25 * grain
+    tex = (tex - tex.min()) / max(float(tex.max() - tex.min()), 1e-6)
+    lo = rng.uniform(0.03, 0.1)
+    hi = rng.uniform(0.25, 0.4)
+    return (lo + (hi - lo) * tex).astype(np.float32)
+
+
+def render_clip(spec: ClipSpec, digit_image: np.ndarray, cfg: DigitsConfig) -> np.ndarray:
+    """Grayscale frames ``[T, H, W]`` in [0, 1] of one clip (before the camera)."""
+    import torch
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(spec.seed)
+    h, w, t_len = cfg.height, cfg.width, cfg.frames
+    aspect = w / h
+    cx, cy, angle, scale = _trajectory(spec, t_len)
+    # affine map from output grid coords (x in [-1, 1] over the width, y over the height)
+    # to digit coords (the digit's 8x8 image spans [-1, 1]^2)
+    cos, sin = np.cos(angle), np.sin(angle)
+    k = 1.0 / (_DIGIT_HALF_SIZE * scale)
+    theta = np.zeros((t_len, 2, 3), dtype=np.float32)
+    # u = R(-angle) (p - c) * k, with p = (aspect * xn, yn)
+    theta[:, 0, 0] = k * cos * aspect
+    theta[:, 0, 1] = k * sin
+    theta[:, 1, 0] = -k * sin * aspect
+    theta[:, 1, 1] = k * cos
+    theta[:, 0, 2] = -k * (cos * cx + sin * cy)
+    theta[:, 1, 2] = -k * (-sin * cx + cos * cy)
+    grid = F.affine_grid(torch.from_numpy(theta), [t_len, 1, h, w], align_corners=False)
+    src = torch.from_numpy(np.ascontiguousarray(digit_image)).expand(t_len, 1, 8, 8)
+    ink = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    ink = ink[:, 0].numpy().clip(0.0, 1.0)
+    background = _background(rng, h, w)
+    level = np.float32(rng.uniform(0.75, 1.0))
+    return background[None] * (1.0 - ink) + level * ink
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    path.write_text(json.dumps(obj, indent=2) + "\n")
+
+
+def generate_digits(
+    out: str | os.PathLike,
+    cfg: DigitsConfig | None = None,
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    batch_clips: int = 16,
+) -> Path:
+    """Generate the dataset into the folder ``out`` (atomically) and return its path.
+
+    ``progress(done, total)`` is called after each batch of clips, if given.
+    Refuses a non-empty ``out`` unless ``overwrite``; the old content is replaced
+    only once the new dataset is complete.
+    """
+    cfg = cfg or DigitsConfig()
+    target = Path(out)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
+        raise ConfigError(f"{target}: already exists and is not empty (pass --overwrite to replace it)")
+    images, labels = _load_handwriting()
+    specs = plan_clips(cfg, labels)
+    camera = cfg.camera()
+    records = []
+    with atomic_dir(target, overwrite=overwrite) as tmp:
+        for motion in MOTIONS:
+            (tmp / motion).mkdir()
+        for b0 in range(0, len(specs), batch_clips):
+            batch = specs[b0 : b0 + batch_clips]
+            frames = np.stack([render_clip(s, images[s.sample_index][None], cfg) for s in batch])
+            spikes = simulate_spikes(frames, camera, seed=[cfg.seed, 3, b0])
+            for spec, clip in zip(batch, spikes, strict=True):
+                rel = f"{spec.motion}/{spec.split}_{spec.index:05d}.dat"
+                (tmp / rel).write_bytes(encode_dat(clip))
+                rec = {
+                    "path": rel,
+                    "label": spec.motion,
+                    "label_index": MOTIONS.index(spec.motion),
+                    "caption": spec.caption,
+                    "frames": cfg.frames,
+                    "height": cfg.height,
+                    "width": cfg.width,
+                    "split": spec.split,
+                    "digit": spec.digit,
+                    "speed": spec.speed,
+                    "position": spec.position,
+                    "sample_index": spec.sample_index,
+                    "spikes": int(clip.sum()),
+                }
+                records.append(rec)
+            if progress is not None:
+                progress(min(b0 + batch_clips, len(specs)), len(specs))
+        with open(tmp / "manifest.jsonl", "w") as fh:
+            for rec in records:
+                fh.write(json.dumps(rec) + "\n")
+        _write_json(
+            tmp / "dataset.json",
+            {
+                "name": DATASET_NAME,
+                "format_version": FORMAT_VERSION,
+                "classes": list(MOTIONS),
+                "class_prompts": CLASS_PROMPTS,
+                "config": asdict(cfg),
+                "camera": camera.to_dict(),
+                "flipud": False,
+                "clips": len(records),
+                "source": "scikit-learn load_digits (UCI optical recognition of handwritten digits)",
+            },
+        )
+    return target
