@@ -8,3 +8,9 @@ cost models), :mod:`spklip_energy.export` (ONNX, NIR, Lava netx) and
 """
 
 __version__ = "0.1.0"
+
+import logging as _logging
+
+# torch warns on every CPU-only start that Triton is absent when spikingjelly's
+# kernels are looked up; it is harmless here and would clutter every report.
+_logging.getLogger("torch._library.triton").setLevel(_logging.ERROR)

@@ -192,6 +192,103 @@ def cmd_data_index(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- energy verbs
+
+
+def _cost_arg(args: argparse.Namespace):
+    return args.costs if getattr(args, "costs", None) else args.preset
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .analysis import analyse_checkpoint
+    from .progress import progress_callback
+    from .reports import table6_text, write_report
+
+    update, close = progress_callback("profiling", enabled=not args.json)
+    try:
+        summary, per_layer = analyse_checkpoint(
+            args.checkpoint, data=args.data, samples=args.samples, cost=_cost_arg(args),
+            reuse=args.reuse, batch_size=args.batch_size, progress=update,
+        )
+    finally:
+        close()
+    out = args.out or Path("reports") / Path(args.checkpoint).stem
+    paths = write_report(out, summary, per_layer)
+    if args.json:
+        print(paths["summary.json"].read_text(), end="")
+    else:
+        print(table6_text(summary))
+        print(f"report written to {out}/ (report.md, report.html, per_layer.csv, summary.json, plots)")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .analysis import analyse_checkpoint, comparison_row
+    from .progress import progress_callback
+    from .reports.render import comparison_frame, comparison_markdown
+    from .reports.writer import write_comparison
+
+    rows = []
+    names = [Path(c).stem for c in args.checkpoints]
+    if len(set(names)) < len(names):
+        names = [str(c) for c in args.checkpoints]
+    for ckpt, name in zip(args.checkpoints, names, strict=True):
+        update, close = progress_callback(f"profiling {name}", enabled=not args.json)
+        try:
+            summary, _ = analyse_checkpoint(
+                ckpt, data=args.data, samples=args.samples, cost=_cost_arg(args),
+                reuse=args.reuse, batch_size=args.batch_size, progress=update,
+            )
+        finally:
+            close()
+        rows.append(comparison_row(summary, name))
+    cost_name = summary["cost_model"]["name"]
+    paths = write_comparison(args.out, rows, cost_name, summary["data"]["samples"])
+    if args.json:
+        print(json.dumps({"rows": rows, "cost_model": cost_name, "files": {k: str(v) for k, v in paths.items()}}))
+    else:
+        print(comparison_markdown(comparison_frame(rows), cost_name, summary["data"]["samples"]))
+        print(f"comparison written to {args.out}/")
+    return 0
+
+
+def cmd_zoo_list(args: argparse.Namespace) -> int:
+    from .zoo import MODEL_KINDS
+
+    rows = [{"kind": k, "spiking": s.spiking, "description": s.description, "config": s.default_config}
+            for k, s in sorted(MODEL_KINDS.items())]
+    text = "\n".join(f"{r['kind']:<22} {'SNN' if r['spiking'] else 'ANN'}  {r['description']}" for r in rows)
+    _emit(args, {"kinds": rows}, text)
+    return 0
+
+
+def _parse_sets(pairs: list[str]) -> dict:
+    from .errors import ConfigError
+
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def cmd_zoo_init(args: argparse.Namespace) -> int:
+    from .checkpoint import save_checkpoint
+    from .zoo import build_model, default_card
+
+    card = default_card(args.kind, **_parse_sets(args.set))
+    card["note"] = "untrained: weights as initialised by the seed"
+    model = build_model(card)
+    path = save_checkpoint(args.out, model, card)
+    _emit(args, {"checkpoint": str(path), "card": card}, f"wrote {args.kind} checkpoint to {path}")
+    return 0
+
+
 # --------------------------------------------------------------------------- demo
 
 
@@ -339,6 +436,65 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="manifest path (default ROOT/manifest.jsonl)")
     _add_json(p)
     p.set_defaults(func=cmd_data_index)
+
+    # report / compare
+    def add_energy_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data", default="builtin",
+                       help="'builtin' (the spike-digits test split, generated on first use) or a dataset "
+                       "folder / manifest (default builtin)")
+        p.add_argument("--samples", type=int, default=8, help="clips to run (default 8)")
+        p.add_argument("--batch-size", type=int, default=4, help="clips per forward pass (default 4)")
+        p.add_argument("--preset", default="paper",
+                       help="cost preset: paper (SPKLIP A.6, default), horowitz-fp32, horowitz-fp16, "
+                       "horowitz-int8, horowitz-fp32-8kb, loihi, truenorth (the chip presets carry UNVERIFIED flags)")
+        p.add_argument("--costs", type=Path, help="your own cost table (TOML or YAML); overrides --preset")
+        p.add_argument("--reuse", choices=("layer", "none"), default="layer",
+                       help="weight reuse: 'layer' reads each weight once per layer call and time step "
+                       "(default); 'none' reads one weight per MAC/SOP")
+        _add_json(p)
+
+    p = verbs.add_parser(
+        "report", help="count operations of a checkpoint and write an energy report",
+        description="Run a checkpoint's model on spike clips under forward hooks, count MACs, synaptic "
+        "operations (SOPs), neuron updates and memory accesses per layer, price them with a cost model "
+        "and write report.md, report.html, per_layer.csv, summary.json and plots. The terminal shows "
+        "the paper's Table 6 (computational, memory and total energy, memory energy ratio).",
+    )
+    p.add_argument("checkpoint", type=Path, help="a spklip-energy checkpoint (.pt or .safetensors)")
+    p.add_argument("--out", type=Path, help="output folder (default reports/<checkpoint name>)")
+    add_energy_options(p)
+    p.set_defaults(func=cmd_report)
+
+    p = verbs.add_parser(
+        "compare", help="compare checkpoints on accuracy, operations and energy",
+        description="Profile several checkpoints on the same clips and write one table (Markdown, CSV, "
+        "HTML) of accuracy, MACs, SOPs, neuron updates, memory accesses and energy, each with its ratio "
+        "to the first checkpoint, plus an energy-vs-accuracy plot (paper Table 6 and A.7).",
+    )
+    p.add_argument("checkpoints", type=Path, nargs="+", help="checkpoints; ratios are to the first")
+    p.add_argument("--out", type=Path, default=Path("reports/compare"), help="output folder (default reports/compare)")
+    add_energy_options(p)
+    p.set_defaults(func=cmd_compare)
+
+    # zoo
+    zoo = verbs.add_parser(
+        "zoo", help="small reference models (ANN, spikingjelly, snnTorch) as checkpoints",
+        description="Small ANN and SNN models that checkpoints can describe: for trying report and "
+        "compare before training the SPKLIP models.",
+    )
+    zverbs = zoo.add_subparsers(dest="zoo_verb", metavar="ZOO_VERB", required=True)
+    p = zverbs.add_parser("list", help="list model kinds", description="List the model kinds and their configs.")
+    _add_json(p)
+    p.set_defaults(func=cmd_zoo_list)
+    p = zverbs.add_parser(
+        "init", help="write an (untrained) checkpoint of a model kind",
+        description="Build a model kind with its seeded initialisation and save it as a checkpoint.",
+    )
+    p.add_argument("kind", help="model kind (see `spklip-energy zoo list`)")
+    p.add_argument("out", type=Path, help="checkpoint path (.pt or .safetensors)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
+    _add_json(p)
+    p.set_defaults(func=cmd_zoo_init)
 
     # demo
     p = verbs.add_parser(

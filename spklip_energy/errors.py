@@ -26,3 +26,7 @@ class MediaError(SpklipError):
 
 class ConfigError(SpklipError):
     """A configuration value, preset name or option is invalid."""
+
+
+class CheckpointError(SpklipError):
+    """A checkpoint file is missing, unsafe, foreign or malformed, or cannot be written."""

@@ -1,0 +1,283 @@
+"""``profile(model, inputs)``: count operations and memory accesses with forward hooks.
+
+The profiler only plans which modules to hook, attaches hooks, runs the model
+once on real input, removes the hooks and sums what the rules of
+:mod:`spklip_energy.energy.rules` return. It never prints.
+
+Which modules are counted: walking the module tree from the root, a module whose
+type has a rule is hooked (and, for most rules, its children are covered by it);
+a module without a rule is descended into; a leaf without a rule, or a module
+whose own parameters are used outside its children, is reported as "not
+counted" - never as zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pandas as pd
+import torch
+import torch.nn as nn
+
+from ..errors import ConfigError
+from .counts import Counts, materialise
+from .rules import CallContext, RuleEntry, find_rule
+
+REUSE_MODES = ("layer", "none")
+
+#: Modules that hold no computation of their own (descended into silently).
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+
+@dataclass
+class _Site:
+    name: str
+    module: nn.Module
+    entry: RuleEntry | None  # None: not counted
+    records: list[Counts] = field(default_factory=list)  # one per call; summed after the run
+    calls: int = 0
+    reason: str = ""
+
+
+def _plan(model: nn.Module, extra: dict[type, RuleEntry] | None) -> list[_Site]:
+    sites: list[_Site] = []
+
+    def visit(name: str, mod: nn.Module) -> None:
+        entry = find_rule(mod, extra)
+        children = list(mod.named_children())
+        if entry is not None:
+            sites.append(_Site(name, mod, entry))
+            if entry.covers_children:
+                return
+        elif not children:
+            if any(True for _ in mod.parameters(recurse=False)) or not _is_trivial(mod):
+                sites.append(_Site(name, mod, None, reason="no counting rule for this layer type"))
+            return
+        elif any(True for _ in mod.parameters(recurse=False)) and not isinstance(mod, _CONTAINERS):
+            sites.append(_Site(name, mod, None, reason="own parameters used outside its children"))
+        for child_name, child in children:
+            visit(f"{name}.{child_name}" if name else child_name, child)
+
+    visit("", model)
+    return sites
+
+
+def _is_trivial(mod: nn.Module) -> bool:
+    """Parameter-free leaf modules that never compute (none known beyond the rule table)."""
+    return False
+
+
+@dataclass
+class ProfileResult:
+    """Per-layer counts of one profiled run, and energy estimates from them."""
+
+    per_layer: pd.DataFrame  # one row per counted (or not counted) module
+    totals: dict  # summed counts
+    not_counted: list[dict]  # {"name", "type", "reason", "calls"}
+    reuse: str  # weight-reuse mode used for memory counts
+    samples: int  # samples in the profiled batch(es)
+    notes: list[str]
+
+    def energy(self, cost="paper") -> dict:
+        """Energy under a cost preset name, a CostModel, or a cost-file path (see estimate)."""
+        from .estimate import estimate_energy
+
+        return estimate_energy(self, cost)["totals"]
+
+    def energy_report(self, cost="paper") -> dict:
+        """Per-layer and total energy with provenance (see :func:`estimate.estimate_energy`)."""
+        from .estimate import estimate_energy
+
+        return estimate_energy(self, cost)
+
+
+class Profiler:
+    """Counting hooks on a model, as a context manager.
+
+    ``with Profiler(model) as prof: model(x)`` counts every forward run inside
+    the block (several batches accumulate); ``prof.result()`` sums the counts
+    into a :class:`ProfileResult` afterwards. Entering plans the hooks, leaving
+    removes them; nothing is printed.
+    """
+
+    def __init__(self, model: nn.Module, *, reuse: str = "layer", strict: bool = False,
+                 extra_rules: dict[type, RuleEntry] | None = None) -> None:
+        if reuse not in REUSE_MODES:
+            raise ConfigError(f"unknown weight-reuse mode {reuse!r}; choose one of {', '.join(REUSE_MODES)}")
+        self.model, self.reuse, self.extra_rules = model, reuse, extra_rules
+        self.ctx = CallContext(reuse=reuse)
+        self.sites = _plan(model, extra_rules)
+        missing = [s for s in self.sites if s.entry is None]
+        if strict and missing:
+            names = ", ".join(f"{s.name or '<root>'} ({type(s.module).__name__})" for s in missing[:5])
+            raise ConfigError(f"no counting rule for {len(missing)} module(s): {names}")
+        self._handles: list = []
+
+    def mark_spikes(self, *tensors: torch.Tensor) -> None:
+        """Declare model inputs to be spikes (saves the per-layer value check)."""
+        for t in tensors:
+            self.ctx.mark_spike(t)
+
+    def __enter__(self) -> Profiler:
+        ctx = self.ctx
+
+        def make_hook(site: _Site):
+            def hook(mod, args, output):
+                site.calls += 1
+                if site.entry is not None:
+                    site.records.append(site.entry.fn(mod, args, output, ctx))
+
+            return hook
+
+        def push_steps(mod, args):
+            x = next((a for a in args if isinstance(a, torch.Tensor)), None)
+            ctx.step_stack.append(int(x.shape[0]) if x is not None and x.dim() >= 3 else 1)
+
+        def pop_steps(mod, args, output):
+            if ctx.step_stack:
+                ctx.step_stack.pop()
+
+        try:
+            for site in self.sites:
+                self._handles.append(site.module.register_forward_hook(make_hook(site)))
+            for mod in self.model.modules():
+                if getattr(mod, "step_mode", None) == "m" and find_rule(mod, self.extra_rules) is None and any(
+                    True for _ in mod.children()
+                ):
+                    self._handles.append(mod.register_forward_pre_hook(push_steps))
+                    self._handles.append(mod.register_forward_hook(pop_steps))
+        except BaseException:
+            self._remove()
+            raise
+        return self
+
+    def _remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    def __exit__(self, *exc) -> None:
+        self._remove()
+
+    def result(self, samples: int = 1) -> ProfileResult:
+        """Sum what the hooks counted (one host transfer for all device-side counts)."""
+        return _summarise(self.sites, self.reuse, samples)
+
+
+def profile(
+    model: nn.Module,
+    inputs=None,
+    *,
+    forward: Callable[[nn.Module], object] | None = None,
+    reuse: str = "layer",
+    strict: bool = False,
+    extra_rules: dict[type, RuleEntry] | None = None,
+    samples: int | None = None,
+) -> ProfileResult:
+    """Run ``model`` once under forward hooks and count what it does.
+
+    Parameters
+    ----------
+    model : any ``nn.Module`` built from torch, spikingjelly or snnTorch layers
+        (or this project's, which register their own rules).
+    inputs : a tensor or tuple of tensors passed as ``model(*inputs)``; a binary
+        input tensor is treated as spikes. Or give ``forward``.
+    forward : ``forward(model)`` runs the model itself (for models with a time
+        loop or special input handling, or several batches); spike inputs are
+        then decided per layer from their values.
+    reuse : ``"layer"`` (weights read once per layer call and time step) or
+        ``"none"`` (one weight read per MAC/SOP).
+    strict : raise :class:`ConfigError` if any module has no counting rule.
+    extra_rules : ``{type: RuleEntry}`` used for this run only.
+    samples : number of samples the run covers, for per-sample figures (default:
+        the first dim of the first input).
+    """
+    if inputs is None and forward is None:
+        raise ConfigError("profile needs inputs or a forward function")
+    args = () if inputs is None else (inputs if isinstance(inputs, (tuple, list)) else (inputs,))
+    with Profiler(model, reuse=reuse, strict=strict, extra_rules=extra_rules) as prof, torch.no_grad():
+        if forward is not None:
+            forward(model)
+        else:
+            for a in args:
+                if isinstance(a, torch.Tensor) and a.numel() and bool(prof.ctx.is_spike(a)):
+                    prof.mark_spikes(a)
+            model(*args)
+    if samples is None:
+        first = args[0] if args else None
+        samples = int(first.shape[0]) if isinstance(first, torch.Tensor) and first.dim() else 1
+    return prof.result(samples)
+
+
+def _summarise(sites: list[_Site], reuse: str, samples: int) -> ProfileResult:
+    counted = [s for s in sites if s.entry is not None and s.calls]
+    summed = []
+    for s in counted:
+        total = Counts()
+        for rec in s.records:
+            total.add_(rec)
+        summed.append(total)
+    rows = materialise(summed)
+    records = []
+    notes: list[str] = []
+    for site, r in zip(counted, rows, strict=True):
+        mem_reads = r["weight_reads"] + r["state_reads"] + r["act_reads"]
+        mem_writes = r["state_writes"] + r["act_writes"]
+        records.append(
+            {
+                "name": site.name or "<root>",
+                "type": type(site.module).__name__,
+                "calls": site.calls,
+                "spiking": site.entry.spiking,
+                "binary_input": r["binary_input"],
+                "macs": r["macs"],
+                "sops": r["sops"],
+                "neuron_updates": r["neuron_updates"],
+                "mem_reads": mem_reads,
+                "mem_writes": mem_writes,
+                "mem_accesses": mem_reads + mem_writes,
+                "weight_reads": r["weight_reads"],
+                "state_reads": r["state_reads"],
+                "state_writes": r["state_writes"],
+                "act_reads": r["act_reads"],
+                "act_writes": r["act_writes"],
+                "mem_bytes_read": r["weight_read_bytes"] + r["act_read_bytes"] + r["state_bytes"] / 2,
+                "mem_bytes_written": r["act_write_bytes"] + r["state_bytes"] / 2,
+                "input_rate": r["in_nnz"] / r["in_numel"] if r["in_numel"] else float("nan"),
+                "output_rate": r["out_nnz"] / r["out_numel"] if r["out_numel"] else float("nan"),
+                "params": sum(p.numel() for p in site.module.parameters()),
+                "weight_buffer": r["weight_buffer"],
+                "state_buffer": r["state_buffer"],
+                "act_buffer": r["act_buffer"],
+                "counted": True,
+            }
+        )
+        notes.extend(n for n in r["notes"] if n not in notes)
+    not_counted = []
+    for site in sites:
+        if site.entry is None and site.calls:
+            not_counted.append(
+                {"name": site.name or "<root>", "type": type(site.module).__name__,
+                 "reason": site.reason, "calls": site.calls}
+            )
+            records.append(
+                {"name": site.name or "<root>", "type": type(site.module).__name__, "calls": site.calls,
+                 "spiking": False, "counted": False,
+                 "params": sum(p.numel() for p in site.module.parameters(recurse=False))}
+            )
+    df = pd.DataFrame.from_records(records)
+    count_cols = ["macs", "sops", "neuron_updates", "mem_reads", "mem_writes", "mem_accesses",
+                  "weight_reads", "state_reads", "state_writes", "act_reads", "act_writes",
+                  "mem_bytes_read", "mem_bytes_written"]
+    for col in count_cols:
+        if col not in df:
+            df[col] = 0
+    df[count_cols] = df[count_cols].fillna(0)
+    totals = {col: float(df.loc[df["counted"], col].sum()) if len(df) else 0.0 for col in count_cols}
+    for key in ("macs", "sops", "neuron_updates", "mem_reads", "mem_writes", "mem_accesses"):
+        totals[key] = int(round(totals[key]))
+    totals["not_counted_modules"] = len(not_counted)
+    totals["samples"] = samples
+    return ProfileResult(per_layer=df, totals=totals, not_counted=not_counted, reuse=reuse,
+                         samples=samples, notes=notes)

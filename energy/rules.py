@@ -1,0 +1,552 @@
+"""Counting rules: one pure function per layer type, in one registry.
+
+A rule is ``rule(module, inputs, output, ctx) -> Counts`` for one call of the
+module. Rules are registered with :func:`register_rule` for one or more types;
+lookup walks the module's MRO, so spikingjelly's wrappers (which subclass the
+torch layers) use the torch rules. Adding a layer type is one decorated
+function.
+
+Conventions (NB: choices, not facts; reports repeat them):
+
+* A layer's input counts as **binary spikes** when its producer is a spiking
+  neuron (or the model input was binary, or it passed through a spike-preserving
+  layer such as max-pooling or flatten); otherwise it is decided from the actual
+  tensor, on the device, with no host sync (``x*x - x`` has no non-zero).
+* **Convolution on spikes**: SOPs = sum over input pixels of ``spike x coverage``
+  times ``C_out / groups``, where ``coverage[p]`` is the number of output positions
+  whose receptive field contains ``p``. Coverage is computed once per geometry as
+  the gradient of a one-channel all-ones convolution, so it is exact at the borders
+  for any padding (mode included), stride, dilation and groups.
+* **Dense MACs**: output elements x fan-in. Bias additions are not counted as
+  operations (their reads are counted as memory).
+* **Normalisation**: BatchNorm one MAC per element (inference: folded scale and
+  shift); LayerNorm/GroupNorm three per element (mean, variance, affine);
+  Softmax three per element (exp, sum, divide).
+* **Pooling**: average pooling accumulates (SOPs on spikes, MACs otherwise); max
+  pooling charges no arithmetic (comparisons are not counted) and keeps spikes binary.
+* **Neurons**: one update per neuron per time step; each update reads and writes
+  its membrane potential (one word each).
+* **Memory** (32-bit words): inputs read once and outputs written once per call;
+  weights read once per call and time step (``reuse="layer"``, weight-stationary)
+  or once per MAC/SOP (``reuse="none"``, the no-reuse bound).
+* Element-wise arithmetic written inline in a ``forward`` (residual additions,
+  for instance) is not visible to module hooks and is not counted.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .counts import Counts
+
+Rule = Callable[[nn.Module, tuple, object, "CallContext"], Counts]
+
+
+@dataclass(frozen=True)
+class RuleEntry:
+    """A registered rule and whether it accounts for the module's children too."""
+
+    fn: Rule
+    covers_children: bool = True  # False: counts only the module's own work; children hooked too
+    spiking: bool = False  # the module is a stateful spiking neuron
+
+
+RULES: dict[type, RuleEntry] = {}
+
+
+def register_rule(*types: type, covers_children: bool = True, spiking: bool = False, replace: bool = False):
+    """Decorator registering ``fn`` as the counting rule for ``types``.
+
+    Refuses a type that already has a rule unless ``replace=True``.
+    """
+
+    def deco(fn: Rule) -> Rule:
+        for t in types:
+            if not isinstance(t, type):
+                raise TypeError(f"register_rule expects classes, got {t!r}")
+            if t in RULES and not replace:
+                raise ValueError(f"{t.__qualname__} already has a counting rule ({RULES[t].fn.__name__})")
+            RULES[t] = RuleEntry(fn, covers_children, spiking)
+        return fn
+
+    return deco
+
+
+def find_rule(module: nn.Module, extra: dict[type, RuleEntry] | None = None) -> RuleEntry | None:
+    """The rule for ``module``'s type (most specific class first), or None."""
+    for klass in type(module).__mro__:
+        if extra and klass in extra:
+            return extra[klass]
+        if klass in RULES:
+            return RULES[klass]
+    return None
+
+
+# --------------------------------------------------------------------------- call context
+
+
+@dataclass
+class CallContext:
+    """Per-profile state the rules share: known spike tensors, caches, options."""
+
+    reuse: str = "layer"  # "layer" or "none"
+    _spikes: dict = field(default_factory=dict)  # id -> weakref of tensors known to be spikes
+    _nnz: dict = field(default_factory=dict)  # id -> (weakref, nnz tensor)
+    _coverage: dict = field(default_factory=dict)
+    step_stack: list = field(default_factory=list)  # time steps of enclosing multi-step containers
+    _params: dict = field(default_factory=dict)  # (id(module), recurse) -> (elements, words, bytes)
+
+    def param_stats(self, module: nn.Module, recurse: bool = True) -> tuple[int, int, int]:
+        """(elements, 32-bit words, bytes) of the module's parameters, cached per module."""
+        key = (id(module), recurse)
+        if key not in self._params:
+            self._params[key] = _param_stats(module, recurse)
+        return self._params[key]
+
+    # spike bookkeeping -------------------------------------------------------
+    def mark_spike(self, t) -> None:
+        if isinstance(t, torch.Tensor):
+            self._spikes[id(t)] = weakref.ref(t)
+
+    def known_spike(self, t: torch.Tensor) -> bool:
+        ref = self._spikes.get(id(t))
+        return ref is not None and ref() is t
+
+    def is_spike(self, t: torch.Tensor) -> bool | torch.Tensor:
+        """True for a known spike tensor, else a 0-dim bool tensor computed on the device."""
+        if t.dtype == torch.bool or self.known_spike(t):
+            return True
+        if not t.is_floating_point() and not t.is_complex():
+            return ((t == 0) | (t == 1)).all()
+        return ~torch.any(t * t - t)
+
+    def nnz(self, t: torch.Tensor) -> torch.Tensor:
+        entry = self._nnz.get(id(t))
+        if entry is not None and entry[0]() is t:
+            return entry[1]
+        n = torch.count_nonzero(t)
+        self._nnz[id(t)] = (weakref.ref(t), n)
+        return n
+
+    def steps(self, module: nn.Module, x: torch.Tensor, sample_dims: int) -> int:
+        """Time steps one call covers: T for a multi-step call ``[T, B, ...]``, else 1
+        (or the T of an enclosing multi-step container)."""
+        if getattr(module, "step_mode", "s") == "m" and x.dim() >= sample_dims + 2:
+            return int(x.shape[0])
+        return self.step_stack[-1] if self.step_stack else 1
+
+    def cached(self, key, make: Callable[[], torch.Tensor]) -> torch.Tensor:
+        if key not in self._coverage:
+            self._coverage[key] = make()
+        return self._coverage[key]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _tensors(xs: Iterable) -> list[torch.Tensor]:
+    return [x for x in xs if isinstance(x, torch.Tensor)]
+
+
+def _first_tensor(out) -> torch.Tensor | None:
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, (tuple, list)):
+        for o in out:
+            if isinstance(o, torch.Tensor):
+                return o
+    return None
+
+
+def _bytes(t: torch.Tensor) -> int:
+    return t.numel() * t.element_size()
+
+
+def _param_stats(module: nn.Module, recurse: bool) -> tuple[int, int, int]:
+    """(elements, 32-bit words, bytes) of the module's parameters."""
+    elems = nbytes = 0
+    for p in module.parameters(recurse=recurse):
+        elems += p.numel()
+        nbytes += p.numel() * p.element_size()
+    return elems, elems, nbytes
+
+
+def _select(binary, if_binary, if_not):
+    """``if_binary`` where the input is binary, ``if_not`` elsewhere (bool or 0-dim tensor)."""
+    if isinstance(binary, torch.Tensor):
+        a = if_binary if isinstance(if_binary, torch.Tensor) else float(if_binary)
+        b = if_not if isinstance(if_not, torch.Tensor) else float(if_not)
+        if not isinstance(a, torch.Tensor) and not isinstance(b, torch.Tensor):
+            a = torch.tensor(a, dtype=torch.float64, device=binary.device)
+        return torch.where(binary, a, b)
+    return if_binary if binary else if_not
+
+
+def base_counts(module: nn.Module, inputs: tuple, output, ctx: CallContext, sample_dims: int,
+                recurse_params: bool = True) -> tuple[Counts, torch.Tensor | None, torch.Tensor | None]:
+    """Activation traffic, rates and weight reads common to every layer rule.
+
+    ``sample_dims`` is the number of trailing dims of one sample at one time step
+    (3 for a 2-D convolution's ``[C, H, W]``, 1 for a linear layer's features).
+    """
+    xs = _tensors(inputs)
+    out = _first_tensor(output)
+    c = Counts()
+    x = xs[0] if xs else None
+    for t in xs:
+        c.act_reads += t.numel()
+        c.act_read_bytes += _bytes(t)
+    if out is not None:
+        c.act_writes = out.numel()
+        c.act_write_bytes = _bytes(out)
+    elems, words, nbytes = ctx.param_stats(module, recurse_params)
+    c.weight_buffer = elems
+    steps = 1
+    if x is not None:
+        steps = ctx.steps(module, x, sample_dims)
+        c.act_buffer = max(_per_sample(x, sample_dims), _per_sample(out, sample_dims) if out is not None else 0)
+    c.weight_reads = words * steps
+    c.weight_read_bytes = nbytes * steps
+    return c, x, out
+
+
+def _spike_rate(c: Counts, x: torch.Tensor, binary, nnz) -> None:
+    """Record the input spike rate (only for spike inputs: rates of real values mean little)."""
+    c.in_numel = x.numel()
+    c.in_nnz = nnz if binary is True else _select(binary, nnz, float("nan"))
+
+
+def _per_sample(t: torch.Tensor, sample_dims: int) -> int:
+    """Elements of one sample at one time step: the product of the trailing dims."""
+    return math.prod(t.shape[-sample_dims:]) if t.dim() >= sample_dims and sample_dims > 0 else t.numel()
+
+
+def _no_reuse_weights(c: Counts, module: nn.Module, out: torch.Tensor | None) -> None:
+    """Charge one weight read per operation (and one bias read per output)."""
+    bias = getattr(module, "bias", None)
+    per_op = c.macs + c.sops
+    c.weight_reads = per_op + (out.numel() if (bias is not None and out is not None) else 0)
+    w = getattr(module, "weight", None)
+    size = w.element_size() if isinstance(w, torch.Tensor) else 4
+    c.weight_read_bytes = c.weight_reads * size
+
+
+# --------------------------------------------------------------------------- convolution
+
+
+def _coverage(module: nn.Module, spatial: tuple[int, ...], device) -> torch.Tensor:
+    """Number of output positions whose receptive field holds each input position."""
+    nd = len(spatial)
+    conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[nd]
+    x = torch.ones((1, 1) + spatial, dtype=torch.float64, device=device, requires_grad=True)
+    k = torch.ones((1, 1) + tuple(module.kernel_size), dtype=torch.float64, device=device)
+    with torch.enable_grad():
+        if module.padding_mode != "zeros":
+            xp = F.pad(x, module._reversed_padding_repeated_twice, mode=module.padding_mode)
+            y = conv(xp, k, None, module.stride, 0, module.dilation, 1)
+        else:
+            y = conv(x, k, None, module.stride, module.padding, module.dilation, 1)
+        (grad,) = torch.autograd.grad(y.sum(), x)
+    return grad[0, 0].round()
+
+
+@register_rule(nn.Conv1d, nn.Conv2d, nn.Conv3d)
+def conv_rule(module: nn.Conv2d, inputs, output, ctx: CallContext) -> Counts:
+    nd = len(module.kernel_size)
+    c, x, out = base_counts(module, inputs, output, ctx, sample_dims=nd + 1)
+    fan_in = (module.in_channels // module.groups) * math.prod(module.kernel_size)
+    dense = out.numel() * fan_in
+    binary = ctx.is_spike(x)
+    c.binary_input = binary
+    if binary is False:
+        c.macs = dense
+    else:
+        spatial = tuple(x.shape[-nd:])
+        key = ("conv", module.kernel_size, module.stride, module.padding, module.dilation,
+               module.padding_mode, spatial, x.device)
+        cov = ctx.cached(key, lambda: _coverage(module, spatial, x.device))
+        # float32 sums of 0/1 are exact below 2**24 per pixel; the weighted sum runs in float64
+        per_pixel = x.reshape((-1,) + spatial).sum(0, dtype=torch.float32).double()
+        sops = (per_pixel * cov).sum() * (module.out_channels // module.groups)
+        c.sops = _select(binary, sops, 0)
+        c.macs = _select(binary, 0, dense)
+        _spike_rate(c, x, binary, per_pixel.sum())
+    if ctx.reuse == "none":
+        _no_reuse_weights(c, module, out)
+    return c
+
+
+@register_rule(nn.Linear)
+def linear_rule(module: nn.Linear, inputs, output, ctx: CallContext) -> Counts:
+    c, x, out = base_counts(module, inputs, output, ctx, sample_dims=1)
+    dense = out.numel() * module.in_features
+    binary = ctx.is_spike(x)
+    c.binary_input = binary
+    if binary is False:
+        c.macs = dense
+    else:
+        nnz = ctx.nnz(x)
+        c.sops = _select(binary, nnz * module.out_features, 0)
+        c.macs = _select(binary, 0, dense)
+        _spike_rate(c, x, binary, nnz)
+    if ctx.reuse == "none":
+        _no_reuse_weights(c, module, out)
+    return c
+
+
+# --------------------------------------------------------------------------- pooling
+
+
+def _pool_windows_1d(n_in: int, k: int, s: int, p: int, ceil_mode: bool) -> torch.Tensor:
+    """How many pooling windows cover each of ``n_in`` positions (PyTorch's output-size rule)."""
+    span = n_in + 2 * p - k
+    n_out = (-(-span // s) if ceil_mode else span // s) + 1
+    if ceil_mode and (n_out - 1) * s >= n_in + p:
+        n_out -= 1  # the last window must start inside the input or the left padding
+    cov = torch.zeros(n_in, dtype=torch.float64)
+    for i in range(n_out):
+        lo, hi = max(i * s - p, 0), min(i * s - p + k, n_in)
+        if lo < hi:
+            cov[lo:hi] += 1
+    return cov
+
+
+def _pool_coverage(module, spatial: tuple[int, ...], device) -> torch.Tensor:
+    nd = len(spatial)
+
+    def per_dim(v):
+        return (v,) * nd if isinstance(v, int) else tuple(v)
+
+    ks, ss = per_dim(module.kernel_size), per_dim(module.stride or module.kernel_size)
+    ps = per_dim(module.padding)
+    axes = [_pool_windows_1d(n, k, s, p, module.ceil_mode) for n, k, s, p in zip(spatial, ks, ss, ps, strict=True)]
+    grid = axes[0]
+    for a in axes[1:]:
+        grid = grid.unsqueeze(-1) * a
+    return grid.to(device)
+
+
+def _adaptive_coverage(out_size, spatial: tuple[int, ...], device) -> torch.Tensor:
+    nd = len(spatial)
+    sizes = (out_size,) * nd if isinstance(out_size, int) else tuple(out_size)
+    axes = []
+    for n_in, n_out in zip(spatial, sizes, strict=True):
+        n_out = n_in if n_out is None else n_out
+        cov = torch.zeros(n_in, dtype=torch.float64)
+        for i in range(n_out):
+            lo, hi = (i * n_in) // n_out, -((-(i + 1) * n_in) // n_out)
+            cov[lo:hi] += 1
+        axes.append(cov)
+    grid = axes[0]
+    for a in axes[1:]:
+        grid = grid.unsqueeze(-1) * a
+    return grid.to(device)
+
+
+def _avg_pool(module, inputs, output, ctx: CallContext, cov_fn) -> Counts:
+    nd = int(type(module).__name__[-2])  # AvgPool2d -> 2
+    c, x, out = base_counts(module, inputs, output, ctx, sample_dims=nd + 1)
+    spatial = tuple(x.shape[-nd:])
+    cov = ctx.cached(("pool", type(module), repr(module), spatial, x.device), lambda: cov_fn(spatial, x.device))
+    channels = x.numel() // math.prod(spatial)
+    dense = float(cov.sum()) * channels
+    binary = ctx.is_spike(x)
+    c.binary_input = binary
+    if binary is False:
+        c.macs = dense
+    else:
+        per_pixel = x.reshape((-1,) + spatial).sum(0, dtype=torch.float32).double()
+        c.sops = _select(binary, (per_pixel * cov).sum(), 0)
+        c.macs = _select(binary, 0, dense)
+        _spike_rate(c, x, binary, per_pixel.sum())
+    return c
+
+
+@register_rule(nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
+def avg_pool_rule(module, inputs, output, ctx):
+    return _avg_pool(module, inputs, output, ctx, lambda s, d: _pool_coverage(module, s, d))
+
+
+@register_rule(nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)
+def adaptive_avg_pool_rule(module, inputs, output, ctx):
+    return _avg_pool(module, inputs, output, ctx, lambda s, d: _adaptive_coverage(module.output_size, s, d))
+
+
+# --------------------------------------------------------------------------- free and spike-preserving layers
+
+
+def _preserving(module, inputs, output, ctx: CallContext) -> Counts:
+    """No arithmetic; the output is spikes when the input was."""
+    c, x, out = base_counts(module, inputs, output, ctx, sample_dims=1)
+    if x is not None:
+        binary = ctx.is_spike(x)
+        c.binary_input = binary
+        if binary is True and out is not None:
+            ctx.mark_spike(out)
+            _spike_rate(c, x, True, ctx.nnz(x))
+            c.out_numel, c.out_nnz = out.numel(), ctx.nnz(out)
+    return c
+
+
+register_rule(
+    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d,
+    nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
+    nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
+)(_preserving)
+
+
+def _elementwise_free(module, inputs, output, ctx: CallContext) -> Counts:
+    """Activation functions: no MACs (as in the paper's accounting); memory only."""
+    c, x, _ = base_counts(module, inputs, output, ctx, sample_dims=1)
+    return c
+
+
+register_rule(
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.ELU, nn.Hardtanh,
+    nn.Hardswish, nn.Hardsigmoid, nn.Mish, nn.Softplus,
+)(_elementwise_free)
+
+
+# --------------------------------------------------------------------------- normalisation
+
+
+@register_rule(nn.modules.batchnorm._BatchNorm)
+def batch_norm_rule(module, inputs, output, ctx):
+    # BatchNorm1d/2d/3d and spikingjelly's threshold-dependent variants: [C], [C, H, W], [C, D, H, W]
+    name = type(module).__name__
+    nd = {"1": 1, "2": 3, "3": 4}.get(name[-2], 1) if name.endswith("d") else 1
+    c, x, out = base_counts(module, inputs, output, ctx, sample_dims=nd)
+    c.macs = out.numel()
+    return c
+
+
+@register_rule(nn.LayerNorm, nn.GroupNorm)
+def layer_norm_rule(module, inputs, output, ctx):
+    c, x, out = base_counts(module, inputs, output, ctx, sample_dims=1)
+    c.macs = 3 * out.numel()
+    return c
+
+
+@register_rule(nn.Softmax, nn.LogSoftmax)
+def softmax_rule(module, inputs, output, ctx):
+    c, x, out = base_counts(module, inputs, output, ctx, sample_dims=1)
+    c.macs = 3 * out.numel()
+    return c
+
+
+@register_rule(nn.Embedding)
+def embedding_rule(module, inputs, output, ctx):
+    c, x, out = base_counts(module, inputs, output, ctx, sample_dims=1)
+    # a lookup: reads one row per token, not the whole table
+    c.weight_reads = out.numel()
+    c.weight_read_bytes = out.numel() * module.weight.element_size()
+    return c
+
+
+# --------------------------------------------------------------------------- attention
+
+
+@register_rule(nn.MultiheadAttention)
+def mha_rule(module: nn.MultiheadAttention, inputs, output, ctx: CallContext) -> Counts:
+    xs = _tensors(inputs)
+    q, k = xs[0], xs[1] if len(xs) > 1 else xs[0]
+    v = xs[2] if len(xs) > 2 else k
+    c, _, out = base_counts(module, (q, k, v), output, ctx, sample_dims=1)
+    e, h = module.embed_dim, module.num_heads
+    if module.batch_first:
+        n, lq, ls = q.shape[0], q.shape[1], k.shape[1]
+    elif q.dim() == 3:
+        lq, n, ls = q.shape[0], q.shape[1], k.shape[0]
+    else:
+        n, lq, ls = 1, q.shape[0], k.shape[0]
+    kdim, vdim = module.kdim, module.vdim
+    dh = e // h
+    sops = macs = 0
+    for t, width in ((q, e), (k, kdim), (v, vdim)):
+        dense = t.numel() // width * e * width
+        binary = ctx.is_spike(t)
+        if binary is False:
+            macs = macs + dense
+        else:
+            sops = sops + _select(binary, ctx.nnz(t) * e, 0)
+            macs = macs + _select(binary, 0, dense)
+    scores = n * h * lq * ls * dh  # Q K^T
+    mix = n * h * lq * ls * dh  # A V
+    softmax = 3 * n * h * lq * ls
+    out_proj = n * lq * e * e
+    c.macs = macs + scores + mix + softmax + out_proj
+    c.sops = sops
+    if ctx.reuse == "none":
+        _no_reuse_weights(c, module, out)
+    return c
+
+
+# --------------------------------------------------------------------------- neurons
+
+
+def neuron_counts(module: nn.Module, x: torch.Tensor, spikes: torch.Tensor | None, ctx: CallContext,
+                  state_tensors: int = 1) -> Counts:
+    """One update per neuron and step; membrane read + write per update; outputs are spikes."""
+    c = Counts()
+    n = x.numel()
+    c.neuron_updates = n
+    c.state_reads = n * state_tensors
+    c.state_writes = n * state_tensors
+    c.state_bytes = 2 * n * state_tensors * x.element_size()
+    c.act_reads = n
+    c.act_read_bytes = _bytes(x)
+    c.binary_input = ctx.is_spike(x) if ctx.known_spike(x) else False
+    elems, words, nbytes = ctx.param_stats(module, True)
+    multi = getattr(module, "step_mode", "s") == "m" and x.dim() >= 2
+    steps = int(x.shape[0]) if multi else 1
+    c.weight_reads = words * steps  # learnable time constants or thresholds, if any
+    c.weight_read_bytes = nbytes * steps
+    c.weight_buffer = elems
+    per_step = x[0] if multi else x
+    per_sample = per_step[0].numel() if per_step.dim() > 1 else per_step.numel()
+    c.state_buffer = per_sample * state_tensors
+    c.act_buffer = per_sample
+    if spikes is not None:
+        c.act_writes = spikes.numel()
+        c.act_write_bytes = _bytes(spikes)
+        c.out_numel = spikes.numel()
+        c.out_nnz = ctx.nnz(spikes)
+        ctx.mark_spike(spikes)
+    return c
+
+
+def _spikingjelly_neuron(module, inputs, output, ctx):
+    return neuron_counts(module, inputs[0], _first_tensor(output), ctx)
+
+
+def _snntorch_neuron(module, inputs, output, ctx):
+    # Leaky(x, mem) -> (spk, mem); Synaptic keeps two state tensors (syn, mem)
+    states = 2 if type(module).__name__ in ("Synaptic", "RSynaptic", "Alpha") else 1
+    return neuron_counts(module, inputs[0], _first_tensor(output), ctx, state_tensors=states)
+
+
+def _register_library_neurons() -> None:
+    try:
+        from spikingjelly.activation_based import layer as sj_layer
+        from spikingjelly.activation_based.neuron import BaseNode
+
+        register_rule(BaseNode, spiking=True)(_spikingjelly_neuron)
+        register_rule(sj_layer.Dropout, sj_layer.Dropout2d)(_preserving)
+    except ImportError:  # pragma: no cover - spikingjelly is a dependency
+        pass
+    try:
+        from snntorch._neurons.neurons import SpikingNeuron
+
+        register_rule(SpikingNeuron, spiking=True)(_snntorch_neuron)
+    except ImportError:  # pragma: no cover - snntorch is a dependency
+        pass
+
+
+_register_library_neurons()

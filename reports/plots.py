@@ -1,0 +1,86 @@
+"""Plots of energy reports (PNG bytes; the writer decides where they go)."""
+
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    _plt().close(fig)
+    return buf.getvalue()
+
+
+def energy_per_layer_png(per_layer: pd.DataFrame, title: str, max_layers: int = 40) -> bytes:
+    """Horizontal stacked bars: compute, neuron and memory energy of each layer (µJ)."""
+    plt = _plt()
+    df = per_layer
+    if len(df) > max_layers:  # keep the most expensive layers, in network order
+        keep = df["total_j"].nlargest(max_layers).index
+        df = df.loc[sorted(keep)]
+    labels = [f"{n} ({t})" + (" [M]" if b == "memory" else "") for n, t, b in zip(df["name"], df["type"], df["bound"], strict=True)]
+    height = max(2.5, 0.24 * len(df) + 1.2)
+    fig, ax = plt.subplots(figsize=(8.5, height))
+    y = range(len(df))
+    left = [0.0] * len(df)
+    for col, color, label in (("compute_j", "#4c72b0", "compute (MAC/AC)"), ("neuron_j", "#55a868", "neuron updates"),
+                              ("memory_j", "#c44e52", "memory")):
+        vals = (df[col] * 1e6).tolist()
+        ax.barh(list(y), vals, left=left, color=color, label=label)
+        left = [a + b for a, b in zip(left, vals, strict=True)]
+    ax.set_yticks(list(y))
+    ax.set_yticklabels(labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("energy per profiled batch (µJ)   [M] = memory-bound")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    return _png(fig)
+
+
+def firing_rate_png(per_layer: pd.DataFrame, title: str) -> bytes | None:
+    """Bar chart of the firing rate of each spiking layer; None if the model has none."""
+    df = per_layer[per_layer["spiking"]]
+    if not len(df):
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8.5, max(2.5, 0.24 * len(df) + 1.2)))
+    ax.barh(range(len(df)), df["output_rate"].tolist(), color="#8172b2")
+    ax.set_yticks(range(len(df)))
+    ax.set_yticklabels(df["name"].tolist(), fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("firing rate (spikes per neuron per time step)")
+    ax.set_title(title, fontsize=9)
+    return _png(fig)
+
+
+def energy_vs_accuracy_png(rows: list[dict], title: str) -> bytes:
+    """Scatter of total energy per sample against accuracy (energy only where accuracy is unknown)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    have_acc = [r for r in rows if r.get("accuracy") is not None]
+    if have_acc:
+        for r in have_acc:
+            ax.scatter(r["energy_per_sample_j"] * 1e6, 100 * r["accuracy"], s=40)
+            ax.annotate(r["name"], (r["energy_per_sample_j"] * 1e6, 100 * r["accuracy"]), fontsize=7,
+                        xytext=(4, 4), textcoords="offset points")
+        ax.set_ylabel("accuracy (%)")
+    else:
+        ax.barh(range(len(rows)), [r["energy_per_sample_j"] * 1e6 for r in rows], color="#4c72b0")
+        ax.set_yticks(range(len(rows)))
+        ax.set_yticklabels([r["name"] for r in rows], fontsize=7)
+        ax.set_ylabel("(no checkpoint carries an accuracy)")
+    ax.set_xlabel("total energy per sample (µJ)")
+    ax.set_title(title, fontsize=9)
+    return _png(fig)

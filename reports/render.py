@@ -1,0 +1,259 @@
+"""Text, Markdown and HTML renderings of energy summaries and comparisons. Never counts."""
+
+from __future__ import annotations
+
+import base64
+import html
+
+import pandas as pd
+
+#: Per-layer columns shown in reports, in order.
+LAYER_COLUMNS = [
+    "name", "type", "calls", "spiking", "binary_input", "macs", "sops", "neuron_updates",
+    "mem_reads", "mem_writes", "input_rate", "output_rate", "params",
+    "compute_j", "neuron_j", "memory_j", "total_j", "bound",
+]
+
+
+def _si(x: float, unit: str = "") -> str:
+    if x is None:
+        return "—"
+    ax = abs(x)
+    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if ax >= scale:
+            return f"{x / scale:.3g} {prefix}{unit}".rstrip()
+    return f"{x:.3g} {unit}".rstrip()
+
+
+def _j(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def table6_rows(summary: dict) -> list[tuple[str, str]]:
+    """The paper's Table 6 rows for one model, per sample."""
+    t = summary["table6_per_sample"]
+    return [
+        ("Computational energy (J)", _j(t["computational_energy_j"])),
+        ("Memory access energy (J)", _j(t["memory_access_energy_j"])),
+        ("Total energy (J)", _j(t["total_energy_j"])),
+        ("Memory energy ratio", f"{100 * t['memory_energy_ratio']:.2f} %"),
+    ]
+
+
+def table6_text(summary: dict) -> str:
+    """Terminal summary in the form of the paper's Table 6 (appendix A.6)."""
+    cm = summary["cost_model"]
+    rows = table6_rows(summary)
+    width = max(len(r[0]) for r in rows) + 2
+    lines = [
+        f"{summary['checkpoint']['kind']} ({summary['checkpoint']['path']}) - "
+        f"{summary['data']['samples']} sample(s) of {summary['data']['source']}",
+        f"cost model {cm['name']!r}, weight reuse {summary['reuse']!r}; energy per sample:",
+    ]
+    lines += [f"  {name:<{width}}{value:>12}" for name, value in rows]
+    c = summary["counts_per_sample"]
+    lines.append(
+        f"  MACs {_si(c['macs'])}, SOPs {_si(c['sops'])}, neuron updates {_si(c['neuron_updates'])}, "
+        f"memory accesses {_si(c['mem_accesses'])} (32-bit words)"
+    )
+    e = summary["energy"]
+    lines.append(f"  memory-bound layers: {e['memory_bound_layers']} of {e['layers']}")
+    for w in summary["warnings"]:
+        lines.append(f"  note: {w}")
+    return "\n".join(lines)
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def _fmt_cell(col: str, v) -> str:
+    if isinstance(v, float) and v != v:  # NaN
+        return "—"
+    if col.endswith("_j"):
+        return f"{v:.3e}"
+    if col.endswith("_rate"):
+        return f"{v:.4f}"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, (int, float)) and col not in ("calls",):
+        return _si(float(v))
+    return str(v)
+
+
+def per_layer_rows(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    cols = [c for c in LAYER_COLUMNS if c in df.columns]
+    return cols, [[_fmt_cell(c, row[c]) for c in cols] for _, row in df.iterrows()]
+
+
+def _provenance_md(cm: dict) -> list[str]:
+    lines = [f"- **{cm['name']}**: {cm['description']}"]
+    lines.append(
+        f"- E_MAC = {cm['e_mac_pj']} pJ, E_AC = {cm['e_ac_pj']} pJ, E_neuron = {cm['e_neuron_pj']} pJ, "
+        + (f"memory {cm['e_mem_word_pj']} pJ per 32-bit access" if cm.get("e_mem_word_pj") is not None
+           else f"memory by SRAM tier {cm.get('sram_tiers')} (bytes, pJ per 64-bit access)"
+           if cm.get("sram_tiers") else "memory not charged separately")
+    )
+    for s in cm.get("sources", []):
+        lines.append(f"- source: {s}")
+    for f in cm.get("flags", []):
+        lines.append(f"- **{f}**")
+    consts = cm.get("constants") or {}
+    for c in consts.values() if isinstance(consts, dict) else consts:
+        if isinstance(c, dict):
+            deriv = f" = {c['derivation']}" if c.get("derivation") else ""
+            lines.append(f"  - {c.get('name')}: {c.get('value')} {c.get('unit')}{deriv} ({c.get('status')}; {c.get('source')})")
+    return lines
+
+
+def report_markdown(summary: dict, per_layer: pd.DataFrame, images: dict[str, str]) -> str:
+    """The whole report as Markdown; ``images`` maps captions to relative PNG paths."""
+    ck, data = summary["checkpoint"], summary["data"]
+    parts = [
+        f"# Energy report: {ck['kind']}",
+        "",
+        f"Checkpoint `{ck['path']}` · data {data['source']} ({data['samples']} samples) · "
+        f"cost model `{summary['cost_model']['name']}` · weight reuse `{summary['reuse']}` · "
+        f"spklip-energy {summary['tool_version']}",
+        "",
+        "## Summary (paper Table 6 form, per sample)",
+        "",
+        _md_table(["", "value"], [list(r) for r in table6_rows(summary)]),
+        "",
+        f"Neuron-update energy is grouped with **{summary['neuron_energy_grouping']}** energy.",
+        "",
+    ]
+    if summary.get("accuracy") is not None:
+        parts += [f"Accuracy recorded in the checkpoint: {summary['accuracy']}", ""]
+    c = summary["counts_per_sample"]
+    parts += [
+        "## Operation counts (per sample)",
+        "",
+        _md_table(["MACs", "SOPs", "neuron updates", "memory reads", "memory writes", "memory accesses"],
+                  [[_si(c["macs"]), _si(c["sops"]), _si(c["neuron_updates"]), _si(c["mem_reads"]),
+                    _si(c["mem_writes"]), _si(c["mem_accesses"])]]),
+        "",
+    ]
+    if summary["warnings"]:
+        parts += ["## Warnings and assumptions", ""] + [f"- {w}" for w in summary["warnings"]] + [""]
+    for caption, path in images.items():
+        parts += [f"![{caption}]({path})", ""]
+    cols, rows = per_layer_rows(per_layer)
+    parts += ["## Per layer (whole profiled batch)", "", _md_table(cols, rows), ""]
+    if summary["not_counted"]:
+        parts += ["## Not counted", ""] + [
+            f"- `{r['name']}` ({r['type']}): {r['reason']}" for r in summary["not_counted"]
+        ] + [""]
+    parts += ["## Cost model and sources", ""] + _provenance_md(summary["cost_model"]) + [""]
+    parts += ["## Counting conventions", ""] + [f"- {c}" for c in summary["conventions"]] + [""]
+    return "\n".join(parts)
+
+
+_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.warn{color:#8a4b00}
+img{max-width:100%}code{background:#f5f5f5;padding:0 3px}"""
+
+
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _img(png: bytes, alt: str) -> str:
+    return f'<p><img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}"></p>'
+
+
+def report_html(summary: dict, per_layer: pd.DataFrame, images: dict[str, bytes]) -> str:
+    """A self-contained HTML page (plots embedded as data URIs)."""
+    ck, data = summary["checkpoint"], summary["data"]
+    h = [f"<!doctype html><html><head><meta charset='utf-8'><title>Energy report: {html.escape(ck['kind'])}</title>",
+         f"<style>{_CSS}</style></head><body>",
+         f"<h1>Energy report: {html.escape(ck['kind'])}</h1>",
+         f"<p>Checkpoint <code>{html.escape(str(ck['path']))}</code> · data {html.escape(str(data['source']))} "
+         f"({data['samples']} samples) · cost model <code>{html.escape(summary['cost_model']['name'])}</code> · "
+         f"weight reuse <code>{html.escape(summary['reuse'])}</code></p>",
+         "<h2>Summary (paper Table 6 form, per sample)</h2>",
+         _html_table(["", "value"], [list(r) for r in table6_rows(summary)]),
+         f"<p>Neuron-update energy is grouped with {html.escape(summary['neuron_energy_grouping'])} energy.</p>"]
+    if summary["warnings"]:
+        h.append("<h2>Warnings and assumptions</h2><ul>" + "".join(
+            f"<li class='warn'>{html.escape(w)}</li>" for w in summary["warnings"]) + "</ul>")
+    for caption, png in images.items():
+        h.append(f"<h2>{html.escape(caption)}</h2>" + _img(png, caption))
+    cols, rows = per_layer_rows(per_layer)
+    h += ["<h2>Per layer (whole profiled batch)</h2>", _html_table(cols, rows)]
+    if summary["not_counted"]:
+        h.append("<h2>Not counted</h2><ul>" + "".join(
+            f"<li><code>{html.escape(r['name'])}</code> ({html.escape(r['type'])}): {html.escape(r['reason'])}</li>"
+            for r in summary["not_counted"]) + "</ul>")
+    h.append("<h2>Cost model and sources</h2><ul>" + "".join(
+        f"<li>{html.escape(line.lstrip('- ').replace('**', ''))}</li>" for line in _provenance_md(summary["cost_model"])) + "</ul>")
+    h.append("<h2>Counting conventions</h2><ul>" + "".join(
+        f"<li>{html.escape(c)}</li>" for c in summary["conventions"]) + "</ul>")
+    h.append("</body></html>")
+    return "\n".join(h)
+
+
+# --------------------------------------------------------------------------- comparisons
+
+COMPARE_COLUMNS = [
+    ("name", "model"), ("kind", "kind"), ("accuracy", "accuracy"), ("macs", "MACs"), ("sops", "SOPs"),
+    ("neuron_updates", "neuron updates"), ("mem_accesses", "memory accesses"),
+    ("compute_j", "compute energy (J)"), ("memory_j", "memory energy (J)"), ("total_j", "total energy (J)"),
+    ("memory_ratio", "memory ratio"),
+]
+RATIO_KEYS = ("macs", "sops", "neuron_updates", "mem_accesses", "compute_j", "memory_j", "total_j")
+
+
+def comparison_frame(rows: list[dict]) -> pd.DataFrame:
+    """One row per model with per-sample figures and each column's ratio to the first model."""
+    df = pd.DataFrame.from_records(rows)
+    base = rows[0]
+    for key in RATIO_KEYS:
+        b = base.get(key) or 0
+        df[f"{key}_ratio"] = [(r.get(key) / b) if b else float("nan") for r in rows]
+    return df
+
+
+def comparison_markdown(df: pd.DataFrame, cost_name: str, samples: int) -> str:
+    header = [label for _, label in COMPARE_COLUMNS]
+    rows = []
+    for _, r in df.iterrows():
+        cells = []
+        for key, _ in COMPARE_COLUMNS:
+            v = r.get(key)
+            if key == "accuracy":
+                cells.append("—" if v is None or v != v else f"{100 * v:.2f} %")
+            elif key == "memory_ratio":
+                cells.append(f"{100 * v:.2f} %")
+            elif key.endswith("_j"):
+                ratio = r.get(f"{key}_ratio")
+                cells.append(f"{v:.4g} (×{ratio:.3g})" if ratio == ratio else f"{v:.4g}")
+            elif key in RATIO_KEYS:
+                ratio = r.get(f"{key}_ratio")
+                cells.append(f"{_si(v)} (×{ratio:.3g})" if ratio == ratio else _si(v))
+            else:
+                cells.append(str(v))
+        rows.append(cells)
+    return (
+        f"# Model comparison (per sample, cost model `{cost_name}`, {samples} samples)\n\n"
+        + _md_table(header, rows)
+        + "\n\nRatios (×) are to the first model.\n"
+    )
+
+
+def comparison_html(df: pd.DataFrame, cost_name: str, samples: int, plot: bytes) -> str:
+    md_rows = comparison_markdown(df, cost_name, samples).split("\n")
+    table_lines = [ln for ln in md_rows if ln.startswith("|")]
+    header = [c.strip() for c in table_lines[0].strip("|").split("|")]
+    rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in table_lines[2:]]
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>Model comparison</title><style>{_CSS}</style>"
+        f"</head><body><h1>Model comparison</h1><p>Per sample, cost model <code>{html.escape(cost_name)}</code>, "
+        f"{samples} samples. Ratios (×) are to the first model.</p>{_html_table(header, rows)}"
+        f"{_img(plot, 'energy vs accuracy')}</body></html>"
+    )

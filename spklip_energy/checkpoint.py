@@ -1,0 +1,410 @@
+"""The project's one checkpoint format: weights plus a JSON card.
+
+A checkpoint holds a model's ``state_dict`` and a *card*, a JSON object that
+describes the model: ``kind`` (required; see :mod:`spklip_energy.zoo`),
+``config`` and any training or evaluation metadata. Two on-disk forms exist,
+chosen by the file suffix:
+
+``.safetensors``
+    ``safetensors`` file; its string metadata holds ``format``, ``version``
+    (``"1"``) and ``card`` (the card as JSON text).
+anything else (``.pt`` by convention)
+    a ``torch.save`` zip holding ``{"format", "version": 1, "card", "state_dict"}``.
+
+Loading never unpickles arbitrary objects: ``.pt`` files are read with
+``torch.load(weights_only=True)``, and a file whose pickle asks for anything
+beyond tensors and plain containers is refused. Every problem with a file is a
+:class:`~spklip_energy.errors.CheckpointError` naming it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import pickletools
+import re
+import stat
+import warnings
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import safetensors
+import safetensors.torch
+import torch
+from torch import nn
+
+from .atomic import atomic_path
+from .errors import CheckpointError
+
+FORMAT = "spklip-energy-checkpoint"  # marker stored in every checkpoint
+VERSION = 1  # the only layout version this code reads and writes
+SAFETENSORS_SUFFIX = ".safetensors"
+
+# Never converted into "corrupt file": the user or the interpreter wants out.
+_PASS_THROUGH = (KeyboardInterrupt, SystemExit, GeneratorExit)
+
+# torch's weights-only unpickler names what it refused in these messages.
+_REFUSAL_PATTERNS = (
+    re.compile(r"GLOBAL (\S+) (?:was not an allowed global|whose module)"),
+    re.compile(r"reduce for unrecognized function (.+?)(?: which belongs|$)", re.MULTILINE),
+    re.compile(r"Can only (?:build|create new object)\b.*?got (.+?)$", re.MULTILINE),
+)
+# Imports a torch.save state dict needs (plus torch.*Storage types); any other
+# import in a pickle that torch refused is what it refused.
+_TENSOR_PICKLE_IMPORTS = frozenset(
+    {
+        "collections.OrderedDict",
+        "torch._utils._rebuild_tensor_v2",
+        "torch._utils._rebuild_parameter",
+        "torch._utils._rebuild_parameter_with_state",
+    }
+)
+_IMPORT_OPCODES = frozenset({"GLOBAL", "INST", "STACK_GLOBAL"})
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the card, the CPU tensors and the file they came from."""
+
+    card: dict  # JSON object; always has a non-empty string "kind"
+    state_dict: dict[str, torch.Tensor]  # CPU tensors, dtypes as saved
+    path: Path | None = None  # the file read, or None for an in-memory checkpoint
+
+    @property
+    def kind(self) -> str:
+        return self.card["kind"]
+
+    @property
+    def config(self) -> dict:
+        return self.card.get("config", {})
+
+
+# --------------------------------------------------------------------------- saving
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model_or_state_dict: nn.Module | Mapping[str, torch.Tensor],
+    card: dict,
+) -> Path:
+    """Write ``model_or_state_dict`` and ``card`` to ``path`` atomically; return the path.
+
+    The form follows the suffix: ``.safetensors`` or a ``torch.save`` zip for
+    anything else. Tensors are detached, moved to the CPU and made contiguous;
+    views and tensors sharing storage are copied so that each is stored alone.
+    An existing file at ``path`` is replaced only once the new one is complete.
+    """
+    target = Path(path)
+    card_text = _card_to_json(card)
+    state_dict = _state_dict_for_saving(model_or_state_dict)
+    try:
+        with atomic_path(target) as tmp:
+            if _is_safetensors(target):
+                metadata = {"format": FORMAT, "version": str(VERSION), "card": card_text}
+                safetensors.torch.save_file(state_dict, str(tmp), metadata=metadata)
+            else:
+                payload = {
+                    "format": FORMAT,
+                    "version": VERSION,
+                    "card": card_text,
+                    "state_dict": state_dict,
+                }
+                torch.save(payload, tmp)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise CheckpointError(f"cannot write checkpoint {target} ({reason})") from None
+    return target
+
+
+def _card_to_json(card: Any) -> str:
+    if not isinstance(card, dict):
+        raise CheckpointError(f"a checkpoint card must be a dict, got {type(card).__name__}")
+    kind = card.get("kind")
+    if not isinstance(kind, str) or not kind:
+        raise CheckpointError(f"a checkpoint card needs a non-empty string 'kind', got {kind!r}")
+    if "config" in card and not isinstance(card["config"], dict):
+        raise CheckpointError(f"the 'config' of checkpoint card {kind!r} must be a dict")
+    try:
+        return json.dumps(card)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(
+            f"checkpoint card of kind {kind!r} is not JSON-serialisable ({exc})"
+        ) from None
+
+
+def _state_dict_for_saving(obj: Any) -> dict[str, torch.Tensor]:
+    if isinstance(obj, nn.Module):
+        obj = obj.state_dict()
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(
+            f"can only save a torch module or a state dict, got {type(obj).__name__}"
+        )
+    out: dict[str, torch.Tensor] = {}
+    seen_storages: set[int] = set()
+    for key, value in obj.items():
+        if not isinstance(key, str):
+            raise CheckpointError(f"state dict key {key!r} is not a string")
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(
+                f"state dict entry {key!r} is a {type(value).__name__}, not a tensor"
+            )
+        if value.layout != torch.strided:
+            raise CheckpointError(
+                f"state dict entry {key!r} is a {value.layout} tensor; only dense tensors are saved"
+            )
+        tensor = value.detach().to("cpu")
+        storage = tensor.untyped_storage()
+        ptr = storage.data_ptr()
+        alone = (
+            tensor.is_contiguous()
+            and tensor.storage_offset() == 0
+            and storage.nbytes() == tensor.nbytes
+            and ptr not in seen_storages
+        )
+        if not alone:
+            tensor = tensor.clone(memory_format=torch.contiguous_format)
+        if ptr:  # empty storages all have pointer 0
+            seen_storages.add(ptr)
+        out[key] = tensor
+    return out
+
+
+def _is_safetensors(path: Path) -> bool:
+    return path.suffix.lower() == SAFETENSORS_SUFFIX
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Read a checkpoint written by :func:`save_checkpoint`.
+
+    Never runs code from the file. Raises :class:`CheckpointError` when the file
+    is missing, not a regular file, empty, truncated or corrupt, refused as
+    unsafe, not a spklip-energy checkpoint, of an unsupported version, or when
+    its card or tensors are malformed.
+    """
+    p = Path(path)
+    _check_file(p)
+    if _is_safetensors(p):
+        card_text, state_dict = _read_safetensors(p)
+    else:
+        card_text, state_dict = _read_torch(p)
+    card = _parse_card(p, card_text)
+    return Checkpoint(card=card, state_dict=state_dict, path=p)
+
+
+def _check_file(p: Path) -> None:
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {p} does not exist") from None
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {p} ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise CheckpointError(f"checkpoint {p} is a directory, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise CheckpointError(f"checkpoint {p} is not a regular file")
+    if st.st_size == 0:
+        raise CheckpointError(f"checkpoint {p} is empty")
+
+
+def _corrupt(p: Path, exc: BaseException) -> CheckpointError:
+    text = str(exc).strip()
+    if text.startswith("Weights only load failed"):
+        # torch wraps the unpickler's own message in advice paragraphs; keep only it
+        paragraphs = [part.strip() for part in text.split("\n\n") if part.strip()]
+        text = paragraphs[1] if len(paragraphs) >= 3 else ""
+    detail = text.splitlines()[0] if text else ""
+    if len(detail) > 120:
+        detail = detail[:117] + "..."
+    what = type(exc).__name__ + (f": {detail}" if detail else "")
+    return CheckpointError(f"checkpoint {p} is truncated or corrupt ({what})")
+
+
+def _refusal(p: Path, message: str) -> str | None:
+    """What a failed weights-only load refused, or None when the file is merely corrupt.
+
+    torch names the refused global for protocol-2 pickles (what ``torch.save``
+    writes); other pickles stop at an opcode it does not implement, so their
+    opcodes are listed (never executed) with :mod:`pickletools`.
+    """
+    for pattern in _REFUSAL_PATTERNS:
+        found = pattern.search(message)
+        if found:
+            return found.group(1).strip()
+    return _unsafe_pickle_import(_pickle_bytes(p))
+
+
+def _pickle_bytes(p: Path) -> bytes:
+    """The pickle stream of a ``torch.save`` zip, or the whole file for a bare pickle."""
+    try:
+        if zipfile.is_zipfile(p):
+            with zipfile.ZipFile(p) as zf:
+                names = [n for n in zf.namelist() if n.endswith("data.pkl")]
+                return zf.read(names[0]) if names else b""
+        return p.read_bytes()
+    except Exception:  # unreadable archive: nothing to inspect
+        return b""
+
+
+def _unsafe_pickle_import(data: bytes) -> str | None:
+    """The first import or call in ``data`` that torch checkpoints never need."""
+    strings: list[str] = []
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pickletools warns about odd string escapes
+            for opcode, arg, _ in pickletools.genops(data):
+                if isinstance(arg, str):
+                    strings.append(arg)
+                if opcode.name in _IMPORT_OPCODES:
+                    if opcode.name == "STACK_GLOBAL":
+                        name = ".".join(strings[-2:]) if len(strings) >= 2 else "a global"
+                    else:
+                        name = str(arg).replace(" ", ".")
+                    storage = name.startswith("torch.") and name.endswith("Storage")
+                    if name not in _TENSOR_PICKLE_IMPORTS and not storage:
+                        return name
+    except Exception:  # the stream is corrupt past this point; judge what came before
+        pass
+    return None
+
+
+def _read_torch(p: Path) -> tuple[Any, dict[str, torch.Tensor]]:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. torch's note on unusual pickle protocols
+            obj = torch.load(p, map_location="cpu", weights_only=True)
+    except _PASS_THROUGH:
+        raise
+    except pickle.UnpicklingError as exc:
+        refused = _refusal(p, str(exc))
+        if refused is None:
+            raise _corrupt(p, exc) from None
+        raise CheckpointError(
+            f"checkpoint {p} was refused because it contains pickled objects that could run code "
+            f"({refused}); only tensors and plain containers are loaded"
+        ) from None
+    except BaseException as exc:  # torch, zipfile and pickle raise many types for bad bytes
+        raise _corrupt(p, exc) from None
+
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        raise CheckpointError(f"{p} is not a spklip-energy checkpoint ({_describe_foreign(obj)})")
+    _check_version(p, obj.get("version"))
+    state_dict = obj.get("state_dict")
+    if not isinstance(state_dict, dict):
+        raise CheckpointError(
+            f"checkpoint {p} has no state_dict dict (found {type(state_dict).__name__})"
+        )
+    _check_tensors(p, state_dict)
+    return obj.get("card"), state_dict
+
+
+def _read_safetensors(p: Path) -> tuple[Any, dict[str, torch.Tensor]]:
+    # The whole file is read into memory: safe_open maps it, and a later change
+    # to the file would then crash the process (SIGBUS) instead of raising.
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {p} ({exc.strerror or exc})") from None
+    try:
+        metadata = _safetensors_metadata(data)
+    except _PASS_THROUGH:
+        raise
+    except BaseException as exc:
+        raise _corrupt(p, exc) from None
+    if metadata.get("format") != FORMAT:
+        keys = ", ".join(repr(k) for k in list(metadata)[:5]) or "none"
+        raise CheckpointError(
+            f"{p} is not a spklip-energy checkpoint (a safetensors file without the "
+            f"{FORMAT!r} format marker; metadata keys: {keys})"
+        )
+    _check_version(p, metadata.get("version"))
+    try:
+        state_dict = safetensors.torch.load(data)
+    except _PASS_THROUGH:
+        raise
+    except BaseException as exc:  # SafetensorError, or a pyo3 panic (a BaseException)
+        raise _corrupt(p, exc) from None
+    _check_tensors(p, state_dict)
+    return metadata.get("card"), state_dict
+
+
+def _safetensors_metadata(data: bytes) -> dict:
+    """The ``__metadata__`` of a safetensors file (8-byte little-endian length, JSON header)."""
+    if len(data) < 8:
+        raise ValueError(f"file has {len(data)} bytes, fewer than the 8-byte header length")
+    n = int.from_bytes(data[:8], "little")
+    if n > len(data) - 8:
+        raise ValueError(f"header length {n} exceeds the file's {len(data) - 8} remaining bytes")
+    header = json.loads(data[8 : 8 + n].decode("utf-8"))
+    if not isinstance(header, dict):
+        raise ValueError("header is not a JSON object")
+    metadata = header.get("__metadata__") or {}
+    if not isinstance(metadata, dict):
+        raise ValueError("__metadata__ is not a JSON object")
+    return metadata
+
+
+def _describe_foreign(obj: Any) -> str:
+    if isinstance(obj, dict) and "format" in obj:
+        return f"its format marker is {_short_repr(obj['format'])}, not {FORMAT!r}"
+    if isinstance(obj, dict):
+        keys = list(obj)
+        shown = ", ".join(_short_repr(k) for k in keys[:4])
+        more = f", ... ({len(keys)} keys)" if len(keys) > 4 else ""
+        if not keys:
+            return f"found an empty dict and no {FORMAT!r} format marker"
+        return f"found a dict with keys {shown}{more} and no {FORMAT!r} format marker"
+    return f"found a {type(obj).__name__}, not a dict with a {FORMAT!r} format marker"
+
+
+def _short_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _check_version(p: Path, version: Any) -> None:
+    if str(version) != str(VERSION):
+        raise CheckpointError(
+            f"checkpoint {p} has format version {_short_repr(version)}, "
+            f"but this spklip-energy reads only version {VERSION}"
+        )
+
+
+def _check_tensors(p: Path, state_dict: dict) -> None:
+    for key, value in state_dict.items():
+        if not isinstance(key, str):
+            raise CheckpointError(
+                f"checkpoint {p} has a non-string state_dict key {_short_repr(key)}"
+            )
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(
+                f"checkpoint {p} has state_dict entry {_short_repr(key)} that is a "
+                f"{type(value).__name__}, not a tensor"
+            )
+
+
+def _parse_card(p: Path, card_text: Any) -> dict:
+    if not isinstance(card_text, str):
+        raise CheckpointError(f"checkpoint {p} has no card text (found {type(card_text).__name__})")
+    try:
+        card = json.loads(card_text)
+    except ValueError as exc:  # json.JSONDecodeError
+        raise CheckpointError(f"checkpoint {p} has a card that is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise CheckpointError(f"checkpoint {p} has a card nested too deeply to read") from None
+    if not isinstance(card, dict):
+        raise CheckpointError(
+            f"checkpoint {p} has a card that is a JSON {type(card).__name__}, not an object"
+        )
+    kind = card.get("kind")
+    if not isinstance(kind, str) or not kind:
+        raise CheckpointError(f"checkpoint {p} has a card without a non-empty string 'kind'")
+    if "config" in card and not isinstance(card["config"], dict):
+        raise CheckpointError(f"checkpoint {p} has a card whose 'config' is not an object")
+    return card
