@@ -26,6 +26,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_read_dat.py
 	$(BIN)/python benchmarks/bench_make_digits.py
+	$(BIN)/python benchmarks/bench_profile.py
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache .hypothesis

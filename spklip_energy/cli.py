@@ -293,37 +293,27 @@ def cmd_zoo_init(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    import numpy as np
+    from .demo import run_demo
+    from .progress import phased_progress
+    from .reports.render import comparison_frame, comparison_markdown, table6_text
 
-    from .data.clips import ClipSelection, read_clip
-    from .data.digits import MOTIONS, DigitsConfig, generate_digits
-    from .data.manifest import load_manifest
-    from .data.preview import save_image_grid
-    from .data.reconstruct import tfp
-    from .progress import progress_callback
-
-    out = Path(args.out)
-    data = out / "data"
-    if not (data / "manifest.jsonl").is_file():
-        update, close = progress_callback("rendering clips", enabled=not args.json)
-        try:
-            generate_digits(data, DigitsConfig(seed=args.seed), overwrite=True, progress=update)
-        finally:
-            close()
-    summary = _dataset_summary(data)
-    m = load_manifest(data)
-    rows, names, r = [], [], 16
-    for motion in MOTIONS:
-        rec = next(c for c in m.clips if c.label == motion and c.split == "test")
-        s = read_clip(rec, 0, rec.frames, ClipSelection())
-        ts = np.linspace(r, rec.frames - r - 1, 8).round().astype(int)
-        rows.append(np.stack([tfp(s[t - r : t + r + 1], r)[0] for t in ts]))
-        names.append(motion)
-    preview = out / "digits-preview.png"
-    save_image_grid(np.stack(rows), names, [f"t={t}" for t in ts], preview,
-                    title=f"built-in spike digits: TFP (r={r}) of one test clip per class")
-    summary["preview"] = str(preview)
-    _emit(args, summary, _fmt_summary(summary) + f"\npreview written to {preview}")
+    update, close = phased_progress(enabled=not args.json)
+    try:
+        result = run_demo(args.out, seed=args.seed, samples=args.samples, progress=update)
+    finally:
+        close()
+    summary = _dataset_summary(Path(result["data"]))
+    if args.json:
+        result["dataset"] = summary
+        print(json.dumps(result, default=str))
+        return 0
+    print(_fmt_summary(summary))
+    print(f"preview written to {result['preview']}\n")
+    for s in result["summaries"].values():
+        print(table6_text(s) + "\n")
+    cost = next(iter(result["summaries"].values()))["cost_model"]["name"]
+    print(comparison_markdown(comparison_frame(result["rows"]), cost, args.samples))
+    print(f"energy report: {result['report']}/report.html; comparison: {result['comparison']}/comparison.md")
     return 0
 
 
@@ -499,9 +489,11 @@ def build_parser() -> argparse.ArgumentParser:
     # demo
     p = verbs.add_parser(
         "demo", help="run the main job on the built-in data",
-        description="Generate the built-in spike-digits dataset (if missing) and write a preview "
-        "of one clip per class with a dataset summary.",
+        description="Generate the built-in spike-digits dataset (if missing), preview one clip per "
+        "class, then profile the zoo's reference ANN and SNNs on the same test clips: an energy report "
+        "for the SNN and an ANN-vs-SNN comparison in the form of the paper's Table 6.",
     )
+    p.add_argument("--samples", type=int, default=16, help="test clips to profile (default 16)")
     p.add_argument("--out", type=Path, default=Path("demo-out"), help="output folder (default demo-out)")
     p.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
     _add_json(p)

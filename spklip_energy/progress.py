@@ -21,3 +21,22 @@ def progress_callback(description: str, enabled: bool = True) -> tuple[Callable[
         bar.refresh()
 
     return update, bar.close
+
+
+def phased_progress(enabled: bool = True) -> tuple[Callable[[str, int, int], None], Callable[[], None]]:
+    """Like :func:`progress_callback`, for work in named phases: ``update(phase, done, total)``."""
+    state: dict = {"name": None, "update": None, "close": None}
+
+    def update(name: str, done: int, total: int) -> None:
+        if name != state["name"]:
+            if state["close"]:
+                state["close"]()
+            state["update"], state["close"] = progress_callback(name, enabled)
+            state["name"] = name
+        state["update"](done, total)
+
+    def close() -> None:
+        if state["close"]:
+            state["close"]()
+
+    return update, close
