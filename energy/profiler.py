@@ -42,8 +42,12 @@ class _Site:
 
 def _plan(model: nn.Module, extra: dict[type, RuleEntry] | None) -> list[_Site]:
     sites: list[_Site] = []
+    seen: set[int] = set()
 
     def visit(name: str, mod: nn.Module) -> None:
+        if id(mod) in seen:  # shared by several parents: one site, one hook
+            return
+        seen.add(id(mod))
         entry = find_rule(mod, extra)
         children = list(mod.named_children())
         if entry is not None:
@@ -61,6 +65,23 @@ def _plan(model: nn.Module, extra: dict[type, RuleEntry] | None) -> list[_Site]:
 
     visit("", model)
     return sites
+
+
+def _time_axis(mod: nn.Module) -> int | None:
+    """Axis of T for a container that runs its children once on all steps; None for one that
+    calls them once per step (their hooks then fire T times) or is not multi-step."""
+    try:
+        from spikingjelly.activation_based import base, layer
+    except ImportError:  # pragma: no cover
+        base = layer = None
+    if layer is not None:
+        if isinstance(mod, layer.SeqToANNContainer):
+            return 0
+        if isinstance(mod, layer.TLastSeqToANNContainer):
+            return -1
+        if isinstance(mod, (layer.MultiStepContainer, layer.TLastMultiStepContainer, base.MemoryModule)):
+            return None
+    return 0 if getattr(mod, "step_mode", None) == "m" else None
 
 
 def _is_trivial(mod: nn.Module) -> bool:
@@ -123,8 +144,9 @@ class Profiler:
         ctx = self.ctx
 
         def make_hook(site: _Site):
-            def hook(mod, args, output):
+            def hook(mod, args, kwargs, output):
                 site.calls += 1
+                args = tuple(args) + tuple(v for v in kwargs.values() if isinstance(v, torch.Tensor))
                 if site.entry is not None:
                     site.records.append(site.entry.fn(mod, args, output, ctx))
 
@@ -132,7 +154,8 @@ class Profiler:
 
         def push_steps(mod, args):
             x = next((a for a in args if isinstance(a, torch.Tensor)), None)
-            ctx.step_stack.append(int(x.shape[0]) if x is not None and x.dim() >= 3 else 1)
+            axis = _time_axis(mod)
+            ctx.step_stack.append(int(x.shape[axis]) if x is not None and x.dim() >= 3 else 1)
 
         def pop_steps(mod, args, output):
             if ctx.step_stack:
@@ -140,9 +163,9 @@ class Profiler:
 
         try:
             for site in self.sites:
-                self._handles.append(site.module.register_forward_hook(make_hook(site)))
+                self._handles.append(site.module.register_forward_hook(make_hook(site), with_kwargs=True))
             for mod in self.model.modules():
-                if getattr(mod, "step_mode", None) == "m" and find_rule(mod, self.extra_rules) is None and any(
+                if _time_axis(mod) is not None and find_rule(mod, self.extra_rules) is None and any(
                     True for _ in mod.children()
                 ):
                     self._handles.append(mod.register_forward_pre_hook(push_steps))
@@ -191,7 +214,8 @@ def profile(
     strict : raise :class:`ConfigError` if any module has no counting rule.
     extra_rules : ``{type: RuleEntry}`` used for this run only.
     samples : number of samples the run covers, for per-sample figures (default:
-        the first dim of the first input).
+        the batch dim of the first input: dim 1 of ``[T, B, ...]`` for models with
+        multi-step modules, else dim 0).
     """
     if inputs is None and forward is None:
         raise ConfigError("profile needs inputs or a forward function")
@@ -206,7 +230,10 @@ def profile(
             model(*args)
     if samples is None:
         first = args[0] if args else None
-        samples = int(first.shape[0]) if isinstance(first, torch.Tensor) and first.dim() else 1
+        samples = 1
+        if isinstance(first, torch.Tensor) and first.dim():
+            multi_step = first.dim() >= 3 and any(getattr(m, "step_mode", None) == "m" for m in model.modules())
+            samples = int(first.shape[1] if multi_step else first.shape[0])  # [T, B, ...] or [B, ...]
     return prof.result(samples)
 
 

@@ -11,7 +11,8 @@ Conventions (NB: choices, not facts; reports repeat them):
 * A layer's input counts as **binary spikes** when its producer is a spiking
   neuron (or the model input was binary, or it passed through a spike-preserving
   layer such as max-pooling or flatten); otherwise it is decided from the actual
-  tensor, on the device, with no host sync (``x*x - x`` has no non-zero).
+  tensor, on the device, with no host sync (``x*x - x`` has no non-zero; on the
+  CPU a strided sample is checked first).
 * **Convolution on spikes**: SOPs = sum over input pixels of ``spike x coverage``
   times ``C_out / groups``, where ``coverage[p]`` is the number of output positions
   whose receptive field contains ``p``. Coverage is computed once per geometry as
@@ -120,12 +121,22 @@ class CallContext:
         return ref is not None and ref() is t
 
     def is_spike(self, t: torch.Tensor) -> bool | torch.Tensor:
-        """True for a known spike tensor, else a 0-dim bool tensor computed on the device."""
+        """Whether ``t`` holds binary spikes.
+
+        True for a known spike tensor. Otherwise decided from the values: on an
+        accelerator as a 0-dim bool tensor (no host sync); on the CPU, where
+        reading a result costs nothing, a strided sample of the tensor first,
+        so that real-valued tensors are recognised without a full pass.
+        """
         if t.dtype == torch.bool or self.known_spike(t):
             return True
-        if not t.is_floating_point() and not t.is_complex():
-            return ((t == 0) | (t == 1)).all()
-        return ~torch.any(t * t - t)
+        if t.device.type == "cpu" and t.numel() > 4096:
+            flat = t.reshape(-1)
+            sample = flat[:: max(flat.numel() // 1024, 1)]
+            if not bool(_binary_values(sample)):
+                return False
+            return bool(_binary_values(t))
+        return _binary_values(t)
 
     def nnz(self, t: torch.Tensor) -> torch.Tensor:
         entry = self._nnz.get(id(t))
@@ -149,6 +160,13 @@ class CallContext:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _binary_values(t: torch.Tensor) -> torch.Tensor:
+    """0-dim bool tensor: every element of ``t`` is 0 or 1."""
+    if not t.is_floating_point() and not t.is_complex():
+        return ((t == 0) | (t == 1)).all()
+    return ~torch.any(t * t - t)
 
 
 def _tensors(xs: Iterable) -> list[torch.Tensor]:
@@ -245,9 +263,9 @@ def _coverage(module: nn.Module, spatial: tuple[int, ...], device) -> torch.Tens
     """Number of output positions whose receptive field holds each input position."""
     nd = len(spatial)
     conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[nd]
-    x = torch.ones((1, 1) + spatial, dtype=torch.float64, device=device, requires_grad=True)
-    k = torch.ones((1, 1) + tuple(module.kernel_size), dtype=torch.float64, device=device)
-    with torch.enable_grad():
+    with torch.inference_mode(False), torch.enable_grad():
+        x = torch.ones((1, 1) + spatial, dtype=torch.float64, device=device, requires_grad=True)
+        k = torch.ones((1, 1) + tuple(module.kernel_size), dtype=torch.float64, device=device)
         if module.padding_mode != "zeros":
             xp = F.pad(x, module._reversed_padding_repeated_twice, mode=module.padding_mode)
             y = conv(xp, k, None, module.stride, 0, module.dilation, 1)
@@ -350,13 +368,22 @@ def _adaptive_coverage(out_size, spatial: tuple[int, ...], device) -> torch.Tens
     return grid.to(device)
 
 
+def _nd(module) -> int:
+    """Spatial dims from the torch base class name (AvgPool2d -> 2), so subclasses work too."""
+    for klass in type(module).__mro__:
+        n = klass.__name__
+        if n.endswith("d") and n[-2:-1].isdigit():
+            return int(n[-2])
+    raise TypeError(f"cannot tell the dimensionality of {type(module).__name__}")
+
+
 def _avg_pool(module, inputs, output, ctx: CallContext, cov_fn) -> Counts:
-    nd = int(type(module).__name__[-2])  # AvgPool2d -> 2
+    nd = _nd(module)
     c, x, out = base_counts(module, inputs, output, ctx, sample_dims=nd + 1)
     spatial = tuple(x.shape[-nd:])
     cov = ctx.cached(("pool", type(module), repr(module), spatial, x.device), lambda: cov_fn(spatial, x.device))
     channels = x.numel() // math.prod(spatial)
-    dense = float(cov.sum()) * channels
+    dense = cov.sum() * channels  # a 0-dim device tensor: no host sync
     binary = ctx.is_spike(x)
     c.binary_input = binary
     if binary is False:
@@ -382,13 +409,23 @@ def adaptive_avg_pool_rule(module, inputs, output, ctx):
 # --------------------------------------------------------------------------- free and spike-preserving layers
 
 
+def _whole_sample(module, inputs) -> int:
+    """Trailing dims of one sample and step: all but the batch (and T for a multi-step call)."""
+    x = next((t for t in inputs if isinstance(t, torch.Tensor)), None)
+    if x is None:
+        return 1
+    lead = 2 if getattr(module, "step_mode", "s") == "m" else 1
+    return max(x.dim() - lead, 1)
+
+
 def _preserving(module, inputs, output, ctx: CallContext) -> Counts:
     """No arithmetic; the output is spikes when the input was."""
-    c, x, out = base_counts(module, inputs, output, ctx, sample_dims=1)
+    c, x, out = base_counts(module, inputs, output, ctx, sample_dims=_whole_sample(module, inputs))
     if x is not None:
         binary = ctx.is_spike(x)
         c.binary_input = binary
-        if binary is True and out is not None:
+        scales = getattr(module, "training", False) and getattr(module, "p", 0) > 0  # dropout in train mode
+        if binary is True and out is not None and not scales:
             ctx.mark_spike(out)
             _spike_rate(c, x, True, ctx.nnz(x))
             c.out_numel, c.out_nnz = out.numel(), ctx.nnz(out)
@@ -404,7 +441,7 @@ register_rule(
 
 def _elementwise_free(module, inputs, output, ctx: CallContext) -> Counts:
     """Activation functions: no MACs (as in the paper's accounting); memory only."""
-    c, x, _ = base_counts(module, inputs, output, ctx, sample_dims=1)
+    c, x, _ = base_counts(module, inputs, output, ctx, sample_dims=_whole_sample(module, inputs))
     return c
 
 
@@ -420,10 +457,14 @@ register_rule(
 @register_rule(nn.modules.batchnorm._BatchNorm)
 def batch_norm_rule(module, inputs, output, ctx):
     # BatchNorm1d/2d/3d and spikingjelly's threshold-dependent variants: [C], [C, H, W], [C, D, H, W]
-    name = type(module).__name__
-    nd = {"1": 1, "2": 3, "3": 4}.get(name[-2], 1) if name.endswith("d") else 1
+    try:
+        nd = {1: 1, 2: 3, 3: 4}[_nd(module)]
+    except (TypeError, KeyError):
+        nd = 1
     c, x, out = base_counts(module, inputs, output, ctx, sample_dims=nd)
     c.macs = out.numel()
+    if ctx.reuse == "none" and getattr(module, "weight", None) is not None:
+        _no_reuse_weights(c, module, out)
     return c
 
 
@@ -460,12 +501,12 @@ def mha_rule(module: nn.MultiheadAttention, inputs, output, ctx: CallContext) ->
     v = xs[2] if len(xs) > 2 else k
     c, _, out = base_counts(module, (q, k, v), output, ctx, sample_dims=1)
     e, h = module.embed_dim, module.num_heads
-    if module.batch_first:
-        n, lq, ls = q.shape[0], q.shape[1], k.shape[1]
-    elif q.dim() == 3:
-        lq, n, ls = q.shape[0], q.shape[1], k.shape[0]
-    else:
+    if q.dim() == 2:  # unbatched [L, E], whatever batch_first says
         n, lq, ls = 1, q.shape[0], k.shape[0]
+    elif module.batch_first:
+        n, lq, ls = q.shape[0], q.shape[1], k.shape[1]
+    else:
+        lq, n, ls = q.shape[0], q.shape[1], k.shape[0]
     kdim, vdim = module.kdim, module.vdim
     dh = e // h
     sops = macs = 0
@@ -483,8 +524,10 @@ def mha_rule(module: nn.MultiheadAttention, inputs, output, ctx: CallContext) ->
     out_proj = n * lq * e * e
     c.macs = macs + scores + mix + softmax + out_proj
     c.sops = sops
-    if ctx.reuse == "none":
-        _no_reuse_weights(c, module, out)
+    if ctx.reuse == "none":  # only the projections read weights; Q.K^T, A.V and softmax do not
+        biased = module.in_proj_bias is not None
+        c.weight_reads = macs + sops + out_proj + (n * (lq + 2 * ls) * e + n * lq * e if biased else 0)
+        c.weight_read_bytes = c.weight_reads * 4
     return c
 
 
@@ -492,7 +535,7 @@ def mha_rule(module: nn.MultiheadAttention, inputs, output, ctx: CallContext) ->
 
 
 def neuron_counts(module: nn.Module, x: torch.Tensor, spikes: torch.Tensor | None, ctx: CallContext,
-                  state_tensors: int = 1) -> Counts:
+                  state_tensors: int = 1, recurse: bool = True) -> Counts:
     """One update per neuron and step; membrane read + write per update; outputs are spikes."""
     c = Counts()
     n = x.numel()
@@ -503,14 +546,14 @@ def neuron_counts(module: nn.Module, x: torch.Tensor, spikes: torch.Tensor | Non
     c.act_reads = n
     c.act_read_bytes = _bytes(x)
     c.binary_input = ctx.is_spike(x) if ctx.known_spike(x) else False
-    elems, words, nbytes = ctx.param_stats(module, True)
+    elems, words, nbytes = ctx.param_stats(module, recurse)
     multi = getattr(module, "step_mode", "s") == "m" and x.dim() >= 2
     steps = int(x.shape[0]) if multi else 1
     c.weight_reads = words * steps  # learnable time constants or thresholds, if any
     c.weight_read_bytes = nbytes * steps
     c.weight_buffer = elems
-    per_step = x[0] if multi else x
-    per_sample = per_step[0].numel() if per_step.dim() > 1 else per_step.numel()
+    step_shape = x.shape[1:] if multi else x.shape
+    per_sample = math.prod(step_shape[1:]) if len(step_shape) > 1 else math.prod(step_shape)
     c.state_buffer = per_sample * state_tensors
     c.act_buffer = per_sample
     if spikes is not None:
@@ -518,8 +561,18 @@ def neuron_counts(module: nn.Module, x: torch.Tensor, spikes: torch.Tensor | Non
         c.act_write_bytes = _bytes(spikes)
         c.out_numel = spikes.numel()
         c.out_nnz = ctx.nnz(spikes)
-        ctx.mark_spike(spikes)
+        if _emits_binary(module):
+            ctx.mark_spike(spikes)  # otherwise the next layer decides from the values, on the device
     return c
+
+
+def _emits_binary(module) -> bool:
+    """False for neurons known to emit analog or scaled values (LIAF, non-spiking surrogates, graded spikes)."""
+    if any(k.__name__ == "LIAFNode" for k in type(module).__mro__):
+        return False
+    if getattr(getattr(module, "surrogate_function", None), "spiking", True) is False:
+        return False
+    return getattr(module, "graded_spikes_factor", 1.0) == 1.0
 
 
 def _spikingjelly_neuron(module, inputs, output, ctx):
@@ -528,8 +581,10 @@ def _spikingjelly_neuron(module, inputs, output, ctx):
 
 def _snntorch_neuron(module, inputs, output, ctx):
     # Leaky(x, mem) -> (spk, mem); Synaptic keeps two state tensors (syn, mem)
-    states = 2 if type(module).__name__ in ("Synaptic", "RSynaptic", "Alpha") else 1
-    return neuron_counts(module, inputs[0], _first_tensor(output), ctx, state_tensors=states)
+    names = {k.__name__ for k in type(module).__mro__}
+    states = 2 if names & {"Synaptic", "RSynaptic", "Alpha"} else 1
+    # children (RLeaky/RSynaptic recurrent layers, SConv2dLSTM's conv) are hooked on their own
+    return neuron_counts(module, inputs[0], _first_tensor(output), ctx, state_tensors=states, recurse=False)
 
 
 def _register_library_neurons() -> None:
@@ -539,12 +594,19 @@ def _register_library_neurons() -> None:
 
         register_rule(BaseNode, spiking=True)(_spikingjelly_neuron)
         register_rule(sj_layer.Dropout, sj_layer.Dropout2d)(_preserving)
+        from spikingjelly.activation_based.layer.attention import SpikingSelfAttention
+
+        @register_rule(SpikingSelfAttention, covers_children=False)
+        def ssa_rule(module, inputs, output, ctx):
+            # the inline V.K^T and (V.K^T).Q products; the conv/BN/LIF children are hooked themselves
+            t, n, ch, length = inputs[0].shape
+            return Counts(macs=2 * t * n * ch * (ch // module.num_heads) * length)
     except ImportError:  # pragma: no cover - spikingjelly is a dependency
         pass
     try:
         from snntorch._neurons.neurons import SpikingNeuron
 
-        register_rule(SpikingNeuron, spiking=True)(_snntorch_neuron)
+        register_rule(SpikingNeuron, spiking=True, covers_children=False)(_snntorch_neuron)
     except ImportError:  # pragma: no cover - snntorch is a dependency
         pass
 
