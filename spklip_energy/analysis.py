@@ -18,12 +18,12 @@ import torch
 
 from . import __version__
 from .checkpoint import Checkpoint, load_checkpoint
-from .data.clips import ClipSelection, SpikeClips, builtin_dataset
+from .data.clips import SpikeClips, builtin_dataset
 from .energy.estimate import estimate_energy, resolve_cost
 from .energy.profiler import profile
 from .energy.rules import __doc__ as _rules_doc
-from .errors import ConfigError, MediaError
-from .zoo import build_model, prepare_input, resolve_config, run_model
+from .errors import ConfigError
+from .runners import Runner, runner_for
 
 
 def conventions() -> list[str]:
@@ -43,23 +43,18 @@ def conventions() -> list[str]:
     return [i.replace("**", "").replace("``", "") for i in items]
 
 
-def load_clips(data: str | os.PathLike, samples: int, split: str | None = "test",
+def load_clips(data: str | os.PathLike, runner: Runner, split: str | None = "test",
                progress: Callable[[int, int], None] | None = None) -> tuple[SpikeClips, str]:
-    """The dataset behind ``--data``: ``builtin`` or a dataset folder/manifest."""
-    if samples < 1:
-        raise ConfigError(f"samples must be at least 1, got {samples}")
+    """The clips behind ``--data`` (``builtin`` or a dataset folder/manifest), as the model needs them."""
+    from .data.manifest import load_manifest
+
     if str(data) == "builtin":
         root, source = builtin_dataset(progress=progress), "builtin spike digits (test split)"
     else:
         root, source = Path(data), str(data)
-    ds = SpikeClips(root, split=split if _has_split(root, split) else None, selection=ClipSelection())
-    return ds, source
-
-
-def _has_split(root, split) -> bool:
-    from .data.manifest import load_manifest
-
-    return split is not None and any(c.split == split for c in load_manifest(root, check_files=False).clips)
+    manifest = load_manifest(root)
+    has_split = split is not None and any(c.split == split for c in manifest.clips)
+    return runner.clips(manifest, split if has_split else None), source
 
 
 def _batches(ds: SpikeClips, samples: int, batch_size: int):
@@ -84,37 +79,27 @@ def analyse_checkpoint(
     counts in total and per sample, energy, Table 6 rows, cost model with sources,
     warnings, conventions); ``per_layer`` has counts and energy per layer.
     """
+    if samples < 1:
+        raise ConfigError(f"samples must be at least 1, got {samples}")
     cost_model = resolve_cost(cost)  # fail early on an unknown preset or a bad cost file
     ck = ckpt if isinstance(ckpt, Checkpoint) else load_checkpoint(ckpt)
-    spec, cfg = resolve_config(ck.card)
-    model = build_model(ck.card)
-    try:
-        model.load_state_dict(ck.state_dict, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()
-        raise ConfigError(f"{ck.path}: weights do not fit model kind {spec.kind!r} ({first[0] if first else exc})") from None
-    model.eval()
-    ds, source = load_clips(data, samples)
-    if (ds.height, ds.width) != (cfg["height"], cfg["width"]):
-        raise MediaError(
-            f"{source}: clips are {ds.height}x{ds.width}, model kind {spec.kind!r} expects "
-            f"{cfg['height']}x{cfg['width']}"
-        )
+    runner = runner_for(ck)
+    ds, source = load_clips(data, runner)
     n = min(samples, len(ds))
     correct = 0
 
-    def forward(m):
+    def forward(_module):
         nonlocal correct
         done = 0
         for spikes, labels in _batches(ds, n, batch_size):
-            logits = run_model(m, ck.card, prepare_input(ck.card, spikes))
-            if logits.shape[-1] == len(ds.classes):
-                correct += int((logits.argmax(-1).cpu() == labels).sum())
+            out = runner.run(spikes)
+            if runner.logits and out.shape[-1] == len(ds.classes):
+                correct += int((out.argmax(-1).cpu() == labels).sum())
             done += len(labels)
             if progress is not None:
                 progress(done, n)
 
-    result = profile(model, forward=forward, reuse=reuse, samples=n)
+    result = profile(runner.module, forward=forward, reuse=reuse, samples=n)
     energy = estimate_energy(result, cost_model)
     per_layer = energy["per_layer"]
     if result.not_counted:
@@ -128,11 +113,12 @@ def analyse_checkpoint(
     summary = {
         "tool_version": __version__,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "checkpoint": {"path": str(ck.path), "kind": spec.kind, "spiking": spec.spiking, "config": cfg},
+        "checkpoint": {"path": str(ck.path), "kind": runner.kind, "spiking": runner.spiking,
+                       "config": runner.config},
         "data": {"source": source, "samples": n, "frames": ds.frames, "height": ds.height, "width": ds.width,
                  "classes": ds.classes},
         "reuse": reuse,
-        "counts": {k: v for k, v in totals.items()},
+        "counts": dict(totals),
         "counts_per_sample": per_sample,
         "energy": e,
         "energy_per_sample": {k: e[k] / n for k in ("compute_j", "neuron_j", "memory_j", "total_j")},
@@ -144,8 +130,8 @@ def analyse_checkpoint(
         },
         "neuron_energy_grouping": energy["cost_model"].get("neuron_energy_in", "compute"),
         "accuracy": (evaluation or {}).get("top1"),
-        "evaluation": evaluation,
-        "measured_top1_on_profiled_samples": correct / n if n else None,
+        "evaluation": {k: v for k, v in (evaluation or {}).items() if k != "confusion"} or None,
+        "measured_top1_on_profiled_samples": (correct / n) if runner.logits and n else None,
         "cost_model": energy["cost_model"],
         "warnings": energy["warnings"],
         "not_counted": result.not_counted,

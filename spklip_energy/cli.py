@@ -192,6 +192,93 @@ def cmd_data_index(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- model verbs
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .model.config import preset_config
+    from .model.training import train
+
+    overrides = _parse_sets(args.set)
+    if args.seed is not None:
+        overrides["train.seed"] = args.seed
+    cfg = preset_config(args.preset, overrides)
+    bar = None
+    if not args.json and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(file=sys.stderr, unit="batch", leave=False)
+
+    def progress(p: dict) -> None:
+        if bar is not None:
+            bar.total = p["steps"]
+            bar.n = p["step"]
+            bar.set_description(f"epoch {p['epoch']}/{p['epochs']}")
+            bar.set_postfix(loss=f"{p['loss']:.3f}", clips_s=f"{p['clips_per_s']:.1f}")
+
+    try:
+        result = train(cfg, args.data, args.out, epochs=args.epochs, resume=args.resume, device=args.device,
+                       progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    last = result.history[-1] if result.history else {}
+    payload = {"checkpoint": str(result.checkpoint), "run_dir": str(result.run_dir), "history": result.history,
+               "resumed_from_epoch": result.resumed_from_epoch}
+    lines = [f"epoch {h['epoch']}: loss {h['train_loss']:.3f}, val top-1 {100 * h['val_top1']:.1f} %, "
+             f"top-5 {100 * h['val_top5']:.1f} %, R@5 {100 * h['val_R@5']:.1f} % ({h['seconds']:.1f} s)"
+             for h in result.history[result.resumed_from_epoch:]]
+    lines.append(f"checkpoint: {result.checkpoint}; metrics: {result.run_dir}/metrics.jsonl, curves.png")
+    if last:
+        lines.append("val accuracy is zero-shot: clips matched against the class-prompt text embeddings")
+    _emit(args, payload, "\n".join(lines))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .model.training import write_eval
+
+    png = args.out_png or Path(args.checkpoint).with_suffix(".confusion.png")
+    res = write_eval(args.checkpoint, args.data, split=args.split, device=args.device, out_png=png)
+    res = {k: v for k, v in res.items() if k != "confusion"} | {"confusion_png": str(png)}
+    text = (
+        f"{args.checkpoint} on {res['data']} ({res['split']}, {res['clips']} clips):\n"
+        f"  class accuracy (zero-shot, clips matched against class-prompt text embeddings): "
+        f"top-1 {100 * res['top1']:.1f} %, top-5 {100 * res['top5']:.1f} % (chance {100 * res['chance_top1']:.1f} %)\n"
+        f"  text-to-video retrieval (each clip's caption as query): R@1 {100 * res['R@1']:.1f} %, "
+        f"R@5 {100 * res['R@5']:.1f} %, R@10 {100 * res['R@10']:.1f} % (chance R@5 {100 * res['chance_R@5']:.1f} %)\n"
+        f"  results written into the checkpoint; confusion matrix: {png}"
+    )
+    _emit(args, res, text)
+    return 0
+
+
+def cmd_adapt(args: argparse.Namespace) -> int:
+    from .atomic import atomic_path
+    from .errors import ConfigError
+    from .model.plots import shots_png
+    from .model.training import adapt
+
+    try:
+        shots = [int(v) for v in args.shots.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"--shots expects comma-separated integers, got {args.shots!r}") from None
+    res = adapt(args.checkpoint, args.data, shots, epochs=args.epochs, lr=args.lr, seed=args.seed,
+                device=args.device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "few_shot.json") as tmp:
+        tmp.write_text(json.dumps(res, indent=2) + "\n")
+    with atomic_path(out / "few_shot.png") as tmp:
+        tmp.write_bytes(shots_png(res["results"], f"few-shot adaptation on {args.data}"))
+    lines = [f"trained modules: {', '.join(res['trainable_modules'])} (everything else frozen)"]
+    lines += [f"  {r['shots']} shots/class: top-1 {100 * r['top1_before']:.1f} % -> {100 * r['top1_after']:.1f} % "
+              f"({r['test_clips']} test clips)" for r in res["results"]]
+    lines.append(f"written to {out}/few_shot.json and few_shot.png")
+    _emit(args, res, "\n".join(lines))
+    return 0
+
+
 # --------------------------------------------------------------------------- energy verbs
 
 
@@ -426,6 +513,63 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="manifest path (default ROOT/manifest.jsonl)")
     _add_json(p)
     p.set_defaults(func=cmd_data_index)
+
+    # train / eval / adapt
+    p = verbs.add_parser(
+        "train", help="train the ANN SPKLIP on spike clips and captions",
+        description="Train SPKLIP (HSFE + STAR-Net visual encoder, text tower, symmetric contrastive loss) "
+        "with AdamW. Each epoch: validation (zero-shot class accuracy against class prompts, text-to-video "
+        "recall), metrics appended to RUN/metrics.jsonl and plotted to RUN/curves.png, and an atomic "
+        "checkpoint RUN/last.pt (weights, tokenizer, full config, optimizer state). Presets: reference "
+        "(the authors' public code), paper (the paper's values), small and tiny (2-core CPU).",
+    )
+    p.add_argument("--model", choices=("spklip",), default="spklip", help="model family (default spklip)")
+    p.add_argument("--preset", default="tiny", help="reference, paper, small or tiny (default tiny)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a config field, e.g. hsfe.sa=false, hsfe.n_blocks=3, starnet.enabled=false, "
+                   "hsfe.slicing=false, train.lr=1e-3 (repeatable)")
+    p.add_argument("--data", default="builtin", help="'builtin' or a dataset folder/manifest with train and val splits")
+    p.add_argument("--epochs", type=int, help="epochs (default: the preset's)")
+    p.add_argument("--out", type=Path, default=Path("runs/spklip"), help="run folder (default runs/spklip)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (cuda uses mixed precision)")
+    p.add_argument("--seed", type=int, help="seed (default: the preset's train.seed)")
+    _add_json(p)
+    p.set_defaults(func=cmd_train)
+
+    p = verbs.add_parser(
+        "eval", help="evaluate a SPKLIP checkpoint: class accuracy and retrieval",
+        description="Top-1/top-5 class accuracy by zero-shot matching of each clip against the text "
+        "embeddings of the class prompts (as CLIP), text-to-video Recall@1/5/10 with each clip's own "
+        "caption as the query (paper A.4), and a confusion-matrix PNG. The results are written into the "
+        "checkpoint, so that `compare` shows accuracy beside energy.",
+    )
+    p.add_argument("checkpoint", type=Path, help="a SPKLIP checkpoint")
+    p.add_argument("--data", help="dataset (default: the one the checkpoint was trained on)")
+    p.add_argument("--split", default="test", help="split to evaluate (default test)")
+    p.add_argument("--out-png", type=Path, help="confusion matrix PNG (default next to the checkpoint)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    _add_json(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = verbs.add_parser(
+        "adapt", help="few-shot adaptation (paper section 4.3) and accuracy vs shots",
+        description="Few-shot adaptation: everything frozen except the final two layers of STAR-Net (the "
+        "last two TransformerEncoderLayers of its temporal Transformer, visual.starnet.temporal.layers.-2 "
+        "and -1; with STAR-Net disabled, the block-pooling projection). For each k, k clips per class "
+        "train with the class prompts as texts, the rest test. Default data: the built-in sensor variant "
+        "(sim-to-real domain shift).",
+    )
+    p.add_argument("checkpoint", type=Path, help="a trained SPKLIP checkpoint")
+    p.add_argument("--data", default="builtin-sensor", help="dataset (default builtin-sensor)")
+    p.add_argument("--shots", default="2,4,6,8", help="comma-separated clips per class (default 2,4,6,8)")
+    p.add_argument("--epochs", type=int, default=30, help="epochs per shot count (default 30)")
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the shot split (default 0)")
+    p.add_argument("--out", type=Path, default=Path("runs/adapt"), help="output folder (default runs/adapt)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    _add_json(p)
+    p.set_defaults(func=cmd_adapt)
 
     # report / compare
     def add_energy_options(p: argparse.ArgumentParser) -> None:

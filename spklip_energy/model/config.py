@@ -1,0 +1,337 @@
+"""Configuration of the SPKLIP model: nested dataclasses, presets and ``--set`` overrides.
+
+Where the paper and the authors' public code disagree, the ``reference`` preset
+follows the public code and ``paper`` the paper (see
+``docs/spklip.md``); every such value is a field here. ``small`` and ``tiny``
+are sized for training on a 2-core CPU with the built-in 64x64 data.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from ..errors import ConfigError
+
+
+@dataclass
+class HSFEConfig:
+    """Hierarchical Spike Feature Extractor: temporal blocks, MTF branches, SA, trunk."""
+
+    n_blocks: int = 5  # temporally overlapping sub-blocks (paper ablation: 3, 5, 7)
+    window_radius: int = 30  # a block spans 2r+1 frames (61)
+    window_step: int = 45  # first frame of block i is i*step (public code: 45)
+    branches: int = 4  # MTF branches (public code 4; the paper says 5)
+    channel_step: int = 1  # branch k sees the central 2r+1 - 2*k*channel_step frames (photon conservation)
+    slicing: bool = True  # False: every branch sees all 2r+1 frames (Table 2 ablation)
+    temporal_mask: bool = True  # learnable per-frame weight M_i per branch (absent from public code; init 1)
+    branch_width: int = 16  # hidden channels of each branch's first convolution
+    sa: bool = True  # per-pixel attention over branch outputs (Table 4 ablation)
+    sa_hidden: int = 8  # hidden channels of the SA layer
+    features: int = 64  # trunk width (HSFE output channels)
+    trunk_blocks: int = 6  # residual BasicBlocks in the trunk (public code: 6)
+    input_pool: int = 1  # spatial average pooling of the spike frames before the HSFE (1 = none)
+
+    def block_frames(self) -> int:
+        return 2 * self.window_radius + 1
+
+    def branch_frames(self, k: int) -> tuple[int, int]:
+        """Frame range ``[lo, hi)`` within a block that branch ``k`` sees."""
+        n = self.block_frames()
+        if not self.slicing:
+            return 0, n
+        trim = k * self.channel_step
+        return trim, n - trim
+
+
+@dataclass
+class StarNetConfig:
+    """STAR-Net: attention-pooling ResNet per block, then a Transformer over blocks."""
+
+    enabled: bool = True  # False: global average pooling + linear per block, mean over blocks (Table 4)
+    width: int = 64  # planes of the first bottleneck stage (stages: w, 2w, 4w, 8w; expansion 4)
+    stem_strides: tuple[int, int, int] = (2, 1, 1)  # public code: only the first conv strides (paper: 2, 2, 2)
+    layers: tuple[int, int, int, int] = (2, 2, 2, 2)  # bottlenecks per stage (train.py: 2, 2, 4, 2)
+    heads: int = 8  # attention-pool heads (paper 8; public config 4)
+    temporal_layers: int = 4  # Transformer encoder layers over the blocks
+    temporal_heads: int = 4
+    temporal_ffn: int = 1024
+    temporal_position: bool = False  # learned block-position embeddings (public code: none, so the
+    #                                  Transformer + mean cannot tell block order; small presets use them)
+    dropout: float = 0.1  # dropout of the temporal Transformer and the attention pool
+
+
+@dataclass
+class TextConfig:
+    """The text tower."""
+
+    style: str = "clip"  # "clip": causal, pre-LN (public code); "bert": bidirectional (the paper's wording)
+    width: int = 128
+    layers: int = 4
+    heads: int = 4
+    context_length: int = 77
+    vocab_size: int = 49408  # embedding rows; the trained tokenizer uses at most this many
+    adapter: bool = True  # residual TextAdapter (Linear d->64, GELU, Linear 64->d) after each block
+    adapter_width: int = 64
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation (paper: AdamW, lr 2e-5, batch 8, 30 epochs)."""
+
+    lr: float = 2e-5
+    batch_size: int = 8
+    epochs: int = 30
+    weight_decay: float = 5e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: float = 1.0
+    warmup_epochs: int = 0  # linear warm-up (the paper uses none)
+    schedule: str = "constant"  # after warm-up: "constant" (paper) or "cosine" decay to 0
+    prompt_mix: float = 0.0  # probability a clip is paired with its class prompt instead of its caption
+    seed: int = 0
+
+
+@dataclass
+class SPKLIPConfig:
+    """The whole SPKLIP model and its training."""
+
+    preset: str = "reference"
+    frames: int = 250  # spike frames per clip
+    height: int = 240
+    width: int = 320
+    embed_dim: int = 256  # joint embedding size
+    logit_scale_init: float = math.log(1 / 0.07)  # CLIP's initial temperature
+    logit_scale_max: float = math.log(100.0)  # clamp as CLIP does
+    few_shot_modules: tuple[str, ...] = ("starnet.temporal.layers.-2", "starnet.temporal.layers.-1")
+    hsfe: HSFEConfig = field(default_factory=HSFEConfig)
+    starnet: StarNetConfig = field(default_factory=StarNetConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SPKLIPConfig:
+        return _from_dict(cls, data, "config")
+
+
+def _from_dict(klass, data: Any, where: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be an object, got {type(data).__name__}")
+    known = {f.name: f for f in fields(klass)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown field(s) {', '.join(unknown)} in {where}")
+    kwargs = {}
+    for name, value in data.items():
+        sub = _nested_type(klass, name)
+        if sub is not None:
+            kwargs[name] = _from_dict(sub, value, f"{where}.{name}")
+        elif isinstance(value, list):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    try:
+        return klass(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+_NESTED = {"hsfe": HSFEConfig, "starnet": StarNetConfig, "text": TextConfig, "train": TrainConfig}
+
+
+def _nested_type(klass, name):
+    return _NESTED.get(name) if klass is SPKLIPConfig else None
+
+
+def _positive(value, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"config field {name} must be a positive integer, got {value!r}")
+
+
+def starnet_grid(s: StarNetConfig, height: int, width: int) -> tuple[int, int]:
+    """Token grid of STAR-Net's last stage for HSFE features of ``height x width``."""
+
+    def size(n: int) -> int:
+        for stride in s.stem_strides:
+            n = (n - 1) // stride + 1  # 3x3 convolution, padding 1
+        n //= 2  # stem average pooling
+        for stride in (1, 2, 2, 2):
+            n //= stride
+        return n
+
+    return size(height), size(width)
+
+
+def validate(cfg: SPKLIPConfig) -> None:
+    """Check every field; raise ConfigError naming the first bad one."""
+    for name in ("frames", "height", "width", "embed_dim"):
+        _positive(getattr(cfg, name), name)
+    h = cfg.hsfe
+    for name in ("n_blocks", "window_radius", "window_step", "branches", "branch_width", "sa_hidden",
+                 "features", "input_pool"):
+        _positive(getattr(h, name), f"hsfe.{name}")
+    if isinstance(h.trunk_blocks, bool) or not isinstance(h.trunk_blocks, int) or h.trunk_blocks < 0:
+        raise ConfigError(f"config field hsfe.trunk_blocks must be >= 0, got {h.trunk_blocks!r}")
+    last = (h.n_blocks - 1) * h.window_step + h.block_frames()
+    if last > cfg.frames:
+        raise ConfigError(
+            f"hsfe: {h.n_blocks} blocks of {h.block_frames()} frames every {h.window_step} need {last} frames, "
+            f"the clips have {cfg.frames} (lower hsfe.window_step or hsfe.n_blocks)"
+        )
+    if h.slicing and h.block_frames() - 2 * (h.branches - 1) * h.channel_step < 1:
+        raise ConfigError(
+            f"hsfe: branch {h.branches - 1} would see no frames (window {h.block_frames()}, "
+            f"channel_step {h.channel_step}); lower hsfe.branches or hsfe.channel_step"
+        )
+    if cfg.height % h.input_pool or cfg.width % h.input_pool:
+        raise ConfigError(f"hsfe.input_pool={h.input_pool} must divide the frame size {cfg.height}x{cfg.width}")
+    s = cfg.starnet
+    for name in ("width", "heads", "temporal_layers", "temporal_heads", "temporal_ffn"):
+        _positive(getattr(s, name), f"starnet.{name}")
+    if len(s.layers) != 4 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in s.layers):
+        raise ConfigError(f"starnet.layers must be four positive integers, got {s.layers!r}")
+    if len(s.stem_strides) != 3 or any(v not in (1, 2) for v in s.stem_strides):
+        raise ConfigError(f"starnet.stem_strides must be three strides of 1 or 2, got {s.stem_strides!r}")
+    if s.enabled:
+        gh, gw = starnet_grid(s, cfg.height // h.input_pool, cfg.width // h.input_pool)
+        if gh < 1 or gw < 1:
+            raise ConfigError(
+                f"frames of {cfg.height}x{cfg.width} are too small for STAR-Net's downsampling "
+                f"(stem strides {tuple(s.stem_strides)}, input_pool {h.input_pool}); use larger frames, "
+                "smaller strides or starnet.enabled=false"
+            )
+    if (8 * s.width * 4) % s.heads:
+        raise ConfigError(f"starnet.heads={s.heads} must divide the pooled width {32 * s.width}")
+    if cfg.embed_dim % s.temporal_heads:
+        raise ConfigError(f"starnet.temporal_heads={s.temporal_heads} must divide embed_dim={cfg.embed_dim}")
+    if not 0.0 <= s.dropout < 1.0:
+        raise ConfigError(f"starnet.dropout must be in [0, 1), got {s.dropout!r}")
+    t = cfg.text
+    if t.style not in ("clip", "bert"):
+        raise ConfigError(f"text.style must be 'clip' or 'bert', got {t.style!r}")
+    for name in ("width", "layers", "heads", "context_length", "vocab_size", "adapter_width"):
+        _positive(getattr(t, name), f"text.{name}")
+    if t.width % t.heads:
+        raise ConfigError(f"text.heads={t.heads} must divide text.width={t.width}")
+    tr = cfg.train
+    if not tr.lr > 0:
+        raise ConfigError(f"train.lr must be positive, got {tr.lr!r}")
+    _positive(tr.batch_size, "train.batch_size")
+    if tr.schedule not in ("constant", "cosine"):
+        raise ConfigError(f"train.schedule must be 'constant' or 'cosine', got {tr.schedule!r}")
+    if not 0.0 <= tr.prompt_mix <= 1.0:
+        raise ConfigError(f"train.prompt_mix must be in [0, 1], got {tr.prompt_mix!r}")
+    _positive(tr.epochs, "train.epochs")
+
+
+def _reference() -> SPKLIPConfig:
+    return SPKLIPConfig(
+        preset="reference",
+        starnet=StarNetConfig(heads=4, layers=(2, 2, 4, 2)),
+    )
+
+
+def _paper() -> SPKLIPConfig:
+    return SPKLIPConfig(
+        preset="paper",
+        hsfe=HSFEConfig(branches=5),
+        starnet=StarNetConfig(heads=8, layers=(2, 2, 2, 2), stem_strides=(2, 2, 2)),
+        text=TextConfig(style="bert"),
+    )
+
+
+def _small() -> SPKLIPConfig:
+    return SPKLIPConfig(
+        preset="small",
+        height=64,
+        width=64,
+        embed_dim=128,
+        hsfe=HSFEConfig(branch_width=8, features=32, trunk_blocks=2),
+        starnet=StarNetConfig(width=16, layers=(1, 1, 1, 1), heads=4, temporal_layers=2, temporal_heads=4,
+                              temporal_ffn=256, temporal_position=True),
+        text=TextConfig(width=64, layers=2, heads=4, context_length=32, vocab_size=1024, adapter_width=32),
+        train=TrainConfig(lr=1e-3, batch_size=16, epochs=20, weight_decay=5e-4, warmup_epochs=1,
+                          schedule="cosine", prompt_mix=0.5),
+    )
+
+
+def _tiny() -> SPKLIPConfig:
+    return SPKLIPConfig(
+        preset="tiny",
+        height=64,
+        width=64,
+        embed_dim=64,
+        hsfe=HSFEConfig(branch_width=4, sa_hidden=4, features=16, trunk_blocks=1, input_pool=2),
+        starnet=StarNetConfig(width=8, layers=(1, 1, 1, 1), heads=4, temporal_layers=1, temporal_heads=2,
+                              temporal_ffn=128, temporal_position=True, dropout=0.0),
+        text=TextConfig(width=32, layers=1, heads=2, context_length=32, vocab_size=512, adapter_width=16),
+        train=TrainConfig(lr=2e-3, batch_size=16, epochs=25, weight_decay=5e-4, warmup_epochs=1,
+                          schedule="cosine", prompt_mix=0.5),
+    )
+
+
+PRESETS = {"reference": _reference, "paper": _paper, "small": _small, "tiny": _tiny}
+
+
+def preset_config(name: str, overrides: dict[str, Any] | None = None) -> SPKLIPConfig:
+    """A preset, with ``overrides`` applied (dotted keys, e.g. ``{"hsfe.sa": False}``)."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    cfg = PRESETS[name]()
+    return apply_overrides(cfg, overrides or {}) if overrides else cfg
+
+
+def apply_overrides(cfg: SPKLIPConfig, overrides: dict[str, Any]) -> SPKLIPConfig:
+    """Return a copy of ``cfg`` with dotted-key overrides; unknown keys are an error."""
+    data = cfg.to_dict()
+    for key, value in overrides.items():
+        parts = key.split(".")
+        node = data
+        for p in parts[:-1]:
+            if not isinstance(node.get(p), dict):
+                raise ConfigError(f"unknown config key {key!r}")
+            node = node[p]
+        if parts[-1] not in node or isinstance(node[parts[-1]], dict):
+            raise ConfigError(f"unknown config key {key!r}")
+        current = node[parts[-1]]
+        node[parts[-1]] = _coerce(key, value, current)
+    return SPKLIPConfig.from_dict(data)
+
+
+def _coerce(key: str, value: Any, current: Any) -> Any:
+    """Parse a ``--set`` value (JSON, or a bare string) to the type of the current value."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            pass
+    if isinstance(current, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key {key!r} expects true or false, got {value!r}")
+    elif isinstance(current, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key {key!r} expects an integer, got {value!r}")
+    elif isinstance(current, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key {key!r} expects a number, got {value!r}")
+        value = float(value)
+    elif isinstance(current, (tuple, list)):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key {key!r} expects a list like {list(current)}, got {value!r}")
+        value = list(value)
+    elif isinstance(current, str) and not isinstance(value, str):
+        raise ConfigError(f"config key {key!r} expects a string, got {value!r}")
+    return value
+
+
+__all__ = [
+    "HSFEConfig", "PRESETS", "SPKLIPConfig", "StarNetConfig", "TextConfig", "TrainConfig",
+    "apply_overrides", "preset_config", "validate",
+]

@@ -1,0 +1,48 @@
+"""Datasets for SPKLIP: spike clips with captions, cut and cropped to a config's size."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..data.clips import ClipSelection, SpikeClips, builtin_dataset
+from ..data.manifest import Manifest, load_manifest
+from ..errors import ConfigError, MediaError
+from .config import SPKLIPConfig
+
+
+def resolve_data(data: str | os.PathLike, variant: str = "sim", progress=None) -> Path:
+    """``builtin`` (or ``builtin-sensor``) -> the cached built-in dataset; else the given path."""
+    text = str(data)
+    if text in ("builtin", "builtin-sim"):
+        return builtin_dataset("sim", progress=progress)
+    if text == "builtin-sensor":
+        return builtin_dataset("sensor", progress=progress)
+    return Path(data)
+
+
+def clips_for(cfg: SPKLIPConfig, manifest: Manifest, split: str | None) -> SpikeClips:
+    """The clips of ``split`` as the model wants them: ``cfg.frames`` frames, centre-cropped to
+    ``cfg.height x cfg.width`` when the clips are larger (the paper crops 416x250 to 320x240)."""
+    sample = manifest.split(split)
+    if not sample:
+        raise ConfigError(f"{manifest.root}: split {split!r} holds no clips")
+    h = min(c.height for c in sample)
+    w = min(c.width for c in sample)
+    if h < cfg.height or w < cfg.width:
+        raise MediaError(
+            f"{manifest.root}: clips are {h}x{w}, smaller than preset {cfg.preset!r} needs "
+            f"({cfg.height}x{cfg.width})"
+        )
+    crop = None if (h, w) == (cfg.height, cfg.width) and all(
+        (c.height, c.width) == (h, w) for c in sample) else (cfg.height, cfg.width)
+    sel = ClipSelection(frames=cfg.frames, offset="start", crop=crop)
+    return SpikeClips(manifest, split=split, selection=sel)
+
+
+def load_splits(cfg: SPKLIPConfig, data: str | os.PathLike, splits: tuple[str, ...] = ("train", "val"),
+                progress=None) -> tuple[Manifest, dict[str, SpikeClips]]:
+    """Load a dataset and the requested splits (a missing split is an error)."""
+    root = resolve_data(data, progress=progress)
+    manifest = load_manifest(root)
+    return manifest, {s: clips_for(cfg, manifest, s) for s in splits}

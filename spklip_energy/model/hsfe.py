@@ -1,0 +1,127 @@
+"""Hierarchical Spike Feature Extractor (HSFE): temporal blocks, MTF, SA and the trunk.
+
+Inputs/outputs (B clips, F frames, H x W pixels, n blocks):
+
+* :func:`temporal_blocks`: spikes ``[B, F, H, W]`` -> blocks ``[B * n, 2r+1, H, W]``
+  (block ``i`` is frames ``[i * step, i * step + 2r + 1)``), gathered with one
+  index, so every block of every clip runs through one shared extractor as a batch.
+* :class:`HSFE`: ``[B * n, 2r+1, H, W]`` -> features ``[B * n, features, H', W']``.
+
+MTF (multi-scale temporal filtering): branch ``k`` weights its frames by a
+learnable temporal mask ``M_k`` (one weight per frame, initialised to 1; the
+public code has none, the paper describes it) and filters them with
+``conv3x3(C_k -> w) -> ReLU -> conv3x3(w -> 1)``. With photon-conservation
+slicing, branch ``k`` sees the central ``2r+1 - 2k * channel_step`` frames, so
+the branches have different virtual exposure windows (paper Eq. 3); without it
+every branch sees all frames. SA: per-pixel weights over the branch maps,
+``sigmoid(conv3x3(relu(conv3x3(est))))``. Trunk: ``conv3x3(branches ->
+features) + ReLU``, then residual BasicBlocks, plus a long skip.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from .config import HSFEConfig
+
+
+def block_indices(cfg: HSFEConfig) -> torch.Tensor:
+    """Frame indices ``[n_blocks, 2r+1]`` of every block."""
+    starts = torch.arange(cfg.n_blocks) * cfg.window_step
+    return starts[:, None] + torch.arange(cfg.block_frames())[None, :]
+
+
+def temporal_blocks(spikes: torch.Tensor, cfg: HSFEConfig) -> torch.Tensor:
+    """``[B, F, H, W]`` -> ``[B * n_blocks, 2r+1, H, W]`` (float), one gather for all blocks."""
+    b, _, h, w = spikes.shape
+    idx = block_indices(cfg).to(spikes.device).reshape(-1)
+    blocks = spikes.index_select(1, idx).reshape(b * cfg.n_blocks, cfg.block_frames(), h, w)
+    return blocks.float()
+
+
+class TemporalMask(nn.Module):
+    """Learnable per-frame weights ``M`` of one MTF branch: ``x * M[None, :, None, None]``."""
+
+    def __init__(self, frames: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(frames))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.weight.view(1, -1, 1, 1)
+
+
+class MTFBranch(nn.Module):
+    """One branch: frames ``[lo, hi)`` of the block, temporal mask, two 3x3 convolutions."""
+
+    def __init__(self, lo: int, hi: int, width: int, mask: bool) -> None:
+        super().__init__()
+        self.lo, self.hi = lo, hi
+        self.mask = TemporalMask(hi - lo) if mask else nn.Identity()
+        self.conv1 = nn.Conv2d(hi - lo, width, 3, padding=1)
+        self.act = nn.ReLU(inplace=False)
+        self.conv2 = nn.Conv2d(width, 1, 3, padding=1)
+
+    def forward(self, block: torch.Tensor) -> torch.Tensor:
+        x = self.mask(block[:, self.lo : self.hi])
+        return self.conv2(self.act(self.conv1(x)))
+
+
+class SpatialAttention(nn.Module):
+    """Per-pixel attention weights over the branch maps (SA)."""
+
+    def __init__(self, branches: int, hidden: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(branches, hidden, 3, padding=1)
+        self.act = nn.ReLU()
+        self.conv2 = nn.Conv2d(hidden, branches, 3, padding=1)
+        self.gate = nn.Sigmoid()
+
+    def forward(self, est: torch.Tensor) -> torch.Tensor:
+        return est * self.gate(self.conv2(self.act(self.conv1(est))))
+
+
+class BasicBlock(nn.Module):
+    """Three 3x3 convolutions with ReLUs between, added to the input, then ReLU."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(width, width, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(width, width, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(width, width, 3, padding=1),
+        )
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(x + self.body(x))
+
+
+class HSFE(nn.Module):
+    """MTF branches -> (SA) -> trunk. ``[N, 2r+1, H, W]`` -> ``[N, features, H/p, W/p]``."""
+
+    def __init__(self, cfg: HSFEConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.pool = nn.AvgPool2d(cfg.input_pool) if cfg.input_pool > 1 else nn.Identity()
+        self.branches = nn.ModuleList(
+            MTFBranch(*cfg.branch_frames(k), cfg.branch_width, cfg.temporal_mask) for k in range(cfg.branches)
+        )
+        self.sa = SpatialAttention(cfg.branches, cfg.sa_hidden) if cfg.sa else nn.Identity()
+        self.head = nn.Sequential(nn.Conv2d(cfg.branches, cfg.features, 3, padding=1), nn.ReLU())
+        self.trunk = nn.Sequential(*[BasicBlock(cfg.features) for _ in range(cfg.trunk_blocks)])
+
+    def forward(self, blocks: torch.Tensor) -> torch.Tensor:
+        x = self.pool(blocks)
+        est = torch.cat([branch(x) for branch in self.branches], dim=1)
+        t = self.head(self.sa(est))
+        return self.trunk(t) + t
+
+
+def feature_size(cfg: HSFEConfig, height: int, width: int) -> tuple[int, int]:
+    """Spatial size of the HSFE output."""
+    return height // cfg.input_pool, width // cfg.input_pool
+
+
+__all__ = ["HSFE", "MTFBranch", "SpatialAttention", "TemporalMask", "block_indices", "feature_size",
+           "temporal_blocks"]

@@ -1,0 +1,79 @@
+"""One way to turn any checkpoint into a runnable model for analysis: a :class:`Runner`.
+
+A runner knows which module to profile, how to feed it a batch of spike clips
+``[B, F, H, W]`` (uint8), and whether its output are class logits. Kinds:
+
+* the zoo's reference models (:mod:`spklip_energy.zoo`): classifier logits;
+* ``spklip``: the visual encoder of SPKLIP (what runs once per video; the text
+  tower runs once per class prompt and is not profiled), embeddings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from .checkpoint import Checkpoint
+from .data.clips import ClipSelection, SpikeClips
+from .data.manifest import Manifest
+from .errors import ConfigError, MediaError
+
+
+@dataclass
+class Runner:
+    kind: str
+    spiking: bool
+    module: nn.Module  # what the energy counter hooks
+    run: Callable[[torch.Tensor], torch.Tensor]  # spikes [B, F, H, W] uint8 -> output
+    logits: bool  # the output are class logits (for measured accuracy)
+    config: dict  # the model's config, as recorded in the card
+    clips: Callable[[Manifest, str | None], SpikeClips]  # the dataset view this model needs
+
+
+def _zoo_runner(ck: Checkpoint) -> Runner:
+    from .zoo import build_model, prepare_input, resolve_config, run_model
+
+    spec, cfg = resolve_config(ck.card)
+    model = build_model(ck.card)
+    try:
+        model.load_state_dict(ck.state_dict, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise ConfigError(f"{ck.path}: weights do not fit model kind {spec.kind!r} "
+                          f"({first[0] if first else exc})") from None
+    model.eval()
+
+    def clips(manifest: Manifest, split: str | None) -> SpikeClips:
+        ds = SpikeClips(manifest, split=split, selection=ClipSelection())
+        if (ds.height, ds.width) != (cfg["height"], cfg["width"]):
+            raise MediaError(
+                f"{manifest.root}: clips are {ds.height}x{ds.width}, model kind {spec.kind!r} expects "
+                f"{cfg['height']}x{cfg['width']}"
+            )
+        return ds
+
+    return Runner(spec.kind, spec.spiking, model, lambda s: run_model(model, ck.card, prepare_input(ck.card, s)),
+                  True, cfg, clips)
+
+
+def _spklip_runner(ck: Checkpoint) -> Runner:
+    from .model.data import clips_for
+    from .model.io import load_spklip
+
+    loaded = load_spklip(ck)
+    model = loaded.model.eval()
+    cfg = model.cfg
+    return Runner("spklip", False, model.visual, model.encode_spikes, False, cfg.to_dict(),
+                  lambda manifest, split: clips_for(cfg, manifest, split))
+
+
+_RUNNERS: dict[str, Callable[[Checkpoint], Runner]] = {"spklip": _spklip_runner}
+
+
+def runner_for(ck: Checkpoint) -> Runner:
+    """The runner for a checkpoint's kind (zoo kinds, ``spklip``)."""
+    factory = _RUNNERS.get(ck.kind, _zoo_runner)
+    return factory(ck)
