@@ -386,7 +386,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     update, close = phased_progress(enabled=not args.json)
     try:
-        result = run_demo(args.out, seed=args.seed, samples=args.samples, progress=update)
+        result = run_demo(args.out, seed=args.seed, samples=args.samples, train_spklip=not args.no_train,
+                          progress=update)
     finally:
         close()
     summary = _dataset_summary(Path(result["data"]))
@@ -396,6 +397,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 0
     print(_fmt_summary(summary))
     print(f"preview written to {result['preview']}\n")
+    ev = result.get("spklip_eval")
+    if ev:
+        print(f"tiny SPKLIP on the test split: zero-shot class top-1 {100 * ev['top1']:.1f} %, top-5 "
+              f"{100 * ev['top5']:.1f} % (chance {100 * ev['chance_top1']:.1f} %); text-to-video R@1 "
+              f"{100 * ev['R@1']:.1f} %, R@5 {100 * ev['R@5']:.1f} % (chance {100 * ev['chance_R@5']:.1f} %)\n")
     for s in result["summaries"].values():
         print(table6_text(s) + "\n")
     cost = next(iter(result["summaries"].values()))["cost_model"]["name"]
@@ -638,6 +644,7 @@ def build_parser() -> argparse.ArgumentParser:
         "for the SNN and an ANN-vs-SNN comparison in the form of the paper's Table 6.",
     )
     p.add_argument("--samples", type=int, default=16, help="test clips to profile (default 16)")
+    p.add_argument("--no-train", action="store_true", help="skip training the tiny SPKLIP (energy of the zoo only)")
     p.add_argument("--out", type=Path, default=Path("demo-out"), help="output folder (default demo-out)")
     p.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
     _add_json(p)

@@ -33,6 +33,7 @@ class HSFEConfig:
     features: int = 64  # trunk width (HSFE output channels)
     trunk_blocks: int = 6  # residual BasicBlocks in the trunk (public code: 6)
     input_pool: int = 1  # spatial average pooling of the spike frames before the HSFE (1 = none)
+    input_scale: float = 1.0  # multiply the 0/1 spikes (about 1 / mean firing rate) so the MTF sees O(1) inputs
 
     def block_frames(self) -> int:
         return 2 * self.window_radius + 1
@@ -177,6 +178,8 @@ def validate(cfg: SPKLIPConfig) -> None:
     for name in ("n_blocks", "window_radius", "window_step", "branches", "branch_width", "sa_hidden",
                  "features", "input_pool"):
         _positive(getattr(h, name), f"hsfe.{name}")
+    if not h.input_scale > 0:
+        raise ConfigError(f"hsfe.input_scale must be positive, got {h.input_scale!r}")
     if isinstance(h.trunk_blocks, bool) or not isinstance(h.trunk_blocks, int) or h.trunk_blocks < 0:
         raise ConfigError(f"config field hsfe.trunk_blocks must be >= 0, got {h.trunk_blocks!r}")
     last = (h.n_blocks - 1) * h.window_step + h.block_frames()
@@ -253,7 +256,7 @@ def _small() -> SPKLIPConfig:
         height=64,
         width=64,
         embed_dim=128,
-        hsfe=HSFEConfig(branch_width=8, features=32, trunk_blocks=2),
+        hsfe=HSFEConfig(branch_width=8, features=32, trunk_blocks=2, input_scale=20.0),
         starnet=StarNetConfig(width=16, layers=(1, 1, 1, 1), heads=4, temporal_layers=2, temporal_heads=4,
                               temporal_ffn=256, temporal_position=True),
         text=TextConfig(width=64, layers=2, heads=4, context_length=32, vocab_size=1024, adapter_width=32),
@@ -268,8 +271,9 @@ def _tiny() -> SPKLIPConfig:
         height=64,
         width=64,
         embed_dim=64,
-        hsfe=HSFEConfig(branch_width=4, sa_hidden=4, features=16, trunk_blocks=1, input_pool=2),
-        starnet=StarNetConfig(width=8, layers=(1, 1, 1, 1), heads=4, temporal_layers=1, temporal_heads=2,
+        hsfe=HSFEConfig(branch_width=4, sa_hidden=4, features=16, trunk_blocks=1, input_pool=2, input_scale=20.0),
+        starnet=StarNetConfig(width=8, layers=(1, 1, 1, 1), stem_strides=(1, 1, 1), heads=4, temporal_layers=1,
+                              temporal_heads=2,
                               temporal_ffn=128, temporal_position=True, dropout=0.0),
         text=TextConfig(width=32, layers=1, heads=2, context_length=32, vocab_size=512, adapter_width=16),
         train=TrainConfig(lr=2e-3, batch_size=16, epochs=25, weight_decay=5e-4, warmup_epochs=1,

@@ -113,6 +113,8 @@ class HSFE(nn.Module):
 
     def forward(self, blocks: torch.Tensor) -> torch.Tensor:
         x = self.pool(blocks)
+        if self.cfg.input_scale != 1.0:
+            x = x * self.cfg.input_scale
         est = torch.cat([branch(x) for branch in self.branches], dim=1)
         t = self.head(self.sa(est))
         return self.trunk(t) + t
