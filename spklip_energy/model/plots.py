@@ -2,25 +2,9 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    _plt().close(fig)
-    return buf.getvalue()
+from ..reports.plots import _plt, _png
 
 
 def training_curves_png(history: list[dict]) -> bytes:
