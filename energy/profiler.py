@@ -55,8 +55,7 @@ def _plan(model: nn.Module, extra: dict[type, RuleEntry] | None) -> list[_Site]:
             if entry.covers_children:
                 return
         elif not children:
-            if any(True for _ in mod.parameters(recurse=False)) or not _is_trivial(mod):
-                sites.append(_Site(name, mod, None, reason="no counting rule for this layer type"))
+            sites.append(_Site(name, mod, None, reason="no counting rule for this layer type"))
             return
         elif any(True for _ in mod.parameters(recurse=False)) and not isinstance(mod, _CONTAINERS):
             sites.append(_Site(name, mod, None, reason="own parameters used outside its children"))
@@ -82,11 +81,6 @@ def _time_axis(mod: nn.Module) -> int | None:
         if isinstance(mod, (layer.MultiStepContainer, layer.TLastMultiStepContainer, base.MemoryModule)):
             return None
     return 0 if getattr(mod, "step_mode", None) == "m" else None
-
-
-def _is_trivial(mod: nn.Module) -> bool:
-    """Parameter-free leaf modules that never compute (none known beyond the rule table)."""
-    return False
 
 
 @dataclass

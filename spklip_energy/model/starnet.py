@@ -81,11 +81,6 @@ class AttentionPool2d(nn.Module):
         return self.proj(out[0])
 
 
-def token_grid(cfg: StarNetConfig, height: int, width: int) -> tuple[int, int]:
-    """Spatial size of the last stage for an input of ``height x width``."""
-    return starnet_grid(cfg, height, width)
-
-
 class MAPResNet(nn.Module):
     """ResNet with attention pooling, applied to one temporal block's features."""
 
@@ -105,7 +100,7 @@ class MAPResNet(nn.Module):
             layer += [Bottleneck(inplanes, planes) for _ in range(blocks - 1)]
             stages.append(nn.Sequential(*layer))
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
-        gh, gw = token_grid(cfg, height, width)
+        gh, gw = starnet_grid(cfg, height, width)
         if gh < 1 or gw < 1:
             raise ValueError(f"input {height}x{width} is too small for STAR-Net's downsampling")
         self.attnpool = AttentionPool2d(gh * gw, inplanes, cfg.heads, embed_dim, cfg.dropout)
@@ -160,4 +155,4 @@ class BlockPooling(nn.Module):
         return per_block.reshape(-1, self.n_blocks, per_block.shape[-1]).mean(dim=1)
 
 
-__all__ = ["AttentionPool2d", "BlockPooling", "BlockPosition", "Bottleneck", "MAPResNet", "StarNet", "token_grid"]
+__all__ = ["AttentionPool2d", "BlockPooling", "BlockPosition", "Bottleneck", "MAPResNet", "StarNet"]
