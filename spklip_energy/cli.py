@@ -195,14 +195,23 @@ def cmd_data_index(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- model verbs
 
 
+def _mean(values) -> float:
+    values = list(values)
+    return sum(values) / max(len(values), 1)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .model.config import preset_config
     from .model.training import train
 
-    overrides = _parse_sets(args.set)
+    overrides = {"model": args.model, **_parse_sets(args.set)}
     if args.seed is not None:
         overrides["train.seed"] = args.seed
     cfg = preset_config(args.preset, overrides)
+    if cfg.model != "spklip" and not args.json:
+        from .fsve.neurons import lif_kernel
+
+        print(f"{cfg.model}: {lif_kernel(args.device or 'cpu')}", file=sys.stderr)
     bar = None
     if not args.json and sys.stderr.isatty():
         from tqdm import tqdm
@@ -218,7 +227,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     try:
         result = train(cfg, args.data, args.out, epochs=args.epochs, resume=args.resume, device=args.device,
-                       progress=progress)
+                       progress=progress, init=args.init)
     finally:
         if bar is not None:
             bar.close()
@@ -227,6 +236,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                "resumed_from_epoch": result.resumed_from_epoch}
     lines = [f"epoch {h['epoch']}: loss {h['train_loss']:.3f}, val top-1 {100 * h['val_top1']:.1f} %, "
              f"top-5 {100 * h['val_top5']:.1f} %, R@5 {100 * h['val_R@5']:.1f} % ({h['seconds']:.1f} s)"
+             + (f", mean firing rate {_mean(h['firing_rates'].values()):.3f}" if h.get("firing_rates") else "")
              for h in result.history[result.resumed_from_epoch:]]
     lines.append(f"checkpoint: {result.checkpoint}; metrics: {result.run_dir}/metrics.jsonl, curves.png")
     if last:
@@ -276,6 +286,30 @@ def cmd_adapt(args: argparse.Namespace) -> int:
               f"({r['test_clips']} test clips)" for r in res["results"]]
     lines.append(f"written to {out}/few_shot.json and few_shot.png")
     _emit(args, res, "\n".join(lines))
+    return 0
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from .convert.sweep import convert_checkpoint, sweep_table
+    from .progress import phased_progress
+
+    update, close = phased_progress(enabled=not args.json)
+    try:
+        res = convert_checkpoint(
+            args.checkpoint, args.layers, args.timesteps, args.out, calib=args.calib, method=args.method,
+            percentile=args.percentile, data=args.data, keep=args.keep, samples=args.samples,
+            batch_size=args.batch_size, plot=args.plot, device=args.device, progress=update,
+        )
+    finally:
+        close()
+    spec = res["conversion"]
+    text = (
+        f"{res['source']}: converted {'+'.join(spec['layers'])} to {spec['neuron']} neurons (rate coding, "
+        f"{spec['method']} threshold balancing on {res['calib_clips']} train clips)\n"
+        + sweep_table(res)
+        + f"\nconverted checkpoint (T={res['kept_timesteps']}): {res['checkpoint']}; plot: {res['plot']}"
+    )
+    _emit(args, res, text)
     return 0
 
 
@@ -387,7 +421,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     update, close = phased_progress(enabled=not args.json)
     try:
         result = run_demo(args.out, seed=args.seed, samples=args.samples, train_spklip=not args.no_train,
-                          progress=update)
+                          progress=update, epochs=args.epochs)
     finally:
         close()
     summary = _dataset_summary(Path(result["data"]))
@@ -397,13 +431,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 0
     print(_fmt_summary(summary))
     print(f"preview written to {result['preview']}\n")
-    ev = result.get("spklip_eval")
-    if ev:
-        print(f"tiny SPKLIP on the test split: zero-shot class top-1 {100 * ev['top1']:.1f} %, top-5 "
+    for name, ev in result.get("evals", {}).items():
+        print(f"{name} on the test split: zero-shot class top-1 {100 * ev['top1']:.1f} %, top-5 "
               f"{100 * ev['top5']:.1f} % (chance {100 * ev['chance_top1']:.1f} %); text-to-video R@1 "
-              f"{100 * ev['R@1']:.1f} %, R@5 {100 * ev['R@5']:.1f} % (chance {100 * ev['chance_R@5']:.1f} %)\n")
+              f"{100 * ev['R@1']:.1f} %, R@5 {100 * ev['R@5']:.1f} % (chance {100 * ev['chance_R@5']:.1f} %)")
+    if result.get("evals"):
+        print()
     for s in result["summaries"].values():
         print(table6_text(s) + "\n")
+    if result.get("convert_sweep"):
+        from .convert.sweep import sweep_table
+
+        print("ANN -> SNN conversion of the tiny SPKLIP's CNN, accuracy and energy against T:")
+        print(sweep_table(result["convert_sweep"]) + "\n")
     cost = next(iter(result["summaries"].values()))["cost_model"]["name"]
     print(comparison_markdown(comparison_frame(result["rows"]), cost, args.samples))
     print(f"energy report: {result['report']}/report.html; comparison: {result['comparison']}/comparison.md")
@@ -529,8 +569,14 @@ def build_parser() -> argparse.ArgumentParser:
         "checkpoint RUN/last.pt (weights, tokenizer, full config, optimizer state). Presets: reference "
         "(the authors' public code), paper (the paper's values), small and tiny (2-core CPU).",
     )
-    p.add_argument("--model", choices=("spklip",), default="spklip", help="model family (default spklip)")
+    p.add_argument("--model", choices=("spklip", "fsve-hybrid", "fsve-full"), default="spklip",
+                   help="spklip: the ANN baseline (default); fsve-hybrid: spiking MS-ResNet (LIF, tdBN) with "
+                        "STAR-Net's ANN Transformer; fsve-full: spiking MS-ResNet and the E-SDSA spiking "
+                        "Transformer (sizes under fsve.* in --set)")
     p.add_argument("--preset", default="tiny", help="reference, paper, small or tiny (default tiny)")
+    p.add_argument("--init", type=Path, metavar="CKPT",
+                   help="start from a trained SPKLIP checkpoint: its tokenizer and every weight whose name and "
+                        "shape match (e.g. an FSVE from the ANN baseline: HSFE, text tower, temperature)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a config field, e.g. hsfe.sa=false, hsfe.n_blocks=3, starnet.enabled=false, "
                    "hsfe.slicing=false, train.lr=1e-3 (repeatable)")
@@ -576,6 +622,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     _add_json(p)
     p.set_defaults(func=cmd_adapt)
+
+    p = verbs.add_parser(
+        "convert", help="convert SPKLIP's ReLU CNNs to IF neurons (ANN to SNN, paper A.7); accuracy and energy vs T",
+        description="ANN-to-SNN conversion with spikingjelly's ann2snn rate-coding recipe: the chosen ReLU layers "
+        "become IF neurons (soft reset) with thresholds balanced on train-split clips. Each run of adjacent "
+        "converted layers runs T steps on the same analog input and hands the mean output back to the ANN "
+        "remainder. Convertible: hsfe (HSFE head + trunk), stem, layer1..layer4 (STAR-Net's CNN); groups cnn "
+        "(stem..layer4) and all (hsfe + cnn). Not convertible: the MTF branches (no ReLU after their second "
+        "convolution), spatial attention (sigmoid gate), attention pooling and the Transformers (softmax, "
+        "LayerNorm, GELU; rate coding needs ReLUs). For the ANN and each T: zero-shot top-1 on the test "
+        "split and energy per clip (paper preset; scaled spikes counted as SOPs); writes the converted "
+        "checkpoint (kind spklip-converted, for the largest T or --keep) and a plot of accuracy and energy vs T.",
+    )
+    p.add_argument("checkpoint", type=Path, help="an ANN SPKLIP checkpoint (kind spklip)")
+    p.add_argument("--layers", required=True,
+                   help="comma-separated: hsfe, stem, layer1, layer2, layer3, layer4, or the groups cnn, all")
+    p.add_argument("--timesteps", default="8,16,32,64", help="comma-separated time steps T (default 8,16,32,64)")
+    p.add_argument("--calib", type=int, default=32, help="train-split clips for threshold balancing (default 32)")
+    p.add_argument("--method", choices=("max", "percentile", "robust"), default="max",
+                   help="threshold balancing: max (layer-wise max activation, default), percentile (layer-wise "
+                   "--percentile), robust (channel-wise --percentile, half-threshold start)")
+    p.add_argument("--percentile", type=float, default=99.9, help="percentile for percentile/robust (default 99.9)")
+    p.add_argument("--data", help="dataset: builtin or a folder/manifest (default: the checkpoint's training data)")
+    p.add_argument("--out", type=Path, required=True, help="the converted checkpoint to write (.pt)")
+    p.add_argument("--keep", type=int, help="T stored in the converted checkpoint (default: the largest)")
+    p.add_argument("--plot", type=Path, help="plot PNG (default: OUT with suffix .convert.png)")
+    p.add_argument("--samples", type=int, default=8, help="test clips profiled for energy (default 8)")
+    p.add_argument("--batch-size", type=int, default=8, help="clips per forward pass (default 8)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    _add_json(p)
+    p.set_defaults(func=_cmd_convert)
 
     # report / compare
     def add_energy_options(p: argparse.ArgumentParser) -> None:
@@ -639,12 +716,17 @@ def build_parser() -> argparse.ArgumentParser:
     # demo
     p = verbs.add_parser(
         "demo", help="run the main job on the built-in data",
-        description="Generate the built-in spike-digits dataset (if missing), preview one clip per "
-        "class, then profile the zoo's reference ANN and SNNs on the same test clips: an energy report "
-        "for the SNN and an ANN-vs-SNN comparison in the form of the paper's Table 6.",
+        description="Generate the built-in spike-digits dataset (if missing) and preview one clip per "
+        "class; train the tiny SPKLIP (ANN) and its spiking variants fsve-hybrid and fsve-full, convert the "
+        "ANN's CNN to IF neurons, evaluate each on the test split, and compare accuracy and energy in the "
+        "form of the paper's Table 6 / A.7 (energy reports per model). Trained models are reused when "
+        "OUT already holds them.",
     )
     p.add_argument("--samples", type=int, default=16, help="test clips to profile (default 16)")
-    p.add_argument("--no-train", action="store_true", help="skip training the tiny SPKLIP (energy of the zoo only)")
+    p.add_argument("--no-train", action="store_true",
+                   help="skip training and conversion (energy of the zoo's untrained reference models only)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="training epochs of each tiny model (default: the preset's)")
     p.add_argument("--out", type=Path, default=Path("demo-out"), help="output folder (default demo-out)")
     p.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
     _add_json(p)

@@ -2,12 +2,17 @@
 
 1. Generate the built-in spike-digits dataset (if missing) and a preview of one
    test clip per class.
-2. Train the tiny SPKLIP on it (the preset's epochs; a few minutes on 2 cores),
-   evaluate it on the test split (zero-shot class accuracy, text-to-video
-   retrieval) and write its energy report.
-3. Write checkpoints of the zoo's reference ANN and SNNs (seeded, untrained),
-   profile them on the same test clips, and compare everything in the form of
-   the paper's Table 6.
+2. Train the tiny SPKLIP (ANN) and its spiking variants ``fsve-hybrid`` and
+   ``fsve-full`` on it (the spiking ones starting from the ANN's front end and
+   text tower, ``train --init``), evaluate each on the test split (zero-shot class
+   accuracy, text-to-video retrieval) and write their energy reports.
+3. Convert the ANN's CNN to integrate-and-fire neurons (rate coding, threshold
+   balancing on training clips).
+4. Profile all of them on the same test clips and compare them in the form of
+   the paper's Table 6 / A.7.
+
+With ``--no-train`` steps 2-3 are skipped and the zoo's untrained reference ANN
+and SNNs are profiled instead.
 """
 
 from __future__ import annotations
@@ -50,9 +55,36 @@ def write_class_preview(data: Path, out_png: Path, half_window: int = 16) -> Pat
     )
 
 
+#: The SPKLIP variants the demo trains, ANN first (ratios are to it).
+DEMO_MODELS = ("spklip", "fsve-hybrid", "fsve-full")
+
+
+def _train_and_measure(model: str, data: Path, out: Path, seed: int, epochs: int | None, samples: int, step,
+                       init: Path | None = None):
+    """Train (unless already trained; from ``init`` when given), evaluate and profile one tiny variant;
+    returns (checkpoint, eval, summary, per_layer)."""
+    run = out / f"{model}-tiny"
+    last = run / "last.pt"
+    cfg = preset_config("tiny", {"model": model, "train.seed": seed})
+    if not last.is_file():
+        bar = step(f"training tiny {model}")
+        train(cfg, data, run, epochs=epochs, init=init,
+              progress=(lambda p: bar(p["epoch"] - 1 + p["step"] / p["steps"], p["epochs"])) if bar else None)
+    ev = write_eval(last, data, split="test", out_png=run / "confusion.png")
+    summary, per_layer = analyse_checkpoint(last, data=data, samples=samples, progress=step(f"profiling {model}"))
+    return last, ev, summary, per_layer
+
+
 def run_demo(out: str | Path, seed: int = 0, samples: int = 16, train_spklip: bool = True,
-             progress: Callable[[str, int, int], None] | None = None) -> dict:
-    """Run the demo into ``out``; returns what it wrote and measured."""
+             progress: Callable[[str, int, int], None] | None = None, epochs: int | None = None,
+             convert_timesteps: tuple[int, ...] = (8, 16, 32)) -> dict:
+    """Run the demo into ``out``; returns what it wrote and measured.
+
+    With ``train_spklip`` (the default) it trains the tiny ANN SPKLIP and its two
+    spiking variants (``epochs`` overrides the preset's), converts the ANN's CNN to
+    IF neurons, and compares them all; without, it profiles the zoo's untrained
+    reference models instead.
+    """
     out = Path(out)
     data = out / "data"
 
@@ -63,40 +95,68 @@ def run_demo(out: str | Path, seed: int = 0, samples: int = 16, train_spklip: bo
         generate_digits(data, DigitsConfig(seed=seed), overwrite=True, progress=step("rendering clips"))
     preview = write_class_preview(data, out / "digits-preview.png")
     ckpt_dir = out / "checkpoints"
-    rows, summaries = [], {}
-    spklip_eval = None
+    rows, summaries, evals, checkpoints = [], {}, {}, []
+    sweep = None
+    report_dir = None
     if train_spklip:
-        run = out / "spklip-tiny"
-        last = run / "last.pt"
-        cfg = preset_config("tiny", {"train.seed": seed})
-        if not last.is_file():
-            bar = step("training tiny SPKLIP")
-            train(cfg, data, run, progress=(lambda p: bar(p["epoch"] - 1 + p["step"] / p["steps"], p["epochs"]))
-                  if bar else None)
-        spklip_eval = write_eval(last, data, split="test", out_png=run / "confusion.png")
-        summary, per_layer = analyse_checkpoint(last, data=data, samples=samples,
-                                                progress=step("profiling spklip-tiny"))
-        write_report(out / "report-spklip-tiny", summary, per_layer)
-        summaries["spklip-tiny"] = summary
-        rows.append(comparison_row(summary, "spklip-tiny"))
-    for kind in DEMO_KINDS:
-        card = default_card(kind, seed=seed)
-        card["note"] = "untrained: weights as initialised by the seed"
-        path = save_checkpoint(ckpt_dir / f"{kind}.pt", build_model(card), card)
-        summary, per_layer = analyse_checkpoint(path, data=data, samples=samples, progress=step(f"profiling {kind}"))
-        summaries[kind] = summary
-        rows.append(comparison_row(summary, kind))
-        if kind == "test-sj-snn":
-            write_report(out / "report-test-sj-snn", summary, per_layer)
+        ann = None
+        for model in DEMO_MODELS:
+            # the spiking variants start from the ANN's HSFE front end, text tower and temperature
+            last, ev, summary, per_layer = _train_and_measure(model, data, out, seed, epochs, samples, step,
+                                                              init=ann)
+            ann = ann or last
+            name = f"{model}-tiny"
+            write_report(out / f"report-{name}", summary, per_layer)
+            summaries[name], evals[name] = summary, ev
+            rows.append(comparison_row(summary, name))
+            checkpoints.append(str(last))
+        report_dir = out / "report-fsve-full-tiny"
+        converted = _convert_ann(Path(checkpoints[0]), data, out, convert_timesteps, samples, progress)
+        summaries[converted["name"]] = converted["summary"]
+        evals[converted["name"]] = converted["eval"]
+        rows.append(comparison_row(converted["summary"], converted["name"]))
+        checkpoints.append(converted["checkpoint"])
+        sweep = converted["sweep"]
+    else:
+        for kind in DEMO_KINDS:
+            card = default_card(kind, seed=seed)
+            card["note"] = "untrained: weights as initialised by the seed"
+            path = save_checkpoint(ckpt_dir / f"{kind}.pt", build_model(card), card)
+            summary, per_layer = analyse_checkpoint(path, data=data, samples=samples,
+                                                    progress=step(f"profiling {kind}"))
+            summaries[kind] = summary
+            rows.append(comparison_row(summary, kind))
+            checkpoints.append(str(path))
+            if kind == "test-sj-snn":
+                write_report(out / "report-test-sj-snn", summary, per_layer)
+                report_dir = out / "report-test-sj-snn"
     cost = next(iter(summaries.values()))["cost_model"]["name"]
     write_comparison(out / "compare", rows, cost, samples)
     return {
         "data": str(data),
         "preview": str(preview),
-        "checkpoints": [str(ckpt_dir / f"{k}.pt") for k in DEMO_KINDS],
-        "report": str(out / "report-test-sj-snn"),
-        "spklip_eval": {k: v for k, v in (spklip_eval or {}).items() if k != "confusion"} or None,
+        "checkpoints": checkpoints,
+        "report": str(report_dir),
+        "evals": {name: {k: v for k, v in ev.items() if k != "confusion"} for name, ev in evals.items()},
         "comparison": str(out / "compare"),
+        "convert_sweep": sweep,
         "rows": rows,
         "summaries": summaries,
     }
+
+
+def _convert_ann(ann: Path, data: Path, out: Path, timesteps: tuple[int, ...], samples: int, progress) -> dict:
+    """Convert the ANN's STAR-Net CNN to IF neurons: accuracy and energy against T (table and plot),
+    the checkpoint for the largest T, its evaluation and energy summary."""
+    from .convert.sweep import convert_checkpoint, sweep_table
+
+    path = out / "checkpoints" / "spklip-converted-tiny.pt"
+    sweep = convert_checkpoint(ann, "cnn", list(timesteps), path, calib=16, data=data, samples=samples,
+                               plot=out / "convert-sweep.png", progress=progress)
+    (out / "convert-sweep.md").write_text(sweep_table(sweep) + "\n", encoding="utf-8")
+    ev = write_eval(path, data, split="test")
+    step = (lambda done, total: progress("profiling converted", done, total)) if progress else None
+    summary, per_layer = analyse_checkpoint(path, data=data, samples=samples, progress=step)
+    name = f"spklip-converted-T{timesteps[-1]}"
+    write_report(out / f"report-{name}", summary, per_layer)
+    return {"name": name, "summary": summary, "eval": ev, "checkpoint": str(path), "sweep": sweep}

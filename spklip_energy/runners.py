@@ -5,7 +5,8 @@ A runner knows which module to profile, how to feed it a batch of spike clips
 
 * the zoo's reference models (:mod:`spklip_energy.zoo`): classifier logits;
 * ``spklip``: the visual encoder of SPKLIP (what runs once per video; the text
-  tower runs once per class prompt and is not profiled), embeddings.
+  tower runs once per class prompt and is not profiled), embeddings; the same
+  for its spiking variants ``fsve-hybrid`` and ``fsve-full``.
 """
 
 from __future__ import annotations
@@ -66,11 +67,16 @@ def _spklip_runner(ck: Checkpoint) -> Runner:
     loaded = load_spklip(ck)
     model = loaded.model.eval()
     cfg = model.cfg
-    return Runner("spklip", False, model.visual, model.encode_spikes, False, cfg.to_dict(),
+    return Runner(ck.kind, ck.kind != "spklip", model.visual, model.encode_spikes, False, cfg.to_dict(),
                   lambda manifest, split: clips_for(cfg, manifest, split))
 
 
-_RUNNERS: dict[str, Callable[[Checkpoint], Runner]] = {"spklip": _spklip_runner}
+_RUNNERS: dict[str, Callable[[Checkpoint], Runner]] = {
+    "spklip": _spklip_runner,
+    "fsve-hybrid": _spklip_runner,
+    "fsve-full": _spklip_runner,
+    "spklip-converted": _spklip_runner,  # spiking: ANN layers converted to IF neurons (spklip_energy.convert)
+}
 
 
 def runner_for(ck: Checkpoint) -> Runner:

@@ -642,7 +642,7 @@ def test_unknown_choice_one_line(tmp_path):
 def test_demo(tmp_path):
     """``demo`` generates the built-in data, writes digits-preview.png and prints the summary."""
     out = tmp_path / "demo"
-    proc = run_sub("demo", "--out", out)
+    proc = run_sub("demo", "--out", out, "--epochs", "1", "--samples", "4")
     assert proc.returncode == 0, f"expected exit 0, found {proc.returncode}: {proc.stderr}"
     png = out / "digits-preview.png"
     assert png.read_bytes()[:8] == PNG_MAGIC, f"expected a PNG at {png}"
@@ -652,6 +652,10 @@ def test_demo(tmp_path):
         "splits:",
         "firing rate",
         f"preview written to {png}",
+        "spklip-tiny on the test split: zero-shot class top-1",
+        "fsve-hybrid-tiny on the test split",
+        "fsve-full-tiny on the test split",
+        "| fsve-full-tiny |",
     ):
         assert text in proc.stdout, f"expected {text!r} in the demo output, found:\n{proc.stdout}"
     assert "Traceback" not in proc.stderr, f"expected no traceback, found:\n{proc.stderr}"

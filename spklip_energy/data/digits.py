@@ -55,6 +55,22 @@ CLASS_PROMPTS = {
     "zoom_out": "a handwritten digit shrinking",
 }
 
+#: How the classes and caption words change when a clip is mirrored (see
+#: :mod:`spklip_energy.model.augment`); written into ``dataset.json``.
+SYMMETRIES = {
+    "hflip": {
+        "classes": {"left": "right", "rotate_cw": "rotate_ccw"},
+        "words": {"left": "right", "right": "left", "clockwise": "counterclockwise",
+                  "counterclockwise": "clockwise"},
+    },
+    "vflip": {
+        "classes": {"up": "down", "rotate_cw": "rotate_ccw"},
+        "words": {"up": "down", "down": "up", "top": "bottom", "bottom": "top", "rises": "falls",
+                  "falls": "rises", "floats": "sinks", "sinks": "floats", "upwards": "downwards",
+                  "clockwise": "counterclockwise", "counterclockwise": "clockwise"},
+    },
+}
+
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 #: Verb phrases per motion; one is picked per clip so captions vary in wording.
@@ -357,6 +373,7 @@ def generate_digits(
                 "format_version": FORMAT_VERSION,
                 "classes": list(MOTIONS),
                 "class_prompts": CLASS_PROMPTS,
+                "symmetries": SYMMETRIES,
                 "config": asdict(cfg),
                 "camera": camera.to_dict(),
                 "flipud": False,

@@ -65,6 +65,34 @@ class StarNetConfig:
 
 
 @dataclass
+class FSVEConfig:
+    """The spiking visual encoder (``SPKLIPConfig.model`` = ``fsve-hybrid`` or ``fsve-full``).
+
+    Time axis: each temporal block's HSFE feature map is presented to the spiking
+    MS-ResNet for ``time_steps`` SNN steps (direct encoding, as the public code's
+    static repeat; it uses 2). The blocks stay tokens: the spiking Transformer
+    (``fsve-full``) attends over blocks at every step, and the output is the mean
+    over steps and blocks. ``fsve-hybrid`` averages the CNN's per-block output over
+    steps and feeds the ANN temporal Transformer of STAR-Net.
+    """
+
+    time_steps: int = 2  # SNN steps per block
+    width: int = 64  # MS-ResNet base channels, doubling per stage
+    layers: tuple[int, ...] = (2, 2, 2, 2)  # MS-ResNet blocks per stage (3 or 4 stages)
+    stem_stride: int = 1  # stride of the 3x3 stem convolution (the stages then halve 4 times)
+    v_threshold: float = 0.5  # LIF firing threshold (public code 0.5)
+    decay: float = 0.25  # membrane leak per step: u_t = decay * u_{t-1} * (1 - s_{t-1}) + x_t
+    lens: float = 0.5  # half-width of the rectangular surrogate (Eq. 8)
+    norm: str = "tdbn"  # "tdbn": threshold-dependent BN (stats over time and batch); "bn": spikingjelly's MS-ResNet BN
+    tdbn_alpha: float = 1.0  # tdBN alpha (1/sqrt(2) is used on the two BNs meeting at a residual add)
+    attn_layers: int = 2  # E-SDSA blocks of the spiking temporal Transformer (fsve-full)
+    attn_heads: int = 4
+    mlp_ratio: int = 4
+    sn_alpha: float = 1.0  # initial alpha of the SN thresholds alpha * E|x| (Eq. 9)
+    attn_threshold: float = 0.5  # V_th of the attention SN; compared with Q K^T as V_th / scale (Eq. 11)
+
+
+@dataclass
 class TextConfig:
     """The text tower."""
 
@@ -91,6 +119,9 @@ class TrainConfig:
     warmup_epochs: int = 0  # linear warm-up (the paper uses none)
     schedule: str = "constant"  # after warm-up: "constant" (paper) or "cosine" decay to 0
     prompt_mix: float = 0.0  # probability a clip is paired with its class prompt instead of its caption
+    augment: str = "none"  # "flip": label-aware mirror flips (spklip_energy.model.augment); "none"
+    contrastive_weight: float = 1.0  # weight of the contrastive loss of Eq. 6
+    class_loss: float = 0.0  # weight of a cross-entropy against all class prompts, added to Eq. 6 (paper: 0)
     seed: int = 0
 
 
@@ -99,6 +130,7 @@ class SPKLIPConfig:
     """The whole SPKLIP model and its training."""
 
     preset: str = "reference"
+    model: str = "spklip"  # "spklip" (ANN), "fsve-hybrid" (spiking CNN, ANN Transformer), "fsve-full"
     frames: int = 250  # spike frames per clip
     height: int = 240
     width: int = 320
@@ -108,6 +140,7 @@ class SPKLIPConfig:
     few_shot_modules: tuple[str, ...] = ("starnet.temporal.layers.-2", "starnet.temporal.layers.-1")
     hsfe: HSFEConfig = field(default_factory=HSFEConfig)
     starnet: StarNetConfig = field(default_factory=StarNetConfig)
+    fsve: FSVEConfig = field(default_factory=FSVEConfig)
     text: TextConfig = field(default_factory=TextConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -120,6 +153,9 @@ class SPKLIPConfig:
     @classmethod
     def from_dict(cls, data: dict) -> SPKLIPConfig:
         return _from_dict(cls, data, "config")
+
+
+MODELS = ("spklip", "fsve-hybrid", "fsve-full")
 
 
 def _from_dict(klass, data: Any, where: str):
@@ -144,7 +180,8 @@ def _from_dict(klass, data: Any, where: str):
         raise ConfigError(f"{where}: {exc}") from None
 
 
-_NESTED = {"hsfe": HSFEConfig, "starnet": StarNetConfig, "text": TextConfig, "train": TrainConfig}
+_NESTED = {"hsfe": HSFEConfig, "starnet": StarNetConfig, "fsve": FSVEConfig, "text": TextConfig,
+           "train": TrainConfig}
 
 
 def _nested_type(klass, name):
@@ -202,7 +239,7 @@ def validate(cfg: SPKLIPConfig) -> None:
         raise ConfigError(f"starnet.layers must be four positive integers, got {s.layers!r}")
     if len(s.stem_strides) != 3 or any(v not in (1, 2) for v in s.stem_strides):
         raise ConfigError(f"starnet.stem_strides must be three strides of 1 or 2, got {s.stem_strides!r}")
-    if s.enabled:
+    if s.enabled and cfg.model == "spklip":
         gh, gw = starnet_grid(s, cfg.height // h.input_pool, cfg.width // h.input_pool)
         if gh < 1 or gw < 1:
             raise ConfigError(
@@ -216,6 +253,29 @@ def validate(cfg: SPKLIPConfig) -> None:
         raise ConfigError(f"starnet.temporal_heads={s.temporal_heads} must divide embed_dim={cfg.embed_dim}")
     if not 0.0 <= s.dropout < 1.0:
         raise ConfigError(f"starnet.dropout must be in [0, 1), got {s.dropout!r}")
+    if cfg.model not in MODELS:
+        raise ConfigError(f"model must be one of {', '.join(MODELS)}, got {cfg.model!r}")
+    f = cfg.fsve
+    for name in ("time_steps", "width", "stem_stride", "attn_layers", "attn_heads", "mlp_ratio"):
+        _positive(getattr(f, name), f"fsve.{name}")
+    if len(f.layers) not in (3, 4) or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in f.layers):
+        raise ConfigError(f"fsve.layers must be three or four positive integers, got {f.layers!r}")
+    if not 0.0 < f.decay < 1.0:
+        raise ConfigError(f"fsve.decay must be in (0, 1), got {f.decay!r}")
+    for name in ("v_threshold", "lens", "tdbn_alpha", "attn_threshold"):
+        if not getattr(f, name) > 0:
+            raise ConfigError(f"fsve.{name} must be positive, got {getattr(f, name)!r}")
+    if f.norm not in ("tdbn", "bn"):
+        raise ConfigError(f"fsve.norm must be 'tdbn' or 'bn', got {f.norm!r}")
+    if cfg.embed_dim % f.attn_heads:
+        raise ConfigError(f"fsve.attn_heads={f.attn_heads} must divide embed_dim={cfg.embed_dim}")
+    if cfg.model != "spklip":
+        size = min(cfg.height, cfg.width) // h.input_pool // f.stem_stride
+        if size < 2 ** len(f.layers):
+            raise ConfigError(
+                f"frames of {cfg.height}x{cfg.width} are too small for the spiking MS-ResNet "
+                f"({len(f.layers)} stages halving, stem stride {f.stem_stride}, input_pool {h.input_pool})"
+            )
     t = cfg.text
     if t.style not in ("clip", "bert"):
         raise ConfigError(f"text.style must be 'clip' or 'bert', got {t.style!r}")
@@ -232,6 +292,12 @@ def validate(cfg: SPKLIPConfig) -> None:
     if not 0.0 <= tr.prompt_mix <= 1.0:
         raise ConfigError(f"train.prompt_mix must be in [0, 1], got {tr.prompt_mix!r}")
     _positive(tr.epochs, "train.epochs")
+    if not tr.contrastive_weight >= 0:
+        raise ConfigError(f"train.contrastive_weight must be >= 0, got {tr.contrastive_weight!r}")
+    if not tr.class_loss >= 0:
+        raise ConfigError(f"train.class_loss must be >= 0, got {tr.class_loss!r}")
+    if tr.augment not in ("none", "flip"):
+        raise ConfigError(f"train.augment must be 'none' or 'flip', got {tr.augment!r}")
 
 
 def _reference() -> SPKLIPConfig:
@@ -259,6 +325,7 @@ def _small() -> SPKLIPConfig:
         hsfe=HSFEConfig(branch_width=8, features=32, trunk_blocks=2, input_scale=20.0),
         starnet=StarNetConfig(width=16, layers=(1, 1, 1, 1), heads=4, temporal_layers=2, temporal_heads=4,
                               temporal_ffn=256, temporal_position=True),
+        fsve=FSVEConfig(width=16, layers=(1, 1, 1, 1), attn_layers=2, attn_heads=4),
         text=TextConfig(width=64, layers=2, heads=4, context_length=32, vocab_size=1024, adapter_width=32),
         train=TrainConfig(lr=1e-3, batch_size=16, epochs=20, weight_decay=5e-4, warmup_epochs=1,
                           schedule="cosine", prompt_mix=0.5),
@@ -275,6 +342,7 @@ def _tiny() -> SPKLIPConfig:
         starnet=StarNetConfig(width=8, layers=(1, 1, 1, 1), stem_strides=(1, 1, 1), heads=4, temporal_layers=1,
                               temporal_heads=2,
                               temporal_ffn=128, temporal_position=True, dropout=0.0),
+        fsve=FSVEConfig(width=8, layers=(1, 1, 1, 1), attn_layers=1, attn_heads=2, mlp_ratio=2),
         text=TextConfig(width=32, layers=1, heads=2, context_length=32, vocab_size=512, adapter_width=16),
         train=TrainConfig(lr=2e-3, batch_size=16, epochs=25, weight_decay=5e-4, warmup_epochs=1,
                           schedule="cosine", prompt_mix=0.5),

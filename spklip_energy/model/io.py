@@ -22,6 +22,10 @@ from .spklip import SPKLIP, build_spklip
 from .tokenizer import SpikeTextTokenizer
 
 KIND = "spklip"
+#: Checkpoint kinds this module loads: the ANN baseline, the two FSVE variants
+#: (``SPKLIPConfig.model``) and an ANN whose layers were converted to IF neurons.
+CONVERTED_KIND = "spklip-converted"
+KINDS = ("spklip", "fsve-hybrid", "fsve-full", CONVERTED_KIND)
 TRAIN_PREFIX = "_train."
 
 
@@ -70,7 +74,7 @@ def save_spklip(path: str | os.PathLike, model: SPKLIP, tokenizer: SpikeTextToke
                 optimizer: torch.optim.Optimizer | None = None) -> Path:
     """Write a SPKLIP checkpoint atomically (with optimizer and RNG state when given)."""
     card = {
-        "kind": KIND,
+        "kind": CONVERTED_KIND if "conversion" in card_extra else model.cfg.model,
         "format_version": 1,
         "config": model.cfg.to_dict(),
         "tokenizer": tokenizer.to_json(),
@@ -89,14 +93,23 @@ def save_spklip(path: str | os.PathLike, model: SPKLIP, tokenizer: SpikeTextToke
 def load_spklip(path_or_ck: str | os.PathLike | Checkpoint) -> LoadedSPKLIP:
     """Load a SPKLIP checkpoint (refuses other kinds with a clear error)."""
     ck = path_or_ck if isinstance(path_or_ck, Checkpoint) else load_checkpoint(path_or_ck)
-    if ck.kind != KIND:
-        raise CheckpointError(f"{ck.path}: is a {ck.kind!r} checkpoint, not a SPKLIP ({KIND!r}) one")
+    if ck.kind not in KINDS:
+        raise CheckpointError(f"{ck.path}: is a {ck.kind!r} checkpoint, not a SPKLIP one ({', '.join(KINDS)})")
     try:
         cfg = SPKLIPConfig.from_dict(ck.card["config"])
     except (ConfigError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{ck.path}: config in the checkpoint is invalid ({exc})") from None
     tokenizer = SpikeTextTokenizer.from_json(ck.card.get("tokenizer", ""))
     model = build_spklip(cfg)
+    if ck.kind == CONVERTED_KIND:
+        from ..convert import (
+            apply_conversion,  # the converted structure, thresholds come with the weights
+        )
+
+        try:
+            model = apply_conversion(model, ck.card["conversion"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{ck.path}: conversion record in the checkpoint is invalid ({exc})") from None
     try:
         model.load_state_dict(model_state(ck), strict=True)
     except RuntimeError as exc:

@@ -120,3 +120,16 @@ class ClipLoss(nn.Module):
 
 
 __all__ = ["ClipLoss", "LogitScale", "clip_loss", "contrastive_logits", "soft_targets"]
+
+
+def class_prompt_loss(spike_features: torch.Tensor, prompt_features: torch.Tensor, logit_scale: torch.Tensor,
+                      labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of each clip against the text embeddings of all class prompts.
+
+    The zero-shot classifier that ``eval`` uses, trained directly (as action-CLIP
+    fine-tuning does); an optional term (``train.class_loss``) beside Eq. 6, not
+    part of the paper's objective.
+    """
+    s = F.normalize(spike_features, dim=-1)
+    t = F.normalize(prompt_features, dim=-1)
+    return F.cross_entropy(logit_scale * s @ t.T, labels)

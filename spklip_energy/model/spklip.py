@@ -1,5 +1,8 @@
 """The SPKLIP model: spike visual encoder (HSFE + STAR-Net), text encoder, learnable temperature.
 
+With ``cfg.model`` ``fsve-hybrid`` or ``fsve-full`` STAR-Net is replaced by the
+spiking encoder of :mod:`spklip_energy.fsve.encoder` (HSFE and text tower unchanged).
+
 ``SPKLIP.encode_spikes``: spikes ``[B, F, H, W]`` (binary; uint8, bool or float)
 -> ``F_s [B, embed_dim]``. ``SPKLIP.encode_text``: tokens ``[B, L]`` ->
 ``[B, embed_dim]``. ``forward`` returns :class:`SPKLIPOutput` whatever the
@@ -38,7 +41,11 @@ class SpikeVisualEncoder(nn.Module):
         self.cfg = cfg
         self.hsfe = HSFE(cfg.hsfe)
         h, w = feature_size(cfg.hsfe, cfg.height, cfg.width)
-        if cfg.starnet.enabled:
+        if cfg.model != "spklip":
+            from ..fsve.encoder import SpikingStarNet  # spikingjelly is only needed for the FSVE
+
+            self.starnet = SpikingStarNet(cfg, cfg.hsfe.features)
+        elif cfg.starnet.enabled:
             self.starnet = StarNet(cfg.starnet, cfg.hsfe.features, h, w, cfg.embed_dim, cfg.hsfe.n_blocks)
         else:
             self.starnet = BlockPooling(cfg.hsfe.features, cfg.embed_dim, cfg.hsfe.n_blocks)

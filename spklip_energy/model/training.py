@@ -20,10 +20,11 @@ from torch.utils.data import DataLoader
 
 from ..atomic import atomic_path
 from ..errors import CheckpointError, ConfigError
+from .augment import dataset_flips, flip_batch
 from .config import SPKLIPConfig
 from .data import clips_for, load_splits, resolve_data
 from .io import TRAIN_PREFIX, load_spklip, restore_optimizer, save_spklip
-from .loss import clip_loss
+from .loss import class_prompt_loss, clip_loss
 from .metrics import chance_recall, confusion_matrix, retrieval_recall, topk_accuracy
 from .spklip import SPKLIP, build_spklip
 from .tokenizer import SpikeTextTokenizer
@@ -89,6 +90,30 @@ def evaluate_model(model: SPKLIP, tokenizer: SpikeTextTokenizer, ds, device: tor
     }
 
 
+def _init_from(model: SPKLIP, init: str | os.PathLike) -> tuple[SpikeTextTokenizer, dict]:
+    """Copy every tensor of ``init`` whose name, shape and layer type match into ``model``."""
+    src = load_spklip(init)
+    if src.model.cfg.text != model.cfg.text:
+        raise ConfigError(f"{init}: its text tower differs from this preset's; --init needs the same text config")
+    own = model.state_dict()
+
+    def same_layer(key: str) -> bool:  # the owning modules must be of one type, not just share a name
+        path = key.rsplit(".", 1)[0]
+        try:
+            return type(src.model.get_submodule(path)) is type(model.get_submodule(path))
+        except AttributeError:
+            return False
+
+    take = {k: v for k, v in src.model.state_dict().items()
+            if k in own and own[k].shape == v.shape and same_layer(k)}
+    if not take:
+        raise ConfigError(f"{init}: no weight matches this model (different preset?)")
+    model.load_state_dict(take, strict=False)
+    parts = sorted({".".join(k.split(".")[:3 if k.startswith("visual.starnet.") else 2 if k.startswith("visual.")
+                                else 1]) for k in take})
+    return src.tokenizer, {"from": str(init), "kind": src.checkpoint.kind, "tensors": len(take), "parts": parts}
+
+
 @dataclass
 class TrainResult:
     run_dir: Path
@@ -139,8 +164,13 @@ def train(
     device: str = "cpu",
     progress: Progress | None = None,
     data_progress=None,
+    init: str | os.PathLike | None = None,
 ) -> TrainResult:
     """Train SPKLIP; one atomic checkpoint per epoch (``run_dir/last.pt``), metrics and curves.
+
+    ``init``: a trained SPKLIP checkpoint (any variant) to start from: its tokenizer,
+    and every weight whose name, shape and layer type match (for a spiking variant started from
+    the ANN: the HSFE front end, the text tower and the temperature).
 
     With ``resume`` the run continues from ``run_dir/last.pt``: weights, optimiser,
     RNG state, history and the epoch counter, so at most the unfinished epoch is lost.
@@ -163,10 +193,14 @@ def train(
     total_epochs = epochs or cfg.train.epochs
     manifest, splits = load_splits(cfg, data, ("train", "val"), progress=data_progress)
     train_ds, val_ds = splits["train"], splits["val"]
+    init_record = None
     if not resume:
-        texts = train_ds.captions + train_ds.class_prompts
-        tokenizer = SpikeTextTokenizer.train(texts, cfg.text.vocab_size)
         model = build_spklip(cfg)
+        if init is not None:
+            tokenizer, init_record = _init_from(model, init)
+        else:
+            texts = train_ds.captions + train_ds.class_prompts
+            tokenizer = SpikeTextTokenizer.train(texts, cfg.text.vocab_size)
     model.to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, betas=tuple(cfg.train.betas),
                             weight_decay=cfg.train.weight_decay)
@@ -182,25 +216,43 @@ def train(
     steps = math.ceil(len(train_ds) / cfg.train.batch_size)
     card_base = {
         "data": {"path": str(resolve_data(data)), "train_clips": len(train_ds), "val_clips": len(val_ds)},
+        **({"init": init_record} if init_record else {}),
         "classes": list(train_ds.classes),
         "class_prompts": train_ds.class_prompts,
     }
     run.mkdir(parents=True, exist_ok=True)
+    flips = dataset_flips(train_ds.manifest) if cfg.train.augment == "flip" else []
+    prompt_tokens = tokenizer.encode(list(train_ds.class_prompts), cfg.text.context_length).to(dev)
+    spiking = cfg.model != "spklip"
+    kernel = ""
+    if spiking:
+        from ..fsve.neurons import lif_kernel
+
+        kernel = lif_kernel(dev)
     for epoch in range(start, total_epochs):
         model.train()
         t0, seen, loss_sum = time.perf_counter(), 0, 0.0
         text_rng = torch.Generator().manual_seed(cfg.train.seed * 1000 + epoch + 1)
+        flip_rng = torch.Generator().manual_seed(cfg.train.seed * 1000 + epoch + 7)
         for step, batch in enumerate(_loader(train_ds, cfg.train.batch_size, True, cfg.train.seed * 1000 + epoch)):
             for group in opt.param_groups:
                 group["lr"] = _lr_at(cfg, epoch, step, steps, total_epochs)
-            spikes = batch["spikes"].to(dev)
-            texts, text_ids = pair_texts(list(batch["caption"]), batch["label"].tolist(), train_ds.class_prompts,
+            spikes, labels, captions = batch["spikes"], batch["label"], list(batch["caption"])
+            if flips:
+                spikes, labels, captions = flip_batch(spikes, labels, captions, flips, flip_rng)
+            spikes = spikes.to(dev)
+            texts, text_ids = pair_texts(captions, labels.tolist(), train_ds.class_prompts,
                                          cfg.train.prompt_mix, text_rng)
             tokens = tokenizer.encode(texts, cfg.text.context_length).to(dev)
             with torch.autocast(dev.type, enabled=use_amp):
                 out = model(spikes, tokens)
-                loss = clip_loss(out.spike_features.float(), out.text_features.float(), out.logit_scale,
-                                 labels=text_ids.to(dev), soft=True)
+                loss = cfg.train.contrastive_weight * clip_loss(
+                    out.spike_features.float(), out.text_features.float(), out.logit_scale,
+                    labels=text_ids.to(dev), soft=True)
+                if cfg.train.class_loss > 0:
+                    loss = loss + cfg.train.class_loss * class_prompt_loss(
+                        out.spike_features.float(), model.encode_text(prompt_tokens).float(), out.logit_scale,
+                        labels.to(dev))
             opt.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
@@ -217,7 +269,13 @@ def train(
             if progress:
                 progress({"epoch": epoch + 1, "epochs": total_epochs, "step": step + 1, "steps": steps,
                           "loss": float(loss.detach()), "clips_per_s": seen / max(time.perf_counter() - t0, 1e-9)})
-        val = evaluate_model(model, tokenizer, val_ds, dev)
+        if spiking:
+            from ..fsve.firing import FiringRates
+
+            with FiringRates(model.visual) as rates:
+                val = evaluate_model(model, tokenizer, val_ds, dev)
+        else:
+            val = evaluate_model(model, tokenizer, val_ds, dev)
         record = {
             "epoch": epoch + 1,
             "train_loss": loss_sum / max(seen, 1),
@@ -230,6 +288,9 @@ def train(
             "clips_per_s": seen / max(time.perf_counter() - t0, 1e-9),
             "device": dev.type,
         }
+        if spiking:
+            record["firing_rates"] = rates.summary()
+            record["lif_kernel"] = kernel
         history.append(record)
         card = {**card_base, "train": {"epoch": epoch + 1, "epochs": total_epochs, "history": history,
                                        "seed": cfg.train.seed, "device": dev.type}}

@@ -1,0 +1,86 @@
+"""Label-aware flip augmentation for spike clips and their captions.
+
+A horizontal or vertical mirror of a spike clip is a valid clip, but for motion
+classes it may be a clip of *another* class (a digit moving left, mirrored, moves
+right) and its caption must change with it. A dataset declares this in
+``dataset.json`` under ``"symmetries"``::
+
+    {"hflip": {"classes": {"left": "right", ...}, "words": {"left": "right", ...}},
+     "vflip": {...}}
+
+``classes`` maps a class to its mirror image (classes not listed are unchanged)
+and ``words`` swaps whole words of the caption. A flip the dataset does not
+declare is not applied, except that ``hflip`` is label-preserving for datasets
+that declare nothing (the usual left-right augmentation of action datasets such
+as HMDB51/UCF101). The built-in spike-digits data declares both flips
+(:data:`spklip_energy.data.digits.SYMMETRIES`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+
+from ..data.manifest import Manifest
+
+FLIP_DIMS = {"hflip": -1, "vflip": -2}
+
+
+@dataclass(frozen=True)
+class Flip:
+    name: str  # "hflip" or "vflip"
+    label_map: tuple[int, ...]  # class index -> class index of the mirrored clip
+    words: dict
+
+    def caption(self, text: str) -> str:
+        if not self.words:
+            return text
+        pattern = re.compile(r"\b(" + "|".join(map(re.escape, sorted(self.words, key=len, reverse=True))) + r")\b")
+        return pattern.sub(lambda m: self.words[m.group(1)], text)
+
+
+def dataset_flips(manifest: Manifest) -> list[Flip]:
+    """The flips a dataset allows, from its ``symmetries`` (see the module docstring)."""
+    from ..data.digits import DATASET_NAME, SYMMETRIES
+
+    meta = manifest.meta or {}
+    sym = meta.get("symmetries")
+    if sym is None and meta.get("name") == DATASET_NAME:
+        sym = SYMMETRIES  # datasets generated before the field existed
+    if sym is None:
+        sym = {"hflip": {"classes": {}, "words": {}}}
+    classes = list(manifest.classes)
+    flips = []
+    for name in ("hflip", "vflip"):
+        if name not in sym:
+            continue
+        cmap = dict(sym[name].get("classes", {}))
+        cmap.update({v: k for k, v in list(cmap.items())})
+        label_map = tuple(classes.index(cmap[c]) if cmap.get(c) in classes else i for i, c in enumerate(classes))
+        flips.append(Flip(name, label_map, dict(sym[name].get("words", {}))))
+    return flips
+
+
+def flip_batch(spikes: torch.Tensor, labels: torch.Tensor, captions: list[str], flips: list[Flip],
+               generator: torch.Generator, p: float = 0.5) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Mirror each clip ``[B, F, H, W]`` with probability ``p`` per declared flip; labels and
+    captions follow. Deterministic for ``generator``."""
+    if not flips:
+        return spikes, labels, captions
+    spikes = spikes.clone()
+    labels = labels.clone()
+    captions = list(captions)
+    for flip in flips:
+        chosen = (torch.rand(len(spikes), generator=generator) < p).nonzero().flatten().tolist()
+        if not chosen:
+            continue
+        spikes[chosen] = spikes[chosen].flip(FLIP_DIMS[flip.name])
+        for i in chosen:
+            labels[i] = flip.label_map[int(labels[i])]
+            captions[i] = flip.caption(captions[i])
+    return spikes, labels, captions
+
+
+__all__ = ["Flip", "dataset_flips", "flip_batch"]
