@@ -133,7 +133,7 @@ def analyse_checkpoint(
         "evaluation": {k: v for k, v in (evaluation or {}).items() if k != "confusion"} or None,
         "measured_top1_on_profiled_samples": (correct / n) if runner.logits and n else None,
         "cost_model": energy["cost_model"],
-        "warnings": energy["warnings"],
+        "warnings": energy["warnings"] + [n for n in result.notes if n not in energy["warnings"]],
         "not_counted": result.not_counted,
         "conventions": conventions(),
     }

@@ -327,6 +327,7 @@ def test_cli_convert_end_to_end_then_eval_report_compare(data, tmp_path, capsys)
     rep = json.loads(capsys.readouterr().out)
     assert rep["checkpoint"]["kind"] == "spklip-converted" and rep["checkpoint"]["spiking"] is True
     assert rep["counts"]["sops"] > 0 and rep["counts"]["neuron_updates"] > 0 and rep["not_counted"] == []
+    assert any("scaled spikes" in w for w in rep["warnings"])  # the counting convention is stated
     assert main(["compare", ann, str(out), "--data", str(data), "--samples", "2", "--out", str(tmp_path / "cmp"),
                  "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)["rows"]
