@@ -222,7 +222,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.total = p["steps"]
             bar.n = p["step"]
-            bar.set_description(f"epoch {p['epoch']}/{p['epochs']}")
+            bar.set_description(f"{'pre-training ' if p.get('stage') == 'pretrain' else ''}"
+                                f"epoch {p['epoch']}/{p['epochs']}")
             bar.set_postfix(loss=f"{p['loss']:.3f}", clips_s=f"{p['clips_per_s']:.1f}")
 
     try:
@@ -310,6 +311,31 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         + f"\nconverted checkpoint (T={res['kept_timesteps']}): {res['checkpoint']}; plot: {res['plot']}"
     )
     _emit(args, res, text)
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_checkpoint
+
+    res = export_checkpoint(args.checkpoint, args.out, args.format, opset=args.opset, overwrite=args.overwrite,
+                            verify=args.verify, data=args.data, samples=args.samples)
+    lines = [f"{res['checkpoint']} ({res['kind']}): wrote {', '.join(res['files'])} to {res['out']} "
+             f"({res['format']}, opset {res['opset']}, dynamic batch)"]
+    ver = res.get("verify")
+    if ver:
+        v, t = ver["visual"], ver["text"]
+        lines.append(f"verify (onnxruntime CPU, {ver['clips']} clips, {ver['prompts']} prompts): visual max rel error "
+                     f"{v['max_rel_error']:.2e} ({100 * v['frac_elements_over_tol']:.2f}% of elements > "
+                     f"{ver['tolerance']:g}), text max rel error {t['max_rel_error']:.2e}")
+        if ver["spiking"]:
+            lines.append("spiking encoder: differences come from membrane potentials within float rounding of a "
+                         "threshold (reported, not failed)")
+    _emit(args, res, "\n".join(lines))
+    if ver and not ver["ok"]:
+        print(f"spklip-energy: verification failed: ONNX embeddings differ from torch by more than "
+              f"{ver['tolerance']:g} relative (visual {ver['visual']['max_rel_error']:.2e}, "
+              f"text {ver['text']['max_rel_error']:.2e})", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -439,6 +465,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print()
     for s in result["summaries"].values():
         print(table6_text(s) + "\n")
+    for name, e in (result.get("exports") or {}).items():
+        print(f"{name} exported to ONNX ({e['folder']}): onnxruntime vs torch, max relative error visual "
+              f"{e['visual_max_rel_error']:.1e}, text {e['text_max_rel_error']:.1e} "
+              f"({'within' if e['ok'] else 'OUTSIDE'} 1e-4)")
+    if result.get("exports"):
+        print()
     if result.get("convert_sweep"):
         from .convert.sweep import sweep_table
 
@@ -653,6 +685,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     _add_json(p)
     p.set_defaults(func=_cmd_convert)
+
+    # export (deployment: onnx now; nir and lava slot into the --format choices later)
+    p = verbs.add_parser(
+        "export", help="export a SPKLIP checkpoint for deployment (ONNX)",
+        description="Write the visual encoder (float32 spikes [batch, frames, height, width]) and the text "
+        "encoder (int64 tokens [batch, context_length]) as DIR/visual.onnx and DIR/text.onnx with a dynamic "
+        "batch axis, plus DIR/export.json (inputs, outputs, opset, tokenizer, config). Spiking encoders "
+        "(fsve-hybrid, fsve-full) are unrolled over their time steps. --verify compares onnxruntime (CPU) "
+        "with torch on test clips and the class prompts; exit 1 when an ANN embedding differs by more than "
+        "1e-4 relative. See docs/export.md.",
+    )
+    p.add_argument("checkpoint", type=Path, help="a SPKLIP checkpoint (spklip, fsve-hybrid, fsve-full)")
+    p.add_argument("--format", choices=("onnx",), default="onnx", help="export format (default onnx)")
+    p.add_argument("--out", type=Path, help="output folder (default exports/<checkpoint name>-<format>)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output folder")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (14..20, default 17)")
+    p.add_argument("--verify", action="store_true", help="check the graphs with onnxruntime against torch")
+    p.add_argument("--data", default="builtin", help="clips for --verify: builtin or a dataset (default builtin)")
+    p.add_argument("--samples", type=int, default=4, help="test clips for --verify (default 4)")
+    _add_json(p)
+    p.set_defaults(func=_cmd_export)
 
     # report / compare
     def add_energy_options(p: argparse.ArgumentParser) -> None:

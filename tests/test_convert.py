@@ -31,7 +31,8 @@ from spklip_energy.model.io import load_spklip, save_spklip
 from spklip_energy.model.tokenizer import SpikeTextTokenizer
 
 # the tiny preset on 32x32 clips, HSFE features at 16x16, two temporal blocks
-TINY = {"height": 32, "width": 32, "hsfe.input_pool": 2, "hsfe.n_blocks": 2, "train.batch_size": 8}
+TINY = {"height": 32, "width": 32, "hsfe.input_pool": 2, "hsfe.n_blocks": 2, "train.batch_size": 8,
+        "train.pretrain_epochs": 1}
 
 
 @pytest.fixture(scope="module", autouse=True)

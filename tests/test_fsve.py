@@ -21,7 +21,7 @@ from spklip_energy.fsve import (
 from spklip_energy.fsve.firing import FiringRates
 from spklip_energy.model import build_spklip, preset_config
 
-SMALL = {"height": 32, "width": 32, "hsfe.input_pool": 1, "train.batch_size": 8}
+SMALL = {"height": 32, "width": 32, "hsfe.input_pool": 1, "train.batch_size": 8, "train.pretrain_epochs": 1}
 
 
 def _spikes(b, cfg, p=0.05, seed=0):

@@ -19,7 +19,7 @@ from spklip_energy.model.metrics import retrieval_recall, topk_accuracy
 from spklip_energy.model.training import train
 
 # a 32x32 variant of tiny that fits the small test dataset
-SMALL = {"height": 32, "width": 32, "hsfe.input_pool": 1, "train.batch_size": 8}
+SMALL = {"height": 32, "width": 32, "hsfe.input_pool": 1, "train.batch_size": 8, "train.pretrain_epochs": 1}
 
 
 def _spikes(b, cfg, p=0.05, seed=0):
@@ -239,3 +239,32 @@ def test_cli_bad_input(tmp_path, data):
         assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
         assert needle in lines[0], f"expected {needle!r} in {lines[0]!r}"
     assert not (tmp_path / "r1").exists() and not (tmp_path / "r3" / "last.pt").exists()
+
+
+@pytest.mark.slow
+def test_pretrain_then_locked_visual_trains_only_the_text_side(tmp_path, data):
+    from spklip_energy.checkpoint import load_checkpoint
+    from spklip_energy.model.io import load_spklip
+
+    cfg = preset_config("tiny", {**SMALL, "train.pretrain_epochs": 1, "train.lock_visual": True,
+                                 "train.augment": "flip", "train.class_loss": 1.0})
+    res = train(cfg, data, tmp_path / "run", epochs=1)
+    card = load_checkpoint(res.checkpoint).card
+    pre = card["pretrain"]
+    assert pre["epochs"] == 1 and 0.0 <= pre["history"][0]["val_top1"] <= 1.0
+    trained = load_spklip(res.checkpoint).model
+    fresh = build_spklip(cfg)
+    # pre-training moved the visual encoder, the contrastive stage the text tower
+    vis_changed = any(not torch.equal(a, b) for a, b in zip(trained.visual.state_dict().values(),
+                                                             fresh.visual.state_dict().values(), strict=True))
+    txt_changed = any(not torch.equal(a, b) for a, b in zip(trained.text.state_dict().values(),
+                                                             fresh.text.state_dict().values(), strict=True))
+    assert vis_changed and txt_changed
+    # resuming the locked stage leaves the visual encoder exactly as pre-training left it
+    res2 = train(cfg, data, tmp_path / "run", epochs=2, resume=True)
+    again = load_spklip(res2.checkpoint).model
+    for (name, a), b in zip(trained.visual.state_dict().items(), again.visual.state_dict().values(), strict=True):
+        assert torch.equal(a, b), f"{name} changed while locked"
+    assert any(not torch.equal(a, b) for a, b in zip(trained.text.state_dict().values(),
+                                                      again.text.state_dict().values(), strict=True))
+    assert load_checkpoint(res2.checkpoint).card["pretrain"] == pre

@@ -120,6 +120,8 @@ class TrainConfig:
     schedule: str = "constant"  # after warm-up: "constant" (paper) or "cosine" decay to 0
     prompt_mix: float = 0.0  # probability a clip is paired with its class prompt instead of its caption
     augment: str = "none"  # "flip": label-aware mirror flips (spklip_energy.model.augment); "none"
+    pretrain_epochs: int = 0  # supervised pre-training of the visual encoder on the labels first (0: none)
+    lock_visual: bool = False  # contrastive stage trains only the text side (LiT); with pretrain_epochs
     contrastive_weight: float = 1.0  # weight of the contrastive loss of Eq. 6
     class_loss: float = 0.0  # weight of a cross-entropy against all class prompts, added to Eq. 6 (paper: 0)
     seed: int = 0
@@ -292,6 +294,8 @@ def validate(cfg: SPKLIPConfig) -> None:
     if not 0.0 <= tr.prompt_mix <= 1.0:
         raise ConfigError(f"train.prompt_mix must be in [0, 1], got {tr.prompt_mix!r}")
     _positive(tr.epochs, "train.epochs")
+    if isinstance(tr.pretrain_epochs, bool) or not isinstance(tr.pretrain_epochs, int) or tr.pretrain_epochs < 0:
+        raise ConfigError(f"train.pretrain_epochs must be >= 0, got {tr.pretrain_epochs!r}")
     if not tr.contrastive_weight >= 0:
         raise ConfigError(f"train.contrastive_weight must be >= 0, got {tr.contrastive_weight!r}")
     if not tr.class_loss >= 0:
@@ -345,7 +349,8 @@ def _tiny() -> SPKLIPConfig:
         fsve=FSVEConfig(width=8, layers=(1, 1, 1, 1), attn_layers=1, attn_heads=2, mlp_ratio=2),
         text=TextConfig(width=32, layers=1, heads=2, context_length=32, vocab_size=512, adapter_width=16),
         train=TrainConfig(lr=2e-3, batch_size=16, epochs=25, weight_decay=5e-4, warmup_epochs=1,
-                          schedule="cosine", prompt_mix=0.5),
+                          schedule="cosine", prompt_mix=0.5, augment="flip", pretrain_epochs=40,
+                          lock_visual=True, class_loss=1.0),
     )
 
 

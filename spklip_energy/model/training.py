@@ -90,6 +90,58 @@ def evaluate_model(model: SPKLIP, tokenizer: SpikeTextTokenizer, ds, device: tor
     }
 
 
+def pretrain_visual(model: SPKLIP, train_ds, val_ds, tokenizer: SpikeTextTokenizer, cfg: SPKLIPConfig,
+                    dev: torch.device, flips: list, progress: Progress | None = None) -> dict:
+    """Supervised pre-training of the visual encoder on the training labels.
+
+    A cosine classifier with free class vectors (scale 1/0.07, as CLIP's initial
+    temperature), cross-entropy, the configured flips, ``train.pretrain_epochs``
+    epochs with the preset's optimiser and schedule. With ``train.lock_visual`` the
+    contrastive stage then trains only the text side against this locked tower,
+    as LiT (Zhai et al., 2022) does with a supervised image model. Returns what
+    it measured: per epoch the loss and the validation accuracy of the classifier.
+    """
+    seed = cfg.train.seed
+    g = torch.Generator().manual_seed(seed + 17)
+    head = torch.nn.Parameter((torch.randn(len(train_ds.classes), cfg.embed_dim, generator=g) * 0.1).to(dev))
+    params = list(model.visual.parameters()) + [head]
+    opt = torch.optim.AdamW(params, lr=cfg.train.lr, betas=tuple(cfg.train.betas),
+                            weight_decay=cfg.train.weight_decay)
+    epochs = cfg.train.pretrain_epochs
+    steps = math.ceil(len(train_ds) / cfg.train.batch_size)
+    scale = 1 / 0.07
+    history = []
+    for epoch in range(epochs):
+        model.visual.train()
+        flip_rng = torch.Generator().manual_seed(seed * 1000 + 500 + epoch)
+        t0, seen, loss_sum = time.perf_counter(), 0, 0.0
+        for step, batch in enumerate(_loader(train_ds, cfg.train.batch_size, True, seed * 1000 + 500 + epoch)):
+            for group in opt.param_groups:
+                group["lr"] = _lr_at(cfg, epoch, step, steps, epochs)
+            spikes, labels = batch["spikes"], batch["label"]
+            if flips:
+                spikes, labels, _ = flip_batch(spikes, labels, list(batch["caption"]), flips, flip_rng)
+            f = torch.nn.functional.normalize(model.visual(spikes.to(dev)).float(), dim=-1)
+            logits = scale * f @ torch.nn.functional.normalize(head, dim=-1).T
+            loss = torch.nn.functional.cross_entropy(logits, labels.to(dev))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
+            opt.step()
+            seen += len(labels)
+            loss_sum += float(loss.detach()) * len(labels)
+            if progress:
+                progress({"epoch": epoch + 1, "epochs": epochs, "step": step + 1, "steps": steps,
+                          "loss": float(loss.detach()), "clips_per_s": seen / max(time.perf_counter() - t0, 1e-9),
+                          "stage": "pretrain"})
+        clips, labels, _ = embed_clips(model, val_ds, dev)
+        acc = float((clips @ torch.nn.functional.normalize(head.detach().cpu(), dim=-1).T).argmax(1)
+                    .eq(labels).float().mean())
+        history.append({"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "val_top1": acc})
+    opt.zero_grad(set_to_none=True)  # no stale gradients may reach the next stage's clipping
+    return {"epochs": epochs, "method": "supervised cosine classifier on the training labels", "history": history}
+
+
 def _init_from(model: SPKLIP, init: str | os.PathLike) -> tuple[SpikeTextTokenizer, dict]:
     """Copy every tensor of ``init`` whose name, shape and layer type match into ``model``."""
     src = load_spklip(init)
@@ -202,7 +254,15 @@ def train(
             texts = train_ds.captions + train_ds.class_prompts
             tokenizer = SpikeTextTokenizer.train(texts, cfg.text.vocab_size)
     model.to(dev)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, betas=tuple(cfg.train.betas),
+    flips = dataset_flips(train_ds.manifest) if cfg.train.augment == "flip" else []
+    pretrain_record = loaded.card.get("pretrain") if resume else None
+    if not resume and cfg.train.pretrain_epochs > 0:
+        pretrain_record = pretrain_visual(model, train_ds, val_ds, tokenizer, cfg, dev, flips, progress)
+    if cfg.train.lock_visual:
+        for p in model.visual.parameters():
+            p.requires_grad_(False)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=cfg.train.lr, betas=tuple(cfg.train.betas),
                             weight_decay=cfg.train.weight_decay)
     if resume:
         restore_optimizer(opt, loaded.checkpoint)
@@ -217,11 +277,11 @@ def train(
     card_base = {
         "data": {"path": str(resolve_data(data)), "train_clips": len(train_ds), "val_clips": len(val_ds)},
         **({"init": init_record} if init_record else {}),
+        **({"pretrain": pretrain_record} if pretrain_record else {}),
         "classes": list(train_ds.classes),
         "class_prompts": train_ds.class_prompts,
     }
     run.mkdir(parents=True, exist_ok=True)
-    flips = dataset_flips(train_ds.manifest) if cfg.train.augment == "flip" else []
     prompt_tokens = tokenizer.encode(list(train_ds.class_prompts), cfg.text.context_length).to(dev)
     spiking = cfg.model != "spklip"
     kernel = ""
@@ -231,6 +291,8 @@ def train(
         kernel = lif_kernel(dev)
     for epoch in range(start, total_epochs):
         model.train()
+        if cfg.train.lock_visual:
+            model.visual.eval()  # a locked tower keeps its BatchNorm statistics too
         t0, seen, loss_sum = time.perf_counter(), 0, 0.0
         text_rng = torch.Generator().manual_seed(cfg.train.seed * 1000 + epoch + 1)
         flip_rng = torch.Generator().manual_seed(cfg.train.seed * 1000 + epoch + 7)
@@ -257,12 +319,12 @@ def train(
             if scaler is not None:
                 scaler.scale(loss).backward()
                 scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+                torch.nn.utils.clip_grad_norm_(trainable, cfg.train.grad_clip)
                 scaler.step(opt)
                 scaler.update()
             else:
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+                torch.nn.utils.clip_grad_norm_(trainable, cfg.train.grad_clip)
                 opt.step()
             seen += len(spikes)
             loss_sum += float(loss.detach()) * len(spikes)

@@ -1,0 +1,90 @@
+"""The ``export`` verb's library side: checkpoint -> output folder, written atomically.
+
+``export_checkpoint`` loads an SPKLIP checkpoint, writes the chosen format's files
+into a temporary sibling of ``out``, optionally verifies them, writes
+``export.json`` and renames the folder into place. Formats register in
+:data:`FORMATS` (``onnx`` now; NIR and Lava later).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from ..atomic import atomic_dir
+from ..errors import CheckpointError, ConfigError
+from ..model.io import LoadedSPKLIP, load_spklip
+from .onnx_export import DEFAULT_OPSET, check_opset, write_onnx
+from .verify import verify_onnx
+
+
+def _onnx(loaded: LoadedSPKLIP, folder: Path, opts: dict) -> dict:
+    return write_onnx(loaded, folder, opts.get("opset", DEFAULT_OPSET))
+
+
+#: format name -> (writer(loaded, folder, options) -> description, verifier or None)
+FORMATS: dict[str, tuple[Callable, Callable | None]] = {
+    "onnx": (_onnx, verify_onnx),
+}
+
+
+def check_out(out: str | os.PathLike, overwrite: bool) -> Path:
+    """Refuse an existing non-empty folder (without ``overwrite``), a file, or an unwritable place."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise ConfigError(f"{out}: folder exists and is not empty (pass --overwrite to replace it)")
+    parent = out.resolve().parent
+    probe = parent
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"{out}: cannot write here ({probe} is not a writable folder)")
+    return out
+
+
+def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike | None = None, fmt: str = "onnx", *,
+                      opset: int = DEFAULT_OPSET, overwrite: bool = False, verify: bool = False,
+                      data: str | os.PathLike = "builtin", samples: int = 4, progress=None) -> dict:
+    """Export ``checkpoint`` to ``out`` (default: ``exports/<name>-<fmt>``); return the export record."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown export format {fmt!r} (choose {', '.join(FORMATS)})")
+    check_opset(opset)
+    if verify and samples < 1:
+        raise ConfigError(f"--samples must be at least 1, found {samples}")
+    loaded = load_spklip(checkpoint)
+    out = check_out(Path(out) if out is not None else Path("exports") / f"{Path(checkpoint).stem}-{fmt}", overwrite)
+    writer, verifier = FORMATS[fmt]
+    torch_threads = torch.get_num_threads()
+    try:
+        with atomic_dir(out, overwrite=overwrite) as tmp:
+            record = {
+                "format": fmt,
+                "checkpoint": str(Path(checkpoint).resolve()),
+                "kind": loaded.card.get("kind"),
+                **writer(loaded, tmp, {"opset": opset}),
+            }
+            if verify:
+                record["verify"] = verifier(loaded, tmp, data, samples, progress)
+            record.update({
+                "config": loaded.model.cfg.to_dict(),
+                "class_names": loaded.card.get("class_names"),
+                "class_prompts": loaded.card.get("class_prompts"),
+                "tokenizer": loaded.tokenizer.to_json(),
+            })
+            (tmp / "export.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+    except PermissionError as exc:
+        raise CheckpointError(f"{out}: cannot write the export ({exc.strerror})") from None
+    finally:
+        torch.set_num_threads(torch_threads)
+    record["out"] = str(out)
+    record["files"] = sorted(p.name for p in out.iterdir())
+    return record
+
+
+__all__ = ["FORMATS", "check_out", "export_checkpoint"]

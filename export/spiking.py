@@ -1,0 +1,134 @@
+"""Make the spiking encoders traceable: an export-only LIF and batch-agnostic reshapes.
+
+Two things in spikingjelly get in the way of a graph with a dynamic batch axis:
+
+* ``LIFNode``'s multi-step forward dispatches to a kernel chosen at run time (a
+  native CUDA kernel or Triton on GPUs, a torch reference on the CPU; the
+  ``SJ_LIF_*`` environment variables force one). Only the torch reference traces.
+  :func:`onnx_friendly` therefore swaps each LIF's multi-step forward, for the
+  duration of the export, for a plain torch loop over the time steps with the
+  FSVE's recurrence (:func:`lif_recurrence`)::
+
+      u_t = decay * v_{t-1} + x_t            (decay = 1 - 1/tau, decay_input=False)
+      s_t = [u_t >= v_threshold]
+      v_t = u_t * (1 - s_t)                   (hard reset to v_reset = 0)
+
+  which is ``u_t = decay * u_{t-1} * (1 - s_{t-1}) + x_t``. Other settings
+  (``decay_input=True``, a soft reset, ``v_reset != 0``) are refused.
+* ``functional.seq_to_ann_forward`` (every multi-step conv, BN, tdBN, pooling)
+  restores ``[T, B, ...]`` with ``unflatten(0, (T, B))``, which the TorchScript
+  exporter records with the traced batch size as a constant. During the export
+  it is replaced by ``reshape(T, -1, ...)``: same values, batch left free.
+
+The time loop is unrolled in the graph (``T = fsve.time_steps`` copies of each
+neuron update); neuron state starts at zero in every run, as
+``functional.reset_net`` does at the start of every forward.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import types
+from collections.abc import Iterator
+
+import torch
+import torch.nn as nn
+
+from ..errors import CheckpointError
+
+
+def lif_recurrence(x_seq: torch.Tensor, decay: float, v_threshold: float) -> torch.Tensor:
+    """Spikes ``[T, ...]`` of a LIF with hard reset to 0 from rest, as a traceable loop."""
+    v = torch.zeros_like(x_seq[0])
+    out = []
+    for t in range(x_seq.shape[0]):
+        u = decay * v + x_seq[t]
+        s = (u >= v_threshold).to(x_seq.dtype)
+        v = u * (1.0 - s)
+        out.append(s)
+    return torch.stack(out)
+
+
+def _check_lif(name: str, node) -> tuple[float, float]:
+    tau = float(node.tau)
+    problems = []
+    if getattr(node, "decay_input", False):
+        problems.append("decay_input=True")
+    if node.v_reset is None or float(node.v_reset) != 0.0:
+        problems.append(f"v_reset={node.v_reset!r} (only a hard reset to 0 is exported)")
+    if not tau > 1.0:
+        problems.append(f"tau={tau!r}")
+    if not isinstance(node.v_threshold, (int, float)):
+        problems.append("a tensor-valued v_threshold")
+    if problems:
+        raise CheckpointError(f"module {name} cannot be exported to ONNX: LIF with {', '.join(problems)}")
+    return 1.0 - 1.0 / tau, float(node.v_threshold)
+
+
+def _seq_to_ann_forward(original):
+    from spikingjelly.activation_based.functional.forward import _apply_modules
+
+    def forward(x_seq, stateless_module):
+        if isinstance(x_seq, tuple):
+            return original(x_seq, stateless_module)
+        t = x_seq.shape[0]
+        y = _apply_modules(x_seq.flatten(0, 1), stateless_module)
+        if isinstance(y, tuple):
+            return tuple(item.reshape(t, -1, *item.shape[1:]) for item in y)
+        return y.reshape(t, -1, *y.shape[1:])
+
+    return forward
+
+
+def spiking_nodes(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``(name, module)`` of every spikingjelly neuron in ``model``."""
+    try:
+        from spikingjelly.activation_based import neuron
+    except ImportError:  # an ANN-only environment: nothing spiking to patch
+        return []
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, neuron.BaseNode)]
+
+
+@contextlib.contextmanager
+def onnx_friendly(model: nn.Module, prefix: str = "") -> Iterator[nn.Module]:
+    """Temporarily make ``model``'s spiking layers traceable (see the module docstring).
+
+    Raises :class:`CheckpointError` naming the first neuron that has no export
+    path (e.g. the IF neurons of a converted checkpoint, which run single-step
+    inside a rate-coded loop).
+    """
+    nodes = spiking_nodes(model)
+    if not nodes:
+        yield model
+        return
+    from spikingjelly.activation_based import functional, neuron
+
+    patched = []
+    for name, node in nodes:
+        where = f"{prefix}{name}"
+        if type(node) is not neuron.LIFNode:
+            raise CheckpointError(
+                f"module {where} ({type(node).__name__}) cannot be exported to ONNX: only the FSVE's "
+                f"multi-step LIF neurons have an export path"
+            )
+        if node.step_mode != "m":
+            raise CheckpointError(f"module {where} cannot be exported to ONNX: single-step LIF neurons "
+                                  f"are not supported")
+        patched.append((node, _check_lif(where, node)))
+    original = functional.seq_to_ann_forward
+    try:
+        for node, (decay, vth) in patched:
+            def msf(self, x_seq, _d=decay, _v=vth):
+                return lif_recurrence(x_seq, _d, _v)
+
+            node.multi_step_forward = types.MethodType(msf, node)
+        functional.seq_to_ann_forward = _seq_to_ann_forward(original)
+        yield model
+    finally:
+        functional.seq_to_ann_forward = original
+        for node, _ in patched:
+            node.__dict__.pop("multi_step_forward", None)
+        functional.reset_net(model)
+
+
+__all__ = ["lif_recurrence", "onnx_friendly", "spiking_nodes"]
