@@ -47,8 +47,4 @@ class FiringRates:
         return {name: float(self._spikes[name]) / max(self._total[name], 1) for name in self._spikes}
 
 
-def has_spiking_layers(model: nn.Module) -> bool:
-    return any(isinstance(m, SPIKING_TYPES) for m in model.modules())
-
-
-__all__ = ["FiringRates", "has_spiking_layers"]
+__all__ = ["FiringRates"]

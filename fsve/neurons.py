@@ -118,10 +118,6 @@ class Heaviside(nn.Module):
         return f"v_threshold={self.v_threshold}, scale={self.scale:.4g} (V_th/scale={self.integer_threshold():.4g})"
 
 
-def lif_nodes(model: nn.Module) -> list[neuron.BaseNode]:
-    return [m for m in model.modules() if isinstance(m, neuron.BaseNode)]
-
-
 def lif_kernel(device: torch.device | str) -> str:
     """Which LIF implementation spikingjelly 2.0 runs on ``device``, for the training log.
 
@@ -138,4 +134,4 @@ def lif_kernel(device: torch.device | str) -> str:
             "SJ_LIF_CUDA_IMPLEMENTATION forces one)")
 
 
-__all__ = ["Heaviside", "SpikeNorm", "lif_kernel", "lif_nodes", "make_lif", "rect_spike", "rect_surrogate"]
+__all__ = ["Heaviside", "SpikeNorm", "lif_kernel", "make_lif", "rect_spike", "rect_surrogate"]

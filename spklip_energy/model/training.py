@@ -90,6 +90,22 @@ def evaluate_model(model: SPKLIP, tokenizer: SpikeTextTokenizer, ds, device: tor
     }
 
 
+def _optimizer_step(loss: torch.Tensor, opt: torch.optim.Optimizer, params: list, grad_clip: float,
+                    scaler: torch.amp.GradScaler | None = None) -> None:
+    """Backward, clip the gradient norm of ``params``, step (through the AMP scaler when given)."""
+    opt.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        scaler.step(opt)
+        scaler.update()
+    else:
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        opt.step()
+
+
 def pretrain_visual(model: SPKLIP, train_ds, val_ds, tokenizer: SpikeTextTokenizer, cfg: SPKLIPConfig,
                     dev: torch.device, flips: list, progress: Progress | None = None) -> dict:
     """Supervised pre-training of the visual encoder on the training labels.
@@ -124,10 +140,7 @@ def pretrain_visual(model: SPKLIP, train_ds, val_ds, tokenizer: SpikeTextTokeniz
             f = torch.nn.functional.normalize(model.visual(spikes.to(dev)).float(), dim=-1)
             logits = scale * f @ torch.nn.functional.normalize(head, dim=-1).T
             loss = torch.nn.functional.cross_entropy(logits, labels.to(dev))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
-            opt.step()
+            _optimizer_step(loss, opt, params, cfg.train.grad_clip)
             seen += len(labels)
             loss_sum += float(loss.detach()) * len(labels)
             if progress:
@@ -315,17 +328,7 @@ def train(
                     loss = loss + cfg.train.class_loss * class_prompt_loss(
                         out.spike_features.float(), model.encode_text(prompt_tokens).float(), out.logit_scale,
                         labels.to(dev))
-            opt.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(trainable, cfg.train.grad_clip)
-                scaler.step(opt)
-                scaler.update()
-            else:
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(trainable, cfg.train.grad_clip)
-                opt.step()
+            _optimizer_step(loss, opt, trainable, cfg.train.grad_clip, scaler)
             seen += len(spikes)
             loss_sum += float(loss.detach()) * len(spikes)
             if progress:
