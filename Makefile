@@ -4,8 +4,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# The optional Lava simulator (lava-nc/lava-dl) lives in its own environment (docs/lava.md).
+LAVA_VENV := .lava-venv
+LAVA_STAMP := $(LAVA_VENV)/.installed-stamp
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean lava-env
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,11 +17,17 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 
+$(LAVA_STAMP): tools/setup_lava_env.sh
+	PYTHON=$(PYTHON) bash tools/setup_lava_env.sh $(LAVA_VENV)
+	touch $(LAVA_STAMP)
+
+lava-env: $(LAVA_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/spklip-energy demo --out demo-out
 
-test: $(STAMP)
-	$(BIN)/python -m pytest
+test: $(STAMP) $(LAVA_STAMP)
+	SPKLIP_LAVA_PYTHON=$(CURDIR)/$(LAVA_VENV)/bin/python $(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -29,4 +38,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_profile.py
 
 clean:
-	rm -rf $(VENV) demo-out .pytest_cache .hypothesis
+	rm -rf $(VENV) $(LAVA_VENV) demo-out .pytest_cache .hypothesis

@@ -47,25 +47,26 @@ def example_inputs(loaded: LoadedSPKLIP, batch: int = 2) -> tuple[torch.Tensor, 
     return spikes, tokens
 
 
-def export_module(module: torch.nn.Module, args: tuple, path: Path, in_name: str, opset: int) -> None:
-    """Trace ``module`` on ``args`` into ``path`` (input ``in_name``, output ``embedding``, dynamic batch)."""
+def export_module(module: torch.nn.Module, args: tuple, path: Path, in_name: str, opset: int,
+                  out_name: str = "embedding") -> None:
+    """Trace ``module`` on ``args`` into ``path`` (input ``in_name``, output ``out_name``, dynamic batch)."""
     import onnx
 
     fastpath = torch.backends.mha.get_fastpath_enabled()
     torch.backends.mha.set_fastpath_enabled(False)  # the fused MHA kernel has no ONNX symbolic
     try:
-        _trace(module, args, path, in_name, opset)
+        _trace(module, args, path, in_name, opset, out_name)
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
 
 
-def _trace(module: torch.nn.Module, args: tuple, path: Path, in_name: str, opset: int) -> None:
+def _trace(module: torch.nn.Module, args: tuple, path: Path, in_name: str, opset: int, out_name: str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TracerWarnings on the models' shape checks (constant by design)
         torch.onnx.export(
-            module, args, str(path), input_names=[in_name], output_names=["embedding"],
-            dynamic_axes={in_name: {0: "batch"}, "embedding": {0: "batch"}},
+            module, args, str(path), input_names=[in_name], output_names=[out_name],
+            dynamic_axes={in_name: {0: "batch"}, out_name: {0: "batch"}},
             opset_version=opset, dynamo=False, do_constant_folding=True, verbose=False,
         )
 

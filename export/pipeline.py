@@ -3,7 +3,7 @@
 ``export_checkpoint`` loads an SPKLIP checkpoint, writes the chosen format's files
 into a temporary sibling of ``out``, optionally verifies them, writes
 ``export.json`` and renames the folder into place. Formats register in
-:data:`FORMATS` (``onnx`` now; NIR and Lava later).
+:data:`FORMATS` (``onnx``, ``nir``, ``lava``).
 """
 
 from __future__ import annotations
@@ -22,6 +22,30 @@ from .onnx_export import DEFAULT_OPSET, check_opset, write_onnx
 from .verify import verify_onnx
 
 
+def _nir(loaded: LoadedSPKLIP, folder: Path, opts: dict) -> dict:
+    from .nir_export import write_nir
+
+    return write_nir(loaded, folder, opts)
+
+
+def _verify_nir(loaded: LoadedSPKLIP, folder: Path, data, samples: int, progress=None) -> dict:
+    from .nir_export import verify_nir
+
+    return verify_nir(loaded, folder, data, samples, progress)
+
+
+def _lava(loaded: LoadedSPKLIP, folder: Path, opts: dict) -> dict:
+    from .lava_export import write_lava
+
+    return write_lava(loaded, folder, opts)
+
+
+def _verify_lava(loaded: LoadedSPKLIP, folder: Path, data, samples: int, progress=None) -> dict:
+    from .simulate import verify_lava
+
+    return verify_lava(loaded, folder, data, samples, progress)
+
+
 def _onnx(loaded: LoadedSPKLIP, folder: Path, opts: dict) -> dict:
     return write_onnx(loaded, folder, opts.get("opset", DEFAULT_OPSET))
 
@@ -29,6 +53,8 @@ def _onnx(loaded: LoadedSPKLIP, folder: Path, opts: dict) -> dict:
 #: format name -> (writer(loaded, folder, options) -> description, verifier or None)
 FORMATS: dict[str, tuple[Callable, Callable | None]] = {
     "onnx": (_onnx, verify_onnx),
+    "nir": (_nir, _verify_nir),
+    "lava": (_lava, _verify_lava),
 }
 
 

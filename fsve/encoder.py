@@ -26,6 +26,7 @@ from ..model.config import SPKLIPConfig
 from ..model.starnet import BlockPosition
 from .esdsa import SpikingTransformer
 from .msresnet import SpikingCNN
+from .plaincnn import SpikingPlainCNN
 
 
 class SpikingStarNet(nn.Module):
@@ -37,7 +38,7 @@ class SpikingStarNet(nn.Module):
         self.full = cfg.model == "fsve-full"
         self.n_blocks = cfg.hsfe.n_blocks
         self.time_steps = f.time_steps
-        self.spatial = SpikingCNN(f, in_channels, cfg.embed_dim)
+        self.spatial = (SpikingPlainCNN if f.cnn == "plain" else SpikingCNN)(f, in_channels, cfg.embed_dim)
         self.position = BlockPosition(self.n_blocks, cfg.embed_dim)
         if self.full:
             self.temporal = SpikingTransformer(cfg.embed_dim, f.attn_layers, f.attn_heads, f.mlp_ratio, f.sn_alpha,

@@ -319,10 +319,20 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     res = export_checkpoint(args.checkpoint, args.out, args.format, opset=args.opset, overwrite=args.overwrite,
                             verify=args.verify, data=args.data, samples=args.samples)
-    lines = [f"{res['checkpoint']} ({res['kind']}): wrote {', '.join(res['files'])} to {res['out']} "
-             f"({res['format']}, opset {res['opset']}, dynamic batch)"]
+    head = f"{res['checkpoint']} ({res['kind']}): wrote {', '.join(res['files'])} to {res['out']} ({res['format']}"
+    lines = [head + (f", opset {res['opset']}, dynamic batch)" if res["format"] == "onnx" else ")")]
     ver = res.get("verify")
-    if ver:
+    if res["format"] == "lava":
+        lav = res["lava"]
+        lines.append(f"netx chain: {len(lav['layers'])} layers ({lav['latency_steps']} synaptic), "
+                     f"{lav['steps_per_sample']} steps per block; host front end: {res['host']['file']}")
+        if ver:
+            lines.append(f"verify ({ver['clips']} clips): spike agreement float torch vs fixed point, per layer: "
+                         + ", ".join(f"{100 * p['spike_agreement']:.1f}%" for p in ver["per_layer"]))
+    elif res["format"] == "nir":
+        if ver:
+            lines.append("verify: " + json.dumps({k: v for k, v in ver.items() if k != "note"}, default=str)[:400])
+    elif ver:
         v, t = ver["visual"], ver["text"]
         lines.append(f"verify (onnxruntime CPU, {ver['clips']} clips, {ver['prompts']} prompts): visual max rel error "
                      f"{v['max_rel_error']:.2e} ({100 * v['frac_elements_over_tol']:.2f}% of elements > "
@@ -331,11 +341,36 @@ def _cmd_export(args: argparse.Namespace) -> int:
             lines.append("spiking encoder: differences come from membrane potentials within float rounding of a "
                          "threshold (reported, not failed)")
     _emit(args, res, "\n".join(lines))
-    if ver and not ver["ok"]:
+    if res["format"] == "onnx" and ver and not ver["ok"]:
         print(f"spklip-energy: verification failed: ONNX embeddings differ from torch by more than "
               f"{ver['tolerance']:g} relative (visual {ver['visual']['max_rel_error']:.2e}, "
               f"text {ver['text']['max_rel_error']:.2e})", file=sys.stderr)
         return 1
+    return 0
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from .export.simulate import run_simulation
+
+    res, _ = run_simulation(args.network, args.data, args.steps, engine=args.engine)
+    lines = [f"{res['network']}: {res['engine']}", f"input: {res['input']}",
+             f"{'layer':>5} {'type':<7} {'shape':<14} {'spikes':>9} {'syn. events':>12} {'neuron upd.':>12}"]
+    for lay in res["layers"]:
+        lines.append(f"{lay['index']:>5} {lay['type']:<7} {'x'.join(map(str, lay['shape'])):<14} {lay['spikes']:>9} "
+                     f"{lay['synaptic_events']:>12} {lay['neuron_updates']:>12}")
+    t, e = res["totals"], res["energy"]
+    lines.append(f"total: {t['spikes']} spikes, {t['synaptic_events']} synaptic events, {t['neuron_updates']} neuron "
+                 f"updates; output spikes per sample {res['output']['spikes_per_sample']}")
+    lines.append(f"energy (preset loihi, {e['per_synaptic_event_pj']} pJ per synaptic event): {e['synaptic_j']:.3e} J "
+                 f"-- {e['flags'][0]}")
+    lines.append(f"time: host {res['seconds']['host']} s, simulation {res['seconds']['simulation']} s")
+    if "lava" in res:
+        lv = res["lava"]
+        lines.append(f"Lava fixed_pt simulator ({lv['seconds']} s): " + ("spikes bit-exact with the reference in every "
+                     "layer" if lv["bit_exact"] else "DIFFERS from the reference: " + ", ".join(
+                         f"layer {x['index']} {x['mismatches']} spikes" for x in lv["layers"] if x["mismatches"])))
+    lines += [f"warning: {w}" for w in res["warnings"]]
+    _emit(args, res, "\n".join(lines))
     return 0
 
 
@@ -351,14 +386,19 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .progress import progress_callback
     from .reports import table6_text, write_report
 
-    update, close = progress_callback("profiling", enabled=not args.json)
-    try:
-        summary, per_layer = analyse_checkpoint(
-            args.checkpoint, data=args.data, samples=args.samples, cost=_cost_arg(args),
-            reuse=args.reuse, batch_size=args.batch_size, progress=update,
-        )
-    finally:
-        close()
+    if Path(args.checkpoint).suffix == ".net":  # a netx network: its torch twin on the simulate input
+        from .export.simulate import analyse_netx
+
+        summary, per_layer = analyse_netx(args.checkpoint, data=args.data, cost=_cost_arg(args), reuse=args.reuse)
+    else:
+        update, close = progress_callback("profiling", enabled=not args.json)
+        try:
+            summary, per_layer = analyse_checkpoint(
+                args.checkpoint, data=args.data, samples=args.samples, cost=_cost_arg(args),
+                reuse=args.reuse, batch_size=args.batch_size, progress=update,
+            )
+        finally:
+            close()
     out = args.out or Path("reports") / Path(args.checkpoint).stem
     paths = write_report(out, summary, per_layer)
     if args.json:
@@ -471,6 +511,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
               f"({'within' if e['ok'] else 'OUTSIDE'} 1e-4)")
     if result.get("exports"):
         print()
+    dep = result.get("deploy") or {}
+    if dep:
+        ver = dep["lava"]["verify"]
+        print(f"fsve-full-plain-tiny exported to Lava netx ({dep['lava']['net']}): spike agreement with the float "
+              f"model per layer " + ", ".join(f"{100 * p['spike_agreement']:.1f}%" for p in ver["per_layer"]))
+        sim = dep["simulate"]
+        t = sim["totals"]
+        print(f"simulate (fixed-point CUBA-LIF reference): {sim['input']}; {t['spikes']} spikes, "
+              f"{t['synaptic_events']} synaptic events, {t['neuron_updates']} neuron updates in "
+              f"{sim['seconds']['simulation']} s; {sim['energy']['synaptic_j']:.2e} J at the loihi preset (UNVERIFIED)")
+        print(f"fsve-full-tiny exported to NIR ({dep['nir']['folder']})\n")
     if result.get("convert_sweep"):
         from .convert.sweep import sweep_table
 
@@ -686,18 +737,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json(p)
     p.set_defaults(func=_cmd_convert)
 
-    # export (deployment: onnx now; nir and lava slot into the --format choices later)
+    # export (deployment: onnx, nir, lava)
     p = verbs.add_parser(
-        "export", help="export a SPKLIP checkpoint for deployment (ONNX)",
-        description="Write the visual encoder (float32 spikes [batch, frames, height, width]) and the text "
+        "export", help="export a SPKLIP checkpoint for deployment (ONNX, NIR, Lava netx)",
+        description="onnx: the visual encoder (float32 spikes [batch, frames, height, width]) and the text "
         "encoder (int64 tokens [batch, context_length]) as DIR/visual.onnx and DIR/text.onnx with a dynamic "
-        "batch axis, plus DIR/export.json (inputs, outputs, opset, tokenizer, config). Spiking encoders "
-        "(fsve-hybrid, fsve-full) are unrolled over their time steps. --verify compares onnxruntime (CPU) "
-        "with torch on test clips and the class prompts; exit 1 when an ANN embedding differs by more than "
-        "1e-4 relative. See docs/export.md.",
+        "batch axis; spiking encoders are unrolled over their time steps; --verify compares onnxruntime with "
+        "torch (exit 1 when an ANN embedding differs by more than 1e-4 relative). nir: the spiking CNN as a NIR "
+        "graph (DIR/visual_cnn.nir); --verify reads it back with snnTorch and spikingjelly. lava: the spiking "
+        "CNN of an fsve.cnn=plain model in Loihi fixed point as a lava-dl netx file (DIR/visual_cnn.net) plus "
+        "its host-side front end (DIR/host.onnx); --verify compares its spikes with the float model; run it "
+        "with 'spklip-energy simulate'. Every format writes DIR/export.json. See docs/export.md, docs/nir.md, "
+        "docs/lava.md.",
     )
     p.add_argument("checkpoint", type=Path, help="a SPKLIP checkpoint (spklip, fsve-hybrid, fsve-full)")
-    p.add_argument("--format", choices=("onnx",), default="onnx", help="export format (default onnx)")
+    p.add_argument("--format", choices=("onnx", "nir", "lava"), default="onnx", help="export format (default onnx)")
     p.add_argument("--out", type=Path, help="output folder (default exports/<checkpoint name>-<format>)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output folder")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (14..20, default 17)")
@@ -706,6 +760,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=4, help="test clips for --verify (default 4)")
     _add_json(p)
     p.set_defaults(func=_cmd_export)
+
+    p = verbs.add_parser(
+        "simulate", help="run a netx (.net) network in the bit-exact Loihi fixed-point reference",
+        description="Run a lava-dl netx network on spike input with this project's bit-exact fixed-point "
+        "CUBA-LIF reference (numpy) and report output spikes, spikes, synaptic events and neuron updates per "
+        "layer, and the synaptic energy at the loihi preset (UNVERIFIED). For an 'export --format lava' folder "
+        "the clip goes through its host.onnx front end and every temporal block is one sample; for any other "
+        "netx file the .dat frames are the input spikes (input layer (1, H, W)). See docs/lava.md.",
+    )
+    p.add_argument("network", type=Path, help="a netx .net file (e.g. exports/NAME-lava/visual_cnn.net)")
+    p.add_argument("--data", default="builtin",
+                   help="builtin (first test clip of the built-in data), a dataset folder, or a .dat file")
+    p.add_argument("--steps", type=int,
+                   help="time steps (default: an export's SNN steps + its latency; a .dat: all its frames)")
+    p.add_argument("--engine", choices=("reference", "lava", "both"), default="reference",
+                   help="reference: this project's bit-exact numpy engine (default); lava or both: also run Lava's "
+                   "own fixed-point simulator (needs 'make lava-env') and compare spikes layer by layer")
+    _add_json(p)
+    p.set_defaults(func=_cmd_simulate)
 
     # report / compare
     def add_energy_options(p: argparse.ArgumentParser) -> None:

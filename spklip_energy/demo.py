@@ -56,17 +56,23 @@ def write_class_preview(data: Path, out_png: Path, half_window: int = 16) -> Pat
     )
 
 
-#: The SPKLIP variants the demo trains, ANN first (ratios are to it).
-DEMO_MODELS = ("spklip", "fsve-hybrid", "fsve-full")
+#: The SPKLIP variants the demo trains, ANN first (ratios are to it): name -> config overrides.
+#: ``fsve-full-plain`` is the FSVE with the chain CNN that netx can express (deployed to Lava).
+DEMO_MODELS = {
+    "spklip": {"model": "spklip"},
+    "fsve-hybrid": {"model": "fsve-hybrid"},
+    "fsve-full": {"model": "fsve-full"},
+    "fsve-full-plain": {"model": "fsve-full", "fsve.cnn": "plain"},
+}
 
 
 def _train_and_measure(model: str, data: Path, out: Path, seed: int, epochs: int | None, samples: int, step,
                        init: Path | None = None):
-    """Train (unless already trained; from ``init`` when given), evaluate and profile one tiny variant;
-    returns (checkpoint, eval, summary, per_layer)."""
+    """Train (unless already trained; from ``init`` when given), evaluate and profile one tiny variant
+    (a name of :data:`DEMO_MODELS`); returns (checkpoint, eval, summary, per_layer)."""
     run = out / f"{model}-tiny"
     last = run / "last.pt"
-    overrides = {"model": model, "train.seed": seed}
+    overrides = {**DEMO_MODELS[model], "train.seed": seed}
     if epochs is not None:  # a quick run: as many pre-training epochs as contrastive ones
         overrides.update({"train.epochs": epochs, "train.pretrain_epochs": min(epochs, 40)})
     cfg = preset_config("tiny", overrides)
@@ -102,6 +108,7 @@ def run_demo(out: str | Path, seed: int = 0, samples: int = 16, train_spklip: bo
     rows, summaries, evals, checkpoints = [], {}, {}, []
     sweep = None
     exports: dict[str, dict] = {}
+    deploy: dict = {}
     report_dir = None
     if train_spklip:
         ann = None
@@ -119,6 +126,7 @@ def run_demo(out: str | Path, seed: int = 0, samples: int = 16, train_spklip: bo
         report_dir = out / "report-fsve-full-tiny"
         for model, ckpt in zip(DEMO_MODELS, checkpoints, strict=True):
             exports[f"{model}-tiny"] = _export_onnx(Path(ckpt), data, out / "export" / f"{model}-tiny", progress)
+        deploy = _deploy_spiking(Path(checkpoints[2]), Path(checkpoints[3]), data, out / "export", progress)
         converted = _convert_ann(Path(checkpoints[0]), data, out, convert_timesteps, samples, progress)
         summaries[converted["name"]] = converted["summary"]
         evals[converted["name"]] = converted["eval"]
@@ -149,6 +157,7 @@ def run_demo(out: str | Path, seed: int = 0, samples: int = 16, train_spklip: bo
         "comparison": str(out / "compare"),
         "convert_sweep": sweep,
         "exports": exports,
+        "deploy": deploy,
         "rows": rows,
         "summaries": summaries,
     }
@@ -163,6 +172,26 @@ def _export_onnx(ckpt: Path, data: Path, out: Path, progress) -> dict:
     v = rec["verify"]
     return {"folder": str(out), "ok": v["ok"], "visual_max_rel_error": v["visual"]["max_rel_error"],
             "text_max_rel_error": v["text"]["max_rel_error"]}
+
+
+def _deploy_spiking(full: Path, plain: Path, data: Path, out: Path, progress) -> dict:
+    """The spiking CNNs to NIR (read back by snnTorch and spikingjelly) and the chain FSVE to Lava netx
+    (checked against the float model), then ``simulate`` on one built-in clip."""
+    from .export import export_checkpoint
+    from .export.simulate import run_simulation
+
+    def step(name):
+        return (lambda done, total: progress(name, done, total)) if progress else None
+
+    nir = export_checkpoint(full, out / "fsve-full-tiny-nir", "nir", overwrite=True, verify=True, data=data,
+                            samples=2, progress=step("exporting fsve-full to NIR"))
+    lava = export_checkpoint(plain, out / "fsve-full-plain-tiny-lava", "lava", overwrite=True, verify=True,
+                             data=data, samples=4, progress=step("exporting fsve-full-plain to Lava netx"))
+    net = Path(lava["out"]) / lava["lava"]["file"]
+    sim, _ = run_simulation(net, str(data))
+    return {"nir": {"folder": nir["out"], "verify": nir.get("verify")},
+            "lava": {"folder": lava["out"], "net": str(net), "verify": lava["verify"]},
+            "simulate": sim}
 
 
 def _convert_ann(ann: Path, data: Path, out: Path, timesteps: tuple[int, ...], samples: int, progress) -> dict:

@@ -77,6 +77,7 @@ class FSVEConfig:
     """
 
     time_steps: int = 2  # SNN steps per block
+    cnn: str = "msresnet"  # "msresnet": membrane-shortcut ResNet (paper); "plain": the same stages as a chain (netx-exportable)
     width: int = 64  # MS-ResNet base channels, doubling per stage
     layers: tuple[int, ...] = (2, 2, 2, 2)  # MS-ResNet blocks per stage (3 or 4 stages)
     stem_stride: int = 1  # stride of the 3x3 stem convolution (the stages then halve 4 times)
@@ -269,6 +270,8 @@ def validate(cfg: SPKLIPConfig) -> None:
             raise ConfigError(f"fsve.{name} must be positive, got {getattr(f, name)!r}")
     if f.norm not in ("tdbn", "bn"):
         raise ConfigError(f"fsve.norm must be 'tdbn' or 'bn', got {f.norm!r}")
+    if f.cnn not in ("msresnet", "plain"):
+        raise ConfigError(f"fsve.cnn must be 'msresnet' or 'plain', got {f.cnn!r}")
     if cfg.embed_dim % f.attn_heads:
         raise ConfigError(f"fsve.attn_heads={f.attn_heads} must divide embed_dim={cfg.embed_dim}")
     if cfg.model != "spklip":

@@ -1,0 +1,321 @@
+"""lava-dl netx HDF5 (``.net``) files: read, check and write.
+
+The layout (``lava-dl`` ``netx/hdf5.py`` and slayer's ``export_hdf5``, as
+summarised in ``docs/lava.md``): a group ``layer`` with subgroups ``"0"``,
+``"1"``, ... in order; each has a ``type`` (``input``, ``conv``, ``dense``,
+``flatten``), a neuron ``shape`` in slayer order (C, H, W), integer-valued float
+``weight``/``bias`` for synaptic layers (conv weights in torch's
+``(out, in/groups, kH, kW)`` cross-correlation layout), ``stride``/``padding``/
+``dilation``/``groups`` for convolutions, and a ``neuron`` group with the Loihi
+CUBA-LIF parameters ``iDecay``, ``vDecay`` (units of 1/4096) and ``vThMant``.
+
+:func:`read_netx` returns a :class:`NetxNet` of :class:`NetxLayer` records and
+refuses, with one :class:`~spklip_energy.errors.ConfigError` line, anything this
+project cannot simulate bit-exactly (a file that is not HDF5 or not netx, an
+unsupported layer type or neuron, inconsistent shapes). :func:`write_netx`
+writes such records atomically (temporary file, then rename).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError
+
+#: netx layer types this project reads, simulates and writes.
+LAYER_TYPES = ("input", "conv", "dense", "flatten")
+#: netx layer types that netx itself refuses (pooling and friends): named in the error.
+NETX_UNSUPPORTED = ("pool", "convT", "unpool", "average", "concat")
+#: neuron types netx maps to Loihi's CUBA-LIF.
+CUBA_TYPES = ("CUBA", "LOIHI")
+#: dense weights netx keeps losslessly; outside, its weight optimisation clips them (and warns)
+DENSE_RANGE = (-256, 254)
+#: the default integrator netx gives a dense layer without a neuron group (vThMant = 1 << 18 - 1 = 1 << 17).
+DEFAULT_INTEGRATOR = {"iDecay": 0, "vDecay": 4096, "vThMant": 1 << 17}
+
+
+@dataclass
+class NetxNeuron:
+    """Loihi CUBA-LIF parameters as stored in netx (decays in 1/4096, threshold mantissa)."""
+
+    i_decay: int
+    v_decay: int
+    v_th_mant: int
+    type: str = "CUBA"
+
+    def check(self, where: str) -> None:
+        for name, value, hi in (("iDecay", self.i_decay, 4096), ("vDecay", self.v_decay, 4096),
+                                ("vThMant", self.v_th_mant, (1 << 17) - 1 if self.type != "default" else 1 << 17)):
+            if not 0 <= value <= hi:
+                raise ConfigError(f"{where}: neuron {name}={value} is outside Loihi's range 0..{hi}")
+
+
+@dataclass
+class NetxLayer:
+    """One netx layer: ``shape`` is the neuron shape in (C, H, W) order (dense: (N, 1, 1))."""
+
+    type: str
+    shape: tuple[int, ...]
+    neuron: NetxNeuron | None = None
+    weight: np.ndarray | None = None  # int64: conv (out, in/groups, kH, kW); dense (out, in)
+    bias: np.ndarray | None = None  # int64 bias mantissa: per channel (conv) or per neuron (dense)
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+    extra: dict = field(default_factory=dict)  # informative keys kept on write (e.g. input weight/bias)
+
+    @property
+    def neurons(self) -> int:
+        return math.prod(self.shape) if self.type != "flatten" else 0
+
+    @property
+    def synaptic(self) -> bool:
+        return self.type in ("conv", "dense")
+
+
+@dataclass
+class NetxNet:
+    """A chain of netx layers (``layers[0]`` may be the input layer)."""
+
+    layers: list[NetxLayer]
+    path: str = ""
+    attrs: dict = field(default_factory=dict)  # the optional ``simulation`` group and similar
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """(C, H, W) of the data the first layer receives."""
+        first = self.layers[0]
+        if first.type == "input":
+            return first.shape
+        return tuple(first.extra["input_shape"])
+
+    def warnings(self) -> list[str]:
+        return [f"layer {i}: {lay.extra['clipped_weights']} dense weights outside [-256, 254] clipped, as netx does"
+                for i, lay in enumerate(self.layers) if lay.extra.get("clipped_weights")]
+
+    def describe(self) -> list[dict]:
+        return [{"index": i, "type": lay.type, "shape": list(lay.shape), "neurons": lay.neurons,
+                 **({"vThMant": lay.neuron.v_th_mant, "iDecay": lay.neuron.i_decay, "vDecay": lay.neuron.v_decay}
+                    if lay.neuron else {})} for i, lay in enumerate(self.layers)]
+
+
+def _pair(value, where: str, key: str) -> tuple[int, int]:
+    a = np.asarray(value).astype(np.int64).reshape(-1)
+    if a.size == 1:
+        return int(a[0]), int(a[0])
+    if a.size != 2:
+        raise ConfigError(f"{where}: {key} must be a scalar or a pair, found {a.tolist()}")
+    return int(a[0]), int(a[1])
+
+
+def _scalar(ds) -> object:
+    v = ds[()]
+    if isinstance(v, np.ndarray):
+        v = v.reshape(-1)[0]
+    if isinstance(v, bytes):
+        v = v.decode("ascii", "replace")
+    return v
+
+
+def _integer_array(ds, where: str, key: str) -> np.ndarray:
+    a = np.asarray(ds[()], dtype=np.float64)
+    if not np.all(np.isfinite(a)):
+        raise ConfigError(f"{where}: {key} holds non-finite values")
+    if np.any(a != np.trunc(a)):
+        raise ConfigError(f"{where}: {key} holds non-integer values (netx truncates them; write integers)")
+    return a.astype(np.int64)
+
+
+def _read_neuron(g, where: str) -> NetxNeuron:
+    n = g["neuron"]
+    ntype = str(_scalar(n["type"])) if "type" in n else "CUBA"
+    if ntype not in CUBA_TYPES:
+        raise ConfigError(f"{where}: neuron type {ntype!r} is not a CUBA-LIF ({'/'.join(CUBA_TYPES)}); "
+                          "the fixed-point reference simulates only CUBA-LIF")
+    missing = [k for k in ("iDecay", "vDecay", "vThMant") if k not in n]
+    if missing:
+        raise ConfigError(f"{where}: neuron group lacks {', '.join(missing)}")
+    if "messageBits" in n and int(_scalar(n["messageBits"])) != 0:
+        raise ConfigError(f"{where}: graded spikes (messageBits > 0) are not supported")
+    neuron = NetxNeuron(int(_scalar(n["iDecay"])), int(_scalar(n["vDecay"])), int(_scalar(n["vThMant"])), ntype)
+    neuron.check(where)
+    return neuron
+
+
+def read_netx(path: str | os.PathLike) -> NetxNet:
+    """Read and check a netx ``.net`` file (see the module docstring)."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such netx file")
+    try:
+        h = h5py.File(path, "r")
+    except OSError:
+        raise ConfigError(f"{path}: not a netx network (not an HDF5 file)") from None
+    with h:
+        if "layer" not in h or not isinstance(h["layer"], h5py.Group) or not len(h["layer"]):
+            raise ConfigError(f"{path}: not a netx network (no 'layer' group with layers '0', '1', ...)")
+        keys = list(h["layer"].keys())
+        if not all(k.isdigit() for k in keys) or sorted(int(k) for k in keys) != list(range(len(keys))):
+            raise ConfigError(f"{path}: layer names must be 0..{len(keys) - 1}, found {sorted(keys)}")
+        layers = []
+        for i in range(len(keys)):
+            g = h["layer"][str(i)]
+            where = f"{path.name}: layer {i}"
+            if "type" not in g or "shape" not in g:
+                raise ConfigError(f"{where}: lacks 'type' or 'shape'")
+            ltype = str(_scalar(g["type"]))
+            if ltype in NETX_UNSUPPORTED:
+                raise ConfigError(f"{where}: layer type {ltype!r} is not supported by netx")
+            if ltype not in LAYER_TYPES:
+                raise ConfigError(f"{where}: layer type {ltype!r} is not simulated here (supported: "
+                                  f"{', '.join(LAYER_TYPES)})")
+            shape = tuple(int(s) for s in np.asarray(g["shape"][()]).reshape(-1))
+            if ltype == "dense":
+                shape = (math.prod(shape), 1, 1)
+            if any(s < 1 for s in shape):
+                raise ConfigError(f"{where}: shape {list(shape)} has a non-positive size")
+            lay = NetxLayer(ltype, shape)
+            if "neuron" in g:
+                lay.neuron = _read_neuron(g, where)
+            elif ltype == "dense":
+                lay.neuron = NetxNeuron(**{"i_decay": 0, "v_decay": 4096, "v_th_mant": 1 << 17}, type="default")
+            elif ltype in ("conv", "input") and i > 0:
+                raise ConfigError(f"{where}: {ltype} layer has no neuron group")
+            if ltype in ("conv", "dense"):
+                if "weight" not in g:
+                    raise ConfigError(f"{where}: {ltype} layer has no weight")
+                w = _integer_array(g["weight"], where, "weight")
+                if ltype == "conv":
+                    if w.ndim == 5 and w.shape[-1] == 1:
+                        w = w[..., 0]
+                    if w.ndim != 4:
+                        raise ConfigError(f"{where}: conv weight must be (out, in, kH, kW), found {list(w.shape)}")
+                    lay.stride = _pair(g["stride"][()], where, "stride") if "stride" in g else (1, 1)
+                    lay.padding = _pair(g["padding"][()], where, "padding") if "padding" in g else (0, 0)
+                    lay.dilation = _pair(g["dilation"][()], where, "dilation") if "dilation" in g else (1, 1)
+                    lay.groups = int(_scalar(g["groups"])) if "groups" in g else 1
+                else:
+                    w = w.reshape(shape[0], -1) if w.ndim == 1 or w.shape[0] != shape[0] else w
+                    clipped = int(((w < DENSE_RANGE[0]) | (w > DENSE_RANGE[1])).sum())
+                    if clipped:  # netx's optimize_weight_bits clips 8-bit-plus-sign weights, with a warning
+                        w = np.clip(w, *DENSE_RANGE)
+                        lay.extra["clipped_weights"] = clipped
+                lay.weight = w
+                if "bias" in g:
+                    b = _integer_array(g["bias"], where, "bias").reshape(-1)
+                    want = shape[0]
+                    if b.size == 1 and want != 1:
+                        b = np.full(want, b[0])
+                    if b.size != want:
+                        raise ConfigError(f"{where}: bias has {b.size} values for {want} "
+                                          f"{'channels' if ltype == 'conv' else 'neurons'}")
+                    lay.bias = b
+            elif ltype == "input":
+                lay.extra = {k: float(_scalar(g[k])) for k in ("weight", "bias") if k in g}
+            layers.append(lay)
+        attrs = {k: _scalar(v) for k, v in h["simulation"].items()} if "simulation" in h else {}
+    net = NetxNet(layers, str(path), attrs)
+    check_chain(net)
+    return net
+
+
+def _conv_out(n: int, k: int, s: int, p: int, d: int) -> int:
+    return (n + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def check_chain(net: NetxNet) -> None:
+    """Check that consecutive layers fit (sizes, channels) and that the chain is one this project runs."""
+    name = Path(net.path).name or "network"
+    if net.layers[0].type != "input":
+        raise ConfigError(f"{name}: layer 0 must be an input layer (found {net.layers[0].type!r})")
+    if net.layers[0].neuron is None:
+        raise ConfigError(f"{name}: the input layer has no neuron group")
+    prev = net.layers[0].shape
+    for i, lay in enumerate(net.layers[1:], start=1):
+        where = f"{name}: layer {i} ({lay.type})"
+        if lay.type == "input":
+            raise ConfigError(f"{where}: an input layer may only come first")
+        if lay.type == "flatten":
+            if math.prod(lay.shape) != math.prod(prev):
+                raise ConfigError(f"{where}: flattens {math.prod(prev)} values into shape {list(lay.shape)}")
+            prev = (math.prod(prev), 1, 1)
+            continue
+        if lay.type == "conv":
+            if len(prev) != 3:
+                raise ConfigError(f"{where}: needs a (C, H, W) input, found {list(prev)}")
+            w = lay.weight
+            if w.shape[1] * lay.groups != prev[0] or w.shape[0] != lay.shape[0] or w.shape[0] % lay.groups:
+                raise ConfigError(f"{where}: weight {list(w.shape)} with groups {lay.groups} does not map "
+                                  f"{prev[0]} input channels to {lay.shape[0]}")
+            hw = tuple(_conv_out(prev[1 + a], w.shape[2 + a], lay.stride[a], lay.padding[a], lay.dilation[a])
+                       for a in range(2))
+            if tuple(lay.shape[1:]) != hw:
+                raise ConfigError(f"{where}: shape {list(lay.shape)} but the convolution of {list(prev)} "
+                                  f"gives {[lay.shape[0], *hw]}")
+        elif lay.type == "dense":
+            if lay.weight.shape != (lay.shape[0], math.prod(prev)):
+                raise ConfigError(f"{where}: weight {list(lay.weight.shape)} does not map {math.prod(prev)} "
+                                  f"inputs to {lay.shape[0]} neurons")
+        prev = lay.shape
+
+
+def write_netx(path: str | os.PathLike, net: NetxNet) -> Path:
+    """Write ``net`` as a netx HDF5 file, atomically; floats hold integer values as netx expects."""
+    import h5py
+
+    check_chain(net)
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with h5py.File(tmp, "w") as h:
+            sim = h.create_group("simulation")
+            for k, v in net.attrs.items():
+                sim.create_dataset(k, data=v)
+            lg = h.create_group("layer")
+            for i, lay in enumerate(net.layers):
+                g = lg.create_group(str(i))
+                g.create_dataset("type", data=np.array([lay.type.encode("ascii")], dtype="S10"))
+                shape = lay.shape if lay.type != "dense" else (lay.shape[0], 1, 1)
+                g.create_dataset("shape", data=np.asarray(shape, dtype=np.int64))
+                if lay.type == "input":
+                    for k in ("weight", "bias"):
+                        if k in lay.extra:
+                            g.create_dataset(k, data=np.asarray([lay.extra[k]], dtype=np.float32))
+                if lay.weight is not None:
+                    g.create_dataset("weight", data=lay.weight.astype(np.float32))
+                if lay.bias is not None:
+                    g.create_dataset("bias", data=lay.bias.astype(np.float32))
+                if lay.type == "conv":
+                    g.create_dataset("inChannels", data=lay.weight.shape[1] * lay.groups)
+                    g.create_dataset("outChannels", data=lay.weight.shape[0])
+                    g.create_dataset("kernelSize", data=np.asarray(lay.weight.shape[2:], dtype=np.int64))
+                    for k, v in (("stride", lay.stride), ("padding", lay.padding), ("dilation", lay.dilation)):
+                        g.create_dataset(k, data=np.asarray(v, dtype=np.int64))
+                    g.create_dataset("groups", data=lay.groups)
+                elif lay.type == "dense":
+                    g.create_dataset("inFeatures", data=lay.weight.shape[1])
+                    g.create_dataset("outFeatures", data=lay.weight.shape[0])
+                if lay.neuron is not None and lay.neuron.type != "default":
+                    n = g.create_group("neuron")
+                    n.create_dataset("type", data=lay.neuron.type.encode("ascii"), dtype=h5py.string_dtype())
+                    n.create_dataset("iDecay", data=int(lay.neuron.i_decay))
+                    n.create_dataset("vDecay", data=int(lay.neuron.v_decay))
+                    n.create_dataset("vThMant", data=int(lay.neuron.v_th_mant))
+                    n.create_dataset("refDelay", data=1)
+                    n.create_dataset("gradedSpike", data=False)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+__all__ = ["LAYER_TYPES", "NetxLayer", "NetxNet", "NetxNeuron", "check_chain", "read_netx", "write_netx"]

@@ -1,0 +1,331 @@
+"""``spklip-energy simulate NET.net``: run a netx network on spike input in the fixed-point reference.
+
+Input, by what the network is:
+
+* an export of this project (``export.json`` and ``host.onnx`` beside the
+  ``.net``): a clip (``--data builtin`` takes the first test clip, or a ``.dat``
+  file decoded at the model's frame size) goes through the host front end
+  (onnxruntime), and each temporal block becomes one independent sample that
+  drives the input layer's ``a_in`` for ``--steps`` steps (default: the SNN time
+  steps plus one step of latency per synaptic layer);
+* any other netx file (Lava's own, for instance): the ``.dat`` frames are the
+  input spikes, one frame per step, so its input layer must be ``(1, H, W)``.
+
+Engines: the project's bit-exact numpy reference (:mod:`.loihi_engine`), always; Lava's own
+fixed-point simulator with ``--engine lava|both`` when its environment exists (``make lava-env``;
+it runs :mod:`.lava_runner` there as a subprocess; ``docs/lava.md``).
+Energy: synaptic events at the ``loihi`` preset's per-op figure, which carries
+its UNVERIFIED flag into the output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..errors import ConfigError
+from .loihi_engine import SimResult, simulate
+from .netx_format import NetxNet, read_netx
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def _export_record(net_path: Path) -> dict | None:
+    meta = net_path.parent / "export.json"
+    if not meta.is_file():
+        return None
+    try:
+        rec = json.loads(meta.read_text())
+    except (OSError, json.JSONDecodeError):
+        raise ConfigError(f"{meta}: unreadable export record") from None
+    if rec.get("format") != "lava" or rec.get("lava", {}).get("file") != net_path.name:
+        return None
+    return rec
+
+
+def _clip_for(data: str, rec: dict | None, frames: int | None, height: int | None, width: int | None) -> np.ndarray:
+    """One clip ``[frames, H, W]`` (uint8) from ``builtin``, a dataset folder or a ``.dat`` file."""
+    from ..data.dat import read_dat
+
+    p = Path(data)
+    if data != "builtin" and p.suffix == ".dat":
+        if height is None or width is None:
+            raise ConfigError(f"{p}: the frame size is unknown (the network's input layer is not (1, H, W))")
+        return read_dat(p, height, width, count=frames)
+    from ..data.clips import ClipSelection, read_clip
+    from ..data.manifest import load_manifest
+    from ..model.data import resolve_data
+
+    m = load_manifest(resolve_data(data))
+    recs = [c for c in m.clips if c.split == "test"] or list(m.clips)
+    clip = read_clip(recs[0], 0, recs[0].frames, ClipSelection())
+    if height is not None and tuple(clip.shape[1:]) != (height, width):
+        raise ConfigError(f"{data}: clips are {clip.shape[1]}x{clip.shape[2]}, the network needs {height}x{width}")
+    return clip[:frames] if frames else clip
+
+
+def host_inputs(net_path: Path, rec: dict, clip: np.ndarray) -> np.ndarray:
+    """Run ``host.onnx`` on one clip: ``a_in`` ``[blocks, C, H', W']`` (int64)."""
+    import onnxruntime as ort
+
+    cfg = rec["config"]
+    want = (cfg["frames"], cfg["height"], cfg["width"])
+    if clip.ndim != 3 or clip.shape[1:] != want[1:] or clip.shape[0] < want[0]:
+        raise ConfigError(f"input clip of shape {list(clip.shape)} does not fit the exported model "
+                          f"(needs [>= {want[0]}, {want[1]}, {want[2]}])")
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(str(net_path.parent / rec["host"]["file"]), opts, providers=["CPUExecutionProvider"])
+    x = clip[None, : want[0]].astype(np.float32)
+    return np.rint(sess.run(None, {"spikes": x})[0]).astype(np.int64)
+
+
+def loihi_energy(res: SimResult) -> dict:
+    """Energy of the synaptic events at the ``loihi`` preset (flags and warnings carried)."""
+    from ..energy.costs import get_preset
+
+    model = get_preset("loihi")
+    t = res.totals()
+    return {"preset": "loihi", "synaptic_j": t["synaptic_events"] * model.e_ac_pj * 1e-12,
+            "per_synaptic_event_pj": model.e_ac_pj, "flags": list(model.flags), "warnings": list(model.warnings)}
+
+
+def simulation_input(net_path: str | os.PathLike, data: str = "builtin",
+                     steps: int | None = None) -> tuple[NetxNet, np.ndarray, str, dict | None]:
+    """(network, ``a_in`` ``[steps, samples, C, H, W]``, a description of the input, export record)."""
+    net_path = Path(net_path)
+    net: NetxNet = read_netx(net_path)
+    rec = _export_record(net_path)
+    if steps is not None and steps < 1:
+        raise ConfigError(f"--steps must be at least 1, found {steps}")
+    if rec is not None:
+        cfg = rec["config"]
+        clip = _clip_for(data, rec, cfg["frames"], cfg["height"], cfg["width"])
+        a = host_inputs(net_path, rec, clip)
+        if tuple(a.shape[1:]) != tuple(net.input_shape):
+            raise ConfigError(f"{net_path.name}: host front end gives {list(a.shape[1:])}, the input layer "
+                              f"expects {list(net.input_shape)}")
+        steps = steps or rec["lava"]["steps_per_sample"]
+        a_in = np.broadcast_to(a[None], (steps, *a.shape))
+        source = f"{len(clip)}-frame clip -> host.onnx -> {a.shape[0]} blocks x {steps} steps"
+    else:
+        c, h, w = net.input_shape
+        if c != 1:
+            raise ConfigError(f"{net_path.name}: input layer is {list(net.input_shape)} (C, H, W); spike frames "
+                              "feed only a (1, H, W) input")
+        clip = _clip_for(data, None, steps, h, w)
+        a_in = clip[:, None, None].astype(np.int64)
+        source = f"{a_in.shape[0]} spike frames of {h}x{w}, one per step"
+    return net, a_in, source, rec
+
+
+ENGINES = ("reference", "lava", "both")
+RUNNER = Path(__file__).with_name("lava_runner.py")
+
+
+def lava_python() -> Path | None:
+    """The Lava environment's interpreter: ``$SPKLIP_LAVA_PYTHON``, else ``.lava-venv`` here or in the checkout."""
+    env = os.environ.get("SPKLIP_LAVA_PYTHON")
+    for cand in ([Path(env)] if env else []) + [Path(".lava-venv/bin/python"),
+                                                Path(__file__).resolve().parents[1] / ".lava-venv/bin/python"]:
+        if cand.is_file():
+            return cand
+    return None
+
+
+def run_lava(net_path: Path, a_in: np.ndarray, record: bool = False, timeout: float = 900) -> dict[str, np.ndarray]:
+    """Run ``net_path`` in Lava's fixed-point simulator (``Loihi2SimCfg``, ``fixed_pt``) through
+    :mod:`.lava_runner` in the Lava environment; arrays in this project's ``[T, N, ...]`` layout."""
+    import subprocess
+    import tempfile
+
+    py = lava_python()
+    if py is None:
+        raise ConfigError("Lava is not installed: build its environment with 'make lava-env' (or set "
+                          "SPKLIP_LAVA_PYTHON); see docs/lava.md")
+    with tempfile.TemporaryDirectory() as d:
+        inp, out = Path(d) / "in.npy", Path(d) / "out.npz"
+        np.save(inp, np.ascontiguousarray(a_in, dtype=np.int64))
+        cmd = [str(py), str(RUNNER), str(net_path), str(inp), str(out)] + (["--record"] if record else [])
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0 or not out.is_file():
+            last = (proc.stderr.strip().splitlines() or proc.stdout.strip().splitlines() or ["no output"])[-1]
+            raise ConfigError(f"{net_path.name}: Lava's simulator failed ({last})")
+        with np.load(out) as z:
+            return {k: z[k] for k in z.files}
+
+
+def compare_engines(res: SimResult, lava: dict[str, np.ndarray]) -> dict:
+    """Spikes per layer of the reference against Lava's: mismatching elements (0 everywhere = bit-exact)."""
+    layers = []
+    for i, s in res.spikes.items():
+        got = lava.get(f"spikes_{i}")
+        mism = None if got is None else int((got.reshape(s.shape).astype(bool) != s).sum())
+        layers.append({"index": i, "spikes_reference": int(s.sum()),
+                       "spikes_lava": None if got is None else int(got.sum()), "mismatches": mism})
+    return {"layers": layers, "bit_exact": all(x["mismatches"] == 0 for x in layers)}
+
+
+def run_simulation(net_path: str | os.PathLike, data: str = "builtin", steps: int | None = None,
+                   keep_spikes: bool = False, engine: str = "reference") -> tuple[dict, SimResult]:
+    """Simulate ``net_path`` on one clip of ``data``; returns (JSON-able summary, result). ``engine``:
+    ``reference`` (this project's), ``lava`` (Lava's simulator; counts still from the reference, which
+    must then agree with it) or ``both`` (both, compared spike by spike)."""
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown engine {engine!r} (choose {', '.join(ENGINES)})")
+    t0 = time.perf_counter()
+    net, a_in, source, _ = simulation_input(net_path, data, steps)
+    host_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    res = simulate(net, a_in, keep_spikes=True)
+    sim_s = time.perf_counter() - t1
+    lava = None
+    if engine != "reference":
+        t2 = time.perf_counter()
+        lava = compare_engines(res, run_lava(Path(net_path), a_in))
+        lava["seconds"] = round(time.perf_counter() - t2, 3)
+    out = res.output
+    summary = {
+        "network": str(net_path),
+        "engine": "spklip-energy fixed-point CUBA-LIF reference (numpy)",
+        "input": source,
+        "steps": res.steps,
+        "samples": res.samples,
+        "layers": res.layers,
+        "totals": res.totals(),
+        "output": {"shape": list(out.shape), "spikes": int(out.sum()),
+                   "spikes_per_sample": out.reshape(out.shape[0], out.shape[1], -1).sum(axis=(0, 2)).tolist()},
+        "energy": loihi_energy(res),
+        "seconds": {"host": round(host_s, 3), "simulation": round(sim_s, 3)},
+        "warnings": net.warnings(),
+    }
+    if lava is not None:
+        summary["lava"] = lava
+        if engine == "lava" and not lava["bit_exact"]:
+            summary["warnings"].append("Lava's spikes differ from the reference's; counts are the reference's")
+    if not keep_spikes:
+        res.spikes = {}
+    return summary, res
+
+
+def analyse_netx(net_path: str | os.PathLike, data: str = "builtin", steps: int | None = None, cost="loihi",
+                 reuse: str = "layer") -> tuple[dict, pd.DataFrame]:
+    """``report NET.net``: the hook counter on the network's torch twin (:class:`.loihi_torch.NetxTorch`)
+    for the ``simulate`` input, priced by ``cost``; the summary has the checkpoint reports' keys, and
+    the simulator's own counts beside the hook counter's."""
+    import datetime as _dt
+
+    import pandas as pd
+    import torch
+
+    from .. import __version__
+    from ..analysis import conventions
+    from ..energy import profile
+    from ..energy.estimate import estimate_energy, resolve_cost
+    from .loihi_torch import NetxTorch
+
+    model = resolve_cost(cost)
+    net, a_in, source, rec = simulation_input(net_path, data, steps)
+    x = torch.from_numpy(np.ascontiguousarray(a_in))
+    n = int(a_in.shape[1])
+    result = profile(NetxTorch(net), forward=lambda m: m(x), reuse=reuse, samples=n)
+    energy = estimate_energy(result, model)
+    per_layer = energy["per_layer"]
+    sim = simulate(net, a_in, keep_spikes=False).totals()
+    totals = result.totals
+    e = energy["totals"]
+    agree = int(totals["sops"]) == sim["synaptic_events"] and int(totals["neuron_updates"]) == sim["neuron_updates"]
+    c, h, w = net.input_shape
+    summary = {
+        "tool_version": __version__,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "checkpoint": {"path": str(net_path), "kind": "netx", "spiking": True,
+                       "config": (rec or {}).get("config") or {"layers": net.describe()}},
+        "data": {"source": source, "samples": n, "frames": int(a_in.shape[0]), "height": h, "width": w,
+                 "classes": []},
+        "reuse": reuse,
+        "counts": dict(totals),
+        "counts_per_sample": {k: totals[k] / n for k in ("macs", "sops", "neuron_updates", "mem_reads",
+                                                         "mem_writes", "mem_accesses")},
+        "simulator_counts": sim,
+        "counts_agree_with_simulator": agree,
+        "energy": e,
+        "energy_per_sample": {k: e[k] / n for k in ("compute_j", "neuron_j", "memory_j", "total_j")},
+        "table6_per_sample": {
+            "computational_energy_j": e["table6_compute_j"] / n,
+            "memory_access_energy_j": e["memory_j"] / n,
+            "total_energy_j": e["total_j"] / n,
+            "memory_energy_ratio": e["memory_ratio"],
+        },
+        "neuron_energy_grouping": energy["cost_model"].get("neuron_energy_in", "compute"),
+        "accuracy": None,
+        "evaluation": None,
+        "measured_top1_on_profiled_samples": None,
+        "cost_model": energy["cost_model"],
+        "warnings": energy["warnings"] + [m for m in result.notes if m not in energy["warnings"]]
+        + ([] if agree else ["hook counts differ from the simulator's (a bug: please report)"]),
+        "not_counted": result.not_counted,
+        "conventions": conventions() + ["netx: samples are temporal blocks (or one .dat clip); a synaptic layer "
+                                        "delivers at t the spikes of t-1; counts from the torch twin of the "
+                                        "fixed-point network, checked against the simulator"],
+    }
+    if result.not_counted:
+        per_layer = pd.concat([per_layer, result.per_layer[~result.per_layer["counted"]]], ignore_index=True)
+    return summary, per_layer
+
+
+def hook_counts(net: NetxNet, a_in: np.ndarray) -> dict:
+    """SOPs and neuron updates of the same fixed-point network as torch modules, from the hook counter."""
+    import torch
+
+    from ..energy import profile
+    from .loihi_torch import NetxTorch
+
+    x = torch.from_numpy(np.ascontiguousarray(a_in))
+    t = profile(NetxTorch(net), forward=lambda m: m(x)).totals
+    return {"sops": int(t["sops"]), "neuron_updates": int(t["neuron_updates"]), "macs": int(t["macs"])}
+
+
+def verify_lava(loaded, folder: Path, data, samples: int, progress=None) -> dict:
+    """Float torch CNN vs. the fixed-point netx export on test clips: spike agreement per layer (aligned
+    for the one-step latency per layer) and the counts of the hook counter vs. the simulator."""
+    import torch
+
+    from .lava_export import HOST_FILE, NET_FILE, torch_reference_spikes
+    from .verify import verify_inputs
+
+    spikes, _ = verify_inputs(loaded, data, samples, progress)
+    net = read_netx(folder / NET_FILE)
+    rec = {"config": loaded.model.cfg.to_dict(), "host": {"file": HOST_FILE}}
+    a = np.concatenate([host_inputs(folder / NET_FILE, rec, s.numpy()) for s in spikes])
+    t_steps = loaded.model.cfg.fsve.time_steps
+    k = sum(lay.synaptic for lay in net.layers)
+    steps = t_steps + k
+    a_in = np.broadcast_to(a[None], (steps, *a.shape))
+    res = simulate(net, a_in)
+    counts = hook_counts(net, a_in)
+    ref = torch_reference_spikes(loaded, spikes)
+    per_layer = []
+    for i, r in enumerate(ref):
+        got = res.spikes[i][i: i + t_steps]
+        per_layer.append({"netx_layer": i, "spike_agreement": float((got == r).mean()),
+                          "torch_rate": float(r.mean()), "loihi_rate": float(got.mean())})
+    sim = res.totals()
+    return {"clips": int(spikes.shape[0]), "steps": steps, "per_layer": per_layer,
+            "counts": {"simulator": {"synaptic_events": sim["synaptic_events"], "neuron_updates": sim["neuron_updates"]},
+                       "hook_counter": counts,
+                       "agree": counts["sops"] == sim["synaptic_events"]
+                       and counts["neuron_updates"] == sim["neuron_updates"]},
+            "min_spike_agreement": min(p["spike_agreement"] for p in per_layer),
+            "note": "float spikingjelly CNN vs. fixed-point netx export; differences come from quantisation "
+                    "(weights, BN folding, threshold ties) and grow with depth",
+            "torch_threads": torch.get_num_threads()}
+
+
+__all__ = ["ENGINES", "analyse_netx", "compare_engines", "lava_python", "run_lava", "hook_counts", "host_inputs", "simulation_input", "loihi_energy", "run_simulation", "verify_lava"]
