@@ -10,7 +10,8 @@ What goes where (written into the export folder):
 * ``host.onnx``: the host-side front end, ``spikes [B, frames, H, W]`` ->
   ``a_in [B * blocks, C, H', W']``: the analog HSFE, the stem convolution and
   its BN, scaled to the input layer's fixed point and rounded. The input layer
-  receives it as its synaptic input ``a_in`` on every step (netx's ``net.inp``).
+  receives it as its synaptic input ``a_in`` (the input LIF's ``a_in`` port) on
+  each of the block's time steps.
 * Host-side after the chip (not exported here; ``visual.onnx`` of
   ``--format onnx`` holds it in float): global average pooling of the output
   spikes, the linear head and the temporal Transformer (STAR-Net's, or E-SDSA).
@@ -201,11 +202,12 @@ def write_lava(loaded: LoadedSPKLIP, folder: Path, opts: dict) -> dict:
             "mapping": described,
             "time_steps": cfg.fsve.time_steps,
             "latency_steps": synaptic,
-            "steps_per_sample": cfg.fsve.time_steps + synaptic,
             "blocks_per_clip": cfg.hsfe.n_blocks,
-            "input_drive": "a_in each step (netx net.inp), constant over the block's time steps",
+            "schedule": "pipelined: block b drives the input layer's a_in during steps [b*T, (b+1)*T); every "
+                        "layer is reset every T steps at offset (layer - 1) (netx reset_interval=T), so layer k "
+                        "processes block b during steps [b*T + k, (b+1)*T + k); a clip takes blocks*T + latency steps",
             "conventions": "weights round(w*2^e) in [-256,254]; vThMant=round(V_th*2^e); vDecay=round((1-decay)*4096);"
-                           " iDecay=4096; each conv adds one step of latency; samples independent (state reset)",
+                           " iDecay=4096; each conv adds one step of latency",
         },
         "host": {
             "file": HOST_FILE,

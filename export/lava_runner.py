@@ -66,7 +66,7 @@ def _to_ours(y: np.ndarray) -> np.ndarray:
     return y.transpose(3, 2, 1, 0)
 
 
-def run_sample(net_path: str, x_chw: np.ndarray, record: bool) -> dict[str, np.ndarray]:
+def run_sample(net_path: str, x_chw: np.ndarray, record: bool, reset_interval: int | None = None) -> dict[str, np.ndarray]:
     """Run one sample ``[T, C, H, W]``; returns arrays ``[T, ...]`` in the project's layout."""
     from lava.lib.dl import netx
     from lava.magma.core.run_conditions import RunSteps
@@ -88,6 +88,10 @@ def run_sample(net_path: str, x_chw: np.ndarray, record: bool) -> dict[str, np.n
     ours = [i for i, t in enumerate(types) if t != "flatten"]
     if len(ours) != len(net.layers):
         raise SystemExit(f"{len(net.layers)} Lava layers for file layers {types}")
+    if reset_interval:  # as lava-dl's netx test_tinynet: layer k (netx blocks) reset with offset k - 1
+        for k, lay in enumerate(net.layers):
+            for var in (lay.neuron.u, lay.neuron.v):
+                io.reset.Reset(interval=reset_interval, offset=k - 1).connect_var(var)
     sinks = []
     for lay in net.layers:
         sink = io.sink.RingBuffer(shape=lay.out.shape, buffer=steps)
@@ -121,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("input", help="integer input [T, C, H, W] or [T, N, C, H, W] (.npy)")
     ap.add_argument("out", help="output .npz")
     ap.add_argument("--record", action="store_true", help="also save per-layer u and v (RunSteps(1) loop)")
+    ap.add_argument("--reset-interval", type=int, help="reset u and v of layer k every N steps at offset k - 1")
     a = ap.parse_args(argv)
     x = np.load(a.input)
     if x.ndim == 4:
@@ -130,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     if np.any(x != np.trunc(x)):
         raise SystemExit("input must be integers")
     t0 = time.time()
-    per = [run_sample(a.net, x[:, n].astype(np.int64), a.record) for n in range(x.shape[1])]
+    per = [run_sample(a.net, x[:, n].astype(np.int64), a.record, a.reset_interval) for n in range(x.shape[1])]
     merged = {k: np.stack([p[k] for p in per], axis=1) for k in per[0]}  # [T, N, ...]
     np.savez_compressed(a.out, **merged)
     print(f"lava fixed_pt: {x.shape[1]} sample(s) x {x.shape[0]} steps in {time.time() - t0:.1f} s, "

@@ -134,8 +134,9 @@ def simulate(net: NetxNet, a_in: np.ndarray, *, bias_in: np.ndarray | None = Non
              keep_spikes: bool = True, reset_interval: int | None = None) -> SimResult:
     """Run ``net`` on input ``a_in`` ``[S, N, C, H, W]`` (ints driven into the input layer's ``a_in``
     each step; spikes are 0/1). ``bias_in`` ``[N, C, H, W]`` optionally sets the input layer's bias
-    mantissa (as netx users do with ``in_layer.neuron.bias_mant``). ``reset_interval`` resets layer
-    ``i``'s u and v after every step ``t`` (counted from 0) with ``t % interval == (i - 1) % interval``:
+    mantissa (as netx users do with ``in_layer.neuron.bias_mant``). ``reset_interval`` resets neuron
+    layer ``i`` (counted without flatten layers, as netx's blocks) after every step ``t`` (counted from
+    0) with ``t % interval == (i - 1) % interval``:
     the schedule of lava-dl's netx ``Reset(interval, offset=i - 1)`` test, which starts each layer from
     zero state the step its first synaptic input arrives."""
     a_in = np.asarray(a_in)
@@ -148,11 +149,14 @@ def simulate(net: NetxNet, a_in: np.ndarray, *, bias_in: np.ndarray | None = Non
         raise ConfigError("simulation input must be integers (spikes or a_in mantissas)")
     steps, n = a_in.shape[:2]
 
+    # netx builds no block for flatten layers: reset offsets number the neuron layers only
+    ordinal = {i: k for k, i in enumerate(j for j, lay in enumerate(net.layers) if lay.type != "flatten")}
+
     def resets(i: int) -> np.ndarray | None:
         if not reset_interval:
             return None
         t = np.arange(steps)
-        return t % reset_interval == (i - 1) % reset_interval
+        return t % reset_interval == (ordinal[i] - 1) % reset_interval
 
     first = net.layers[0]
     s, _, tr = cuba_lif_run(a_in.astype(np.int64), first.neuron.i_decay, first.neuron.v_decay,

@@ -29,10 +29,12 @@ class LoihiCubaLIF(nn.Module):
 
     step_mode = "m"
 
-    def __init__(self, i_decay: int, v_decay: int, v_th_mant: int, bias: torch.Tensor | None = None) -> None:
+    def __init__(self, i_decay: int, v_decay: int, v_th_mant: int, bias: torch.Tensor | None = None,
+                 reset_interval: int | None = None, reset_offset: int = 0) -> None:
         super().__init__()
         self.i_decay, self.v_decay, self.v_th_mant = int(i_decay), int(v_decay), int(v_th_mant)
         self.register_buffer("bias", None if bias is None else bias.to(torch.int64), persistent=False)
+        self.reset_interval, self.reset_offset = reset_interval, reset_offset  # u, v = 0 after step t ≡ offset
 
     def forward(self, a_in: torch.Tensor) -> torch.Tensor:
         a = a_in.to(torch.int64)
@@ -48,6 +50,8 @@ class LoihiCubaLIF(nn.Module):
             s = v > vth
             v = torch.where(s, torch.zeros_like(v), v)
             out.append(s)
+            if self.reset_interval and t % self.reset_interval == self.reset_offset % self.reset_interval:
+                u, v = torch.zeros_like(u), torch.zeros_like(v)
         return torch.stack(out).to(torch.float64)
 
     def extra_repr(self) -> str:
@@ -70,18 +74,22 @@ register_rule(_Delay)(_preserving)  # no arithmetic; spikes stay spikes
 
 
 class NetxTorch(nn.Module):
-    """A netx chain as torch modules; ``forward([S, N, C, H, W]) -> {layer index: spikes [S, N, ...]}``."""
+    """A netx chain as torch modules; ``forward([S, N, C, H, W]) -> {layer index: spikes [S, N, ...]}``
+    (``reset_interval``: the engine's per-layer reset schedule)."""
 
-    def __init__(self, net: NetxNet) -> None:
+    def __init__(self, net: NetxNet, reset_interval: int | None = None) -> None:
         super().__init__()
         self.net = net
         first = net.layers[0]
-        self.input_lif = LoihiCubaLIF(first.neuron.i_decay, first.neuron.v_decay, first.neuron.v_th_mant)
+        self.input_lif = LoihiCubaLIF(first.neuron.i_decay, first.neuron.v_decay, first.neuron.v_th_mant,
+                                      reset_interval=reset_interval, reset_offset=-1)
+        ordinal = 0  # netx numbers its blocks without flatten layers: reset offsets follow that
         self.synapses = nn.ModuleDict()
         self.neurons = nn.ModuleDict()
         for i, lay in enumerate(net.layers[1:], start=1):
             if lay.type == "flatten":
                 continue
+            ordinal += 1
             w = torch.from_numpy(lay.weight).to(torch.float64)
             if lay.type == "conv":
                 syn = nn.Conv2d(w.shape[1] * lay.groups, w.shape[0], tuple(w.shape[2:]), stride=lay.stride,
@@ -96,7 +104,8 @@ class NetxTorch(nn.Module):
             if lay.bias is not None:
                 b = torch.from_numpy(lay.bias)
                 bias = b.reshape(-1, 1, 1) if lay.type == "conv" else b
-            self.neurons[str(i)] = LoihiCubaLIF(lay.neuron.i_decay, lay.neuron.v_decay, lay.neuron.v_th_mant, bias)
+            self.neurons[str(i)] = LoihiCubaLIF(lay.neuron.i_decay, lay.neuron.v_decay, lay.neuron.v_th_mant, bias,
+                                                reset_interval, ordinal - 1)
         self.delay = _Delay()
 
     def forward(self, a_in: torch.Tensor) -> dict[int, torch.Tensor]:

@@ -36,7 +36,7 @@ CUBA_TYPES = ("CUBA", "LOIHI")
 #: dense weights netx keeps losslessly; outside, its weight optimisation clips them (and warns)
 DENSE_RANGE = (-256, 254)
 #: the default integrator netx gives a dense layer without a neuron group (vThMant = 1 << 18 - 1 = 1 << 17).
-DEFAULT_INTEGRATOR = {"iDecay": 0, "vDecay": 4096, "vThMant": 1 << 17}
+DEFAULT_INTEGRATOR = {"i_decay": 0, "v_decay": 4096, "v_th_mant": 1 << 17}
 
 
 @dataclass
@@ -90,10 +90,7 @@ class NetxNet:
     @property
     def input_shape(self) -> tuple[int, ...]:
         """(C, H, W) of the data the first layer receives."""
-        first = self.layers[0]
-        if first.type == "input":
-            return first.shape
-        return tuple(first.extra["input_shape"])
+        return self.layers[0].shape  # check_chain requires layer 0 to be the input layer
 
     def warnings(self) -> list[str]:
         return [f"layer {i}: {lay.extra['clipped_weights']} dense weights outside [-256, 254] clipped, as netx does"
@@ -105,12 +102,14 @@ class NetxNet:
                     if lay.neuron else {})} for i, lay in enumerate(self.layers)]
 
 
-def _pair(value, where: str, key: str) -> tuple[int, int]:
+def _pair(value, where: str, key: str, low: int) -> tuple[int, int]:
     a = np.asarray(value).astype(np.int64).reshape(-1)
     if a.size == 1:
-        return int(a[0]), int(a[0])
+        a = np.repeat(a, 2)
     if a.size != 2:
         raise ConfigError(f"{where}: {key} must be a scalar or a pair, found {a.tolist()}")
+    if a.min() < low:
+        raise ConfigError(f"{where}: {key} {a.tolist()} must be at least {low}")
     return int(a[0]), int(a[1])
 
 
@@ -133,7 +132,11 @@ def _integer_array(ds, where: str, key: str) -> np.ndarray:
 
 
 def _read_neuron(g, where: str) -> NetxNeuron:
+    import h5py
+
     n = g["neuron"]
+    if not isinstance(n, h5py.Group):
+        raise ConfigError(f"{where}: 'neuron' is not a group")
     ntype = str(_scalar(n["type"])) if "type" in n else "CUBA"
     if ntype not in CUBA_TYPES:
         raise ConfigError(f"{where}: neuron type {ntype!r} is not a CUBA-LIF ({'/'.join(CUBA_TYPES)}); "
@@ -153,6 +156,8 @@ def read_netx(path: str | os.PathLike) -> NetxNet:
     import h5py
 
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder, not a netx file")
     if not path.is_file():
         raise ConfigError(f"{path}: no such netx file")
     try:
@@ -167,64 +172,85 @@ def read_netx(path: str | os.PathLike) -> NetxNet:
             raise ConfigError(f"{path}: layer names must be 0..{len(keys) - 1}, found {sorted(keys)}")
         layers = []
         for i in range(len(keys)):
-            g = h["layer"][str(i)]
             where = f"{path.name}: layer {i}"
-            if "type" not in g or "shape" not in g:
-                raise ConfigError(f"{where}: lacks 'type' or 'shape'")
-            ltype = str(_scalar(g["type"]))
-            if ltype in NETX_UNSUPPORTED:
-                raise ConfigError(f"{where}: layer type {ltype!r} is not supported by netx")
-            if ltype not in LAYER_TYPES:
-                raise ConfigError(f"{where}: layer type {ltype!r} is not simulated here (supported: "
-                                  f"{', '.join(LAYER_TYPES)})")
-            shape = tuple(int(s) for s in np.asarray(g["shape"][()]).reshape(-1))
-            if ltype == "dense":
-                shape = (math.prod(shape), 1, 1)
-            if any(s < 1 for s in shape):
-                raise ConfigError(f"{where}: shape {list(shape)} has a non-positive size")
-            lay = NetxLayer(ltype, shape)
-            if "neuron" in g:
-                lay.neuron = _read_neuron(g, where)
-            elif ltype == "dense":
-                lay.neuron = NetxNeuron(**{"i_decay": 0, "v_decay": 4096, "v_th_mant": 1 << 17}, type="default")
-            elif ltype in ("conv", "input") and i > 0:
-                raise ConfigError(f"{where}: {ltype} layer has no neuron group")
-            if ltype in ("conv", "dense"):
-                if "weight" not in g:
-                    raise ConfigError(f"{where}: {ltype} layer has no weight")
-                w = _integer_array(g["weight"], where, "weight")
-                if ltype == "conv":
-                    if w.ndim == 5 and w.shape[-1] == 1:
-                        w = w[..., 0]
-                    if w.ndim != 4:
-                        raise ConfigError(f"{where}: conv weight must be (out, in, kH, kW), found {list(w.shape)}")
-                    lay.stride = _pair(g["stride"][()], where, "stride") if "stride" in g else (1, 1)
-                    lay.padding = _pair(g["padding"][()], where, "padding") if "padding" in g else (0, 0)
-                    lay.dilation = _pair(g["dilation"][()], where, "dilation") if "dilation" in g else (1, 1)
-                    lay.groups = int(_scalar(g["groups"])) if "groups" in g else 1
-                else:
-                    w = w.reshape(shape[0], -1) if w.ndim == 1 or w.shape[0] != shape[0] else w
-                    clipped = int(((w < DENSE_RANGE[0]) | (w > DENSE_RANGE[1])).sum())
-                    if clipped:  # netx's optimize_weight_bits clips 8-bit-plus-sign weights, with a warning
-                        w = np.clip(w, *DENSE_RANGE)
-                        lay.extra["clipped_weights"] = clipped
-                lay.weight = w
-                if "bias" in g:
-                    b = _integer_array(g["bias"], where, "bias").reshape(-1)
-                    want = shape[0]
-                    if b.size == 1 and want != 1:
-                        b = np.full(want, b[0])
-                    if b.size != want:
-                        raise ConfigError(f"{where}: bias has {b.size} values for {want} "
-                                          f"{'channels' if ltype == 'conv' else 'neurons'}")
-                    lay.bias = b
-            elif ltype == "input":
-                lay.extra = {k: float(_scalar(g[k])) for k in ("weight", "bias") if k in g}
-            layers.append(lay)
-        attrs = {k: _scalar(v) for k, v in h["simulation"].items()} if "simulation" in h else {}
+            try:
+                layers.append(_read_layer(h["layer"][str(i)], i, where))
+            except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+                raise ConfigError(f"{where}: malformed ({type(exc).__name__}: {exc})") from None
+        attrs = {}
+        if "simulation" in h and isinstance(h["simulation"], h5py.Group):
+            attrs = {k: _scalar(v) for k, v in h["simulation"].items() if isinstance(v, h5py.Dataset)}
     net = NetxNet(layers, str(path), attrs)
     check_chain(net)
     return net
+
+
+def _read_layer(g, i: int, where: str) -> NetxLayer:
+    """One ``layer/i`` group (raises ConfigError, or KeyError/TypeError/... on malformed content)."""
+    import h5py
+
+    if not isinstance(g, h5py.Group):
+        raise ConfigError(f"{where}: is not a group")
+    if "type" not in g or "shape" not in g:
+        raise ConfigError(f"{where}: lacks 'type' or 'shape'")
+    ltype = str(_scalar(g["type"]))
+    if ltype in NETX_UNSUPPORTED:
+        raise ConfigError(f"{where}: layer type {ltype!r} is not supported by netx")
+    if ltype not in LAYER_TYPES:
+        raise ConfigError(f"{where}: layer type {ltype!r} is not simulated here (supported: "
+                          f"{', '.join(LAYER_TYPES)})")
+    shape = tuple(int(s) for s in np.asarray(g["shape"][()]).reshape(-1))
+    if ltype == "dense":
+        shape = (math.prod(shape), 1, 1)
+    if any(s < 1 for s in shape):
+        raise ConfigError(f"{where}: shape {list(shape)} has a non-positive size")
+    lay = NetxLayer(ltype, shape)
+    if "neuron" in g:
+        lay.neuron = _read_neuron(g, where)
+    elif ltype == "dense":
+        lay.neuron = NetxNeuron(**DEFAULT_INTEGRATOR, type="default")
+    elif ltype in ("conv", "input") and i > 0:
+        raise ConfigError(f"{where}: {ltype} layer has no neuron group")
+    if ltype in ("conv", "dense"):
+        if "weight" not in g:
+            raise ConfigError(f"{where}: {ltype} layer has no weight")
+        w = _integer_array(g["weight"], where, "weight")
+        if ltype == "conv":
+            if w.ndim == 5 and w.shape[-1] == 1:
+                w = w[..., 0]
+            if w.ndim != 4:
+                raise ConfigError(f"{where}: conv weight must be (out, in, kH, kW), found {list(w.shape)}")
+            lay.stride = _pair(g["stride"][()], where, "stride", 1) if "stride" in g else (1, 1)
+            lay.padding = _pair(g["padding"][()], where, "padding", 0) if "padding" in g else (0, 0)
+            lay.dilation = _pair(g["dilation"][()], where, "dilation", 1) if "dilation" in g else (1, 1)
+            lay.groups = int(_scalar(g["groups"])) if "groups" in g else 1
+            if lay.groups < 1:
+                raise ConfigError(f"{where}: groups={lay.groups} must be at least 1")
+        else:
+            if w.ndim == 1:  # netx reshapes a 1-D dense weight to (out, -1)
+                if w.size % shape[0]:
+                    raise ConfigError(f"{where}: a 1-D weight of {w.size} values does not split into "
+                                      f"{shape[0]} rows")
+                w = w.reshape(shape[0], -1)
+            if w.ndim != 2:
+                raise ConfigError(f"{where}: dense weight must be (out, in), found {list(w.shape)}")
+            clipped = int(((w < DENSE_RANGE[0]) | (w > DENSE_RANGE[1])).sum())
+            if clipped:  # netx's optimize_weight_bits clips 8-bit-plus-sign weights, with a warning
+                w = np.clip(w, *DENSE_RANGE)
+                lay.extra["clipped_weights"] = clipped
+        lay.weight = w
+        if "bias" in g:
+            b = _integer_array(g["bias"], where, "bias").reshape(-1)
+            want = shape[0]
+            if b.size == 1 and want != 1:
+                b = np.full(want, b[0])
+            if b.size != want:
+                raise ConfigError(f"{where}: bias has {b.size} values for {want} "
+                                  f"{'channels' if ltype == 'conv' else 'neurons'}")
+            lay.bias = b
+    elif ltype == "input":
+        lay.extra = {k: float(_scalar(g[k])) for k in ("weight", "bias") if k in g}
+    return lay
 
 
 def _conv_out(n: int, k: int, s: int, p: int, d: int) -> int:

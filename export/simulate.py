@@ -44,8 +44,12 @@ def _export_record(net_path: Path) -> dict | None:
         rec = json.loads(meta.read_text())
     except (OSError, json.JSONDecodeError):
         raise ConfigError(f"{meta}: unreadable export record") from None
-    if rec.get("format") != "lava" or rec.get("lava", {}).get("file") != net_path.name:
+    if not isinstance(rec, dict) or rec.get("format") != "lava" or rec.get("lava", {}).get("file") != net_path.name:
         return None
+    cfg = rec.get("config")
+    if not isinstance(cfg, dict) or not all(k in cfg for k in ("frames", "height", "width", "fsve")) \
+            or "file" not in rec.get("host", {}):
+        raise ConfigError(f"{meta}: export record lacks the model config or the host front end")
     return rec
 
 
@@ -96,10 +100,31 @@ def loihi_energy(res: SimResult) -> dict:
             "per_synaptic_event_pj": model.e_ac_pj, "flags": list(model.flags), "warnings": list(model.warnings)}
 
 
+def pipeline(a: np.ndarray, per_block: int, latency: int) -> np.ndarray:
+    """Blocks ``[n, C, H, W]`` one after another in time: block ``b`` drives steps ``[b*T, (b+1)*T)``,
+    then ``latency`` steps of zeros flush the chain; ``[n*T + latency, 1, C, H, W]``."""
+    n = a.shape[0]
+    out = np.zeros((n * per_block + latency, 1, *a.shape[1:]), dtype=np.int64)
+    out[: n * per_block, 0] = np.repeat(a, per_block, axis=0)
+    return out
+
+
+def block_windows(spikes: np.ndarray, layer: int, blocks: int, per_block: int) -> np.ndarray:
+    """Neuron layer ``layer``'s spikes ``[S, 1, ...]`` of a pipelined run, as ``[T, blocks, ...]``."""
+    w = spikes[layer: layer + blocks * per_block, 0]
+    return w.reshape(blocks, per_block, *w.shape[1:]).swapaxes(0, 1)
+
+
 def simulation_input(net_path: str | os.PathLike, data: str = "builtin",
-                     steps: int | None = None) -> tuple[NetxNet, np.ndarray, str, dict | None]:
-    """(network, ``a_in`` ``[steps, samples, C, H, W]``, a description of the input, export record)."""
+                     steps: int | None = None) -> tuple[NetxNet, np.ndarray, str, dict]:
+    """(network, ``a_in`` ``[steps, samples, C, H, W]``, a description of the input, schedule).
+
+    An export of this project runs its clip's blocks pipelined (``schedule["reset_interval"]`` = the
+    steps per block, ``--steps`` overriding ``fsve.time_steps``); a plain netx file takes the ``.dat``
+    frames one per step, no resets."""
     net_path = Path(net_path)
+    if net_path.is_dir():
+        raise ConfigError(f"{net_path}: is a folder, not a netx file (give FOLDER/visual_cnn.net)")
     net: NetxNet = read_netx(net_path)
     rec = _export_record(net_path)
     if steps is not None and steps < 1:
@@ -111,9 +136,13 @@ def simulation_input(net_path: str | os.PathLike, data: str = "builtin",
         if tuple(a.shape[1:]) != tuple(net.input_shape):
             raise ConfigError(f"{net_path.name}: host front end gives {list(a.shape[1:])}, the input layer "
                               f"expects {list(net.input_shape)}")
-        steps = steps or rec["lava"]["steps_per_sample"]
-        a_in = np.broadcast_to(a[None], (steps, *a.shape))
-        source = f"{len(clip)}-frame clip -> host.onnx -> {a.shape[0]} blocks x {steps} steps"
+        per_block = steps or cfg["fsve"]["time_steps"]
+        latency = sum(lay.synaptic for lay in net.layers)
+        a_in = pipeline(a, per_block, latency)
+        source = (f"{len(clip)}-frame clip -> host.onnx -> {a.shape[0]} blocks x {per_block} steps, pipelined "
+                  f"({a_in.shape[0]} steps with {latency} of latency)")
+        schedule = {"reset_interval": per_block, "blocks": int(a.shape[0]), "per_block": per_block,
+                    "latency": latency}
     else:
         c, h, w = net.input_shape
         if c != 1:
@@ -122,7 +151,8 @@ def simulation_input(net_path: str | os.PathLike, data: str = "builtin",
         clip = _clip_for(data, None, steps, h, w)
         a_in = clip[:, None, None].astype(np.int64)
         source = f"{a_in.shape[0]} spike frames of {h}x{w}, one per step"
-    return net, a_in, source, rec
+        schedule = {"reset_interval": None}
+    return net, a_in, source, schedule
 
 
 ENGINES = ("reference", "lava", "both")
@@ -139,7 +169,8 @@ def lava_python() -> Path | None:
     return None
 
 
-def run_lava(net_path: Path, a_in: np.ndarray, record: bool = False, timeout: float = 900) -> dict[str, np.ndarray]:
+def run_lava(net_path: Path, a_in: np.ndarray, record: bool = False, reset_interval: int | None = None,
+             timeout: float = 900) -> dict[str, np.ndarray]:
     """Run ``net_path`` in Lava's fixed-point simulator (``Loihi2SimCfg``, ``fixed_pt``) through
     :mod:`.lava_runner` in the Lava environment; arrays in this project's ``[T, N, ...]`` layout."""
     import subprocess
@@ -152,7 +183,8 @@ def run_lava(net_path: Path, a_in: np.ndarray, record: bool = False, timeout: fl
     with tempfile.TemporaryDirectory() as d:
         inp, out = Path(d) / "in.npy", Path(d) / "out.npz"
         np.save(inp, np.ascontiguousarray(a_in, dtype=np.int64))
-        cmd = [str(py), str(RUNNER), str(net_path), str(inp), str(out)] + (["--record"] if record else [])
+        cmd = [str(py), str(RUNNER), str(net_path), str(inp), str(out)] + (["--record"] if record else []) \
+            + (["--reset-interval", str(reset_interval)] if reset_interval else [])
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         if proc.returncode != 0 or not out.is_file():
             last = (proc.stderr.strip().splitlines() or proc.stdout.strip().splitlines() or ["no output"])[-1]
@@ -180,27 +212,34 @@ def run_simulation(net_path: str | os.PathLike, data: str = "builtin", steps: in
     if engine not in ENGINES:
         raise ConfigError(f"unknown engine {engine!r} (choose {', '.join(ENGINES)})")
     t0 = time.perf_counter()
-    net, a_in, source, _ = simulation_input(net_path, data, steps)
+    net, a_in, source, sched = simulation_input(net_path, data, steps)
     host_s = time.perf_counter() - t0
     t1 = time.perf_counter()
-    res = simulate(net, a_in, keep_spikes=True)
+    res = simulate(net, a_in, keep_spikes=True, reset_interval=sched["reset_interval"])
     sim_s = time.perf_counter() - t1
     lava = None
     if engine != "reference":
         t2 = time.perf_counter()
-        lava = compare_engines(res, run_lava(Path(net_path), a_in))
+        lava = compare_engines(res, run_lava(Path(net_path), a_in, reset_interval=sched["reset_interval"]))
         lava["seconds"] = round(time.perf_counter() - t2, 3)
     out = res.output
+    if sched["reset_interval"]:  # per block: the output layer's spikes in that block's window
+        last = len([lay for lay in net.layers if lay.type != "flatten"]) - 1
+        win = block_windows(out, last, sched["blocks"], sched["per_block"])
+        per_sample = win.reshape(win.shape[0], win.shape[1], -1).sum(axis=(0, 2)).tolist()
+    else:
+        per_sample = out.reshape(out.shape[0], out.shape[1], -1).sum(axis=(0, 2)).tolist()
     summary = {
         "network": str(net_path),
-        "engine": "spklip-energy fixed-point CUBA-LIF reference (numpy)",
+        "engine": "spklip-energy fixed-point CUBA-LIF reference (numpy)"
+        + ("" if engine == "reference" else " + Lava fixed_pt simulator (lava-nc 0.10.0, lava-dl 0.6.0)"),
+        "schedule": sched,
         "input": source,
         "steps": res.steps,
         "samples": res.samples,
         "layers": res.layers,
         "totals": res.totals(),
-        "output": {"shape": list(out.shape), "spikes": int(out.sum()),
-                   "spikes_per_sample": out.reshape(out.shape[0], out.shape[1], -1).sum(axis=(0, 2)).tolist()},
+        "output": {"shape": list(out.shape), "spikes": int(out.sum()), "spikes_per_sample": per_sample},
         "energy": loihi_energy(res),
         "seconds": {"host": round(host_s, 3), "simulation": round(sim_s, 3)},
         "warnings": net.warnings(),
@@ -231,13 +270,14 @@ def analyse_netx(net_path: str | os.PathLike, data: str = "builtin", steps: int 
     from .loihi_torch import NetxTorch
 
     model = resolve_cost(cost)
-    net, a_in, source, rec = simulation_input(net_path, data, steps)
+    net, a_in, source, sched = simulation_input(net_path, data, steps)
+    rec = _export_record(Path(net_path))
     x = torch.from_numpy(np.ascontiguousarray(a_in))
-    n = int(a_in.shape[1])
-    result = profile(NetxTorch(net), forward=lambda m: m(x), reuse=reuse, samples=n)
+    n = sched.get("blocks") or int(a_in.shape[1])  # samples: the clip's blocks, or the .dat clip
+    result = profile(NetxTorch(net, sched["reset_interval"]), forward=lambda m: m(x), reuse=reuse, samples=n)
     energy = estimate_energy(result, model)
     per_layer = energy["per_layer"]
-    sim = simulate(net, a_in, keep_spikes=False).totals()
+    sim = simulate(net, a_in, keep_spikes=False, reset_interval=sched["reset_interval"]).totals()
     totals = result.totals
     e = energy["totals"]
     agree = int(totals["sops"]) == sim["synaptic_events"] and int(totals["neuron_updates"]) == sim["neuron_updates"]
@@ -271,8 +311,9 @@ def analyse_netx(net_path: str | os.PathLike, data: str = "builtin", steps: int 
         "warnings": energy["warnings"] + [m for m in result.notes if m not in energy["warnings"]]
         + ([] if agree else ["hook counts differ from the simulator's (a bug: please report)"]),
         "not_counted": result.not_counted,
-        "conventions": conventions() + ["netx: samples are temporal blocks (or one .dat clip); a synaptic layer "
-                                        "delivers at t the spikes of t-1; counts from the torch twin of the "
+        "conventions": conventions() + ["netx: samples are temporal blocks, pipelined (or one .dat clip); a "
+                                        "synaptic layer delivers at t the spikes of t-1; every step of the run "
+                                        "is counted, latency steps included; counts from the torch twin of the "
                                         "fixed-point network, checked against the simulator"],
     }
     if result.not_counted:
@@ -280,7 +321,7 @@ def analyse_netx(net_path: str | os.PathLike, data: str = "builtin", steps: int 
     return summary, per_layer
 
 
-def hook_counts(net: NetxNet, a_in: np.ndarray) -> dict:
+def hook_counts(net: NetxNet, a_in: np.ndarray, reset_interval: int | None = None) -> dict:
     """SOPs and neuron updates of the same fixed-point network as torch modules, from the hook counter."""
     import torch
 
@@ -288,15 +329,14 @@ def hook_counts(net: NetxNet, a_in: np.ndarray) -> dict:
     from .loihi_torch import NetxTorch
 
     x = torch.from_numpy(np.ascontiguousarray(a_in))
-    t = profile(NetxTorch(net), forward=lambda m: m(x)).totals
+    t = profile(NetxTorch(net, reset_interval), forward=lambda m: m(x)).totals
     return {"sops": int(t["sops"]), "neuron_updates": int(t["neuron_updates"]), "macs": int(t["macs"])}
 
 
 def verify_lava(loaded, folder: Path, data, samples: int, progress=None) -> dict:
-    """Float torch CNN vs. the fixed-point netx export on test clips: spike agreement per layer (aligned
-    for the one-step latency per layer) and the counts of the hook counter vs. the simulator."""
-    import torch
-
+    """Float torch CNN vs. the fixed-point netx export on test clips, run pipelined as ``simulate`` runs
+    it: spike agreement per layer (each layer's window of each block against the float model's steps),
+    and the counts of the hook counter vs. the simulator on the same run."""
     from .lava_export import HOST_FILE, NET_FILE, torch_reference_spikes
     from .verify import verify_inputs
 
@@ -304,28 +344,28 @@ def verify_lava(loaded, folder: Path, data, samples: int, progress=None) -> dict
     net = read_netx(folder / NET_FILE)
     rec = {"config": loaded.model.cfg.to_dict(), "host": {"file": HOST_FILE}}
     a = np.concatenate([host_inputs(folder / NET_FILE, rec, s.numpy()) for s in spikes])
-    t_steps = loaded.model.cfg.fsve.time_steps
-    k = sum(lay.synaptic for lay in net.layers)
-    steps = t_steps + k
-    a_in = np.broadcast_to(a[None], (steps, *a.shape))
-    res = simulate(net, a_in)
-    counts = hook_counts(net, a_in)
+    per_block = loaded.model.cfg.fsve.time_steps
+    latency = sum(lay.synaptic for lay in net.layers)
+    a_in = pipeline(a, per_block, latency)
+    res = simulate(net, a_in, reset_interval=per_block)
+    counts = hook_counts(net, a_in, per_block)
     ref = torch_reference_spikes(loaded, spikes)
     per_layer = []
     for i, r in enumerate(ref):
-        got = res.spikes[i][i: i + t_steps]
+        got = block_windows(res.spikes[i], i, a.shape[0], per_block)
         per_layer.append({"netx_layer": i, "spike_agreement": float((got == r).mean()),
                           "torch_rate": float(r.mean()), "loihi_rate": float(got.mean())})
     sim = res.totals()
-    return {"clips": int(spikes.shape[0]), "steps": steps, "per_layer": per_layer,
+    return {"clips": int(spikes.shape[0]), "blocks": int(a.shape[0]), "steps": int(a_in.shape[0]),
+            "per_layer": per_layer,
+            "min_spike_agreement": min(p["spike_agreement"] for p in per_layer),
             "counts": {"simulator": {"synaptic_events": sim["synaptic_events"], "neuron_updates": sim["neuron_updates"]},
                        "hook_counter": counts,
                        "agree": counts["sops"] == sim["synaptic_events"]
                        and counts["neuron_updates"] == sim["neuron_updates"]},
-            "min_spike_agreement": min(p["spike_agreement"] for p in per_layer),
-            "note": "float spikingjelly CNN vs. fixed-point netx export; differences come from quantisation "
-                    "(weights, BN folding, threshold ties) and grow with depth",
-            "torch_threads": torch.get_num_threads()}
+            "note": "float spikingjelly CNN vs. fixed-point netx export, pipelined with per-layer resets; "
+                    "differences come from quantisation (8-bit weights, BN folding, threshold ties) and grow "
+                    "with depth"}
 
 
-__all__ = ["ENGINES", "analyse_netx", "compare_engines", "lava_python", "run_lava", "hook_counts", "host_inputs", "simulation_input", "loihi_energy", "run_simulation", "verify_lava"]
+__all__ = ["ENGINES", "block_windows", "pipeline", "analyse_netx", "compare_engines", "lava_python", "run_lava", "hook_counts", "host_inputs", "simulation_input", "loihi_energy", "run_simulation", "verify_lava"]

@@ -331,7 +331,15 @@ def _cmd_export(args: argparse.Namespace) -> int:
                          + ", ".join(f"{100 * p['spike_agreement']:.1f}%" for p in ver["per_layer"]))
     elif res["format"] == "nir":
         if ver:
-            lines.append("verify: " + json.dumps({k: v for k, v in ver.items() if k != "note"}, default=str)[:400])
+            lines.append(f"verify ({ver['inputs']} block inputs x {ver['time_steps']} steps), read back with:")
+            for name in ("snntorch", "spikingjelly"):
+                r = ver[name]
+                if "reason" in r:
+                    lines.append(f"  {name}: FAILED ({r['reason']})")
+                else:
+                    agree = "n/a" if r["spike_agreement"] is None else f"{100 * r['spike_agreement']:.3f}%"
+                    lines.append(f"  {name}: {'ok' if r['ok'] else 'NOT ok'}, identical spikes {agree} of "
+                                 f"{r['spikes_compared']}, output max rel error {r['max_rel_error']:.1e}")
     elif ver:
         v, t = ver["visual"], ver["text"]
         lines.append(f"verify (onnxruntime CPU, {ver['clips']} clips, {ver['prompts']} prompts): visual max rel error "
@@ -345,6 +353,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
         print(f"spklip-energy: verification failed: ONNX embeddings differ from torch by more than "
               f"{ver['tolerance']:g} relative (visual {ver['visual']['max_rel_error']:.2e}, "
               f"text {ver['text']['max_rel_error']:.2e})", file=sys.stderr)
+        return 1
+    if res["format"] == "nir" and ver and not ver["ok"]:
+        bad = [n for n in ("snntorch", "spikingjelly") if not ver[n]["ok"]]
+        print(f"spklip-energy: verification failed: the NIR graph read back by {' and '.join(bad)} does not "
+              f"reproduce the project's spikes and outputs (see export.json)", file=sys.stderr)
         return 1
     return 0
 
@@ -399,7 +412,9 @@ def cmd_report(args: argparse.Namespace) -> int:
             )
         finally:
             close()
-    out = args.out or Path("reports") / Path(args.checkpoint).stem
+    ck = Path(args.checkpoint)
+    default = f"{ck.parent.name}-{ck.stem}" if ck.suffix == ".net" and ck.parent.name else ck.stem
+    out = args.out or Path("reports") / default
     paths = write_report(out, summary, per_layer)
     if args.json:
         print(paths["summary.json"].read_text(), end="")
@@ -655,7 +670,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=("spklip", "fsve-hybrid", "fsve-full"), default="spklip",
                    help="spklip: the ANN baseline (default); fsve-hybrid: spiking MS-ResNet (LIF, tdBN) with "
                         "STAR-Net's ANN Transformer; fsve-full: spiking MS-ResNet and the E-SDSA spiking "
-                        "Transformer (sizes under fsve.* in --set)")
+                        "Transformer (sizes under fsve.* in --set; fsve.cnn=plain: the chain CNN that --format lava "
+                        "exports)")
     p.add_argument("--preset", default="tiny", help="reference, paper, small or tiny (default tiny)")
     p.add_argument("--init", type=Path, metavar="CKPT",
                    help="start from a trained SPKLIP checkpoint: its tokenizer and every weight whose name and "
@@ -754,8 +770,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("onnx", "nir", "lava"), default="onnx", help="export format (default onnx)")
     p.add_argument("--out", type=Path, help="output folder (default exports/<checkpoint name>-<format>)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output folder")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (14..20, default 17)")
-    p.add_argument("--verify", action="store_true", help="check the graphs with onnxruntime against torch")
+    p.add_argument("--opset", type=int, default=17,
+                   help="ONNX opset (14..20, default 17) of the ONNX graphs (onnx; lava: host.onnx)")
+    p.add_argument("--verify", action="store_true",
+                   help="check the export: onnx against torch with onnxruntime (exit 1 on failure); nir read back "
+                   "by snnTorch and spikingjelly (exit 1 on failure); lava against the float model, spikes per "
+                   "layer, and the hook counts against the simulator's")
     p.add_argument("--data", default="builtin", help="clips for --verify: builtin or a dataset (default builtin)")
     p.add_argument("--samples", type=int, default=4, help="test clips for --verify (default 4)")
     _add_json(p)
@@ -801,10 +821,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a checkpoint's model on spike clips under forward hooks, count MACs, synaptic "
         "operations (SOPs), neuron updates and memory accesses per layer, price them with a cost model "
         "and write report.md, report.html, per_layer.csv, summary.json and plots. The terminal shows "
-        "the paper's Table 6 (computational, memory and total energy, memory energy ratio).",
+        "the paper's Table 6 (computational, memory and total energy, memory energy ratio). A netx network "
+        "(NET.net, e.g. from 'export --format lava') is counted as the fixed-point network that 'simulate' "
+        "runs, on the same input (one clip; --samples and --batch-size do not apply), with its torch twin; "
+        "use --preset loihi for Loihi's per-synaptic-op energy (UNVERIFIED). See docs/lava.md.",
     )
-    p.add_argument("checkpoint", type=Path, help="a spklip-energy checkpoint (.pt or .safetensors)")
-    p.add_argument("--out", type=Path, help="output folder (default reports/<checkpoint name>)")
+    p.add_argument("checkpoint", type=Path,
+                   help="a spklip-energy checkpoint (.pt or .safetensors) or a netx network (.net)")
+    p.add_argument("--out", type=Path,
+                   help="output folder (default reports/<checkpoint name>; for NET.net reports/<folder>-<name>)")
     add_energy_options(p)
     p.set_defaults(func=cmd_report)
 

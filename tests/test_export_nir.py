@@ -270,12 +270,17 @@ def test_unmappable_modules_are_named(msresnet_ckpt, plain_ckpt):
         build_nir(loaded)
 
 
-def test_export_pipeline_writes_the_nir_folder(tmp_path, msresnet_ckpt, data, monkeypatch):
-    from spklip_energy.export.pipeline import FORMATS, export_checkpoint
+def test_export_pipeline_writes_the_nir_folder(tmp_path, msresnet_ckpt, data, capsys):
+    from spklip_energy.cli import main
+    from spklip_energy.export.pipeline import export_checkpoint
 
-    monkeypatch.setitem(FORMATS, "nir", FORMATS.get("nir", (write_nir, verify_nir)))
     rec = export_checkpoint(msresnet_ckpt, tmp_path / "out", "nir", verify=True, data=data, samples=1)
     assert set(rec["files"]) == {"export.json", NIR_FILE}
     meta = json.loads((tmp_path / "out" / "export.json").read_text())
     assert meta["format"] == "nir" and meta["kind"] == "fsve-full" and meta["nir"]["file"] == NIR_FILE
     assert meta["verify"]["ok"] and meta["verify"]["clips"] == 1
+    # the CLI prints one line per importer and exits 0 when both reproduce the project's spikes
+    assert main(["export", str(msresnet_ckpt), "--format", "nir", "--out", str(tmp_path / "cli"), "--verify",
+                 "--data", str(data), "--samples", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "snntorch: ok, identical spikes" in out and "spikingjelly: ok, identical spikes" in out

@@ -207,15 +207,18 @@ def test_fsve_plain_exports_to_netx_and_simulates(tmp_path, data):
     first = ver["per_layer"][0]
     assert first["torch_rate"] > 0.01
     assert first["spike_agreement"] > 0.99  # the input layer sees only the rounding of its a_in
-    assert ver["per_layer"][1]["spike_agreement"] > 0.97  # one 8-bit conv layer
+    assert ver["per_layer"][1]["spike_agreement"] > 0.99  # one 8-bit conv layer
     # deeper, quantisation flips compound (an untrained net is chaotic), but firing rates stay close
     assert ver["min_spike_agreement"] > 0.7
-    assert all(abs(p["loihi_rate"] - p["torch_rate"]) < 0.05 for p in ver["per_layer"])
+    assert all(abs(p["loihi_rate"] - p["torch_rate"]) < 0.02 for p in ver["per_layer"])
     c = ver["counts"]  # the hook counter on the same quantised network and input as the simulator
     assert c["agree"] and c["hook_counter"]["sops"] == c["simulator"]["synaptic_events"] > 0
     summary, res = run_simulation(tmp_path / "lava" / "visual_cnn.net", str(data))
     cfg = json.loads((tmp_path / "lava" / "export.json").read_text())["config"]
-    assert res.samples == cfg["hsfe"]["n_blocks"] and res.steps == cfg["fsve"]["time_steps"] + 8
+    blocks, t_steps = cfg["hsfe"]["n_blocks"], cfg["fsve"]["time_steps"]
+    assert res.samples == 1 and res.steps == blocks * t_steps + 8  # blocks pipelined, 8 steps of latency
+    assert summary["schedule"] == {"reset_interval": t_steps, "blocks": blocks, "per_block": t_steps, "latency": 8}
+    assert len(summary["output"]["spikes_per_sample"]) == blocks
     assert summary["totals"]["synaptic_events"] > 0
     assert summary["energy"]["flags"][0].startswith("UNVERIFIED")
     assert summary["seconds"]["simulation"] < 10
@@ -279,9 +282,11 @@ def test_unsupported_netx_layer_is_named(tmp_path):
 
 
 @needs_gt
-def test_pilotnet_hardware_criterion():
-    """lava-dl test_pilotnet_lif (recorded on Loihi 2): image as input bias, reset interval 16, 15 steps;
-    the dense layers' current u at the last step equals the recording."""
+def test_pilotnet_hardware_recording():
+    """lava-dl test_pilotnet_lif (recorded on Loihi 2): image as input bias, reset interval 16, 15 steps.
+    Its criterion is the dense layers' current u at the last step; here every step of u and of the spikes
+    of fc-0..fc-2 is bit-exact, and v everywhere except at spiking steps (the recording's value there is
+    not the reset 0 of Lava's CPU model)."""
     net = read_netx(GT / "gts/pilotnet_lif/network.net")
     img = np.load(GT / "gts/pilotnet_lif/image.npy").transpose(2, 1, 0)[None]
     res = simulate(net, np.zeros((15, 1, *net.input_shape), np.int64), bias_in=img, record=True, reset_interval=16)
@@ -290,11 +295,13 @@ def test_pilotnet_hardware_criterion():
     dense = [i for i, lay in enumerate(net.layers) if lay.type == "dense"]
     for k, i in enumerate(dense[:3]):
         u = res.traces[i]["u"][:, 0].reshape(15, -1).T
-        gt_u = np.load(GT / f"gts/pilotnet_lif/fc-{k}-u.npy")
-        assert np.array_equal(u[:, 14], gt_u[:, 14]), f"fc-{k}"
-        assert np.abs(gt_u[:, 14]).sum() > 0
-    u0 = res.traces[dense[0]]["u"][:, 0].reshape(15, -1).T
-    assert np.array_equal(u0, np.load(GT / "gts/pilotnet_lif/fc-0-u.npy")[:, :15])  # every step, first dense
+        v = res.traces[i]["v"][:, 0].reshape(15, -1).T
+        s = res.spikes[i][:, 0].reshape(15, -1).T
+        gt_s = np.load(GT / f"gts/pilotnet_lif/fc-{k}.npy")[:, :15]
+        gt_v = np.load(GT / f"gts/pilotnet_lif/fc-{k}-v.npy")[:, :15]
+        assert np.array_equal(u, np.load(GT / f"gts/pilotnet_lif/fc-{k}-u.npy")[:, :15]), f"fc-{k} u"
+        assert np.array_equal(s, gt_s) and gt_s.sum() > 0, f"fc-{k} spikes"
+        assert np.array_equal(v[~s], gt_v[~s]), f"fc-{k} v"
 
 
 def test_plain_cnn_is_a_trainable_chain_and_cnn_is_checked():
@@ -311,3 +318,54 @@ def test_plain_cnn_is_a_trainable_chain_and_cnn_is_checked():
     assert emb.shape == (2, cfg.embed_dim)
     emb.pow(2).sum().backward()
     assert cnn.stages[1].weight.grad.abs().sum() > 0  # surrogate gradients reach the first spiking conv
+
+
+def _mutate(h, case: str) -> None:
+    g = h["layer/1"]
+    if case in ("stride", "dilation", "padding"):
+        del g[case]
+        g.create_dataset(case, data=np.array([0, 0] if case != "padding" else [-1, -1]))
+    elif case == "empty-type":
+        del g["type"]
+        g.create_dataset("type", data=np.array([], dtype="S10"))
+    elif case == "bad-vth":
+        del g["neuron/vThMant"]
+        g["neuron"].create_dataset("vThMant", data=b"abc")
+    elif case == "neuron-dataset":
+        del g["neuron"]
+        g.create_dataset("neuron", data=np.zeros(3))
+    elif case == "weight-shape":
+        del g["weight"]
+        g.create_dataset("weight", data=np.zeros((4, 1, 3, 3), np.float32))
+
+
+@pytest.mark.parametrize("case, msg", [
+    ("stride", "stride [0, 0] must be at least 1"),
+    ("dilation", "dilation [0, 0] must be at least 1"),
+    ("padding", "padding [-1, -1] must be at least 0"),
+    ("empty-type", "malformed (IndexError"),
+    ("bad-vth", "malformed (ValueError"),
+    ("neuron-dataset", "'neuron' is not a group"),
+    ("weight-shape", "does not map"),
+])
+def test_malformed_netx_files_are_one_line(tmp_path, case, msg, capsys):
+    net = NetxNet([NetxLayer("input", (1, 8, 8), NetxNeuron(4096, 4096, 1)),
+                   NetxLayer("conv", (2, 4, 4), NetxNeuron(4096, 1024, 40), weight=np.ones((2, 1, 3, 3), np.int64),
+                             stride=(2, 2), padding=(1, 1))])
+    path = write_netx(tmp_path / "m.net", net)
+    with h5py.File(path, "a") as h:
+        _mutate(h, case)
+    assert main(["simulate", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "m.net: layer 1" in err and msg in err, err
+    assert main(["simulate", str(tmp_path)]) == 2
+    assert "is a folder, not a netx file" in capsys.readouterr().err
+
+
+def test_missing_lava_environment_is_one_line(tmp_path, monkeypatch, capsys):
+    import spklip_energy.export.simulate as sim
+
+    monkeypatch.setattr(sim, "lava_python", lambda: None)
+    net = write_netx(tmp_path / "r.net", _random_net(np.random.default_rng(0)))
+    with pytest.raises(ConfigError, match="Lava is not installed: build its environment with 'make lava-env'"):
+        sim.run_lava(net, np.zeros((2, 1, 2, 9, 8), np.int64))

@@ -66,31 +66,21 @@ def test_lava_and_reference_agree_on_a_written_network_with_clipped_dense_weight
 
 
 def test_simulate_engine_both_on_an_fsve_export(tmp_path, capsys):
+    """The clip's 5 blocks pipelined with per-layer resets (netx reset_interval), in one Lava network."""
     from test_lava import _checkpoint
 
     from spklip_energy.data.digits import DigitsConfig, generate_digits
     from spklip_energy.export import export_checkpoint
-    from spklip_energy.export.simulate import simulation_input
+    from spklip_energy.export.simulate import run_simulation
 
     data = generate_digits(tmp_path / "digits", DigitsConfig(clips_per_class=3, height=32, width=32, frames=250))
     ckpt = _checkpoint(tmp_path, data, "plain")
     export_checkpoint(ckpt, tmp_path / "lava", fmt="lava")
     net_path = tmp_path / "lava" / "visual_cnn.net"
-    net, a_in, _, _ = simulation_input(net_path, str(data))
-    one = np.ascontiguousarray(a_in[:, :1])  # one temporal block: Lava rebuilds its network per sample
-    res = simulate(net, one)
-    assert sum(int(s.sum()) for s in res.spikes.values()) > 100
-    _agree(res, run_lava(net_path, one))
+    summary, res = run_simulation(net_path, str(data), engine="both")
+    assert summary["schedule"]["reset_interval"] == 2 and res.steps == 5 * 2 + 8
+    assert summary["totals"]["spikes"] > 1000
+    lv = summary["lava"]
+    assert lv["bit_exact"] and all(x["spikes_lava"] == x["spikes_reference"] for x in lv["layers"])
     assert main(["simulate", str(tmp_path / "missing.net"), "--engine", "both"]) == 2
     assert "no such netx file" in capsys.readouterr().err
-
-
-def test_missing_lava_environment_is_one_line(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("SPKLIP_LAVA_PYTHON", str(tmp_path / "nope" / "python"))
-    monkeypatch.chdir(tmp_path)
-    import spklip_energy.export.simulate as sim
-
-    monkeypatch.setattr(sim, "lava_python", lambda: None)
-    net = write_netx(tmp_path / "r.net", _random_net(np.random.default_rng(0)))
-    with pytest.raises(Exception, match="Lava is not installed: build its environment with 'make lava-env'"):
-        sim.run_lava(Path(net), np.zeros((2, 1, 2, 9, 8), np.int64))
