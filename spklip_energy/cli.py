@@ -536,7 +536,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"simulate (fixed-point CUBA-LIF reference): {sim['input']}; {t['spikes']} spikes, "
               f"{t['synaptic_events']} synaptic events, {t['neuron_updates']} neuron updates in "
               f"{sim['seconds']['simulation']} s; {sim['energy']['synaptic_j']:.2e} J at the loihi preset (UNVERIFIED)")
-        print(f"fsve-full-tiny exported to NIR ({dep['nir']['folder']})\n")
+        c = ver["counts"]
+        print(f"hook counter on the same fixed-point network: {c['hook_counter']['sops']} SOPs, "
+              f"{c['hook_counter']['neuron_updates']} neuron updates ({'equal to' if c['agree'] else 'DIFFERENT from'} "
+              f"the simulator's, {ver['blocks']} blocks)")
+        nv = dep["nir"]["verify"]
+        print(f"fsve-full-tiny exported to NIR ({dep['nir']['folder']}): read back by snnTorch and spikingjelly, "
+              + ", ".join(f"{name} {100 * nv[name]['spike_agreement']:.2f}% identical spikes" if "reason" not in nv[name]
+                          else f"{name} FAILED" for name in ("snntorch", "spikingjelly"))
+              + f" of {nv['snntorch'].get('spikes_compared', 0)}\n")
     if result.get("convert_sweep"):
         from .convert.sweep import sweep_table
 
