@@ -5,7 +5,6 @@ environment is missing, except under CI, where its absence fails."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
