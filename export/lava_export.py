@@ -43,6 +43,7 @@ from ..model.hsfe import feature_size, temporal_blocks
 from ..model.io import LoadedSPKLIP
 from .netx_format import NetxLayer, NetxNet, NetxNeuron, write_netx
 from .onnx_export import DEFAULT_OPSET, export_module
+from .spiking import check_lif
 
 NET_FILE, HOST_FILE = "visual_cnn.net", "host.onnx"
 WEIGHT_RANGE = (-256, 254)
@@ -72,19 +73,8 @@ def find_spiking_cnn(loaded: LoadedSPKLIP) -> tuple[str, nn.Module]:
     raise ConfigError(f"{loaded.checkpoint.path}: no spiking CNN found in a {kind!r} checkpoint")
 
 
-def _lif_params(lif) -> tuple[float, float]:
-    """(V_th, retained fraction per step) of a spikingjelly LIFNode with decay_input=False and hard reset."""
-    from spikingjelly.activation_based import neuron
-
-    if not isinstance(lif, neuron.LIFNode) or lif.decay_input or lif.v_reset is None:
-        raise ConfigError(f"{type(lif).__name__}: only LIF neurons with decay_input=False and a hard reset map "
-                          "to Loihi's CUBA-LIF here")
-    if float(lif.v_reset) != 0.0:
-        raise ConfigError(f"LIF with v_reset={lif.v_reset}: Loihi resets v to 0")
-    return float(lif.v_threshold), 1.0 - 1.0 / float(lif.tau)
-
-
 def _neuron(v_th: float, retain: float, scale: float) -> NetxNeuron:
+    """Loihi CUBA-LIF of a spikingjelly LIF ``v = retain * v + x`` (no current memory) at ``scale``."""
     return NetxNeuron(i_decay=4096, v_decay=int(round((1.0 - retain) * 4096)), v_th_mant=int(round(v_th * scale)))
 
 
@@ -150,7 +140,7 @@ def build_netx(loaded: LoadedSPKLIP) -> tuple[NetxNet, dict, HostFrontEnd]:
     cnn.eval()
     items = chain_of(cnn, path)
     cfg = loaded.model.cfg
-    v_th0, retain0 = _lif_params(items[0][1])
+    retain0, v_th0 = check_lif(items[0][0], items[0][1], "Lava")
     scale0 = INPUT_VTH_MANT / v_th0
     with torch.no_grad():
         probe = torch.zeros(1, 1, cfg.hsfe.features, *_feature_hw(loaded))
@@ -160,7 +150,7 @@ def build_netx(loaded: LoadedSPKLIP) -> tuple[NetxNet, dict, HostFrontEnd]:
                   "shape": list(in_shape)}]
     shape = in_shape
     for k, (cn, conv, bnn, bn, ln, lif) in enumerate(items[1:], start=1):
-        v_th, retain = _lif_params(lif)
+        retain, v_th = check_lif(ln, lif, "Lava")
         w, b = fold_bn(conv, bn)
         e = layer_scale(w, b, v_th)
         s = 2.0**e

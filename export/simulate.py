@@ -116,8 +116,9 @@ def block_windows(spikes: np.ndarray, layer: int, blocks: int, per_block: int) -
 
 
 def simulation_input(net_path: str | os.PathLike, data: str = "builtin",
-                     steps: int | None = None) -> tuple[NetxNet, np.ndarray, str, dict]:
-    """(network, ``a_in`` ``[steps, samples, C, H, W]``, a description of the input, schedule).
+                     steps: int | None = None) -> tuple[NetxNet, np.ndarray, str, dict, dict | None]:
+    """(network, ``a_in`` ``[steps, samples, C, H, W]``, a description of the input, schedule, the
+    export record beside the network or None).
 
     An export of this project runs its clip's blocks pipelined (``schedule["reset_interval"]`` = the
     steps per block, ``--steps`` overriding ``fsve.time_steps``); a plain netx file takes the ``.dat``
@@ -152,7 +153,7 @@ def simulation_input(net_path: str | os.PathLike, data: str = "builtin",
         a_in = clip[:, None, None].astype(np.int64)
         source = f"{a_in.shape[0]} spike frames of {h}x{w}, one per step"
         schedule = {"reset_interval": None}
-    return net, a_in, source, schedule
+    return net, a_in, source, schedule, rec
 
 
 ENGINES = ("reference", "lava", "both")
@@ -212,7 +213,7 @@ def run_simulation(net_path: str | os.PathLike, data: str = "builtin", steps: in
     if engine not in ENGINES:
         raise ConfigError(f"unknown engine {engine!r} (choose {', '.join(ENGINES)})")
     t0 = time.perf_counter()
-    net, a_in, source, sched = simulation_input(net_path, data, steps)
+    net, a_in, source, sched, _ = simulation_input(net_path, data, steps)
     host_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     res = simulate(net, a_in, keep_spikes=True, reset_interval=sched["reset_interval"])
@@ -258,66 +259,41 @@ def analyse_netx(net_path: str | os.PathLike, data: str = "builtin", steps: int 
     """``report NET.net``: the hook counter on the network's torch twin (:class:`.loihi_torch.NetxTorch`)
     for the ``simulate`` input, priced by ``cost``; the summary has the checkpoint reports' keys, and
     the simulator's own counts beside the hook counter's."""
-    import datetime as _dt
-
-    import pandas as pd
     import torch
 
-    from .. import __version__
-    from ..analysis import conventions
+    from ..analysis import priced_summary
     from ..energy import profile
-    from ..energy.estimate import estimate_energy, resolve_cost
+    from ..energy.estimate import resolve_cost
     from .loihi_torch import NetxTorch
 
     model = resolve_cost(cost)
-    net, a_in, source, sched = simulation_input(net_path, data, steps)
-    rec = _export_record(Path(net_path))
+    net, a_in, source, sched, rec = simulation_input(net_path, data, steps)
     x = torch.from_numpy(np.ascontiguousarray(a_in))
     n = sched.get("blocks") or int(a_in.shape[1])  # samples: the clip's blocks, or the .dat clip
     result = profile(NetxTorch(net, sched["reset_interval"]), forward=lambda m: m(x), reuse=reuse, samples=n)
-    energy = estimate_energy(result, model)
-    per_layer = energy["per_layer"]
+    core, per_layer = priced_summary(result, model, n, reuse)
     sim = simulate(net, a_in, keep_spikes=False, reset_interval=sched["reset_interval"]).totals()
     totals = result.totals
-    e = energy["totals"]
     agree = int(totals["sops"]) == sim["synaptic_events"] and int(totals["neuron_updates"]) == sim["neuron_updates"]
     c, h, w = net.input_shape
     summary = {
-        "tool_version": __version__,
-        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "checkpoint": {"path": str(net_path), "kind": "netx", "spiking": True,
                        "config": (rec or {}).get("config") or {"layers": net.describe()}},
         "data": {"source": source, "samples": n, "frames": int(a_in.shape[0]), "height": h, "width": w,
                  "classes": []},
-        "reuse": reuse,
-        "counts": dict(totals),
-        "counts_per_sample": {k: totals[k] / n for k in ("macs", "sops", "neuron_updates", "mem_reads",
-                                                         "mem_writes", "mem_accesses")},
+        **core,
         "simulator_counts": sim,
         "counts_agree_with_simulator": agree,
-        "energy": e,
-        "energy_per_sample": {k: e[k] / n for k in ("compute_j", "neuron_j", "memory_j", "total_j")},
-        "table6_per_sample": {
-            "computational_energy_j": e["table6_compute_j"] / n,
-            "memory_access_energy_j": e["memory_j"] / n,
-            "total_energy_j": e["total_j"] / n,
-            "memory_energy_ratio": e["memory_ratio"],
-        },
-        "neuron_energy_grouping": energy["cost_model"].get("neuron_energy_in", "compute"),
         "accuracy": None,
         "evaluation": None,
         "measured_top1_on_profiled_samples": None,
-        "cost_model": energy["cost_model"],
-        "warnings": energy["warnings"] + [m for m in result.notes if m not in energy["warnings"]]
-        + ([] if agree else ["hook counts differ from the simulator's (a bug: please report)"]),
-        "not_counted": result.not_counted,
-        "conventions": conventions() + ["netx: samples are temporal blocks, pipelined (or one .dat clip); a "
-                                        "synaptic layer delivers at t the spikes of t-1; every step of the run "
-                                        "is counted, latency steps included; counts from the torch twin of the "
-                                        "fixed-point network, checked against the simulator"],
     }
-    if result.not_counted:
-        per_layer = pd.concat([per_layer, result.per_layer[~result.per_layer["counted"]]], ignore_index=True)
+    if not agree:
+        summary["warnings"].append("hook counts differ from the simulator's (a bug: please report)")
+    summary["conventions"].append("netx: samples are temporal blocks, pipelined (or one .dat clip); a synaptic "
+                                  "layer delivers at t the spikes of t-1; every step of the run is counted, "
+                                  "latency steps included; counts from the torch twin of the fixed-point "
+                                  "network, checked against the simulator")
     return summary, per_layer
 
 

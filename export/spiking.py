@@ -49,7 +49,14 @@ def lif_recurrence(x_seq: torch.Tensor, decay: float, v_threshold: float) -> tor
     return torch.stack(out)
 
 
-def _check_lif(name: str, node) -> tuple[float, float]:
+def check_lif(name: str, node, target: str = "ONNX") -> tuple[float, float]:
+    """(decay, v_threshold) of a LIF with ``decay_input=False`` and a hard reset to 0, the FSVE's neuron;
+    anything else is refused with one line naming module ``name`` and the export ``target``."""
+    from spikingjelly.activation_based import neuron
+
+    if not isinstance(node, neuron.LIFNode):
+        raise CheckpointError(f"module {name} ({type(node).__name__}) cannot be exported to {target}: only the "
+                              "FSVE's LIF neurons have an export path")
     tau = float(node.tau)
     problems = []
     if getattr(node, "decay_input", False):
@@ -61,7 +68,7 @@ def _check_lif(name: str, node) -> tuple[float, float]:
     if not isinstance(node.v_threshold, (int, float)):
         problems.append("a tensor-valued v_threshold")
     if problems:
-        raise CheckpointError(f"module {name} cannot be exported to ONNX: LIF with {', '.join(problems)}")
+        raise CheckpointError(f"module {name} cannot be exported to {target}: LIF with {', '.join(problems)}")
     return 1.0 - 1.0 / tau, float(node.v_threshold)
 
 
@@ -101,20 +108,16 @@ def onnx_friendly(model: nn.Module, prefix: str = "") -> Iterator[nn.Module]:
     if not nodes:
         yield model
         return
-    from spikingjelly.activation_based import functional, neuron
+    from spikingjelly.activation_based import functional
 
     patched = []
     for name, node in nodes:
         where = f"{prefix}{name}"
-        if type(node) is not neuron.LIFNode:
-            raise CheckpointError(
-                f"module {where} ({type(node).__name__}) cannot be exported to ONNX: only the FSVE's "
-                f"multi-step LIF neurons have an export path"
-            )
+        params = check_lif(where, node)
         if node.step_mode != "m":
             raise CheckpointError(f"module {where} cannot be exported to ONNX: single-step LIF neurons "
                                   f"are not supported")
-        patched.append((node, _check_lif(where, node)))
+        patched.append((node, params))
     original = functional.seq_to_ann_forward
     try:
         for node, (decay, vth) in patched:

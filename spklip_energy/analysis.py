@@ -100,26 +100,39 @@ def analyse_checkpoint(
                 progress(done, n)
 
     result = profile(runner.module, forward=forward, reuse=reuse, samples=n)
+    core, per_layer = priced_summary(result, cost_model, n, reuse)
+    card = ck.card
+    evaluation = card.get("eval") if isinstance(card.get("eval"), dict) else None
+    summary = {
+        "checkpoint": {"path": str(ck.path), "kind": runner.kind, "spiking": runner.spiking,
+                       "config": runner.config},
+        "data": {"source": source, "samples": n, "frames": ds.frames, "height": ds.height, "width": ds.width,
+                 "classes": ds.classes},
+        **core,
+        "accuracy": (evaluation or {}).get("top1"),
+        "evaluation": {k: v for k, v in (evaluation or {}).items() if k != "confusion"} or None,
+        "measured_top1_on_profiled_samples": (correct / n) if runner.logits and n else None,
+    }
+    return summary, per_layer
+
+
+def priced_summary(result, cost_model, n: int, reuse: str) -> tuple[dict, pd.DataFrame]:
+    """The model-independent part of a report summary for a :class:`ProfileResult` covering ``n`` samples:
+    counts in total and per sample, energy (``cost_model``), the Table 6 rows, cost model, warnings and
+    conventions; and the per-layer table (layers without a rule appended)."""
     energy = estimate_energy(result, cost_model)
     per_layer = energy["per_layer"]
     if result.not_counted:
         per_layer = pd.concat([per_layer, result.per_layer[~result.per_layer["counted"]]], ignore_index=True)
     totals = result.totals
     e = energy["totals"]
-    per_sample = {k: totals[k] / n for k in ("macs", "sops", "neuron_updates", "mem_reads", "mem_writes",
-                                               "mem_accesses")}
-    card = ck.card
-    evaluation = card.get("eval") if isinstance(card.get("eval"), dict) else None
-    summary = {
+    core = {
         "tool_version": __version__,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "checkpoint": {"path": str(ck.path), "kind": runner.kind, "spiking": runner.spiking,
-                       "config": runner.config},
-        "data": {"source": source, "samples": n, "frames": ds.frames, "height": ds.height, "width": ds.width,
-                 "classes": ds.classes},
         "reuse": reuse,
         "counts": dict(totals),
-        "counts_per_sample": per_sample,
+        "counts_per_sample": {k: totals[k] / n for k in ("macs", "sops", "neuron_updates", "mem_reads",
+                                                         "mem_writes", "mem_accesses")},
         "energy": e,
         "energy_per_sample": {k: e[k] / n for k in ("compute_j", "neuron_j", "memory_j", "total_j")},
         "table6_per_sample": {
@@ -129,15 +142,12 @@ def analyse_checkpoint(
             "memory_energy_ratio": e["memory_ratio"],
         },
         "neuron_energy_grouping": energy["cost_model"].get("neuron_energy_in", "compute"),
-        "accuracy": (evaluation or {}).get("top1"),
-        "evaluation": {k: v for k, v in (evaluation or {}).items() if k != "confusion"} or None,
-        "measured_top1_on_profiled_samples": (correct / n) if runner.logits and n else None,
         "cost_model": energy["cost_model"],
-        "warnings": energy["warnings"] + [n for n in result.notes if n not in energy["warnings"]],
+        "warnings": energy["warnings"] + [m for m in result.notes if m not in energy["warnings"]],
         "not_counted": result.not_counted,
         "conventions": conventions(),
     }
-    return summary, per_layer
+    return core, per_layer
 
 
 def comparison_row(summary: dict, name: str) -> dict:

@@ -35,13 +35,7 @@ TINY = {"height": 32, "width": 32, "hsfe.input_pool": 2, "hsfe.n_blocks": 2, "tr
         "train.pretrain_epochs": 1}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # the CPU is shared with other jobs; two OpenMP threads then wait on each other for ~100x longer
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _spikes(b, cfg, p=0.1, seed=0):

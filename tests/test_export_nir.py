@@ -11,10 +11,9 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from spikingjelly.activation_based import functional, layer, neuron
+from export_helpers import small_checkpoint, small_digits
+from spikingjelly.activation_based import layer, neuron
 
-from spklip_energy.data.digits import DigitsConfig, generate_digits
-from spklip_energy.data.manifest import load_manifest
 from spklip_energy.errors import ConfigError
 from spklip_energy.export.nir_export import (
     DT,
@@ -29,62 +28,21 @@ from spklip_energy.export.nir_export import (
 )
 from spklip_energy.export.verify import verify_inputs
 from spklip_energy.fsve import make_lif
-from spklip_energy.model import build_spklip, preset_config
-from spklip_energy.model.io import LoadedSPKLIP, load_spklip, save_spklip
-from spklip_energy.model.tokenizer import SpikeTextTokenizer
+from spklip_energy.model.io import LoadedSPKLIP, load_spklip
 
-SMALL = {"height": 32, "width": 32, "hsfe.input_pool": 1}
+pytestmark = pytest.mark.usefixtures("one_thread")
 #: stated bounds: fraction of identical spikes, and fraction of output elements within 1e-4 relative
 MIN_SPIKE_AGREEMENT, MAX_OUTPUT_OVER_TOL = 0.999, 0.01
 ARRAYS = ("weight", "bias", "tau", "r", "v_leak", "v_threshold", "v_reset", "kernel_size", "stride", "padding")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("nir") / "digits"
-    return generate_digits(root, DigitsConfig(clips_per_class=3, height=32, width=32, frames=250))
-
-
-def _calibrate(loaded: LoadedSPKLIP, data) -> None:
-    """BN/tdBN running statistics from real HSFE features (one pass), so every layer fires as in a trained
-    model; a freshly initialised CNN is almost silent and would make the comparisons vacuous."""
-    _, cnn = find_cnn(loaded)
-    x = hsfe_features(loaded, verify_inputs(loaded, data, 4)[0])
-    bns = [m for m in cnn.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    for bn in bns:
-        bn.reset_running_stats()
-        bn.momentum = None  # cumulative average: the statistics of this pass
-    cnn.train()
-    with torch.no_grad():
-        functional.reset_net(cnn)
-        cnn(x.unsqueeze(0).expand(loaded.model.cfg.fsve.time_steps, *x.shape))
-        functional.reset_net(cnn)
-    for bn in bns:
-        bn.momentum = 0.1
-    cnn.eval()
+    return small_digits(tmp_path_factory.mktemp("nir") / "digits")
 
 
 def _checkpoint(tmp, data, model: str, **overrides):
-    cfg = preset_config("tiny", {**SMALL, "model": model, **overrides})
-    man = load_manifest(data)
-    tok = SpikeTextTokenizer.train([c.caption for c in man.clips] + list(man.class_prompts.values()),
-                                   cfg.text.vocab_size)
-    path = tmp / f"{model}.pt"
-    extra = {"class_prompts": list(man.class_prompts.values())}
-    save_spklip(path, build_spklip(cfg, seed=1), tok, extra)
-    if model != "spklip":
-        loaded = load_spklip(path)
-        _calibrate(loaded, data)
-        save_spklip(path, loaded.model, tok, extra)
-    return path
+    return small_checkpoint(tmp, data, model, calibrate=model != "spklip", **overrides)
 
 
 @pytest.fixture(scope="module")

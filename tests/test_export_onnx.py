@@ -12,48 +12,26 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from export_helpers import small_checkpoint, small_digits
 
 from spklip_energy.cli import main
-from spklip_energy.data.digits import DigitsConfig, generate_digits
-from spklip_energy.data.manifest import load_manifest
 from spklip_energy.errors import CheckpointError, ConfigError
 from spklip_energy.export import export_checkpoint
 from spklip_energy.export.spiking import lif_recurrence, onnx_friendly
-from spklip_energy.model import build_spklip, preset_config
-from spklip_energy.model.io import load_spklip, save_spklip
+from spklip_energy.model.io import load_spklip
 from spklip_energy.model.tokenizer import SpikeTextTokenizer
 
-SMALL = {"height": 32, "width": 32, "hsfe.input_pool": 1}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("export") / "digits"
-    return generate_digits(root, DigitsConfig(clips_per_class=3, height=32, width=32, frames=250))
-
-
-def _checkpoint(tmp, data, model: str):
-    cfg = preset_config("tiny", {**SMALL, "model": model})
-    m = build_spklip(cfg, seed=1)
-    man = load_manifest(data)
-    texts = [c.caption for c in man.clips] + list(man.class_prompts.values())
-    tok = SpikeTextTokenizer.train(texts, cfg.text.vocab_size)
-    path = tmp / f"{model}.pt"
-    save_spklip(path, m, tok, {"class_prompts": list(man.class_prompts.values())})
-    return path
+    return small_digits(tmp_path_factory.mktemp("export") / "digits")
 
 
 @pytest.fixture(scope="module")
 def ann_ckpt(tmp_path_factory, data):
-    return _checkpoint(tmp_path_factory.mktemp("ann"), data, "spklip")
+    return small_checkpoint(tmp_path_factory.mktemp("ann"), data, "spklip")
 
 
 def _spikes(b, cfg, seed=0):
@@ -117,7 +95,7 @@ def test_unsupported_neuron_is_refused_by_name():
 
 
 def test_fsve_full_export_is_unrolled_and_verified(tmp_path, data):
-    ck = _checkpoint(tmp_path, data, "fsve-full")
+    ck = small_checkpoint(tmp_path, data, "fsve-full")
     rec = export_checkpoint(ck, tmp_path / "out", verify=True, data=data, samples=3)
     ver = rec["verify"]
     assert ver["spiking"] and ver["ok"]

@@ -10,11 +10,10 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from export_helpers import SMALL, small_checkpoint, small_digits
 
 from spklip_energy.cli import main
 from spklip_energy.data.dat import write_dat
-from spklip_energy.data.digits import DigitsConfig, generate_digits
-from spklip_energy.data.manifest import load_manifest
 from spklip_energy.energy import profile
 from spklip_energy.errors import ConfigError, DatError
 from spklip_energy.export import export_checkpoint
@@ -23,20 +22,10 @@ from spklip_energy.export.loihi_torch import NetxTorch
 from spklip_energy.export.netx_format import NetxLayer, NetxNet, NetxNeuron, read_netx, write_netx
 from spklip_energy.export.simulate import run_simulation
 from spklip_energy.model import build_spklip, preset_config
-from spklip_energy.model.io import save_spklip
-from spklip_energy.model.tokenizer import SpikeTextTokenizer
 
 GT = Path(__file__).resolve().parents[1].parent / "shared" / "lava-netx-gt"
 needs_gt = pytest.mark.skipif(not (GT / "tiny.net").is_file(), reason="../shared/lava-netx-gt not present")
-SMALL = {"height": 32, "width": 32, "hsfe.input_pool": 1}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --------------------------------------------------------------------------- Lava's ground truth
@@ -167,30 +156,11 @@ def test_fixed_point_arithmetic_truncates_toward_zero_and_fires_strictly_above()
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("lava") / "digits"
-    return generate_digits(root, DigitsConfig(clips_per_class=3, height=32, width=32, frames=250))
+    return small_digits(tmp_path_factory.mktemp("lava") / "digits")
 
 
 def _checkpoint(tmp: Path, data: Path, cnn: str) -> Path:
-    cfg = preset_config("tiny", {**SMALL, "model": "fsve-full", "fsve.cnn": cnn})
-    m = build_spklip(cfg, seed=1)
-    for mod in m.modules():  # realistic BN statistics: one pass over real clips in training mode
-        if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
-            mod.momentum = None
-    from spklip_energy.model.data import clips_for
-
-    man = load_manifest(data)
-    ds = clips_for(cfg, man, "train")
-    x = torch.stack([ds[i]["spikes"] for i in range(4)]).float()
-    m.train()
-    with torch.no_grad():
-        m.visual(x)
-    m.eval()
-    tok = SpikeTextTokenizer.train([c.caption for c in man.clips] + list(man.class_prompts.values()),
-                                   cfg.text.vocab_size)
-    path = tmp / f"fsve-{cnn}.pt"
-    save_spklip(path, m, tok, {"class_prompts": list(man.class_prompts.values())})
-    return path
+    return small_checkpoint(tmp, data, "fsve-full", calibrate=True, name=f"fsve-{cnn}", **{"fsve.cnn": cnn})
 
 
 def test_fsve_plain_exports_to_netx_and_simulates(tmp_path, data):

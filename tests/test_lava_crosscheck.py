@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 import pytest
-import torch
+from export_helpers import small_digits
 from test_lava import GT, _random_net
 
 from spklip_energy.cli import main
@@ -16,20 +16,12 @@ from spklip_energy.export.loihi_engine import simulate
 from spklip_energy.export.netx_format import read_netx, write_netx
 from spklip_energy.export.simulate import lava_python, run_lava
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 if lava_python() is None:
     if os.environ.get("CI"):
         raise RuntimeError("CI: the Lava environment is missing (make test builds it with tools/setup_lava_env.sh)")
     pytest.skip("Lava environment not built (make lava-env)", allow_module_level=True)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _agree(res, lava, with_state: bool = False) -> None:
@@ -68,11 +60,10 @@ def test_simulate_engine_both_on_an_fsve_export(tmp_path, capsys):
     """The clip's 5 blocks pipelined with per-layer resets (netx reset_interval), in one Lava network."""
     from test_lava import _checkpoint
 
-    from spklip_energy.data.digits import DigitsConfig, generate_digits
     from spklip_energy.export import export_checkpoint
     from spklip_energy.export.simulate import run_simulation
 
-    data = generate_digits(tmp_path / "digits", DigitsConfig(clips_per_class=3, height=32, width=32, frames=250))
+    data = small_digits(tmp_path / "digits")
     ckpt = _checkpoint(tmp_path, data, "plain")
     export_checkpoint(ckpt, tmp_path / "lava", fmt="lava")
     net_path = tmp_path / "lava" / "visual_cnn.net"
