@@ -123,7 +123,8 @@ def convert_checkpoint(
     from ..data.manifest import load_manifest
     from ..model.data import clips_for, resolve_data
     from ..model.io import load_spklip, save_spklip
-    from ..model.training import evaluate_model, pick_device
+    from ..model.training import evaluate_model
+    from ..options import pick_device
 
     ck = load_checkpoint(ckpt)
     check_ann_checkpoint(ck)

@@ -30,3 +30,7 @@ class ConfigError(SpklipError):
 
 class CheckpointError(SpklipError):
     """A checkpoint file is missing, unsafe, foreign or malformed, or cannot be written."""
+
+
+class ResourceError(SpklipError):
+    """An operation would need more memory or work than the configured limits allow (see ``limits``)."""

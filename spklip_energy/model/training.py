@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 
 from ..atomic import atomic_path
 from ..errors import CheckpointError, ConfigError
+from ..options import pick_device
 from .augment import dataset_flips, flip_batch
 from .config import SPKLIPConfig
 from .data import clips_for, load_splits, resolve_data
@@ -30,14 +31,6 @@ from .spklip import SPKLIP, build_spklip
 from .tokenizer import SpikeTextTokenizer
 
 Progress = Callable[[dict], None]
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {name}: no CUDA device is available here")
-    return torch.device(name)
 
 
 def _loader(ds, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
