@@ -120,6 +120,13 @@ def save_checkpoint(
     return target
 
 
+
+def nonfinite_tensors(weights: nn.Module | Mapping[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors (parameters and buffers) that hold a NaN or an Inf."""
+    state = weights.state_dict() if isinstance(weights, nn.Module) else weights
+    return [name for name, t in state.items()
+            if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all())]
+
 def _card_to_json(card: Any) -> str:
     if not isinstance(card, dict):
         raise CheckpointError(f"a checkpoint card must be a dict, got {type(card).__name__}")

@@ -34,3 +34,9 @@ class CheckpointError(SpklipError):
 
 class ResourceError(SpklipError):
     """An operation would need more memory or work than the configured limits allow (see ``limits``)."""
+
+
+class SpklipWarning(UserWarning):
+    """Something suspicious in a user's input that does not stop the work (a duplicate manifest record,
+    a duplicate YAML key, a checkpoint whose weights hold NaN). The CLI prints each as one
+    ``spklip-energy: warning: ...`` line on stderr."""
