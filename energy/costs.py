@@ -41,11 +41,12 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, SpklipWarning
 
 __all__ = [
     "CONSTANTS",
@@ -827,6 +828,30 @@ _OPTIONAL_KEYS = (
 )
 
 
+MAX_COST_FILE_BYTES = 1 << 20  # a cost table is a few hundred bytes; anything over 1 MiB is not one
+
+
+def _duplicate_warning_loader(yaml, path: Path):
+    """PyYAML's SafeLoader, warning (once per key) where a mapping repeats a key; the last value wins as in YAML."""
+
+    class Loader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen: set = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                    seen.add(key)
+                except TypeError:  # an unhashable key: SafeLoader reports it
+                    continue
+                if duplicate:
+                    warnings.warn(f"cost file {path}: duplicate key {key!r} on line {key_node.start_mark.line + 1}; "
+                                  "the last value is used", SpklipWarning, stacklevel=2)
+            return super().construct_mapping(node, deep=deep)
+
+    return Loader
+
+
 def _read_table(path: Path) -> Any:
     suffix = path.suffix.lower()
     if suffix not in (".toml", ".yaml", ".yml"):
@@ -835,6 +860,9 @@ def _read_table(path: Path) -> Any:
             "use .toml, .yaml or .yml"
         )
     try:
+        if path.is_file() and path.stat().st_size > MAX_COST_FILE_BYTES:
+            raise ConfigError(f"cost file {path} is {path.stat().st_size:,} bytes; a cost table is at most "
+                              f"{MAX_COST_FILE_BYTES:,}")
         data = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"cost file {path} does not exist") from None
@@ -863,7 +891,7 @@ def _read_table(path: Path) -> Any:
     except ModuleNotFoundError:
         raise ConfigError(f"cost file {path}: reading YAML needs the pyyaml package") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_duplicate_warning_loader(yaml, path))  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
         msg = " ".join(str(e).split())
         raise ConfigError(f"cost file {path} is not valid YAML: {msg}") from None

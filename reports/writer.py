@@ -1,4 +1,8 @@
-"""Write report and comparison files (all atomically: temporary file, then rename)."""
+"""Write report and comparison folders, each whole: built in a temporary sibling, then swapped into place.
+
+A failing run leaves the previous folder untouched and two runs never mix their files
+(:func:`spklip_energy.atomic.replace_output_dir`).
+"""
 
 from __future__ import annotations
 
@@ -8,18 +12,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..atomic import atomic_path
+from ..atomic import replace_output_dir
 from . import plots, render
 
-
-def _write_text(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
+REPORT_FILES = frozenset({"report.md", "report.html", "summary.json", "per_layer.csv", "energy_per_layer.png",
+                          "firing_rate.png"})
+COMPARISON_FILES = frozenset({"comparison.md", "comparison.csv", "comparison.html", "energy_vs_accuracy.png"})
 
 
 def _json_default(o):
@@ -37,7 +35,6 @@ def summary_json(summary: dict) -> str:
 def write_report(out_dir: str | os.PathLike, summary: dict, per_layer: pd.DataFrame) -> dict[str, Path]:
     """Write report.md, report.html, per_layer.csv, summary.json and the PNG plots into ``out_dir``."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     kind = summary["checkpoint"]["kind"]
     cost = summary["cost_model"]["name"]
     pngs: dict[str, bytes] = {
@@ -51,10 +48,6 @@ def write_report(out_dir: str | os.PathLike, summary: dict, per_layer: pd.DataFr
     files = {"energy_per_layer.png": pngs["Energy per layer"]}
     if rate is not None:
         files["firing_rate.png"] = rate
-    paths: dict[str, Path] = {}
-    for name, data in files.items():
-        _write_bytes(out / name, data)
-        paths[name] = out / name
     images_md = {"Energy per layer": "energy_per_layer.png"}
     if rate is not None:
         images_md["Firing rate per layer"] = "firing_rate.png"
@@ -64,27 +57,27 @@ def write_report(out_dir: str | os.PathLike, summary: dict, per_layer: pd.DataFr
         "summary.json": summary_json(summary),
         "per_layer.csv": per_layer.to_csv(index=False),
     }
-    for name, text in texts.items():
-        _write_text(out / name, text)
-        paths[name] = out / name
-    return paths
+    with replace_output_dir(out, "report", REPORT_FILES) as tmp:
+        for name, data in files.items():
+            (tmp / name).write_bytes(data)
+        for name, text in texts.items():
+            (tmp / name).write_text(text, encoding="utf-8")
+    return {name: out / name for name in [*files, *texts]}
 
 
 def write_comparison(out_dir: str | os.PathLike, rows: list[dict], cost_name: str, samples: int) -> dict[str, Path]:
     """Write comparison.md, comparison.csv, comparison.html and energy_vs_accuracy.png."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     df = render.comparison_frame(rows)
     plot = plots.energy_vs_accuracy_png(rows, f"energy per sample vs accuracy ('{cost_name}')")
-    paths = {}
-    _write_bytes(out / "energy_vs_accuracy.png", plot)
-    paths["energy_vs_accuracy.png"] = out / "energy_vs_accuracy.png"
     md = render.comparison_markdown(df, cost_name, samples) + "\n![energy vs accuracy](energy_vs_accuracy.png)\n"
-    for name, text in (
-        ("comparison.md", md),
-        ("comparison.csv", df.to_csv(index=False)),
-        ("comparison.html", render.comparison_html(df, cost_name, samples, plot)),
-    ):
-        _write_text(out / name, text)
-        paths[name] = out / name
-    return paths
+    texts = {
+        "comparison.md": md,
+        "comparison.csv": df.to_csv(index=False),
+        "comparison.html": render.comparison_html(df, cost_name, samples, plot),
+    }
+    with replace_output_dir(out, "compare", COMPARISON_FILES) as tmp:
+        (tmp / "energy_vs_accuracy.png").write_bytes(plot)
+        for name, text in texts.items():
+            (tmp / name).write_text(text, encoding="utf-8")
+    return {name: out / name for name in ["energy_vs_accuracy.png", *texts]}

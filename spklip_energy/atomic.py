@@ -3,16 +3,82 @@
 Outputs are written to a temporary sibling (same directory, so the final
 ``os.replace`` is an atomic rename on one file system) and moved into place only
 when writing finished without an exception.
+
+Temporary siblings are named ``.<name>.<pid>.<random>.tmp``. A run that was
+killed (SIGKILL, power loss) cannot clean up after itself, so the next write of
+the same target removes the siblings whose process no longer exists
+(:func:`remove_stale`).
+
+Output *folders* of the report-like verbs (``report``, ``compare``, ``adapt``)
+are written whole with :func:`replace_output_dir`: built in a temporary sibling,
+then swapped into place, so a failing run leaves the previous folder as it was
+and two runs never mix their files. Such folders carry a marker file; a folder
+without it that holds anything is never replaced, so a mistyped ``--out`` cannot
+delete a user's files.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 import os
+import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from .errors import ConfigError
+
+#: the marker file of an output folder written by :func:`replace_output_dir`
+OUTPUT_MARKER = ".spklip-energy-output.json"
+_LEGACY_STALE_S = 24 * 3600  # temporaries without a pid in their name: removed when older than a day
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists, owned by someone else
+    return True
+
+
+def remove_stale(target: str | os.PathLike) -> list[Path]:
+    """Remove temporary siblings of ``target`` left by runs that were killed; return what was removed."""
+    target = Path(target)
+    if not target.parent.is_dir():
+        return []
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.(?:(\d+)\.)?[A-Za-z0-9_]+\.(?:tmp|old)")
+    removed = []
+    for sib in target.parent.iterdir():
+        m = pattern.fullmatch(sib.name)
+        if not m:
+            continue
+        if m.group(1) is not None:
+            stale = not _pid_alive(int(m.group(1)))
+        else:
+            try:
+                stale = time.time() - sib.lstat().st_mtime > _LEGACY_STALE_S
+            except FileNotFoundError:
+                continue
+        if stale:
+            if sib.is_dir() and not sib.is_symlink():
+                shutil.rmtree(sib, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    sib.unlink()
+            removed.append(sib)
+    return removed
+
+
+def _prefix(target: Path) -> str:
+    return f".{target.name}.{os.getpid()}."
 
 
 def _umask() -> int:
@@ -28,9 +94,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     The caller writes the whole file to the yielded path. On any exception the
     temporary file is removed and ``path`` is left exactly as it was.
     """
-    target = Path(path)
+    target = check_output_place(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    remove_stale(target)
+    fd, tmp = tempfile.mkstemp(prefix=_prefix(target), suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -51,14 +118,15 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
     content is complete; without it the caller must have checked that ``path``
     does not exist (see :func:`check_new_dir`).
     """
-    target = Path(path)
+    target = check_output_place(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    remove_stale(target)
+    tmp = Path(tempfile.mkdtemp(prefix=_prefix(target), suffix=".tmp", dir=target.parent))
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give the usual mode
         if target.exists() and overwrite:
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+            old = Path(tempfile.mkdtemp(prefix=_prefix(target), suffix=".old", dir=target.parent))
             os.rmdir(old)
             os.replace(target, old)
             os.replace(tmp, target)
@@ -73,3 +141,53 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@functools.cache
+def source_package_dirs() -> tuple[Path, ...]:
+    """The folders of this project's own Python packages (outputs must never land in them)."""
+    import importlib
+
+    dirs = []
+    for name in ("spklip_energy", "spklip_energy.fsve", "spklip_energy.convert", "spklip_energy.energy",
+                 "spklip_energy.export", "spklip_energy.reports"):
+        with contextlib.suppress(ImportError):
+            mod = importlib.import_module(name)
+            dirs.append(Path(mod.__file__).resolve().parent)
+    return tuple(dirs)
+
+
+def check_output_place(path: str | os.PathLike) -> Path:
+    """Refuse an output path inside one of the project's source packages."""
+    target = Path(path)
+    resolved = target.resolve()
+    for pkg in source_package_dirs():
+        if resolved == pkg or pkg in resolved.parents:
+            raise ConfigError(f"{target}: is inside the source package {pkg}; choose an output folder outside it")
+    return target
+
+
+def check_output_dir(path: str | os.PathLike, known: frozenset[str] = frozenset()) -> Path:
+    """An output folder may be absent, empty, or one this tool wrote before: it has the marker file,
+    or (written by an earlier version) holds only names in ``known``."""
+    target = check_output_place(path)
+    if target.exists() and not target.is_dir():
+        raise ConfigError(f"{target}: exists and is not a folder")
+    ours = (target / OUTPUT_MARKER).is_file() or (target.is_dir() and {p.name for p in target.iterdir()} <= known)
+    if target.is_dir() and any(target.iterdir()) and not ours:
+        raise ConfigError(f"{target}: folder exists, is not empty and was not written by spklip-energy; "
+                          "choose a new or empty --out folder")
+    return target
+
+
+@contextlib.contextmanager
+def replace_output_dir(path: str | os.PathLike, verb: str, known: frozenset[str] = frozenset()) -> Iterator[Path]:
+    """Build an output folder in a temporary sibling and swap it whole onto ``path`` on success.
+
+    ``path`` must pass :func:`check_output_dir`; on success it holds exactly what
+    the caller wrote plus the marker file; on failure it is left as it was.
+    """
+    target = check_output_dir(path, known)
+    with atomic_dir(target, overwrite=True) as tmp:
+        yield tmp
+        (tmp / OUTPUT_MARKER).write_text(json.dumps({"written_by": "spklip-energy", "verb": verb}) + "\n")

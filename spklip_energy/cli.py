@@ -11,12 +11,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 from . import __version__
+from . import options as opt
 from .errors import SpklipError
 
 EXIT_USER_ERROR = 2
+#: default parent of report folders: outside the project's source packages (``reports/`` is one)
+DEFAULT_REPORTS = Path("runs") / "reports"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -34,13 +38,13 @@ def _add_json(p: argparse.ArgumentParser) -> None:
 
 
 def _add_geometry(p: argparse.ArgumentParser, required: bool = True) -> None:
-    p.add_argument("--height", type=int, required=required, help="frame rows as stored in the file")
+    p.add_argument("--height", type=opt.positive_int, required=required, help="frame rows as stored in the file")
     p.add_argument(
-        "--width", type=int, required=required,
+        "--width", type=opt.positive_int, required=required,
         help="frame columns as stored in the file (416 for sps10, including the head strip)",
     )
     p.add_argument(
-        "--head-columns", type=int, default=0,
+        "--head-columns", type=opt.nonneg_int, default=0,
         help="drop this many right-most columns (16 for real sps10 files; default 0)",
     )
     p.add_argument(
@@ -265,23 +269,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_adapt(args: argparse.Namespace) -> int:
-    from .atomic import atomic_path
-    from .errors import ConfigError
+    from .atomic import check_output_dir, replace_output_dir
     from .model.plots import shots_png
     from .model.training import adapt
 
-    try:
-        shots = [int(v) for v in args.shots.split(",") if v.strip()]
-    except ValueError:
-        raise ConfigError(f"--shots expects comma-separated integers, got {args.shots!r}") from None
-    res = adapt(args.checkpoint, args.data, shots, epochs=args.epochs, lr=args.lr, seed=args.seed,
+    files = frozenset({"few_shot.json", "few_shot.png"})
+    out = check_output_dir(args.out, files)  # before the work, not after it
+    res = adapt(args.checkpoint, args.data, args.shots, epochs=args.epochs, lr=args.lr, seed=args.seed,
                 device=args.device)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "few_shot.json") as tmp:
-        tmp.write_text(json.dumps(res, indent=2) + "\n")
-    with atomic_path(out / "few_shot.png") as tmp:
-        tmp.write_bytes(shots_png(res["results"], f"few-shot adaptation on {args.data}"))
+    png = shots_png(res["results"], f"few-shot adaptation on {args.data}")
+    with replace_output_dir(out, "adapt", files) as tmp:
+        (tmp / "few_shot.json").write_text(json.dumps(res, indent=2) + "\n")
+        (tmp / "few_shot.png").write_bytes(png)
     lines = [f"trained modules: {', '.join(res['trainable_modules'])} (everything else frozen)"]
     lines += [f"  {r['shots']} shots/class: top-1 {100 * r['top1_before']:.1f} % -> {100 * r['top1_after']:.1f} % "
               f"({r['test_clips']} test clips)" for r in res["results"]]
@@ -325,7 +324,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if res["format"] == "lava":
         lav = res["lava"]
         lines.append(f"netx chain: {len(lav['layers'])} layers ({lav['latency_steps']} synaptic), "
-                     f"{lav['steps_per_sample']} steps per block; host front end: {res['host']['file']}")
+                     f"{lav['time_steps']} steps per block; host front end: {res['host']['file']}")
         if ver:
             lines.append(f"verify ({ver['clips']} clips): spike agreement float torch vs fixed point, per layer: "
                          + ", ".join(f"{100 * p['spike_agreement']:.1f}%" for p in ver["per_layer"]))
@@ -394,11 +393,20 @@ def _cost_arg(args: argparse.Namespace):
     return args.costs if getattr(args, "costs", None) else args.preset
 
 
+def _report_out(args: argparse.Namespace) -> Path:
+    ck = Path(args.checkpoint)
+    default = f"{ck.parent.name}-{ck.stem}" if ck.suffix == ".net" and ck.parent.name else ck.stem
+    return args.out or DEFAULT_REPORTS / default
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from .analysis import analyse_checkpoint
+    from .atomic import check_output_dir
     from .progress import progress_callback
     from .reports import table6_text, write_report
+    from .reports.writer import REPORT_FILES
 
+    out = check_output_dir(_report_out(args), REPORT_FILES)  # before the work, not after it
     if Path(args.checkpoint).suffix == ".net":  # a netx network: its torch twin on the simulate input
         from .export.simulate import analyse_netx
 
@@ -412,9 +420,6 @@ def cmd_report(args: argparse.Namespace) -> int:
             )
         finally:
             close()
-    ck = Path(args.checkpoint)
-    default = f"{ck.parent.name}-{ck.stem}" if ck.suffix == ".net" and ck.parent.name else ck.stem
-    out = args.out or Path("reports") / default
     paths = write_report(out, summary, per_layer)
     if args.json:
         print(paths["summary.json"].read_text(), end="")
@@ -426,10 +431,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from .analysis import analyse_checkpoint, comparison_row
+    from .atomic import check_output_dir
     from .progress import progress_callback
     from .reports.render import comparison_frame, comparison_markdown
-    from .reports.writer import write_comparison
+    from .reports.writer import COMPARISON_FILES, write_comparison
 
+    check_output_dir(args.out, COMPARISON_FILES)  # before the work, not after it
     rows = []
     names = [Path(c).stem for c in args.checkpoints]
     if len(set(names)) < len(names):
@@ -560,7 +567,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 class _Parser(argparse.ArgumentParser):
-    """Usage errors are one line on stderr, like every other user error."""
+    """Usage errors are one line on stderr, like every other user error.
+
+    Numbers are never parsed with bare ``int``/``float``: every numeric option takes a
+    validator from :mod:`spklip_energy.options` (positive, finite, in range), so a new
+    option cannot forget its check.
+    """
+
+    def add_argument(self, *names, **kwargs):
+        if kwargs.get("type") in (int, float):
+            raise TypeError(f"{names}: use a validator from spklip_energy.options, not bare {kwargs['type'].__name__}")
+        return super().add_argument(*names, **kwargs)
 
     def error(self, message: str):
         self.exit(EXIT_USER_ERROR, f"spklip-energy: error: {self.prog}: {message} (see --help)\n")
@@ -575,6 +592,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--max-memory", type=opt.arg(_check_size), metavar="SIZE",
+                        help="the most memory one operation may ask for, e.g. 64GiB (default: $SPKLIP_MAX_MEMORY, "
+                        "else half of this machine's memory); larger requests are refused before allocating")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
 
     # data ...
@@ -593,10 +613,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", type=Path, help="the .dat spike stream")
     _add_geometry(p)
     p.add_argument("--out", type=Path, help="write the preview grid to this PNG")
-    p.add_argument("--start", type=int, default=0, help="first frame to read (default 0)")
-    p.add_argument("--count", type=int, help="frames to read (default: to the end)")
-    p.add_argument("--columns", type=int, default=8, help="time points in the preview (default 8)")
-    p.add_argument("--fps", type=float, help="read-out rate in Hz, to also report the firing rate in Hz")
+    p.add_argument("--start", type=opt.nonneg_int, default=0, help="first frame to read (default 0)")
+    p.add_argument("--count", type=opt.positive_int, help="frames to read (default: to the end)")
+    p.add_argument("--columns", type=opt.positive_int, default=8, help="time points in the preview (default 8)")
+    p.add_argument("--fps", type=opt.positive_float, help="read-out rate in Hz, to also report the firing rate in Hz")
     _add_json(p)
     p.set_defaults(func=cmd_data_show)
 
@@ -609,19 +629,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("input", type=Path, help=".npy/.npz array, image folder or video file")
     p.add_argument("output", type=Path, help="the .dat file to write")
-    p.add_argument("--theta", type=float, default=5.0, help="firing threshold (default 5.0, paper A.8.2)")
-    p.add_argument("--alpha", type=float, default=1.0, help="photoelectric conversion rate (default 1)")
-    p.add_argument("--upsample", type=int, default=1,
+    p.add_argument("--theta", type=opt.positive_float, default=5.0, help="firing threshold (default 5.0, paper A.8.2)")
+    p.add_argument("--alpha", type=opt.positive_float, default=1.0, help="photoelectric conversion rate (default 1)")
+    p.add_argument("--upsample", type=opt.positive_int, default=1,
                    help="insert N-1 linearly interpolated frames between inputs (default 1: none)")
     p.add_argument("--random-init", action="store_true", help="start integrators uniform in [0, theta)")
-    p.add_argument("--photons", type=float, help="photon shot noise: photons per unit intensity per step")
-    p.add_argument("--dark-current", type=float, default=0.0, help="charge added per pixel per step")
-    p.add_argument("--hot-pixels", type=float, default=0.0, help="fraction of hot pixels (default 0)")
-    p.add_argument("--row-artifacts", type=float, default=0.0,
+    p.add_argument("--photons", type=opt.positive_float, help="photon shot noise: photons per unit intensity per step")
+    p.add_argument("--dark-current", type=opt.nonneg_float, default=0.0, help="charge added per pixel per step")
+    p.add_argument("--hot-pixels", type=opt.fraction, default=0.0, help="fraction of hot pixels (default 0)")
+    p.add_argument("--row-artifacts", type=opt.fraction, default=0.0,
                    help="fraction of rows with line artefacts (default 0)")
-    p.add_argument("--max-frames", type=int, help="use at most this many input frames")
+    p.add_argument("--max-frames", type=opt.positive_int, help="use at most this many input frames")
     p.add_argument("--flipud", action="store_true", help="write rows flipped, as SpikeCV's writer does")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=opt.seed, default=0, help="random seed (default 0)")
     p.add_argument("--preview", type=Path, help="also write a preview PNG of the result")
     _add_json(p)
     p.set_defaults(func=cmd_data_simulate)
@@ -636,11 +656,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", type=Path, help="output folder (must not exist or be empty)")
     p.add_argument("--variant", choices=("sim", "sensor"), default="sim",
                    help="'sensor' adds a sim-to-real domain shift (default sim)")
-    p.add_argument("--clips-per-class", type=int, default=32, help="clips per class (default 32)")
-    p.add_argument("--height", type=int, default=64, help="frame rows (default 64)")
-    p.add_argument("--width", type=int, default=64, help="frame columns (default 64)")
-    p.add_argument("--frames", type=int, default=250, help="frames per clip (default 250)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--clips-per-class", type=opt.positive_int, default=32, help="clips per class (default 32)")
+    p.add_argument("--height", type=opt.positive_int, default=64, help="frame rows (default 64)")
+    p.add_argument("--width", type=opt.positive_int, default=64, help="frame columns (default 64)")
+    p.add_argument("--frames", type=opt.positive_int, default=250, help="frames per clip (default 250)")
+    p.add_argument("--seed", type=opt.seed, default=0, help="random seed (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty folder")
     _add_json(p)
     p.set_defaults(func=cmd_data_make_digits)
@@ -651,7 +671,7 @@ def build_parser() -> argparse.ArgumentParser:
         "classes, clips per split and the measured firing rate.",
     )
     p.add_argument("dataset", type=Path, help="dataset folder or manifest file")
-    p.add_argument("--max-clips", type=int, help="measure firing rate on at most this many clips")
+    p.add_argument("--max-clips", type=opt.positive_int, help="measure firing rate on at most this many clips")
     _add_json(p)
     p.set_defaults(func=cmd_data_inspect)
 
@@ -688,11 +708,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config field, e.g. hsfe.sa=false, hsfe.n_blocks=3, starnet.enabled=false, "
                    "hsfe.slicing=false, train.lr=1e-3 (repeatable)")
     p.add_argument("--data", default="builtin", help="'builtin' or a dataset folder/manifest with train and val splits")
-    p.add_argument("--epochs", type=int, help="epochs (default: the preset's)")
+    p.add_argument("--epochs", type=opt.positive_int, help="epochs (default: the preset's)")
     p.add_argument("--out", type=Path, default=Path("runs/spklip"), help="run folder (default runs/spklip)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (cuda uses mixed precision)")
-    p.add_argument("--seed", type=int, help="seed (default: the preset's train.seed)")
+    p.add_argument("--device", type=opt.device, default="cpu", help="cpu, cuda or auto (cuda uses mixed precision)")
+    p.add_argument("--seed", type=opt.seed, help="seed (default: the preset's train.seed)")
     _add_json(p)
     p.set_defaults(func=cmd_train)
 
@@ -707,7 +727,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="dataset (default: the one the checkpoint was trained on)")
     p.add_argument("--split", default="test", help="split to evaluate (default test)")
     p.add_argument("--out-png", type=Path, help="confusion matrix PNG (default next to the checkpoint)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--device", type=opt.device, default="cpu", help="cpu, cuda or auto")
     _add_json(p)
     p.set_defaults(func=cmd_eval)
 
@@ -721,12 +741,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("checkpoint", type=Path, help="a trained SPKLIP checkpoint")
     p.add_argument("--data", default="builtin-sensor", help="dataset (default builtin-sensor)")
-    p.add_argument("--shots", default="2,4,6,8", help="comma-separated clips per class (default 2,4,6,8)")
-    p.add_argument("--epochs", type=int, default=30, help="epochs per shot count (default 30)")
-    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
-    p.add_argument("--seed", type=int, default=0, help="seed for the shot split (default 0)")
+    p.add_argument("--shots", type=opt.int_list, default="2,4,6,8", help="comma-separated clips per class (default 2,4,6,8)")
+    p.add_argument("--epochs", type=opt.positive_int, default=30, help="epochs per shot count (default 30)")
+    p.add_argument("--lr", type=opt.positive_float, default=1e-3, help="learning rate (default 1e-3)")
+    p.add_argument("--seed", type=opt.seed, default=0, help="seed for the shot split (default 0)")
     p.add_argument("--out", type=Path, default=Path("runs/adapt"), help="output folder (default runs/adapt)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--device", type=opt.device, default="cpu", help="cpu, cuda or auto")
     _add_json(p)
     p.set_defaults(func=cmd_adapt)
 
@@ -745,19 +765,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", type=Path, help="an ANN SPKLIP checkpoint (kind spklip)")
     p.add_argument("--layers", required=True,
                    help="comma-separated: hsfe, stem, layer1, layer2, layer3, layer4, or the groups cnn, all")
-    p.add_argument("--timesteps", default="8,16,32,64", help="comma-separated time steps T (default 8,16,32,64)")
-    p.add_argument("--calib", type=int, default=32, help="train-split clips for threshold balancing (default 32)")
+    p.add_argument("--timesteps", type=opt.int_list, default="8,16,32,64", help="comma-separated time steps T (default 8,16,32,64)")
+    p.add_argument("--calib", type=opt.positive_int, default=32, help="train-split clips for threshold balancing (default 32)")
     p.add_argument("--method", choices=("max", "percentile", "robust"), default="max",
                    help="threshold balancing: max (layer-wise max activation, default), percentile (layer-wise "
                    "--percentile), robust (channel-wise --percentile, half-threshold start)")
-    p.add_argument("--percentile", type=float, default=99.9, help="percentile for percentile/robust (default 99.9)")
+    p.add_argument("--percentile", type=opt.percentile, default=99.9, help="percentile for percentile/robust (default 99.9)")
     p.add_argument("--data", help="dataset: builtin or a folder/manifest (default: the checkpoint's training data)")
     p.add_argument("--out", type=Path, required=True, help="the converted checkpoint to write (.pt)")
-    p.add_argument("--keep", type=int, help="T stored in the converted checkpoint (default: the largest)")
+    p.add_argument("--keep", type=opt.positive_int, help="T stored in the converted checkpoint (default: the largest)")
     p.add_argument("--plot", type=Path, help="plot PNG (default: OUT with suffix .convert.png)")
-    p.add_argument("--samples", type=int, default=8, help="test clips profiled for energy (default 8)")
-    p.add_argument("--batch-size", type=int, default=8, help="clips per forward pass (default 8)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--samples", type=opt.positive_int, default=8, help="test clips profiled for energy (default 8)")
+    p.add_argument("--batch-size", type=opt.positive_int, default=8, help="clips per forward pass (default 8)")
+    p.add_argument("--device", type=opt.device, default="cpu", help="cpu, cuda or auto")
     _add_json(p)
     p.set_defaults(func=_cmd_convert)
 
@@ -778,14 +798,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("onnx", "nir", "lava"), default="onnx", help="export format (default onnx)")
     p.add_argument("--out", type=Path, help="output folder (default exports/<checkpoint name>-<format>)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output folder")
-    p.add_argument("--opset", type=int, default=17,
+    p.add_argument("--opset", type=opt.positive_int, default=17,
                    help="ONNX opset (14..20, default 17) of the ONNX graphs (onnx; lava: host.onnx)")
     p.add_argument("--verify", action="store_true",
                    help="check the export: onnx against torch with onnxruntime (exit 1 on failure); nir read back "
                    "by snnTorch and spikingjelly (exit 1 on failure); lava against the float model, spikes per "
                    "layer, and the hook counts against the simulator's")
     p.add_argument("--data", default="builtin", help="clips for --verify: builtin or a dataset (default builtin)")
-    p.add_argument("--samples", type=int, default=4, help="test clips for --verify (default 4)")
+    p.add_argument("--samples", type=opt.positive_int, default=4, help="test clips for --verify (default 4)")
     _add_json(p)
     p.set_defaults(func=_cmd_export)
 
@@ -800,7 +820,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("network", type=Path, help="a netx .net file (e.g. exports/NAME-lava/visual_cnn.net)")
     p.add_argument("--data", default="builtin",
                    help="builtin (first test clip of the built-in data), a dataset folder, or a .dat file")
-    p.add_argument("--steps", type=int,
+    p.add_argument("--steps", type=opt.positive_int,
                    help="time steps (default: an export's SNN steps + its latency; a .dat: all its frames)")
     p.add_argument("--engine", choices=("reference", "lava", "both"), default="reference",
                    help="reference: this project's bit-exact numpy engine (default); lava or both: also run Lava's "
@@ -813,8 +833,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--data", default="builtin",
                        help="'builtin' (the spike-digits test split, generated on first use) or a dataset "
                        "folder / manifest (default builtin)")
-        p.add_argument("--samples", type=int, default=8, help="clips to run (default 8)")
-        p.add_argument("--batch-size", type=int, default=4, help="clips per forward pass (default 4)")
+        p.add_argument("--samples", type=opt.positive_int, default=8, help="clips to run (default 8)")
+        p.add_argument("--batch-size", type=opt.positive_int, default=4, help="clips per forward pass (default 4)")
         p.add_argument("--preset", default="paper",
                        help="cost preset: paper (SPKLIP A.6, default), horowitz-fp32, horowitz-fp16, "
                        "horowitz-int8, horowitz-fp32-8kb, loihi, truenorth (the chip presets carry UNVERIFIED flags)")
@@ -837,7 +857,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", type=Path,
                    help="a spklip-energy checkpoint (.pt or .safetensors) or a netx network (.net)")
     p.add_argument("--out", type=Path,
-                   help="output folder (default reports/<checkpoint name>; for NET.net reports/<folder>-<name>)")
+                   help="output folder, replaced whole on success (default runs/reports/<checkpoint name>; for NET.net "
+                   "runs/reports/<folder>-<name>)")
     add_energy_options(p)
     p.set_defaults(func=cmd_report)
 
@@ -848,7 +869,8 @@ def build_parser() -> argparse.ArgumentParser:
         "to the first checkpoint, plus an energy-vs-accuracy plot (paper Table 6 and A.7).",
     )
     p.add_argument("checkpoints", type=Path, nargs="+", help="checkpoints; ratios are to the first")
-    p.add_argument("--out", type=Path, default=Path("reports/compare"), help="output folder (default reports/compare)")
+    p.add_argument("--out", type=Path, default=DEFAULT_REPORTS / "compare",
+                   help="output folder, replaced whole on success (default runs/reports/compare)")
     add_energy_options(p)
     p.set_defaults(func=cmd_compare)
 
@@ -881,21 +903,42 @@ def build_parser() -> argparse.ArgumentParser:
         "form of the paper's Table 6 / A.7 (energy reports per model). Trained models are reused when "
         "OUT already holds them.",
     )
-    p.add_argument("--samples", type=int, default=16, help="test clips to profile (default 16)")
+    p.add_argument("--samples", type=opt.positive_int, default=16, help="test clips to profile (default 16)")
     p.add_argument("--no-train", action="store_true",
                    help="skip training and conversion (energy of the zoo's untrained reference models only)")
-    p.add_argument("--epochs", type=int, default=None,
+    p.add_argument("--epochs", type=opt.positive_int, default=None,
                    help="training epochs of each tiny model (default: the preset's)")
     p.add_argument("--out", type=Path, default=Path("demo-out"), help="output folder (default demo-out)")
-    p.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
+    p.add_argument("--seed", type=opt.seed, default=0, help="dataset seed (default 0)")
     _add_json(p)
     p.set_defaults(func=cmd_demo)
     return parser
 
 
+def _check_size(value, name: str) -> int:
+    from .limits import parse_size
+
+    return parse_size(value, name)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Project warnings are one line on stderr; others keep Python's format."""
+    from .errors import SpklipWarning
+
+    if issubclass(category, SpklipWarning):
+        print(f"spklip-energy: warning: {message}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
 def main(argv: list[str] | None = None) -> int:
+    from .limits import set_memory_limit
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    set_memory_limit(args.max_memory)
+    previous = warnings.showwarning
+    warnings.showwarning = _show_warning
     try:
         return int(args.func(args) or 0)
     except SpklipError as exc:
@@ -905,9 +948,16 @@ def main(argv: list[str] | None = None) -> int:
         where = exc.filename2 or exc.filename
         print(f"spklip-energy: error: {where}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except MemoryError:
+        print("spklip-energy: error: out of memory (lower --samples / --batch-size, or the sizes involved)",
+              file=sys.stderr)
+        return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("spklip-energy: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = previous
+        set_memory_limit(None)
 
 
 if __name__ == "__main__":
