@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import ConfigError
+from .errors import ConfigError, SpklipError
 
 #: the marker file of an output folder written by :func:`replace_output_dir`
 OUTPUT_MARKER = ".spklip-energy-output.json"
@@ -77,6 +77,18 @@ def remove_stale(target: str | os.PathLike) -> list[Path]:
     return removed
 
 
+def _name_the_target(exc: BaseException, tmp: Path, target: Path) -> None:
+    """Messages name the user's path, never the temporary one it was being written through."""
+    old, new = str(tmp), str(target)
+    if isinstance(exc, OSError):
+        for attr in ("filename", "filename2"):
+            value = getattr(exc, attr, None)
+            if isinstance(value, str | os.PathLike) and str(value).startswith(old):
+                setattr(exc, attr, new + str(value)[len(old):])
+    if isinstance(exc, SpklipError) and any(old in str(a) for a in exc.args):
+        exc.args = tuple(str(a).replace(old, new) if isinstance(a, str) else a for a in exc.args)
+
+
 def _prefix(target: Path) -> str:
     return f".{target.name}.{os.getpid()}."
 
@@ -104,9 +116,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp_path
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
         os.replace(tmp_path, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        _name_the_target(exc, tmp_path, target)
         raise
 
 
@@ -138,8 +151,9 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
             if target.exists():
                 target.rmdir()  # only an empty directory may be replaced silently
             os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        _name_the_target(exc, tmp, target)
         raise
 
 

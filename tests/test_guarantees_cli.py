@@ -300,3 +300,16 @@ def test_max_memory_option_and_environment(monkeypatch):
     monkeypatch.setenv(limits.ENV_MEMORY, "twelve")
     with pytest.raises(Exception, match="SPKLIP_MAX_MEMORY 'twelve'"):
         limits.memory_limit()
+
+
+def test_errors_name_the_users_path_not_the_temporary(tmp_path):
+    from spklip_energy.atomic import atomic_dir
+    from spklip_energy.errors import ConfigError
+
+    with pytest.raises(OSError) as info, atomic_dir(tmp_path / "out") as tmp:
+        open(tmp / "missing" / "x.onnx", "w")  # noqa: SIM115 - fails on purpose
+    assert info.value.filename == str(tmp_path / "out" / "missing" / "x.onnx")
+    with pytest.raises(ConfigError) as info, atomic_path(tmp_path / "model.pt") as tmp:
+        raise ConfigError(f"{tmp}: cannot encode")
+    assert str(info.value) == f"{tmp_path / 'model.pt'}: cannot encode"
+    assert list(tmp_path.iterdir()) == []
