@@ -49,14 +49,16 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale(target: str | os.PathLike) -> list[Path]:
-    """Remove temporary siblings of ``target`` left by runs that were killed; return what was removed."""
-    target = Path(target)
-    if not target.parent.is_dir():
+def remove_stale_siblings(folder: str | os.PathLike, name_pattern: str) -> list[Path]:
+    """Remove the temporaries in ``folder`` of targets whose name matches the regular expression
+    ``name_pattern`` and whose writing process no longer runs (named without a process id:
+    older than a day). Returns what was removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
         return []
-    pattern = re.compile(rf"\.{re.escape(target.name)}\.(?:(\d+)\.)?[A-Za-z0-9_]+\.(?:tmp|old)")
+    pattern = re.compile(rf"\.(?:{name_pattern})\.(?:(\d+)\.)?[A-Za-z0-9_]+\.(?:tmp|old)")
     removed = []
-    for sib in target.parent.iterdir():
+    for sib in folder.iterdir():
         m = pattern.fullmatch(sib.name)
         if not m:
             continue
@@ -75,6 +77,12 @@ def remove_stale(target: str | os.PathLike) -> list[Path]:
                     sib.unlink()
             removed.append(sib)
     return removed
+
+
+def remove_stale(target: str | os.PathLike) -> list[Path]:
+    """Remove temporary siblings of ``target`` left by runs that were killed; return what was removed."""
+    target = Path(target)
+    return remove_stale_siblings(target.parent, re.escape(target.name))
 
 
 def _name_the_target(exc: BaseException, tmp: Path, target: Path) -> None:

@@ -146,7 +146,7 @@ def _dataset_summary(root: Path, max_clips: int | None = None) -> dict:
     for c in sample:
         s = read_clip(c, 0, c.frames, ClipSelection())
         n = int(np.count_nonzero(s))
-        spikes, pixels, slots = spikes + n, pixels + c.height * c.width, slots + s.size
+        spikes, pixels, slots = spikes + n, pixels + c.height * c.image_width, slots + s.size
     return {
         "root": str(root),
         "name": m.meta.get("name", Path(root).name),
@@ -155,7 +155,7 @@ def _dataset_summary(root: Path, max_clips: int | None = None) -> dict:
         "clips_per_split": splits,
         "clips_per_class": per_class,
         "frames": sorted({c.frames for c in m.clips}),
-        "size": sorted({f"{c.height}x{c.width}" for c in m.clips}),
+        "size": sorted({f"{c.height}x{c.image_width}" for c in m.clips}),
         "firing_rate": spikes / max(slots, 1),
         "mean_spikes_per_pixel": spikes / max(pixels, 1),
         "clips_measured": len(sample),
@@ -183,7 +183,7 @@ def cmd_data_index(args: argparse.Namespace) -> int:
     from .atomic import atomic_path
     from .data.manifest import index_folder
 
-    records = index_folder(args.root, args.height, args.width)
+    records = index_folder(args.root, args.height, args.width, head_columns=args.head_columns, flipud=args.flipud)
     out = Path(args.out) if args.out else Path(args.root) / "manifest.jsonl"
     with atomic_path(out) as tmp:
         tmp.write_text("".join(json.dumps(r) + "\n" for r in records))

@@ -23,18 +23,34 @@ linear interpolation between consecutive frames instead (:func:`upsample_linear`
 from __future__ import annotations
 
 import os
+import zipfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, MediaError
+from ..errors import ConfigError, MediaError, ResourceError, SpklipError
+from ..limits import check_memory
+from ..options import (
+    check_float,
+    check_fraction,
+    check_nonneg_float,
+    check_positive_float,
+    check_positive_int,
+    check_seed,
+)
 
 #: Luma weights (ITU-R BT.601) used to turn RGB into grayscale.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v")
+
+#: Largest photons per unit intensity per step: numpy's Poisson sampler refuses means near 2**63.
+MAX_PHOTONS_PER_STEP = 1e12
+#: numpy dtype kinds that hold intensities: bool, unsigned and signed integers, floats.
+_NUMERIC_KINDS = "buif"
 
 
 @dataclass
@@ -52,18 +68,19 @@ class CameraConfig:
     row_artifact_current: float = 0.5  # extra charge per step on an artefact row
 
     def __post_init__(self) -> None:
-        if not self.theta > 0:
-            raise ConfigError(f"theta must be positive, got {self.theta}")
-        if not self.alpha > 0:
-            raise ConfigError(f"alpha must be positive, got {self.alpha}")
-        if self.photons_per_step is not None and not self.photons_per_step > 0:
-            raise ConfigError(f"photons_per_step must be positive, got {self.photons_per_step}")
+        # every number finite and in range (NaN would silently turn off or saturate the camera)
+        self.theta = check_positive_float(self.theta, "theta")
+        self.alpha = check_positive_float(self.alpha, "alpha")
+        if not isinstance(self.random_init, (bool, np.bool_)):
+            raise ConfigError(f"random_init must be true or false, got {self.random_init!r}")
+        self.random_init = bool(self.random_init)
+        if self.photons_per_step is not None:
+            self.photons_per_step = check_float(self.photons_per_step, "photons_per_step", 0.0,
+                                                MAX_PHOTONS_PER_STEP, strict_min=True)
         for name in ("dark_current", "hot_pixel_current", "row_artifact_current"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+            setattr(self, name, check_nonneg_float(getattr(self, name), name))
         for name in ("hot_pixel_fraction", "row_artifact_fraction"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+            setattr(self, name, check_fraction(getattr(self, name), name))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -80,25 +97,53 @@ def _extra_current(cfg: CameraConfig, shape: tuple[int, ...], rng: np.random.Gen
     return extra
 
 
+def check_seed_value(seed, name: str = "seed"):
+    """A seed for ``np.random.default_rng``: ``None``, a non-negative integer or a sequence of them."""
+    if seed is None:
+        return None
+    if isinstance(seed, Sequence) and not isinstance(seed, (str, bytes)):
+        if not seed:
+            raise ConfigError(f"{name} must not be an empty sequence")
+        return [check_seed(s, name) for s in seed]
+    return check_seed(seed, name)
+
+
 def simulate_spikes(
     frames: np.ndarray,
     config: CameraConfig | None = None,
-    seed: int | None = 0,
+    seed: int | Sequence[int] | None = 0,
 ) -> np.ndarray:
     """Turn grayscale frames ``[T, H, W]`` (or a batch ``[N, T, H, W]``) in [0, 1] into spikes.
 
-    Returns uint8 0/1 spikes of the same shape. Deterministic for a given seed.
+    Returns uint8 0/1 spikes of the same shape. Deterministic for a given seed
+    (a non-negative integer, a sequence of them, or ``None`` for fresh entropy).
     The recurrence over time is inherent to integrate-and-fire; each step is one
     vectorised operation over all pixels (and clips).
     """
     cfg = config or CameraConfig()
-    x = np.asarray(frames, dtype=np.float32)
-    if x.ndim not in (3, 4):
-        raise MediaError(f"frames must have shape [T, H, W] or [N, T, H, W], got {tuple(x.shape)}")
+    seed = check_seed_value(seed)
+    shape = tuple(np.shape(frames))
+    if len(shape) not in (3, 4):
+        raise MediaError(f"frames must have shape [T, H, W] or [N, T, H, W], got {shape}")
+    dtype = getattr(frames, "dtype", None)
+    if dtype is not None and dtype.kind not in _NUMERIC_KINDS:
+        raise MediaError(f"frames must hold real numbers, got dtype {dtype}")
+    n_el = int(np.prod(shape, dtype=object))
+    # float32 input copy, uint8 output, a few float32 per-step planes of N*H*W
+    check_memory(n_el * 5 + 8 * n_el // max(shape[-3], 1) * 4, f"simulating spikes of shape {shape}",
+                 f"{shape[-3]} frames of {shape[-2]}x{shape[-1]}" + (f", {shape[0]} clips" if len(shape) == 4 else ""))
+    try:
+        x = np.asarray(frames, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise MediaError(f"frames must hold real numbers ({exc})") from None
     if x.size == 0:
         raise MediaError(f"frames must be non-empty, got shape {tuple(x.shape)}")
     if not np.isfinite(x).all():
         raise MediaError("frames contain NaN or infinite values")
+    if cfg.photons_per_step is not None and float(x.max()) * cfg.photons_per_step > 1e15:
+        raise MediaError(
+            f"frames reach intensity {float(x.max()):g}; with photons_per_step {cfg.photons_per_step:g} "
+            "the photon counts overflow (intensities are expected in [0, 1])")
     batched = x.ndim == 4
     if not batched:
         x = x[None]
@@ -128,13 +173,21 @@ def upsample_linear(frames: np.ndarray, factor: int) -> np.ndarray:
     """Insert ``factor - 1`` linearly interpolated frames between consecutive frames.
 
     ``[T, H, W] -> [(T - 1) * factor + 1, H, W]``; ``factor=1`` returns the input.
+    The memory the result needs is checked (:func:`~spklip_energy.limits.check_memory`)
+    from the sizes before anything is allocated.
     """
+    factor = check_positive_int(factor, "upsample factor")
+    shape = tuple(np.shape(frames))
+    if len(shape) < 1 or factor == 1 or shape[0] < 2:
+        return np.asarray(frames, dtype=np.float32)
+    t_len = shape[0]
+    n_out = (t_len - 1) * factor + 1
+    plane = int(np.prod(shape[1:], dtype=object))
+    # the result, its two gathered inputs and one product (float32), and three index arrays
+    check_memory(n_out * plane * 4 * 4 + n_out * 8 * 3,
+                 f"up-sampling {t_len} frames of {'x'.join(map(str, shape[1:]))} to {n_out} frames",
+                 f"upsample factor {factor}")
     x = np.asarray(frames, dtype=np.float32)
-    if factor < 1:
-        raise ConfigError(f"upsample factor must be >= 1, got {factor}")
-    if factor == 1 or x.shape[0] < 2:
-        return x
-    t_len = x.shape[0]
     pos = np.arange((t_len - 1) * factor + 1, dtype=np.float64) / factor
     i0 = np.minimum(np.floor(pos).astype(np.int64), t_len - 2)
     frac = (pos - i0).astype(np.float32).reshape(-1, *([1] * (x.ndim - 1)))
@@ -144,6 +197,8 @@ def upsample_linear(frames: np.ndarray, factor: int) -> np.ndarray:
 def to_grayscale(image: np.ndarray) -> np.ndarray:
     """Convert an image (H x W, H x W x 3/4, any integer or float dtype) to float32 in [0, 1]."""
     arr = np.asarray(image)
+    if arr.dtype.kind not in _NUMERIC_KINDS:
+        raise MediaError(f"an image must hold integers or real numbers, got dtype {arr.dtype}")
     if np.issubdtype(arr.dtype, np.integer):
         scale = float(np.iinfo(arr.dtype).max)
         arr = arr.astype(np.float32) / scale
@@ -158,11 +213,95 @@ def to_grayscale(image: np.ndarray) -> np.ndarray:
     return arr
 
 
+def _gray_plane(shape: tuple[int, ...]) -> tuple[int, int]:
+    """Rows and columns of the grayscale image an image array of ``shape`` gives."""
+    return (shape[0], shape[1]) if len(shape) >= 2 else (0, 0)
+
+
+def _check_frames_memory(src: Path, n_frames: int, frame_shape: tuple[int, ...], itemsize: int = 0) -> None:
+    """Refuse loading ``n_frames`` frames (the decoded copies plus the float32 stack) over the limit."""
+    h, w = _gray_plane(frame_shape)
+    pixels = int(np.prod(frame_shape, dtype=object)) if frame_shape else 0
+    check_memory(n_frames * (pixels * itemsize + h * w * 4 * 2), f"{src}: loading {n_frames} frames of {h}x{w}",
+                 f"{n_frames} frames; use fewer with max_frames (--max-frames)")
+
+
 def _stack(frames: list[np.ndarray], source: Path) -> np.ndarray:
     shapes = {f.shape for f in frames}
     if len(shapes) != 1:
         raise MediaError(f"{source}: frames differ in size ({sorted(shapes)})")
-    return np.stack(frames).astype(np.float32)
+    return np.stack(frames).astype(np.float32, copy=False)
+
+
+def _array_header(fh, src: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from a ``.npy`` header, without reading (or unpickling) the data."""
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(fh)
+        if version == (1, 0):
+            shape, _, dtype = fmt.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, _, dtype = fmt.read_array_header_2_0(fh)
+        else:
+            raise ValueError(f"unsupported .npy format version {version}")
+    except Exception as exc:  # numpy raises ValueError, SyntaxError, EOFError ... for a bad header
+        raise MediaError(f"{src}: unreadable array file ({exc})") from None
+    return tuple(int(n) for n in shape), np.dtype(dtype)
+
+
+def _check_array(src: Path, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    if dtype.kind not in _NUMERIC_KINDS or dtype.hasobject or dtype.fields:
+        raise MediaError(f"{src}: array of dtype {dtype} does not hold intensities "
+                         "(expected integers, floats or booleans)")
+    if len(shape) not in (3, 4):
+        raise MediaError(f"{src}: expected an array [T, H, W], got shape {shape}")
+    if 0 in shape:
+        raise MediaError(f"{src}: array of shape {shape} holds no frames")
+
+
+def _load_array(src: Path, max_frames: int | None) -> np.ndarray:
+    """Frames of a ``.npy`` / ``.npz`` file, sized from its header before reading the data."""
+    n_use = None
+    try:
+        if src.suffix.lower() == ".npy":
+            with open(src, "rb") as fh:
+                shape, dtype = _array_header(fh, src)
+            _check_array(src, shape, dtype)
+            n_use = shape[0] if max_frames is None else min(shape[0], max_frames)
+            _check_frames_memory(src, n_use, shape[1:], dtype.itemsize)
+            # memory-mapped: only the frames used are read
+            data = np.load(src, mmap_mode="r", allow_pickle=False)[:n_use]
+        else:
+            with zipfile.ZipFile(src) as zf:
+                names = [n for n in zf.namelist() if n.endswith(".npy")]
+                if not names:
+                    raise MediaError(f"{src}: archive holds no array")
+                with zf.open(names[0]) as fh:
+                    shape, dtype = _array_header(fh, src)
+                _check_array(src, shape, dtype)
+                n_use = shape[0] if max_frames is None else min(shape[0], max_frames)
+                # the whole member is decompressed, then cut
+                _check_frames_memory(src, shape[0], shape[1:], dtype.itemsize)
+                with zf.open(names[0]) as fh:
+                    data = np.lib.format.read_array(fh, allow_pickle=False)[:n_use]
+        arr = np.asarray(data)
+        if arr.ndim == 4:
+            arr = np.stack([to_grayscale(f) for f in arr])
+        elif np.issubdtype(arr.dtype, np.integer):
+            arr = arr.astype(np.float32)
+            arr /= np.float32(np.iinfo(data.dtype).max)
+        else:
+            arr = arr.astype(np.float32)
+    except MediaError as exc:
+        msg = str(exc)
+        raise MediaError(msg if msg.startswith(str(src)) else f"{src}: {msg}") from None
+    except (ConfigError, ResourceError):
+        raise
+    except Exception as exc:
+        raise MediaError(f"{src}: unreadable array file ({exc})") from None
+    if not np.isfinite(arr).all():
+        raise MediaError(f"{src}: array holds NaN or infinite values")
+    return arr
 
 
 def load_frames(source: str | os.PathLike, max_frames: int | None = None) -> np.ndarray:
@@ -170,11 +309,18 @@ def load_frames(source: str | os.PathLike, max_frames: int | None = None) -> np.
 
     * ``.npy`` / ``.npz``: an array ``[T, H, W]`` (or ``[T, H, W, 3]``); integer arrays are
       scaled by their dtype's maximum, float arrays are taken as already in [0, 1].
+      Object (pickled), string, complex and structured arrays are refused.
     * a folder: every image in it, sorted by name.
     * a video file (mp4, avi, ...): decoded with imageio's bundled ffmpeg.
+
+    ``max_frames`` (a positive integer) keeps the first frames only. The memory
+    the frames need is checked (:func:`~spklip_energy.limits.check_memory`)
+    before they are read and stacked.
     """
     import imageio.v2 as iio  # local: only this function needs it
 
+    if max_frames is not None:
+        max_frames = check_positive_int(max_frames, "max_frames")
     src = Path(source)
     if not src.exists():
         raise MediaError(f"{src}: no such file or folder")
@@ -187,37 +333,23 @@ def load_frames(source: str | os.PathLike, max_frames: int | None = None) -> np.
         frames = []
         for f in files:
             try:
-                frames.append(to_grayscale(iio.imread(f)))
-            except MediaError:
-                raise
+                gray = to_grayscale(iio.imread(f))
+            except MediaError as exc:
+                raise MediaError(f"{f}: {exc}") from None
             except Exception as exc:  # imageio raises many types for a bad image
                 raise MediaError(f"{f}: unreadable image ({type(exc).__name__})") from None
+            if not frames:  # all images share the first one's size (checked when stacking)
+                _check_frames_memory(src, len(files), gray.shape)
+            frames.append(gray)
         return _stack(frames, src)
     suffix = src.suffix.lower()
     if suffix in (".npy", ".npz"):
-        try:
-            data = np.load(src, allow_pickle=False)
-            if isinstance(data, np.lib.npyio.NpzFile):
-                if not data.files:
-                    raise MediaError(f"{src}: archive holds no array")
-                data = data[data.files[0]]
-        except MediaError:
-            raise
-        except Exception as exc:
-            raise MediaError(f"{src}: unreadable array file ({exc})") from None
-        arr = np.asarray(data)
-        if arr.ndim == 4:
-            arr = np.stack([to_grayscale(f) for f in arr])
-        elif arr.ndim == 3 and np.issubdtype(arr.dtype, np.integer):
-            arr = arr.astype(np.float32) / float(np.iinfo(arr.dtype).max)
-        if arr.ndim != 3:
-            raise MediaError(f"{src}: expected an array [T, H, W], got shape {tuple(arr.shape)}")
-        return arr[:max_frames].astype(np.float32)
+        return _load_array(src, max_frames)
     if suffix in IMAGE_SUFFIXES:
         try:
             return to_grayscale(iio.imread(src))[None]
-        except MediaError:
-            raise
+        except MediaError as exc:
+            raise MediaError(f"{src}: {exc}") from None
         except Exception as exc:
             raise MediaError(f"{src}: unreadable image ({type(exc).__name__})") from None
     try:
@@ -229,7 +361,13 @@ def load_frames(source: str | os.PathLike, max_frames: int | None = None) -> np.
         for i, frame in enumerate(reader):
             if max_frames is not None and i >= max_frames:
                 break
-            frames.append(to_grayscale(frame))
+            gray = to_grayscale(frame)
+            _check_frames_memory(src, i + 1, gray.shape)  # the length is known only while decoding
+            frames.append(gray)
+    except MediaError as exc:
+        raise MediaError(f"{src}: frame {len(frames)}: {exc}") from None
+    except SpklipError:
+        raise
     except Exception as exc:
         raise MediaError(f"{src}: unreadable video ({type(exc).__name__})") from None
     finally:

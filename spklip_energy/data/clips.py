@@ -10,7 +10,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import ConfigError
+from ..atomic import remove_stale_siblings
+from ..errors import ConfigError, DatError
+from ..limits import check_memory
+from ..options import check_nonneg_int, check_positive_int
 from .dat import read_dat
 from .manifest import ClipRecord, Manifest, load_manifest
 
@@ -28,13 +31,36 @@ class ClipSelection:
     def __post_init__(self) -> None:
         if self.offset not in ("start", "center"):
             raise ConfigError(f"offset must be 'start' or 'center', got {self.offset!r}")
-        if self.frames is not None and self.frames <= 0:
-            raise ConfigError(f"frames must be positive, got {self.frames}")
+        if self.frames is not None:
+            self.frames = check_positive_int(self.frames, "frames")
+        if self.crop is not None:
+            if isinstance(self.crop, (str, bytes)) or len(self.crop) != 2:
+                raise ConfigError(f"crop must be (height, width), got {self.crop!r}")
+            self.crop = (check_positive_int(self.crop[0], "crop height"),
+                         check_positive_int(self.crop[1], "crop width"))
+        if not isinstance(self.flipud, (bool, np.bool_)):
+            raise ConfigError(f"flipud must be true or false, got {self.flipud!r}")
+        self.flipud = bool(self.flipud)
+        self.head_columns = check_nonneg_int(self.head_columns, "head_columns")
+
+    def geometry(self, rec: ClipRecord) -> tuple[int, bool]:
+        """Head columns dropped and whether rows are flipped for ``rec``.
+
+        What the manifest record says about how the clip is stored wins; the
+        selection's values apply to records that say nothing (``head_columns`` 0,
+        ``flipud`` false).
+        """
+        return rec.head_columns or self.head_columns, rec.flipud or self.flipud
 
 
 def read_clip(rec: ClipRecord, start: int, count: int, sel: ClipSelection) -> np.ndarray:
-    """Frames ``[start, start + count)`` of a clip stored as one .dat or a folder of .dat files."""
-    kw = dict(flipud=sel.flipud, head_columns=sel.head_columns)
+    """Frames ``[start, start + count)`` of a clip stored as one .dat or a folder of .dat files.
+
+    Head columns are dropped and rows flipped as the record (or, where it says
+    nothing, the selection) asks: the result is ``[count, height, width - head_columns]``.
+    """
+    head, flip = sel.geometry(rec)
+    kw = dict(flipud=flip, head_columns=head)
     if not rec.path.is_dir():
         return read_dat(rec.path, rec.height, rec.width, start=start, count=count, **kw)
     out, pos = [], 0
@@ -44,6 +70,8 @@ def read_clip(rec: ClipRecord, start: int, count: int, sel: ClipSelection) -> np
         if lo < hi:
             out.append(read_dat(part, rec.height, rec.width, start=lo - pos, count=hi - lo, **kw))
         pos += n
+    if not out:
+        raise DatError(f"{rec.path}: cannot read {count} frames from frame {start}; the clip has {pos}")
     return np.concatenate(out, axis=0)
 
 
@@ -77,12 +105,19 @@ class SpikeClips(Dataset):
             )
         self.frames = self.selection.frames or lengths.pop()
         h = {c.height for c in self.clips}
-        w = {c.width - self.selection.head_columns for c in self.clips}
+        w = {c.width - self.selection.geometry(c)[0] for c in self.clips}
+        if min(w) <= 0:
+            raise ConfigError(
+                f"{self.manifest.root}: head_columns={self.selection.head_columns} leaves no image columns "
+                f"of clips {min(c.width for c in self.clips)} columns wide")
         crop = self.selection.crop
         if crop is None and (len(h) > 1 or len(w) > 1):
             raise ConfigError(f"{self.manifest.root}: clips differ in frame size; choose a crop")
         if crop is not None and (crop[0] > min(h) or crop[1] > min(w)):
             raise ConfigError(f"crop {crop[0]}x{crop[1]} is larger than the clips ({min(h)}x{min(w)})")
+        # one item: the frames read (and padded) at the largest clip size, and the padded copy
+        check_memory(2 * self.frames * max(h) * max(w), f"{self.manifest.root}: one item of {self.frames} "
+                     f"frames of {max(h)}x{max(w)}", f"frames {self.frames}")
         self.height, self.width = crop if crop is not None else (h.pop(), w.pop())
 
     def __len__(self) -> int:
@@ -128,13 +163,26 @@ def builtin_root() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "spklip-energy"
 
 
+def remove_stale_temporaries(root: str | os.PathLike | None = None) -> list[Path]:
+    """Remove what killed runs left in the built-in cache, for every cached variant (``atomic_dir``
+    itself cleans only its own target's): temporaries of a process that no longer runs, or, named
+    without a process id, older than a day. Returns what was removed."""
+    return remove_stale_siblings(Path(root) if root is not None else builtin_root(), r"digits-[^./]+")
+
+
 def builtin_dataset(variant: str = "sim", seed: int = 0, progress=None) -> Path:
-    """Path of the default built-in dataset, generating it on first use."""
+    """Path of the default built-in dataset, generating it on first use.
+
+    Before generating, temporaries that killed runs left in the cache are removed
+    (:func:`remove_stale_temporaries`).
+    """
     from .digits import FORMAT_VERSION, DigitsConfig, generate_digits
 
     cfg = DigitsConfig(variant=variant, seed=seed)
-    name = f"digits-v{FORMAT_VERSION}-{variant}-seed{seed}-{cfg.clips_per_class}x{cfg.frames}x{cfg.height}x{cfg.width}"
+    name = (f"digits-v{FORMAT_VERSION}-{cfg.variant}-seed{cfg.seed}-"
+            f"{cfg.clips_per_class}x{cfg.frames}x{cfg.height}x{cfg.width}")
     path = builtin_root() / name
     if not (path / "manifest.jsonl").is_file():
+        remove_stale_temporaries(path.parent)
         generate_digits(path, cfg, overwrite=True, progress=progress)
     return path

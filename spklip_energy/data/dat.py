@@ -32,7 +32,9 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_path
-from ..errors import DatError
+from ..errors import ConfigError, DatError
+from ..limits import check_memory
+from ..options import check_int
 
 #: Geometry of the sps10 real spike camera as stored on disk (rows, raw columns, head columns).
 SPS10_HEIGHT, SPS10_RAW_WIDTH, SPS10_HEAD_COLUMNS = 250, 416, 16
@@ -49,9 +51,30 @@ class DatInfo:
     n_bytes: int
 
 
-def _check_geometry(height: int, width: int) -> None:
-    if int(height) <= 0 or int(width) <= 0:
-        raise DatError(f"frame size must be positive, got height={height} width={width}")
+def _int_arg(value, name: str, minimum: int, where: object = None) -> int:
+    """An integer argument of the codec, as a :class:`DatError` naming the file when it is not one."""
+    try:
+        return check_int(value, name, minimum)
+    except ConfigError as exc:
+        raise DatError(f"{where}: {exc}" if where is not None else str(exc)) from None
+
+
+def _check_geometry(height: int, width: int, where: object = None) -> tuple[int, int]:
+    try:
+        h, w = check_int(height, "height"), check_int(width, "width")
+    except ConfigError:
+        h = w = 0
+    if h <= 0 or w <= 0:
+        msg = f"frame size must be positive integers, got height={height!r} width={width!r}"
+        raise DatError(f"{where}: {msg}" if where is not None else msg)
+    return h, w
+
+
+def decoded_bytes(count: int, height: int, width: int, head_columns: int = 0) -> int:
+    """Peak memory of decoding ``count`` frames: the uint8 result plus the unpacked or packed copy."""
+    out = count * height * (width - head_columns)
+    aligned = width % 8 == 0 and head_columns % 8 == 0
+    return out + (count * height * width // 8 if aligned else count * height * width)
 
 
 def dat_info(path: str | os.PathLike, height: int, width: int) -> DatInfo:
@@ -60,7 +83,7 @@ def dat_info(path: str | os.PathLike, height: int, width: int) -> DatInfo:
     Raises :class:`DatError` naming the file when it is missing, is not a regular
     file, is empty, or its size is not that of a whole number of frames.
     """
-    _check_geometry(height, width)
+    height, width = _check_geometry(height, width, path)
     p = Path(path)
     try:
         st = p.stat()
@@ -110,17 +133,29 @@ def read_dat(
     -------
     ``np.ndarray`` of shape ``[count, height, width - head_columns]``, dtype uint8, values 0/1.
     """
-    info = dat_info(path, height, width)
+    height, width = _check_geometry(height, width, path)
+    head_columns = _int_arg(head_columns, "head_columns", 0, path)
+    start = _int_arg(start, "start frame", 0, path)
+    if count is not None:
+        count = _int_arg(count, "frame count", 1, path)
     if not 0 <= head_columns < width:
         raise DatError(f"{path}: head_columns={head_columns} must be in [0, {width})")
-    if start < 0 or start >= info.frames:
+    info = dat_info(path, height, width)
+    if start >= info.frames:
         raise DatError(f"{path}: start frame {start} outside the file's {info.frames} frames")
-    if count is None:
+    whole = count is None
+    if whole:
         count = info.frames - start
-    if count <= 0 or start + count > info.frames:
+    if start + count > info.frames:
         raise DatError(
             f"{path}: cannot read {count} frames from frame {start}; the file has {info.frames}"
         )
+    check_memory(
+        decoded_bytes(count, height, width, head_columns),
+        f"{path}: decoding {count} frames of {height}x{width - head_columns}",
+        f"all {count} frames from frame {start}; read fewer with --count" if whole
+        else f"--count {count} from frame {start}",
+    )
     hw = height * width
     bit0, bit1 = start * hw, (start + count) * hw
     byte0, byte1 = bit0 // 8, (bit1 + 7) // 8
@@ -203,8 +238,18 @@ def read_dat_folder(
     This is the SPKLIP public loader's layout, where one video is a folder of
     short ``.dat`` files.
     """
+    height, width = _check_geometry(height, width, folder)
+    head_columns = _int_arg(head_columns, "head_columns", 0, folder)
     files = sorted(Path(folder).glob("*.dat"))
     if not files:
         raise DatError(f"{folder}: folder holds no .dat files")
+    if not 0 <= head_columns < width:
+        raise DatError(f"{folder}: head_columns={head_columns} must be in [0, {width})")
+    total = sum(dat_info(f, height, width).frames for f in files)
+    check_memory(  # the parts and their concatenation
+        decoded_bytes(total, height, width, head_columns) + total * height * (width - head_columns),
+        f"{folder}: decoding {total} frames of {height}x{width - head_columns} from {len(files)} files",
+        f"all {total} frames of the folder",
+    )
     parts = [read_dat(f, height, width, flipud=flipud, head_columns=head_columns) for f in files]
     return np.concatenate(parts, axis=0)

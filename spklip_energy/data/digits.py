@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,7 +35,9 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_dir
-from ..errors import ConfigError
+from ..errors import ConfigError, ResourceError
+from ..limits import check_count, check_memory, fmt_bytes
+from ..options import check_int, check_positive_int, check_seed
 from .camera import CameraConfig, simulate_spikes
 from .dat import encode_dat
 
@@ -121,6 +124,18 @@ _ZOOM_RANGE = (0.55, 1.35)  # full zoom range (scale factors)
 SPLITS = ("train", "val", "test")
 _SPLIT_FRACTIONS = (0.7, 0.15, 0.15)
 
+#: Ceilings on the work one generation may take (about 12 million pixel-frames a second on one core):
+#: clips per class, and clips x frames x height x width over the whole dataset (about two hours).
+MAX_CLIPS_PER_CLASS = 100_000
+MAX_PIXEL_FRAMES = 10**11
+#: Memory of rendering one clip, per pixel-frame: the sampling grid (2 float32), grid_sample's output
+#: and three float32 images of the compositing; and of a batch, per pixel-frame: the stacked float32
+#: frames and the uint8 spikes.
+_RENDER_BYTES = 24
+_BATCH_BYTES = 5
+_RECORD_BYTES = 2048  # a clip's plan and manifest record, in memory
+_MANIFEST_BYTES = 400  # a clip's manifest line on disk
+
 
 @dataclass
 class DigitsConfig:
@@ -136,14 +151,47 @@ class DigitsConfig:
     def __post_init__(self) -> None:
         if self.variant not in ("sim", "sensor"):
             raise ConfigError(f"unknown dataset variant {self.variant!r}; choose 'sim' or 'sensor'")
+        self.clips_per_class = check_int(self.clips_per_class, "clips_per_class")
         if self.clips_per_class < 3:
             raise ConfigError(
                 f"clips_per_class must be at least 3 (one per split), got {self.clips_per_class}"
             )
+        check_count(self.clips_per_class, MAX_CLIPS_PER_CLASS, "clips per class",
+                    f"clips_per_class {self.clips_per_class}")
+        self.height, self.width = check_int(self.height, "height"), check_int(self.width, "width")
         if self.height < 16 or self.width < 16:
             raise ConfigError(f"frames must be at least 16x16, got {self.height}x{self.width}")
+        self.frames = check_int(self.frames, "frames")
         if self.frames < 2:
             raise ConfigError(f"frames must be at least 2, got {self.frames}")
+        self.seed = check_seed(self.seed, "seed")
+        check_count(self.pixel_frames, MAX_PIXEL_FRAMES,
+                    "the dataset's size in pixel-frames (clips x frames x height x width)", self._sizes(),
+                    "generate fewer or smaller clips")
+
+    @property
+    def clips(self) -> int:
+        return len(MOTIONS) * self.clips_per_class
+
+    @property
+    def pixel_frames(self) -> int:
+        return self.clips * self.frames * self.height * self.width
+
+    def _sizes(self) -> str:
+        return (f"clips_per_class {self.clips_per_class}, frames {self.frames}, "
+                f"height {self.height}, width {self.width}")
+
+    def check_resources(self, batch_clips: int = 16) -> None:
+        """Refuse a dataset whose generation would need more memory than the limit allows."""
+        per_clip = self.frames * self.height * self.width
+        batch = min(batch_clips, self.clips)
+        check_memory(per_clip * (_RENDER_BYTES + _BATCH_BYTES * batch) + self.clips * _RECORD_BYTES,
+                     f"generating spike-digits clips of {self.frames} frames of {self.height}x{self.width}",
+                     f"{self._sizes()}, {batch} clips per batch")
+
+    def disk_bytes(self) -> int:
+        """Bytes the dataset takes on disk (clips, manifest and dataset.json)."""
+        return self.clips * ((self.frames * self.height * self.width + 7) // 8 + _MANIFEST_BYTES) + 8192
 
     def camera(self) -> CameraConfig:
         if self.variant == "sensor":
@@ -328,9 +376,42 @@ def generate_digits(
     only once the new dataset is complete.
     """
     cfg = cfg or DigitsConfig()
+    batch_clips = check_positive_int(batch_clips, "batch_clips")
     target = Path(out)
     if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
         raise ConfigError(f"{target}: already exists and is not empty (pass --overwrite to replace it)")
+    cfg.check_resources(batch_clips)
+    _check_disk(target, cfg)
+    try:
+        return _generate(target, cfg, overwrite, progress, batch_clips)
+    except OSError as exc:
+        # name the user's folder, not the temporary sibling the clips are written to
+        raise OSError(exc.errno, f"{exc.strerror or exc} (writing the dataset)", str(target)) from None
+
+
+def _check_disk(target: Path, cfg: DigitsConfig) -> None:
+    """Refuse a dataset larger than the free space where it is written."""
+    place = target.absolute()
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    try:
+        free = shutil.disk_usage(place).free
+    except OSError:
+        return  # the write itself will report the problem
+    need = cfg.disk_bytes()
+    if need > free:
+        raise ResourceError(
+            f"{target}: the dataset needs {fmt_bytes(need)} on disk ({cfg._sizes()}), "
+            f"only {fmt_bytes(free)} is free there")
+
+
+def _generate(
+    target: Path,
+    cfg: DigitsConfig,
+    overwrite: bool,
+    progress: Callable[[int, int], None] | None,
+    batch_clips: int,
+) -> Path:
     images, labels = _load_handwriting()
     specs = plan_clips(cfg, labels)
     camera = cfg.camera()

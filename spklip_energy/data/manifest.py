@@ -14,11 +14,18 @@ height      yes       frame rows as stored
 width       yes       frame columns as stored (including head columns)
 caption     no        text describing the clip (default: the label)
 split       no        ``train`` / ``val`` / ``test`` (default: ``train``)
+head_columns no       right-most columns that hold no image (16 for sps10 files; default 0)
+flipud      no        the rows are stored upside down (default false)
 ==========  ========  ===============================================
 
 Other fields are kept as they are. A folder without a manifest is indexed from
 its layout (:func:`index_folder`): the class is the folder name and the caption
 is the class name, as SPKLIP's own loader does.
+
+Every clip path must lie inside the dataset folder: an absolute path, or one
+that leaves the folder through ``..`` or a symbolic link, is refused naming the
+manifest line. Two records of the same clip (or with the same ``id``) are
+allowed but reported as a :class:`~spklip_energy.errors.SpklipWarning`.
 """
 
 from __future__ import annotations
@@ -27,15 +34,19 @@ import csv
 import io
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import DatError, ManifestError
+from ..errors import ConfigError, DatError, ManifestError, SpklipWarning
+from ..options import check_nonneg_int, check_positive_int
 from .dat import dat_info
 
 MANIFEST_NAMES = ("manifest.jsonl", "manifest.csv")
 REQUIRED_FIELDS = ("path", "label", "frames", "height", "width")
 _INT_FIELDS = ("frames", "height", "width")
+_GEOMETRY_FIELDS = ("head_columns", "flipud")
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no", "")
 
 
 @dataclass
@@ -50,6 +61,13 @@ class ClipRecord:
     caption: str
     split: str = "train"
     extra: dict = field(default_factory=dict)
+    head_columns: int = 0  # right-most columns on disk that hold no image (dropped on reading)
+    flipud: bool = False  # rows stored upside down (flipped on reading)
+
+    @property
+    def image_width(self) -> int:
+        """Columns of the image once the head columns are dropped."""
+        return self.width - self.head_columns
 
 
 @dataclass
@@ -89,12 +107,41 @@ def _parse_record(raw: dict, root: Path, where: str) -> ClipRecord:
     rel = raw["path"]
     if not isinstance(rel, str):
         raise ManifestError(f"{where}: field 'path' must be a string, got {rel!r}")
+    head_raw, head = raw.get("head_columns"), 0
+    if head_raw not in (None, ""):
+        try:
+            if isinstance(head_raw, bool) or (isinstance(head_raw, float) and not head_raw.is_integer()):
+                raise ValueError
+            head = int(head_raw)
+        except (TypeError, ValueError):
+            head = -1
+    if not 0 <= head < values["width"]:
+        raise ManifestError(
+            f"{where}: field 'head_columns' must be a whole number in [0, {values['width']}), "
+            f"got {raw.get('head_columns')!r}")
+    flip = raw.get("flipud")
+    if flip is None or isinstance(flip, bool):
+        flip = bool(flip)
+    elif isinstance(flip, str) and flip.strip().lower() in _TRUE + _FALSE:
+        flip = flip.strip().lower() in _TRUE
+    elif isinstance(flip, int) and flip in (0, 1):
+        flip = bool(flip)
+    else:
+        raise ManifestError(f"{where}: field 'flipud' must be true or false, got {flip!r}")
     label, caption, split = str(raw["label"]), raw.get("caption"), raw.get("split") or "train"
-    extra = {k: v for k, v in raw.items() if k not in REQUIRED_FIELDS + ("caption", "split")}
+    extra = {k: v for k, v in raw.items()
+             if k not in REQUIRED_FIELDS + _GEOMETRY_FIELDS + ("caption", "split")}
+    if os.path.isabs(rel):
+        raise ManifestError(f"{where}: clip path {rel!r} is absolute; paths must be relative to the "
+                            f"dataset folder {root}")
     try:
         path = (root / rel).resolve()
-    except (OSError, ValueError) as exc:  # NUL byte, lone surrogate, ...
+        inside = path == root.resolve() or root.resolve() in path.parents
+    except (OSError, ValueError, RuntimeError) as exc:  # NUL byte, lone surrogate, symlink loop ...
         raise ManifestError(f"{where}: unusable clip path {rel!r} ({exc})") from None
+    if not inside:
+        raise ManifestError(f"{where}: clip path {rel!r} leads outside the dataset folder {root} "
+                            f"(to {path})")
     return ClipRecord(
         path=path,
         label=label,
@@ -104,23 +151,48 @@ def _parse_record(raw: dict, root: Path, where: str) -> ClipRecord:
         caption=str(caption) if caption not in (None, "") else label,
         split=str(split),
         extra=extra,
+        head_columns=head,
+        flipud=flip,
     )
 
 
-def _read_records(path: Path) -> list[tuple[dict, str]]:
+def _warn_duplicates(manifest_path: Path, clips: list[ClipRecord], rows: list[tuple[dict, str, int]]) -> None:
+    """One :class:`SpklipWarning` naming the lines of records that list the same clip or id."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    shown: dict[tuple[str, str], str] = {}
+    for rec, (raw, _, line) in zip(clips, rows, strict=True):
+        keys = [("path", str(rec.path), f"the same clip {raw['path']!r}")]
+        rid = raw.get("id")
+        if rid not in (None, ""):
+            text = json.dumps(rid, default=str, sort_keys=True)
+            keys.append(("id", text, f"the same id {text}"))
+        for kind, key, what in keys:
+            groups.setdefault((kind, key), []).append(line)
+            shown.setdefault((kind, key), what)
+    dups = [(shown[k], ls) for k, ls in groups.items() if len(ls) > 1]
+    if not dups:
+        return
+    parts = []
+    for what, ls in dups[:5]:
+        parts.append(f"lines {', '.join(map(str, ls[:-1]))} and {ls[-1]} list {what}")
+    more = f"; and {len(dups) - 5} more" if len(dups) > 5 else ""
+    warnings.warn(f"{manifest_path}: duplicate records: {'; '.join(parts)}{more}", SpklipWarning, stacklevel=3)
+
+
+def _read_records(path: Path) -> list[tuple[dict, str, int]]:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise ManifestError(f"{path}: manifest is not UTF-8 text") from None
     except OSError as exc:
         raise ManifestError(f"{path}: cannot read manifest ({exc.strerror})") from None
-    rows: list[tuple[dict, str]] = []
+    rows: list[tuple[dict, str, int]] = []
     if path.suffix == ".jsonl":
         for n, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             try:
-                rows.append((json.loads(line), f"{path}:{n}"))
+                rows.append((json.loads(line), f"{path}:{n}", n))
             except json.JSONDecodeError as exc:
                 raise ManifestError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
             except RecursionError:
@@ -131,7 +203,7 @@ def _read_records(path: Path) -> list[tuple[dict, str]]:
             for n, row in enumerate(reader, 2):
                 if None in row:
                     raise ManifestError(f"{path}:{n}: row has more cells than the header")
-                rows.append((row, f"{path}:{n}"))
+                rows.append((row, f"{path}:{n}", n))
         except csv.Error as exc:
             raise ManifestError(f"{path}: not valid CSV ({exc})") from None
     else:
@@ -190,10 +262,11 @@ def load_manifest(source: str | os.PathLike, check_files: bool = True) -> Manife
     rows = _read_records(manifest_path)
     if not rows:
         raise ManifestError(f"{manifest_path}: manifest lists no clips")
-    clips = [_parse_record(raw, root, where) for raw, where in rows]
+    clips = [_parse_record(raw, root, where) for raw, where, _ in rows]
     if check_files:
-        for rec, (_, where) in zip(clips, rows, strict=True):
+        for rec, (_, where, _) in zip(clips, rows, strict=True):
             _check_clip_file(rec, where)
+    _warn_duplicates(manifest_path, clips, rows)
     meta: dict = {}
     meta_path = root / "dataset.json"
     if meta_path.is_file():
@@ -216,12 +289,24 @@ def load_manifest(source: str | os.PathLike, check_files: bool = True) -> Manife
     return Manifest(root=root, clips=clips, classes=classes, class_prompts=prompts, meta=meta)
 
 
-def index_folder(root: str | os.PathLike, height: int, width: int) -> list[dict]:
+def index_folder(
+    root: str | os.PathLike, height: int, width: int, head_columns: int = 0, flipud: bool = False
+) -> list[dict]:
     """Build manifest records for a folder-per-class dataset that has no manifest.
 
     Each class folder holds clips as ``.dat`` files or as folders of ``.dat``
-    files (SPKLIP's layout). The caption is the class name.
+    files (SPKLIP's layout). The caption is the class name. ``head_columns``
+    (0 <= N < width) and ``flipud`` describe how the files are stored; they go
+    into every record, so that :func:`~spklip_energy.data.clips.read_clip` and
+    training read the clips accordingly.
     """
+    height = check_positive_int(height, "height")
+    width = check_positive_int(width, "width")
+    head_columns = check_nonneg_int(head_columns, "head_columns")
+    if head_columns >= width:
+        raise ConfigError(f"head_columns must be less than the width {width}, got {head_columns}")
+    if not isinstance(flipud, bool):
+        raise ConfigError(f"flipud must be true or false, got {flipud!r}")
     base = Path(root)
     if not base.is_dir():
         raise ManifestError(f"{base}: no such dataset folder")
@@ -237,6 +322,12 @@ def index_folder(root: str | os.PathLike, height: int, width: int) -> list[dict]
             else:
                 continue
             try:
+                target = clip.resolve()
+            except (OSError, RuntimeError) as exc:  # a symbolic-link loop
+                raise ManifestError(f"{clip}: unusable clip path ({exc})") from None
+            if base.resolve() not in target.parents:
+                raise ManifestError(f"{clip}: leads outside the dataset folder {base} (to {target})")
+            try:
                 frames = sum(dat_info(p, height, width).frames for p in parts)
             except DatError as exc:
                 raise ManifestError(str(exc)) from None
@@ -248,6 +339,8 @@ def index_folder(root: str | os.PathLike, height: int, width: int) -> list[dict]
                     "frames": frames,
                     "height": height,
                     "width": width,
+                    "head_columns": head_columns,
+                    "flipud": flipud,
                     "split": "train",
                 }
             )

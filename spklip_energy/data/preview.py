@@ -10,12 +10,24 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..errors import SpklipError
+from ..limits import check_count
+from ..options import check_positive_float, check_positive_int
 from .reconstruct import tfi, tfp
+
+#: Most time points one preview grid shows (a wider grid is unreadable and slow to draw).
+MAX_COLUMNS = 100
 
 
 def stream_stats(spikes: np.ndarray, fps: float | None = None) -> dict:
-    """Frames, size, firing rate (spikes per pixel per frame) and mean spikes per pixel."""
+    """Frames, size, firing rate (spikes per pixel per frame) and mean spikes per pixel.
+
+    ``fps`` (the read-out rate in Hz, positive and finite) adds the firing rate in Hz.
+    """
+    if fps is not None:
+        fps = check_positive_float(fps, "fps")
     s = np.asarray(spikes)
+    if s.ndim != 3:
+        raise SpklipError(f"spikes must have shape [T, H, W], got {tuple(s.shape)}")
     t_len, h, w = s.shape
     total = int(np.count_nonzero(s))
     stats = {
@@ -26,9 +38,16 @@ def stream_stats(spikes: np.ndarray, fps: float | None = None) -> dict:
         "firing_rate": total / max(s.size, 1),
         "mean_spikes_per_pixel": total / max(h * w, 1),
     }
-    if fps:
+    if fps is not None:
         stats["firing_rate_hz"] = stats["firing_rate"] * fps
     return stats
+
+
+def check_columns(columns, name: str = "columns") -> int:
+    """The number of preview columns: a positive integer up to :data:`MAX_COLUMNS`."""
+    columns = check_positive_int(columns, name)
+    check_count(columns, MAX_COLUMNS, "the number of preview columns", f"{name} {columns}")
+    return columns
 
 
 def _time_points(n_frames: int, margin: int, columns: int) -> np.ndarray:
@@ -41,8 +60,15 @@ def _time_points(n_frames: int, margin: int, columns: int) -> np.ndarray:
 def preview_rows(
     spikes: np.ndarray, columns: int = 8, tfp_half_window: int = 16, tfi_half_window: int = 20
 ) -> tuple[np.ndarray, list[str], np.ndarray]:
-    """Images for the preview grid: ``[rows, columns, H, W]`` uint8, row names, frame indices."""
+    """Images for the preview grid: ``[rows, columns, H, W]`` uint8, row names, frame indices.
+
+    ``columns`` (1 to :data:`MAX_COLUMNS`) is the number of time points; a stream
+    with fewer usable frames gives fewer.
+    """
+    columns = check_columns(columns)
     s = np.asarray(spikes)
+    if s.ndim != 3:
+        raise SpklipError(f"spikes must have shape [T, H, W], got {tuple(s.shape)}")
     margin = min(max(tfp_half_window, tfi_half_window), (s.shape[0] - 1) // 2)
     r_p, r_i = min(tfp_half_window, margin), min(tfi_half_window, margin)
     ts = _time_points(s.shape[0], margin, columns)
@@ -61,6 +87,7 @@ def save_preview(
     columns: int = 8,
 ) -> Path:
     """Write a PNG grid: raw spike frames, TFP and TFI reconstructions at evenly spaced times."""
+    columns = check_columns(columns)
     grid, names, ts = preview_rows(spikes, columns=columns)
     return save_image_grid(grid, names, [f"t={t}" for t in ts], out, title=title)
 

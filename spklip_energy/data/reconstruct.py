@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import SpklipError
+from ..errors import ConfigError, SpklipError
+from ..limits import check_memory
+from ..options import check_nonneg_int
 
 #: Interval SpikeCV substitutes where a pixel has no spike on one side.
 TFI_MISSING_INTERVAL = 257
@@ -35,12 +37,22 @@ def _as_stream(spikes: np.ndarray) -> np.ndarray:
     return arr
 
 
+def _half_window(value, name: str) -> int:
+    try:
+        return check_nonneg_int(value, name)
+    except ConfigError as exc:
+        raise SpklipError(str(exc)) from None
+
+
 def tfp(spikes: np.ndarray, half_window: int = 16) -> np.ndarray:
     """TFP reconstruction of every frame with a full window: ``[T - 2r, H, W]`` uint8."""
     s = _as_stream(spikes)
-    T, r = s.shape[0], int(half_window)
-    if r < 0 or T - 2 * r <= 0:
+    T, r = s.shape[0], _half_window(half_window, "TFP half window")
+    if T - 2 * r <= 0:
         raise SpklipError(f"a stream of {T} frames is too short for TFP half window {r}")
+    # int32 cumulative sums and window counts, the float32 mean and the uint8 result
+    check_memory(13 * s.size + 4 * s[0].size, f"TFP of {T} frames of {'x'.join(map(str, s.shape[1:]))}",
+                 f"{T} frames; reconstruct a shorter range")
     n = 2 * r + 1
     csum = np.zeros((T + 1,) + s.shape[1:], dtype=np.int32)
     np.cumsum(s, axis=0, dtype=np.int32, out=csum[1:])
@@ -51,10 +63,14 @@ def tfp(spikes: np.ndarray, half_window: int = 16) -> np.ndarray:
 
 def tfi(spikes: np.ndarray, half_window: int = 20) -> np.ndarray:
     """TFI reconstruction: ``[T - 2w, H, W]`` uint8 (``w = half_window``)."""
-    s = _as_stream(spikes).astype(bool, copy=False)
-    T, w = s.shape[0], int(half_window)
-    if w < 0 or T - 2 * w <= 0:
+    s = _as_stream(spikes)
+    T, w = s.shape[0], _half_window(half_window, "TFI half window")
+    if T - 2 * w <= 0:
         raise SpklipError(f"a stream of {T} frames is too short for TFI half window {w}")
+    # boolean copy, five int32 index planes, the float32 interval and the uint8 result
+    check_memory(26 * s.size, f"TFI of {T} frames of {'x'.join(map(str, s.shape[1:]))}",
+                 f"{T} frames; reconstruct a shorter range")
+    s = s.astype(bool, copy=False)
     t = np.arange(T, dtype=np.int32).reshape(-1, 1, 1)
     # last spike at or before t (-1 if none), then shifted: last spike strictly before t
     last = np.maximum.accumulate(np.where(s, t, -1), axis=0)

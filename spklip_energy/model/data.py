@@ -28,14 +28,14 @@ def clips_for(cfg: SPKLIPConfig, manifest: Manifest, split: str | None) -> Spike
     if not sample:
         raise ConfigError(f"{manifest.root}: split {split!r} holds no clips")
     h = min(c.height for c in sample)
-    w = min(c.width for c in sample)
+    w = min(c.image_width for c in sample)  # head columns (sps10) are dropped on reading
     if h < cfg.height or w < cfg.width:
         raise MediaError(
             f"{manifest.root}: clips are {h}x{w}, smaller than preset {cfg.preset!r} needs "
             f"({cfg.height}x{cfg.width})"
         )
     crop = None if (h, w) == (cfg.height, cfg.width) and all(
-        (c.height, c.width) == (h, w) for c in sample) else (cfg.height, cfg.width)
+        (c.height, c.image_width) == (h, w) for c in sample) else (cfg.height, cfg.width)
     sel = ClipSelection(frames=cfg.frames, offset="start", crop=crop)
     return SpikeClips(manifest, split=split, selection=sel)
 

@@ -1,0 +1,678 @@
+"""Issue 12 guarantees on the data side: sizes checked before allocating, arguments checked in the
+library, clips kept inside their dataset, head columns and flips carried to training, temporaries
+neither named in messages nor left behind.
+
+Each CLI case asserts exit status 2, exactly one stderr line naming the value or the user's file,
+no traceback and no partial output.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spklip_energy.cli import main
+from spklip_energy.data import clips as clips_mod
+from spklip_energy.data import digits as digits_mod
+from spklip_energy.data.camera import CameraConfig, load_frames, simulate_spikes, upsample_linear
+from spklip_energy.data.clips import ClipSelection, SpikeClips, builtin_dataset, read_clip
+from spklip_energy.data.dat import read_dat, write_dat
+from spklip_energy.data.digits import DigitsConfig, generate_digits
+from spklip_energy.data.manifest import index_folder, load_manifest
+from spklip_energy.data.preview import save_preview, stream_stats
+from spklip_energy.errors import (
+    ConfigError,
+    DatError,
+    ManifestError,
+    MediaError,
+    ResourceError,
+    SpklipWarning,
+)
+
+H, W = 8, 16  # byte-aligned frames of 16 bytes
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@pytest.fixture(autouse=True)
+def _no_memory_env(monkeypatch):
+    """Every test starts from the default memory limit; those that need a small one set it."""
+    monkeypatch.delenv("SPKLIP_MAX_MEMORY", raising=False)
+
+
+def cli(capsys, *argv) -> tuple[int, str, str]:
+    """Run the CLI in-process; argparse's own refusals (SystemExit) count as their status."""
+    try:
+        rc = main([str(a) for a in argv])
+    except SystemExit as exc:
+        rc = exc.code
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def one_error(rc: int, err: str, *needles: str) -> str:
+    """Exit 2, one non-empty ``spklip-energy: error:`` line holding every needle, no traceback."""
+    assert rc == 2, f"expected exit status 2, found {rc} (stderr: {err!r})"
+    assert "Traceback" not in err, f"expected no traceback, found:\n{err}"
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].strip(), f"expected one non-empty stderr line, found {lines!r}"
+    assert lines[0].startswith("spklip-energy: error:"), f"expected the error prefix, found {lines[0]!r}"
+    for needle in needles:  # numbers may be written with thousands separators
+        assert needle in lines[0] or needle in lines[0].replace(",", ""), (
+            f"expected {needle!r} in the error line, found {lines[0]!r}")
+    return lines[0]
+
+
+def make_clip(path: Path, frames: int, seed: int = 0, height: int = H, width: int = W) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    spikes = (rng.random((frames, height, width)) < 0.3).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_dat(path, spikes)
+    return spikes
+
+
+def write_jsonl(path: Path, records: list) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def record(path: str, label: str = "walk", frames: int = 5, **extra) -> dict:
+    return {"path": path, "label": label, "frames": frames, "height": H, "width": W, **extra}
+
+
+@pytest.fixture
+def small_set(tmp_path) -> Path:
+    root = tmp_path / "set"
+    for i, name in enumerate(("walk/a.dat", "walk/b.dat")):
+        make_clip(root / name, 5, seed=i)
+    return root
+
+
+@pytest.fixture
+def frames_npy(tmp_path) -> Path:
+    path = tmp_path / "frames.npy"
+    np.save(path, np.linspace(0.0, 1.0, 3 * 4 * 4, dtype=np.float32).reshape(3, 4, 4))
+    return path
+
+
+def sparse_file(path: Path, size: int) -> Path:
+    with open(path, "wb") as fh:
+        fh.truncate(size)  # a hole: no disk used
+    return path
+
+
+# --------------------------------------------------------------------------- .dat: sizes and arguments
+
+
+def test_show_refuses_a_4gib_stream_before_reading(tmp_path, capsys, monkeypatch):
+    """`data show` on a 4 GiB .dat (262144 frames of 256x512) under a 1 GiB limit: refused from the
+    file size, naming the file and the frames; no preview written, the file never mapped."""
+    big = sparse_file(tmp_path / "huge.dat", 4 * 2**30)
+    monkeypatch.setenv("SPKLIP_MAX_MEMORY", "1GiB")
+
+    def no_map(*a, **k):
+        raise AssertionError("expected the size check to refuse before mapping the file")
+
+    monkeypatch.setattr(np, "memmap", no_map)
+    out = tmp_path / "preview.png"
+    rc, stdout, err = cli(capsys, "data", "show", big, "--height", 256, "--width", 512, "--out", out)
+    one_error(rc, err, "huge.dat", "262144")
+    assert stdout == "", f"expected nothing on stdout, found {stdout!r}"
+    assert not out.exists(), f"expected no preview at {out}"
+
+
+def test_read_dat_refuses_over_the_limit_and_reads_within(tmp_path, monkeypatch):
+    """The library refuses the same read (ResourceError naming file and frames); a --count that
+    fits is read."""
+    big = sparse_file(tmp_path / "huge.dat", 4 * 2**30)
+    monkeypatch.setenv("SPKLIP_MAX_MEMORY", "1GiB")
+    with pytest.raises(ResourceError, match=r"huge\.dat.*262144 frames"):
+        read_dat(big, 256, 512)
+    with pytest.raises(ResourceError, match="100000"):
+        read_dat(big, 256, 512, start=5, count=100_000)
+    part = read_dat(big, 256, 512, start=100, count=3)
+    assert part.shape == (3, 256, 512) and not part.any(), f"expected 3 empty frames, found {part.shape}"
+
+
+@pytest.mark.parametrize(
+    "kwargs,needle",
+    [
+        ({"start": -1}, "start"),
+        ({"count": 0}, "count"),
+        ({"count": -3}, "count"),
+        ({"count": 2.5}, "count"),
+        ({"start": True}, "start"),
+        ({"head_columns": 1.5}, "head_columns"),
+        ({"height": 0}, "height"),
+        ({"width": -8}, "width"),
+        ({"height": "8"}, None),  # a numeric string is an integer
+    ],
+)
+def test_read_dat_checks_its_arguments(tmp_path, kwargs, needle):
+    path = write_dat(tmp_path / "args.dat", np.zeros((4, H, W), dtype=np.uint8))
+    args = {"height": H, "width": W, **kwargs}
+    if needle is None:
+        assert read_dat(path, **args).shape == (4, H, W)
+        return
+    with pytest.raises(DatError) as info:
+        read_dat(path, **args)
+    assert "args.dat" in str(info.value) and needle in str(info.value), f"found {info.value}"
+
+
+@pytest.mark.parametrize("option,value", [("--count", "0"), ("--start", "-1"), ("--height", "0")])
+def test_show_bad_range_is_one_line(tmp_path, capsys, option, value):
+    path = write_dat(tmp_path / "s.dat", np.zeros((4, H, W), dtype=np.uint8))
+    argv = {"--height": str(H), "--width": str(W), option: value}
+    rc, out, err = cli(capsys, "data", "show", path, *[x for kv in argv.items() for x in kv])
+    one_error(rc, err, option.lstrip("-"))
+    assert out == ""
+
+
+# --------------------------------------------------------------------------- preview and stats
+
+
+@pytest.mark.parametrize("value", ["0", "-2"])
+def test_show_columns_must_be_positive(tmp_path, capsys, value):
+    path = write_dat(tmp_path / "s.dat", np.zeros((60, H, W), dtype=np.uint8))
+    out = tmp_path / "p.png"
+    rc, stdout, err = cli(capsys, "data", "show", path, "--height", H, "--width", W, "--out", out,
+                          "--columns", value)
+    one_error(rc, err, "columns", value)
+    assert stdout == "" and not out.exists(), "expected no output and no preview"
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "nan", "inf"])
+def test_show_fps_must_be_positive_finite(tmp_path, capsys, value):
+    path = write_dat(tmp_path / "s.dat", np.zeros((4, H, W), dtype=np.uint8))
+    rc, stdout, err = cli(capsys, "data", "show", path, "--height", H, "--width", W, "--fps", value)
+    one_error(rc, err, "fps")
+    assert stdout == ""
+
+
+def test_preview_and_stats_check_their_arguments(tmp_path):
+    spikes = np.zeros((60, H, W), dtype=np.uint8)
+    for fps in (0, -1.0, math.nan, math.inf, "x"):
+        with pytest.raises(ConfigError, match="fps"):
+            stream_stats(spikes, fps=fps)
+    assert stream_stats(spikes, fps=100)["firing_rate_hz"] == 0.0
+    for columns in (0, -1, 2.5, True):
+        with pytest.raises(ConfigError, match="columns"):
+            save_preview(spikes, tmp_path / "p.png", columns=columns)
+    t0 = time.perf_counter()
+    with pytest.raises(ResourceError, match="1000000000"):  # refused, not a 10**9-point linspace
+        save_preview(spikes, tmp_path / "p.png", columns=10**9)
+    assert time.perf_counter() - t0 < 1.0
+    assert not (tmp_path / "p.png").exists()
+
+
+# --------------------------------------------------------------------------- simulate and camera
+
+
+def test_simulate_upsample_refused_from_the_sizes(tmp_path, capsys, frames_npy):
+    out = tmp_path / "out.dat"
+    t0 = time.perf_counter()
+    rc, stdout, err = cli(capsys, "data", "simulate", frames_npy, out, "--upsample", 10**12)
+    one_error(rc, err, "1000000000000")
+    assert time.perf_counter() - t0 < 5.0
+    assert stdout == "" and not out.exists() and list(tmp_path.iterdir()) == [frames_npy]
+
+
+def test_upsample_linear_checks_before_allocating(monkeypatch):
+    frames = np.zeros((3, 4, 4), dtype=np.float32)
+    with pytest.raises(ResourceError, match="upsample factor 1000000000000"):
+        upsample_linear(frames, 10**12)
+    for bad in (0, -1, 2.5, "x"):
+        with pytest.raises(ConfigError, match="upsample"):
+            upsample_linear(frames, bad)
+    monkeypatch.setenv("SPKLIP_MAX_MEMORY", "10KB")
+    with pytest.raises(ResourceError):  # 101 frames of 4x4 float32 and temporaries: about 26 KB
+        upsample_linear(frames, 50)
+    assert upsample_linear(frames, 2).shape == (5, 4, 4)
+
+
+@pytest.mark.parametrize(
+    "option,value,needle",
+    [
+        ("--seed", "-1", "-1"),
+        ("--seed", str(2**40), str(2**40)),
+        ("--theta", "nan", "nan"),
+        ("--theta", "0", "theta"),
+        ("--alpha", "-1", "alpha"),
+        ("--alpha", "inf", "inf"),
+        ("--photons", "0", "photons"),
+        ("--photons", "nan", "nan"),
+        ("--dark-current", "-0.5", "-0.5"),
+        ("--dark-current", "inf", "inf"),
+        ("--hot-pixels", "1.5", "1.5"),
+        ("--row-artifacts", "-0.1", "-0.1"),
+        ("--max-frames", "0", "got 0"),
+        ("--max-frames", "-2", "got -2"),
+    ],
+)
+def test_simulate_bad_settings_are_one_line(tmp_path, capsys, frames_npy, option, value, needle):
+    out = tmp_path / "out.dat"
+    rc, stdout, err = cli(capsys, "data", "simulate", frames_npy, out, option, value)
+    one_error(rc, err, needle)
+    assert stdout == "" and not out.exists(), "expected no output .dat"
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"theta": math.nan}, {"theta": -1.0}, {"alpha": math.inf}, {"alpha": 0},
+        {"photons_per_step": math.nan}, {"photons_per_step": 0}, {"photons_per_step": 1e300},
+        {"dark_current": math.nan}, {"dark_current": -1}, {"hot_pixel_current": math.inf},
+        {"row_artifact_current": -0.1}, {"hot_pixel_fraction": 1.5}, {"hot_pixel_fraction": math.nan},
+        {"row_artifact_fraction": -0.01}, {"random_init": "yes"}, {"theta": "x"},
+    ],
+)
+def test_camera_config_validates_every_field(kwargs):
+    with pytest.raises(ConfigError, match=next(iter(kwargs))):
+        CameraConfig(**kwargs)
+
+
+def test_simulate_spikes_checks_seed_and_size(monkeypatch):
+    frames = np.full((4, 4, 4), 0.5, dtype=np.float32)
+    for seed in (-1, 2**40, 1.5, [1, -2]):
+        with pytest.raises(ConfigError, match="seed"):
+            simulate_spikes(frames, seed=seed)
+    assert simulate_spikes(frames, seed=[3, 4]).shape == (4, 4, 4)
+    with pytest.raises(MediaError, match="dtype"):
+        simulate_spikes(np.full((2, 2, 2), 1 + 1j))
+    monkeypatch.setenv("SPKLIP_MAX_MEMORY", "100")
+    with pytest.raises(ResourceError, match="4 frames of 4x4"):
+        simulate_spikes(frames)
+
+
+class _Plant:
+    """Unpickling this would create ``marker``: proves that nothing is unpickled."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize("kind", ["str", "object", "complex", "structured", "nan"])
+def test_simulate_refuses_arrays_that_are_not_intensities(tmp_path, capsys, kind):
+    src = tmp_path / f"{kind}.npy"
+    marker = tmp_path / "pickle-ran"
+    if kind == "str":
+        np.save(src, np.full((2, 3, 3), "a"))
+    elif kind == "object":
+        arr = np.empty((2, 3, 3), dtype=object)
+        arr[0, 0, 0] = _Plant(marker)
+        np.save(src, arr, allow_pickle=True)
+    elif kind == "complex":
+        np.save(src, np.ones((2, 3, 3), dtype=np.complex64))
+    elif kind == "structured":
+        np.save(src, np.zeros((2, 3, 3), dtype=[("a", "f4"), ("b", "i4")]))
+    else:
+        np.save(src, np.full((2, 3, 3), np.nan, dtype=np.float32))
+    out = tmp_path / "out.dat"
+    rc, stdout, err = cli(capsys, "data", "simulate", src, out)
+    one_error(rc, err, src.name)
+    assert not marker.exists(), "expected no pickled code to run"
+    assert stdout == "" and not out.exists()
+    with pytest.raises(MediaError, match=src.name):
+        load_frames(src)
+
+
+def test_npz_of_strings_names_the_file(tmp_path):
+    src = tmp_path / "a.npz"
+    np.savez(src, frames=np.full((2, 3, 3), "x"))
+    with pytest.raises(MediaError, match=r"a\.npz.*dtype"):
+        load_frames(src)
+
+
+def test_array_sized_from_its_header_before_reading(tmp_path, monkeypatch):
+    """A 100-byte .npy whose header claims 4 TB is refused from the header; max_frames reads only the
+    frames it keeps (memory-mapped)."""
+    src = tmp_path / "claims.npy"
+    with open(src, "wb") as fh:
+        np.lib.format.write_array_header_1_0(
+            fh, {"descr": "<f4", "fortran_order": False, "shape": (10**6, 1000, 1000)})
+    monkeypatch.setenv("SPKLIP_MAX_MEMORY", "1GiB")
+    with pytest.raises(ResourceError, match=r"claims\.npy.*1000000 frames"):
+        load_frames(src)
+    big = tmp_path / "big.npy"
+    arr = np.lib.format.open_memmap(big, mode="w+", dtype=np.uint8, shape=(300, 1000, 1000))
+    arr[:2] = 255
+    del arr
+    monkeypatch.setenv("SPKLIP_MAX_MEMORY", "50MB")
+    with pytest.raises(ResourceError, match="300 frames"):
+        load_frames(big)
+    got = load_frames(big, max_frames=2)
+    assert got.shape == (2, 1000, 1000) and got.dtype == np.float32 and got.min() == 1.0
+
+
+def test_image_folder_estimated_before_stacking(tmp_path, monkeypatch):
+    import imageio.v2 as iio
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(5):
+        iio.imwrite(folder / f"{i}.png", np.full((32, 32), 40 * i, dtype=np.uint8))
+    calls = []
+    real = iio.imread
+    monkeypatch.setattr(iio, "imread", lambda f, *a, **k: calls.append(f) or real(f, *a, **k))
+    monkeypatch.setenv("SPKLIP_MAX_MEMORY", "20KB")  # 5 frames of 32x32 float32, twice: 40 KB
+    with pytest.raises(ResourceError, match="imgs.*5 frames of 32x32"):
+        load_frames(folder)
+    assert len(calls) == 1, f"expected one image decoded before refusing, found {len(calls)}"
+    assert load_frames(folder, max_frames=2).shape == (2, 32, 32)
+    for bad in (0, -1, 1.5):
+        with pytest.raises(ConfigError, match="max_frames"):
+            load_frames(folder, max_frames=bad)
+
+
+# --------------------------------------------------------------------------- make-digits
+
+
+@pytest.mark.parametrize(
+    "option,value",
+    [
+        ("--frames", 10**12),
+        ("--clips-per-class", 10**11),
+        ("--height", 10**9),
+        ("--width", 10**9),
+    ],
+)
+def test_make_digits_refuses_huge_sizes(tmp_path, capsys, option, value):
+    out = tmp_path / "ds"
+    t0 = time.perf_counter()
+    rc, stdout, err = cli(capsys, "data", "make-digits", out, option, value, "--json")
+    one_error(rc, err, str(value))
+    assert time.perf_counter() - t0 < 5.0
+    assert stdout == "" and list(tmp_path.iterdir()) == [], f"expected nothing written, found {list(tmp_path.iterdir())}"
+
+
+@pytest.mark.parametrize(
+    "option,value",
+    [("--seed", "-1"), ("--seed", str(2**33)), ("--frames", "0"), ("--clips-per-class", "2"), ("--height", "-16")],
+)
+def test_make_digits_bad_values_are_one_line(tmp_path, capsys, option, value):
+    rc, stdout, err = cli(capsys, "data", "make-digits", tmp_path / "ds", option, value, "--json")
+    one_error(rc, err, value)
+    assert stdout == "" and list(tmp_path.iterdir()) == []
+
+
+def test_make_digits_memory_estimated_per_clip(tmp_path, capsys, monkeypatch):
+    """Per-clip memory (render + batch) over the limit is refused before rendering."""
+    monkeypatch.setenv("SPKLIP_MAX_MEMORY", "10MB")
+    rc, stdout, err = cli(capsys, "data", "make-digits", tmp_path / "ds", "--clips-per-class", 3,
+                          "--frames", 2, "--height", 1000, "--width", 1000, "--json")
+    one_error(rc, err, "height 1000", "memory")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_make_digits_checks_free_disk_space(tmp_path, capsys, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**6, 10**6 - 1000, 1000))
+    out = tmp_path / "ds"
+    rc, stdout, err = cli(capsys, "data", "make-digits", out, "--clips-per-class", 3, "--frames", 20,
+                          "--height", 16, "--width", 16, "--json")
+    one_error(rc, err, str(out), "disk")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "kwargs,needle",
+    [
+        ({"seed": -1}, "seed"), ({"seed": 2**40}, "seed"), ({"seed": 1.5}, "seed"),
+        ({"clips_per_class": "many"}, "clips_per_class"), ({"clips_per_class": 3.5}, "clips_per_class"),
+        ({"frames": True}, "frames"), ({"height": None}, "height"), ({"variant": "real"}, "variant"),
+    ],
+)
+def test_digits_config_validates_every_field(kwargs, needle):
+    with pytest.raises(ConfigError, match=needle):
+        DigitsConfig(**kwargs)
+
+
+def test_digits_config_work_ceiling():
+    with pytest.raises(ResourceError, match="clips_per_class 100000000000"):
+        DigitsConfig(clips_per_class=10**11)
+    with pytest.raises(ResourceError, match="frames 1000000000000"):
+        DigitsConfig(frames=10**12)
+    with pytest.raises(ConfigError, match="batch_clips"):
+        generate_digits("/nonexistent/never", DigitsConfig(clips_per_class=3, height=16, width=16, frames=2),
+                        batch_clips=0)
+
+
+def test_write_failure_names_the_users_folder_not_the_temporary(tmp_path, capsys, monkeypatch):
+    """A write that fails inside the temporary folder is reported against the user's --out folder."""
+
+    def full(*a, **k):
+        raise OSError(28, "No space left on device", str(tmp_path / ".ds.123.abcd.tmp" / "left" / "x.dat"))
+
+    monkeypatch.setattr(digits_mod, "encode_dat", full)
+    out = tmp_path / "ds"
+    rc, stdout, err = cli(capsys, "data", "make-digits", out, "--clips-per-class", 3, "--frames", 4,
+                          "--height", 16, "--width", 16, "--json")
+    line = one_error(rc, err, str(out), "No space left")
+    assert ".tmp" not in line, f"expected no temporary name in {line!r}"
+    assert list(tmp_path.iterdir()) == [], f"expected nothing left, found {list(tmp_path.iterdir())}"
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_builtin_generation_removes_stale_temporaries(tmp_path, monkeypatch):
+    """Temporaries in the dataset cache left by killed runs (a dead process's, or unnamed ones older
+    than this process) are removed when generation starts; a live run's and a fresh one stay."""
+    monkeypatch.setenv("SPKLIP_ENERGY_DATA", str(tmp_path))
+    monkeypatch.setattr(digits_mod, "DigitsConfig",
+                        functools.partial(DigitsConfig, clips_per_class=3, height=16, width=16, frames=4))
+    other = "digits-v1-sensor-seed7-32x250x64x64"
+    dead = tmp_path / f".{other}.{_dead_pid()}.k3j4h5.tmp"
+    old = tmp_path / f".{other}.a8b7c6d5.tmp"
+    old_swap = tmp_path / f".{other}.z9y8x7.old"
+    live = tmp_path / f".{other}.{os.getpid()}.q1w2e3.tmp"
+    fresh = tmp_path / f".{other}.f1r2e3s4.tmp"
+    unrelated = tmp_path / ".mine.tmp"
+    for d in (dead, old, old_swap, live, fresh, unrelated):
+        (d / "left").mkdir(parents=True)
+        (d / "left" / "x.dat").write_bytes(b"\0" * 16)
+    long_ago = time.time() - 7 * 24 * 3600
+    for d in (old, old_swap):
+        os.utime(d, (long_ago, long_ago))
+    path = builtin_dataset()
+    assert (path / "manifest.jsonl").is_file()
+    left = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("."))
+    expected = sorted(p.name for p in (live, fresh, unrelated))
+    assert left == expected, f"expected only {expected} to remain, found {left}"
+
+
+def test_remove_stale_temporaries_keeps_a_running_generation(tmp_path):
+    """A temporary whose process still runs is never removed, however old."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        tmp = tmp_path / f".digits-v1-sim-seed0-3x4x16x16.{proc.pid}.abc.tmp"
+        tmp.mkdir()
+        os.utime(tmp, (0, 0))
+        assert clips_mod.remove_stale_temporaries(tmp_path) == []
+        assert tmp.is_dir()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert clips_mod.remove_stale_temporaries(tmp_path) == [tmp]
+
+
+# --------------------------------------------------------------------------- manifests stay inside
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink-file", "symlink-folder"])
+def test_clip_paths_outside_the_dataset_are_refused(tmp_path, capsys, small_set, kind):
+    outside = tmp_path / "elsewhere"
+    make_clip(outside / "o.dat", 5, seed=9)
+    if kind == "dotdot":
+        rel = "../../etc/passwd"
+    elif kind == "absolute":
+        rel = str(outside / "o.dat")
+    elif kind == "symlink-file":
+        (small_set / "walk" / "link.dat").symlink_to(outside / "o.dat")
+        rel = "walk/link.dat"
+    else:
+        (small_set / "run").symlink_to(outside)
+        rel = "run/o.dat"
+    write_jsonl(small_set / "manifest.jsonl", [record("walk/a.dat"), record(rel, label="walk")])
+    rc, stdout, err = cli(capsys, "data", "inspect", small_set)
+    one_error(rc, err, "manifest.jsonl:2", "outside" if kind != "absolute" else "absolute")
+    assert stdout == ""
+    with pytest.raises(ManifestError, match="manifest.jsonl:2"):
+        load_manifest(small_set, check_files=False)
+
+
+def test_paths_that_stay_inside_are_accepted(small_set):
+    (small_set / "walk" / "alias.dat").symlink_to(small_set / "walk" / "a.dat")
+    write_jsonl(small_set / "manifest.jsonl",
+                [record("walk/a.dat"), record("walk/../walk/b.dat"), record("walk/alias.dat")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SpklipWarning)  # alias.dat is a.dat
+        m = load_manifest(small_set)
+    assert len(m.clips) == 3
+
+
+def test_index_refuses_a_clip_linked_outside(tmp_path):
+    root = tmp_path / "raw"
+    make_clip(root / "walk" / "a.dat", 3)
+    make_clip(tmp_path / "secret" / "s.dat", 3)
+    (root / "walk" / "s.dat").symlink_to(tmp_path / "secret" / "s.dat")
+    with pytest.raises(ManifestError, match="s.dat.*outside"):
+        index_folder(root, H, W)
+
+
+def test_duplicate_records_warn_naming_the_lines(small_set):
+    write_jsonl(small_set / "manifest.jsonl", [
+        record("walk/a.dat", id="x1"), record("walk/b.dat", id="x2"), record("walk/./a.dat", id="x3"),
+        record("walk/b.dat", id="x4"), record("walk/a.dat", id="x1")])
+    with pytest.warns(SpklipWarning) as caught:
+        m = load_manifest(small_set)
+    assert len(m.clips) == 5
+    assert len(caught) == 1, f"expected one warning, found {[str(w.message) for w in caught]}"
+    msg = str(caught[0].message)
+    for needle in ("manifest.jsonl", "lines 1, 3 and 5", "lines 2 and 4", "lines 1 and 5", "x1"):
+        assert needle in msg, f"expected {needle!r} in {msg!r}"
+    write_jsonl(small_set / "manifest.jsonl", [record("walk/a.dat", id=1), record("walk/b.dat", id=2)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SpklipWarning)
+        load_manifest(small_set)  # no duplicates, no warning
+
+
+def test_duplicate_records_are_one_warning_line_in_the_cli(small_set, capsys):
+    write_jsonl(small_set / "manifest.jsonl", [record("walk/a.dat"), record("walk/b.dat"), record("walk/a.dat")])
+    rc, stdout, err = cli(capsys, "data", "inspect", small_set, "--json")
+    assert rc == 0, f"expected success, found {rc}: {err}"
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("spklip-energy: warning:"), f"found {lines!r}"
+    assert "lines 1 and 3" in lines[0] and "walk/a.dat" in lines[0], lines[0]
+
+
+# --------------------------------------------------------------------------- head columns and flips
+
+
+@pytest.fixture
+def sps_like(tmp_path) -> tuple[Path, np.ndarray]:
+    """One class folder holding one 8x32 clip of 6 frames (16 head columns, as sps10 has)."""
+    root = tmp_path / "sps"
+    spikes = make_clip(root / "walk" / "v.dat", 6, seed=3, height=8, width=32)
+    return root, spikes
+
+
+def test_index_carries_head_columns_and_flipud_to_reading(sps_like):
+    root, spikes = sps_like
+    records = index_folder(root, 8, 32, head_columns=16, flipud=True)
+    assert [(r["head_columns"], r["flipud"]) for r in records] == [(16, True)]
+    write_jsonl(root / "manifest.jsonl", records)
+    m = load_manifest(root)
+    rec = m.clips[0]
+    assert (rec.head_columns, rec.flipud, rec.width, rec.image_width) == (16, True, 32, 16)
+    direct = read_dat(root / "walk" / "v.dat", 8, 32, head_columns=16, flipud=True)
+    assert direct.shape == (6, 8, 16)
+    np.testing.assert_array_equal(direct, spikes[:, ::-1, :16])
+    np.testing.assert_array_equal(read_clip(rec, 0, 6, ClipSelection()), direct)
+    np.testing.assert_array_equal(read_clip(rec, 2, 3, ClipSelection()), direct[2:5])
+    ds = SpikeClips(m)
+    assert (ds.height, ds.width) == (8, 16)
+    np.testing.assert_array_equal(ds[0]["spikes"].numpy(), direct)
+
+
+def test_training_clips_receive_head_columns_and_flipud(tmp_path):
+    """model.data.clips_for sizes clips by their image width: an sps10-like 64x(64+16) clip indexed with
+    head_columns=16 and flipud feeds the tiny preset (64x64) exactly the image, rows flipped."""
+    from spklip_energy.model.config import preset_config
+    from spklip_energy.model.data import clips_for
+
+    cfg = preset_config("tiny")
+    root = tmp_path / "sps"
+    spikes = make_clip(root / "walk" / "v.dat", cfg.frames, seed=5, height=cfg.height, width=cfg.width + 16)
+    write_jsonl(root / "manifest.jsonl", index_folder(root, cfg.height, cfg.width + 16, head_columns=16,
+                                                      flipud=True))
+    ds = clips_for(cfg, load_manifest(root), "train")
+    np.testing.assert_array_equal(ds[0]["spikes"].numpy(), spikes[:, ::-1, : cfg.width])
+
+
+@pytest.mark.parametrize("head,flip", [(32, False), (-1, False), (2.5, False), (0, "yes")])
+def test_index_folder_checks_head_columns_and_flipud(sps_like, head, flip):
+    root, _ = sps_like
+    with pytest.raises(ConfigError, match="head_columns" if flip is False else "flipud"):
+        index_folder(root, 8, 32, head_columns=head, flipud=flip)
+
+
+@pytest.mark.parametrize("value", [32, -1, 1.5, "x", True])
+def test_manifest_head_columns_checked(sps_like, value):
+    root, _ = sps_like
+    write_jsonl(root / "manifest.jsonl", [{"path": "walk/v.dat", "label": "walk", "frames": 6, "height": 8,
+                                           "width": 32, "head_columns": value}])
+    with pytest.raises(ManifestError, match=r"manifest\.jsonl:1.*head_columns"):
+        load_manifest(root)
+
+
+def test_cli_index_writes_head_columns_and_flipud(sps_like, capsys):
+    """`data index --head-columns 16 --flipud` puts both into every record (needs the CLI to pass them)."""
+    root, spikes = sps_like
+    rc, stdout, err = cli(capsys, "data", "index", root, "--height", 8, "--width", 32, "--head-columns", 16,
+                          "--flipud", "--json")
+    assert rc == 0, err
+    recs = [json.loads(line) for line in (root / "manifest.jsonl").read_text().splitlines()]
+    assert [(r["head_columns"], r["flipud"]) for r in recs] == [(16, True)]
+    clip = load_manifest(root).clips[0]
+    np.testing.assert_array_equal(read_clip(clip, 0, 6, ClipSelection()), spikes[:, ::-1, :16])
+
+
+@pytest.mark.parametrize("value", ["32", "40", "-1"])
+def test_cli_index_head_columns_out_of_range(sps_like, capsys, value):
+    root, _ = sps_like
+    rc, stdout, err = cli(capsys, "data", "index", root, "--height", 8, "--width", 32, "--head-columns", value)
+    one_error(rc, err, "head", value)
+    assert not (root / "manifest.jsonl").exists()
+
+
+def test_clip_selection_checks_and_sizes(small_set):
+    write_jsonl(small_set / "manifest.jsonl", [record("walk/a.dat"), record("walk/b.dat")])
+    for kwargs in ({"frames": 0}, {"frames": 2.5}, {"crop": (0, 4)}, {"crop": (4,)}, {"head_columns": -1},
+                   {"flipud": "yes"}):
+        with pytest.raises(ConfigError):
+            ClipSelection(**kwargs)
+    with pytest.raises(ResourceError, match="frames 1000000000000"):
+        SpikeClips(small_set, selection=ClipSelection(frames=10**12))
+    with pytest.raises(ConfigError, match="head_columns"):
+        SpikeClips(small_set, selection=ClipSelection(head_columns=W))
