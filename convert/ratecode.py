@@ -90,9 +90,16 @@ class RateCoded(nn.Module):
         return f"units={'+'.join(self.units)}, timesteps={self.timesteps}"
 
 
+#: the largest T a rate-coded run accepts: each step is one pass of the converted layers, so T multiplies
+#: the work of every forward (T = 1024 already runs the converted CNN a thousand times per clip)
+MAX_TIMESTEPS = 1024
+
+
 def check_timesteps(t) -> int:
     if isinstance(t, bool) or not isinstance(t, int) or t < 1:
         raise ValueError(f"timesteps must be a positive integer, got {t!r}")
+    if t > MAX_TIMESTEPS:
+        raise ValueError(f"timesteps {t:,} is over the limit of {MAX_TIMESTEPS} (see docs/convert.md)")
     return t
 
 
@@ -204,4 +211,4 @@ def split_static(net: fx.GraphModule) -> tuple[fx.GraphModule, fx.GraphModule]:
 
 
 __all__ = ["Accumulate", "ConvertedHSFE", "EventAvgPool2d", "EventConv2d", "HSFETrunk", "RateCoded", "SpikeAdd",
-           "check_timesteps", "make_event_layers", "set_timesteps", "split_static"]
+           "MAX_TIMESTEPS", "check_timesteps", "make_event_layers", "set_timesteps", "split_static"]

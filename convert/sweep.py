@@ -18,12 +18,15 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_path
-from ..checkpoint import Checkpoint, load_checkpoint
+from ..checkpoint import Checkpoint, load_checkpoint, nonfinite_tensors
 from ..energy.estimate import estimate_energy, resolve_cost
 from ..energy.profiler import profile
+from ..errors import CheckpointError, ConfigError
+from ..limits import check_count, check_memory
+from ..options import check_int_list, check_percentile, check_positive_int, check_seed, pick_device
 from .calibrate import check_method
 from .layers import ConversionError, parse_layers
-from .ratecode import set_timesteps
+from .ratecode import MAX_TIMESTEPS, set_timesteps
 from .structure import DEFAULT_PERCENTILE, convert_spklip
 
 #: Kinds that are spiking already (besides the zoo's spiking kinds).
@@ -50,15 +53,38 @@ def check_ann_checkpoint(ck: Checkpoint) -> None:
 
 
 def parse_timesteps(text: str | list[int]) -> list[int]:
-    """``"4,8,16"`` -> ``[4, 8, 16]`` (sorted, unique, each at least 1)."""
-    items = text.split(",") if isinstance(text, str) else list(text)
+    """``"4,8,16"`` -> ``[4, 8, 16]`` (sorted, unique, each in 1..:data:`MAX_TIMESTEPS`)."""
     try:
-        ts = sorted({int(str(t).strip()) for t in items if str(t).strip()})
-    except ValueError:
-        raise ConversionError(f"--timesteps expects comma-separated integers, got {text!r}") from None
-    if not ts or ts[0] < 1:
-        raise ConversionError(f"--timesteps must be positive integers, got {text!r}")
-    return ts
+        ts = check_int_list(text, "--timesteps", 1)
+    except ConfigError as exc:
+        raise ConversionError(str(exc)) from None
+    for t in ts:
+        check_count(t, MAX_TIMESTEPS, "T (rate-coding steps: one pass of the converted layers each, per clip)",
+                    f"--timesteps {t}", "see docs/convert.md")
+    return sorted(set(ts))
+
+
+#: live float32 activations of the widest layer assumed per clip in a forward pass (input, output, residual
+#: and a temporary): the memory estimate of :func:`batch_bytes`
+ACTIVATION_COPIES = 4
+
+
+def batch_bytes(cfg, batch: int) -> int:
+    """Memory of one forward pass of ``batch`` clips through the visual encoder, estimated from the config:
+    the float32 clips, their temporal blocks, and :data:`ACTIVATION_COPIES` tensors of the widest
+    activation (HSFE branches or trunk, STAR-Net's first stage, or the spiking CNN's T steps) at the HSFE's
+    resolution."""
+    from ..model.hsfe import feature_size
+
+    h = cfg.hsfe
+    hp, wp = feature_size(h, cfg.height, cfg.width)
+    widest = max(h.features, h.branches * h.branch_width, h.block_frames(), 4 * cfg.starnet.width)
+    act = ACTIVATION_COPIES * 4 * h.n_blocks * widest * hp * wp
+    if cfg.model != "spklip":  # the spiking CNN holds [T, B, ...] activations, T = fsve.time_steps
+        act = max(act, ACTIVATION_COPIES * 4 * h.n_blocks * cfg.fsve.time_steps * max(h.features, cfg.fsve.width)
+                  * hp * wp)
+    per_clip = 4 * cfg.frames * cfg.height * cfg.width + 4 * h.n_blocks * h.block_frames() * cfg.height * cfg.width
+    return batch * (per_clip + act)
 
 
 class ClipBatches(Sequence):
@@ -124,31 +150,49 @@ def convert_checkpoint(
     from ..model.data import clips_for, resolve_data
     from ..model.io import load_spklip, save_spklip
     from ..model.training import evaluate_model
-    from ..options import pick_device
 
-    ck = load_checkpoint(ckpt)
-    check_ann_checkpoint(ck)
+    # every option is checked before anything is loaded or allocated
     ts = parse_timesteps(timesteps)
+    if keep is not None:
+        keep = check_positive_int(keep, "--keep")
+        if keep not in ts:
+            raise ConversionError(f"--keep {keep} is not one of --timesteps {','.join(map(str, ts))}")
     keep = ts[-1] if keep is None else keep
-    if keep not in ts:
-        raise ConversionError(f"--keep {keep} is not one of --timesteps {','.join(map(str, ts))}")
-    if calib < 1:
+    if isinstance(calib, int) and not isinstance(calib, bool) and calib < 1:
         raise ConversionError(f"no calibration data: --calib must be at least 1, got {calib}")
-    if samples < 1:
-        raise ConversionError(f"--samples must be at least 1, got {samples}")
+    calib = check_positive_int(calib, "--calib")
+    samples = check_positive_int(samples, "--samples")
+    batch_size = check_positive_int(batch_size, "--batch-size")
+    seed = check_seed(seed, "seed")
+    percentile = check_percentile(percentile, "--percentile")
     try:
         method, percentile = check_method(method, percentile)
     except ValueError as exc:
         raise ConversionError(str(exc)) from None
+    parse_layers(layers)  # the names; which of them this model has is checked once its config is known
+    dev = pick_device(device)
     resolve_cost(cost)
+
+    ck = load_checkpoint(ckpt)
+    check_ann_checkpoint(ck)
+    bad = nonfinite_tensors(ck.state_dict)
+    if bad:
+        raise CheckpointError(f"{ck.path}: weight {bad[0]!r} holds NaN or Inf"
+                              + (f" (and {len(bad) - 1} more tensors)" if len(bad) > 1 else "")
+                              + "; a converted model would compute nothing but NaN")
     loaded = load_spklip(ck)
     cfg = loaded.model.cfg
     names = parse_layers(layers, cfg.starnet.enabled)
-    dev = pick_device(device)
     src = data if data is not None else ck.card.get("data", {}).get("path", "builtin")
     manifest = load_manifest(resolve_data(src))
     if not manifest.split("train"):
         raise ConversionError(f"{manifest.root}: no calibration data: its train split is empty")
+    n_train, n_test = len(manifest.split("train")), len(manifest.split("test"))
+    batch = min(batch_size, max(min(calib, n_train), n_test, 1))  # what one forward pass can hold
+    kept = min(samples, n_test) * 4 * cfg.frames * cfg.height * cfg.width  # the profiled clips, held throughout
+    check_memory(batch_bytes(cfg, batch) + kept, f"converting {ck.path.name} ({batch} clips per forward pass, "
+                 f"{min(samples, n_test)} profiled clips held)",
+                 f"--batch-size {batch_size}, --samples {samples}, {cfg.frames} frames of {cfg.height}x{cfg.width}")
     train_ds, test_ds = clips_for(cfg, manifest, "train"), clips_for(cfg, manifest, "test")
     order = np.random.default_rng(seed).permutation(len(train_ds)).tolist()
     calib_batches = ClipBatches(train_ds, order[:calib], batch_size, dev)
@@ -229,5 +273,5 @@ def sweep_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["SPIKING_KINDS", "ClipBatches", "check_ann_checkpoint", "convert_checkpoint", "energy_per_clip", "parse_timesteps",
-           "sweep_table"]
+__all__ = ["SPIKING_KINDS", "ClipBatches", "batch_bytes", "check_ann_checkpoint", "convert_checkpoint",
+           "energy_per_clip", "parse_timesteps", "sweep_table"]

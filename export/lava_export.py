@@ -38,7 +38,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from ..model.hsfe import feature_size, temporal_blocks
 from ..model.io import LoadedSPKLIP
 from .netx_format import NetxLayer, NetxNet, NetxNeuron, write_netx
@@ -152,6 +152,9 @@ def build_netx(loaded: LoadedSPKLIP) -> tuple[NetxNet, dict, HostFrontEnd]:
     for k, (cn, conv, bnn, bn, ln, lif) in enumerate(items[1:], start=1):
         retain, v_th = check_lif(ln, lif, "Lava")
         w, b = fold_bn(conv, bn)
+        if not (bool(torch.isfinite(w).all()) and bool(torch.isfinite(b).all())):
+            raise CheckpointError(f"{bnn}: folding this BatchNorm into {cn} gives non-finite weights "
+                                  "(a negative running_var?); it has no fixed-point form")
         e = layer_scale(w, b, v_th)
         s = 2.0**e
         wq = torch.round(w * s).clamp(*WEIGHT_RANGE).long().numpy()

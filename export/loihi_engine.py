@@ -21,21 +21,35 @@ from u = v = 0), as netx's ``reset_interval`` makes them.
 Counts, per layer: ``synaptic_events`` = spikes delivered x fan-out (the
 synapses each delivered spike drives, borders included), ``neuron_updates`` =
 neurons x steps, ``spikes`` = spikes sent.
+
+Resources: :func:`check_simulation` estimates, from the network and the number
+of steps and samples alone, the memory a run takes (:func:`simulation_bytes`)
+and its work (:func:`simulation_work`), and refuses a run over the memory limit
+or over :data:`MAX_SYNAPTIC_OPS` / :data:`MAX_NEURON_UPDATES` (each about an
+hour on one CPU core; ``docs/lava.md``) before anything is allocated.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import ConfigError
+from ..limits import check_count, check_memory
 from .netx_format import NetxLayer, NetxNet
 
 U_WRAP = 1 << 24
 V_MAX = (1 << 23) - 1
 A_CONV_MAX = (1 << 23) - 1
+#: ceiling on the synapses one run evaluates, steps x samples x synapses (the engine computes every synapse
+#: at every step, spike or not): about an hour on one CPU core at the ~5e9 per second measured here
+MAX_SYNAPTIC_OPS = 2 * 10**13
+#: ceiling on neuron updates (steps x samples x neurons): about an hour at the ~4e7 per second measured here
+MAX_NEURON_UPDATES = 10**11
 
 
 def _trunc_decay(x: np.ndarray, decay: int) -> np.ndarray:
@@ -111,6 +125,59 @@ def conv_fan_out(lay: NetxLayer, in_shape: tuple[int, int, int]) -> np.ndarray:
     return np.broadcast_to(coverage * per_channel, (c, h, wd))
 
 
+def _chain(net: NetxNet):
+    """(layer, the (C, H, W) or (N, 1, 1) shape it receives) for each synaptic layer, in order."""
+    shape = tuple(net.layers[0].shape)
+    for lay in net.layers[1:]:
+        if lay.type == "flatten":
+            shape = (math.prod(shape), 1, 1)
+            continue
+        yield lay, shape
+        shape = tuple(lay.shape)
+
+
+def simulation_work(net: NetxNet, steps: int, samples: int) -> tuple[int, int]:
+    """(synaptic operations, neuron updates) of one run: every synapse and neuron at every step."""
+    synapses = 0
+    for lay, _ in _chain(net):
+        if lay.type == "conv":
+            synapses += lay.neurons * math.prod(lay.weight.shape[1:])  # each output: (in/groups) x kH x kW
+        else:
+            synapses += lay.weight.size
+    neurons = sum(lay.neurons for lay in net.layers)
+    return steps * samples * synapses, steps * samples * neurons
+
+
+def simulation_bytes(net: NetxNet, steps: int, samples: int, record: bool = False) -> int:
+    """The memory :func:`simulate` takes for ``steps`` x ``samples``, estimated from the sizes alone: the
+    int64 input, every layer's spikes (and ``record``'s u/v traces), and the largest layer's temporaries
+    (float64 padded input and im2col windows, the float64/int64 currents, the event count)."""
+    sn = steps * samples
+    kept = sum(lay.neurons for lay in net.layers) * (1 + (16 if record else 0))
+    peak = 0
+    for lay, (c, h, w) in _chain(net):
+        if lay.type == "conv":
+            (ph, pw), k = lay.padding, math.prod(lay.weight.shape[1:])
+            temp = 8 * c * (h + 2 * ph) * (w + 2 * pw) + 8 * k * math.prod(lay.shape[1:])
+        else:
+            temp = 8 * c * h * w
+        temp += c * h * w * (1 + 16) + lay.neurons * 24  # delivered spikes, event count; currents
+        peak = max(peak, temp)
+    return sn * (8 * math.prod(net.input_shape) + kept + peak)
+
+
+def check_simulation(net: NetxNet, steps: int, samples: int, cause: str, record: bool = False) -> None:
+    """Refuse a run that would need more memory than the limit, or more work than the ceilings."""
+    name = Path(net.path).name if net.path else "the network"
+    what = f"simulating {name} ({steps:,} steps x {samples:,} samples)"
+    check_memory(simulation_bytes(net, steps, samples, record), what, cause)
+    synops, updates = simulation_work(net, steps, samples)
+    check_count(synops, MAX_SYNAPTIC_OPS, "one simulation's synaptic operations (steps x samples x synapses)",
+                f"{cause} ({synops:,} synaptic operations, {what})", "about an hour on one CPU core; use fewer steps")
+    check_count(updates, MAX_NEURON_UPDATES, "one simulation's neuron updates (steps x samples x neurons)",
+                f"{cause} ({updates:,} neuron updates, {what})", "about an hour on one CPU core; use fewer steps")
+
+
 @dataclass
 class SimResult:
     """What :func:`simulate` measured; arrays are ``[S, N, ...]`` per neuron layer."""
@@ -145,9 +212,13 @@ def simulate(net: NetxNet, a_in: np.ndarray, *, bias_in: np.ndarray | None = Non
     if tuple(a_in.shape[2:]) != tuple(net.input_shape):
         raise ConfigError(f"input of shape {list(a_in.shape[2:])} (C, H, W) does not match the network's input "
                           f"layer {list(net.input_shape)}")
+    steps, n = a_in.shape[:2]
+    if steps < 1 or n < 1:
+        raise ConfigError(f"simulation input must have at least one step and one sample, found shape "
+                          f"{list(a_in.shape)}")
+    check_simulation(net, steps, n, f"an input of {steps:,} steps x {n:,} samples", record)
     if np.issubdtype(a_in.dtype, np.floating) and np.any(a_in != np.trunc(a_in)):
         raise ConfigError("simulation input must be integers (spikes or a_in mantissas)")
-    steps, n = a_in.shape[:2]
 
     # netx builds no block for flatten layers: reset offsets number the neuron layers only
     ordinal = {i: k for k, i in enumerate(j for j, lay in enumerate(net.layers) if lay.type != "flatten")}
@@ -202,4 +273,5 @@ def simulate(net: NetxNet, a_in: np.ndarray, *, bias_in: np.ndarray | None = Non
     return res
 
 
-__all__ = ["LIFState", "SimResult", "conv_fan_out", "cuba_lif_run", "simulate"]
+__all__ = ["MAX_NEURON_UPDATES", "MAX_SYNAPTIC_OPS", "LIFState", "SimResult", "check_simulation", "conv_fan_out",
+           "cuba_lif_run", "simulate", "simulation_bytes", "simulation_work"]

@@ -12,8 +12,14 @@ CUBA-LIF parameters ``iDecay``, ``vDecay`` (units of 1/4096) and ``vThMant``.
 :func:`read_netx` returns a :class:`NetxNet` of :class:`NetxLayer` records and
 refuses, with one :class:`~spklip_energy.errors.ConfigError` line, anything this
 project cannot simulate bit-exactly (a file that is not HDF5 or not netx, an
-unsupported layer type or neuron, inconsistent shapes). :func:`write_netx`
-writes such records atomically (temporary file, then rename).
+unsupported layer type or neuron, inconsistent shapes). Before it reads any
+data it checks, from the declared shapes and dtypes alone, that every dataset it
+would read (the ``layer`` and ``simulation`` groups) fits the memory limit, one
+by one and summed (:func:`spklip_energy.limits.check_memory`); it refuses
+external and soft links, datasets whose data lives outside the file (HDF5
+external storage, virtual datasets) and integer fields beyond 32 bits, so a
+small file can neither make it allocate terabytes nor read another file.
+:func:`write_netx` writes such records atomically (temporary file, then rename).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
+from ..limits import check_memory
 
 #: netx layer types this project reads, simulates and writes.
 LAYER_TYPES = ("input", "conv", "dense", "flatten")
@@ -37,6 +44,13 @@ CUBA_TYPES = ("CUBA", "LOIHI")
 DENSE_RANGE = (-256, 254)
 #: the default integrator netx gives a dense layer without a neuron group (vThMant = 1 << 18 - 1 = 1 << 17).
 DEFAULT_INTEGRATOR = {"i_decay": 0, "v_decay": 4096, "v_th_mant": 1 << 17}
+#: integer fields (weights, biases, shapes) beyond this magnitude are refused: Loihi's registers are at most
+#: 24 bits wide, and the engine's int64 arithmetic (shifts by 6, sums of products) stays exact below it.
+INT_LIMIT = 1 << 31
+#: groups read below the file's root, and how deep (``layer/<i>/neuron/<field>`` is 3 below ``layer``).
+READ_GROUPS = {"layer": 3, "simulation": 1}
+#: bytes one value of a dataset costs once read: its own bytes, plus float64 and int64 copies of it.
+COPY_BYTES = 16
 
 
 @dataclass
@@ -103,11 +117,14 @@ class NetxNet:
 
 
 def _pair(value, where: str, key: str, low: int) -> tuple[int, int]:
-    a = np.asarray(value).astype(np.int64).reshape(-1)
+    f = np.asarray(value, dtype=np.float64).reshape(-1)
+    if not np.all(np.isfinite(f)) or np.any(f != np.trunc(f)) or (f.size and np.abs(f).max() > INT_LIMIT):
+        raise ConfigError(f"{where}: {key} must hold integers within +-2**31, found {f.tolist()[:4]}")
+    a = f.astype(np.int64)
     if a.size == 1:
         a = np.repeat(a, 2)
     if a.size != 2:
-        raise ConfigError(f"{where}: {key} must be a scalar or a pair, found {a.tolist()}")
+        raise ConfigError(f"{where}: {key} must be a scalar or a pair, found {a.size} values")
     if a.min() < low:
         raise ConfigError(f"{where}: {key} {a.tolist()} must be at least {low}")
     return int(a[0]), int(a[1])
@@ -128,7 +145,107 @@ def _integer_array(ds, where: str, key: str) -> np.ndarray:
         raise ConfigError(f"{where}: {key} holds non-finite values")
     if np.any(a != np.trunc(a)):
         raise ConfigError(f"{where}: {key} holds non-integer values (netx truncates them; write integers)")
+    if a.size and np.abs(a).max() > INT_LIMIT:
+        raise ConfigError(f"{where}: {key} holds values beyond +-2**31 (max |value| {np.abs(a).max():g})")
     return a.astype(np.int64)
+
+
+def _int(value, where: str, key: str) -> int:
+    """A scalar field as an int within +-2**31 (ConfigError for NaN, Inf, text or a huge value)."""
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: {key} must be an integer, found {_short(value)}") from None
+    if not math.isfinite(f) or f != int(f) or abs(f) > INT_LIMIT:
+        raise ConfigError(f"{where}: {key} must be an integer within +-2**31, found {_short(value)}")
+    return int(f)
+
+
+def _dataset_bytes(ds) -> tuple[int, str]:
+    """(bytes reading ``ds`` may take, its declared shape and dtype in words), from its header only."""
+    shape = ds.shape  # None for an empty (null dataspace) dataset
+    size = math.prod(shape) if shape is not None else 0
+    item = int(ds.dtype.itemsize)
+    chunk = math.prod(ds.chunks) * item if ds.chunks else 0  # a compressed chunk is inflated whole
+    return size * (item + COPY_BYTES) + chunk, f"declared shape {_dims(shape or ())} of {ds.dtype}"
+
+
+def _shown(text: str) -> str:
+    """A name from the file as it can be shown on one line (``repr`` when it holds odd characters)."""
+    text = str(text)
+    return text if text.isprintable() and len(text) <= 200 else repr(text[:200])
+
+
+def _dims(shape) -> str:
+    """A shape for a message: ``[4, 8, 8]``, or its first values and its length when it is long."""
+    shape = list(shape)
+    return str(shape) if len(shape) <= 6 else f"[{', '.join(map(str, shape[:6]))}, ... ({len(shape)} values)]"
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _why(exc: BaseException) -> str:
+    """``Type: first line of the message``, at most 200 characters: one line whatever a library says."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {_shown(first)}"
+
+
+def check_layout(h, path: Path) -> int:
+    """Refuse, before reading anything, what would make reading ``h`` unsafe; returns the bytes reading
+    the groups of :data:`READ_GROUPS` may take (each dataset and their sum checked against the limit).
+
+    Refused: external links, soft links, external storage, virtual datasets (their data lives elsewhere:
+    another file, a device), and a dataset whose declared shape and dtype need more memory than the limit.
+    """
+    import h5py
+
+    total = count = 0
+
+    def visit(group, depth: int) -> None:
+        nonlocal total, count
+        for name in group:  # link names: nothing is resolved yet
+            link = group.get(name, getlink=True)
+            obj_path = _shown(f"{group.name.rstrip('/')}/{name}")
+            if isinstance(link, h5py.ExternalLink):
+                raise ConfigError(f"{path}: {obj_path} is an external link to {_shown(link.filename)}:"
+                                  f"{_shown(link.path)}; a netx file must hold its own data")
+            if isinstance(link, h5py.SoftLink):
+                raise ConfigError(f"{path}: {obj_path} is a soft link to {_shown(link.path)}; a netx file holds "
+                                  "plain groups and datasets")
+            if not isinstance(link, h5py.HardLink):
+                raise ConfigError(f"{path}: {obj_path} is a {type(link).__name__}; a netx file holds plain "
+                                  "groups and datasets")
+            obj = group.get(name)
+            if isinstance(obj, h5py.Dataset):
+                if obj.is_virtual:
+                    raise ConfigError(f"{path}: {obj_path} is a virtual dataset (its data lives in other files); "
+                                      "a netx file must hold its own data")
+                if obj.external:
+                    raise ConfigError(f"{path}: {obj_path} keeps its data in the external file "
+                                      f"{_shown(obj.external[0][0])}; a netx file must hold its own data")
+                nbytes, declared = _dataset_bytes(obj)
+                check_memory(nbytes, f"reading {path}: {obj_path}", declared)
+                total += nbytes
+                count += 1
+            elif isinstance(obj, h5py.Group) and depth > 1:
+                visit(obj, depth - 1)
+
+    for name, depth in READ_GROUPS.items():
+        link = h.get(name, getlink=True)
+        if link is None:
+            continue
+        if not isinstance(link, h5py.HardLink):
+            raise ConfigError(f"{path}: /{name} is a {type(link).__name__}; a netx file holds plain groups "
+                              "and datasets")
+        obj = h.get(name)
+        if isinstance(obj, h5py.Group):
+            visit(obj, depth)
+    check_memory(total, f"reading {path}", f"the declared shapes of its {count} datasets under "
+                 f"{' and '.join('/' + g for g in READ_GROUPS)}, summed")
+    return total
 
 
 def _read_neuron(g, where: str) -> NetxNeuron:
@@ -139,14 +256,15 @@ def _read_neuron(g, where: str) -> NetxNeuron:
         raise ConfigError(f"{where}: 'neuron' is not a group")
     ntype = str(_scalar(n["type"])) if "type" in n else "CUBA"
     if ntype not in CUBA_TYPES:
-        raise ConfigError(f"{where}: neuron type {ntype!r} is not a CUBA-LIF ({'/'.join(CUBA_TYPES)}); "
+        raise ConfigError(f"{where}: neuron type {_short(ntype)} is not a CUBA-LIF ({'/'.join(CUBA_TYPES)}); "
                           "the fixed-point reference simulates only CUBA-LIF")
     missing = [k for k in ("iDecay", "vDecay", "vThMant") if k not in n]
     if missing:
         raise ConfigError(f"{where}: neuron group lacks {', '.join(missing)}")
-    if "messageBits" in n and int(_scalar(n["messageBits"])) != 0:
+    if "messageBits" in n and _int(_scalar(n["messageBits"]), where, "neuron messageBits") != 0:
         raise ConfigError(f"{where}: graded spikes (messageBits > 0) are not supported")
-    neuron = NetxNeuron(int(_scalar(n["iDecay"])), int(_scalar(n["vDecay"])), int(_scalar(n["vThMant"])), ntype)
+    neuron = NetxNeuron(*(_int(_scalar(n[k]), where, f"neuron {k}") for k in ("iDecay", "vDecay", "vThMant")),
+                        ntype)
     neuron.check(where)
     return neuron
 
@@ -165,24 +283,38 @@ def read_netx(path: str | os.PathLike) -> NetxNet:
     except OSError:
         raise ConfigError(f"{path}: not a netx network (not an HDF5 file)") from None
     with h:
-        if "layer" not in h or not isinstance(h["layer"], h5py.Group) or not len(h["layer"]):
-            raise ConfigError(f"{path}: not a netx network (no 'layer' group with layers '0', '1', ...)")
-        keys = list(h["layer"].keys())
-        if not all(k.isdigit() for k in keys) or sorted(int(k) for k in keys) != list(range(len(keys))):
-            raise ConfigError(f"{path}: layer names must be 0..{len(keys) - 1}, found {sorted(keys)}")
-        layers = []
-        for i in range(len(keys)):
-            where = f"{path.name}: layer {i}"
-            try:
-                layers.append(_read_layer(h["layer"][str(i)], i, where))
-            except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
-                raise ConfigError(f"{where}: malformed ({type(exc).__name__}: {exc})") from None
-        attrs = {}
-        if "simulation" in h and isinstance(h["simulation"], h5py.Group):
-            attrs = {k: _scalar(v) for k, v in h["simulation"].items() if isinstance(v, h5py.Dataset)}
+        try:
+            check_layout(h, path)
+            layers, attrs = _read_file(h, path)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError, OSError) as exc:
+            raise ConfigError(f"{path}: malformed netx file ({_why(exc)})") from None
     net = NetxNet(layers, str(path), attrs)
     check_chain(net)
     return net
+
+
+def _read_file(h, path: Path) -> tuple[list[NetxLayer], dict]:
+    """The layers and the ``simulation`` values of an open file that passed :func:`check_layout`."""
+    import h5py
+
+    if "layer" not in h or not isinstance(h["layer"], h5py.Group) or not len(h["layer"]):
+        raise ConfigError(f"{path}: not a netx network (no 'layer' group with layers '0', '1', ...)")
+    keys = list(h["layer"].keys())
+    if not all(k.isdigit() for k in keys) or sorted(int(k) for k in keys) != list(range(len(keys))):
+        shown = sorted(keys)[:8]
+        raise ConfigError(f"{path}: layer names must be 0..{len(keys) - 1}, found {shown}"
+                          + (f" and {len(keys) - 8} more" if len(keys) > 8 else ""))
+    layers = []
+    for i in range(len(keys)):
+        where = f"{path.name}: layer {i}"
+        try:
+            layers.append(_read_layer(h["layer"][str(i)], i, where))
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError, OSError) as exc:
+            raise ConfigError(f"{where}: malformed ({_why(exc)})") from None
+    attrs = {}
+    if "simulation" in h and isinstance(h["simulation"], h5py.Group):
+        attrs = {k: _scalar(v) for k, v in h["simulation"].items() if isinstance(v, h5py.Dataset)}
+    return layers, attrs
 
 
 def _read_layer(g, i: int, where: str) -> NetxLayer:
@@ -195,15 +327,19 @@ def _read_layer(g, i: int, where: str) -> NetxLayer:
         raise ConfigError(f"{where}: lacks 'type' or 'shape'")
     ltype = str(_scalar(g["type"]))
     if ltype in NETX_UNSUPPORTED:
-        raise ConfigError(f"{where}: layer type {ltype!r} is not supported by netx")
+        raise ConfigError(f"{where}: layer type {_short(ltype)} is not supported by netx")
     if ltype not in LAYER_TYPES:
-        raise ConfigError(f"{where}: layer type {ltype!r} is not simulated here (supported: "
+        raise ConfigError(f"{where}: layer type {_short(ltype)} is not simulated here (supported: "
                           f"{', '.join(LAYER_TYPES)})")
-    shape = tuple(int(s) for s in np.asarray(g["shape"][()]).reshape(-1))
+    shape = tuple(int(s) for s in _integer_array(g["shape"], where, "shape").reshape(-1))
+    if not 1 <= len(shape) <= 3 or (ltype in ("input", "conv") and len(shape) != 3):
+        article = "an" if ltype == "input" else "a"
+        raise ConfigError(f"{where}: {article} {ltype} layer's shape must be "
+                          f"{'(C, H, W)' if ltype in ('input', 'conv') else '1 to 3 sizes'}, found {_dims(shape)}")
     if ltype == "dense":
         shape = (math.prod(shape), 1, 1)
     if any(s < 1 for s in shape):
-        raise ConfigError(f"{where}: shape {list(shape)} has a non-positive size")
+        raise ConfigError(f"{where}: shape {_dims(shape)} has a non-positive size")
     lay = NetxLayer(ltype, shape)
     if "neuron" in g:
         lay.neuron = _read_neuron(g, where)
@@ -219,11 +355,11 @@ def _read_layer(g, i: int, where: str) -> NetxLayer:
             if w.ndim == 5 and w.shape[-1] == 1:
                 w = w[..., 0]
             if w.ndim != 4:
-                raise ConfigError(f"{where}: conv weight must be (out, in, kH, kW), found {list(w.shape)}")
+                raise ConfigError(f"{where}: conv weight must be (out, in, kH, kW), found {_dims(w.shape)}")
             lay.stride = _pair(g["stride"][()], where, "stride", 1) if "stride" in g else (1, 1)
             lay.padding = _pair(g["padding"][()], where, "padding", 0) if "padding" in g else (0, 0)
             lay.dilation = _pair(g["dilation"][()], where, "dilation", 1) if "dilation" in g else (1, 1)
-            lay.groups = int(_scalar(g["groups"])) if "groups" in g else 1
+            lay.groups = _int(_scalar(g["groups"]), where, "groups") if "groups" in g else 1
             if lay.groups < 1:
                 raise ConfigError(f"{where}: groups={lay.groups} must be at least 1")
         else:
@@ -233,7 +369,7 @@ def _read_layer(g, i: int, where: str) -> NetxLayer:
                                       f"{shape[0]} rows")
                 w = w.reshape(shape[0], -1)
             if w.ndim != 2:
-                raise ConfigError(f"{where}: dense weight must be (out, in), found {list(w.shape)}")
+                raise ConfigError(f"{where}: dense weight must be (out, in), found {_dims(w.shape)}")
             clipped = int(((w < DENSE_RANGE[0]) | (w > DENSE_RANGE[1])).sum())
             if clipped:  # netx's optimize_weight_bits clips 8-bit-plus-sign weights, with a warning
                 w = np.clip(w, *DENSE_RANGE)
@@ -271,24 +407,24 @@ def check_chain(net: NetxNet) -> None:
             raise ConfigError(f"{where}: an input layer may only come first")
         if lay.type == "flatten":
             if math.prod(lay.shape) != math.prod(prev):
-                raise ConfigError(f"{where}: flattens {math.prod(prev)} values into shape {list(lay.shape)}")
+                raise ConfigError(f"{where}: flattens {math.prod(prev)} values into shape {_dims(lay.shape)}")
             prev = (math.prod(prev), 1, 1)
             continue
         if lay.type == "conv":
             if len(prev) != 3:
-                raise ConfigError(f"{where}: needs a (C, H, W) input, found {list(prev)}")
+                raise ConfigError(f"{where}: needs a (C, H, W) input, found {_dims(prev)}")
             w = lay.weight
             if w.shape[1] * lay.groups != prev[0] or w.shape[0] != lay.shape[0] or w.shape[0] % lay.groups:
-                raise ConfigError(f"{where}: weight {list(w.shape)} with groups {lay.groups} does not map "
+                raise ConfigError(f"{where}: weight {_dims(w.shape)} with groups {lay.groups} does not map "
                                   f"{prev[0]} input channels to {lay.shape[0]}")
             hw = tuple(_conv_out(prev[1 + a], w.shape[2 + a], lay.stride[a], lay.padding[a], lay.dilation[a])
                        for a in range(2))
             if tuple(lay.shape[1:]) != hw:
-                raise ConfigError(f"{where}: shape {list(lay.shape)} but the convolution of {list(prev)} "
+                raise ConfigError(f"{where}: shape {_dims(lay.shape)} but the convolution of {_dims(prev)} "
                                   f"gives {[lay.shape[0], *hw]}")
         elif lay.type == "dense":
             if lay.weight.shape != (lay.shape[0], math.prod(prev)):
-                raise ConfigError(f"{where}: weight {list(lay.weight.shape)} does not map {math.prod(prev)} "
+                raise ConfigError(f"{where}: weight {_dims(lay.weight.shape)} does not map {math.prod(prev)} "
                                   f"inputs to {lay.shape[0]} neurons")
         prev = lay.shape
 

@@ -22,6 +22,7 @@ import torch
 
 from ..errors import CheckpointError, ConfigError
 from ..model.io import CONVERTED_KIND, LoadedSPKLIP
+from ..options import check_int
 from .spiking import onnx_friendly
 
 DEFAULT_OPSET = 17
@@ -30,9 +31,10 @@ VISUAL_FILE, TEXT_FILE = "visual.onnx", "text.onnx"
 
 
 def check_opset(opset: int) -> int:
-    if not MIN_OPSET <= int(opset) <= MAX_OPSET:
+    opset = check_int(opset, "--opset")
+    if not MIN_OPSET <= opset <= MAX_OPSET:
         raise ConfigError(f"--opset {opset} is not supported (choose {MIN_OPSET}..{MAX_OPSET}, default {DEFAULT_OPSET})")
-    return int(opset)
+    return opset
 
 
 def is_spiking(loaded: LoadedSPKLIP) -> bool:

@@ -16,8 +16,10 @@ from pathlib import Path
 import torch
 
 from ..atomic import atomic_dir
+from ..checkpoint import load_checkpoint, nonfinite_tensors
 from ..errors import CheckpointError, ConfigError
 from ..model.io import LoadedSPKLIP, load_spklip
+from ..options import check_positive_int
 from .onnx_export import DEFAULT_OPSET, check_opset, write_onnx
 from .verify import verify_onnx
 
@@ -80,11 +82,16 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike | No
     """Export ``checkpoint`` to ``out`` (default: ``exports/<name>-<fmt>``); return the export record."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r} (choose {', '.join(FORMATS)})")
-    check_opset(opset)
-    if verify and samples < 1:
-        raise ConfigError(f"--samples must be at least 1, found {samples}")
-    loaded = load_spklip(checkpoint)
+    opset = check_opset(opset)
+    samples = check_positive_int(samples, "--samples")
     out = check_out(Path(out) if out is not None else Path("exports") / f"{Path(checkpoint).stem}-{fmt}", overwrite)
+    ck = load_checkpoint(checkpoint)
+    bad = nonfinite_tensors(ck.state_dict)
+    if bad:
+        raise CheckpointError(f"{ck.path}: weight {bad[0]!r} holds NaN or Inf"
+                              + (f" (and {len(bad) - 1} more tensors)" if len(bad) > 1 else "")
+                              + "; an export of it would compute nothing but NaN")
+    loaded = load_spklip(ck)
     writer, verifier = FORMATS[fmt]
     torch_threads = torch.get_num_threads()
     try:

@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import ConfigError
-from .loihi_engine import SimResult, simulate
+from ..options import check_positive_int
+from .loihi_engine import SimResult, check_simulation, simulate
 from .netx_format import NetxNet, read_netx
 
 if TYPE_CHECKING:
@@ -48,8 +49,15 @@ def _export_record(net_path: Path) -> dict | None:
         return None
     cfg = rec.get("config")
     if not isinstance(cfg, dict) or not all(k in cfg for k in ("frames", "height", "width", "fsve")) \
-            or "file" not in rec.get("host", {}):
+            or not isinstance(rec.get("host"), dict) or "file" not in rec["host"]:
         raise ConfigError(f"{meta}: export record lacks the model config or the host front end")
+    fsve = cfg["fsve"] if isinstance(cfg["fsve"], dict) else {}
+    for key, value in (("frames", cfg["frames"]), ("height", cfg["height"]), ("width", cfg["width"]),
+                       ("fsve.time_steps", fsve.get("time_steps"))):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{meta}: config {key} must be a positive integer, found {value!r}")
+    if not isinstance(rec["host"]["file"], str) or Path(rec["host"]["file"]).name != rec["host"]["file"]:
+        raise ConfigError(f"{meta}: host file {rec['host']['file']!r} must be a file name beside the network")
     return rec
 
 
@@ -85,9 +93,22 @@ def host_inputs(net_path: Path, rec: dict, clip: np.ndarray) -> np.ndarray:
                           f"(needs [>= {want[0]}, {want[1]}, {want[2]}])")
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    sess = ort.InferenceSession(str(net_path.parent / rec["host"]["file"]), opts, providers=["CPUExecutionProvider"])
+    host = net_path.parent / rec["host"]["file"]
+    if not host.is_file():
+        raise ConfigError(f"{host}: the export's host front end is missing")
     x = clip[None, : want[0]].astype(np.float32)
-    return np.rint(sess.run(None, {"spikes": x})[0]).astype(np.int64)
+    try:
+        sess = ort.InferenceSession(str(host), opts, providers=["CPUExecutionProvider"])
+        out = sess.run(None, {"spikes": x})[0]
+    except Exception as exc:  # onnxruntime's own exception types (Fail, InvalidGraph, InvalidArgument, ...)
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise ConfigError(f"{host}: onnxruntime cannot run the host front end ({type(exc).__name__}: {first})") \
+            from None
+    out = np.asarray(out)
+    if out.ndim != 4 or not np.all(np.isfinite(out)):
+        raise ConfigError(f"{host}: the host front end gives {list(out.shape)} "
+                          f"{'non-finite values' if out.ndim == 4 else 'values'}, expected finite [blocks, C, H, W]")
+    return np.rint(out).astype(np.int64)
 
 
 def loihi_energy(res: SimResult) -> dict:
@@ -124,21 +145,26 @@ def simulation_input(net_path: str | os.PathLike, data: str = "builtin",
     steps per block, ``--steps`` overriding ``fsve.time_steps``); a plain netx file takes the ``.dat``
     frames one per step, no resets."""
     net_path = Path(net_path)
+    if steps is not None:
+        steps = check_positive_int(steps, "--steps")
     if net_path.is_dir():
         raise ConfigError(f"{net_path}: is a folder, not a netx file (give FOLDER/visual_cnn.net)")
     net: NetxNet = read_netx(net_path)
     rec = _export_record(net_path)
-    if steps is not None and steps < 1:
-        raise ConfigError(f"--steps must be at least 1, found {steps}")
     if rec is not None:
         cfg = rec["config"]
+        per_block = steps or cfg["fsve"]["time_steps"]
+        latency = sum(lay.synaptic for lay in net.layers)
+        cause = f"--steps {steps}" if steps else \
+            f"fsve.time_steps {per_block} in {net_path.parent / 'export.json'}"
+        # before any data is read: at least one block (the exact count is checked again below)
+        check_simulation(net, per_block + latency, 1, cause)
         clip = _clip_for(data, rec, cfg["frames"], cfg["height"], cfg["width"])
         a = host_inputs(net_path, rec, clip)
         if tuple(a.shape[1:]) != tuple(net.input_shape):
             raise ConfigError(f"{net_path.name}: host front end gives {list(a.shape[1:])}, the input layer "
                               f"expects {list(net.input_shape)}")
-        per_block = steps or cfg["fsve"]["time_steps"]
-        latency = sum(lay.synaptic for lay in net.layers)
+        check_simulation(net, a.shape[0] * per_block + latency, 1, f"{cause}, {a.shape[0]} blocks")
         a_in = pipeline(a, per_block, latency)
         source = (f"{len(clip)}-frame clip -> host.onnx -> {a.shape[0]} blocks x {per_block} steps, pipelined "
                   f"({a_in.shape[0]} steps with {latency} of latency)")
@@ -149,7 +175,12 @@ def simulation_input(net_path: str | os.PathLike, data: str = "builtin",
         if c != 1:
             raise ConfigError(f"{net_path.name}: input layer is {list(net.input_shape)} (C, H, W); spike frames "
                               "feed only a (1, H, W) input")
+        if steps:  # before the frames are read
+            check_simulation(net, steps, 1, f"--steps {steps}")
         clip = _clip_for(data, None, steps, h, w)
+        if len(clip) < 1:
+            raise ConfigError(f"{data}: holds no frames to simulate")
+        check_simulation(net, len(clip), 1, f"--steps {steps}" if steps else f"{len(clip):,} frames of {data}")
         a_in = clip[:, None, None].astype(np.int64)
         source = f"{a_in.shape[0]} spike frames of {h}x{w}, one per step"
         schedule = {"reset_interval": None}

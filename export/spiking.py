@@ -28,6 +28,7 @@ neuron update); neuron state starts at zero in every run, as
 from __future__ import annotations
 
 import contextlib
+import math
 import types
 from collections.abc import Iterator
 
@@ -67,6 +68,8 @@ def check_lif(name: str, node, target: str = "ONNX") -> tuple[float, float]:
         problems.append(f"tau={tau!r}")
     if not isinstance(node.v_threshold, (int, float)):
         problems.append("a tensor-valued v_threshold")
+    elif not (math.isfinite(node.v_threshold) and node.v_threshold > 0):
+        problems.append(f"v_threshold={node.v_threshold!r} (must be positive and finite)")
     if problems:
         raise CheckpointError(f"module {name} cannot be exported to {target}: LIF with {', '.join(problems)}")
     return 1.0 - 1.0 / tau, float(node.v_threshold)

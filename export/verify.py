@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ConfigError
+from ..limits import check_memory
 from ..model.data import clips_for, resolve_data
 from ..model.io import LoadedSPKLIP
+from ..options import check_positive_int
 from .onnx_export import TEXT_FILE, VISUAL_FILE, is_spiking
 
 ANN_TOLERANCE = 1e-4
@@ -48,15 +49,17 @@ def compare(onnx_out: np.ndarray, torch_out: torch.Tensor, tol: float = ANN_TOLE
 def verify_inputs(loaded: LoadedSPKLIP, data: str | os.PathLike = "builtin", samples: int = 4,
                 progress=None) -> tuple[torch.Tensor, torch.Tensor]:
     """``samples`` test-split clips (float32) and the class-prompt tokens."""
+    from ..convert.sweep import batch_bytes
     from ..data.manifest import load_manifest
 
-    if samples < 1:
-        raise ConfigError(f"--samples must be at least 1, found {samples}")
+    samples = check_positive_int(samples, "--samples")
     cfg = loaded.model.cfg
     manifest = load_manifest(resolve_data(data, progress=progress))
     split = "test" if manifest.split("test") else None
     ds = clips_for(cfg, manifest, split)
     n = min(samples, len(ds))
+    check_memory(batch_bytes(cfg, n), f"verifying with {n} clips in one forward pass",
+                 f"--samples {samples}, {cfg.frames} frames of {cfg.height}x{cfg.width}")
     spikes = torch.stack([ds[i]["spikes"] for i in range(n)]).float()
     prompts = ds.class_prompts or [loaded.card.get("class_prompts", ["a spike video"])[0]]
     tokens = loaded.tokenizer.encode(list(prompts), cfg.text.context_length).long()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,12 +18,14 @@ import pandas as pd
 import torch
 
 from . import __version__
-from .checkpoint import Checkpoint, load_checkpoint
+from .checkpoint import Checkpoint, load_checkpoint, nonfinite_tensors
 from .data.clips import SpikeClips, builtin_dataset
 from .energy.estimate import estimate_energy, resolve_cost
-from .energy.profiler import profile
+from .energy.profiler import REUSE_MODES, profile
 from .energy.rules import __doc__ as _rules_doc
-from .errors import ConfigError
+from .errors import ConfigError, SpklipWarning
+from .limits import check_memory
+from .options import check_positive_int
 from .runners import Runner, runner_for
 
 
@@ -79,13 +82,21 @@ def analyse_checkpoint(
     counts in total and per sample, energy, Table 6 rows, cost model with sources,
     warnings, conventions); ``per_layer`` has counts and energy per layer.
     """
-    if samples < 1:
-        raise ConfigError(f"samples must be at least 1, got {samples}")
+    samples = check_positive_int(samples, "samples")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    if reuse not in REUSE_MODES:  # before any loading
+        raise ConfigError(f"unknown weight-reuse mode {reuse!r}; choose one of {', '.join(REUSE_MODES)}")
     cost_model = resolve_cost(cost)  # fail early on an unknown preset or a bad cost file
     ck = ckpt if isinstance(ckpt, Checkpoint) else load_checkpoint(ckpt)
+
+    weights_warning = nonfinite_warning(ck)
     runner = runner_for(ck)
     ds, source = load_clips(data, runner)
     n = min(samples, len(ds))
+    # one batch of clips as uint8 and as the float32 the models compute on
+    check_memory(min(batch_size, n) * ds.frames * ds.height * ds.width * 5,
+                 f"profiling {ck.path or 'the checkpoint'}",
+                 f"batch_size {batch_size} clips of {ds.frames} frames of {ds.height}x{ds.width}")
     correct = 0
 
     def forward(_module):
@@ -101,19 +112,41 @@ def analyse_checkpoint(
 
     result = profile(runner.module, forward=forward, reuse=reuse, samples=n)
     core, per_layer = priced_summary(result, cost_model, n, reuse)
+    if weights_warning:
+        core["warnings"].append(weights_warning)
+        warnings.warn(weights_warning, SpklipWarning, stacklevel=2)
     card = ck.card
     evaluation = card.get("eval") if isinstance(card.get("eval"), dict) else None
+    top1 = (evaluation or {}).get("top1")
+    if isinstance(top1, bool) or not isinstance(top1, (int, float)) or not 0 <= top1 <= 1:
+        top1 = None  # a card's recorded accuracy is shown only when it is one
     summary = {
         "checkpoint": {"path": str(ck.path), "kind": runner.kind, "spiking": runner.spiking,
                        "config": runner.config},
         "data": {"source": source, "samples": n, "frames": ds.frames, "height": ds.height, "width": ds.width,
                  "classes": ds.classes},
         **core,
-        "accuracy": (evaluation or {}).get("top1"),
+        "accuracy": top1,
         "evaluation": {k: v for k, v in (evaluation or {}).items() if k != "confusion"} or None,
         "measured_top1_on_profiled_samples": (correct / n) if runner.logits and n else None,
     }
     return summary, per_layer
+
+
+def nonfinite_warning(ck: Checkpoint) -> str | None:
+    """The warning for a checkpoint whose weights hold NaN or Inf (None when they are finite)."""
+    from .model.io import (
+        TRAIN_PREFIX,  # optimiser state travels under this prefix; only weights count
+    )
+
+    weights = {k: v for k, v in ck.state_dict.items() if not k.startswith(TRAIN_PREFIX)}
+    bad = nonfinite_tensors(weights)
+    if not bad:
+        return None
+    more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+    msg = (f"checkpoint {ck.path} has weights holding NaN or Inf ({bad[0]!r}{more}); the model's outputs, "
+           "spike counts, energy and accuracy measured from it are not meaningful")
+    return msg
 
 
 def priced_summary(result, cost_model, n: int, reuse: str) -> tuple[dict, pd.DataFrame]:

@@ -27,7 +27,7 @@ import re
 import stat
 import warnings
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,8 @@ import torch
 from torch import nn
 
 from .atomic import atomic_path
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError, SpklipError
+from .limits import check_memory
 
 FORMAT = "spklip-energy-checkpoint"  # marker stored in every checkpoint
 VERSION = 1  # the only layout version this code reads and writes
@@ -127,14 +128,87 @@ def nonfinite_tensors(weights: nn.Module | Mapping[str, torch.Tensor]) -> list[s
     return [name for name, t in state.items()
             if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all())]
 
+
+# --------------------------------------------------------------------------- models from cards
+
+
+def module_nbytes(module: nn.Module) -> int:
+    """Bytes held by ``module``'s parameters and buffers (shared tensors counted once; meta tensors too)."""
+    seen: set[int] = set()
+    total = 0
+    for t in [*module.parameters(), *module.buffers()]:
+        if id(t) not in seen:
+            seen.add(id(t))
+            total += t.numel() * t.element_size()
+    return total
+
+
+def build_on_meta(build: Callable[[], nn.Module], what: str, cause: str, factor: float = 1.0) -> nn.Module:
+    """Build a model on the ``meta`` device (no memory) and refuse it when too large; return it.
+
+    ``factor`` times its parameter and buffer bytes must fit
+    :func:`spklip_energy.limits.check_memory` (``what`` and ``cause`` name the
+    model and the config values behind its size). A model so large that torch
+    cannot even compute its size is refused the same way; another failure is
+    a :class:`ConfigError` naming ``what``.
+    """
+    try:
+        with torch.device("meta"):
+            model = build()
+    except SpklipError:
+        raise
+    except (RuntimeError, OverflowError, ValueError, TypeError, MemoryError) as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, (OverflowError, MemoryError)) or "overflow" in text.lower():
+            check_memory(float("inf"), what, cause)
+        raise ConfigError(f"{what}: the model cannot be built ({type(exc).__name__}: {text[:160]})") from None
+    check_memory(factor * module_nbytes(model), what, cause)
+    return model
+
+
+def check_weights_fit(model: nn.Module | Mapping[str, torch.Tensor], state_dict: Mapping[str, torch.Tensor],
+                      where: str, what: str) -> None:
+    """Refuse ``state_dict`` unless its names and shapes are exactly those of ``model``.
+
+    ``model`` may live on the ``meta`` device. ``where`` names the file, ``what``
+    the model the card describes; the one-line :class:`CheckpointError` names the
+    first missing, unexpected or differently shaped (or non-float where a float is
+    expected) tensor and how many differ.
+    """
+    expected = model.state_dict() if isinstance(model, nn.Module) else model
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    wrong = []
+    for key, want in expected.items():
+        got = state_dict.get(key)
+        if got is None:
+            continue
+        if tuple(got.shape) != tuple(want.shape):
+            wrong.append(f"{key!r} has shape {list(got.shape)} where the model has {list(want.shape)}")
+        elif want.is_floating_point() and not got.is_floating_point():
+            wrong.append(f"{key!r} is {got.dtype} where the model has {want.dtype}")
+    if not (missing or unexpected or wrong):
+        return
+    if wrong:
+        first = wrong[0]
+    elif missing:
+        first = f"{missing[0]!r} is missing"
+    else:
+        first = f"{unexpected[0]!r} is not part of that model"
+    counts = [f"{n} {label}" for n, label in ((len(missing), "missing"), (len(unexpected), "unexpected"),
+                                               (len(wrong), "mismatched")) if n]
+    raise CheckpointError(f"{where}: its weights do not fit {what} ({first}; tensors {', '.join(counts)} in all)")
+
 def _card_to_json(card: Any) -> str:
     if not isinstance(card, dict):
         raise CheckpointError(f"a checkpoint card must be a dict, got {type(card).__name__}")
     kind = card.get("kind")
     if not isinstance(kind, str) or not kind:
         raise CheckpointError(f"a checkpoint card needs a non-empty string 'kind', got {kind!r}")
-    if "config" in card and not isinstance(card["config"], dict):
-        raise CheckpointError(f"the 'config' of checkpoint card {kind!r} must be a dict")
+    for key, (check, expected) in _CARD_FIELDS.items():
+        if key in card and not check(card[key]):
+            raise CheckpointError(
+                f"the {key!r} of checkpoint card {kind!r} must be {expected}, got {_json_type(card[key])}")
     try:
         return json.dumps(card)
     except (TypeError, ValueError) as exc:
@@ -412,6 +486,36 @@ def _parse_card(p: Path, card_text: Any) -> dict:
     kind = card.get("kind")
     if not isinstance(kind, str) or not kind:
         raise CheckpointError(f"checkpoint {p} has a card without a non-empty string 'kind'")
-    if "config" in card and not isinstance(card["config"], dict):
-        raise CheckpointError(f"checkpoint {p} has a card whose 'config' is not an object")
+    for key, (check, expected) in _CARD_FIELDS.items():
+        if key in card and not check(card[key]):
+            raise CheckpointError(
+                f"checkpoint {p} has a card whose {key!r} is not {expected} (found {_json_type(card[key])})")
     return card
+
+
+def _is_str_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+# Fields every reader of a card may rely on: field -> (test, what it must be).
+_CARD_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "config": (lambda v: isinstance(v, dict), "an object"),
+    "format_version": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "tokenizer": (lambda v: isinstance(v, str), "a string"),
+    "classes": (_is_str_list, "a list of strings"),
+    "class_names": (_is_str_list, "a list of strings"),
+    "class_prompts": (_is_str_list, "a list of strings"),
+    "train": (lambda v: isinstance(v, dict), "an object"),
+    "eval": (lambda v: isinstance(v, dict), "an object"),
+    "data": (lambda v: isinstance(v, dict), "an object"),
+    "pretrain": (lambda v: isinstance(v, dict), "an object"),
+    "init": (lambda v: isinstance(v, dict), "an object"),
+    "conversion": (lambda v: isinstance(v, dict), "an object"),
+    "note": (lambda v: isinstance(v, str), "a string"),
+}
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
+             float: "a number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)

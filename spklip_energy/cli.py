@@ -208,14 +208,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .model.config import preset_config
     from .model.training import train
 
-    overrides = {"model": args.model, **_parse_sets(args.set)}
-    if args.seed is not None:
-        overrides["train.seed"] = args.seed
-    cfg = preset_config(args.preset, overrides)
-    if cfg.model != "spklip" and not args.json:
-        from .fsve.neurons import lif_kernel
-
-        print(f"{cfg.model}: {lif_kernel(args.device or 'cpu')}", file=sys.stderr)
+    sets = _parse_sets(args.set)
+    if args.resume and args.preset is None and args.model is None and not sets and args.seed is None:
+        cfg = None  # the run's own config; anything given explicitly must equal the run's
+    else:
+        overrides = {"model": args.model or "spklip", **sets}
+        if args.seed is not None:
+            overrides["train.seed"] = args.seed
+        cfg = preset_config(args.preset or "tiny", overrides)
+    data = args.data if args.data is not None or args.resume else "builtin"
     bar = None
     if not args.json and sys.stderr.isatty():
         from tqdm import tqdm
@@ -231,7 +232,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             bar.set_postfix(loss=f"{p['loss']:.3f}", clips_s=f"{p['clips_per_s']:.1f}")
 
     try:
-        result = train(cfg, args.data, args.out, epochs=args.epochs, resume=args.resume, device=args.device,
+        result = train(cfg, data, args.out, epochs=args.epochs, resume=args.resume, device=args.device,
                        progress=progress, init=args.init)
     finally:
         if bar is not None:
@@ -243,6 +244,8 @@ def cmd_train(args: argparse.Namespace) -> int:
              f"top-5 {100 * h['val_top5']:.1f} %, R@5 {100 * h['val_R@5']:.1f} % ({h['seconds']:.1f} s)"
              + (f", mean firing rate {_mean(h['firing_rates'].values()):.3f}" if h.get("firing_rates") else "")
              for h in result.history[result.resumed_from_epoch:]]
+    if last.get("lif_kernel"):
+        lines.append(last["lif_kernel"])
     lines.append(f"checkpoint: {result.checkpoint}; metrics: {result.run_dir}/metrics.jsonl, curves.png")
     if last:
         lines.append("val accuracy is zero-shot: clips matched against the class-prompt text embeddings")
@@ -695,22 +698,25 @@ def build_parser() -> argparse.ArgumentParser:
         "checkpoint RUN/last.pt (weights, tokenizer, full config, optimizer state). Presets: reference "
         "(the authors' public code), paper (the paper's values), small and tiny (2-core CPU).",
     )
-    p.add_argument("--model", choices=("spklip", "fsve-hybrid", "fsve-full"), default="spklip",
+    p.add_argument("--model", choices=("spklip", "fsve-hybrid", "fsve-full"), default=None,
                    help="spklip: the ANN baseline (default); fsve-hybrid: spiking MS-ResNet (LIF, tdBN) with "
                         "STAR-Net's ANN Transformer; fsve-full: spiking MS-ResNet and the E-SDSA spiking "
                         "Transformer (sizes under fsve.* in --set; fsve.cnn=plain: the chain CNN that --format lava "
                         "exports)")
-    p.add_argument("--preset", default="tiny", help="reference, paper, small or tiny (default tiny)")
+    p.add_argument("--preset", help="reference, paper, small or tiny (default tiny; with --resume: the run's)")
     p.add_argument("--init", type=Path, metavar="CKPT",
                    help="start from a trained SPKLIP checkpoint: its tokenizer and every weight whose name and "
                         "shape match (e.g. an FSVE from the ANN baseline: HSFE, text tower, temperature)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a config field, e.g. hsfe.sa=false, hsfe.n_blocks=3, starnet.enabled=false, "
                    "hsfe.slicing=false, train.lr=1e-3 (repeatable)")
-    p.add_argument("--data", default="builtin", help="'builtin' or a dataset folder/manifest with train and val splits")
+    p.add_argument("--data", help="'builtin' (default) or a dataset folder/manifest with train and val splits; "
+                   "with --resume: the run's own")
     p.add_argument("--epochs", type=opt.positive_int, help="epochs (default: the preset's)")
     p.add_argument("--out", type=Path, default=Path("runs/spklip"), help="run folder (default runs/spklip)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint, with its own config and data; a "
+                   "--preset/--model/--set/--data that differs from the run's is refused")
     p.add_argument("--device", type=opt.device, default="cpu", help="cpu, cuda or auto (cuda uses mixed precision)")
     p.add_argument("--seed", type=opt.seed, help="seed (default: the preset's train.seed)")
     _add_json(p)

@@ -20,7 +20,7 @@ import torch.nn as nn
 from .checkpoint import Checkpoint
 from .data.clips import ClipSelection, SpikeClips
 from .data.manifest import Manifest
-from .errors import ConfigError, MediaError
+from .errors import MediaError
 
 
 @dataclass
@@ -35,17 +35,10 @@ class Runner:
 
 
 def _zoo_runner(ck: Checkpoint) -> Runner:
-    from .zoo import build_model, prepare_input, resolve_config, run_model
+    from .zoo import load_model, prepare_input, resolve_config, run_model
 
+    model = load_model(ck)  # card, sizes and weights checked before anything is built
     spec, cfg = resolve_config(ck.card)
-    model = build_model(ck.card)
-    try:
-        model.load_state_dict(ck.state_dict, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()
-        raise ConfigError(f"{ck.path}: weights do not fit model kind {spec.kind!r} "
-                          f"({first[0] if first else exc})") from None
-    model.eval()
 
     def clips(manifest: Manifest, split: str | None) -> SpikeClips:
         ds = SpikeClips(manifest, split=split, selection=ClipSelection())

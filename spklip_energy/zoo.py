@@ -40,7 +40,8 @@ from spikingjelly.activation_based import layer, neuron, surrogate
 from spikingjelly.activation_based.model import ms_resnet
 from torch import nn
 
-from .errors import ConfigError, MediaError
+from .errors import CheckpointError, ConfigError, MediaError
+from .options import SEED_MAX
 
 CARD_FORMAT_VERSION = 1  # "format_version" written into every card by default_card
 
@@ -52,6 +53,7 @@ SHARED_DEFAULTS: dict[str, int] = {
     "seed": 0,  # torch.manual_seed used while initialising weights
 }
 _MINIMUM = {"timesteps": 1, "height": 1, "width": 1, "num_classes": 1, "seed": 0}
+_MAXIMUM = {"seed": SEED_MAX}  # torch.manual_seed takes at most 64 bits; numpy's legacy bound
 
 
 @dataclass(frozen=True)
@@ -126,10 +128,13 @@ class SnnTorchNet(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(1, 16, 3, stride=2, padding=1)
         self.bn1 = nn.BatchNorm2d(16)
-        self.lif1 = snntorch.Leaky(beta=beta)
         self.conv2 = nn.Conv2d(16, 32, 3, stride=2, padding=1)
         self.bn2 = nn.BatchNorm2d(32)
-        self.lif2 = snntorch.Leaky(beta=beta)
+        # snnTorch reads its scalar buffers back with .item() while building, which a
+        # model sized on the meta device (see build_model) cannot do; they are scalars.
+        with torch.device("cpu"):
+            self.lif1 = snntorch.Leaky(beta=beta)
+            self.lif2 = snntorch.Leaky(beta=beta)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten()
         self.fc = nn.Linear(32, num_classes)
@@ -229,7 +234,7 @@ def model_spec(kind: str) -> ModelSpec:
     spec = MODEL_KINDS.get(kind) if isinstance(kind, str) else None
     if spec is None:
         valid = ", ".join(sorted(MODEL_KINDS))
-        raise ConfigError(f"unknown model kind {kind!r}; valid kinds: {valid}")
+        raise ConfigError(f"unknown model kind {_short(kind)}; valid kinds: {valid}")
     return spec
 
 
@@ -243,17 +248,19 @@ def resolve_config(card_or_kind: Any, config: Mapping | None = None) -> tuple[Mo
     if isinstance(card, str):
         kind, card_config = card, {}
     elif isinstance(card, Mapping):
-        kind, card_config = card.get("kind"), card.get("config") or {}
+        kind, card_config = card.get("kind"), card.get("config")
+        if card_config is None:
+            card_config = {}
         if not isinstance(card_config, Mapping):
-            raise ConfigError(f"the config of a {kind!r} card must be a dict, got {card_config!r}")
+            raise ConfigError(f"the config of a {_short(kind)} card must be a dict, got {_short(card_config)}")
     else:
         raise ConfigError(f"expected a model kind or a card dict, got {type(card).__name__}")
     spec = model_spec(kind)
     overrides = {**card_config, **(config or {})}
-    unknown = sorted(set(overrides) - set(spec.default_config))
+    unknown = sorted(map(str, set(overrides) - set(spec.default_config)))
     if unknown:
         raise ConfigError(
-            f"unknown config key(s) {', '.join(map(repr, unknown))} for model kind {kind!r}; "
+            f"unknown config key(s) {', '.join(_short(k) for k in unknown[:5])} for model kind {kind!r}; "
             f"valid keys: {', '.join(spec.default_config)}"
         )
     full = {**spec.default_config, **overrides}
@@ -262,10 +269,24 @@ def resolve_config(card_or_kind: Any, config: Mapping | None = None) -> tuple[Mo
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
             raise ConfigError(
                 f"config field {key!r} of model kind {kind!r} must be an integer >= {minimum}, "
-                f"got {value!r}"
+                f"got {_short(value)}"
             )
+        if key in _MAXIMUM and value > _MAXIMUM[key]:
+            raise ConfigError(
+                f"config field {key!r} of model kind {kind!r} must be at most {_MAXIMUM[key]}, got {value}")
         full[key] = int(value)
     return spec, full
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _size_cause(spec: ModelSpec, full: dict) -> str:
+    """The config values behind a model's size: those that differ from the kind's defaults."""
+    changed = [f"{k}={_short(v)}" for k, v in full.items() if spec.default_config.get(k) != v and k != "seed"]
+    return f"config {', '.join(changed)}" if changed else "its default config"
 
 
 def default_card(kind: str, **config_overrides: Any) -> dict:
@@ -278,12 +299,62 @@ def build_model(card_or_kind: Any, config: Mapping | None = None) -> nn.Module:
     """A freshly initialised model for a card (or a kind name plus ``config``).
 
     Initialisation is deterministic for a config ``seed``; the global torch RNG
-    state is the same before and after the call.
+    state is the same before and after the call. The model is first built on the
+    ``meta`` device (no memory) and refused with a
+    :class:`~spklip_energy.errors.ResourceError` when its weights would not fit the
+    memory limit (:mod:`spklip_energy.limits`).
     """
     spec, full = resolve_config(card_or_kind, config)
+    _meta_model(spec, full, _describe(card_or_kind, spec))
+    return _build(spec, full)
+
+
+def _build(spec: ModelSpec, full: dict) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(full["seed"])
         return spec.builder(full)
+
+
+def _meta_model(spec: ModelSpec, full: dict, what: str) -> nn.Module:
+    from .checkpoint import build_on_meta
+
+    return build_on_meta(lambda: spec.builder(full), f"building {what}", _size_cause(spec, full))
+
+
+def _describe(card_or_kind: Any, spec: ModelSpec) -> str:
+    path = getattr(card_or_kind, "path", None)
+    return f"the {spec.kind!r} model of checkpoint {path}" if path is not None else f"a {spec.kind!r} model"
+
+
+def check_checkpoint(ck: Any) -> tuple[ModelSpec, dict]:
+    """Check a zoo checkpoint without building its model: card, size, weights' names and shapes.
+
+    Every problem is one :class:`~spklip_energy.errors.SpklipError` naming the file
+    (a bad card value: :class:`CheckpointError`; too large: ``ResourceError``).
+    Returns the spec and the full config.
+    """
+    try:
+        spec, full = resolve_config(ck)
+    except ConfigError as exc:
+        raise CheckpointError(f"checkpoint {ck.path}: {exc}") from None
+    from .checkpoint import check_weights_fit
+
+    meta = _meta_model(spec, full, _describe(ck, spec))
+    check_weights_fit(meta, ck.state_dict, f"checkpoint {ck.path}",
+                      f"the {spec.kind!r} model its card describes")
+    return spec, full
+
+
+def load_model(ck: Any) -> nn.Module:
+    """The model of a zoo checkpoint, built from its card and loaded with its weights (eval mode).
+
+    Checked first (:func:`check_checkpoint`): nothing is allocated for a card whose
+    sizes are out of bounds or whose weights do not fit it.
+    """
+    spec, full = check_checkpoint(ck)
+    model = _build(spec, full)
+    model.load_state_dict(ck.state_dict, strict=True)
+    return model.eval()
 
 
 def prepare_input(card: Any, spikes: torch.Tensor | np.ndarray) -> torch.Tensor:

@@ -23,6 +23,7 @@ from spklip_energy.convert import (
     set_timesteps,
 )
 from spklip_energy.convert.ratecode import EventAvgPool2d, EventConv2d
+from spklip_energy.convert.sweep import convert_checkpoint
 from spklip_energy.data.digits import DigitsConfig, generate_digits
 from spklip_energy.energy import profile
 from spklip_energy.errors import CheckpointError
@@ -266,17 +267,27 @@ def test_cli_refuses_spiking_checkpoints(tmp_path, capsys, kind):
     assert "already spiking" in _error_line(capsys)
 
 
+def _code(argv) -> int:
+    """main's exit status, or argparse's when it refuses the command line itself."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return exc.code
+
+
 def test_cli_no_calibration_data(ann_ckpt, data, tmp_path, capsys):
-    assert main(["convert", str(ann_ckpt), "--layers", "cnn", "--calib", "0", "--out", str(tmp_path / "c.pt")]) == 2
-    assert "no calibration data" in _error_line(capsys)
+    assert _code(["convert", str(ann_ckpt), "--layers", "cnn", "--calib", "0", "--out", str(tmp_path / "c.pt")]) == 2
+    assert "--calib" in _error_line(capsys)
+    with pytest.raises(ConversionError, match="no calibration data: --calib must be at least 1, got 0"):
+        convert_checkpoint(ann_ckpt, "cnn", [4], tmp_path / "c.pt", calib=0)
     test_only = data / "test_only.jsonl"
     test_only.write_text("".join(ln + "\n" for ln in (data / "manifest.jsonl").read_text().splitlines()
                                  if json.loads(ln)["split"] != "train"))
     assert main(["convert", str(ann_ckpt), "--layers", "cnn", "--data", str(test_only),
                  "--out", str(tmp_path / "c.pt")]) == 2
     assert "no calibration data" in _error_line(capsys)
-    assert main(["convert", str(ann_ckpt), "--layers", "cnn", "--timesteps", "4,x",
-                 "--out", str(tmp_path / "c.pt")]) == 2
+    assert _code(["convert", str(ann_ckpt), "--layers", "cnn", "--timesteps", "4,x",
+                  "--out", str(tmp_path / "c.pt")]) == 2
     assert "--timesteps" in _error_line(capsys)
 
 

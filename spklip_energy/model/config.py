@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from ..errors import ConfigError
+from ..options import SEED_MAX
 
 
 @dataclass
@@ -185,6 +186,7 @@ def _from_dict(klass, data: Any, where: str):
 
 _NESTED = {"hsfe": HSFEConfig, "starnet": StarNetConfig, "fsve": FSVEConfig, "text": TextConfig,
            "train": TrainConfig}
+_NESTED_NAMES = {klass.__name__: klass for klass in _NESTED.values()}
 
 
 def _nested_type(klass, name):
@@ -210,14 +212,77 @@ def starnet_grid(s: StarNetConfig, height: int, width: int) -> tuple[int, int]:
     return size(height), size(width)
 
 
+#: Most modules one depth field may ask for (blocks, branches, layers): building a model
+#: loops over them in Python, even on the meta device that sizes it before it is built.
+MAX_DEPTH = 256
+
+
+def _type_ok(annotation: str, value: Any) -> bool:
+    """Whether ``value`` has the type a field's annotation (``int``, ``tuple[int, ...]``, ...) names."""
+    if annotation.startswith("tuple[") and annotation.endswith("]"):
+        if not isinstance(value, (tuple, list)):
+            return False
+        inner = [a.strip() for a in annotation[6:-1].split(",")]
+        if inner[-1] == "...":
+            return all(_type_ok(inner[0], v) for v in value)
+        return len(value) == len(inner) and all(_type_ok(a, v) for a, v in zip(inner, value, strict=True))
+    if annotation == "bool":
+        return isinstance(value, bool)
+    if annotation == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        return isinstance(value, int) or math.isfinite(value)
+    if annotation == "str":
+        return isinstance(value, str)
+    return True  # nested dataclasses are checked on their own
+
+
+_TYPE_WORDS = {"bool": "true or false", "int": "an integer", "float": "a finite number", "str": "a string"}
+
+
+def _check_types(obj: Any, prefix: str = "") -> None:
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        annotation = str(f.type)
+        if annotation in _NESTED_NAMES:
+            if not isinstance(value, _NESTED_NAMES[annotation]):
+                raise ConfigError(f"config field {prefix}{f.name} must be an object, got {_short(value)}")
+            _check_types(value, f"{prefix}{f.name}.")
+        elif not _type_ok(annotation, value):
+            if annotation.startswith("tuple["):
+                inner = annotation[6:-1].split(",")[0].strip()
+                count = "" if annotation.endswith("...]") else f"{annotation.count(',') + 1} "
+                want = f"a list of {count}{_TYPE_WORDS.get(inner, inner).removeprefix('an ').removeprefix('a ')}s"
+            else:
+                want = _TYPE_WORDS.get(annotation, annotation)
+            raise ConfigError(f"config field {prefix}{f.name} must be {want}, got {_short(value)}")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_depth(value: int, name: str) -> None:
+    from ..limits import check_count
+
+    check_count(value, MAX_DEPTH, "a depth field (blocks, branches, layers)", f"config field {name}={value}",
+                "deeper models are not supported")
+
+
 def validate(cfg: SPKLIPConfig) -> None:
     """Check every field; raise ConfigError naming the first bad one."""
+    _check_types(cfg)
     for name in ("frames", "height", "width", "embed_dim"):
         _positive(getattr(cfg, name), name)
     h = cfg.hsfe
     for name in ("n_blocks", "window_radius", "window_step", "branches", "branch_width", "sa_hidden",
                  "features", "input_pool"):
         _positive(getattr(h, name), f"hsfe.{name}")
+    if h.channel_step < 0:
+        raise ConfigError(f"config field hsfe.channel_step must be >= 0, got {h.channel_step!r}")
     if not h.input_scale > 0:
         raise ConfigError(f"hsfe.input_scale must be positive, got {h.input_scale!r}")
     if isinstance(h.trunk_blocks, bool) or not isinstance(h.trunk_blocks, int) or h.trunk_blocks < 0:
@@ -233,6 +298,8 @@ def validate(cfg: SPKLIPConfig) -> None:
             f"hsfe: branch {h.branches - 1} would see no frames (window {h.block_frames()}, "
             f"channel_step {h.channel_step}); lower hsfe.branches or hsfe.channel_step"
         )
+    for name in ("n_blocks", "branches", "trunk_blocks"):
+        _check_depth(getattr(h, name), f"hsfe.{name}")
     if cfg.height % h.input_pool or cfg.width % h.input_pool:
         raise ConfigError(f"hsfe.input_pool={h.input_pool} must divide the frame size {cfg.height}x{cfg.width}")
     s = cfg.starnet
@@ -240,6 +307,9 @@ def validate(cfg: SPKLIPConfig) -> None:
         _positive(getattr(s, name), f"starnet.{name}")
     if len(s.layers) != 4 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in s.layers):
         raise ConfigError(f"starnet.layers must be four positive integers, got {s.layers!r}")
+    for i, n in enumerate(s.layers):
+        _check_depth(n, f"starnet.layers[{i}]")
+    _check_depth(s.temporal_layers, "starnet.temporal_layers")
     if len(s.stem_strides) != 3 or any(v not in (1, 2) for v in s.stem_strides):
         raise ConfigError(f"starnet.stem_strides must be three strides of 1 or 2, got {s.stem_strides!r}")
     if s.enabled and cfg.model == "spklip":
@@ -263,6 +333,9 @@ def validate(cfg: SPKLIPConfig) -> None:
         _positive(getattr(f, name), f"fsve.{name}")
     if len(f.layers) not in (3, 4) or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in f.layers):
         raise ConfigError(f"fsve.layers must be three or four positive integers, got {f.layers!r}")
+    for i, n in enumerate(f.layers):
+        _check_depth(n, f"fsve.layers[{i}]")
+    _check_depth(f.attn_layers, "fsve.attn_layers")
     if not 0.0 < f.decay < 1.0:
         raise ConfigError(f"fsve.decay must be in (0, 1), got {f.decay!r}")
     for name in ("v_threshold", "lens", "tdbn_alpha", "attn_threshold"):
@@ -286,6 +359,7 @@ def validate(cfg: SPKLIPConfig) -> None:
         raise ConfigError(f"text.style must be 'clip' or 'bert', got {t.style!r}")
     for name in ("width", "layers", "heads", "context_length", "vocab_size", "adapter_width"):
         _positive(getattr(t, name), f"text.{name}")
+    _check_depth(t.layers, "text.layers")
     if t.width % t.heads:
         raise ConfigError(f"text.heads={t.heads} must divide text.width={t.width}")
     tr = cfg.train
@@ -299,6 +373,16 @@ def validate(cfg: SPKLIPConfig) -> None:
     _positive(tr.epochs, "train.epochs")
     if isinstance(tr.pretrain_epochs, bool) or not isinstance(tr.pretrain_epochs, int) or tr.pretrain_epochs < 0:
         raise ConfigError(f"train.pretrain_epochs must be >= 0, got {tr.pretrain_epochs!r}")
+    if tr.warmup_epochs < 0:
+        raise ConfigError(f"train.warmup_epochs must be >= 0, got {tr.warmup_epochs!r}")
+    if tr.weight_decay < 0:
+        raise ConfigError(f"train.weight_decay must be >= 0, got {tr.weight_decay!r}")
+    if not tr.grad_clip > 0:
+        raise ConfigError(f"train.grad_clip must be positive, got {tr.grad_clip!r}")
+    if not all(0.0 <= b < 1.0 for b in tr.betas):
+        raise ConfigError(f"train.betas must be two numbers in [0, 1), got {list(tr.betas)!r}")
+    if not 0 <= tr.seed <= SEED_MAX:
+        raise ConfigError(f"train.seed must be in [0, {SEED_MAX}], got {tr.seed!r}")
     if not tr.contrastive_weight >= 0:
         raise ConfigError(f"train.contrastive_weight must be >= 0, got {tr.contrastive_weight!r}")
     if not tr.class_loss >= 0:
@@ -362,8 +446,8 @@ PRESETS = {"reference": _reference, "paper": _paper, "small": _small, "tiny": _t
 
 def preset_config(name: str, overrides: dict[str, Any] | None = None) -> SPKLIPConfig:
     """A preset, with ``overrides`` applied (dotted keys, e.g. ``{"hsfe.sa": False}``)."""
-    if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    if not isinstance(name, str) or name not in PRESETS:
+        raise ConfigError(f"unknown preset {_short(name)}; choose one of {', '.join(PRESETS)}")
     cfg = PRESETS[name]()
     return apply_overrides(cfg, overrides or {}) if overrides else cfg
 
@@ -372,6 +456,8 @@ def apply_overrides(cfg: SPKLIPConfig, overrides: dict[str, Any]) -> SPKLIPConfi
     """Return a copy of ``cfg`` with dotted-key overrides; unknown keys are an error."""
     data = cfg.to_dict()
     for key, value in overrides.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"config keys are dotted names such as 'hsfe.sa', got {_short(key)}")
         parts = key.split(".")
         node = data
         for p in parts[:-1]:
@@ -394,24 +480,64 @@ def _coerce(key: str, value: Any, current: Any) -> Any:
             pass
     if isinstance(current, bool):
         if not isinstance(value, bool):
-            raise ConfigError(f"config key {key!r} expects true or false, got {value!r}")
+            raise ConfigError(f"config key {key!r} expects true or false, got {_short(value)}")
     elif isinstance(current, int):
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"config key {key!r} expects an integer, got {value!r}")
+            raise ConfigError(f"config key {key!r} expects an integer, got {_short(value)}")
     elif isinstance(current, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"config key {key!r} expects a number, got {value!r}")
-        value = float(value)
+            raise ConfigError(f"config key {key!r} expects a number, got {_short(value)}")
+        try:
+            value = float(value)
+        except OverflowError:
+            raise ConfigError(f"config key {key!r} expects a finite number, got {_short(value)}") from None
     elif isinstance(current, (tuple, list)):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"config key {key!r} expects a list like {list(current)}, got {value!r}")
+            raise ConfigError(f"config key {key!r} expects a list like {list(current)}, got {_short(value)}")
         value = list(value)
     elif isinstance(current, str) and not isinstance(value, str):
-        raise ConfigError(f"config key {key!r} expects a string, got {value!r}")
+        raise ConfigError(f"config key {key!r} expects a string, got {_short(value)}")
     return value
+
+
+def flat_config(cfg: SPKLIPConfig | dict) -> dict[str, Any]:
+    """``{"hsfe.sa": True, ...}``: every field under its dotted key (tuples as lists)."""
+    data = cfg.to_dict() if isinstance(cfg, SPKLIPConfig) else cfg
+    out: dict[str, Any] = {}
+
+    def walk(node: dict, prefix: str) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{key}.")
+            else:
+                out[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+
+    walk(data, "")
+    return out
+
+
+def config_differences(a: SPKLIPConfig | dict, b: SPKLIPConfig | dict) -> list[tuple[str, Any, Any]]:
+    """``(dotted key, value in a, value in b)`` for every field where two configs differ."""
+    fa, fb = flat_config(a), flat_config(b)
+    missing = object()
+    return [(k, fa.get(k, missing), fb.get(k, missing)) for k in list(fa) + [k for k in fb if k not in fa]
+            if fa.get(k, missing) != fb.get(k, missing)]
+
+
+def size_cause(cfg: SPKLIPConfig, limit: int = 4) -> str:
+    """The config values behind a model's size, for a resource message: those that differ from its preset."""
+    base = PRESETS[cfg.preset]() if cfg.preset in PRESETS else None
+    if base is None:
+        return f"config with embed_dim={cfg.embed_dim}, {cfg.height}x{cfg.width} frames"
+    diffs = [(k, v) for k, _, v in config_differences(base, cfg) if not k.startswith("train.") and k != "preset"]
+    if not diffs:
+        return f"preset {cfg.preset!r}"
+    shown = ", ".join(f"{k}={_short(v)}" for k, v in diffs[:limit])
+    more = f" and {len(diffs) - limit} more" if len(diffs) > limit else ""
+    return f"config {shown}{more} (preset {cfg.preset!r})"
 
 
 __all__ = [
     "HSFEConfig", "PRESETS", "SPKLIPConfig", "StarNetConfig", "TextConfig", "TrainConfig",
-    "apply_overrides", "preset_config", "validate",
+    "apply_overrides", "config_differences", "flat_config", "preset_config", "size_cause", "validate",
 ]

@@ -9,15 +9,22 @@ dict; :func:`model_state` strips them.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from ..errors import CheckpointError, ConfigError
-from .config import SPKLIPConfig
+from ..checkpoint import (
+    Checkpoint,
+    build_on_meta,
+    check_weights_fit,
+    load_checkpoint,
+    save_checkpoint,
+)
+from ..errors import CheckpointError, ConfigError, ResourceError
+from .config import SPKLIPConfig, size_cause
 from .spklip import SPKLIP, build_spklip
 from .tokenizer import SpikeTextTokenizer
 
@@ -58,16 +65,99 @@ def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch
 
 
 def restore_optimizer(optimizer: torch.optim.Optimizer, ck: Checkpoint) -> None:
-    layout = ck.card.get("train", {}).get("optimizer")
+    """Load the optimizer state saved by :func:`save_spklip` into ``optimizer``.
+
+    The record is checked against ``optimizer`` first (groups, parameter counts,
+    tensor entries and their shapes); a malformed one is one :class:`CheckpointError`.
+    """
+    where = f"{ck.path}"
+    train = ck.card.get("train", {})
+    layout = train.get("optimizer") if isinstance(train, dict) else None
     if not layout:
-        raise CheckpointError(f"{ck.path}: holds no optimizer state to resume from")
+        raise CheckpointError(f"{where}: holds no optimizer state to resume from")
+
+    def bad(problem: str) -> CheckpointError:
+        return CheckpointError(f"{where}: the optimizer state to resume from is malformed ({problem})")
+
+    if not isinstance(layout, dict) or not isinstance(layout.get("param_groups"), list) \
+            or not isinstance(layout.get("state"), dict):
+        raise bad("expected an object with a 'param_groups' list and a 'state' object")
+    groups = layout["param_groups"]
+    if len(groups) != len(optimizer.param_groups):
+        raise bad(f"{len(groups)} parameter groups, the model being trained has {len(optimizer.param_groups)}")
+    params: dict[int, torch.Tensor] = {}
+    for i, (saved, current) in enumerate(zip(groups, optimizer.param_groups, strict=True)):
+        ids = saved.get("params") if isinstance(saved, dict) else None
+        if not isinstance(ids, list) or not all(isinstance(x, int) and not isinstance(x, bool) for x in ids):
+            raise bad(f"parameter group {i} has no list of parameter ids")
+        if len(ids) != len(current["params"]):
+            raise bad(f"parameter group {i} holds {len(ids)} parameters, the model being trained "
+                      f"{len(current['params'])} (a different config or --set?)")
+        for key, value in saved.items():
+            if key != "params" and key in current and not _same_kind(value, current[key]):
+                raise bad(f"parameter group {i} has {key!r} = {_short(value)}")
+        params.update(zip(ids, current["params"], strict=True))
     state = {}
     for idx, entries in layout["state"].items():
-        state[int(idx)] = {
-            key: (ck.state_dict[f"{TRAIN_PREFIX}optim.{idx}.{key}"] if value == "tensor" else value)
-            for key, value in entries.items()
-        }
-    optimizer.load_state_dict({"state": state, "param_groups": layout["param_groups"]})
+        try:
+            pid = int(idx)
+        except ValueError:
+            raise bad(f"state key {idx!r} is not a parameter id") from None
+        if pid not in params or not isinstance(entries, dict):
+            raise bad(f"state entry {idx!r} names no parameter of the model being trained")
+        restored = {}
+        for key, value in entries.items():
+            if value != "tensor":
+                restored[key] = value
+                continue
+            tensor = ck.state_dict.get(f"{TRAIN_PREFIX}optim.{idx}.{key}")
+            if tensor is None:
+                raise bad(f"tensor {TRAIN_PREFIX}optim.{idx}.{key} is missing")
+            if key != "step" and tuple(tensor.shape) != tuple(params[pid].shape):
+                raise bad(f"tensor {TRAIN_PREFIX}optim.{idx}.{key} has shape {list(tensor.shape)}, "
+                          f"its parameter {list(params[pid].shape)}")
+            if not tensor.is_floating_point():
+                raise bad(f"tensor {TRAIN_PREFIX}optim.{idx}.{key} is {tensor.dtype}, not floating point")
+            restored[key] = tensor
+        state[pid] = restored
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": groups})
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise bad(text[:160]) from None
+
+
+def _same_kind(saved, current) -> bool:
+    """Whether a saved optimizer hyper-parameter can stand where ``current`` stands (JSON gives lists)."""
+    if current is None or isinstance(current, bool):
+        return saved is None or isinstance(saved, bool)
+    if isinstance(current, (int, float)):
+        return isinstance(saved, int) and not isinstance(saved, bool) or isinstance(saved, float) \
+            and math.isfinite(saved)
+    if isinstance(current, (list, tuple)):
+        return isinstance(saved, (list, tuple)) and len(saved) == len(current) and all(
+            _same_kind(a, b) for a, b in zip(saved, current, strict=True))
+    return type(saved) is type(current)
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def restore_rng(ck: Checkpoint) -> None:
+    """Set torch's CPU random state to the one saved with the optimizer (if any)."""
+    rng = ck.state_dict.get(f"{TRAIN_PREFIX}rng.torch")
+    if rng is None:
+        return
+    try:
+        if rng.dtype != torch.uint8 or rng.dim() != 1:
+            raise ValueError(f"a {rng.dtype} tensor of shape {list(rng.shape)}, not a 1-D uint8 one")
+        torch.set_rng_state(rng)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{ck.path}: the random state {TRAIN_PREFIX}rng.torch to resume from is "
+                              f"malformed ({text[:160]})") from None
 
 
 def save_spklip(path: str | os.PathLike, model: SPKLIP, tokenizer: SpikeTextTokenizer, card_extra: dict,
@@ -90,16 +180,47 @@ def save_spklip(path: str | os.PathLike, model: SPKLIP, tokenizer: SpikeTextToke
     return save_checkpoint(path, state, card)
 
 
+def _card_config(ck: Checkpoint) -> SPKLIPConfig:
+    if "config" not in ck.card:
+        raise CheckpointError(f"{ck.path}: the card has no 'config'")
+    try:
+        cfg = SPKLIPConfig.from_dict(ck.card["config"])
+    except ConfigError as exc:
+        raise CheckpointError(f"{ck.path}: config in the checkpoint is invalid ({exc})") from None
+    except ResourceError as exc:  # a depth beyond the documented ceiling
+        raise ResourceError(f"{ck.path}: {exc}") from None
+    expected = "spklip" if ck.kind == CONVERTED_KIND else ck.kind
+    if cfg.model != expected:
+        raise CheckpointError(f"{ck.path}: its card says kind {ck.kind!r} but its config says model "
+                              f"{cfg.model!r}")
+    if ck.kind == CONVERTED_KIND and not isinstance(ck.card.get("conversion"), dict):
+        raise CheckpointError(f"{ck.path}: a {CONVERTED_KIND!r} card needs a 'conversion' object")
+    return cfg
+
+
 def load_spklip(path_or_ck: str | os.PathLike | Checkpoint) -> LoadedSPKLIP:
-    """Load a SPKLIP checkpoint (refuses other kinds with a clear error)."""
+    """Load a SPKLIP checkpoint (refuses other kinds with a clear error).
+
+    The card is checked before anything is built: its config, that the config's
+    model is its kind, the model's size (on the meta device, against the memory
+    limit), and that the stored tensors have exactly the names and shapes of the
+    model the card describes.
+    """
     ck = path_or_ck if isinstance(path_or_ck, Checkpoint) else load_checkpoint(path_or_ck)
     if ck.kind not in KINDS:
         raise CheckpointError(f"{ck.path}: is a {ck.kind!r} checkpoint, not a SPKLIP one ({', '.join(KINDS)})")
+    cfg = _card_config(ck)
     try:
-        cfg = SPKLIPConfig.from_dict(ck.card["config"])
-    except (ConfigError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"{ck.path}: config in the checkpoint is invalid ({exc})") from None
-    tokenizer = SpikeTextTokenizer.from_json(ck.card.get("tokenizer", ""))
+        tokenizer = SpikeTextTokenizer.from_json(ck.card.get("tokenizer", ""))
+    except ConfigError as exc:
+        raise CheckpointError(f"{ck.path}: {exc}") from None
+    weights = model_state(ck)
+    what = f"the {ck.kind!r} model its card describes"
+    meta = build_on_meta(lambda: build_spklip(cfg), f"building the model of checkpoint {ck.path}",
+                         size_cause(cfg))
+    if ck.kind != CONVERTED_KIND:  # a converted structure is only known once built for real
+        check_weights_fit(meta, weights, str(ck.path), what)
+    del meta
     model = build_spklip(cfg)
     if ck.kind == CONVERTED_KIND:
         from ..convert import (
@@ -108,11 +229,15 @@ def load_spklip(path_or_ck: str | os.PathLike | Checkpoint) -> LoadedSPKLIP:
 
         try:
             model = apply_conversion(model, ck.card["conversion"])
-        except (KeyError, TypeError, ValueError) as exc:
+        except ConfigError as exc:
             raise CheckpointError(f"{ck.path}: conversion record in the checkpoint is invalid ({exc})") from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{ck.path}: conversion record in the checkpoint is invalid "
+                                  f"({type(exc).__name__}: {exc})") from None
+        check_weights_fit(model, weights, str(ck.path), what)
     try:
-        model.load_state_dict(model_state(ck), strict=True)
-    except RuntimeError as exc:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as exc:  # checked above; a last guard that stays one line
         first = str(exc).strip().splitlines()[0]
         raise CheckpointError(f"{ck.path}: weights do not fit its config ({first})") from None
     return LoadedSPKLIP(model, tokenizer, ck.card, ck)

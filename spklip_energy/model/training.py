@@ -19,18 +19,52 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..atomic import atomic_path
+from ..checkpoint import build_on_meta, module_nbytes, nonfinite_tensors
 from ..errors import CheckpointError, ConfigError
-from ..options import pick_device
+from ..limits import check_memory
+from ..options import (
+    check_int_list,
+    check_positive_float,
+    check_positive_int,
+    check_seed,
+    pick_device,
+)
 from .augment import dataset_flips, flip_batch
-from .config import SPKLIPConfig
+from .config import SPKLIPConfig, config_differences, size_cause
 from .data import clips_for, load_splits, resolve_data
-from .io import TRAIN_PREFIX, load_spklip, restore_optimizer, save_spklip
+from .io import load_spklip, restore_optimizer, restore_rng, save_spklip
 from .loss import class_prompt_loss, clip_loss
 from .metrics import chance_recall, confusion_matrix, retrieval_recall, topk_accuracy
 from .spklip import SPKLIP, build_spklip
 from .tokenizer import SpikeTextTokenizer
 
 Progress = Callable[[dict], None]
+
+#: Training keeps, per weight, the weight, its gradient and AdamW's two moments.
+TRAINING_MEMORY_FACTOR = 4
+
+
+class DivergedError(ConfigError):
+    """Training reached a NaN or infinite loss (or weights); the learning rate is usually too high."""
+
+
+def _check_finite_loss(loss: torch.Tensor, stage: str, epoch: int, step: int, steps: int, lr: float,
+                       kept: str) -> None:
+    """Stop with a :class:`DivergedError` before a NaN/Inf loss reaches the weights."""
+    value = float(loss.detach())
+    if math.isfinite(value):
+        return
+    raise DivergedError(
+        f"{stage} diverged: the loss became {value} at epoch {epoch}, step {step} of {steps} "
+        f"(learning rate {lr:.3g}); lower the learning rate (e.g. --set train.lr={lr / 10:.3g}); {kept}")
+
+
+def _check_finite_weights(model: torch.nn.Module, stage: str, epoch: int, lr: float, kept: str) -> None:
+    bad = nonfinite_tensors(model)
+    if bad:
+        raise DivergedError(
+            f"{stage} diverged: weights such as {bad[0]!r} became NaN or infinite in epoch {epoch} "
+            f"(learning rate {lr:.3g}); lower the learning rate (e.g. --set train.lr={lr / 10:.3g}); {kept}")
 
 
 def _loader(ds, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
@@ -42,6 +76,7 @@ def _loader(ds, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
 @torch.no_grad()
 def embed_clips(model: SPKLIP, ds, device: torch.device, batch_size: int = 16) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Normalised clip embeddings ``[N, D]``, labels ``[N]`` and captions of a dataset."""
+    batch_size = check_positive_int(batch_size, "batch_size")
     model.eval()
     feats, labels, captions = [], [], []
     for batch in _loader(ds, batch_size, False, 0):
@@ -133,6 +168,8 @@ def pretrain_visual(model: SPKLIP, train_ds, val_ds, tokenizer: SpikeTextTokeniz
             f = torch.nn.functional.normalize(model.visual(spikes.to(dev)).float(), dim=-1)
             logits = scale * f @ torch.nn.functional.normalize(head, dim=-1).T
             loss = torch.nn.functional.cross_entropy(logits, labels.to(dev))
+            _check_finite_loss(loss, "pre-training of the visual encoder", epoch + 1, step + 1, steps,
+                               opt.param_groups[0]["lr"], "nothing was written")
             _optimizer_step(loss, opt, params, cfg.train.grad_clip)
             seen += len(labels)
             loss_sum += float(loss.detach()) * len(labels)
@@ -140,6 +177,8 @@ def pretrain_visual(model: SPKLIP, train_ds, val_ds, tokenizer: SpikeTextTokeniz
                 progress({"epoch": epoch + 1, "epochs": epochs, "step": step + 1, "steps": steps,
                           "loss": float(loss.detach()), "clips_per_s": seen / max(time.perf_counter() - t0, 1e-9),
                           "stage": "pretrain"})
+        _check_finite_weights(model.visual, "pre-training of the visual encoder", epoch + 1,
+                              opt.param_groups[0]["lr"], "nothing was written")
         clips, labels, _ = embed_clips(model, val_ds, dev)
         acc = float((clips @ torch.nn.functional.normalize(head.detach().cpu(), dim=-1).T).argmax(1)
                     .eq(labels).float().mean())
@@ -212,9 +251,61 @@ def _write_metrics(run: Path, history: list[dict]) -> None:
         tmp.write_bytes(png)
 
 
+def _same_data(stored: dict, requested: str | os.PathLike) -> bool:
+    """Whether ``--data requested`` names the dataset a run recorded (its source text or its path)."""
+    builtin = str(requested) in ("builtin", "builtin-sim", "builtin-sensor")
+    if builtin and "source" in stored:
+        return str(requested) == stored["source"]
+    path = stored.get("path")
+    if not isinstance(path, str):
+        return False
+    try:
+        return Path(resolve_data(requested)).resolve() == Path(path).resolve()
+    except (OSError, RuntimeError):
+        return False
+
+
+def _resume_conflicts(loaded, last: Path, cfg: SPKLIPConfig | None, data, init) -> None:
+    """Refuse a --resume whose requested config, data or --init differ from the run's own."""
+    if cfg is not None:
+        diffs = config_differences(loaded.model.cfg, cfg)
+        if diffs:
+            key, ran, asked = diffs[0]
+            more = f"; {len(diffs) - 1} more field(s) differ" if len(diffs) > 1 else ""
+            option = "--model" if key == "model" else "--preset" if key == "preset" else f"--set {key}"
+            raise ConfigError(
+                f"{last}: --resume continues the run with the config it was started with, and the requested "
+                f"one differs ({option}: the run has {ran!r}, requested {asked!r}{more}); repeat the run's "
+                "options, or choose a new --out")
+    stored = loaded.card.get("data", {})
+    if data is not None and not _same_data(stored, data):
+        raise ConfigError(f"{last}: --resume continues the run on its own data {stored.get('path')!r}, "
+                          f"but --data {str(data)!r} was requested; drop --data or give the same one")
+    if init is not None:
+        began = loaded.card.get("init", {}).get("from")
+        if began is None or Path(began).resolve() != Path(init).resolve():
+            raise ConfigError(f"{last}: --init {str(init)!r} cannot change a run being resumed "
+                              f"(it started from {began or 'fresh weights'!r})")
+
+
+def _resume_state(loaded, last: Path) -> tuple[list[dict], int]:
+    """The history and the finished-epoch counter of a run's card (checked)."""
+    train = loaded.card.get("train", {})
+    history = train.get("history", [])
+    epoch = train.get("epoch", 0)
+    if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+        raise CheckpointError(f"{last}: its card's train.history is not a list of objects")
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise CheckpointError(f"{last}: its card's train.epoch is {epoch!r}, not a count of finished epochs")
+    path = loaded.card.get("data", {}).get("path")
+    if path is not None and not isinstance(path, str):
+        raise CheckpointError(f"{last}: its card's data.path is {path!r}, not a path")
+    return list(history), epoch
+
+
 def train(
-    cfg: SPKLIPConfig,
-    data: str | os.PathLike,
+    cfg: SPKLIPConfig | None,
+    data: str | os.PathLike | None,
     run_dir: str | os.PathLike,
     *,
     epochs: int | None = None,
@@ -226,13 +317,27 @@ def train(
 ) -> TrainResult:
     """Train SPKLIP; one atomic checkpoint per epoch (``run_dir/last.pt``), metrics and curves.
 
+    ``epochs``: the total number of epochs (``None``: the config's ``train.epochs``; when resuming,
+    the total the run was started with).
+    ``data``: ``builtin``, a dataset folder or manifest (``None``: ``builtin``, or the run's own
+    data when resuming).
+
     ``init``: a trained SPKLIP checkpoint (any variant) to start from: its tokenizer,
     and every weight whose name, shape and layer type match (for a spiking variant started from
     the ANN: the HSFE front end, the text tower and the temperature).
 
     With ``resume`` the run continues from ``run_dir/last.pt``: weights, optimiser,
     RNG state, history and the epoch counter, so at most the unfinished epoch is lost.
+    Its config comes from the checkpoint; a ``cfg``, ``data`` or ``init`` that differs from
+    the run's is refused (pass ``None`` to take the run's).
+
+    A NaN or infinite loss stops training with a :class:`DivergedError` before it reaches the
+    weights; the checkpoint of the last finished epoch stays as it was.
     """
+    if epochs is not None:
+        epochs = check_positive_int(epochs, "epochs")
+    if cfg is not None and not isinstance(cfg, SPKLIPConfig):
+        raise ConfigError(f"train expects a SPKLIPConfig, got {type(cfg).__name__}")
     run = Path(run_dir)
     dev = pick_device(device)
     last = run / "last.pt"
@@ -240,15 +345,28 @@ def train(
         if not last.is_file():
             raise CheckpointError(f"{last}: no checkpoint to resume from")
         loaded = load_spklip(last)
+        if loaded.checkpoint.kind not in ("spklip", "fsve-hybrid", "fsve-full"):
+            raise CheckpointError(f"{last}: a {loaded.checkpoint.kind!r} checkpoint cannot be trained further")
+        _resume_conflicts(loaded, last, cfg, data, init)
         cfg, tokenizer, model = loaded.model.cfg, loaded.tokenizer, loaded.model
-        history = list(loaded.card.get("train", {}).get("history", []))
-        start = int(loaded.card.get("train", {}).get("epoch", 0))
-        data = loaded.card.get("data", {}).get("path", data)
+        check_memory(TRAINING_MEMORY_FACTOR * module_nbytes(model), f"training the model of {last}",
+                     size_cause(cfg))
+        history, start = _resume_state(loaded, last)
+        data = loaded.card.get("data", {}).get("path", data if data is not None else "builtin")
     else:
+        if cfg is None:
+            raise ConfigError("train needs a config for a new run (cfg=None only resumes one)")
         if last.exists():
             raise ConfigError(f"{run}: already holds a run (pass --resume to continue it, or choose a new --out)")
         history, start, loaded = [], 0, None
-    total_epochs = epochs or cfg.train.epochs
+        data = "builtin" if data is None else data
+        # sized on the meta device before any data is read or memory taken
+        build_on_meta(lambda: build_spklip(cfg), f"training preset {cfg.preset!r}", size_cause(cfg),
+                      TRAINING_MEMORY_FACTOR)
+    if epochs is None and resume:  # finish the run as planned: its own total, else the config's
+        planned = loaded.card.get("train", {}).get("epochs")
+        epochs = planned if isinstance(planned, int) and not isinstance(planned, bool) and planned >= 1 else None
+    total_epochs = epochs if epochs is not None else cfg.train.epochs
     manifest, splits = load_splits(cfg, data, ("train", "val"), progress=data_progress)
     train_ds, val_ds = splits["train"], splits["val"]
     init_record = None
@@ -272,22 +390,26 @@ def train(
                             weight_decay=cfg.train.weight_decay)
     if resume:
         restore_optimizer(opt, loaded.checkpoint)
-        rng = loaded.checkpoint.state_dict.get(f"{TRAIN_PREFIX}rng.torch")
-        if rng is not None:
-            torch.set_rng_state(rng)
+        restore_rng(loaded.checkpoint)
     else:
         torch.manual_seed(cfg.train.seed)
     use_amp = dev.type == "cuda"
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
     steps = math.ceil(len(train_ds) / cfg.train.batch_size)
+    data_record = {"path": str(resolve_data(data)), "train_clips": len(train_ds), "val_clips": len(val_ds)}
+    if not resume:
+        data_record["source"] = str(data)
+    elif "source" in loaded.card.get("data", {}):
+        data_record["source"] = loaded.card["data"]["source"]
     card_base = {
-        "data": {"path": str(resolve_data(data)), "train_clips": len(train_ds), "val_clips": len(val_ds)},
+        "data": data_record,
         **({"init": init_record} if init_record else {}),
         **({"pretrain": pretrain_record} if pretrain_record else {}),
         "classes": list(train_ds.classes),
         "class_prompts": train_ds.class_prompts,
     }
-    run.mkdir(parents=True, exist_ok=True)
+    kept = f"the checkpoint of the last finished epoch ({last}) is kept" if start or resume else \
+        "no epoch finished, so no checkpoint was written"
     prompt_tokens = tokenizer.encode(list(train_ds.class_prompts), cfg.text.context_length).to(dev)
     spiking = cfg.model != "spklip"
     kernel = ""
@@ -321,12 +443,14 @@ def train(
                     loss = loss + cfg.train.class_loss * class_prompt_loss(
                         out.spike_features.float(), model.encode_text(prompt_tokens).float(), out.logit_scale,
                         labels.to(dev))
+            _check_finite_loss(loss, "training", epoch + 1, step + 1, steps, opt.param_groups[0]["lr"], kept)
             _optimizer_step(loss, opt, trainable, cfg.train.grad_clip, scaler)
             seen += len(spikes)
             loss_sum += float(loss.detach()) * len(spikes)
             if progress:
                 progress({"epoch": epoch + 1, "epochs": total_epochs, "step": step + 1, "steps": steps,
                           "loss": float(loss.detach()), "clips_per_s": seen / max(time.perf_counter() - t0, 1e-9)})
+        _check_finite_weights(model, "training", epoch + 1, opt.param_groups[0]["lr"], kept)
         if spiking:
             from ..fsve.firing import FiringRates
 
@@ -354,17 +478,22 @@ def train(
                                        "seed": cfg.train.seed, "device": dev.type}}
         save_spklip(last, model, tokenizer, card, optimizer=opt)
         _write_metrics(run, history)
+        kept = f"the checkpoint of the last finished epoch ({last}) is kept"
     return TrainResult(run, last, history, start)
 
 
 def write_eval(ckpt_path: str | os.PathLike, data: str | os.PathLike | None, split: str = "test",
                device: str = "cpu", out_png: str | os.PathLike | None = None) -> dict:
     """Evaluate a checkpoint and record the results in its card (atomic rewrite)."""
+    dev = pick_device(device)
+    if not isinstance(split, str) or not split:
+        raise ConfigError(f"split must be a split name such as 'test', got {split!r}")
     loaded = load_spklip(ckpt_path)
     cfg = loaded.model.cfg
-    dev = pick_device(device)
     model = loaded.model.to(dev)
     src = data if data is not None else loaded.card.get("data", {}).get("path", "builtin")
+    if not isinstance(src, (str, os.PathLike)):
+        raise CheckpointError(f"{ckpt_path}: its card's data.path is {src!r}, not a path; pass --data")
     from ..data.manifest import load_manifest
 
     manifest = load_manifest(resolve_data(src))
@@ -401,8 +530,12 @@ def adapt(ckpt_path: str | os.PathLike, data: str | os.PathLike, shots: list[int
     """Few-shot adaptation (paper section 4.3): train only the final two layers of STAR-Net on
     ``k`` clips per class (class prompts as texts, text tower and temperature frozen), test on
     the remaining clips, for each ``k`` in ``shots``."""
-    base = load_spklip(ckpt_path)
+    shots = check_int_list(shots, "shots", minimum=1)
+    epochs = check_positive_int(epochs, "epochs")
+    lr = check_positive_float(lr, "lr")
+    seed = check_seed(seed, "seed")
     dev = pick_device(device)
+    base = load_spklip(ckpt_path)
     from ..data.manifest import load_manifest
 
     manifest = load_manifest(resolve_data(data))
@@ -410,8 +543,6 @@ def adapt(ckpt_path: str | os.PathLike, data: str | os.PathLike, shots: list[int
     labels = np.array(ds_all.labels)
     results = []
     for k in shots:
-        if k < 1:
-            raise ConfigError(f"--shots values must be positive, got {k}")
         rng = np.random.default_rng([seed, k])
         train_idx, test_idx = [], []
         for c in range(len(ds_all.classes)):
@@ -444,6 +575,11 @@ def adapt(ckpt_path: str | os.PathLike, data: str | os.PathLike, shots: list[int
                 img = torch.nn.functional.normalize(model.encode_spikes(spikes), dim=-1)
                 logits = model.logit_scale().detach() * img @ text.T
                 loss = torch.nn.functional.cross_entropy(logits, batch["label"].to(dev))
+                if not math.isfinite(float(loss.detach())):
+                    raise DivergedError(
+                        f"few-shot adaptation with {k} shots diverged: the loss became {float(loss.detach())} in "
+                        f"epoch {ep + 1} (learning rate {lr:.3g}); lower --lr (e.g. --lr {lr / 10:.3g}); nothing "
+                        "was written")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

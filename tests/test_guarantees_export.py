@@ -1,0 +1,522 @@
+"""Issue 12 on the export side: netx files, simulate, convert and export refuse bad input with one line,
+before reading or allocating what the input declares; every export format runs through the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from export_helpers import small_checkpoint, small_digits
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from spklip_energy import limits
+from spklip_energy.checkpoint import load_checkpoint, save_checkpoint
+from spklip_energy.cli import main
+from spklip_energy.convert.ratecode import MAX_TIMESTEPS
+from spklip_energy.convert.sweep import batch_bytes, convert_checkpoint, parse_timesteps
+from spklip_energy.data.dat import write_dat
+from spklip_energy.errors import CheckpointError, ConfigError, ResourceError, SpklipError
+from spklip_energy.export import export_checkpoint
+from spklip_energy.export import loihi_engine as engine
+from spklip_energy.export.netx_format import NetxLayer, NetxNet, NetxNeuron, read_netx, write_netx
+from spklip_energy.export.simulate import run_simulation
+from spklip_energy.model.io import load_spklip
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def cli(argv: list[str], capsys) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of ``spklip-energy ARGV``; argparse's own refusals count too."""
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line(err: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def refused(argv, capsys, *needles) -> str:
+    code, _, err = cli(argv, capsys)
+    line = one_line(err)
+    assert code == 2, (argv, err)
+    for n in needles:
+        assert n in line, (n, line)
+    return line
+
+
+# --------------------------------------------------------------------------- netx files
+
+
+def small_net() -> NetxNet:
+    rng = np.random.default_rng(0)
+    return NetxNet([NetxLayer("input", (1, 16, 16), NetxNeuron(4096, 4096, 0)),
+                    NetxLayer("conv", (4, 8, 8), NetxNeuron(4096, 1024, 40),
+                              weight=rng.integers(-30, 60, (4, 1, 3, 3)), stride=(2, 2), padding=(1, 1))])
+
+
+@pytest.fixture
+def net_file(tmp_path) -> Path:
+    return write_netx(tmp_path / "g.net", small_net())
+
+
+def test_huge_declared_weight_is_refused_from_its_header(net_file, capsys):
+    with h5py.File(net_file, "a") as h:  # 10**12 float32 declared, nothing stored: the file stays small
+        del h["layer/1/weight"]
+        h["layer/1"].create_dataset("weight", shape=(10**6, 10**6), dtype="f4")
+    assert net_file.stat().st_size < 100_000
+    t0 = time.perf_counter()
+    line = refused(["simulate", net_file], capsys, str(net_file), "/layer/1/weight", "[1000000, 1000000]",
+                   "over the limit")
+    assert time.perf_counter() - t0 < 5 and "TiB" in line
+    with pytest.raises(ResourceError):
+        read_netx(net_file)
+
+
+def test_the_sum_over_layers_is_checked(tmp_path, monkeypatch):
+    rng = np.random.default_rng(1)
+    layers = [NetxLayer("input", (8, 8, 8), NetxNeuron(4096, 4096, 0))]
+    layers += [NetxLayer("conv", (8, 8, 8), NetxNeuron(4096, 1024, 40), weight=rng.integers(-9, 9, (8, 8, 3, 3)),
+                         padding=(1, 1)) for _ in range(6)]
+    path = write_netx(tmp_path / "deep.net", NetxNet(layers))
+    per_weight = 8 * 8 * 9 * (4 + 16)  # float32 values, read as float64 and kept as int64
+    limits.set_memory_limit(3 * per_weight)  # every dataset fits, the six weights together do not
+    try:
+        with pytest.raises(ResourceError, match=r"reading .*deep\.net would need .*declared shapes of its \d+ datasets"):
+            read_netx(path)
+    finally:
+        limits.set_memory_limit(None)
+    assert len(read_netx(path).layers) == 7
+
+
+@pytest.mark.parametrize("case, needle", [
+    ("external-link", "/layer/1/weight is an external link to"),
+    ("soft-link", "/layer/1/weight is a soft link to /layer/0/shape"),
+    ("external-storage", "/layer/1/weight keeps its data in the external file"),
+    ("virtual", "/layer/1/weight is a virtual dataset"),
+    ("layer-link", "/layer is a SoftLink"),
+    ("neuron-link", "/layer/1/neuron/vThMant is an external link"),
+])
+def test_data_outside_the_file_is_refused(net_file, tmp_path, case, needle, capsys):
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(np.arange(36, dtype=np.float32).tobytes())
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as h:
+        h.create_dataset("w", data=np.ones((4, 1, 3, 3), np.float32))
+    with h5py.File(net_file, "a") as h:
+        g = h["layer/1"]
+        if case == "layer-link":
+            h.move("layer", "real")
+            h["layer"] = h5py.SoftLink("/real")
+        elif case == "neuron-link":
+            del g["neuron/vThMant"]
+            g["neuron/vThMant"] = h5py.ExternalLink(str(other), "/w")
+        else:
+            del g["weight"]
+            if case == "external-link":
+                g["weight"] = h5py.ExternalLink(str(other), "/w")
+            elif case == "soft-link":
+                g["weight"] = h5py.SoftLink("/layer/0/shape")
+            elif case == "external-storage":
+                g.create_dataset("weight", shape=(4, 1, 3, 3), dtype="f4", external=[(str(secret), 0, 144)])
+            else:
+                lay = h5py.VirtualLayout(shape=(4, 1, 3, 3), dtype="f4")
+                lay[:] = h5py.VirtualSource(str(other), "w", shape=(4, 1, 3, 3))
+                g.create_virtual_dataset("weight", lay)
+    refused(["simulate", net_file], capsys, str(net_file), needle)
+
+
+@pytest.mark.parametrize("field, value, needle", [
+    ("layer/1/neuron/vThMant", np.float64(np.inf), "neuron vThMant must be an integer"),
+    ("layer/1/neuron/iDecay", np.float64(np.nan), "neuron iDecay must be an integer"),
+    ("layer/1/groups", np.int64(2**40), "groups must be an integer within"),
+    ("layer/1/weight", np.full((4, 1, 3, 3), 1e300), "weight holds values beyond"),
+    ("layer/1/stride", np.array([np.inf, 1.0]), "stride must hold integers"),
+    ("layer/1/shape", np.array([4, 8]), "shape must be (C, H, W)"),
+    ("layer/1/shape", np.array([4.5, 8, 8]), "shape holds non-integer values"),
+    ("layer/1/stride", np.arange(10**5), "stride must be a scalar or a pair, found 100000 values"),
+])
+def test_malformed_fields_are_one_line(net_file, field, value, needle, capsys):
+    with h5py.File(net_file, "a") as h:
+        del h[field]
+        h.create_dataset(field, data=value)
+    line = refused(["simulate", net_file], capsys, "g.net", needle)
+    assert len(line) < 400
+
+
+# --------------------------------------------------------------------------- simulate
+
+
+def test_simulate_huge_steps_refused_before_anything_is_read(net_file, tmp_path, capsys):
+    dat = write_dat(tmp_path / "c.dat", (np.random.default_rng(0).random((20, 16, 16)) < 0.2).astype(np.uint8))
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    try:
+        refused(["simulate", net_file, "--data", dat, "--steps", 10**9], capsys, "--steps 1000000000",
+                "g.net")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - t0 < 5 and peak < 50 * 2**20
+    # with memory to spare, the work ceiling refuses it (an hour of CPU, docs/lava.md)
+    line = refused(["--max-memory", "1e18", "simulate", net_file, "--data", dat, "--steps", 10**11], capsys,
+                   "--steps 100000000000", "synaptic operations", f"{engine.MAX_SYNAPTIC_OPS:,}")
+    assert "about an hour" in line
+    # the .dat frames themselves set the steps: fine
+    code, out, _ = cli(["simulate", net_file, "--data", dat, "--json"], capsys)
+    assert code == 0 and json.loads(out)["steps"] == 20
+
+
+@pytest.mark.parametrize("steps", [0, -3, True, "x", 2.5])
+def test_library_validates_steps(net_file, steps):
+    with pytest.raises(ConfigError, match="--steps"):
+        run_simulation(net_file, steps=steps)
+
+
+def test_simulate_checks_work_and_memory_itself(monkeypatch):
+    net = small_net()
+    a = np.zeros((3, 2, 1, 16, 16), np.int64)
+    synops, updates = engine.simulation_work(net, 3, 2)
+    assert synops == 3 * 2 * 4 * 8 * 8 * 9 and updates == 3 * 2 * (256 + 256)
+    monkeypatch.setattr(engine, "MAX_SYNAPTIC_OPS", synops - 1)
+    with pytest.raises(ResourceError, match="synaptic operations"):
+        engine.simulate(net, a)
+    monkeypatch.setattr(engine, "MAX_SYNAPTIC_OPS", synops)
+    assert engine.simulate(net, a).steps == 3
+    monkeypatch.setenv(limits.ENV_MEMORY, str(engine.simulation_bytes(net, 3, 2) - 1))
+    with pytest.raises(ResourceError, match=r"simulating .*3 steps x 2 samples"):
+        engine.simulate(net, a)
+
+
+def test_memory_estimate_covers_what_the_engine_allocates():
+    rng = np.random.default_rng(2)
+    net = NetxNet([NetxLayer("input", (3, 12, 12), NetxNeuron(4096, 1024, 10)),
+                   NetxLayer("conv", (6, 12, 12), NetxNeuron(4096, 1024, 30), weight=rng.integers(-9, 9, (6, 3, 3, 3)),
+                             padding=(1, 1)),
+                   NetxLayer("conv", (4, 6, 6), NetxNeuron(4096, 1024, 30), weight=rng.integers(-9, 9, (4, 2, 3, 3)),
+                             stride=(2, 2), padding=(1, 1), groups=2),
+                   NetxLayer("flatten", (144, 1, 1)),
+                   NetxLayer("dense", (5, 1, 1), NetxNeuron(4096, 1024, 30), weight=rng.integers(-9, 9, (5, 144)))])
+    a = rng.integers(0, 2, (30, 2, 3, 12, 12)) * 20
+    for record in (False, True):
+        tracemalloc.start()
+        engine.simulate(net, a, record=record)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak <= engine.simulation_bytes(net, 30, 2, record) <= 4 * peak + 2**20
+
+
+# --------------------------------------------------------------------------- convert
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return small_digits(tmp_path_factory.mktemp("guarantees") / "digits")
+
+
+@pytest.fixture(scope="module")
+def ann_ckpt(tmp_path_factory, data):
+    return small_checkpoint(tmp_path_factory.mktemp("ann"), data, "spklip")
+
+
+def test_convert_huge_timesteps_refused_before_loading(tmp_path, capsys):
+    missing = tmp_path / "never-read.pt"  # a checkpoint that does not exist: the options are checked first
+    out = tmp_path / "c.pt"
+    line = refused(["convert", missing, "--layers", "cnn", "--timesteps", "8,1000000000", "--out", out], capsys,
+                   "--timesteps 1000000000", f"{MAX_TIMESTEPS:,}", "docs/convert.md")
+    assert "never-read" not in line and not out.exists()
+    assert parse_timesteps("16,4,4") == [4, 16] and parse_timesteps([MAX_TIMESTEPS]) == [MAX_TIMESTEPS]
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    ({"timesteps": "4,x"}, "--timesteps"),
+    ({"timesteps": [0]}, "--timesteps must be at least 1"),
+    ({"timesteps": [4, 8], "keep": 16}, "--keep 16 is not one of --timesteps 4,8"),
+    ({"keep": 0}, "--keep must be at least 1"),
+    ({"calib": 0}, "no calibration data"),
+    ({"samples": 0}, "--samples must be at least 1"),
+    ({"batch_size": 0}, "--batch-size must be at least 1"),
+    ({"batch_size": 2.5}, "--batch-size expects an integer"),
+    ({"percentile": float("nan"), "method": "percentile"}, "--percentile must be a finite number"),
+    ({"percentile": 0, "method": "robust"}, "--percentile must be above 0"),
+    ({"percentile": 101}, "--percentile must be at most 100"),
+    ({"method": "mean"}, "unknown method 'mean'"),
+    ({"layers": "stem,bogus"}, "unknown layer 'bogus'"),
+    ({"device": "tpu"}, "unknown device"),
+    ({"seed": -1}, "seed must be at least 0"),
+])
+def test_convert_library_checks_every_option_before_loading(tmp_path, kwargs, needle):
+    args = {"layers": "cnn", "timesteps": [4], **kwargs}
+    with pytest.raises(ConfigError) as info:
+        convert_checkpoint(tmp_path / "never-read.pt", args.pop("layers"), args.pop("timesteps"), tmp_path / "c.pt",
+                           **args)
+    assert needle in str(info.value) and "never-read" not in str(info.value)
+
+
+def test_converted_card_with_huge_timesteps_is_refused(ann_ckpt, tmp_path):
+    from spklip_energy.convert import convert_spklip
+    from spklip_energy.model.io import save_spklip
+
+    loaded = load_spklip(ann_ckpt)
+    cfg = loaded.model.cfg
+    clips = (torch.rand(2, cfg.frames, cfg.height, cfg.width, generator=torch.Generator().manual_seed(0)) < 0.1)
+    conv, spec = convert_spklip(loaded.model, "layer1", 2, [clips.float()], "max")
+    path = save_spklip(tmp_path / "conv.pt", conv, loaded.tokenizer, {"conversion": spec})
+    ck = load_checkpoint(path)
+    save_checkpoint(path, ck.state_dict, {**ck.card, "conversion": {**spec, "timesteps": 10**9}})
+    with pytest.raises(CheckpointError, match=r"conv\.pt: conversion record .*1,000,000,000 is over the limit "
+                                              r"of 1024"):
+        load_spklip(path)
+
+
+def _poisoned(src: Path, dst: Path) -> tuple[Path, str]:
+    ck = load_checkpoint(src)
+    state = dict(ck.state_dict)
+    name = next(k for k, t in state.items() if t.is_floating_point() and t.numel() > 1)
+    state[name] = state[name].clone()
+    state[name].view(-1)[0] = float("nan")
+    save_checkpoint(dst, state, ck.card)
+    return dst, name
+
+
+def test_nonfinite_weights_are_refused_by_convert_and_export(ann_ckpt, data, tmp_path, capsys):
+    bad, name = _poisoned(ann_ckpt, tmp_path / "nan.pt")
+    refused(["convert", bad, "--layers", "cnn", "--timesteps", "2", "--data", data, "--out", tmp_path / "c.pt"],
+            capsys, "nan.pt", repr(name), "NaN or Inf")
+    assert not (tmp_path / "c.pt").exists()
+    for fmt in ("onnx", "lava"):
+        refused(["export", bad, "--format", fmt, "--out", tmp_path / fmt], capsys, "nan.pt", repr(name))
+        assert not (tmp_path / fmt).exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_convert_batch_memory_is_estimated_before_any_forward(ann_ckpt, data, tmp_path, monkeypatch):
+    cfg = load_spklip(ann_ckpt).model.cfg
+    assert batch_bytes(cfg, 8) == 8 * batch_bytes(cfg, 1) > 4 * cfg.frames * cfg.height * cfg.width * 8
+    import spklip_energy.convert.sweep as sweep
+
+    calls = []
+    monkeypatch.setattr(sweep, "batch_bytes", lambda c, b: calls.append(b) or 10**18)
+    monkeypatch.setattr(sweep, "convert_spklip", lambda *a, **k: pytest.fail("ran a forward pass"))
+    with pytest.raises(ResourceError, match=r"--batch-size 1000000, --samples 2"):
+        convert_checkpoint(ann_ckpt, "cnn", [2], tmp_path / "c.pt", data=data, batch_size=10**6, samples=2)
+    assert calls and calls[0] < 10**6  # the batch a forward pass can actually hold: the dataset's clips
+    assert not (tmp_path / "c.pt").exists()
+
+
+# --------------------------------------------------------------------------- export: every format, through the CLI
+
+
+@pytest.fixture(scope="module")
+def plain_ckpt(tmp_path_factory, data):
+    return small_checkpoint(tmp_path_factory.mktemp("plain"), data, "fsve-hybrid", calibrate=True,
+                            **{"fsve.cnn": "plain", "fsve.layers": [1, 1, 1]})
+
+
+FILES = {"onnx": {"visual.onnx", "text.onnx", "export.json"},
+         "nir": {"visual_cnn.nir", "export.json"},
+         "lava": {"visual_cnn.net", "host.onnx", "export.json"}}
+
+
+@pytest.mark.parametrize("verify", [False, True], ids=["plain", "verify"])
+@pytest.mark.parametrize("fmt", ["onnx", "nir", "lava"])
+def test_every_export_format_through_the_cli(fmt, verify, ann_ckpt, plain_ckpt, data, tmp_path, capsys):
+    ckpt = ann_ckpt if fmt == "onnx" else plain_ckpt
+    out = tmp_path / fmt
+    argv = ["export", ckpt, "--format", fmt, "--out", out, "--json"]
+    if verify:
+        argv += ["--verify", "--data", data, "--samples", "1"]
+    code, stdout, err = cli(argv, capsys)
+    assert code == 0, err
+    rec = json.loads(stdout)
+    assert set(rec["files"]) == FILES[fmt] == {p.name for p in out.iterdir()}
+    assert ("verify" in rec) == verify
+    if verify and fmt != "lava":
+        assert rec["verify"]["ok"]
+    if verify and fmt == "lava":
+        assert rec["verify"]["counts"]["agree"]
+    assert json.loads((out / "export.json").read_text())["format"] == fmt
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_lava_export_then_simulate_limits(plain_ckpt, data, tmp_path, capsys):
+    out = tmp_path / "lava"
+    assert cli(["export", plain_ckpt, "--format", "lava", "--out", out], capsys)[0] == 0
+    net = out / "visual_cnn.net"
+    refused(["simulate", net, "--data", data, "--steps", 10**9], capsys, "--steps 1000000000")
+    code, stdout, err = cli(["simulate", net, "--data", data, "--steps", 2, "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(stdout)["schedule"]["per_block"] == 2
+    rec = json.loads((out / "export.json").read_text())
+    for key, value, needle in (("time_steps", 10**12, "fsve.time_steps 1000000000000"),
+                               ("time_steps", "2", "config fsve.time_steps must be a positive integer")):
+        bad = json.loads(json.dumps(rec))
+        bad["config"]["fsve"][key] = value
+        (out / "export.json").write_text(json.dumps(bad))
+        refused(["simulate", net, "--data", data], capsys, needle)
+    bad = json.loads(json.dumps(rec))
+    bad["host"]["file"] = "../../etc/x.onnx"
+    (out / "export.json").write_text(json.dumps(bad))
+    refused(["simulate", net, "--data", data], capsys, "must be a file name beside the network")
+    (out / "export.json").write_text(json.dumps(rec))
+    (out / "host.onnx").write_bytes(b"not onnx")
+    refused(["simulate", net, "--data", data], capsys, "host.onnx", "onnxruntime cannot run")
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--opset", "99"], "--opset 99 is not supported"),
+    (["--opset", "x"], "--opset"),
+    (["--samples", "0", "--verify"], "--samples"),
+    (["--format", "tflite"], "tflite"),
+])
+def test_export_options_are_one_line(ann_ckpt, tmp_path, argv, needle, capsys):
+    refused(["export", ann_ckpt, "--out", tmp_path / "o", *argv], capsys, needle)
+    assert not (tmp_path / "o").exists()
+
+
+def test_export_library_validates_opset_and_samples(ann_ckpt, tmp_path):
+    for kwargs, needle in (({"opset": "x"}, "--opset expects an integer"), ({"opset": 13.5}, "--opset"),
+                           ({"samples": 0}, "--samples must be at least 1"),
+                           ({"samples": "many"}, "--samples expects an integer")):
+        with pytest.raises(ConfigError, match=needle):
+            export_checkpoint(ann_ckpt, tmp_path / "o", **kwargs)
+    assert not (tmp_path / "o").exists()
+
+
+# --------------------------------------------------------------------------- fuzz: the netx reader
+
+FIELDS = ["layer", "layer/0", "layer/1", "layer/0/shape", "layer/0/type", "layer/0/neuron", "layer/1/type",
+          "layer/1/shape", "layer/1/weight", "layer/1/bias", "layer/1/stride", "layer/1/padding", "layer/1/dilation",
+          "layer/1/groups", "layer/1/neuron", "layer/1/neuron/type", "layer/1/neuron/iDecay",
+          "layer/1/neuron/vDecay", "layer/1/neuron/vThMant", "layer/1/neuron/messageBits", "layer/2",
+          "layer/2/type", "layer/2/shape", "layer/2/weight", "layer/2/bias", "layer/3", "layer/x", "simulation/Ts",
+          "simulation", "layer/0/weight", "layer/1/extra", "layer/1/neuron/refDelay", "extra"]
+
+numbers = st.one_of(st.integers(-5, 70), st.integers(-(2**40), 2**40),
+                    st.floats(allow_nan=True, allow_infinity=True, width=32))
+values = st.one_of(
+    numbers,
+    st.lists(numbers, min_size=0, max_size=6),
+    st.sampled_from([b"conv", b"dense", b"input", b"flatten", b"pool", b"CUBA", b"LOIHI", b"", "conv", "dense"]),
+    st.tuples(st.integers(0, 5), st.integers(0, 5), st.integers(1, 4), st.integers(1, 4)),  # a weight-like shape
+)
+edits = st.tuples(
+    st.sampled_from(["keep", "delete", "value", "dtype", "huge", "empty", "group", "soft", "external", "storage",
+                     "virtual", "zeros"]),
+    st.sampled_from(FIELDS), values, st.sampled_from(["f4", "f8", "i1", "i8", "u2", "S4", "b1"]))
+
+
+def _dataset(parent, name, kind: str, value, dtype: str, tmp: Path) -> None:
+    if kind == "value":
+        if isinstance(value, tuple):
+            value = np.ones(value, np.float32)
+        parent.create_dataset(name, data=value)
+    elif kind == "dtype":
+        arr = np.asarray(value if not isinstance(value, tuple) else np.ones(value))
+        if arr.dtype.kind == "U":
+            arr = arr.astype("S")
+        try:
+            with np.errstate(all="ignore"):
+                arr = arr.astype(dtype)
+        except (ValueError, TypeError, OverflowError):
+            pass
+        parent.create_dataset(name, data=arr)
+    elif kind == "huge":
+        parent.create_dataset(name, shape=(10**6, 10**6, 4), dtype="f4", chunks=(1, 1000, 4))
+    elif kind == "empty":
+        parent.create_dataset(name, data=h5py.Empty("f4"))
+    elif kind == "group":
+        parent.create_group(name).create_dataset("x", data=1)
+    elif kind == "zeros":
+        parent.create_dataset(name, data=np.zeros(value if isinstance(value, tuple) else (0,), np.float32))
+    elif kind == "soft":
+        parent[name] = h5py.SoftLink("/layer/0/shape")
+    elif kind == "external":
+        parent[name] = h5py.ExternalLink(str(tmp / "other.h5"), "/x")
+    elif kind == "storage":
+        raw = tmp / "raw.bin"
+        raw.write_bytes(b"\0" * 64)
+        parent.create_dataset(name, shape=(4,), dtype="f4", external=[(str(raw), 0, 64)])
+    elif kind == "virtual":
+        lay = h5py.VirtualLayout(shape=(3,), dtype="f4")
+        lay[:] = h5py.VirtualSource(str(tmp / "other.h5"), "x", shape=(3,))
+        parent.create_virtual_dataset(name, lay)
+
+
+def _fuzz_net(dense: bool) -> NetxNet:
+    rng = np.random.default_rng(0)
+    layers = [NetxLayer("input", (2, 6, 6), NetxNeuron(4096, 1024, 10)),
+              NetxLayer("conv", (3, 3, 3), NetxNeuron(4096, 1024, 20), weight=rng.integers(-9, 9, (3, 2, 3, 3)),
+                        bias=rng.integers(-3, 3, 3), stride=(2, 2), padding=(1, 1))]
+    if dense:
+        layers += [NetxLayer("flatten", (27, 1, 1)),
+                   NetxLayer("dense", (4, 1, 1), NetxNeuron(4096, 1024, 20), weight=rng.integers(-9, 9, (4, 27)))]
+    return NetxNet(layers, attrs={"Ts": 1, "tSample": 8})
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(dense=st.booleans(), mutations=st.lists(edits, min_size=0, max_size=4))
+def test_fuzz_read_netx_returns_or_raises_a_spklip_error(dense, mutations):
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        with h5py.File(tmp / "other.h5", "w") as h:
+            h.create_dataset("x", data=np.ones(3, np.float32))
+        path = write_netx(tmp / "f.net", _fuzz_net(dense))
+        with h5py.File(path, "a") as h:
+            for kind, field, value, dtype in mutations:
+                if kind == "keep":
+                    continue
+                parent_name, _, name = field.rpartition("/")
+                try:  # an earlier edit may have made the parent a dataset or a (looping) link: skip the edit
+                    parent = h.require_group(parent_name) if parent_name else h
+                    if parent.get(name, getlink=True) is not None:
+                        del parent[name]
+                except (TypeError, ValueError, KeyError, OSError, RuntimeError):
+                    continue
+                if kind != "delete":
+                    _dataset(parent, name, kind, value, dtype, tmp)
+        try:
+            net = read_netx(path)
+        except SpklipError as exc:
+            assert str(exc) and "\n" not in str(exc) and len(str(exc)) < 600
+            event(f"refused: {type(exc).__name__}")
+            return
+        event("read")
+        # what it returns is a chain the engine can size without surprises
+        engine.simulation_work(net, 2, 1)
+        assert engine.simulation_bytes(net, 2, 1) > 0
+        assert all(len(lay.shape) == 3 for lay in net.layers if lay.type in ("input", "conv"))
+        assert math.prod(net.input_shape) >= 1
+
+
+def test_fuzz_unusual_files(tmp_path):
+    """Hand-made cases the mutations above do not reach: no layer group, a file that is not HDF5, a layer
+    group that is a dataset, numbered layers with a gap, and one with a million layer names."""
+    cases = {"empty": lambda h: None,
+             "layer-dataset": lambda h: h.create_dataset("layer", data=1),
+             "gap": lambda h: [h.create_group(f"layer/{i}") for i in (0, 2)],
+             "many": lambda h: [h.create_group(f"layer/n{i}") for i in range(2000)],
+             "odd-name": lambda h: h.create_group("layer/0").__setitem__("a\nb", h5py.SoftLink("/x\ny" * 99))}
+    for name, build in cases.items():
+        with h5py.File(tmp_path / f"{name}.net", "w") as h:
+            build(h)
+        with pytest.raises(ConfigError) as info:
+            read_netx(tmp_path / f"{name}.net")
+        assert len(str(info.value)) < 600 and "\n" not in str(info.value), name
+    (tmp_path / "text.net").write_text("layer 0 input")
+    with pytest.raises(ConfigError, match="not an HDF5 file"):
+        read_netx(tmp_path / "text.net")
