@@ -18,10 +18,10 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_path
-from ..checkpoint import Checkpoint, load_checkpoint, nonfinite_tensors
+from ..checkpoint import Checkpoint, load_checkpoint, refuse_nonfinite
 from ..energy.estimate import estimate_energy, resolve_cost
 from ..energy.profiler import profile
-from ..errors import CheckpointError, ConfigError
+from ..errors import ConfigError
 from ..limits import check_count, check_memory
 from ..options import check_int_list, check_percentile, check_positive_int, check_seed, pick_device
 from .calibrate import check_method
@@ -175,11 +175,7 @@ def convert_checkpoint(
 
     ck = load_checkpoint(ckpt)
     check_ann_checkpoint(ck)
-    bad = nonfinite_tensors(ck.state_dict)
-    if bad:
-        raise CheckpointError(f"{ck.path}: weight {bad[0]!r} holds NaN or Inf"
-                              + (f" (and {len(bad) - 1} more tensors)" if len(bad) > 1 else "")
-                              + "; a converted model would compute nothing but NaN")
+    refuse_nonfinite(ck, "a converted model would compute nothing but NaN")
     loaded = load_spklip(ck)
     cfg = loaded.model.cfg
     names = parse_layers(layers, cfg.starnet.enabled)

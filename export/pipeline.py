@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from ..atomic import atomic_dir
-from ..checkpoint import load_checkpoint, nonfinite_tensors
+from ..checkpoint import load_checkpoint, refuse_nonfinite
 from ..errors import CheckpointError, ConfigError
 from ..model.io import LoadedSPKLIP, load_spklip
 from ..options import check_positive_int
@@ -86,11 +86,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike | No
     samples = check_positive_int(samples, "--samples")
     out = check_out(Path(out) if out is not None else Path("exports") / f"{Path(checkpoint).stem}-{fmt}", overwrite)
     ck = load_checkpoint(checkpoint)
-    bad = nonfinite_tensors(ck.state_dict)
-    if bad:
-        raise CheckpointError(f"{ck.path}: weight {bad[0]!r} holds NaN or Inf"
-                              + (f" (and {len(bad) - 1} more tensors)" if len(bad) > 1 else "")
-                              + "; an export of it would compute nothing but NaN")
+    refuse_nonfinite(ck, "an export of it would compute nothing but NaN")
     loaded = load_spklip(ck)
     writer, verifier = FORMATS[fmt]
     torch_threads = torch.get_num_threads()

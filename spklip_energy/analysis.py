@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from . import __version__
-from .checkpoint import Checkpoint, load_checkpoint, nonfinite_tensors
+from .checkpoint import Checkpoint, load_checkpoint, nonfinite_weights
 from .data.clips import SpikeClips, builtin_dataset
 from .energy.estimate import estimate_energy, resolve_cost
 from .energy.profiler import REUSE_MODES, profile
@@ -135,18 +135,9 @@ def analyse_checkpoint(
 
 def nonfinite_warning(ck: Checkpoint) -> str | None:
     """The warning for a checkpoint whose weights hold NaN or Inf (None when they are finite)."""
-    from .model.io import (
-        TRAIN_PREFIX,  # optimiser state travels under this prefix; only weights count
-    )
-
-    weights = {k: v for k, v in ck.state_dict.items() if not k.startswith(TRAIN_PREFIX)}
-    bad = nonfinite_tensors(weights)
-    if not bad:
-        return None
-    more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
-    msg = (f"checkpoint {ck.path} has weights holding NaN or Inf ({bad[0]!r}{more}); the model's outputs, "
-           "spike counts, energy and accuracy measured from it are not meaningful")
-    return msg
+    problem = nonfinite_weights(ck)
+    return problem and (f"{problem}; the model's outputs, spike counts, energy and accuracy measured from it "
+                        "are not meaningful")
 
 
 def priced_summary(result, cost_model, n: int, reuse: str) -> tuple[dict, pd.DataFrame]:

@@ -132,6 +132,26 @@ def nonfinite_tensors(weights: nn.Module | Mapping[str, torch.Tensor]) -> list[s
 # --------------------------------------------------------------------------- models from cards
 
 
+
+#: state-dict entries under this prefix are training state (optimizer moments, RNG), not weights
+TRAIN_STATE_PREFIX = "_train."
+
+
+def nonfinite_weights(ck: Checkpoint) -> str | None:
+    """One sentence naming the first weight of ``ck`` that holds NaN or Inf (None when all are finite)."""
+    bad = nonfinite_tensors({k: v for k, v in ck.state_dict.items() if not k.startswith(TRAIN_STATE_PREFIX)})
+    if not bad:
+        return None
+    more = f" (and {len(bad) - 1} more tensors)" if len(bad) > 1 else ""
+    return f"checkpoint {ck.path}: weight {bad[0]!r} holds NaN or Inf{more}"
+
+
+def refuse_nonfinite(ck: Checkpoint, consequence: str) -> None:
+    """Refuse a checkpoint whose weights hold NaN or Inf, saying what that would make of the result."""
+    problem = nonfinite_weights(ck)
+    if problem:
+        raise CheckpointError(f"{problem}; {consequence}")
+
 def module_nbytes(module: nn.Module) -> int:
     """Bytes held by ``module``'s parameters and buffers (shared tensors counted once; meta tensors too)."""
     seen: set[int] = set()

@@ -44,8 +44,9 @@ def files_under(folder: Path) -> dict[str, bytes]:
     }
 
 
-def check_user_error(rc: int, err: str, needle: str) -> None:
-    """Exit status 2 and one stderr line, prefixed, naming ``needle``, without a traceback."""
+def check_user_error(rc: int, err: str, *needles: str) -> str:
+    """Exit status 2 and one stderr line, prefixed, holding every needle (numbers may carry thousands
+    separators), without a traceback; return the line."""
     assert rc == 2, f"expected exit status 2, found {rc} (stderr: {err!r})"
     assert "Traceback" not in err, f"expected no traceback, found:\n{err}"
     lines = err.splitlines()
@@ -55,7 +56,10 @@ def check_user_error(rc: int, err: str, needle: str) -> None:
     assert lines[0].startswith("spklip-energy: error:"), (
         f"expected the error prefix, found {lines[0]!r}"
     )
-    assert needle in lines[0], f"expected {needle!r} in the error line, found {lines[0]!r}"
+    for needle in needles:
+        assert needle in lines[0] or needle in lines[0].replace(",", ""), (
+            f"expected {needle!r} in the error line, found {lines[0]!r}")
+    return lines[0]
 
 
 def check_no_leftovers(folder: Path, *absent: Path) -> None:

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_helpers import check_user_error, run_main
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from spklip_energy import limits, zoo
 from spklip_energy.checkpoint import FORMAT, build_on_meta, load_checkpoint, save_checkpoint
-from spklip_energy.cli import main
 from spklip_energy.data.digits import DigitsConfig, generate_digits
 from spklip_energy.errors import (
     CheckpointError,
@@ -48,20 +48,14 @@ SETS = [a for k, v in SMALL.items() for a in ("--set", f"{k}={json.dumps(v)}")]
 
 
 def run_cli(capsys, *args) -> tuple[int, str, list[str]]:
-    rc = main([str(a) for a in args])
-    cap = capsys.readouterr()
-    return rc, cap.out, [ln for ln in cap.err.splitlines() if ln.strip()]
+    rc, out, err = run_main(capsys, *args)
+    return rc, out, [ln for ln in err.splitlines() if ln.strip()]
 
 
 def refused(capsys, *args, names: tuple[str, ...]) -> str:
     """Run the CLI, expect exit 2 and one stderr line holding every string of ``names``; return it."""
-    rc, _, err = run_cli(capsys, *args)
-    assert rc == 2, f"{args}: expected exit 2, found {rc}: {err}"
-    assert len(err) == 1, f"{args}: expected one stderr line, found {err}"
-    assert "Traceback" not in err[0]
-    for name in names:
-        assert name in err[0], f"{args}: expected {name!r} in {err[0]!r}"
-    return err[0]
+    rc, _, err = run_main(capsys, *args)
+    return check_user_error(rc, err, *names)
 
 
 def write_raw(path: Path, card, state_dict) -> Path:

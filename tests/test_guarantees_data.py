@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import check_user_error, run_main
+from data_helpers import H, W, make_clip, write_jsonl
 
-from spklip_energy.cli import main
 from spklip_energy.data import clips as clips_mod
 from spklip_energy.data import digits as digits_mod
 from spklip_energy.data.camera import CameraConfig, load_frames, simulate_spikes, upsample_linear
@@ -39,9 +40,6 @@ from spklip_energy.errors import (
     SpklipWarning,
 )
 
-H, W = 8, 16  # byte-aligned frames of 16 bytes
-
-
 # --------------------------------------------------------------------------- helpers
 
 
@@ -49,42 +47,6 @@ H, W = 8, 16  # byte-aligned frames of 16 bytes
 def _no_memory_env(monkeypatch):
     """Every test starts from the default memory limit; those that need a small one set it."""
     monkeypatch.delenv("SPKLIP_MAX_MEMORY", raising=False)
-
-
-def cli(capsys, *argv) -> tuple[int, str, str]:
-    """Run the CLI in-process; argparse's own refusals (SystemExit) count as their status."""
-    try:
-        rc = main([str(a) for a in argv])
-    except SystemExit as exc:
-        rc = exc.code
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def one_error(rc: int, err: str, *needles: str) -> str:
-    """Exit 2, one non-empty ``spklip-energy: error:`` line holding every needle, no traceback."""
-    assert rc == 2, f"expected exit status 2, found {rc} (stderr: {err!r})"
-    assert "Traceback" not in err, f"expected no traceback, found:\n{err}"
-    lines = err.splitlines()
-    assert len(lines) == 1 and lines[0].strip(), f"expected one non-empty stderr line, found {lines!r}"
-    assert lines[0].startswith("spklip-energy: error:"), f"expected the error prefix, found {lines[0]!r}"
-    for needle in needles:  # numbers may be written with thousands separators
-        assert needle in lines[0] or needle in lines[0].replace(",", ""), (
-            f"expected {needle!r} in the error line, found {lines[0]!r}")
-    return lines[0]
-
-
-def make_clip(path: Path, frames: int, seed: int = 0, height: int = H, width: int = W) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    spikes = (rng.random((frames, height, width)) < 0.3).astype(np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_dat(path, spikes)
-    return spikes
-
-
-def write_jsonl(path: Path, records: list) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    return path
 
 
 def record(path: str, label: str = "walk", frames: int = 5, **extra) -> dict:
@@ -126,8 +88,8 @@ def test_show_refuses_a_4gib_stream_before_reading(tmp_path, capsys, monkeypatch
 
     monkeypatch.setattr(np, "memmap", no_map)
     out = tmp_path / "preview.png"
-    rc, stdout, err = cli(capsys, "data", "show", big, "--height", 256, "--width", 512, "--out", out)
-    one_error(rc, err, "huge.dat", "262144")
+    rc, stdout, err = run_main(capsys, "data", "show", big, "--height", 256, "--width", 512, "--out", out)
+    check_user_error(rc, err, "huge.dat", "262144")
     assert stdout == "", f"expected nothing on stdout, found {stdout!r}"
     assert not out.exists(), f"expected no preview at {out}"
 
@@ -174,8 +136,8 @@ def test_read_dat_checks_its_arguments(tmp_path, kwargs, needle):
 def test_show_bad_range_is_one_line(tmp_path, capsys, option, value):
     path = write_dat(tmp_path / "s.dat", np.zeros((4, H, W), dtype=np.uint8))
     argv = {"--height": str(H), "--width": str(W), option: value}
-    rc, out, err = cli(capsys, "data", "show", path, *[x for kv in argv.items() for x in kv])
-    one_error(rc, err, option.lstrip("-"))
+    rc, out, err = run_main(capsys, "data", "show", path, *[x for kv in argv.items() for x in kv])
+    check_user_error(rc, err, option.lstrip("-"))
     assert out == ""
 
 
@@ -186,17 +148,17 @@ def test_show_bad_range_is_one_line(tmp_path, capsys, option, value):
 def test_show_columns_must_be_positive(tmp_path, capsys, value):
     path = write_dat(tmp_path / "s.dat", np.zeros((60, H, W), dtype=np.uint8))
     out = tmp_path / "p.png"
-    rc, stdout, err = cli(capsys, "data", "show", path, "--height", H, "--width", W, "--out", out,
+    rc, stdout, err = run_main(capsys, "data", "show", path, "--height", H, "--width", W, "--out", out,
                           "--columns", value)
-    one_error(rc, err, "columns", value)
+    check_user_error(rc, err, "columns", value)
     assert stdout == "" and not out.exists(), "expected no output and no preview"
 
 
 @pytest.mark.parametrize("value", ["0", "-5", "nan", "inf"])
 def test_show_fps_must_be_positive_finite(tmp_path, capsys, value):
     path = write_dat(tmp_path / "s.dat", np.zeros((4, H, W), dtype=np.uint8))
-    rc, stdout, err = cli(capsys, "data", "show", path, "--height", H, "--width", W, "--fps", value)
-    one_error(rc, err, "fps")
+    rc, stdout, err = run_main(capsys, "data", "show", path, "--height", H, "--width", W, "--fps", value)
+    check_user_error(rc, err, "fps")
     assert stdout == ""
 
 
@@ -222,8 +184,8 @@ def test_preview_and_stats_check_their_arguments(tmp_path):
 def test_simulate_upsample_refused_from_the_sizes(tmp_path, capsys, frames_npy):
     out = tmp_path / "out.dat"
     t0 = time.perf_counter()
-    rc, stdout, err = cli(capsys, "data", "simulate", frames_npy, out, "--upsample", 10**12)
-    one_error(rc, err, "1000000000000")
+    rc, stdout, err = run_main(capsys, "data", "simulate", frames_npy, out, "--upsample", 10**12)
+    check_user_error(rc, err, "1000000000000")
     assert time.perf_counter() - t0 < 5.0
     assert stdout == "" and not out.exists() and list(tmp_path.iterdir()) == [frames_npy]
 
@@ -262,8 +224,8 @@ def test_upsample_linear_checks_before_allocating(monkeypatch):
 )
 def test_simulate_bad_settings_are_one_line(tmp_path, capsys, frames_npy, option, value, needle):
     out = tmp_path / "out.dat"
-    rc, stdout, err = cli(capsys, "data", "simulate", frames_npy, out, option, value)
-    one_error(rc, err, needle)
+    rc, stdout, err = run_main(capsys, "data", "simulate", frames_npy, out, option, value)
+    check_user_error(rc, err, needle)
     assert stdout == "" and not out.exists(), "expected no output .dat"
 
 
@@ -322,8 +284,8 @@ def test_simulate_refuses_arrays_that_are_not_intensities(tmp_path, capsys, kind
     else:
         np.save(src, np.full((2, 3, 3), np.nan, dtype=np.float32))
     out = tmp_path / "out.dat"
-    rc, stdout, err = cli(capsys, "data", "simulate", src, out)
-    one_error(rc, err, src.name)
+    rc, stdout, err = run_main(capsys, "data", "simulate", src, out)
+    check_user_error(rc, err, src.name)
     assert not marker.exists(), "expected no pickled code to run"
     assert stdout == "" and not out.exists()
     with pytest.raises(MediaError, match=src.name):
@@ -393,8 +355,8 @@ def test_image_folder_estimated_before_stacking(tmp_path, monkeypatch):
 def test_make_digits_refuses_huge_sizes(tmp_path, capsys, option, value):
     out = tmp_path / "ds"
     t0 = time.perf_counter()
-    rc, stdout, err = cli(capsys, "data", "make-digits", out, option, value, "--json")
-    one_error(rc, err, str(value))
+    rc, stdout, err = run_main(capsys, "data", "make-digits", out, option, value, "--json")
+    check_user_error(rc, err, str(value))
     assert time.perf_counter() - t0 < 5.0
     assert stdout == "" and list(tmp_path.iterdir()) == [], f"expected nothing written, found {list(tmp_path.iterdir())}"
 
@@ -404,17 +366,17 @@ def test_make_digits_refuses_huge_sizes(tmp_path, capsys, option, value):
     [("--seed", "-1"), ("--seed", str(2**33)), ("--frames", "0"), ("--clips-per-class", "2"), ("--height", "-16")],
 )
 def test_make_digits_bad_values_are_one_line(tmp_path, capsys, option, value):
-    rc, stdout, err = cli(capsys, "data", "make-digits", tmp_path / "ds", option, value, "--json")
-    one_error(rc, err, value)
+    rc, stdout, err = run_main(capsys, "data", "make-digits", tmp_path / "ds", option, value, "--json")
+    check_user_error(rc, err, value)
     assert stdout == "" and list(tmp_path.iterdir()) == []
 
 
 def test_make_digits_memory_estimated_per_clip(tmp_path, capsys, monkeypatch):
     """Per-clip memory (render + batch) over the limit is refused before rendering."""
     monkeypatch.setenv("SPKLIP_MAX_MEMORY", "10MB")
-    rc, stdout, err = cli(capsys, "data", "make-digits", tmp_path / "ds", "--clips-per-class", 3,
+    rc, stdout, err = run_main(capsys, "data", "make-digits", tmp_path / "ds", "--clips-per-class", 3,
                           "--frames", 2, "--height", 1000, "--width", 1000, "--json")
-    one_error(rc, err, "height 1000", "memory")
+    check_user_error(rc, err, "height 1000", "memory")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -425,9 +387,9 @@ def test_make_digits_checks_free_disk_space(tmp_path, capsys, monkeypatch):
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**6, 10**6 - 1000, 1000))
     out = tmp_path / "ds"
-    rc, stdout, err = cli(capsys, "data", "make-digits", out, "--clips-per-class", 3, "--frames", 20,
+    rc, stdout, err = run_main(capsys, "data", "make-digits", out, "--clips-per-class", 3, "--frames", 20,
                           "--height", 16, "--width", 16, "--json")
-    one_error(rc, err, str(out), "disk")
+    check_user_error(rc, err, str(out), "disk")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -462,9 +424,9 @@ def test_write_failure_names_the_users_folder_not_the_temporary(tmp_path, capsys
 
     monkeypatch.setattr(digits_mod, "encode_dat", full)
     out = tmp_path / "ds"
-    rc, stdout, err = cli(capsys, "data", "make-digits", out, "--clips-per-class", 3, "--frames", 4,
+    rc, stdout, err = run_main(capsys, "data", "make-digits", out, "--clips-per-class", 3, "--frames", 4,
                           "--height", 16, "--width", 16, "--json")
-    line = one_error(rc, err, str(out), "No space left")
+    line = check_user_error(rc, err, str(out), "No space left")
     assert ".tmp" not in line, f"expected no temporary name in {line!r}"
     assert list(tmp_path.iterdir()) == [], f"expected nothing left, found {list(tmp_path.iterdir())}"
 
@@ -534,8 +496,8 @@ def test_clip_paths_outside_the_dataset_are_refused(tmp_path, capsys, small_set,
         (small_set / "run").symlink_to(outside)
         rel = "run/o.dat"
     write_jsonl(small_set / "manifest.jsonl", [record("walk/a.dat"), record(rel, label="walk")])
-    rc, stdout, err = cli(capsys, "data", "inspect", small_set)
-    one_error(rc, err, "manifest.jsonl:2", "outside" if kind != "absolute" else "absolute")
+    rc, stdout, err = run_main(capsys, "data", "inspect", small_set)
+    check_user_error(rc, err, "manifest.jsonl:2", "outside" if kind != "absolute" else "absolute")
     assert stdout == ""
     with pytest.raises(ManifestError, match="manifest.jsonl:2"):
         load_manifest(small_set, check_files=False)
@@ -579,7 +541,7 @@ def test_duplicate_records_warn_naming_the_lines(small_set):
 
 def test_duplicate_records_are_one_warning_line_in_the_cli(small_set, capsys):
     write_jsonl(small_set / "manifest.jsonl", [record("walk/a.dat"), record("walk/b.dat"), record("walk/a.dat")])
-    rc, stdout, err = cli(capsys, "data", "inspect", small_set, "--json")
+    rc, stdout, err = run_main(capsys, "data", "inspect", small_set, "--json")
     assert rc == 0, f"expected success, found {rc}: {err}"
     lines = err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("spklip-energy: warning:"), f"found {lines!r}"
@@ -649,7 +611,7 @@ def test_manifest_head_columns_checked(sps_like, value):
 def test_cli_index_writes_head_columns_and_flipud(sps_like, capsys):
     """`data index --head-columns 16 --flipud` puts both into every record (needs the CLI to pass them)."""
     root, spikes = sps_like
-    rc, stdout, err = cli(capsys, "data", "index", root, "--height", 8, "--width", 32, "--head-columns", 16,
+    rc, stdout, err = run_main(capsys, "data", "index", root, "--height", 8, "--width", 32, "--head-columns", 16,
                           "--flipud", "--json")
     assert rc == 0, err
     recs = [json.loads(line) for line in (root / "manifest.jsonl").read_text().splitlines()]
@@ -661,8 +623,8 @@ def test_cli_index_writes_head_columns_and_flipud(sps_like, capsys):
 @pytest.mark.parametrize("value", ["32", "40", "-1"])
 def test_cli_index_head_columns_out_of_range(sps_like, capsys, value):
     root, _ = sps_like
-    rc, stdout, err = cli(capsys, "data", "index", root, "--height", 8, "--width", 32, "--head-columns", value)
-    one_error(rc, err, "head", value)
+    rc, stdout, err = run_main(capsys, "data", "index", root, "--height", 8, "--width", 32, "--head-columns", value)
+    check_user_error(rc, err, "head", value)
     assert not (root / "manifest.jsonl").exists()
 
 

@@ -14,13 +14,13 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from cli_helpers import check_user_error, run_main
 from export_helpers import small_checkpoint, small_digits
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from spklip_energy import limits
 from spklip_energy.checkpoint import load_checkpoint, save_checkpoint
-from spklip_energy.cli import main
 from spklip_energy.convert.ratecode import MAX_TIMESTEPS
 from spklip_energy.convert.sweep import batch_bytes, convert_checkpoint, parse_timesteps
 from spklip_energy.data.dat import write_dat
@@ -36,27 +36,12 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def cli(argv: list[str], capsys) -> tuple[int, str, str]:
     """(exit status, stdout, stderr) of ``spklip-energy ARGV``; argparse's own refusals count too."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line(err: str) -> str:
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
+    return run_main(capsys, *argv)
 
 
 def refused(argv, capsys, *needles) -> str:
     code, _, err = cli(argv, capsys)
-    line = one_line(err)
-    assert code == 2, (argv, err)
-    for n in needles:
-        assert n in line, (n, line)
-    return line
+    return check_user_error(code, err, *needles)
 
 
 # --------------------------------------------------------------------------- netx files

@@ -9,36 +9,16 @@ import math
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import pytest
+from data_helpers import H, W, make_clip, write_jsonl
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from spklip_energy.data.dat import write_dat
 from spklip_energy.data.digits import MOTIONS, DigitsConfig, generate_digits
 from spklip_energy.data.manifest import ClipRecord, Manifest, index_folder, load_manifest
 from spklip_energy.errors import ManifestError
 
-H, W = 8, 16  # 16 bytes per frame: byte-aligned frames
-
 # --------------------------------------------------------------------------- helpers
-
-
-def make_clip(
-    path: Path, frames: int, seed: int = 0, height: int = H, width: int = W
-) -> np.ndarray:
-    """Write a random 0/1 clip ``[frames, height, width]`` to ``path`` and return it."""
-    rng = np.random.default_rng(seed)
-    spikes = (rng.random((frames, height, width)) < 0.3).astype(np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_dat(path, spikes)
-    return spikes
-
-
-def write_jsonl(path: Path, records: list) -> Path:
-    """Write one JSON value per line."""
-    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    return path
 
 
 def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from ..checkpoint import (
+    TRAIN_STATE_PREFIX,
     Checkpoint,
     build_on_meta,
     check_weights_fit,
@@ -33,7 +34,7 @@ KIND = "spklip"
 #: (``SPKLIPConfig.model``) and an ANN whose layers were converted to IF neurons.
 CONVERTED_KIND = "spklip-converted"
 KINDS = ("spklip", "fsve-hybrid", "fsve-full", CONVERTED_KIND)
-TRAIN_PREFIX = "_train."
+TRAIN_PREFIX = TRAIN_STATE_PREFIX
 
 
 @dataclass
