@@ -80,7 +80,7 @@ def check_memory(nbytes: float, what: str, cause: str) -> None:
     limit = memory_limit()
     if not math.isfinite(nbytes) or nbytes > limit:
         raise ResourceError(
-            f"{what} would need {fmt_bytes(nbytes) if math.isfinite(nbytes) else 'unbounded'} of memory "
+            f"{what} would need {fmt_bytes(nbytes) if math.isfinite(nbytes) else 'an unbounded amount'} of memory "
             f"({cause}), over the limit of {fmt_bytes(limit)}; raise it with --max-memory or {ENV_MEMORY} "
             "if this machine has it")
 
