@@ -832,9 +832,18 @@ MAX_COST_FILE_BYTES = 1 << 20  # a cost table is a few hundred bytes; anything o
 
 
 def _duplicate_warning_loader(yaml, path: Path):
-    """PyYAML's SafeLoader, warning (once per key) where a mapping repeats a key; the last value wins as in YAML."""
+    """PyYAML's SafeLoader, warning where a mapping repeats a key (the last value wins, as in YAML) and
+    refusing aliases."""
 
     class Loader(yaml.SafeLoader):
+        def compose_node(self, parent, index):
+            # an alias can expand a 1 kB file into gigabytes ("billion laughs"); a cost table needs none
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise ConfigError(f"cost file {path}: line {event.start_mark.line + 1} uses the YAML alias "
+                                  f"*{event.anchor}; aliases are not accepted in a cost table, write the values out")
+            return super().compose_node(parent, index)
+
         def construct_mapping(self, node, deep=False):
             seen: set = set()
             for key_node, _ in node.value:
@@ -912,6 +921,9 @@ def load_cost_file(path: str | Path) -> CostModel:
     where = f"cost file {path}"
     if not isinstance(raw, dict):
         raise ConfigError(f"{where} must hold a table of keys, got {_describe(raw)}")
+    not_text = [k for k in raw if not isinstance(k, str)]
+    if not_text:
+        raise ConfigError(f"{where}: keys must be names, found {not_text[0]!r}")
     unknown = sorted(set(raw) - set(_REQUIRED_KEYS) - set(_OPTIONAL_KEYS))
     if unknown:
         raise ConfigError(

@@ -12,9 +12,9 @@ the same target removes the siblings whose process no longer exists
 Output *folders* of the report-like verbs (``report``, ``compare``, ``adapt``)
 are written whole with :func:`replace_output_dir`: built in a temporary sibling,
 then swapped into place, so a failing run leaves the previous folder as it was
-and two runs never mix their files. Such folders carry a marker file; a folder
-without it that holds anything is never replaced, so a mistyped ``--out`` cannot
-delete a user's files.
+and two runs never mix their files. A folder holding anything the verb does not
+write itself is never replaced, so a mistyped ``--out`` cannot delete a user's
+files (nor the checkpoint being reported, when it lies in ``--out``).
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ from pathlib import Path
 
 from .errors import ConfigError, SpklipError
 
+#: what a file of each kind this tool writes starts with: an existing file is replaced only by one of its kind
+FILE_KINDS = {".png": b"\x89PNG\r\n\x1a\n"}
 #: the marker file of an output folder written by :func:`replace_output_dir`
 OUTPUT_MARKER = ".spklip-energy-output.json"
 _LEGACY_STALE_S = 24 * 3600  # temporaries without a pid in their name: removed when older than a day
@@ -114,7 +116,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     The caller writes the whole file to the yielded path. On any exception the
     temporary file is removed and ``path`` is left exactly as it was.
     """
-    target = check_output_place(path)
+    target = check_file_target(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(target)
     fd, tmp = tempfile.mkstemp(prefix=_prefix(target), suffix=".tmp", dir=target.parent)
@@ -189,21 +191,41 @@ def check_output_place(path: str | os.PathLike) -> Path:
     return target
 
 
-def check_output_dir(path: str | os.PathLike, known: frozenset[str] = frozenset()) -> Path:
-    """An output folder may be absent, empty, or one this tool wrote before: it has the marker file,
-    or (written by an earlier version) holds only names in ``known``."""
+def check_file_target(path: str | os.PathLike, suffix: str | None = None) -> Path:
+    """Refuse a file output that would replace something else: a folder, a file of another kind than
+    its suffix says (a PNG written over ``manifest.jsonl``), or, with ``suffix``, a name without it."""
+    target = check_output_place(path)
+    if suffix is not None and target.suffix.lower() != suffix:
+        raise ConfigError(f"{target}: this output is a {suffix} file; give it a name ending in {suffix}")
+    if target.is_dir():
+        raise ConfigError(f"{target}: is a folder, expected a file name")
+    magic = FILE_KINDS.get(target.suffix.lower())
+    if magic and target.is_file():
+        with open(target, "rb") as fh:
+            if fh.read(len(magic)) != magic:
+                raise ConfigError(f"{target}: exists and is not a {target.suffix.lower()} file this tool wrote; "
+                                  "refusing to replace it")
+    return target
+
+
+def check_output_dir(path: str | os.PathLike, known: frozenset[str]) -> Path:
+    """An output folder may be absent, empty, or hold only what this verb writes (``known`` and the
+    marker file): then it is replaced whole. Anything else in it (a user's notes, the input checkpoint)
+    is never deleted: the folder is refused, naming the first such entry."""
     target = check_output_place(path)
     if target.exists() and not target.is_dir():
         raise ConfigError(f"{target}: exists and is not a folder")
-    ours = (target / OUTPUT_MARKER).is_file() or (target.is_dir() and {p.name for p in target.iterdir()} <= known)
-    if target.is_dir() and any(target.iterdir()) and not ours:
-        raise ConfigError(f"{target}: folder exists, is not empty and was not written by spklip-energy; "
-                          "choose a new or empty --out folder")
+    if target.is_dir():
+        foreign = sorted(p.name for p in target.iterdir() if p.name not in known | {OUTPUT_MARKER})
+        if foreign:
+            more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+            raise ConfigError(f"{target}: folder holds {foreign[0]!r}{more}, which this command did not write and "
+                              "would replace; move it or choose another --out")
     return target
 
 
 @contextlib.contextmanager
-def replace_output_dir(path: str | os.PathLike, verb: str, known: frozenset[str] = frozenset()) -> Iterator[Path]:
+def replace_output_dir(path: str | os.PathLike, verb: str, known: frozenset[str]) -> Iterator[Path]:
     """Build an output folder in a temporary sibling and swap it whole onto ``path`` on success.
 
     ``path`` must pass :func:`check_output_dir`; on success it holds exactly what

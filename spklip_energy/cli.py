@@ -65,8 +65,12 @@ def _fmt_stats(stats: dict) -> str:
 
 
 def cmd_data_show(args: argparse.Namespace) -> int:
+    from .atomic import check_file_target
     from .data.dat import read_dat
     from .data.preview import save_preview, stream_stats
+
+    if args.out:
+        check_file_target(args.out, ".png")  # before the work, not after it
 
     spikes = read_dat(
         args.file, args.height, args.width, flipud=args.flipud,
@@ -85,9 +89,14 @@ def cmd_data_show(args: argparse.Namespace) -> int:
 
 
 def cmd_data_simulate(args: argparse.Namespace) -> int:
+    from .atomic import check_file_target
     from .data.camera import CameraConfig, load_frames, simulate_spikes, upsample_linear
     from .data.dat import write_dat
     from .data.preview import save_preview, stream_stats
+
+    check_file_target(args.output, ".dat")  # never over the input or another kind of file
+    if args.preview:
+        check_file_target(args.preview, ".png")
 
     cfg = CameraConfig(
         theta=args.theta, alpha=args.alpha, random_init=args.random_init,
@@ -180,11 +189,11 @@ def cmd_data_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_data_index(args: argparse.Namespace) -> int:
-    from .atomic import atomic_path
+    from .atomic import atomic_path, check_file_target
     from .data.manifest import index_folder
 
     records = index_folder(args.root, args.height, args.width, head_columns=args.head_columns, flipud=args.flipud)
-    out = Path(args.out) if args.out else Path(args.root) / "manifest.jsonl"
+    out = check_file_target(Path(args.out) if args.out else Path(args.root) / "manifest.jsonl", ".jsonl")
     with atomic_path(out) as tmp:
         tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
     classes = sorted({r["label"] for r in records})
@@ -254,9 +263,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from .atomic import check_file_target
     from .model.training import write_eval
 
-    png = args.out_png or Path(args.checkpoint).with_suffix(".confusion.png")
+    png = check_file_target(args.out_png or Path(args.checkpoint).with_suffix(".confusion.png"), ".png")
     res = write_eval(args.checkpoint, args.data, split=args.split, device=args.device, out_png=png)
     res = {k: v for k, v in res.items() if k != "confusion"} | {"confusion_png": str(png)}
     text = (
@@ -293,9 +303,12 @@ def cmd_adapt(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
+    from .atomic import check_file_target
     from .convert.sweep import convert_checkpoint, sweep_table
     from .progress import phased_progress
 
+    if args.plot:
+        check_file_target(args.plot, ".png")  # before the work, not after it
     update, close = phased_progress(enabled=not args.json)
     try:
         res = convert_checkpoint(
@@ -572,13 +585,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 class _Parser(argparse.ArgumentParser):
     """Usage errors are one line on stderr, like every other user error.
 
-    Numbers are never parsed with bare ``int``/``float``: every numeric option takes a
-    validator from :mod:`spklip_energy.options` (positive, finite, in range), so a new
-    option cannot forget its check.
+    Numbers and paths are never parsed with bare ``int``/``float``/``Path``: every such
+    option takes a validator from :mod:`spklip_energy.options` (positive, finite, in
+    range, non-empty), so a new option cannot forget its check.
     """
 
     def add_argument(self, *names, **kwargs):
-        if kwargs.get("type") in (int, float):
+        if kwargs.get("type") in (int, float, Path):
             raise TypeError(f"{names}: use a validator from spklip_energy.options, not bare {kwargs['type'].__name__}")
         return super().add_argument(*names, **kwargs)
 
@@ -613,9 +626,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Decode a SpikeCV .dat file, print frames, firing rate and mean spikes per "
         "pixel, and optionally write a PNG grid of raw spike frames and TFP/TFI reconstructions.",
     )
-    p.add_argument("file", type=Path, help="the .dat spike stream")
+    p.add_argument("file", type=opt.path, help="the .dat spike stream")
     _add_geometry(p)
-    p.add_argument("--out", type=Path, help="write the preview grid to this PNG")
+    p.add_argument("--out", type=opt.path, help="write the preview grid to this PNG")
     p.add_argument("--start", type=opt.nonneg_int, default=0, help="first frame to read (default 0)")
     p.add_argument("--count", type=opt.positive_int, help="frames to read (default: to the end)")
     p.add_argument("--columns", type=opt.positive_int, default=8, help="time points in the preview (default 8)")
@@ -630,8 +643,8 @@ def build_parser() -> argparse.ArgumentParser:
         "theta. Input: a .npy array [T,H,W] in [0,1] (or integer), a folder of images, or a video "
         "file. Up-sampling is linear interpolation (the paper's learned interpolator is not public).",
     )
-    p.add_argument("input", type=Path, help=".npy/.npz array, image folder or video file")
-    p.add_argument("output", type=Path, help="the .dat file to write")
+    p.add_argument("input", type=opt.path, help=".npy/.npz array, image folder or video file")
+    p.add_argument("output", type=opt.path, help="the .dat file to write")
     p.add_argument("--theta", type=opt.positive_float, default=5.0, help="firing threshold (default 5.0, paper A.8.2)")
     p.add_argument("--alpha", type=opt.positive_float, default=1.0, help="photoelectric conversion rate (default 1)")
     p.add_argument("--upsample", type=opt.positive_int, default=1,
@@ -645,7 +658,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=opt.positive_int, help="use at most this many input frames")
     p.add_argument("--flipud", action="store_true", help="write rows flipped, as SpikeCV's writer does")
     p.add_argument("--seed", type=opt.seed, default=0, help="random seed (default 0)")
-    p.add_argument("--preview", type=Path, help="also write a preview PNG of the result")
+    p.add_argument("--preview", type=opt.path, help="also write a preview PNG of the result")
     _add_json(p)
     p.set_defaults(func=cmd_data_simulate)
 
@@ -656,7 +669,7 @@ def build_parser() -> argparse.ArgumentParser:
         ".dat dataset with manifest.jsonl (labels = 8 motion classes; captions from digit, motion, "
         "speed and position). Train/val/test use disjoint handwriting samples.",
     )
-    p.add_argument("out", type=Path, help="output folder (must not exist or be empty)")
+    p.add_argument("out", type=opt.path, help="output folder (must not exist or be empty)")
     p.add_argument("--variant", choices=("sim", "sensor"), default="sim",
                    help="'sensor' adds a sim-to-real domain shift (default sim)")
     p.add_argument("--clips-per-class", type=opt.positive_int, default=32, help="clips per class (default 32)")
@@ -673,7 +686,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Load a dataset through its manifest, check every clip file, and print "
         "classes, clips per split and the measured firing rate.",
     )
-    p.add_argument("dataset", type=Path, help="dataset folder or manifest file")
+    p.add_argument("dataset", type=opt.path, help="dataset folder or manifest file")
     p.add_argument("--max-clips", type=opt.positive_int, help="measure firing rate on at most this many clips")
     _add_json(p)
     p.set_defaults(func=cmd_data_inspect)
@@ -683,9 +696,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Index ROOT/<class>/<clip>.dat (or ROOT/<class>/<clip>/*.dat, SPKLIP's layout) "
         "into a manifest.jsonl; captions are the class names.",
     )
-    p.add_argument("root", type=Path, help="dataset folder")
+    p.add_argument("root", type=opt.path, help="dataset folder")
     _add_geometry(p)
-    p.add_argument("--out", type=Path, help="manifest path (default ROOT/manifest.jsonl)")
+    p.add_argument("--out", type=opt.path, help="manifest path (default ROOT/manifest.jsonl)")
     _add_json(p)
     p.set_defaults(func=cmd_data_index)
 
@@ -704,7 +717,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "Transformer (sizes under fsve.* in --set; fsve.cnn=plain: the chain CNN that --format lava "
                         "exports)")
     p.add_argument("--preset", help="reference, paper, small or tiny (default tiny; with --resume: the run's)")
-    p.add_argument("--init", type=Path, metavar="CKPT",
+    p.add_argument("--init", type=opt.path, metavar="CKPT",
                    help="start from a trained SPKLIP checkpoint: its tokenizer and every weight whose name and "
                         "shape match (e.g. an FSVE from the ANN baseline: HSFE, text tower, temperature)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -713,7 +726,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="'builtin' (default) or a dataset folder/manifest with train and val splits; "
                    "with --resume: the run's own")
     p.add_argument("--epochs", type=opt.positive_int, help="epochs (default: the preset's)")
-    p.add_argument("--out", type=Path, default=Path("runs/spklip"), help="run folder (default runs/spklip)")
+    p.add_argument("--out", type=opt.path, default=Path("runs/spklip"), help="run folder (default runs/spklip)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint, with its own config and data; a "
                    "--preset/--model/--set/--data that differs from the run's is refused")
@@ -729,10 +742,10 @@ def build_parser() -> argparse.ArgumentParser:
         "caption as the query (paper A.4), and a confusion-matrix PNG. The results are written into the "
         "checkpoint, so that `compare` shows accuracy beside energy.",
     )
-    p.add_argument("checkpoint", type=Path, help="a SPKLIP checkpoint")
+    p.add_argument("checkpoint", type=opt.path, help="a SPKLIP checkpoint")
     p.add_argument("--data", help="dataset (default: the one the checkpoint was trained on)")
     p.add_argument("--split", default="test", help="split to evaluate (default test)")
-    p.add_argument("--out-png", type=Path, help="confusion matrix PNG (default next to the checkpoint)")
+    p.add_argument("--out-png", type=opt.path, help="confusion matrix PNG (default next to the checkpoint)")
     p.add_argument("--device", type=opt.device, default="cpu", help="cpu, cuda or auto")
     _add_json(p)
     p.set_defaults(func=cmd_eval)
@@ -745,13 +758,13 @@ def build_parser() -> argparse.ArgumentParser:
         "train with the class prompts as texts, the rest test. Default data: the built-in sensor variant "
         "(sim-to-real domain shift).",
     )
-    p.add_argument("checkpoint", type=Path, help="a trained SPKLIP checkpoint")
+    p.add_argument("checkpoint", type=opt.path, help="a trained SPKLIP checkpoint")
     p.add_argument("--data", default="builtin-sensor", help="dataset (default builtin-sensor)")
     p.add_argument("--shots", type=opt.int_list, default="2,4,6,8", help="comma-separated clips per class (default 2,4,6,8)")
     p.add_argument("--epochs", type=opt.positive_int, default=30, help="epochs per shot count (default 30)")
     p.add_argument("--lr", type=opt.positive_float, default=1e-3, help="learning rate (default 1e-3)")
     p.add_argument("--seed", type=opt.seed, default=0, help="seed for the shot split (default 0)")
-    p.add_argument("--out", type=Path, default=Path("runs/adapt"), help="output folder (default runs/adapt)")
+    p.add_argument("--out", type=opt.path, default=Path("runs/adapt"), help="output folder (default runs/adapt)")
     p.add_argument("--device", type=opt.device, default="cpu", help="cpu, cuda or auto")
     _add_json(p)
     p.set_defaults(func=cmd_adapt)
@@ -768,7 +781,7 @@ def build_parser() -> argparse.ArgumentParser:
         "split and energy per clip (paper preset; scaled spikes counted as SOPs); writes the converted "
         "checkpoint (kind spklip-converted, for the largest T or --keep) and a plot of accuracy and energy vs T.",
     )
-    p.add_argument("checkpoint", type=Path, help="an ANN SPKLIP checkpoint (kind spklip)")
+    p.add_argument("checkpoint", type=opt.path, help="an ANN SPKLIP checkpoint (kind spklip)")
     p.add_argument("--layers", required=True,
                    help="comma-separated: hsfe, stem, layer1, layer2, layer3, layer4, or the groups cnn, all")
     p.add_argument("--timesteps", type=opt.int_list, default="8,16,32,64", help="comma-separated time steps T (default 8,16,32,64)")
@@ -778,9 +791,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "--percentile), robust (channel-wise --percentile, half-threshold start)")
     p.add_argument("--percentile", type=opt.percentile, default=99.9, help="percentile for percentile/robust (default 99.9)")
     p.add_argument("--data", help="dataset: builtin or a folder/manifest (default: the checkpoint's training data)")
-    p.add_argument("--out", type=Path, required=True, help="the converted checkpoint to write (.pt)")
+    p.add_argument("--out", type=opt.path, required=True, help="the converted checkpoint to write (.pt)")
     p.add_argument("--keep", type=opt.positive_int, help="T stored in the converted checkpoint (default: the largest)")
-    p.add_argument("--plot", type=Path, help="plot PNG (default: OUT with suffix .convert.png)")
+    p.add_argument("--plot", type=opt.path, help="plot PNG (default: OUT with suffix .convert.png)")
     p.add_argument("--samples", type=opt.positive_int, default=8, help="test clips profiled for energy (default 8)")
     p.add_argument("--batch-size", type=opt.positive_int, default=8, help="clips per forward pass (default 8)")
     p.add_argument("--device", type=opt.device, default="cpu", help="cpu, cuda or auto")
@@ -800,9 +813,9 @@ def build_parser() -> argparse.ArgumentParser:
         "with 'spklip-energy simulate'. Every format writes DIR/export.json. See docs/export.md, docs/nir.md, "
         "docs/lava.md.",
     )
-    p.add_argument("checkpoint", type=Path, help="a SPKLIP checkpoint (spklip, fsve-hybrid, fsve-full)")
+    p.add_argument("checkpoint", type=opt.path, help="a SPKLIP checkpoint (spklip, fsve-hybrid, fsve-full)")
     p.add_argument("--format", choices=("onnx", "nir", "lava"), default="onnx", help="export format (default onnx)")
-    p.add_argument("--out", type=Path, help="output folder (default exports/<checkpoint name>-<format>)")
+    p.add_argument("--out", type=opt.path, help="output folder (default exports/<checkpoint name>-<format>)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output folder")
     p.add_argument("--opset", type=opt.positive_int, default=17,
                    help="ONNX opset (14..20, default 17) of the ONNX graphs (onnx; lava: host.onnx)")
@@ -823,7 +836,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the clip goes through its host.onnx front end and every temporal block is one sample; for any other "
         "netx file the .dat frames are the input spikes (input layer (1, H, W)). See docs/lava.md.",
     )
-    p.add_argument("network", type=Path, help="a netx .net file (e.g. exports/NAME-lava/visual_cnn.net)")
+    p.add_argument("network", type=opt.path, help="a netx .net file (e.g. exports/NAME-lava/visual_cnn.net)")
     p.add_argument("--data", default="builtin",
                    help="builtin (first test clip of the built-in data), a dataset folder, or a .dat file")
     p.add_argument("--steps", type=opt.positive_int,
@@ -844,7 +857,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--preset", default="paper",
                        help="cost preset: paper (SPKLIP A.6, default), horowitz-fp32, horowitz-fp16, "
                        "horowitz-int8, horowitz-fp32-8kb, loihi, truenorth (the chip presets carry UNVERIFIED flags)")
-        p.add_argument("--costs", type=Path, help="your own cost table (TOML or YAML); overrides --preset")
+        p.add_argument("--costs", type=opt.path, help="your own cost table (TOML or YAML); overrides --preset")
         p.add_argument("--reuse", choices=("layer", "none"), default="layer",
                        help="weight reuse: 'layer' reads each weight once per layer call and time step "
                        "(default); 'none' reads one weight per MAC/SOP")
@@ -860,9 +873,9 @@ def build_parser() -> argparse.ArgumentParser:
         "runs, on the same input (one clip; --samples and --batch-size do not apply), with its torch twin; "
         "use --preset loihi for Loihi's per-synaptic-op energy (UNVERIFIED). See docs/lava.md.",
     )
-    p.add_argument("checkpoint", type=Path,
+    p.add_argument("checkpoint", type=opt.path,
                    help="a spklip-energy checkpoint (.pt or .safetensors) or a netx network (.net)")
-    p.add_argument("--out", type=Path,
+    p.add_argument("--out", type=opt.path,
                    help="output folder, replaced whole on success (default runs/reports/<checkpoint name>; for NET.net "
                    "runs/reports/<folder>-<name>)")
     add_energy_options(p)
@@ -874,8 +887,8 @@ def build_parser() -> argparse.ArgumentParser:
         "HTML) of accuracy, MACs, SOPs, neuron updates, memory accesses and energy, each with its ratio "
         "to the first checkpoint, plus an energy-vs-accuracy plot (paper Table 6 and A.7).",
     )
-    p.add_argument("checkpoints", type=Path, nargs="+", help="checkpoints; ratios are to the first")
-    p.add_argument("--out", type=Path, default=DEFAULT_REPORTS / "compare",
+    p.add_argument("checkpoints", type=opt.path, nargs="+", help="checkpoints; ratios are to the first")
+    p.add_argument("--out", type=opt.path, default=DEFAULT_REPORTS / "compare",
                    help="output folder, replaced whole on success (default runs/reports/compare)")
     add_energy_options(p)
     p.set_defaults(func=cmd_compare)
@@ -895,7 +908,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Build a model kind with its seeded initialisation and save it as a checkpoint.",
     )
     p.add_argument("kind", help="model kind (see `spklip-energy zoo list`)")
-    p.add_argument("out", type=Path, help="checkpoint path (.pt or .safetensors)")
+    p.add_argument("out", type=opt.path, help="checkpoint path (.pt or .safetensors)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
     _add_json(p)
     p.set_defaults(func=cmd_zoo_init)
@@ -914,7 +927,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip training and conversion (energy of the zoo's untrained reference models only)")
     p.add_argument("--epochs", type=opt.positive_int, default=None,
                    help="training epochs of each tiny model (default: the preset's)")
-    p.add_argument("--out", type=Path, default=Path("demo-out"), help="output folder (default demo-out)")
+    p.add_argument("--out", type=opt.path, default=Path("demo-out"), help="output folder (default demo-out)")
     p.add_argument("--seed", type=opt.seed, default=0, help="dataset seed (default 0)")
     _add_json(p)
     p.set_defaults(func=cmd_demo)

@@ -136,6 +136,18 @@ def check_int_list(value, name: str, minimum: int = 1, maximum: int | None = Non
     return [check_int(p, name, minimum, maximum) for p in parts]
 
 
+def check_path(value, name: str):
+    """A non-empty path (an empty string would silently mean the current folder)."""
+    from pathlib import Path
+
+    text = str(value)
+    if not text.strip():
+        raise ConfigError(f"{name} expects a path, got an empty string")
+    if "\0" in text:
+        raise ConfigError(f"{name} {text!r}: a path cannot hold a NUL character")
+    return Path(text)
+
+
 # --------------------------------------------------------------------------- argparse types
 
 
@@ -162,10 +174,11 @@ fraction = arg(check_fraction)
 percentile = arg(check_percentile)
 device = arg(check_device)
 int_list = arg(check_int_list)
+path = arg(check_path)
 
 __all__ = [
     "SEED_MAX", "arg", "check_device", "check_float", "check_fraction", "check_int", "check_int_list",
-    "check_nonneg_float", "check_nonneg_int", "check_percentile", "check_positive_float", "check_positive_int",
-    "check_seed", "device", "finite_float", "fraction", "int_list", "nonneg_float", "nonneg_int", "percentile",
+    "check_nonneg_float", "check_nonneg_int", "check_path", "check_percentile", "check_positive_float", "check_positive_int",
+    "check_seed", "device", "finite_float", "fraction", "int_list", "nonneg_float", "nonneg_int", "path", "percentile",
     "pick_device", "positive_float", "positive_int", "seed",
 ]

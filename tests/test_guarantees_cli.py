@@ -61,16 +61,17 @@ def test_no_numeric_option_is_parsed_without_a_validator():
     """Every option whose value is a number goes through a validator of spklip_energy.options."""
     actions = list(_all_actions(cli.build_parser()))
     assert len(actions) > 100, f"expected the whole parser tree, found {len(actions)} actions"
-    bare = [(verb, a.dest) for verb, a in actions if a.type in (int, float)]
-    assert not bare, f"options parsed with bare int/float: {bare}"
+    bare = [(verb, a.dest) for verb, a in actions if a.type in (int, float, Path)]
+    assert not bare, f"options parsed with bare int/float/Path: {bare}"
     numeric = {a.dest for _, a in actions if getattr(a.type, "__module__", "") == "spklip_energy.options"}
     assert {"epochs", "seed", "batch_size", "samples", "steps", "timesteps", "device", "lr"} <= numeric
 
 
 def test_the_parser_refuses_a_new_bare_int_option():
     parser = cli._Parser(prog="x")
-    with pytest.raises(TypeError, match="validator"):
-        parser.add_argument("--n", type=int)
+    for bare in (int, float, Path):
+        with pytest.raises(TypeError, match="validator"):
+            parser.add_argument("--n", type=bare)
 
 
 BAD_OPTIONS = [
@@ -107,6 +108,8 @@ BAD_OPTIONS = [
     (["simulate", "x.net", "--steps", "0"], "--steps"),
     (["demo", "--samples", "0"], "--samples"),
     (["--max-memory", "lots", "zoo", "list"], "--max-memory"),
+    (["report", "x.pt", "--out", ""], "--out"),
+    (["eval", "x.pt", "--data", "d", "--out-png", ""], "--out-png"),
 ]
 
 
@@ -313,3 +316,60 @@ def test_errors_name_the_users_path_not_the_temporary(tmp_path):
         raise ConfigError(f"{tmp}: cannot encode")
     assert str(info.value) == f"{tmp_path / 'model.pt'}: cannot encode"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_report_never_deletes_what_it_did_not_write(capsys, tmp_path, data):
+    """A user's note, or the very checkpoint being reported, inside an earlier report folder: refused, kept."""
+    out = tmp_path / "rep"
+    ck = _ckpt(tmp_path, "test-ann-cnn")
+    rc, _, err = run_main(capsys, "report", ck, "--data", data, "--samples", "1", "--out", out)
+    assert rc == 0, err
+    inside = out / "again.pt"
+    inside.write_bytes(ck.read_bytes())
+    (out / "notes.txt").write_text("mine")
+    before = files_under(out)
+    rc, _, err = run_main(capsys, "report", inside, "--data", data, "--samples", "1", "--out", out)
+    check_user_error(rc, err, str(out), "'again.pt' and 1 more")
+    assert files_under(out) == before
+
+
+@pytest.mark.parametrize("case", ["eval-png-over-manifest", "simulate-over-input", "show-png-not-png",
+                                  "index-not-jsonl", "convert-plot-over-card"])
+def test_file_outputs_never_replace_another_kind_of_file(capsys, tmp_path, data, case):
+    import numpy as np
+
+    frames = tmp_path / "frames.npy"
+    np.save(frames, np.zeros((4, 8, 8), np.float32))
+    fake_png = tmp_path / "figure.png"
+    fake_png.write_text("my drawing, not a PNG")
+    manifest = data / "manifest.jsonl"
+    argv, victim = {
+        "eval-png-over-manifest": (["eval", tmp_path / "x.pt", "--out-png", manifest], manifest),
+        "simulate-over-input": (["data", "simulate", frames, frames], frames),
+        "show-png-not-png": (["data", "show", tmp_path / "a.dat", "--height", "8", "--width", "8",
+                              "--out", fake_png], fake_png),
+        "index-not-jsonl": (["data", "index", data, "--height", "16", "--width", "16", "--out", frames], frames),
+        "convert-plot-over-card": (["convert", tmp_path / "x.pt", "--layers", "cnn", "--out", tmp_path / "c.pt",
+                                    "--plot", data / "dataset.json"], data / "dataset.json"),
+    }[case]
+    before = victim.read_bytes()
+    rc, _, err = run_main(capsys, *argv)
+    check_user_error(rc, err, str(victim))
+    assert victim.read_bytes() == before
+
+
+def test_cost_file_aliases_and_non_name_keys_are_one_line(capsys, tmp_path, data):
+    ck = _ckpt(tmp_path, "test-ann-cnn")
+    head = "name: mine\ne_mac_pj: 4.6\ne_ac_pj: 0.9\ne_neuron_pj: 0.9\ne_mem_word_pj: 5\n"
+    bomb = tmp_path / "bomb.yaml"
+    levels = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
+        levels.append(f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 9) + "]")
+    bomb.write_text(head + "sources: [me]\nextra:\n" + "\n".join("  " + ln for ln in levels) + "\n")
+    keys = tmp_path / "keys.yaml"
+    keys.write_text(head + "sources: [me]\n1: 2\nzz: 3\n")
+    for path, needle in ((bomb, "alias"), (keys, "found 1")):
+        rc, _, err = run_main(capsys, "report", ck, "--data", data, "--samples", "1", "--costs", path,
+                              "--out", tmp_path / "r")
+        check_user_error(rc, err, str(path), needle)
+    assert not (tmp_path / "r").exists()

@@ -124,10 +124,11 @@ _ZOOM_RANGE = (0.55, 1.35)  # full zoom range (scale factors)
 SPLITS = ("train", "val", "test")
 _SPLIT_FRACTIONS = (0.7, 0.15, 0.15)
 
-#: Ceilings on the work one generation may take (about 12 million pixel-frames a second on one core):
-#: clips per class, and clips x frames x height x width over the whole dataset (about two hours).
+#: Ceilings on the work one generation may take (12-13 million pixel-frames a second on one core,
+#: measured): clips per class, and clips x frames x height x width over the whole dataset (10^10: about
+#: 13 minutes; the default dataset is 2.6e8). Documented in docs/data.md.
 MAX_CLIPS_PER_CLASS = 100_000
-MAX_PIXEL_FRAMES = 10**11
+MAX_PIXEL_FRAMES = 10**10
 #: Memory of rendering one clip, per pixel-frame: the sampling grid (2 float32), grid_sample's output
 #: and three float32 images of the compositing; and of a batch, per pixel-frame: the stacked float32
 #: frames and the uint8 spikes.
