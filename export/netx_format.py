@@ -130,7 +130,17 @@ def _pair(value, where: str, key: str, low: int) -> tuple[int, int]:
     return int(a[0]), int(a[1])
 
 
-def _scalar(ds) -> object:
+def _scalar(ds, where: str, key: str) -> object:
+    """The one value of a scalar field: a dataset of exactly one value (shape ``()``, ``(1,)``, ...), else
+    ConfigError naming ``where`` and ``key``; bytes come back as text."""
+    import h5py
+
+    if not isinstance(ds, h5py.Dataset):
+        raise ConfigError(f"{where}: {key} must be a dataset holding one value, found a group")
+    shape = ds.shape  # None for an empty (null dataspace) dataset
+    if shape is None or math.prod(shape) != 1:
+        found = "an empty dataset" if shape is None else f"{math.prod(shape)} values of shape {_dims(shape)}"
+        raise ConfigError(f"{where}: {key} must be a scalar (one value), found {found}")
     v = ds[()]
     if isinstance(v, np.ndarray):
         v = v.reshape(-1)[0]
@@ -159,6 +169,23 @@ def _int(value, where: str, key: str) -> int:
     if not math.isfinite(f) or f != int(f) or abs(f) > INT_LIMIT:
         raise ConfigError(f"{where}: {key} must be an integer within +-2**31, found {_short(value)}")
     return int(f)
+
+
+def _int_field(ds, where: str, key: str) -> int:
+    """A scalar integer field (one value, an integer within +-2**31)."""
+    return _int(_scalar(ds, where, key), where, key)
+
+
+def _float_field(ds, where: str, key: str) -> float:
+    """A scalar number field (one finite value)."""
+    value = _scalar(ds, where, key)
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: {key} must be a number, found {_short(value)}") from None
+    if not math.isfinite(f):
+        raise ConfigError(f"{where}: {key} must be a finite number, found {_short(value)}")
+    return f
 
 
 def _dataset_bytes(ds) -> tuple[int, str]:
@@ -193,6 +220,23 @@ def _why(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {_shown(first)}"
 
 
+#: what h5py raises while reading a damaged file (HDF5's error stack becomes one of these, wherever the
+#: damage is met: opening, iterating a group, resolving a link, reading a dataset), and what the checks
+#: below raise on values they do not expect (a name that is not UTF-8, an odd dtype).
+READ_ERRORS = (RuntimeError, OSError, KeyError, ValueError, TypeError, IndexError, AttributeError,
+               OverflowError)
+#: of those, the ones that come from HDF5 itself: the file's structure is damaged, not merely unexpected.
+CORRUPT_ERRORS = (RuntimeError, OSError, KeyError)
+
+
+def _unreadable(path: Path, exc: BaseException, where: str = "") -> ConfigError:
+    """The one line for an exception met while reading ``path`` (``where``: the part being read)."""
+    inner = f"{where}: {_why(exc)}" if where else _why(exc)
+    if isinstance(exc, CORRUPT_ERRORS):
+        return ConfigError(f"{path}: corrupt HDF5 file ({inner})")
+    return ConfigError(f"{path}: malformed netx file ({inner})")
+
+
 def check_layout(h, path: Path) -> int:
     """Refuse, before reading anything, what would make reading ``h`` unsafe; returns the bytes reading
     the groups of :data:`READ_GROUPS` may take (each dataset and their sum checked against the limit).
@@ -209,6 +253,8 @@ def check_layout(h, path: Path) -> int:
         for name in group:  # link names: nothing is resolved yet
             link = group.get(name, getlink=True)
             obj_path = _shown(f"{group.name.rstrip('/')}/{name}")
+            if link is None:  # listed by the group, yet not there
+                raise ConfigError(f"{path}: corrupt HDF5 file ({obj_path} is listed but cannot be found)")
             if isinstance(link, h5py.ExternalLink):
                 raise ConfigError(f"{path}: {obj_path} is an external link to {_shown(link.filename)}:"
                                   f"{_shown(link.path)}; a netx file must hold its own data")
@@ -254,16 +300,16 @@ def _read_neuron(g, where: str) -> NetxNeuron:
     n = g["neuron"]
     if not isinstance(n, h5py.Group):
         raise ConfigError(f"{where}: 'neuron' is not a group")
-    ntype = str(_scalar(n["type"])) if "type" in n else "CUBA"
+    ntype = str(_scalar(n["type"], where, "neuron type")) if "type" in n else "CUBA"
     if ntype not in CUBA_TYPES:
         raise ConfigError(f"{where}: neuron type {_short(ntype)} is not a CUBA-LIF ({'/'.join(CUBA_TYPES)}); "
                           "the fixed-point reference simulates only CUBA-LIF")
     missing = [k for k in ("iDecay", "vDecay", "vThMant") if k not in n]
     if missing:
         raise ConfigError(f"{where}: neuron group lacks {', '.join(missing)}")
-    if "messageBits" in n and _int(_scalar(n["messageBits"]), where, "neuron messageBits") != 0:
+    if "messageBits" in n and _int_field(n["messageBits"], where, "neuron messageBits") != 0:
         raise ConfigError(f"{where}: graded spikes (messageBits > 0) are not supported")
-    neuron = NetxNeuron(*(_int(_scalar(n[k]), where, f"neuron {k}") for k in ("iDecay", "vDecay", "vThMant")),
+    neuron = NetxNeuron(*(_int_field(n[k], where, f"neuron {k}") for k in ("iDecay", "vDecay", "vThMant")),
                         ntype)
     neuron.check(where)
     return neuron
@@ -280,14 +326,18 @@ def read_netx(path: str | os.PathLike) -> NetxNet:
         raise ConfigError(f"{path}: no such netx file")
     try:
         h = h5py.File(path, "r")
-    except OSError:
-        raise ConfigError(f"{path}: not a netx network (not an HDF5 file)") from None
-    with h:
-        try:
+    except READ_ERRORS as exc:
+        if "signature not found" in str(exc):
+            raise ConfigError(f"{path}: not a netx network (not an HDF5 file)") from None
+        raise _unreadable(path, exc) from None
+    # Everything read from the file is read here, inside this one guard (closing included): a damaged
+    # file makes h5py raise any of READ_ERRORS at any step, and each becomes one line naming the file.
+    try:
+        with h:
             check_layout(h, path)
             layers, attrs = _read_file(h, path)
-        except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError, OSError) as exc:
-            raise ConfigError(f"{path}: malformed netx file ({_why(exc)})") from None
+    except READ_ERRORS as exc:
+        raise _unreadable(path, exc) from None
     net = NetxNet(layers, str(path), attrs)
     check_chain(net)
     return net
@@ -309,11 +359,12 @@ def _read_file(h, path: Path) -> tuple[list[NetxLayer], dict]:
         where = f"{path.name}: layer {i}"
         try:
             layers.append(_read_layer(h["layer"][str(i)], i, where))
-        except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError, OSError) as exc:
-            raise ConfigError(f"{where}: malformed ({_why(exc)})") from None
+        except READ_ERRORS as exc:
+            raise _unreadable(path, exc, f"layer {i}") from None
     attrs = {}
     if "simulation" in h and isinstance(h["simulation"], h5py.Group):
-        attrs = {k: _scalar(v) for k, v in h["simulation"].items() if isinstance(v, h5py.Dataset)}
+        attrs = {k: _scalar(v, f"{path.name}: simulation", _shown(k))
+                 for k, v in h["simulation"].items() if isinstance(v, h5py.Dataset)}
     return layers, attrs
 
 
@@ -325,7 +376,7 @@ def _read_layer(g, i: int, where: str) -> NetxLayer:
         raise ConfigError(f"{where}: is not a group")
     if "type" not in g or "shape" not in g:
         raise ConfigError(f"{where}: lacks 'type' or 'shape'")
-    ltype = str(_scalar(g["type"]))
+    ltype = str(_scalar(g["type"], where, "type"))
     if ltype in NETX_UNSUPPORTED:
         raise ConfigError(f"{where}: layer type {_short(ltype)} is not supported by netx")
     if ltype not in LAYER_TYPES:
@@ -359,7 +410,7 @@ def _read_layer(g, i: int, where: str) -> NetxLayer:
             lay.stride = _pair(g["stride"][()], where, "stride", 1) if "stride" in g else (1, 1)
             lay.padding = _pair(g["padding"][()], where, "padding", 0) if "padding" in g else (0, 0)
             lay.dilation = _pair(g["dilation"][()], where, "dilation", 1) if "dilation" in g else (1, 1)
-            lay.groups = _int(_scalar(g["groups"]), where, "groups") if "groups" in g else 1
+            lay.groups = _int_field(g["groups"], where, "groups") if "groups" in g else 1
             if lay.groups < 1:
                 raise ConfigError(f"{where}: groups={lay.groups} must be at least 1")
         else:
@@ -385,7 +436,7 @@ def _read_layer(g, i: int, where: str) -> NetxLayer:
                                   f"{'channels' if ltype == 'conv' else 'neurons'}")
             lay.bias = b
     elif ltype == "input":
-        lay.extra = {k: float(_scalar(g[k])) for k in ("weight", "bias") if k in g}
+        lay.extra = {k: _float_field(g[k], where, k) for k in ("weight", "bias") if k in g}
     return lay
 
 
