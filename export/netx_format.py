@@ -19,6 +19,10 @@ by one and summed (:func:`spklip_energy.limits.check_memory`); it refuses
 external and soft links, datasets whose data lives outside the file (HDF5
 external storage, virtual datasets) and integer fields beyond 32 bits, so a
 small file can neither make it allocate terabytes nor read another file.
+Scalar fields (``type``, the neuron's ``iDecay``/``vDecay``/``vThMant``/
+``messageBits``, ``groups``, the input's ``weight``/``bias``, ``simulation``
+values) must hold exactly one value. Whatever h5py raises on a damaged file,
+wherever it meets the damage, becomes one line: ``FILE: corrupt HDF5 file (...)``.
 :func:`write_netx` writes such records atomically (temporary file, then rename).
 """
 
@@ -116,8 +120,17 @@ class NetxNet:
                     if lay.neuron else {})} for i, lay in enumerate(self.layers)]
 
 
-def _pair(value, where: str, key: str, low: int) -> tuple[int, int]:
-    f = np.asarray(value, dtype=np.float64).reshape(-1)
+def _numbers(ds, where: str, key: str) -> np.ndarray:
+    """The values of a numeric dataset as float64: integers or real floats only (booleans, complex numbers,
+    text and compound records are refused, not cast)."""
+    kind = ds.dtype.kind
+    if kind not in "iuf":
+        raise ConfigError(f"{where}: {key} must hold integers or real numbers, found {_shown(ds.dtype)} values")
+    return np.asarray(ds[()], dtype=np.float64)
+
+
+def _pair(ds, where: str, key: str, low: int) -> tuple[int, int]:
+    f = _numbers(ds, where, key).reshape(-1)
     if not np.all(np.isfinite(f)) or np.any(f != np.trunc(f)) or (f.size and np.abs(f).max() > INT_LIMIT):
         raise ConfigError(f"{where}: {key} must hold integers within +-2**31, found {f.tolist()[:4]}")
     a = f.astype(np.int64)
@@ -150,7 +163,7 @@ def _scalar(ds, where: str, key: str) -> object:
 
 
 def _integer_array(ds, where: str, key: str) -> np.ndarray:
-    a = np.asarray(ds[()], dtype=np.float64)
+    a = _numbers(ds, where, key)
     if not np.all(np.isfinite(a)):
         raise ConfigError(f"{where}: {key} holds non-finite values")
     if np.any(a != np.trunc(a)):
@@ -161,7 +174,10 @@ def _integer_array(ds, where: str, key: str) -> np.ndarray:
 
 
 def _int(value, where: str, key: str) -> int:
-    """A scalar field as an int within +-2**31 (ConfigError for NaN, Inf, text or a huge value)."""
+    """A scalar field as an int within +-2**31 (ConfigError for NaN, Inf, text, a boolean, a complex
+    number or a huge value)."""
+    if isinstance(value, (bool, np.bool_, complex, np.complexfloating, np.void)):
+        raise ConfigError(f"{where}: {key} must be an integer, found {_short(value)}")
     try:
         f = float(value)
     except (TypeError, ValueError):
@@ -179,6 +195,8 @@ def _int_field(ds, where: str, key: str) -> int:
 def _float_field(ds, where: str, key: str) -> float:
     """A scalar number field (one finite value)."""
     value = _scalar(ds, where, key)
+    if isinstance(value, (bool, np.bool_, complex, np.complexfloating, np.void)):
+        raise ConfigError(f"{where}: {key} must be a number, found {_short(value)}")
     try:
         f = float(value)
     except (TypeError, ValueError):
@@ -225,16 +243,17 @@ def _why(exc: BaseException) -> str:
 #: below raise on values they do not expect (a name that is not UTF-8, an odd dtype).
 READ_ERRORS = (RuntimeError, OSError, KeyError, ValueError, TypeError, IndexError, AttributeError,
                OverflowError)
-#: of those, the ones that come from HDF5 itself: the file's structure is damaged, not merely unexpected.
-CORRUPT_ERRORS = (RuntimeError, OSError, KeyError)
+#: of those, the ones that come from HDF5 itself (and names that are not UTF-8): the file's structure is
+#: damaged, not merely unexpected.
+CORRUPT_ERRORS = (RuntimeError, OSError, KeyError, UnicodeError)
 
 
-def _unreadable(path: Path, exc: BaseException, where: str = "") -> ConfigError:
-    """The one line for an exception met while reading ``path`` (``where``: the part being read)."""
-    inner = f"{where}: {_why(exc)}" if where else _why(exc)
+def _unreadable(where: str, exc: BaseException, malformed: str = "malformed netx file") -> ConfigError:
+    """The one line for an exception met while reading a file (``where``: the file, or ``FILE: layer i``):
+    ``corrupt HDF5 file`` for what HDF5 raises, ``malformed`` for a value this reader did not expect."""
     if isinstance(exc, CORRUPT_ERRORS):
-        return ConfigError(f"{path}: corrupt HDF5 file ({inner})")
-    return ConfigError(f"{path}: malformed netx file ({inner})")
+        return ConfigError(f"{where}: corrupt HDF5 file ({_why(exc)})")
+    return ConfigError(f"{where}: {malformed} ({_why(exc)})")
 
 
 def check_layout(h, path: Path) -> int:
@@ -329,7 +348,7 @@ def read_netx(path: str | os.PathLike) -> NetxNet:
     except READ_ERRORS as exc:
         if "signature not found" in str(exc):
             raise ConfigError(f"{path}: not a netx network (not an HDF5 file)") from None
-        raise _unreadable(path, exc) from None
+        raise _unreadable(str(path), exc) from None
     # Everything read from the file is read here, inside this one guard (closing included): a damaged
     # file makes h5py raise any of READ_ERRORS at any step, and each becomes one line naming the file.
     try:
@@ -337,7 +356,7 @@ def read_netx(path: str | os.PathLike) -> NetxNet:
             check_layout(h, path)
             layers, attrs = _read_file(h, path)
     except READ_ERRORS as exc:
-        raise _unreadable(path, exc) from None
+        raise _unreadable(str(path), exc) from None
     net = NetxNet(layers, str(path), attrs)
     check_chain(net)
     return net
@@ -356,14 +375,14 @@ def _read_file(h, path: Path) -> tuple[list[NetxLayer], dict]:
                           + (f" and {len(keys) - 8} more" if len(keys) > 8 else ""))
     layers = []
     for i in range(len(keys)):
-        where = f"{path.name}: layer {i}"
+        where = f"{path}: layer {i}"
         try:
             layers.append(_read_layer(h["layer"][str(i)], i, where))
         except READ_ERRORS as exc:
-            raise _unreadable(path, exc, f"layer {i}") from None
+            raise _unreadable(where, exc, "malformed") from None
     attrs = {}
     if "simulation" in h and isinstance(h["simulation"], h5py.Group):
-        attrs = {k: _scalar(v, f"{path.name}: simulation", _shown(k))
+        attrs = {k: _scalar(v, f"{path}: simulation", _shown(k))
                  for k, v in h["simulation"].items() if isinstance(v, h5py.Dataset)}
     return layers, attrs
 
@@ -407,9 +426,9 @@ def _read_layer(g, i: int, where: str) -> NetxLayer:
                 w = w[..., 0]
             if w.ndim != 4:
                 raise ConfigError(f"{where}: conv weight must be (out, in, kH, kW), found {_dims(w.shape)}")
-            lay.stride = _pair(g["stride"][()], where, "stride", 1) if "stride" in g else (1, 1)
-            lay.padding = _pair(g["padding"][()], where, "padding", 0) if "padding" in g else (0, 0)
-            lay.dilation = _pair(g["dilation"][()], where, "dilation", 1) if "dilation" in g else (1, 1)
+            lay.stride = _pair(g["stride"], where, "stride", 1) if "stride" in g else (1, 1)
+            lay.padding = _pair(g["padding"], where, "padding", 0) if "padding" in g else (0, 0)
+            lay.dilation = _pair(g["dilation"], where, "dilation", 1) if "dilation" in g else (1, 1)
             lay.groups = _int_field(g["groups"], where, "groups") if "groups" in g else 1
             if lay.groups < 1:
                 raise ConfigError(f"{where}: groups={lay.groups} must be at least 1")
@@ -446,7 +465,7 @@ def _conv_out(n: int, k: int, s: int, p: int, d: int) -> int:
 
 def check_chain(net: NetxNet) -> None:
     """Check that consecutive layers fit (sizes, channels) and that the chain is one this project runs."""
-    name = Path(net.path).name or "network"
+    name = net.path or "network"
     if net.layers[0].type != "input":
         raise ConfigError(f"{name}: layer 0 must be an input layer (found {net.layers[0].type!r})")
     if net.layers[0].neuron is None:

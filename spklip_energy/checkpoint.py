@@ -7,9 +7,17 @@ chosen by the file suffix:
 
 ``.safetensors``
     ``safetensors`` file; its string metadata holds ``format``, ``version``
-    (``"1"``) and ``card`` (the card as JSON text).
+    (the text ``"1"``: safetensors metadata is text) and ``card`` (the card as
+    JSON text).
 anything else (``.pt`` by convention)
-    a ``torch.save`` zip holding ``{"format", "version": 1, "card", "state_dict"}``.
+    a ``torch.save`` zip holding ``{"format", "version": 1, "card", "state_dict"}``
+    (``version`` the integer 1).
+
+Two versions, both strict: the file layout's ``version`` above (only
+:data:`VERSION`), and the card's optional ``format_version`` (the card layout:
+only :data:`CARD_FORMAT_VERSION`, a JSON integer). ``format_version`` may be
+absent: :func:`save_checkpoint` stores any card with a ``kind`` as given, and
+the project's own writers (``zoo.default_card``, ``save_spklip``) add it.
 
 Loading never unpickles arbitrary objects: ``.pt`` files are read with
 ``torch.load(weights_only=True)``, and a file whose pickle asks for anything
@@ -43,6 +51,7 @@ from .limits import check_memory
 
 FORMAT = "spklip-energy-checkpoint"  # marker stored in every checkpoint
 VERSION = 1  # the only layout version this code reads and writes
+CARD_FORMAT_VERSION = 1  # the only card "format_version" this code reads and writes (absent is fine)
 SAFETENSORS_SUFFIX = ".safetensors"
 
 # Never converted into "corrupt file": the user or the interpreter wants out.
@@ -228,7 +237,7 @@ def _card_to_json(card: Any) -> str:
     for key, (check, expected) in _CARD_FIELDS.items():
         if key in card and not check(card[key]):
             raise CheckpointError(
-                f"the {key!r} of checkpoint card {kind!r} must be {expected}, got {_json_type(card[key])}")
+                f"the {key!r} of checkpoint card {kind!r} must be {expected}, got {_found(card[key])}")
     try:
         return json.dumps(card)
     except (TypeError, ValueError) as exc:
@@ -395,7 +404,7 @@ def _read_torch(p: Path) -> tuple[Any, dict[str, torch.Tensor]]:
 
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise CheckpointError(f"{p} is not a spklip-energy checkpoint ({_describe_foreign(obj)})")
-    _check_version(p, obj.get("version"))
+    _check_version(p, obj.get("version"), VERSION)
     state_dict = obj.get("state_dict")
     if not isinstance(state_dict, dict):
         raise CheckpointError(
@@ -424,7 +433,7 @@ def _read_safetensors(p: Path) -> tuple[Any, dict[str, torch.Tensor]]:
             f"{p} is not a spklip-energy checkpoint (a safetensors file without the "
             f"{FORMAT!r} format marker; metadata keys: {keys})"
         )
-    _check_version(p, metadata.get("version"))
+    _check_version(p, metadata.get("version"), str(VERSION))
     try:
         state_dict = safetensors.torch.load(data)
     except _PASS_THROUGH:
@@ -469,11 +478,15 @@ def _short_repr(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _check_version(p: Path, version: Any) -> None:
-    if str(version) != str(VERSION):
+def _check_version(p: Path, version: Any, expected: Any) -> None:
+    """The file layout's ``version`` must be ``expected`` exactly: the integer 1 in a ``.pt``, the text
+    ``"1"`` in safetensors metadata (which holds only text), never another type or value."""
+    if type(version) is not type(expected) or version != expected:
+        kind = "" if isinstance(version, (int, float)) and not isinstance(version, bool) else \
+            f" ({_json_type(version)})"
         raise CheckpointError(
-            f"checkpoint {p} has format version {_short_repr(version)}, "
-            f"but this spklip-energy reads only version {VERSION}"
+            f"checkpoint {p} has format version {_short_repr(version)}{kind}, "
+            f"but this spklip-energy reads only version {expected!r}"
         )
 
 
@@ -509,7 +522,7 @@ def _parse_card(p: Path, card_text: Any) -> dict:
     for key, (check, expected) in _CARD_FIELDS.items():
         if key in card and not check(card[key]):
             raise CheckpointError(
-                f"checkpoint {p} has a card whose {key!r} is not {expected} (found {_json_type(card[key])})")
+                f"checkpoint {p} has a card whose {key!r} is not {expected} (found {_found(card[key])})")
     return card
 
 
@@ -520,7 +533,8 @@ def _is_str_list(value: Any) -> bool:
 # Fields every reader of a card may rely on: field -> (test, what it must be).
 _CARD_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "config": (lambda v: isinstance(v, dict), "an object"),
-    "format_version": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "format_version": (lambda v: type(v) is int and v == CARD_FORMAT_VERSION,
+                       f"the integer {CARD_FORMAT_VERSION}, the only card format version this spklip-energy reads"),
     "tokenizer": (lambda v: isinstance(v, str), "a string"),
     "classes": (_is_str_list, "a list of strings"),
     "class_names": (_is_str_list, "a list of strings"),
@@ -533,6 +547,13 @@ _CARD_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "conversion": (lambda v: isinstance(v, dict), "an object"),
     "note": (lambda v: isinstance(v, str), "a string"),
 }
+
+
+def _found(value: Any) -> str:
+    """What a card field holds, for a message: its JSON type, and its value when it is a short scalar."""
+    if isinstance(value, (str, int, float)) or value is None:
+        return f"{_json_type(value)} {_short_repr(value)}" if value is not None else "null"
+    return _json_type(value)
 
 
 def _json_type(value: Any) -> str:

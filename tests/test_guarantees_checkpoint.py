@@ -170,6 +170,17 @@ def test_huge_train_and_zoo_init_configs_are_refused_before_work(capsys, tmp_pat
     assert not out.exists()
 
 
+def test_too_few_frames_for_the_hsfe_blocks_names_the_configs_frames(capsys, tmp_path, data):
+    """The check runs on the config before any data is read: it names the config's frames, not the clips'."""
+    run = tmp_path / "run"
+    line = refused(capsys, "train", *SETS, "--set", "hsfe.n_blocks=1000000", "--data", data, "--out", run,
+                   names=("1000000 blocks", "config's frames=250", "hsfe.n_blocks"))
+    assert "the clips have" not in line
+    line = refused(capsys, "train", *SETS, "--set", "frames=100", "--data", data, "--out", run,
+                   names=("need 241 frames", "config's frames=100"))
+    assert not run.exists()
+
+
 def test_a_model_within_the_limit_but_over_a_lower_one_is_refused(spklip_ckpt):
     limits.set_memory_limit(100_000)  # the tiny model holds about 1 MiB
     try:
@@ -221,6 +232,13 @@ def test_a_card_whose_kind_is_not_its_weights_is_refused(capsys, tmp_path, data,
     (lambda c: c["config"]["starnet"].update(layers=[1, 1]), "starnet.layers"),
     (lambda c: c["config"].pop("text"), "do not fit"),  # the default text tower is another size
     (lambda c: c.pop("config"), "config"),
+    (lambda c: c.update(format_version=99), "'format_version' is not the integer 1, the only card format version"),
+    (lambda c: c.update(format_version=5), "(found an integer 5)"),
+    (lambda c: c.update(format_version=0), "'format_version'"),
+    (lambda c: c.update(format_version="1"), "(found a string '1')"),
+    (lambda c: c.update(format_version=True), "(found a boolean True)"),
+    (lambda c: c.update(format_version=1.0), "'format_version'"),
+    (lambda c: c.update(format_version=None), "'format_version'"),
 ])
 def test_a_card_field_of_the_wrong_type_is_one_line(capsys, tmp_path, data, spklip_ckpt, change, name):
     bad = mutated(spklip_ckpt, tmp_path / "bad.pt", change)
@@ -236,6 +254,49 @@ def test_a_card_field_of_the_wrong_type_is_one_line(capsys, tmp_path, data, spkl
 def test_a_zoo_card_field_of_the_wrong_type_is_one_line(capsys, tmp_path, data, zoo_ckpt, change, name):
     bad = mutated(zoo_ckpt, tmp_path / "bad.pt", change)
     refused(capsys, "report", bad, "--data", data, "--out", tmp_path / "r", names=(str(bad), name))
+
+
+# --------------------------------------------------------------------------- versions
+
+
+def test_card_format_version_may_be_absent_but_not_another_version(tmp_path, spklip_ckpt, zoo_ckpt):
+    """Absent is fine: save_checkpoint stores any card with a kind (the project's writers add version 1)."""
+    for src in (spklip_ckpt, zoo_ckpt):
+        assert load_checkpoint(src).card["format_version"] == 1
+        bare = mutated(src, tmp_path / f"bare-{src.name}", lambda c: c.pop("format_version"))
+        assert "format_version" not in load_checkpoint(bare).card
+    load_spklip(tmp_path / f"bare-{spklip_ckpt.name}")
+    ck = load_checkpoint(zoo_ckpt)
+    for value in (2, "1", True):
+        with pytest.raises(CheckpointError, match="'format_version' of checkpoint card 'test-ann-cnn' must be "
+                                                  "the integer 1"):
+            save_checkpoint(tmp_path / "new.pt", ck.state_dict, {**ck.card, "format_version": value})
+    assert not (tmp_path / "new.pt").exists()
+
+
+@pytest.mark.parametrize("version, shown", [("1", "'1' (a string)"), (2, "2"), (True, "True (a boolean)"),
+                                            (1.0, "1.0"), (None, "None (null)"), ([1], "[1] (a list)")])
+def test_the_file_version_of_a_pt_must_be_the_integer_1(capsys, tmp_path, data, zoo_ckpt, version, shown):
+    ck = load_checkpoint(zoo_ckpt)
+    bad = tmp_path / "v.pt"
+    torch.save({"format": FORMAT, "version": version, "card": json.dumps(ck.card), "state_dict": ck.state_dict}, bad)
+    refused(capsys, "report", bad, "--data", data, "--out", tmp_path / "r",
+            names=(str(bad), f"format version {shown}", "reads only version 1"))
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("version", ["01", "1.0", " 1", "2", ""])
+def test_the_file_version_of_a_safetensors_must_be_the_text_1(tmp_path, zoo_ckpt, version):
+    import safetensors.torch
+
+    ck = load_checkpoint(zoo_ckpt)
+    good = save_checkpoint(tmp_path / "m.safetensors", ck.state_dict, ck.card)
+    assert load_checkpoint(good).card == ck.card
+    bad = tmp_path / "v.safetensors"
+    safetensors.torch.save_file(ck.state_dict, str(bad), metadata={"format": FORMAT, "version": version,
+                                                                    "card": json.dumps(ck.card)})
+    with pytest.raises(CheckpointError, match=r"v\.safetensors has format version .* reads only version '1'"):
+        load_checkpoint(bad)
 
 
 # --------------------------------------------------------------------------- NaN / Inf

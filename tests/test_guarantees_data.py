@@ -171,10 +171,8 @@ def test_preview_and_stats_check_their_arguments(tmp_path):
     for columns in (0, -1, 2.5, True):
         with pytest.raises(ConfigError, match="columns"):
             save_preview(spikes, tmp_path / "p.png", columns=columns)
-    t0 = time.perf_counter()
     with pytest.raises(ResourceError, match="1000000000"):  # refused, not a 10**9-point linspace
         save_preview(spikes, tmp_path / "p.png", columns=10**9)
-    assert time.perf_counter() - t0 < 1.0
     assert not (tmp_path / "p.png").exists()
 
 
@@ -183,10 +181,8 @@ def test_preview_and_stats_check_their_arguments(tmp_path):
 
 def test_simulate_upsample_refused_from_the_sizes(tmp_path, capsys, frames_npy):
     out = tmp_path / "out.dat"
-    t0 = time.perf_counter()
     rc, stdout, err = run_main(capsys, "data", "simulate", frames_npy, out, "--upsample", 10**12)
     check_user_error(rc, err, "1000000000000")
-    assert time.perf_counter() - t0 < 5.0
     assert stdout == "" and not out.exists() and list(tmp_path.iterdir()) == [frames_npy]
 
 
@@ -354,10 +350,8 @@ def test_image_folder_estimated_before_stacking(tmp_path, monkeypatch):
 )
 def test_make_digits_refuses_huge_sizes(tmp_path, capsys, option, value):
     out = tmp_path / "ds"
-    t0 = time.perf_counter()
     rc, stdout, err = run_main(capsys, "data", "make-digits", out, option, value, "--json")
     check_user_error(rc, err, str(value))
-    assert time.perf_counter() - t0 < 5.0
     assert stdout == "" and list(tmp_path.iterdir()) == [], f"expected nothing written, found {list(tmp_path.iterdir())}"
 
 
@@ -638,3 +632,151 @@ def test_clip_selection_checks_and_sizes(small_set):
         SpikeClips(small_set, selection=ClipSelection(frames=10**12))
     with pytest.raises(ConfigError, match="head_columns"):
         SpikeClips(small_set, selection=ClipSelection(head_columns=W))
+
+
+# --------------------------------------------------------------------------- record and dataset.json types
+
+
+def inspect_refused(capsys, dataset: Path, *needles) -> str:
+    rc, stdout, err = run_main(capsys, "data", "inspect", dataset, "--json")
+    assert stdout == "", f"expected nothing on stdout, found {stdout!r}"
+    return check_user_error(rc, err, *needles)
+
+
+@pytest.mark.parametrize("field,value,needle", [
+    ("frames", "5", "field 'frames' must be a JSON number without a fraction, got a string '5'"),
+    ("frames", 5.5, "field 'frames' must be a JSON number without a fraction"),
+    ("frames", True, "field 'frames' must be a JSON number without a fraction, got a boolean True"),
+    ("frames", [5], "field 'frames' must be a JSON number without a fraction, got a list"),
+    ("height", "8", "field 'height' must be a JSON number without a fraction, got a string '8'"),
+    ("width", " 16", "field 'width' must be a JSON number without a fraction"),
+    ("head_columns", "0", "field 'head_columns' must be a JSON number without a fraction"),
+    ("head_columns", None, "field 'head_columns' must be a JSON number without a fraction, got null"),
+    ("label_index", 10**9, "field 'label_index' must be in [0, 1)"),
+    ("label_index", -1, "field 'label_index' must be in [0, 1)"),
+    ("label_index", 1, "field 'label_index' must be in [0, 1) (the dataset's 1 classes), got 1"),
+    ("label_index", "x", "field 'label_index' must be a JSON number without a fraction, got a string 'x'"),
+    ("label_index", False, "field 'label_index' must be a JSON number without a fraction, got a boolean False"),
+    ("split", 3, "field 'split' must be a string, got an integer 3"),
+    ("split", None, "field 'split' must be a string, got null"),
+    ("caption", 5, "field 'caption' must be a string, got an integer 5"),
+    ("caption", ["a", "b"], "field 'caption' must be a string, got a list"),
+    ("caption", None, "field 'caption' must be a string, got null"),
+    ("label", 7, "field 'label' must be a string, got an integer 7"),
+    ("path", 5, "field 'path' must be a string"),
+    ("flipud", "yes", "field 'flipud' must be a JSON boolean (true or false), got a string 'yes'"),
+    ("flipud", 1, "field 'flipud' must be a JSON boolean"),
+    ("flipud", None, "field 'flipud' must be a JSON boolean"),
+    ("id", [1], "field 'id' must be a string or a JSON integer, got a list"),
+    ("id", 1.5, "field 'id' must be a string or a JSON integer"),
+])
+def test_jsonl_record_fields_are_strictly_typed(small_set, capsys, field, value, needle):
+    """Each field of a JSONL record has one JSON type; the refusal names the manifest line and the value."""
+    rec = {**record("walk/b.dat"), field: value}
+    write_jsonl(small_set / "manifest.jsonl", [record("walk/a.dat"), rec])
+    inspect_refused(capsys, small_set, "manifest.jsonl:2", needle)
+    with pytest.raises(ManifestError, match=r"manifest\.jsonl:2"):
+        load_manifest(small_set, check_files=False)
+
+
+def test_jsonl_optional_fields_of_the_right_type_are_read(small_set):
+    write_jsonl(small_set / "manifest.jsonl", [
+        record("walk/a.dat", label_index=0, split="holdout-2", caption="", id="a", flipud=False, head_columns=0),
+        record("walk/b.dat", caption="a person walks", id=7)])
+    a, b = load_manifest(small_set).clips
+    assert (a.split, a.caption, a.extra, a.flipud) == ("holdout-2", "walk", {"label_index": 0, "id": "a"}, False)
+    assert (b.split, b.caption, b.extra) == ("train", "a person walks", {"id": 7})  # absent: the defaults
+
+
+def write_csv(path: Path, rows: list[dict]) -> Path:
+    header = list(rows[0])
+    lines = [",".join(header)] + [",".join(str(r.get(k, "")) for k in header) for r in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("field,value,needle", [
+    ("frames", "5.0", "field 'frames' must be a whole number written in digits, got a string '5.0'"),
+    ("frames", "1e1", "field 'frames' must be a whole number written in digits"),
+    ("frames", "\u0665", "field 'frames' must be a whole number written in digits"),  # an Arabic-Indic five
+    ("height", "true", "field 'height' must be a whole number written in digits"),
+    ("width", "0x10", "field 'width' must be a whole number written in digits"),
+    ("head_columns", "1.5", "field 'head_columns' must be a whole number written in digits"),
+    ("label_index", "x", "field 'label_index' must be a whole number written in digits"),
+    ("label_index", "3", "field 'label_index' must be in [0, 1)"),
+    ("label_index", "-1", "field 'label_index' must be in [0, 1)"),
+    ("flipud", "maybe", "field 'flipud' must be true or false (or 1/0, yes/no), got a string 'maybe'"),
+])
+def test_csv_record_fields_are_parsed_strictly_from_their_text(small_set, capsys, field, value, needle):
+    rows = [{**record("walk/a.dat"), "label_index": 0, "flipud": "no", "head_columns": 0},
+            {**record("walk/b.dat"), "label_index": 0, "flipud": "no", "head_columns": 0, field: value}]
+    write_csv(small_set / "manifest.csv", rows)
+    inspect_refused(capsys, small_set, "manifest.csv:3", needle)
+
+
+def test_csv_text_fields_are_read(small_set):
+    write_csv(small_set / "manifest.csv", [
+        {**record("walk/a.dat"), "frames": " 5 ", "label_index": "0", "flipud": "Yes", "split": "", "caption": ""},
+        {**record("walk/b.dat"), "frames": "+5", "label_index": "", "flipud": "", "split": "val", "caption": "c"}])
+    a, b = load_manifest(small_set).clips
+    assert (a.frames, a.extra["label_index"], a.flipud, a.split, a.caption) == (5, 0, True, "train", "walk")
+    assert (b.frames, b.flipud, b.split, b.caption) == (5, False, "val", "c") and "label_index" not in b.extra
+
+
+@pytest.mark.parametrize("field,value,needle", [
+    ("flipud", "yes", "field 'flipud' must be a JSON boolean (true or false), got a string 'yes'"),
+    ("flipud", [True], "field 'flipud' must be a JSON boolean"),
+    ("flipud", 1, "field 'flipud' must be a JSON boolean"),
+    ("flipud", {}, "field 'flipud' must be a JSON boolean"),
+    ("name", 5, "field 'name' must be a string, got an integer 5"),
+    ("name", ["x"], "field 'name' must be a string, got a list"),
+    ("name", {}, "field 'name' must be a string, got an object"),
+    ("format_version", "1", "field 'format_version' must be a positive JSON integer, got a string '1'"),
+    ("format_version", 0, "field 'format_version' must be a positive JSON integer"),
+    ("format_version", 1.5, "field 'format_version' must be a positive JSON integer"),
+    ("format_version", True, "field 'format_version' must be a positive JSON integer"),
+    ("config", 5, "field 'config' must be an object, got an integer 5"),
+    ("config", [], "field 'config' must be an object, got a list"),
+    ("config", None, "field 'config' must be an object, got null"),
+    ("camera", "sim", "field 'camera' must be an object"),
+    ("classes", 5, "field 'classes' must be a non-empty list of class names"),
+    ("classes", "walk", "field 'classes' must be a non-empty list of class names"),
+    ("classes", [], "field 'classes' must be a non-empty list of class names"),
+    ("classes", ["walk", 3], "field 'classes' must be a non-empty list of class names"),
+    ("classes", ["walk", "walk"], "field 'classes' names 'walk' more than once"),
+    ("classes", ["run"], "clips use labels not in 'classes': 'walk'"),
+    ("class_prompts", 5, "field 'class_prompts' must be an object mapping class names to prompt strings"),
+    ("class_prompts", ["a walk"], "field 'class_prompts' must be an object"),
+    ("class_prompts", {"walk": 3}, "field 'class_prompts' must be an object"),
+    ("symmetries", [], "field 'symmetries' must be an object of flips"),
+    ("symmetries", {"hflip": {"classes": {"walk": 1}}}, "field 'symmetries' must be an object of flips"),
+    ("clips", -1, "field 'clips' must be a non-negative JSON integer"),
+    ("source", 5, "field 'source' must be a string"),
+])
+def test_dataset_json_fields_are_type_checked(small_set, capsys, field, value, needle):
+    write_jsonl(small_set / "manifest.jsonl", [record("walk/a.dat"), record("walk/b.dat")])
+    (small_set / "dataset.json").write_text(json.dumps({"name": "mine", "classes": ["walk", "run"], field: value}))
+    inspect_refused(capsys, small_set, "dataset.json", needle)
+
+
+def test_dataset_json_of_the_right_types_is_read(small_set):
+    write_jsonl(small_set / "manifest.jsonl", [record("walk/a.dat", label_index=1), record("walk/b.dat")])
+    meta = {"name": "mine", "format_version": 3, "classes": ["run", "walk"], "class_prompts": {"walk": "walking"},
+            "symmetries": {"hflip": {"classes": {}, "words": {"left": "right"}}}, "config": {"frames": 10**9},
+            "camera": {}, "flipud": True, "clips": 2, "source": "here", "mine": [1, {"x": None}]}
+    (small_set / "dataset.json").write_text(json.dumps(meta))
+    m = load_manifest(small_set)
+    assert m.classes == ["run", "walk"] and m.class_prompts == {"run": "run", "walk": "walking"} and m.meta == meta
+
+
+def test_many_duplicate_records_are_one_short_warning(small_set):
+    """20 000 records of one clip (the tester's case had 100 000; each path is resolved, which takes
+    seconds): one warning line naming the first lines and counting the rest."""
+    write_jsonl(small_set / "manifest.jsonl", [record("walk/a.dat", id="same")] * 20_000)
+    with pytest.warns(SpklipWarning) as caught:
+        load_manifest(small_set, check_files=False)
+    assert len(caught) == 1
+    msg = str(caught[0].message)
+    assert "\n" not in msg and len(msg) < 400, msg
+    assert "lines 1, 2, 3, 4, 5 and 19995 more list the same clip 'walk/a.dat'" in msg, msg
+    assert "lines 1, 2, 3, 4, 5 and 19995 more list the same id \"same\"" in msg, msg

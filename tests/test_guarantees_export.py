@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import tempfile
-import time
 import tracemalloc
 from pathlib import Path
 
@@ -64,10 +63,9 @@ def test_huge_declared_weight_is_refused_from_its_header(net_file, capsys):
         del h["layer/1/weight"]
         h["layer/1"].create_dataset("weight", shape=(10**6, 10**6), dtype="f4")
     assert net_file.stat().st_size < 100_000
-    t0 = time.perf_counter()
     line = refused(["simulate", net_file], capsys, str(net_file), "/layer/1/weight", "[1000000, 1000000]",
                    "over the limit")
-    assert time.perf_counter() - t0 < 5 and "TiB" in line
+    assert "TiB" in line
     with pytest.raises(ResourceError):
         read_netx(net_file)
 
@@ -134,13 +132,102 @@ def test_data_outside_the_file_is_refused(net_file, tmp_path, case, needle, caps
     ("layer/1/shape", np.array([4, 8]), "shape must be (C, H, W)"),
     ("layer/1/shape", np.array([4.5, 8, 8]), "shape holds non-integer values"),
     ("layer/1/stride", np.arange(10**5), "stride must be a scalar or a pair, found 100000 values"),
+    # scalar fields hold exactly one value: every one read_netx reads as a scalar
+    ("layer/1/neuron/iDecay", np.full(5, 4096), "layer 1: neuron iDecay must be a scalar (one value), found 5 values"),
+    ("layer/1/neuron/vDecay", np.full(3, 1024), "layer 1: neuron vDecay must be a scalar (one value), found 3 values"),
+    ("layer/1/neuron/vThMant", np.full((2, 2), 40), "layer 1: neuron vThMant must be a scalar (one value), found 4 "
+                                                    "values of shape [2, 2]"),
+    ("layer/0/neuron/vThMant", np.zeros(0), "layer 0: neuron vThMant must be a scalar (one value), found 0 values"),
+    ("layer/1/neuron/vDecay", h5py.Empty("f4"), "layer 1: neuron vDecay must be a scalar (one value), found an "
+                                                "empty dataset"),
+    ("layer/1/neuron/messageBits", np.zeros(2), "layer 1: neuron messageBits must be a scalar (one value)"),
+    ("layer/1/neuron/type", np.array([b"CUBA", b"CUBA"]), "layer 1: neuron type must be a scalar (one value)"),
+    ("layer/1/groups", np.array([1, 1]), "layer 1: groups must be a scalar (one value), found 2 values"),
+    ("layer/1/type", np.array([b"conv"] * 3), "layer 1: type must be a scalar (one value), found 3 values"),
+    ("layer/0/weight", np.ones(3), "layer 0: weight must be a scalar (one value), found 3 values"),
+    ("layer/0/bias", np.float64(np.nan), "layer 0: bias must be a finite number"),
+    ("simulation/Ts", np.arange(3), "simulation: Ts must be a scalar (one value), found 3 values"),
+    # numbers are numbers: complex, boolean or text values are refused, not cast (numpy would drop the
+    # imaginary part with a warning on stderr)
+    ("layer/1/weight", np.ones((4, 1, 3, 3), np.complex64), "weight must hold integers or real numbers, found "
+                                                            "complex64"),
+    ("layer/1/weight", np.ones((4, 1, 3, 3), bool), "weight must hold integers or real numbers, found bool"),
+    ("layer/1/stride", np.array([b"2", b"2"]), "stride must hold integers or real numbers"),
+    ("layer/1/neuron/iDecay", np.complex128(4096), "neuron iDecay must be an integer, found"),
+    ("layer/1/neuron/vThMant", np.bool_(True), "neuron vThMant must be an integer, found"),
 ])
 def test_malformed_fields_are_one_line(net_file, field, value, needle, capsys):
     with h5py.File(net_file, "a") as h:
-        del h[field]
+        if field in h:
+            del h[field]
         h.create_dataset(field, data=value)
     line = refused(["simulate", net_file], capsys, "g.net", needle)
     assert len(line) < 400
+
+
+def test_scalar_fields_of_one_value_in_any_shape_are_read(net_file):
+    """netx itself writes ``type`` as a (1,) array and neuron values as () scalars: both are one value."""
+    with h5py.File(net_file, "a") as h:
+        for field, value in (("layer/1/neuron/iDecay", np.array([4095])), ("layer/1/neuron/vThMant", np.array([[41]])),
+                             ("layer/1/groups", np.array([1])), ("simulation/Ts", 1)):
+            if field in h:
+                del h[field]
+            h.create_dataset(field, data=value)
+    lay = read_netx(net_file).layers[1]
+    assert (lay.neuron.i_decay, lay.neuron.v_th_mant, lay.groups) == (4095, 41, 1)
+
+
+# Byte flips (XOR 0xff) of a written network: (seed, first byte, end byte or None for the file's end, bytes).
+# They hit the superblock, object headers, B-trees, local heaps and data, each a different h5py failure
+# (OSError on opening, RuntimeError iterating a group, KeyError opening an object, UnicodeDecodeError on a
+# name, a link listed but missing ...) at a different step of reading.
+CORRUPTIONS = [(3, 0, None, 40), (0, 8, 96, 20), (1, 96, 2048, 40), (2, 2048, 8192, 40), (4, 8192, None, 40),
+               (5, 0, None, 40), (7, 0, None, 40), (11, 0, None, 60), (12, 0, None, 60), (13, 0, None, 60)]
+
+
+def _corrupted(src: Path, dst: Path, seed: int, lo: int, hi: int | None, n: int) -> Path:
+    data = bytearray(src.read_bytes())
+    for i in np.random.default_rng(seed).integers(lo, hi or len(data), n):
+        data[i] ^= 0xFF
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def test_corrupt_net_files_are_one_line_through_the_cli(net_file, tmp_path, capsys):
+    """A damaged .net (bytes flipped at different offsets) is one line naming it, exit 2, no traceback,
+    whichever step of reading meets the damage, for both verbs that read netx files."""
+    dat = write_dat(tmp_path / "x.dat", (np.random.default_rng(0).random((4, 16, 16)) < 0.2).astype(np.uint8))
+    corrupt = 0
+    for k, (seed, lo, hi, n) in enumerate(CORRUPTIONS):
+        bad = _corrupted(net_file, tmp_path / f"flip{k}.net", seed, lo, hi, n)
+        line = refused(["simulate", bad, "--data", dat], capsys, str(bad))
+        corrupt += "corrupt HDF5 file (" in line
+        out = tmp_path / f"rep{k}"
+        assert refused(["report", bad, "--out", out], capsys, str(bad)) == line
+        assert not out.exists()
+    assert corrupt >= len(CORRUPTIONS) // 2, f"expected most flips to read as corrupt HDF5, found {corrupt}"
+
+
+@pytest.mark.parametrize("exc", [RuntimeError("Link iteration failed (bad heap free list)"),
+                                 OSError("Can't synchronously read data (bad heap index)"),
+                                 KeyError("Unable to synchronously open object (bad object header)"),
+                                 ValueError("Invalid dataspace"), TypeError("unexpected dtype")])
+@pytest.mark.parametrize("where", ["iterate", "read"])
+def test_any_h5py_error_while_reading_is_one_line_naming_the_file(net_file, monkeypatch, exc, where):
+    """Whatever h5py raises, at whichever later read, read_netx turns it into one ConfigError line."""
+    def fail(*args, **kwargs):
+        raise exc
+
+    if where == "iterate":  # iterating a group's links: what flip_keep.net hit
+        monkeypatch.setattr(h5py.Group, "__iter__", fail)
+    else:  # reading a dataset's values, after the layout check
+        monkeypatch.setattr(h5py.Dataset, "__getitem__", fail)
+    with pytest.raises(ConfigError) as info:
+        read_netx(net_file)
+    text = str(info.value)
+    assert str(net_file) in text and "\n" not in text and type(exc).__name__ in text, text
+    corrupt = isinstance(exc, (RuntimeError, OSError, KeyError))
+    assert ("corrupt HDF5 file (" in text) == corrupt, text
 
 
 # --------------------------------------------------------------------------- simulate
@@ -149,14 +236,13 @@ def test_malformed_fields_are_one_line(net_file, field, value, needle, capsys):
 def test_simulate_huge_steps_refused_before_anything_is_read(net_file, tmp_path, capsys):
     dat = write_dat(tmp_path / "c.dat", (np.random.default_rng(0).random((20, 16, 16)) < 0.2).astype(np.uint8))
     tracemalloc.start()
-    t0 = time.perf_counter()
     try:
         refused(["simulate", net_file, "--data", dat, "--steps", 10**9], capsys, "--steps 1000000000",
                 "g.net")
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert time.perf_counter() - t0 < 5 and peak < 50 * 2**20
+    assert peak < 50 * 2**20
     # with memory to spare, the work ceiling refuses it (an hour of CPU, docs/lava.md)
     line = refused(["--max-memory", "1e18", "simulate", net_file, "--data", dat, "--steps", 10**11], capsys,
                    "--steps 100000000000", "synaptic operations", f"{engine.MAX_SYNAPTIC_OPS:,}")

@@ -317,7 +317,7 @@ def _mutate(h, case: str) -> None:
     ("stride", "stride [0, 0] must be at least 1"),
     ("dilation", "dilation [0, 0] must be at least 1"),
     ("padding", "padding [-1, -1] must be at least 0"),
-    ("empty-type", "malformed (IndexError"),
+    ("empty-type", "type must be a scalar"),
     ("bad-vth", "neuron vThMant must be an integer, found 'abc'"),
     ("neuron-dataset", "'neuron' is not a group"),
     ("weight-shape", "does not map"),

@@ -128,7 +128,7 @@ def test_jsonl_defaults_and_extra_fields(small_set):
             record("walk/a.dat", caption="a person walks", split="val", camera="cam1", score=0.5),
             record("walk/b.dat", tags=["x", "y"]),
             record("run/c.dat", caption="", split=""),
-            record("run/d.dat", caption=None, split=None),
+            {k: v for k, v in record("run/d.dat").items() if k not in ("caption", "split")},
         ],
     )
     m = load_manifest(small_set)
@@ -152,13 +152,14 @@ def test_jsonl_defaults_and_extra_fields(small_set):
     )
 
 
-def test_jsonl_blank_lines_and_numeric_strings(small_set):
-    """Blank lines are skipped; integral floats and numeric strings are accepted as whole numbers."""
+def test_jsonl_blank_lines_and_integral_floats(small_set):
+    """Blank lines are skipped; integral floats (as pandas writes counts) are whole numbers; numeric
+    strings are not numbers in JSON and are refused, naming the line."""
     text = (
         "\n"
         + json.dumps(record("walk/a.dat", frames=5.0))
         + "\n   \n"
-        + json.dumps({**record("run/c.dat"), "frames": "5", "height": " 8", "width": "16"})
+        + json.dumps(record("run/c.dat"))
         + "\n"
     )
     (small_set / "manifest.jsonl").write_text(text)
@@ -167,6 +168,9 @@ def test_jsonl_blank_lines_and_numeric_strings(small_set):
         f"expected frames [5, 5], found {[c.frames for c in m.clips]}"
     )
     assert all(isinstance(c.frames, int) for c in m.clips), "expected integer frames"
+    (small_set / "manifest.jsonl").write_text(json.dumps({**record("run/c.dat"), "height": " 8"}) + "\n")
+    with pytest.raises(ManifestError, match=r"manifest.jsonl:1: field 'height' must be a JSON number"):
+        load_manifest(small_set)
 
 
 def test_csv_manifest(small_set):

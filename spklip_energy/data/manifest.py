@@ -16,7 +16,20 @@ caption     no        text describing the clip (default: the label)
 split       no        ``train`` / ``val`` / ``test`` (default: ``train``)
 head_columns no       right-most columns that hold no image (16 for sps10 files; default 0)
 flipud      no        the rows are stored upside down (default false)
+label_index no        the class's position in the dataset's classes (kept in ``extra``)
+id          no        a record id (a string or an integer; kept in ``extra``)
 ==========  ========  ===============================================
+
+Every field is strictly typed: ``path``, ``label``, ``caption`` and ``split``
+are strings (any split name); ``frames``, ``height``, ``width``,
+``head_columns`` and ``label_index`` are JSON integers (not booleans, numbers
+with a fraction or exponent, or strings), ``label_index`` within the classes;
+``flipud`` is a JSON boolean. An optional field is omitted by leaving it out
+(``null`` is refused where a value is expected). In a CSV manifest every value
+is text: integers are parsed strictly from their digits, ``flipud`` from
+true/false, 1/0 or yes/no, and an empty cell omits an optional field.
+``dataset.json`` beside the manifest is checked the same way
+(:func:`read_dataset_json`, :data:`DATASET_FIELDS`).
 
 Other fields are kept as they are. A folder without a manifest is indexed from
 its layout (:func:`index_folder`): the class is the folder name and the caption
@@ -25,7 +38,8 @@ is the class name, as SPKLIP's own loader does.
 Every clip path must lie inside the dataset folder: an absolute path, or one
 that leaves the folder through ``..`` or a symbolic link, is refused naming the
 manifest line. Two records of the same clip (or with the same ``id``) are
-allowed but reported as a :class:`~spklip_energy.errors.SpklipWarning`.
+allowed but reported as a :class:`~spklip_energy.errors.SpklipWarning`, one
+line naming the first few lines of each group and counting the rest.
 """
 
 from __future__ import annotations
@@ -34,6 +48,7 @@ import csv
 import io
 import json
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +61,8 @@ MANIFEST_NAMES = ("manifest.jsonl", "manifest.csv")
 REQUIRED_FIELDS = ("path", "label", "frames", "height", "width")
 _INT_FIELDS = ("frames", "height", "width")
 _GEOMETRY_FIELDS = ("head_columns", "flipud")
-_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no", "")
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+_INT_TEXT = re.compile(r"[+-]?[0-9]+")  # an integer in a CSV cell (ASCII digits only)
 
 
 @dataclass
@@ -87,48 +103,95 @@ class Manifest:
         return self.classes.index(label)
 
 
-def _parse_record(raw: dict, root: Path, where: str) -> ClipRecord:
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _json_type(value) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
+             float: "a number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _found(value) -> str:
+    """What a field holds, for a message: its JSON type and, for a scalar, its value."""
+    if isinstance(value, (str, int, float)):  # bool is an int: "a boolean True"
+        return f"{_json_type(value)} {_short(value)}"
+    return _json_type(value)
+
+
+def _int_field(raw: dict, key: str, where: str, text: bool) -> int:
+    """An integer field: a JSON number with no fraction (``5`` or ``5.0``, as tools such as pandas
+    write counts; not a boolean or a string); in a CSV manifest (all text) the cell's text, digits
+    with an optional sign."""
+    v = raw[key]
+    if text and isinstance(v, str) and _INT_TEXT.fullmatch(v.strip()):
+        return int(v.strip())
+    if not text and type(v) is int:
+        return v
+    if not text and type(v) is float and v.is_integer() and abs(v) < 2**53:
+        return int(v)
+    wanted = "a whole number written in digits" if text else "a JSON number without a fraction"
+    raise ManifestError(f"{where}: field {key!r} must be {wanted}, got {_found(v)}")
+
+
+def _str_field(raw: dict, key: str, where: str) -> str:
+    v = raw[key]
+    if not isinstance(v, str):
+        raise ManifestError(f"{where}: field {key!r} must be a string, got {_found(v)}")
+    return v
+
+
+def _bool_field(raw: dict, key: str, where: str, text: bool) -> bool:
+    """A JSON boolean; in a CSV manifest one of true/false, 1/0, yes/no (any case)."""
+    v = raw[key]
+    if text and isinstance(v, str) and v.strip().lower() in _TRUE + _FALSE:
+        return v.strip().lower() in _TRUE
+    if not text and isinstance(v, bool):
+        return v
+    wanted = "true or false (or 1/0, yes/no)" if text else "a JSON boolean (true or false)"
+    raise ManifestError(f"{where}: field {key!r} must be {wanted}, got {_found(v)}")
+
+
+def _given(raw: dict, key: str, text: bool) -> bool:
+    """Whether an optional field is given: present in a JSON record (null is a value, and refused where
+    a string or a number is expected); a non-empty cell in a CSV manifest (its only way to omit one)."""
+    if text:
+        return raw.get(key) not in (None, "")
+    return key in raw
+
+
+def _parse_record(raw: dict, root: Path, where: str, text: bool = False) -> ClipRecord:
+    """One manifest record; ``text``: it comes from a CSV manifest, where every value is text."""
     if not isinstance(raw, dict):
-        raise ManifestError(f"{where}: a record must be an object, got {type(raw).__name__}")
+        raise ManifestError(f"{where}: a record must be an object, got {_json_type(raw)}")
     missing = [k for k in REQUIRED_FIELDS if raw.get(k) in (None, "")]
     if missing:
         raise ManifestError(f"{where}: record lacks field(s) {', '.join(missing)}")
     values = {}
     for k in _INT_FIELDS:
-        v = raw[k]
-        try:
-            if isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()):
-                raise ValueError
-            values[k] = int(v)
-        except (TypeError, ValueError):
-            raise ManifestError(f"{where}: field {k!r} must be a whole number, got {v!r}") from None
+        values[k] = _int_field(raw, k, where, text)
         if values[k] <= 0:
-            raise ManifestError(f"{where}: field {k!r} must be positive, got {v!r}")
-    rel = raw["path"]
-    if not isinstance(rel, str):
-        raise ManifestError(f"{where}: field 'path' must be a string, got {rel!r}")
-    head_raw, head = raw.get("head_columns"), 0
-    if head_raw not in (None, ""):
-        try:
-            if isinstance(head_raw, bool) or (isinstance(head_raw, float) and not head_raw.is_integer()):
-                raise ValueError
-            head = int(head_raw)
-        except (TypeError, ValueError):
-            head = -1
-    if not 0 <= head < values["width"]:
-        raise ManifestError(
-            f"{where}: field 'head_columns' must be a whole number in [0, {values['width']}), "
-            f"got {raw.get('head_columns')!r}")
-    flip = raw.get("flipud")
-    if flip is None or isinstance(flip, bool):
-        flip = bool(flip)
-    elif isinstance(flip, str) and flip.strip().lower() in _TRUE + _FALSE:
-        flip = flip.strip().lower() in _TRUE
-    elif isinstance(flip, int) and flip in (0, 1):
-        flip = bool(flip)
-    else:
-        raise ManifestError(f"{where}: field 'flipud' must be true or false, got {flip!r}")
-    label, caption, split = str(raw["label"]), raw.get("caption"), raw.get("split") or "train"
+            raise ManifestError(f"{where}: field {k!r} must be positive, got {_short(raw[k])}")
+    rel = _str_field(raw, "path", where)
+    label = _str_field(raw, "label", where)
+    head = 0
+    if _given(raw, "head_columns", text):
+        head = _int_field(raw, "head_columns", where, text)
+        if not 0 <= head < values["width"]:
+            raise ManifestError(
+                f"{where}: field 'head_columns' must be a whole number in [0, {values['width']}), "
+                f"got {_short(raw['head_columns'])}")
+    flip = _bool_field(raw, "flipud", where, text) if _given(raw, "flipud", text) else False
+    caption = _str_field(raw, "caption", where) if _given(raw, "caption", text) else ""
+    split = _str_field(raw, "split", where) if _given(raw, "split", text) else ""
+    if _given(raw, "label_index", text):
+        raw = {**raw, "label_index": _int_field(raw, "label_index", where, text)}  # range: load_manifest
+    elif "label_index" in raw:  # an empty CSV cell
+        raw = {k: v for k, v in raw.items() if k != "label_index"}
+    if _given(raw, "id", text) and not text and not (isinstance(raw["id"], str) or type(raw["id"]) is int):
+        raise ManifestError(f"{where}: field 'id' must be a string or a JSON integer, got {_found(raw['id'])}")
     extra = {k: v for k, v in raw.items()
              if k not in REQUIRED_FIELDS + _GEOMETRY_FIELDS + ("caption", "split")}
     if os.path.isabs(rel):
@@ -148,34 +211,45 @@ def _parse_record(raw: dict, root: Path, where: str) -> ClipRecord:
         frames=values["frames"],
         height=values["height"],
         width=values["width"],
-        caption=str(caption) if caption not in (None, "") else label,
-        split=str(split),
+        caption=caption or label,
+        split=split or "train",
         extra=extra,
         head_columns=head,
         flipud=flip,
     )
 
 
+#: lines named per group of duplicate records (the rest are counted), and groups named per warning.
+DUPLICATE_LINES_SHOWN = 5
+DUPLICATE_GROUPS_SHOWN = 5
+
+
+def _lines(ls: list[int]) -> str:
+    """``lines 1, 3 and 5``; past :data:`DUPLICATE_LINES_SHOWN` lines, ``lines 1, 2, 3, 4, 5 and 99995 more``."""
+    if len(ls) > DUPLICATE_LINES_SHOWN:
+        return f"lines {', '.join(map(str, ls[:DUPLICATE_LINES_SHOWN]))} and {len(ls) - DUPLICATE_LINES_SHOWN} more"
+    return f"lines {', '.join(map(str, ls[:-1]))} and {ls[-1]}"
+
+
 def _warn_duplicates(manifest_path: Path, clips: list[ClipRecord], rows: list[tuple[dict, str, int]]) -> None:
-    """One :class:`SpklipWarning` naming the lines of records that list the same clip or id."""
+    """One :class:`SpklipWarning` naming the lines of records that list the same clip or id (the first
+    few lines of the first few groups: one line whatever the number of duplicates)."""
     groups: dict[tuple[str, str], list[int]] = {}
     shown: dict[tuple[str, str], str] = {}
     for rec, (raw, _, line) in zip(clips, rows, strict=True):
-        keys = [("path", str(rec.path), f"the same clip {raw['path']!r}")]
+        keys = [("path", str(rec.path), f"the same clip {_short(raw['path'])}")]
         rid = raw.get("id")
         if rid not in (None, ""):
             text = json.dumps(rid, default=str, sort_keys=True)
-            keys.append(("id", text, f"the same id {text}"))
+            keys.append(("id", text, f"the same id {text if len(text) <= 60 else text[:57] + '...'}"))
         for kind, key, what in keys:
             groups.setdefault((kind, key), []).append(line)
             shown.setdefault((kind, key), what)
     dups = [(shown[k], ls) for k, ls in groups.items() if len(ls) > 1]
     if not dups:
         return
-    parts = []
-    for what, ls in dups[:5]:
-        parts.append(f"lines {', '.join(map(str, ls[:-1]))} and {ls[-1]} list {what}")
-    more = f"; and {len(dups) - 5} more" if len(dups) > 5 else ""
+    parts = [f"{_lines(ls)} list {what}" for what, ls in dups[:DUPLICATE_GROUPS_SHOWN]]
+    more = f"; and {len(dups) - DUPLICATE_GROUPS_SHOWN} more" if len(dups) > DUPLICATE_GROUPS_SHOWN else ""
     warnings.warn(f"{manifest_path}: duplicate records: {'; '.join(parts)}{more}", SpklipWarning, stacklevel=3)
 
 
@@ -262,31 +336,85 @@ def load_manifest(source: str | os.PathLike, check_files: bool = True) -> Manife
     rows = _read_records(manifest_path)
     if not rows:
         raise ManifestError(f"{manifest_path}: manifest lists no clips")
-    clips = [_parse_record(raw, root, where) for raw, where, _ in rows]
+    text = manifest_path.suffix == ".csv"  # every CSV value is text: numbers are parsed from it
+    clips = [_parse_record(raw, root, where, text) for raw, where, _ in rows]
+    meta_path = root / "dataset.json"
+    meta = read_dataset_json(meta_path) if meta_path.is_file() else {}
+    labels = sorted({c.label for c in clips})
+    classes = list(meta["classes"]) if "classes" in meta else labels
+    unknown = sorted(set(labels) - set(classes))
+    if unknown:
+        shown = ", ".join(_short(u) for u in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5
+                                                            else "")
+        raise ManifestError(f"{meta_path}: clips use labels not in 'classes': {shown}")
+    for rec, (_, where, _) in zip(clips, rows, strict=True):
+        index = rec.extra.get("label_index")
+        if index is not None and not 0 <= index < len(classes):
+            raise ManifestError(f"{where}: field 'label_index' must be in [0, {len(classes)}) (the dataset's "
+                                f"{len(classes)} classes), got {index}")
     if check_files:
         for rec, (_, where, _) in zip(clips, rows, strict=True):
             _check_clip_file(rec, where)
     _warn_duplicates(manifest_path, clips, rows)
-    meta: dict = {}
-    meta_path = root / "dataset.json"
-    if meta_path.is_file():
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-            raise ManifestError(f"{meta_path}: not valid JSON ({exc})") from None
-        if not isinstance(meta, dict):
-            raise ManifestError(f"{meta_path}: must hold a JSON object")
-    if not isinstance(meta.get("classes", []), list):
-        raise ManifestError(f"{meta_path}: 'classes' must be a list of class names")
-    if not isinstance(meta.get("class_prompts", {}), dict):
-        raise ManifestError(f"{meta_path}: 'class_prompts' must be an object (class -> prompt)")
-    labels = sorted({c.label for c in clips})
-    classes = [str(c) for c in meta.get("classes", [])] or labels
-    unknown = sorted(set(labels) - set(classes))
-    if unknown:
-        raise ManifestError(f"{meta_path}: clips use labels not in 'classes': {', '.join(unknown)}")
-    prompts = {c: str(meta.get("class_prompts", {}).get(c, c)) for c in classes}
+    prompts = {c: meta.get("class_prompts", {}).get(c, c) for c in classes}
     return Manifest(root=root, clips=clips, classes=classes, class_prompts=prompts, meta=meta)
+
+
+def _is_str_map(value) -> bool:
+    return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+
+
+def _is_symmetries(value) -> bool:
+    """``{"hflip": {"classes": {str: str}, "words": {str: str}}, "vflip": {...}}`` (see model.augment)."""
+    if not isinstance(value, dict):
+        return False
+    for flip in value.values():
+        if not isinstance(flip, dict):
+            return False
+        if not all(_is_str_map(flip.get(k, {})) for k in ("classes", "words")):
+            return False
+    return True
+
+
+#: What each field ``dataset.json`` may hold must be: field -> (test, what it must be). Other fields are
+#: kept as they are (nothing reads them).
+DATASET_FIELDS = {
+    "name": (lambda v: isinstance(v, str), "a string"),
+    "format_version": (lambda v: type(v) is int and v >= 1, "a positive JSON integer"),
+    "classes": (lambda v: isinstance(v, list) and v and all(isinstance(c, str) and c for c in v),
+                "a non-empty list of class names (non-empty strings)"),
+    "class_prompts": (_is_str_map, "an object mapping class names to prompt strings"),
+    "symmetries": (_is_symmetries, 'an object of flips, each {"classes": {...}, "words": {...}} mapping '
+                   "strings to strings"),
+    "config": (lambda v: isinstance(v, dict), "an object"),
+    "camera": (lambda v: isinstance(v, dict), "an object"),
+    "flipud": (lambda v: isinstance(v, bool), "a JSON boolean (true or false)"),
+    "clips": (lambda v: type(v) is int and v >= 0, "a non-negative JSON integer"),
+    "source": (lambda v: isinstance(v, str), "a string"),
+}
+
+
+def read_dataset_json(path: str | os.PathLike) -> dict:
+    """A dataset's ``dataset.json``: a JSON object whose known fields (:data:`DATASET_FIELDS`) have their
+    types; ``classes`` without repeats. :class:`ManifestError` naming the file and the field otherwise."""
+    path = Path(path)
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise ManifestError(f"{path}: not valid JSON ({_short(str(exc))})") from None
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if not isinstance(meta, dict):
+        raise ManifestError(f"{path}: must hold a JSON object, found {_json_type(meta)}")
+    for key, (check, expected) in DATASET_FIELDS.items():
+        if key in meta and not check(meta[key]):
+            raise ManifestError(f"{path}: field {key!r} must be {expected}, got {_found(meta[key])}")
+    seen: set[str] = set()
+    for name in meta.get("classes", []):
+        if name in seen:
+            raise ManifestError(f"{path}: field 'classes' names {_short(name)} more than once")
+        seen.add(name)
+    return meta
 
 
 def index_folder(

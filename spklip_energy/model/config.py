@@ -291,7 +291,8 @@ def validate(cfg: SPKLIPConfig) -> None:
     if last > cfg.frames:
         raise ConfigError(
             f"hsfe: {h.n_blocks} blocks of {h.block_frames()} frames every {h.window_step} need {last} frames, "
-            f"the clips have {cfg.frames} (lower hsfe.window_step or hsfe.n_blocks)"
+            f"more than the config's frames={cfg.frames} (the frames each clip is cut or padded to; raise "
+            f"frames, or lower hsfe.window_step or hsfe.n_blocks)"
         )
     if h.slicing and h.block_frames() - 2 * (h.branches - 1) * h.channel_step < 1:
         raise ConfigError(
