@@ -173,16 +173,24 @@ def _integer_array(ds, where: str, key: str) -> np.ndarray:
     return a.astype(np.int64)
 
 
-def _int(value, where: str, key: str) -> int:
-    """A scalar field as an int within +-2**31 (ConfigError for NaN, Inf, text, a boolean, a complex
-    number or a huge value)."""
+def _number(value, where: str, key: str, kind: str = "a number") -> float:
+    """A finite real number (ConfigError for NaN, Inf, text, a boolean or a complex number)."""
     if isinstance(value, (bool, np.bool_, complex, np.complexfloating, np.void)):
-        raise ConfigError(f"{where}: {key} must be an integer, found {_short(value)}")
+        raise ConfigError(f"{where}: {key} must be {kind}, found {_short(value)}")
     try:
         f = float(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{where}: {key} must be an integer, found {_short(value)}") from None
-    if not math.isfinite(f) or f != int(f) or abs(f) > INT_LIMIT:
+        raise ConfigError(f"{where}: {key} must be {kind}, found {_short(value)}") from None
+    if not math.isfinite(f):
+        raise ConfigError(f"{where}: {key} must be {'a finite number' if kind == 'a number' else kind + ' within +-2**31'}"
+                          f", found {_short(value)}")
+    return f
+
+
+def _int(value, where: str, key: str) -> int:
+    """A scalar field as an int within +-2**31."""
+    f = _number(value, where, key, "an integer")
+    if f != int(f) or abs(f) > INT_LIMIT:
         raise ConfigError(f"{where}: {key} must be an integer within +-2**31, found {_short(value)}")
     return int(f)
 
@@ -194,16 +202,7 @@ def _int_field(ds, where: str, key: str) -> int:
 
 def _float_field(ds, where: str, key: str) -> float:
     """A scalar number field (one finite value)."""
-    value = _scalar(ds, where, key)
-    if isinstance(value, (bool, np.bool_, complex, np.complexfloating, np.void)):
-        raise ConfigError(f"{where}: {key} must be a number, found {_short(value)}")
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{where}: {key} must be a number, found {_short(value)}") from None
-    if not math.isfinite(f):
-        raise ConfigError(f"{where}: {key} must be a finite number, found {_short(value)}")
-    return f
+    return _number(_scalar(ds, where, key), where, key)
 
 
 def _dataset_bytes(ds) -> tuple[int, str]:

@@ -650,6 +650,7 @@ def load_or_manifest_error(root: Path) -> None:
         assert c.label in m.classes, f"expected label {c.label!r} in classes {m.classes}"
 
 
+@pytest.mark.filterwarnings("ignore::spklip_energy.errors.SpklipWarning")  # duplicates are generated on purpose
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(content=raw_manifests, truncate=truncations)
 def test_fuzz_raw_manifest(content, truncate):
