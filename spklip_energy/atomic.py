@@ -169,15 +169,17 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
 
 @functools.cache
 def source_package_dirs() -> tuple[Path, ...]:
-    """The folders of this project's own Python packages (outputs must never land in them)."""
-    import importlib
+    """The folders of this project's own Python packages (outputs must never land in them); found
+    without importing them (importing would load torch and friends for every write)."""
+    import importlib.util
 
     dirs = []
     for name in ("spklip_energy", "spklip_energy.fsve", "spklip_energy.convert", "spklip_energy.energy",
                  "spklip_energy.export", "spklip_energy.reports"):
-        with contextlib.suppress(ImportError):
-            mod = importlib.import_module(name)
-            dirs.append(Path(mod.__file__).resolve().parent)
+        with contextlib.suppress(ImportError, ValueError):
+            spec = importlib.util.find_spec(name)
+            for loc in (spec.submodule_search_locations or []) if spec else []:
+                dirs.append(Path(loc).resolve())
     return tuple(dirs)
 
 

@@ -217,14 +217,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .model.config import preset_config
     from .model.training import train
 
-    sets = _parse_sets(args.set)
-    if args.resume and args.preset is None and args.model is None and not sets and args.seed is None:
-        cfg = None  # the run's own config; anything given explicitly must equal the run's
+    given = {**({"model": args.model} if args.model else {}), **_parse_sets(args.set),
+             **({"train.seed": args.seed} if args.seed is not None else {})}
+    if args.resume and args.preset is None:
+        cfg, overrides = None, given  # the run's own config; what the user gave must equal the run's
     else:
-        overrides = {"model": args.model or "spklip", **sets}
-        if args.seed is not None:
-            overrides["train.seed"] = args.seed
-        cfg = preset_config(args.preset or "tiny", overrides)
+        cfg, overrides = preset_config(args.preset or "tiny", {"model": "spklip", **given}), None
     data = args.data if args.data is not None or args.resume else "builtin"
     bar = None
     if not args.json and sys.stderr.isatty():
@@ -242,7 +240,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     try:
         result = train(cfg, data, args.out, epochs=args.epochs, resume=args.resume, device=args.device,
-                       progress=progress, init=args.init)
+                       progress=progress, init=args.init, overrides=overrides)
     finally:
         if bar is not None:
             bar.close()
@@ -631,7 +629,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=opt.path, help="write the preview grid to this PNG")
     p.add_argument("--start", type=opt.nonneg_int, default=0, help="first frame to read (default 0)")
     p.add_argument("--count", type=opt.positive_int, help="frames to read (default: to the end)")
-    p.add_argument("--columns", type=opt.positive_int, default=8, help="time points in the preview (default 8)")
+    # 100 = data.preview.MAX_COLUMNS, written out so that the parser imports no torch (a test keeps them equal)
+    p.add_argument("--columns", type=opt.arg(opt.check_positive_int, maximum=100), default=8,
+                   help="time points in the preview (1..100, default 8)")
     p.add_argument("--fps", type=opt.positive_float, help="read-out rate in Hz, to also report the firing rate in Hz")
     _add_json(p)
     p.set_defaults(func=cmd_data_show)

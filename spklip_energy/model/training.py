@@ -30,7 +30,7 @@ from ..options import (
     pick_device,
 )
 from .augment import dataset_flips, flip_batch
-from .config import SPKLIPConfig, config_differences, size_cause
+from .config import SPKLIPConfig, apply_overrides, config_differences, size_cause
 from .data import clips_for, load_splits, resolve_data
 from .io import load_spklip, restore_optimizer, restore_rng, save_spklip
 from .loss import class_prompt_loss, clip_loss
@@ -314,6 +314,7 @@ def train(
     progress: Progress | None = None,
     data_progress=None,
     init: str | os.PathLike | None = None,
+    overrides: dict | None = None,
 ) -> TrainResult:
     """Train SPKLIP; one atomic checkpoint per epoch (``run_dir/last.pt``), metrics and curves.
 
@@ -329,7 +330,9 @@ def train(
     With ``resume`` the run continues from ``run_dir/last.pt``: weights, optimiser,
     RNG state, history and the epoch counter, so at most the unfinished epoch is lost.
     Its config comes from the checkpoint; a ``cfg``, ``data`` or ``init`` that differs from
-    the run's is refused (pass ``None`` to take the run's).
+    the run's is refused (pass ``None`` to take the run's). ``overrides`` (``--set`` style keys,
+    resume only, with ``cfg=None``) are checked against the run's config the same way: only what
+    the user gave is compared.
 
     A NaN or infinite loss stops training with a :class:`DivergedError` before it reaches the
     weights; the checkpoint of the last finished epoch stays as it was.
@@ -347,6 +350,10 @@ def train(
         loaded = load_spklip(last)
         if loaded.checkpoint.kind not in ("spklip", "fsve-hybrid", "fsve-full"):
             raise CheckpointError(f"{last}: a {loaded.checkpoint.kind!r} checkpoint cannot be trained further")
+        if overrides:
+            if cfg is not None:
+                raise ConfigError("train takes a cfg or overrides of the run's config, not both")
+            cfg = apply_overrides(loaded.model.cfg, overrides)
         _resume_conflicts(loaded, last, cfg, data, init)
         cfg, tokenizer, model = loaded.model.cfg, loaded.tokenizer, loaded.model
         check_memory(TRAINING_MEMORY_FACTOR * module_nbytes(model), f"training the model of {last}",
@@ -354,8 +361,8 @@ def train(
         history, start = _resume_state(loaded, last)
         data = loaded.card.get("data", {}).get("path", data if data is not None else "builtin")
     else:
-        if cfg is None:
-            raise ConfigError("train needs a config for a new run (cfg=None only resumes one)")
+        if cfg is None or overrides:
+            raise ConfigError("train needs a config for a new run (cfg=None and overrides only resume one)")
         if last.exists():
             raise ConfigError(f"{run}: already holds a run (pass --resume to continue it, or choose a new --out)")
         history, start, loaded = [], 0, None
