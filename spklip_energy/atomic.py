@@ -222,7 +222,7 @@ def check_output_dir(path: str | os.PathLike, known: frozenset[str]) -> Path:
         if foreign:
             more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
             raise ConfigError(f"{target}: folder holds {foreign[0]!r}{more}, which this command did not write and "
-                              "would replace; move it or choose another --out")
+                              "would replace; move it or choose another output folder")
     return target
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from . import __version__
 from . import options as opt
+from .data.preview import MAX_COLUMNS
 from .errors import SpklipError
 
 EXIT_USER_ERROR = 2
@@ -191,9 +192,13 @@ def cmd_data_inspect(args: argparse.Namespace) -> int:
 def cmd_data_index(args: argparse.Namespace) -> int:
     from .atomic import atomic_path, check_file_target
     from .data.manifest import index_folder
+    from .errors import ConfigError
 
     records = index_folder(args.root, args.height, args.width, head_columns=args.head_columns, flipud=args.flipud)
     out = check_file_target(Path(args.out) if args.out else Path(args.root) / "manifest.jsonl", ".jsonl")
+    if out.exists() and not args.overwrite:
+        raise ConfigError(f"{out}: a manifest already exists (it may hold captions and splits an index cannot "
+                          "recreate); pass --overwrite to replace it, or --out another file")
     with atomic_path(out) as tmp:
         tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
     classes = sorted({r["label"] for r in records})
@@ -629,8 +634,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=opt.path, help="write the preview grid to this PNG")
     p.add_argument("--start", type=opt.nonneg_int, default=0, help="first frame to read (default 0)")
     p.add_argument("--count", type=opt.positive_int, help="frames to read (default: to the end)")
-    # 100 = data.preview.MAX_COLUMNS, written out so that the parser imports no torch (a test keeps them equal)
-    p.add_argument("--columns", type=opt.arg(opt.check_positive_int, maximum=100), default=8,
+    p.add_argument("--columns", type=opt.arg(opt.check_positive_int, maximum=MAX_COLUMNS), default=8,
                    help="time points in the preview (1..100, default 8)")
     p.add_argument("--fps", type=opt.positive_float, help="read-out rate in Hz, to also report the firing rate in Hz")
     _add_json(p)
@@ -677,7 +681,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=opt.positive_int, default=64, help="frame columns (default 64)")
     p.add_argument("--frames", type=opt.positive_int, default=250, help="frames per clip (default 250)")
     p.add_argument("--seed", type=opt.seed, default=0, help="random seed (default 0)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing dataset that make-digits wrote (a folder holding anything else is "
+                   "refused, never deleted)")
     _add_json(p)
     p.set_defaults(func=cmd_data_make_digits)
 
@@ -699,6 +705,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("root", type=opt.path, help="dataset folder")
     _add_geometry(p)
     p.add_argument("--out", type=opt.path, help="manifest path (default ROOT/manifest.jsonl)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing manifest")
     _add_json(p)
     p.set_defaults(func=cmd_data_index)
 
@@ -816,7 +823,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", type=opt.path, help="a SPKLIP checkpoint (spklip, fsve-hybrid, fsve-full)")
     p.add_argument("--format", choices=("onnx", "nir", "lava"), default="onnx", help="export format (default onnx)")
     p.add_argument("--out", type=opt.path, help="output folder (default exports/<checkpoint name>-<format>)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing export folder (one holding anything an export does not write is "
+                   "refused, never deleted)")
     p.add_argument("--opset", type=opt.positive_int, default=17,
                    help="ONNX opset (14..20, default 17) of the ONNX graphs (onnx; lava: host.onnx)")
     p.add_argument("--verify", action="store_true",

@@ -95,6 +95,15 @@ def check_percentile(value, name: str) -> float:
     return check_float(value, name, 0.0, 100.0, strict_min=True)
 
 
+def check_bool(value, name: str) -> bool:
+    """A real boolean: ``True`` or ``False`` (numpy's boolean scalars too); not ``1``, ``"yes"`` or ``None``."""
+    if isinstance(value, bool):
+        return value
+    if type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_"):
+        return bool(value)
+    raise ConfigError(f"{name} must be true or false, got {value!r}")
+
+
 def check_device(value, name: str = "--device") -> str:
     """``cpu``, ``auto``, ``cuda`` or ``cuda:N``; CUDA only where a device exists."""
     text = str(value).strip()
@@ -177,7 +186,7 @@ int_list = arg(check_int_list)
 path = arg(check_path)
 
 __all__ = [
-    "SEED_MAX", "arg", "check_device", "check_float", "check_fraction", "check_int", "check_int_list",
+    "SEED_MAX", "arg", "check_bool", "check_device", "check_float", "check_fraction", "check_int", "check_int_list",
     "check_nonneg_float", "check_nonneg_int", "check_path", "check_percentile", "check_positive_float", "check_positive_int",
     "check_seed", "device", "finite_float", "fraction", "int_list", "nonneg_float", "nonneg_int", "path", "percentile",
     "pick_device", "positive_float", "positive_int", "seed",

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from spklip_energy.data.camera import (
+    MAX_PHOTONS_PER_STEP,
     CameraConfig,
     load_frames,
     simulate_spikes,
@@ -176,3 +177,93 @@ def test_load_frames_errors_name_the_file(tmp_path):
     np.save(tmp_path / "flat.npy", np.zeros((4, 4)))
     with pytest.raises(MediaError, match="flat.npy"):
         load_frames(tmp_path / "flat.npy")
+
+
+# --------------------------------------------------------------------------- what counts as a bad file
+
+
+def test_random_init_takes_real_booleans_only():
+    assert CameraConfig(random_init=np.bool_(True)).random_init is True
+    for value in (1, "yes", None):
+        with pytest.raises(ConfigError, match="random_init must be true or false"):
+            CameraConfig(random_init=value)
+
+
+def test_photon_ceiling_is_one_constant():
+    """The largest mean photon count per pixel and step bounds both photons_per_step and, for frames
+    brighter than 1, the brightest frame times photons_per_step."""
+    CameraConfig(photons_per_step=MAX_PHOTONS_PER_STEP)
+    with pytest.raises(ConfigError, match="photons_per_step"):
+        CameraConfig(photons_per_step=MAX_PHOTONS_PER_STEP * 2)
+    cfg = CameraConfig(photons_per_step=MAX_PHOTONS_PER_STEP / 4)
+    assert simulate_spikes(np.full((2, 2, 2), 4.0, dtype=np.float32), cfg).shape == (2, 2, 2)
+    with pytest.raises(MediaError, match="intensity 5"):
+        simulate_spikes(np.full((2, 2, 2), 5.0, dtype=np.float32), cfg)
+
+
+def _corrupt_png(path):
+    import imageio.v2 as iio
+
+    iio.imwrite(path, np.full((8, 8), 100, dtype=np.uint8))
+    path.write_bytes(path.read_bytes()[:40])
+    return path
+
+
+def _npz_member_encrypted(path):
+    import zipfile
+
+    np.savez(path, a=np.zeros((2, 3, 3), dtype=np.float32))
+    data = bytearray(path.read_bytes())
+    central = data.rindex(b"PK\x01\x02")  # the member's general-purpose flags, in the central directory
+    data[central + 8] |= 1
+    path.write_bytes(bytes(data))
+    assert zipfile.ZipFile(path).getinfo("a.npy").flag_bits & 1
+    return path
+
+
+@pytest.mark.parametrize("name,make", [
+    ("trunc.png", _corrupt_png),
+    ("noise.npy", lambda p: p.write_bytes(b"\x93NUMPY\x01\x00\x10\x00{'descr': '<f4\n" + b" " * 8)),
+    ("short.npy", lambda p: p.write_bytes(b"\x93NUMPY")),
+    ("bad.npz", lambda p: p.write_bytes(b"PK\x03\x04" + b"\x00" * 30)),
+    ("locked.npz", _npz_member_encrypted),
+])
+def test_corrupt_inputs_are_media_errors(tmp_path, name, make):
+    path = tmp_path / name
+    make(path)
+    with pytest.raises(MediaError, match=name.replace(".", r"\.")) as info:
+        load_frames(path)
+    assert "\n" not in str(info.value), f"expected one line, found {str(info.value)!r}"
+
+
+def test_bugs_and_memory_errors_are_not_called_unreadable_files(tmp_path, monkeypatch):
+    """Only the errors numpy, zipfile, imageio and Pillow raise for a bad file become MediaError: a
+    programming error or MemoryError propagates as itself."""
+    import imageio.v2 as iio
+
+    from spklip_energy.data import camera
+
+    np.save(tmp_path / "a.npy", np.zeros((2, 3, 3), dtype=np.float32))
+    iio.imwrite(tmp_path / "a.png", np.zeros((3, 3), dtype=np.uint8))
+
+    def no_memory(*a, **k):
+        raise MemoryError
+
+    def bug(*a, **k):
+        raise TypeError("a bug")
+
+    monkeypatch.setattr(np, "load", no_memory)
+    with pytest.raises(MemoryError):
+        load_frames(tmp_path / "a.npy")
+    monkeypatch.setattr(iio, "imread", no_memory)
+    with pytest.raises(MemoryError):
+        load_frames(tmp_path / "a.png")
+    with pytest.raises(MemoryError):
+        load_frames(tmp_path)  # a folder of images
+    monkeypatch.undo()
+    monkeypatch.setattr(camera, "to_grayscale", bug)
+    with pytest.raises(TypeError, match="a bug"):
+        load_frames(tmp_path / "a.png")
+    monkeypatch.setattr(np.lib.format, "read_magic", bug)
+    with pytest.raises(TypeError, match="a bug"):
+        load_frames(tmp_path / "a.npy")

@@ -199,6 +199,18 @@ def test_head_columns_and_flipud(wide_set):
     check_equal(full[:, ::-1, :16], ds[0]["spikes"].numpy(), "head_columns=4 flipud")
 
 
+def test_selection_flipud_and_head_columns_checks(wide_set):
+    """flipud is a real boolean (numpy's too); the selection's head columns must leave image columns of
+    the narrowest clip whose record gives none, and the refusal names the dataset and the width."""
+    assert ClipSelection(flipud=np.bool_(True)).flipud is True
+    for value in (1, "yes", None):
+        with pytest.raises(ConfigError, match="flipud must be true or false"):
+            ClipSelection(flipud=value)
+    with pytest.raises(ConfigError, match=r"wide: head_columns must be in \[0, 20\).*got 20"):
+        SpikeClips(wide_set, selection=ClipSelection(head_columns=20))
+    assert SpikeClips(wide_set, selection=ClipSelection(head_columns=19)).width == 1
+
+
 def test_selection_errors(wide_set):
     """Bad selections are ConfigErrors."""
     with pytest.raises(ConfigError, match="offset"):

@@ -11,8 +11,15 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from spklip_energy.data.dat import dat_info, encode_dat, read_dat, read_dat_folder, write_dat
-from spklip_energy.errors import DatError
+from spklip_energy.data.dat import (
+    check_head_columns,
+    dat_info,
+    encode_dat,
+    read_dat,
+    read_dat_folder,
+    write_dat,
+)
+from spklip_energy.errors import ConfigError, DatError, ManifestError
 
 # --------------------------------------------------------------------------- references
 
@@ -279,8 +286,8 @@ def test_dat_info(big_clip):
 # --------------------------------------------------------------------------- errors
 
 
-def _raises_naming(path: Path, fn, *args, **kwargs) -> DatError:
-    with pytest.raises(DatError) as exc:
+def _raises_naming(path: Path, fn, *args, error: type[Exception] = DatError, **kwargs) -> Exception:
+    with pytest.raises(error) as exc:
         fn(path, *args, **kwargs)
     assert path.name in str(exc.value), f"expected {path.name!r} in the message, found {exc.value}"
     return exc.value
@@ -308,22 +315,45 @@ def test_empty_missing_directory(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "kwargs",
+    "kwargs,error",
     [
-        {"start": -1},
-        {"start": 4},
-        {"start": 100},
-        {"count": 0},
-        {"count": -2},
-        {"count": 5},
-        {"start": 3, "count": 2},
-        {"head_columns": 8},
-        {"head_columns": -1},
+        # beyond the file's frames: a DatError; an argument no file could satisfy: a ConfigError
+        ({"start": -1}, ConfigError),
+        ({"start": 4}, DatError),
+        ({"start": 100}, DatError),
+        ({"count": 0}, ConfigError),
+        ({"count": -2}, ConfigError),
+        ({"count": 5}, DatError),
+        ({"start": 3, "count": 2}, DatError),
+        ({"head_columns": 8}, ConfigError),
+        ({"head_columns": -1}, ConfigError),
     ],
 )
-def test_out_of_range_arguments(tmp_path, kwargs):
+def test_out_of_range_arguments(tmp_path, kwargs, error):
+    """Both name the file; an argument's refusal also names the argument."""
     path = write_dat(tmp_path / "range.dat", np.zeros((4, 2, 8), dtype=np.uint8))
-    _raises_naming(path, read_dat, 2, 8, **kwargs)
+    exc = _raises_naming(path, read_dat, 2, 8, error=error, **kwargs)
+    if error is ConfigError:
+        assert next(iter(kwargs)).split("_")[0] in str(exc), f"expected the argument named, found {exc}"
+
+
+def test_check_head_columns():
+    """One check for every reader: an integer in [0, width), the refusal naming the value and the width."""
+    assert check_head_columns(0, 8) == 0 and check_head_columns("7", 8) == 7
+    for value in (8, 9, -1):
+        with pytest.raises(ConfigError, match=rf"^head_columns must be in \[0, 8\).*got {value}$"):
+            check_head_columns(value, 8)
+    for value in (1.5, True, "x"):
+        with pytest.raises(ConfigError, match="head_columns"):
+            check_head_columns(value, 8)
+    with pytest.raises(ManifestError, match=r"^m\.jsonl:3: field 'head_columns' must be in \[0, 4\)"):
+        check_head_columns(4, 4, "m.jsonl:3: field 'head_columns'", ManifestError)
+
+
+def test_read_dat_folder_checks_head_columns(tmp_path):
+    write_dat(tmp_path / "a.dat", np.zeros((2, 2, 8), dtype=np.uint8))
+    with pytest.raises(ConfigError, match=rf"{tmp_path.name}: head_columns must be in \[0, 8\)"):
+        read_dat_folder(tmp_path, 2, 8, head_columns=8)
 
 
 @pytest.mark.parametrize("height,width", [(0, 8), (8, 0), (-1, 8)])
@@ -377,9 +407,9 @@ def test_fuzz_read_dat(case, start, count, head, flipud):
             out = read_dat(
                 path, height, width, flipud=flipud, start=start, count=count, head_columns=head
             )
-        except DatError as exc:
-            event("DatError")
-            assert not valid, f"expected {n} frames from frame {start}, found DatError: {exc}"
+        except (DatError, ConfigError) as exc:  # a file without those frames; an argument out of range
+            event(type(exc).__name__)
+            assert not valid, f"expected {n} frames from frame {start}, found {type(exc).__name__}: {exc}"
             return
     event("decoded")
     assert valid, (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -133,14 +134,44 @@ def test_sensor_variant_is_sparser_with_artefacts(tmp_path):
 
 
 def test_refuses_non_empty_folder_and_keeps_it(tmp_path):
+    """Without overwrite any non-empty folder is refused; with it, a folder holding a file the generator
+    does not write is refused too (naming the file) and kept as it was."""
     out = tmp_path / "d"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     with pytest.raises(ConfigError, match="not empty"):
         generate_digits(out, DigitsConfig(**SMALL))
-    assert (out / "keep.txt").read_text() == "mine"
-    generate_digits(out, DigitsConfig(**SMALL), overwrite=True)
-    assert not (out / "keep.txt").exists() and (out / "manifest.jsonl").exists()
+    with pytest.raises(ConfigError, match="'keep.txt'"):
+        generate_digits(out, DigitsConfig(**SMALL), overwrite=True)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"] and (out / "keep.txt").read_text() == "mine"
+    assert [p.name for p in tmp_path.iterdir()] == ["d"], "expected no temporary folder left"
+
+
+def test_overwrite_replaces_a_generated_dataset(tmp_path):
+    out = generate_digits(tmp_path / "d", DigitsConfig(**SMALL, seed=1))
+    old = (out / "manifest.jsonl").read_text()
+    generate_digits(out, DigitsConfig(**SMALL, seed=2), overwrite=True)
+    assert (out / "manifest.jsonl").read_text() != old
+    assert sorted(p.name for p in out.iterdir()) == sorted(["dataset.json", "manifest.jsonl", *MOTIONS])
+
+
+@pytest.mark.parametrize("foreign,needle", [
+    ("notes.txt", "holds 'notes.txt'"),
+    ("left/notes.txt", "left/ holds 'notes.txt'"),
+    ("left/train_00000.dat/x", "left/ holds 'train_00000.dat'"),  # a folder where a clip would be
+])
+def test_overwrite_keeps_a_folder_with_foreign_entries(tmp_path, foreign, needle):
+    """A user's file at the top or inside a class folder is never deleted by --overwrite."""
+    out = generate_digits(tmp_path / "d", DigitsConfig(**SMALL))
+    if foreign.endswith("/x"):  # a folder where a clip would be
+        (out / foreign).parent.unlink()
+    (out / foreign).parent.mkdir(parents=True, exist_ok=True)
+    (out / foreign).write_text("mine")
+    before = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        generate_digits(out, DigitsConfig(**SMALL, seed=9), overwrite=True)
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == before
+    assert (out / foreign).read_text() == "mine"
 
 
 def test_failure_midway_leaves_nothing(tmp_path, monkeypatch):

@@ -380,3 +380,21 @@ def test_cost_file_aliases_and_non_name_keys_are_one_line(capsys, tmp_path, data
                               "--out", tmp_path / "r")
         check_user_error(rc, err, str(path), needle)
     assert not (tmp_path / "r").exists()
+
+
+def test_index_never_replaces_a_manifest_without_overwrite(capsys, tmp_path):
+    import shutil
+
+    root = tmp_path / "ds"
+    rc, _, err = run_main(capsys, "data", "make-digits", root, "--clips-per-class", "3", "--frames", "8",
+                          "--height", "16", "--width", "16", "--json")
+    assert rc == 0, err
+    manifest = root / "manifest.jsonl"
+    before = manifest.read_bytes()  # captions and splits an index cannot recreate
+    rc, _, err = run_main(capsys, "data", "index", root, "--height", "16", "--width", "16")
+    check_user_error(rc, err, str(manifest), "--overwrite")
+    assert manifest.read_bytes() == before
+    shutil.copy(manifest, tmp_path / "keep.jsonl")
+    rc, _, err = run_main(capsys, "data", "index", root, "--height", "16", "--width", "16", "--overwrite")
+    assert rc == 0, err
+    assert manifest.read_bytes() != before and len(manifest.read_text().splitlines()) == 24

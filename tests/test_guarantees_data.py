@@ -9,6 +9,7 @@ no traceback and no partial output.
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import math
 import os
@@ -31,6 +32,7 @@ from spklip_energy.data.dat import read_dat, write_dat
 from spklip_energy.data.digits import DigitsConfig, generate_digits
 from spklip_energy.data.manifest import index_folder, load_manifest
 from spklip_energy.data.preview import save_preview, stream_stats
+from spklip_energy.data.reconstruct import tfi, tfp
 from spklip_energy.errors import (
     ConfigError,
     DatError,
@@ -108,26 +110,29 @@ def test_read_dat_refuses_over_the_limit_and_reads_within(tmp_path, monkeypatch)
 
 
 @pytest.mark.parametrize(
-    "kwargs,needle",
+    "kwargs,needle,error",
     [
-        ({"start": -1}, "start"),
-        ({"count": 0}, "count"),
-        ({"count": -3}, "count"),
-        ({"count": 2.5}, "count"),
-        ({"start": True}, "start"),
-        ({"head_columns": 1.5}, "head_columns"),
-        ({"height": 0}, "height"),
-        ({"width": -8}, "width"),
-        ({"height": "8"}, None),  # a numeric string is an integer
+        ({"start": -1}, "start", ConfigError),
+        ({"count": 0}, "count", ConfigError),
+        ({"count": -3}, "count", ConfigError),
+        ({"count": 2.5}, "count", ConfigError),
+        ({"start": True}, "start", ConfigError),
+        ({"head_columns": 1.5}, "head_columns", ConfigError),
+        ({"head_columns": W}, f"head_columns must be in [0, {W})", ConfigError),
+        ({"height": 0}, "height", DatError),
+        ({"width": -8}, "width", DatError),
+        ({"height": "8"}, None, None),  # a numeric string is an integer
     ],
 )
-def test_read_dat_checks_its_arguments(tmp_path, kwargs, needle):
+def test_read_dat_checks_its_arguments(tmp_path, kwargs, needle, error):
+    """A bad argument is a ConfigError, a frame size that cannot describe a file a DatError: both name
+    the file and the value."""
     path = write_dat(tmp_path / "args.dat", np.zeros((4, H, W), dtype=np.uint8))
     args = {"height": H, "width": W, **kwargs}
     if needle is None:
         assert read_dat(path, **args).shape == (4, H, W)
         return
-    with pytest.raises(DatError) as info:
+    with pytest.raises(error) as info:
         read_dat(path, **args)
     assert "args.dat" in str(info.value) and needle in str(info.value), f"found {info.value}"
 
@@ -374,6 +379,45 @@ def test_make_digits_memory_estimated_per_clip(tmp_path, capsys, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_make_digits_overwrite_keeps_a_folder_with_a_users_file(tmp_path, capsys):
+    """--overwrite replaces a dataset it wrote, never a folder holding something else: one line naming
+    the first foreign entry, the folder as it was."""
+    out = tmp_path / "ds"
+    args = ("data", "make-digits", out, "--clips-per-class", 3, "--frames", 4, "--height", 16, "--width", 16,
+            "--json")
+    rc, stdout, err = run_main(capsys, *args)
+    assert rc == 0, err
+    (out / "thesis.tex").write_text("mine")
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    rc, stdout, err = run_main(capsys, *args, "--overwrite", "--seed", 5)
+    check_user_error(rc, err, str(out), "'thesis.tex'")
+    assert stdout == "" and {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"], "expected no temporary folder left"
+    (out / "thesis.tex").unlink()
+    rc, stdout, err = run_main(capsys, *args, "--overwrite", "--seed", 5)
+    assert rc == 0, err
+    assert json.loads((out / "dataset.json").read_text())["config"]["seed"] == 5
+
+
+@pytest.mark.parametrize("kwargs,needle", [
+    ({"clips_per_class": 2}, "clips_per_class must be at least 3, got 2"),
+    ({"height": 15}, "height must be at least 16, got 15"),
+    ({"width": 8}, "width must be at least 16, got 8"),
+    ({"frames": 1}, "frames must be at least 2, got 1"),
+])
+def test_digits_config_minimums(kwargs, needle):
+    with pytest.raises(ConfigError, match=needle):
+        DigitsConfig(**kwargs)
+
+
+@pytest.mark.parametrize("fn,name", [(tfp, "TFP half window"), (tfi, "TFI half window")])
+def test_reconstruction_half_window_checked(fn, name):
+    spikes = np.zeros((8, 2, 2), dtype=np.uint8)
+    for value in (-1, 1.5, "x"):
+        with pytest.raises(ConfigError, match=name):
+            fn(spikes, value)
+
+
 def test_make_digits_checks_free_disk_space(tmp_path, capsys, monkeypatch):
     import shutil
     from collections import namedtuple
@@ -413,8 +457,9 @@ def test_digits_config_work_ceiling():
 def test_write_failure_names_the_users_folder_not_the_temporary(tmp_path, capsys, monkeypatch):
     """A write that fails inside the temporary folder is reported against the user's --out folder."""
 
-    def full(*a, **k):
-        raise OSError(28, "No space left on device", str(tmp_path / ".ds.123.abcd.tmp" / "left" / "x.dat"))
+    def full(*a, **k):  # as a full disk fails: naming the file in the real temporary folder
+        (tmp,) = tmp_path.glob(".ds.*.tmp")
+        raise OSError(28, "No space left on device", str(tmp / "left" / "x.dat"))
 
     monkeypatch.setattr(digits_mod, "encode_dat", full)
     out = tmp_path / "ds"
@@ -505,6 +550,21 @@ def test_paths_that_stay_inside_are_accepted(small_set):
         warnings.simplefilter("ignore", SpklipWarning)  # alias.dat is a.dat
         m = load_manifest(small_set)
     assert len(m.clips) == 3
+
+
+def test_index_refuses_a_symbolic_link_loop(tmp_path):
+    root = tmp_path / "raw"
+    make_clip(root / "walk" / "a.dat", 3)
+    (root / "walk" / "loop.dat").symlink_to(root / "walk" / "loop.dat")
+    with pytest.raises(ManifestError, match="loop.dat: unusable clip path"):
+        index_folder(root, H, W)
+
+
+def test_index_flipud_takes_real_booleans(sps_like):
+    root, _ = sps_like
+    assert index_folder(root, 8, 32, flipud=np.bool_(True))[0]["flipud"] is True
+    with pytest.raises(ConfigError, match="flipud must be true or false, got 1"):
+        index_folder(root, 8, 32, flipud=1)
 
 
 def test_index_refuses_a_clip_linked_outside(tmp_path):
@@ -651,22 +711,23 @@ def inspect_refused(capsys, dataset: Path, *needles) -> str:
     ("height", "8", "field 'height' must be a JSON number without a fraction, got a string '8'"),
     ("width", " 16", "field 'width' must be a JSON number without a fraction"),
     ("head_columns", "0", "field 'head_columns' must be a JSON number without a fraction"),
-    ("head_columns", None, "field 'head_columns' must be a JSON number without a fraction, got null"),
+    ("head_columns", 16, "field 'head_columns' must be in [0, 16) (the frame width is 16), got 16"),
     ("label_index", 10**9, "field 'label_index' must be in [0, 1)"),
     ("label_index", -1, "field 'label_index' must be in [0, 1)"),
     ("label_index", 1, "field 'label_index' must be in [0, 1) (the dataset's 1 classes), got 1"),
     ("label_index", "x", "field 'label_index' must be a JSON number without a fraction, got a string 'x'"),
     ("label_index", False, "field 'label_index' must be a JSON number without a fraction, got a boolean False"),
     ("split", 3, "field 'split' must be a string, got an integer 3"),
-    ("split", None, "field 'split' must be a string, got null"),
     ("caption", 5, "field 'caption' must be a string, got an integer 5"),
     ("caption", ["a", "b"], "field 'caption' must be a string, got a list"),
-    ("caption", None, "field 'caption' must be a string, got null"),
-    ("label", 7, "field 'label' must be a string, got an integer 7"),
+    ("label", 7.0, "field 'label' must be a string or a JSON integer, got a number 7.0"),
+    ("label", True, "field 'label' must be a string or a JSON integer, got a boolean True"),
+    ("label", ["walk"], "field 'label' must be a string or a JSON integer, got a list"),
+    ("label", None, "record lacks field(s) label"),  # a required field: null is no value
+    ("frames", None, "record lacks field(s) frames"),
     ("path", 5, "field 'path' must be a string"),
     ("flipud", "yes", "field 'flipud' must be a JSON boolean (true or false), got a string 'yes'"),
     ("flipud", 1, "field 'flipud' must be a JSON boolean"),
-    ("flipud", None, "field 'flipud' must be a JSON boolean"),
     ("id", [1], "field 'id' must be a string or a JSON integer, got a list"),
     ("id", 1.5, "field 'id' must be a string or a JSON integer"),
 ])
@@ -686,6 +747,37 @@ def test_jsonl_optional_fields_of_the_right_type_are_read(small_set):
     a, b = load_manifest(small_set).clips
     assert (a.split, a.caption, a.extra, a.flipud) == ("holdout-2", "walk", {"label_index": 0, "id": "a"}, False)
     assert (b.split, b.caption, b.extra) == ("train", "a person walks", {"id": 7})  # absent: the defaults
+
+
+def test_jsonl_null_optional_fields_are_absent(small_set, capsys):
+    """pandas writes null for a missing value: an optional field holding null takes its default, as an
+    empty CSV cell does (it used to be refused)."""
+    nulls = dict(caption=None, split=None, head_columns=None, flipud=None, label_index=None, id=None)
+    write_jsonl(small_set / "manifest.jsonl", [record("walk/a.dat", **nulls),
+                                               record("walk/b.dat", split="val", caption=None, id=None)])
+    a, b = load_manifest(small_set).clips
+    assert (a.caption, a.split, a.head_columns, a.flipud, a.extra) == ("walk", "train", 0, False, {}), a
+    assert (b.caption, b.split, b.extra) == ("walk", "val", {}), b
+    rc, stdout, err = run_main(capsys, "data", "inspect", small_set, "--json")
+    assert rc == 0 and err == "", f"expected the manifest read, found {rc}: {err!r}"
+
+
+def test_integer_labels_are_read_as_their_text(tmp_path, capsys):
+    """A JSON integer label (pandas writes a numeric class column so) is the class of that name, in
+    records and in dataset.json's classes alike."""
+    root = tmp_path / "set"
+    for name in ("3/a.dat", "10/b.dat"):
+        make_clip(root / name, 5)
+    write_jsonl(root / "manifest.jsonl", [record("3/a.dat", label=3, label_index=1),
+                                          record("10/b.dat", label="10", label_index=0)])
+    m = load_manifest(root)
+    assert [c.label for c in m.clips] == ["3", "10"] and m.classes == ["10", "3"], m
+    (root / "dataset.json").write_text(json.dumps({"classes": [3, "10"], "class_prompts": {"3": "three"}}))
+    m = load_manifest(root)
+    assert m.classes == ["3", "10"] and m.class_prompts == {"3": "three", "10": "10"}, m
+    assert [m.label_index(c.label) for c in m.clips] == [0, 1]
+    rc, stdout, err = run_main(capsys, "data", "inspect", root, "--json")
+    assert rc == 0 and err == "", f"expected the dataset read, found {rc}: {err!r}"
 
 
 def write_csv(path: Path, rows: list[dict]) -> Path:
@@ -742,7 +834,11 @@ def test_csv_text_fields_are_read(small_set):
     ("classes", 5, "field 'classes' must be a non-empty list of class names"),
     ("classes", "walk", "field 'classes' must be a non-empty list of class names"),
     ("classes", [], "field 'classes' must be a non-empty list of class names"),
-    ("classes", ["walk", 3], "field 'classes' must be a non-empty list of class names"),
+    ("classes", ["walk", 3.0], "field 'classes' must be a non-empty list of class names"),
+    ("classes", ["walk", True], "field 'classes' must be a non-empty list of class names"),
+    ("classes", ["walk", None], "field 'classes' must be a non-empty list of class names"),
+    ("classes", ["walk", ""], "field 'classes' must be a non-empty list of class names"),
+    ("classes", ["walk", 3, "3"], "field 'classes' names '3' more than once"),
     ("classes", ["walk", "walk"], "field 'classes' names 'walk' more than once"),
     ("classes", ["run"], "clips use labels not in 'classes': 'walk'"),
     ("class_prompts", 5, "field 'class_prompts' must be an object mapping class names to prompt strings"),
@@ -780,3 +876,26 @@ def test_many_duplicate_records_are_one_short_warning(small_set):
     assert "\n" not in msg and len(msg) < 400, msg
     assert "lines 1, 2, 3, 4, 5 and 19995 more list the same clip 'walk/a.dat'" in msg, msg
     assert "lines 1, 2, 3, 4, 5 and 19995 more list the same id \"same\"" in msg, msg
+
+
+# --------------------------------------------------------------------------- light imports
+
+
+def test_preview_columns_ceiling_imports_no_torch():
+    """``data.preview.MAX_COLUMNS`` can be read (for the CLI's --columns type) without importing torch:
+    the package's names are imported on first use."""
+    code = ("import sys; from spklip_energy.data.preview import MAX_COLUMNS; "
+            "print(MAX_COLUMNS, 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.split() == ["100", "False"], (done.stdout, done.stderr)
+
+
+def test_data_package_exports_resolve():
+    import spklip_energy.data as data
+
+    assert sorted(data.__all__) == sorted(data._EXPORTS)
+    for name in data.__all__:
+        module = importlib.import_module(f"spklip_energy.data.{data._EXPORTS[name]}")
+        assert getattr(data, name) is getattr(module, name), name
+    with pytest.raises(AttributeError):
+        data.no_such_name  # noqa: B018

@@ -23,16 +23,20 @@ linear interpolation between consecutive frames instead (:func:`upsample_linear`
 from __future__ import annotations
 
 import os
+import struct
+import tokenize
 import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, MediaError, ResourceError, SpklipError
+from ..errors import ConfigError, MediaError, first_line
 from ..limits import check_memory
 from ..options import (
+    check_bool,
     check_float,
     check_fraction,
     check_nonneg_float,
@@ -47,8 +51,10 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v")
 
-#: Largest photons per unit intensity per step: numpy's Poisson sampler refuses means near 2**63.
-MAX_PHOTONS_PER_STEP = 1e12
+#: Largest mean photon count of one pixel in one step (numpy's Poisson sampler refuses means near
+#: 2**63): the ceiling of ``photons_per_step`` (photons per unit intensity) and of the brightest
+#: frame's intensity times ``photons_per_step``.
+MAX_PHOTONS_PER_STEP = 1e15
 #: numpy dtype kinds that hold intensities: bool, unsigned and signed integers, floats.
 _NUMERIC_KINDS = "buif"
 
@@ -71,9 +77,7 @@ class CameraConfig:
         # every number finite and in range (NaN would silently turn off or saturate the camera)
         self.theta = check_positive_float(self.theta, "theta")
         self.alpha = check_positive_float(self.alpha, "alpha")
-        if not isinstance(self.random_init, (bool, np.bool_)):
-            raise ConfigError(f"random_init must be true or false, got {self.random_init!r}")
-        self.random_init = bool(self.random_init)
+        self.random_init = check_bool(self.random_init, "random_init")
         if self.photons_per_step is not None:
             self.photons_per_step = check_float(self.photons_per_step, "photons_per_step", 0.0,
                                                 MAX_PHOTONS_PER_STEP, strict_min=True)
@@ -140,7 +144,7 @@ def simulate_spikes(
         raise MediaError(f"frames must be non-empty, got shape {tuple(x.shape)}")
     if not np.isfinite(x).all():
         raise MediaError("frames contain NaN or infinite values")
-    if cfg.photons_per_step is not None and float(x.max()) * cfg.photons_per_step > 1e15:
+    if cfg.photons_per_step is not None and float(x.max()) * cfg.photons_per_step > MAX_PHOTONS_PER_STEP:
         raise MediaError(
             f"frames reach intensity {float(x.max()):g}; with photons_per_step {cfg.photons_per_step:g} "
             "the photon counts overflow (intensities are expected in [0, 1])")
@@ -213,6 +217,37 @@ def to_grayscale(image: np.ndarray) -> np.ndarray:
     return arr
 
 
+#: What numpy and zipfile raise for an array file they cannot read (a bad header, truncated data, a
+#: corrupt or unsupported archive member). Anything else (a bug, MemoryError) is not caught.
+_ARRAY_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError, OSError, EOFError, SyntaxError,
+    tokenize.TokenError,  # numpy re-parses an old-style header with tokenize
+    zipfile.BadZipFile, zlib.error,
+    NotImplementedError,  # zipfile: a compression method or feature it does not support
+)
+try:
+    import lzma
+
+    _ARRAY_ERRORS += (lzma.LZMAError,)
+except ImportError:  # a Python built without lzma: zipfile cannot open such members either
+    pass
+
+
+def _image_errors() -> tuple[type[BaseException], ...]:
+    """What imageio and Pillow raise for an image they cannot decode: the documented errors, ``struct.error``
+    on some truncated headers, the decompression-bomb guard, and what Pillow's TIFF decoder raises on
+    corrupt tags (IndexError, TypeError, ZeroDivisionError, seen when fuzzing). Only the decoding call is
+    guarded, so these cannot come from this project's own code."""
+    from PIL import Image
+
+    return (ValueError, OSError, EOFError, SyntaxError, struct.error, Image.DecompressionBombError, IndexError,
+            TypeError, ZeroDivisionError)
+
+
+#: imageio-ffmpeg reports a video it cannot open as OSError and a frame it cannot read as RuntimeError.
+_VIDEO_ERRORS = (ValueError, OSError, EOFError, RuntimeError)
+
+
 def _gray_plane(shape: tuple[int, ...]) -> tuple[int, int]:
     """Rows and columns of the grayscale image an image array of ``shape`` gives."""
     return (shape[0], shape[1]) if len(shape) >= 2 else (0, 0)
@@ -244,8 +279,8 @@ def _array_header(fh, src: Path) -> tuple[tuple[int, ...], np.dtype]:
             shape, _, dtype = fmt.read_array_header_2_0(fh)
         else:
             raise ValueError(f"unsupported .npy format version {version}")
-    except Exception as exc:  # numpy raises ValueError, SyntaxError, EOFError ... for a bad header
-        raise MediaError(f"{src}: unreadable array file ({exc})") from None
+    except _ARRAY_ERRORS as exc:  # numpy raises ValueError, SyntaxError, EOFError ... for a bad header
+        raise MediaError(f"{src}: unreadable array file ({first_line(exc)})") from None
     return tuple(int(n) for n in shape), np.dtype(dtype)
 
 
@@ -276,6 +311,8 @@ def _load_array(src: Path, max_frames: int | None) -> np.ndarray:
                 names = [n for n in zf.namelist() if n.endswith(".npy")]
                 if not names:
                     raise MediaError(f"{src}: archive holds no array")
+                if zf.getinfo(names[0]).flag_bits & 0x1:  # zipfile would raise a bare RuntimeError
+                    raise MediaError(f"{src}: array {names[0]!r} in the archive is encrypted")
                 with zf.open(names[0]) as fh:
                     shape, dtype = _array_header(fh, src)
                 _check_array(src, shape, dtype)
@@ -295,13 +332,23 @@ def _load_array(src: Path, max_frames: int | None) -> np.ndarray:
     except MediaError as exc:
         msg = str(exc)
         raise MediaError(msg if msg.startswith(str(src)) else f"{src}: {msg}") from None
-    except (ConfigError, ResourceError):
-        raise
-    except Exception as exc:
-        raise MediaError(f"{src}: unreadable array file ({exc})") from None
+    except _ARRAY_ERRORS as exc:
+        raise MediaError(f"{src}: unreadable array file ({first_line(exc)})") from None
     if not np.isfinite(arr).all():
         raise MediaError(f"{src}: array holds NaN or infinite values")
     return arr
+
+
+def _read_image(path: Path, iio) -> np.ndarray:
+    """One image file as grayscale; :class:`MediaError` naming it when it cannot be decoded."""
+    try:
+        image = iio.imread(path)
+    except _image_errors() as exc:
+        raise MediaError(f"{path}: unreadable image ({first_line(exc)})") from None
+    try:
+        return to_grayscale(image)
+    except MediaError as exc:
+        raise MediaError(f"{path}: {exc}") from None
 
 
 def load_frames(source: str | os.PathLike, max_frames: int | None = None) -> np.ndarray:
@@ -332,12 +379,7 @@ def load_frames(source: str | os.PathLike, max_frames: int | None = None) -> np.
             files = files[:max_frames]
         frames = []
         for f in files:
-            try:
-                gray = to_grayscale(iio.imread(f))
-            except MediaError as exc:
-                raise MediaError(f"{f}: {exc}") from None
-            except Exception as exc:  # imageio raises many types for a bad image
-                raise MediaError(f"{f}: unreadable image ({type(exc).__name__})") from None
+            gray = _read_image(f, iio)
             if not frames:  # all images share the first one's size (checked when stacking)
                 _check_frames_memory(src, len(files), gray.shape)
             frames.append(gray)
@@ -346,30 +388,28 @@ def load_frames(source: str | os.PathLike, max_frames: int | None = None) -> np.
     if suffix in (".npy", ".npz"):
         return _load_array(src, max_frames)
     if suffix in IMAGE_SUFFIXES:
-        try:
-            return to_grayscale(iio.imread(src))[None]
-        except MediaError as exc:
-            raise MediaError(f"{src}: {exc}") from None
-        except Exception as exc:
-            raise MediaError(f"{src}: unreadable image ({type(exc).__name__})") from None
+        return _read_image(src, iio)[None]
     try:
         reader = iio.get_reader(src, format="FFMPEG")
-    except Exception as exc:
-        raise MediaError(f"{src}: unreadable video ({type(exc).__name__})") from None
+    except _VIDEO_ERRORS as exc:
+        raise MediaError(f"{src}: unreadable video ({first_line(exc)})") from None
     frames = []
     try:
-        for i, frame in enumerate(reader):
-            if max_frames is not None and i >= max_frames:
+        stream = iter(reader)
+        while max_frames is None or len(frames) < max_frames:
+            try:  # only the decoding is guarded: an error of ours is not a bad video
+                frame = next(stream)
+            except StopIteration:
                 break
-            gray = to_grayscale(frame)
-            _check_frames_memory(src, i + 1, gray.shape)  # the length is known only while decoding
+            except _VIDEO_ERRORS as exc:
+                raise MediaError(f"{src}: unreadable video at frame {len(frames)} ({first_line(exc)})") from None
+            try:
+                gray = to_grayscale(frame)
+            except MediaError as exc:
+                raise MediaError(f"{src}: frame {len(frames)}: {exc}") from None
+            # the length is known only while decoding
+            _check_frames_memory(src, len(frames) + 1, gray.shape)
             frames.append(gray)
-    except MediaError as exc:
-        raise MediaError(f"{src}: frame {len(frames)}: {exc}") from None
-    except SpklipError:
-        raise
-    except Exception as exc:
-        raise MediaError(f"{src}: unreadable video ({type(exc).__name__})") from None
     finally:
         reader.close()
     if not frames:

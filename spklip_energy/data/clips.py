@@ -13,8 +13,8 @@ from torch.utils.data import Dataset
 from ..atomic import remove_stale_siblings
 from ..errors import ConfigError, DatError
 from ..limits import check_memory
-from ..options import check_nonneg_int, check_positive_int
-from .dat import read_dat
+from ..options import check_bool, check_nonneg_int, check_positive_int
+from .dat import check_head_columns, read_dat
 from .manifest import ClipRecord, Manifest, load_manifest
 
 
@@ -38,9 +38,7 @@ class ClipSelection:
                 raise ConfigError(f"crop must be (height, width), got {self.crop!r}")
             self.crop = (check_positive_int(self.crop[0], "crop height"),
                          check_positive_int(self.crop[1], "crop width"))
-        if not isinstance(self.flipud, (bool, np.bool_)):
-            raise ConfigError(f"flipud must be true or false, got {self.flipud!r}")
-        self.flipud = bool(self.flipud)
+        self.flipud = check_bool(self.flipud, "flipud")
         self.head_columns = check_nonneg_int(self.head_columns, "head_columns")
 
     def geometry(self, rec: ClipRecord) -> tuple[int, bool]:
@@ -104,12 +102,12 @@ class SpikeClips(Dataset):
                 "choose a fixed number of frames"
             )
         self.frames = self.selection.frames or lengths.pop()
+        # the selection's head columns apply to the clips whose records give none (theirs are checked)
+        bare = [c.width for c in self.clips if not c.head_columns]
+        if bare:
+            check_head_columns(self.selection.head_columns, min(bare), f"{self.manifest.root}: head_columns")
         h = {c.height for c in self.clips}
         w = {c.width - self.selection.geometry(c)[0] for c in self.clips}
-        if min(w) <= 0:
-            raise ConfigError(
-                f"{self.manifest.root}: head_columns={self.selection.head_columns} leaves no image columns "
-                f"of clips {min(c.width for c in self.clips)} columns wide")
         crop = self.selection.crop
         if crop is None and (len(h) > 1 or len(w) > 1):
             raise ConfigError(f"{self.manifest.root}: clips differ in frame size; choose a crop")

@@ -32,9 +32,9 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_path
-from ..errors import ConfigError, DatError
+from ..errors import ConfigError, DatError, SpklipError
 from ..limits import check_memory
-from ..options import check_int
+from ..options import check_int, check_nonneg_int, check_positive_int
 
 #: Geometry of the sps10 real spike camera as stored on disk (rows, raw columns, head columns).
 SPS10_HEIGHT, SPS10_RAW_WIDTH, SPS10_HEAD_COLUMNS = 250, 416, 16
@@ -51,14 +51,6 @@ class DatInfo:
     n_bytes: int
 
 
-def _int_arg(value, name: str, minimum: int, where: object = None) -> int:
-    """An integer argument of the codec, as a :class:`DatError` naming the file when it is not one."""
-    try:
-        return check_int(value, name, minimum)
-    except ConfigError as exc:
-        raise DatError(f"{where}: {exc}" if where is not None else str(exc)) from None
-
-
 def _check_geometry(height: int, width: int, where: object = None) -> tuple[int, int]:
     try:
         h, w = check_int(height, "height"), check_int(width, "width")
@@ -68,6 +60,20 @@ def _check_geometry(height: int, width: int, where: object = None) -> tuple[int,
         msg = f"frame size must be positive integers, got height={height!r} width={width!r}"
         raise DatError(f"{where}: {msg}" if where is not None else msg)
     return h, w
+
+
+def check_head_columns(value, width: int, name: str = "head_columns",
+                       error: type[SpklipError] = ConfigError) -> int:
+    """The number of right-most head columns to drop from frames ``width`` columns wide: an integer in
+    ``[0, width)``, so that at least one image column is left.
+
+    ``name`` is what the message calls the value (a parameter, an option, a manifest line's field);
+    a non-integer is a :class:`ConfigError`, an integer out of range an ``error`` (default ConfigError).
+    """
+    head = check_int(value, name)
+    if not 0 <= head < width:
+        raise error(f"{name} must be in [0, {width}) (the frame width is {width}), got {head}")
+    return head
 
 
 def decoded_bytes(count: int, height: int, width: int, head_columns: int = 0) -> int:
@@ -132,14 +138,16 @@ def read_dat(
     Returns
     -------
     ``np.ndarray`` of shape ``[count, height, width - head_columns]``, dtype uint8, values 0/1.
+
+    Raises :class:`DatError` naming the file for a file that does not hold the
+    frames asked for, :class:`ConfigError` naming the file and the argument for a
+    ``start``, ``count`` or ``head_columns`` that is not an integer in range.
     """
     height, width = _check_geometry(height, width, path)
-    head_columns = _int_arg(head_columns, "head_columns", 0, path)
-    start = _int_arg(start, "start frame", 0, path)
+    head_columns = check_head_columns(head_columns, width, f"{path}: head_columns")
+    start = check_nonneg_int(start, f"{path}: start frame")
     if count is not None:
-        count = _int_arg(count, "frame count", 1, path)
-    if not 0 <= head_columns < width:
-        raise DatError(f"{path}: head_columns={head_columns} must be in [0, {width})")
+        count = check_positive_int(count, f"{path}: frame count")
     info = dat_info(path, height, width)
     if start >= info.frames:
         raise DatError(f"{path}: start frame {start} outside the file's {info.frames} frames")
@@ -239,12 +247,10 @@ def read_dat_folder(
     short ``.dat`` files.
     """
     height, width = _check_geometry(height, width, folder)
-    head_columns = _int_arg(head_columns, "head_columns", 0, folder)
+    head_columns = check_head_columns(head_columns, width, f"{folder}: head_columns")
     files = sorted(Path(folder).glob("*.dat"))
     if not files:
         raise DatError(f"{folder}: folder holds no .dat files")
-    if not 0 <= head_columns < width:
-        raise DatError(f"{folder}: head_columns={head_columns} must be in [0, {width})")
     total = sum(dat_info(f, height, width).frames for f in files)
     check_memory(  # the parts and their concatenation
         decoded_bytes(total, height, width, head_columns) + total * height * (width - head_columns),

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -34,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_dir
+from ..atomic import atomic_dir, check_output_dir
 from ..errors import ConfigError, ResourceError
 from ..limits import check_count, check_memory, fmt_bytes
 from ..options import check_int, check_positive_int, check_seed
@@ -152,19 +153,11 @@ class DigitsConfig:
     def __post_init__(self) -> None:
         if self.variant not in ("sim", "sensor"):
             raise ConfigError(f"unknown dataset variant {self.variant!r}; choose 'sim' or 'sensor'")
-        self.clips_per_class = check_int(self.clips_per_class, "clips_per_class")
-        if self.clips_per_class < 3:
-            raise ConfigError(
-                f"clips_per_class must be at least 3 (one per split), got {self.clips_per_class}"
-            )
+        self.clips_per_class = check_int(self.clips_per_class, "clips_per_class", 3)  # a clip per split
         check_count(self.clips_per_class, MAX_CLIPS_PER_CLASS, "clips per class",
                     f"clips_per_class {self.clips_per_class}")
-        self.height, self.width = check_int(self.height, "height"), check_int(self.width, "width")
-        if self.height < 16 or self.width < 16:
-            raise ConfigError(f"frames must be at least 16x16, got {self.height}x{self.width}")
-        self.frames = check_int(self.frames, "frames")
-        if self.frames < 2:
-            raise ConfigError(f"frames must be at least 2, got {self.frames}")
+        self.height, self.width = check_int(self.height, "height", 16), check_int(self.width, "width", 16)
+        self.frames = check_int(self.frames, "frames", 2)
         self.seed = check_seed(self.seed, "seed")
         check_count(self.pixel_frames, MAX_PIXEL_FRAMES,
                     "the dataset's size in pixel-frames (clips x frames x height x width)", self._sizes(),
@@ -373,21 +366,45 @@ def generate_digits(
     """Generate the dataset into the folder ``out`` (atomically) and return its path.
 
     ``progress(done, total)`` is called after each batch of clips, if given.
-    Refuses a non-empty ``out`` unless ``overwrite``; the old content is replaced
-    only once the new dataset is complete.
+    Refuses a non-empty ``out`` unless ``overwrite``; with ``overwrite`` only a
+    folder holding nothing but what this function writes (:data:`OUTPUT_NAMES`) is
+    replaced, and only once the new dataset is complete: anything else in it (a
+    user's file) makes it refuse, naming the first such entry.
     """
     cfg = cfg or DigitsConfig()
     batch_clips = check_positive_int(batch_clips, "batch_clips")
     target = Path(out)
     if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
         raise ConfigError(f"{target}: already exists and is not empty (pass --overwrite to replace it)")
+    if overwrite:
+        _check_replaceable(target)
     cfg.check_resources(batch_clips)
     _check_disk(target, cfg)
-    try:
-        return _generate(target, cfg, overwrite, progress, batch_clips)
-    except OSError as exc:
-        # name the user's folder, not the temporary sibling the clips are written to
-        raise OSError(exc.errno, f"{exc.strerror or exc} (writing the dataset)", str(target)) from None
+    return _generate(target, cfg, overwrite, progress, batch_clips)
+
+
+#: What a generated dataset folder holds at its top level (the class folders hold only clips).
+OUTPUT_NAMES = frozenset({"dataset.json", "manifest.jsonl", *MOTIONS})
+_CLIP_NAME = re.compile(r"(?:train|val|test)_[0-9]{5,}\.dat")  # as _generate names clips
+
+
+def _check_replaceable(target: Path) -> None:
+    """Refuse to replace a folder that holds anything :func:`generate_digits` does not write itself."""
+    check_output_dir(target, OUTPUT_NAMES)
+    if not target.is_dir():
+        return
+    for motion in sorted(MOTIONS):
+        folder = target / motion
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+            raise ConfigError(f"{target}: {motion!r} is not a class folder this command wrote; "
+                              "move it or choose another output folder")
+        if folder.is_dir():
+            foreign = sorted(p.name for p in folder.iterdir()
+                             if not (_CLIP_NAME.fullmatch(p.name) and p.is_file()))
+            if foreign:
+                more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+                raise ConfigError(f"{target}: folder {motion}/ holds {foreign[0]!r}{more}, which this command "
+                                  "did not write and would replace; move it or choose another output folder")
 
 
 def _check_disk(target: Path, cfg: DigitsConfig) -> None:

@@ -8,7 +8,7 @@ manifest, ``manifest.jsonl`` or ``manifest.csv``, with one record per clip:
 field       required  meaning
 ==========  ========  ===============================================
 path        yes       clip file or folder, relative to the dataset root
-label       yes       class name
+label       yes       class name (a JSON integer is read as its text: ``3`` is class ``"3"``)
 frames      yes       number of spike frames in the clip
 height      yes       frame rows as stored
 width       yes       frame columns as stored (including head columns)
@@ -20,16 +20,18 @@ label_index no        the class's position in the dataset's classes (kept in ``e
 id          no        a record id (a string or an integer; kept in ``extra``)
 ==========  ========  ===============================================
 
-Every field is strictly typed: ``path``, ``label``, ``caption`` and ``split``
-are strings (any split name); ``frames``, ``height``, ``width``,
-``head_columns`` and ``label_index`` are JSON integers (not booleans, numbers
-with a fraction or exponent, or strings), ``label_index`` within the classes;
-``flipud`` is a JSON boolean. An optional field is omitted by leaving it out
-(``null`` is refused where a value is expected). In a CSV manifest every value
-is text: integers are parsed strictly from their digits, ``flipud`` from
+Every field is strictly typed: ``path``, ``caption`` and ``split`` are strings
+(any split name), ``label`` a string or a JSON integer (its text); ``frames``,
+``height``, ``width``, ``head_columns`` and ``label_index`` are JSON integers
+(not booleans, numbers with a fraction, or strings), ``head_columns`` below the
+width and ``label_index`` within the classes; ``flipud`` is a JSON boolean. An
+optional field is omitted by leaving it out or by ``null`` (as pandas writes a
+missing value); a required field must hold a value. In a CSV manifest every
+value is text: integers are parsed strictly from their digits, ``flipud`` from
 true/false, 1/0 or yes/no, and an empty cell omits an optional field.
 ``dataset.json`` beside the manifest is checked the same way
-(:func:`read_dataset_json`, :data:`DATASET_FIELDS`).
+(:func:`read_dataset_json`, :data:`DATASET_FIELDS`; its ``classes`` may list
+JSON integers, read as their text like labels).
 
 Other fields are kept as they are. A folder without a manifest is indexed from
 its layout (:func:`index_folder`): the class is the folder name and the caption
@@ -53,14 +55,15 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ConfigError, DatError, ManifestError, SpklipWarning
-from ..options import check_nonneg_int, check_positive_int
-from .dat import dat_info
+from ..errors import DatError, ManifestError, SpklipWarning, found, json_type, short_repr
+from ..options import check_bool, check_positive_int
+from .dat import check_head_columns, dat_info
 
 MANIFEST_NAMES = ("manifest.jsonl", "manifest.csv")
 REQUIRED_FIELDS = ("path", "label", "frames", "height", "width")
 _INT_FIELDS = ("frames", "height", "width")
 _GEOMETRY_FIELDS = ("head_columns", "flipud")
+_OPTIONAL_EXTRA = ("label_index", "id")  # optional fields kept in ``extra`` when given
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 _INT_TEXT = re.compile(r"[+-]?[0-9]+")  # an integer in a CSV cell (ASCII digits only)
 
@@ -103,24 +106,6 @@ class Manifest:
         return self.classes.index(label)
 
 
-def _short(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _json_type(value) -> str:
-    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
-             float: "a number", type(None): "null"}
-    return names.get(type(value), type(value).__name__)
-
-
-def _found(value) -> str:
-    """What a field holds, for a message: its JSON type and, for a scalar, its value."""
-    if isinstance(value, (str, int, float)):  # bool is an int: "a boolean True"
-        return f"{_json_type(value)} {_short(value)}"
-    return _json_type(value)
-
-
 def _int_field(raw: dict, key: str, where: str, text: bool) -> int:
     """An integer field: a JSON number with no fraction (``5`` or ``5.0``, as tools such as pandas
     write counts; not a boolean or a string); in a CSV manifest (all text) the cell's text, digits
@@ -133,14 +118,24 @@ def _int_field(raw: dict, key: str, where: str, text: bool) -> int:
     if not text and type(v) is float and v.is_integer() and abs(v) < 2**53:
         return int(v)
     wanted = "a whole number written in digits" if text else "a JSON number without a fraction"
-    raise ManifestError(f"{where}: field {key!r} must be {wanted}, got {_found(v)}")
+    raise ManifestError(f"{where}: field {key!r} must be {wanted}, got {found(v)}")
 
 
 def _str_field(raw: dict, key: str, where: str) -> str:
     v = raw[key]
     if not isinstance(v, str):
-        raise ManifestError(f"{where}: field {key!r} must be a string, got {_found(v)}")
+        raise ManifestError(f"{where}: field {key!r} must be a string, got {found(v)}")
     return v
+
+
+def _label_field(raw: dict, where: str) -> str:
+    """The class name: a string, or a JSON integer read as its text (``3`` is class ``"3"``)."""
+    v = raw["label"]
+    if isinstance(v, str):
+        return v
+    if type(v) is int:
+        return str(v)
+    raise ManifestError(f"{where}: field 'label' must be a string or a JSON integer, got {found(v)}")
 
 
 def _bool_field(raw: dict, key: str, where: str, text: bool) -> bool:
@@ -151,21 +146,34 @@ def _bool_field(raw: dict, key: str, where: str, text: bool) -> bool:
     if not text and isinstance(v, bool):
         return v
     wanted = "true or false (or 1/0, yes/no)" if text else "a JSON boolean (true or false)"
-    raise ManifestError(f"{where}: field {key!r} must be {wanted}, got {_found(v)}")
+    raise ManifestError(f"{where}: field {key!r} must be {wanted}, got {found(v)}")
 
 
 def _given(raw: dict, key: str, text: bool) -> bool:
-    """Whether an optional field is given: present in a JSON record (null is a value, and refused where
-    a string or a number is expected); a non-empty cell in a CSV manifest (its only way to omit one)."""
-    if text:
-        return raw.get(key) not in (None, "")
-    return key in raw
+    """Whether an optional field is given: present and not null in a JSON record (pandas writes null for a
+    missing value); a non-empty cell in a CSV manifest (its only way to omit one)."""
+    value = raw.get(key)
+    return value is not None and not (text and value == "")
+
+
+def _inside_dataset(root: Path, rel: str | os.PathLike, where: object) -> Path:
+    """``root / rel`` resolved (symbolic links followed), when it lies inside the dataset folder ``root``;
+    :class:`ManifestError` naming ``where`` and the path otherwise."""
+    try:
+        base = root.resolve()
+        path = (root / rel).resolve()
+    except (OSError, ValueError, RuntimeError) as exc:  # NUL byte, lone surrogate, symlink loop ...
+        raise ManifestError(f"{where}: unusable clip path {str(rel)!r} ({exc})") from None
+    if path != base and base not in path.parents:
+        raise ManifestError(f"{where}: clip path {str(rel)!r} leads outside the dataset folder {root} "
+                            f"(to {path})")
+    return path
 
 
 def _parse_record(raw: dict, root: Path, where: str, text: bool = False) -> ClipRecord:
     """One manifest record; ``text``: it comes from a CSV manifest, where every value is text."""
     if not isinstance(raw, dict):
-        raise ManifestError(f"{where}: a record must be an object, got {_json_type(raw)}")
+        raise ManifestError(f"{where}: a record must be an object, got {json_type(raw)}")
     missing = [k for k in REQUIRED_FIELDS if raw.get(k) in (None, "")]
     if missing:
         raise ManifestError(f"{where}: record lacks field(s) {', '.join(missing)}")
@@ -173,38 +181,28 @@ def _parse_record(raw: dict, root: Path, where: str, text: bool = False) -> Clip
     for k in _INT_FIELDS:
         values[k] = _int_field(raw, k, where, text)
         if values[k] <= 0:
-            raise ManifestError(f"{where}: field {k!r} must be positive, got {_short(raw[k])}")
+            raise ManifestError(f"{where}: field {k!r} must be positive, got {short_repr(raw[k])}")
     rel = _str_field(raw, "path", where)
-    label = _str_field(raw, "label", where)
+    label = _label_field(raw, where)
     head = 0
     if _given(raw, "head_columns", text):
-        head = _int_field(raw, "head_columns", where, text)
-        if not 0 <= head < values["width"]:
-            raise ManifestError(
-                f"{where}: field 'head_columns' must be a whole number in [0, {values['width']}), "
-                f"got {_short(raw['head_columns'])}")
+        head = check_head_columns(_int_field(raw, "head_columns", where, text), values["width"],
+                                  f"{where}: field 'head_columns'", ManifestError)
     flip = _bool_field(raw, "flipud", where, text) if _given(raw, "flipud", text) else False
     caption = _str_field(raw, "caption", where) if _given(raw, "caption", text) else ""
     split = _str_field(raw, "split", where) if _given(raw, "split", text) else ""
-    if _given(raw, "label_index", text):
-        raw = {**raw, "label_index": _int_field(raw, "label_index", where, text)}  # range: load_manifest
-    elif "label_index" in raw:  # an empty CSV cell
-        raw = {k: v for k, v in raw.items() if k != "label_index"}
-    if _given(raw, "id", text) and not text and not (isinstance(raw["id"], str) or type(raw["id"]) is int):
-        raise ManifestError(f"{where}: field 'id' must be a string or a JSON integer, got {_found(raw['id'])}")
     extra = {k: v for k, v in raw.items()
-             if k not in REQUIRED_FIELDS + _GEOMETRY_FIELDS + ("caption", "split")}
+             if k not in REQUIRED_FIELDS + _GEOMETRY_FIELDS + _OPTIONAL_EXTRA + ("caption", "split")}
+    if _given(raw, "label_index", text):
+        extra["label_index"] = _int_field(raw, "label_index", where, text)  # its range: load_manifest
+    if _given(raw, "id", text):
+        if not text and not (isinstance(raw["id"], str) or type(raw["id"]) is int):
+            raise ManifestError(f"{where}: field 'id' must be a string or a JSON integer, got {found(raw['id'])}")
+        extra["id"] = raw["id"]
     if os.path.isabs(rel):
         raise ManifestError(f"{where}: clip path {rel!r} is absolute; paths must be relative to the "
                             f"dataset folder {root}")
-    try:
-        path = (root / rel).resolve()
-        inside = path == root.resolve() or root.resolve() in path.parents
-    except (OSError, ValueError, RuntimeError) as exc:  # NUL byte, lone surrogate, symlink loop ...
-        raise ManifestError(f"{where}: unusable clip path {rel!r} ({exc})") from None
-    if not inside:
-        raise ManifestError(f"{where}: clip path {rel!r} leads outside the dataset folder {root} "
-                            f"(to {path})")
+    path = _inside_dataset(root, rel, where)
     return ClipRecord(
         path=path,
         label=label,
@@ -237,7 +235,7 @@ def _warn_duplicates(manifest_path: Path, clips: list[ClipRecord], rows: list[tu
     groups: dict[tuple[str, str], list[int]] = {}
     shown: dict[tuple[str, str], str] = {}
     for rec, (raw, _, line) in zip(clips, rows, strict=True):
-        keys = [("path", str(rec.path), f"the same clip {_short(raw['path'])}")]
+        keys = [("path", str(rec.path), f"the same clip {short_repr(raw['path'])}")]
         rid = raw.get("id")
         if rid not in (None, ""):
             text = json.dumps(rid, default=str, sort_keys=True)
@@ -324,13 +322,13 @@ def load_manifest(source: str | os.PathLike, check_files: bool = True) -> Manife
     if not src.exists():
         raise ManifestError(f"{src}: no such dataset folder or manifest")
     if src.is_dir():
-        found = [src / n for n in MANIFEST_NAMES if (src / n).is_file()]
-        if not found:
+        present = [src / n for n in MANIFEST_NAMES if (src / n).is_file()]
+        if not present:
             raise ManifestError(
                 f"{src}: no manifest.jsonl or manifest.csv (index a plain folder with "
                 "`spklip-energy data index`)"
             )
-        manifest_path, root = found[0], src
+        manifest_path, root = present[0], src
     else:
         manifest_path, root = src, src.parent
     rows = _read_records(manifest_path)
@@ -344,7 +342,7 @@ def load_manifest(source: str | os.PathLike, check_files: bool = True) -> Manife
     classes = list(meta["classes"]) if "classes" in meta else labels
     unknown = sorted(set(labels) - set(classes))
     if unknown:
-        shown = ", ".join(_short(u) for u in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5
+        shown = ", ".join(short_repr(u) for u in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5
                                                             else "")
         raise ManifestError(f"{meta_path}: clips use labels not in 'classes': {shown}")
     for rec, (_, where, _) in zip(clips, rows, strict=True):
@@ -381,8 +379,9 @@ def _is_symmetries(value) -> bool:
 DATASET_FIELDS = {
     "name": (lambda v: isinstance(v, str), "a string"),
     "format_version": (lambda v: type(v) is int and v >= 1, "a positive JSON integer"),
-    "classes": (lambda v: isinstance(v, list) and v and all(isinstance(c, str) and c for c in v),
-                "a non-empty list of class names (non-empty strings)"),
+    "classes": (lambda v: isinstance(v, list) and v and all((isinstance(c, str) and c) or type(c) is int
+                                                            for c in v),
+                "a non-empty list of class names (non-empty strings or JSON integers)"),
     "class_prompts": (_is_str_map, "an object mapping class names to prompt strings"),
     "symmetries": (_is_symmetries, 'an object of flips, each {"classes": {...}, "words": {...}} mapping '
                    "strings to strings"),
@@ -396,23 +395,26 @@ DATASET_FIELDS = {
 
 def read_dataset_json(path: str | os.PathLike) -> dict:
     """A dataset's ``dataset.json``: a JSON object whose known fields (:data:`DATASET_FIELDS`) have their
-    types; ``classes`` without repeats. :class:`ManifestError` naming the file and the field otherwise."""
+    types; ``classes`` without repeats, returned as text (a JSON integer ``3`` is class ``"3"``, as a
+    label ``3`` is). :class:`ManifestError` naming the file and the field otherwise."""
     path = Path(path)
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise ManifestError(f"{path}: not valid JSON ({_short(str(exc))})") from None
+        raise ManifestError(f"{path}: not valid JSON ({short_repr(str(exc))})") from None
     except OSError as exc:
         raise ManifestError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if not isinstance(meta, dict):
-        raise ManifestError(f"{path}: must hold a JSON object, found {_json_type(meta)}")
+        raise ManifestError(f"{path}: must hold a JSON object, found {json_type(meta)}")
     for key, (check, expected) in DATASET_FIELDS.items():
         if key in meta and not check(meta[key]):
-            raise ManifestError(f"{path}: field {key!r} must be {expected}, got {_found(meta[key])}")
+            raise ManifestError(f"{path}: field {key!r} must be {expected}, got {found(meta[key])}")
+    if "classes" in meta:
+        meta["classes"] = [str(c) for c in meta["classes"]]
     seen: set[str] = set()
     for name in meta.get("classes", []):
         if name in seen:
-            raise ManifestError(f"{path}: field 'classes' names {_short(name)} more than once")
+            raise ManifestError(f"{path}: field 'classes' names {short_repr(name)} more than once")
         seen.add(name)
     return meta
 
@@ -430,11 +432,8 @@ def index_folder(
     """
     height = check_positive_int(height, "height")
     width = check_positive_int(width, "width")
-    head_columns = check_nonneg_int(head_columns, "head_columns")
-    if head_columns >= width:
-        raise ConfigError(f"head_columns must be less than the width {width}, got {head_columns}")
-    if not isinstance(flipud, bool):
-        raise ConfigError(f"flipud must be true or false, got {flipud!r}")
+    head_columns = check_head_columns(head_columns, width)
+    flipud = check_bool(flipud, "flipud")
     base = Path(root)
     if not base.is_dir():
         raise ManifestError(f"{base}: no such dataset folder")
@@ -449,12 +448,7 @@ def index_folder(
                 parts = [clip]
             else:
                 continue
-            try:
-                target = clip.resolve()
-            except (OSError, RuntimeError) as exc:  # a symbolic-link loop
-                raise ManifestError(f"{clip}: unusable clip path ({exc})") from None
-            if base.resolve() not in target.parents:
-                raise ManifestError(f"{clip}: leads outside the dataset folder {base} (to {target})")
+            _inside_dataset(base, clip.relative_to(base), clip)
             try:
                 frames = sum(dat_info(p, height, width).frames for p in parts)
             except DatError as exc:

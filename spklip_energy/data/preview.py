@@ -17,6 +17,8 @@ from .reconstruct import tfi, tfp
 #: Most time points one preview grid shows (a wider grid is unreadable and slow to draw).
 MAX_COLUMNS = 100
 
+__all__ = ["MAX_COLUMNS", "check_columns", "preview_rows", "save_image_grid", "save_preview", "stream_stats"]
+
 
 def stream_stats(spikes: np.ndarray, fps: float | None = None) -> dict:
     """Frames, size, firing rate (spikes per pixel per frame) and mean spikes per pixel.

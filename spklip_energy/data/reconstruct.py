@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ConfigError, SpklipError
+from ..errors import SpklipError
 from ..limits import check_memory
 from ..options import check_nonneg_int
 
@@ -37,17 +37,10 @@ def _as_stream(spikes: np.ndarray) -> np.ndarray:
     return arr
 
 
-def _half_window(value, name: str) -> int:
-    try:
-        return check_nonneg_int(value, name)
-    except ConfigError as exc:
-        raise SpklipError(str(exc)) from None
-
-
 def tfp(spikes: np.ndarray, half_window: int = 16) -> np.ndarray:
     """TFP reconstruction of every frame with a full window: ``[T - 2r, H, W]`` uint8."""
     s = _as_stream(spikes)
-    T, r = s.shape[0], _half_window(half_window, "TFP half window")
+    T, r = s.shape[0], check_nonneg_int(half_window, "TFP half window")
     if T - 2 * r <= 0:
         raise SpklipError(f"a stream of {T} frames is too short for TFP half window {r}")
     # int32 cumulative sums and window counts, the float32 mean and the uint8 result
@@ -64,7 +57,7 @@ def tfp(spikes: np.ndarray, half_window: int = 16) -> np.ndarray:
 def tfi(spikes: np.ndarray, half_window: int = 20) -> np.ndarray:
     """TFI reconstruction: ``[T - 2w, H, W]`` uint8 (``w = half_window``)."""
     s = _as_stream(spikes)
-    T, w = s.shape[0], _half_window(half_window, "TFI half window")
+    T, w = s.shape[0], check_nonneg_int(half_window, "TFI half window")
     if T - 2 * w <= 0:
         raise SpklipError(f"a stream of {T} frames is too short for TFI half window {w}")
     # boolean copy, five int32 index planes, the float32 interval and the uint8 result

@@ -208,7 +208,7 @@ def _init_from(model: SPKLIP, init: str | os.PathLike) -> tuple[SpikeTextTokeniz
     model.load_state_dict(take, strict=False)
     parts = sorted({".".join(k.split(".")[:3 if k.startswith("visual.starnet.") else 2 if k.startswith("visual.")
                                 else 1]) for k in take})
-    return src.tokenizer, {"from": str(init), "kind": src.checkpoint.kind, "tensors": len(take), "parts": parts}
+    return src.tokenizer, {"from": str(Path(init).resolve()), "kind": src.checkpoint.kind, "tensors": len(take), "parts": parts}
 
 
 @dataclass
@@ -283,6 +283,8 @@ def _resume_conflicts(loaded, last: Path, cfg: SPKLIPConfig | None, data, init) 
                           f"but --data {str(data)!r} was requested; drop --data or give the same one")
     if init is not None:
         began = loaded.card.get("init", {}).get("from")
+        if not isinstance(began, str | None):
+            raise CheckpointError(f"{last}: its card's init.from is {began!r}, not a checkpoint path")
         if began is None or Path(began).resolve() != Path(init).resolve():
             raise ConfigError(f"{last}: --init {str(init)!r} cannot change a run being resumed "
                               f"(it started from {began or 'fresh weights'!r})")
@@ -403,7 +405,8 @@ def train(
     use_amp = dev.type == "cuda"
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
     steps = math.ceil(len(train_ds) / cfg.train.batch_size)
-    data_record = {"path": str(resolve_data(data)), "train_clips": len(train_ds), "val_clips": len(val_ds)}
+    # absolute: a resume or an eval from another folder must find the same dataset, not one of the same name
+    data_record = {"path": str(resolve_data(data).resolve()), "train_clips": len(train_ds), "val_clips": len(val_ds)}
     if not resume:
         data_record["source"] = str(data)
     elif "source" in loaded.card.get("data", {}):
