@@ -972,9 +972,14 @@ def main(argv: list[str] | None = None) -> int:
     except SpklipError as exc:
         print(f"spklip-energy: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except BrokenPipeError:  # the reader of stdout went away (`| head`): nothing left to tell anyone
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:  # unwritable output, output path is a folder, ...
         where = exc.filename2 or exc.filename
-        print(f"spklip-energy: error: {where}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"spklip-energy: error: {f'{where}: ' if where else ''}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except MemoryError:
         print("spklip-energy: error: out of memory (lower --samples / --batch-size, or the sizes involved)",

@@ -272,7 +272,7 @@ def _resume_conflicts(loaded, last: Path, cfg: SPKLIPConfig | None, data, init) 
         if diffs:
             key, ran, asked = diffs[0]
             more = f"; {len(diffs) - 1} more field(s) differ" if len(diffs) > 1 else ""
-            option = "--model" if key == "model" else "--preset" if key == "preset" else f"--set {key}"
+            option = {"model": "--model", "preset": "--preset", "train.seed": "--seed"}.get(key, f"--set {key}")
             raise ConfigError(
                 f"{last}: --resume continues the run with the config it was started with, and the requested "
                 f"one differs ({option}: the run has {ran!r}, requested {asked!r}{more}); repeat the run's "
