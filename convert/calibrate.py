@@ -23,7 +23,6 @@ Methods (``--method``):
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Iterator
 
 import torch
@@ -32,6 +31,10 @@ from spikingjelly.activation_based.ann2snn import FXConverter, RateCodingRecipe
 from spikingjelly.activation_based.ann2snn.modules import VoltageHook
 from spikingjelly.activation_based.ann2snn.recipes.rate_coding import ChannelVoltageHook
 from torch import fx
+
+from ..errors import ConfigError, short_repr
+from ..options import check_percentile
+from .layers import ConversionError
 
 METHODS = ("max", "percentile", "robust")
 #: Elements of one calibration chunk's input (activations inside stay below quantile's 2**24 limit).
@@ -42,13 +45,15 @@ def neuron_name(method: str) -> str:
     return "IF (half-threshold start)" if method == "robust" else "IF"
 
 
-def check_method(method, percentile) -> tuple[str, float]:
+def check_method(method, percentile, name: str = "percentile") -> tuple[str, float]:
+    """A calibration method of :data:`METHODS` and a percentile in (0, 100] (checked whatever the method;
+    ``name`` is how the caller's user knows it); :class:`~.layers.ConversionError` otherwise."""
     if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    if isinstance(percentile, bool) or not isinstance(percentile, (int, float)) or not math.isfinite(percentile) \
-            or not 0 < percentile <= 100:
-        raise ValueError(f"percentile must be a number in (0, 100], got {percentile!r}")
-    return method, float(percentile)
+        raise ConversionError(f"unknown method {short_repr(method)}; choose one of {', '.join(METHODS)}")
+    try:
+        return method, check_percentile(percentile, name)
+    except ConfigError as exc:
+        raise ConversionError(str(exc)) from None
 
 
 class _Recipe(RateCodingRecipe):

@@ -33,7 +33,10 @@ from spikingjelly.activation_based import functional
 from spikingjelly.activation_based import layer as sj_layer
 from torch import fx
 
+from ..errors import ConfigError
 from ..model.hsfe import HSFE
+from ..options import check_positive_int
+from .layers import ConversionError
 
 
 class EventConv2d(sj_layer.Conv2d):
@@ -90,17 +93,19 @@ class RateCoded(nn.Module):
         return f"units={'+'.join(self.units)}, timesteps={self.timesteps}"
 
 
-#: the largest T a rate-coded run accepts: each step is one pass of the converted layers, so T multiplies
-#: the work of every forward (T = 1024 already runs the converted CNN a thousand times per clip)
+#: the largest T a new conversion may ask for (``convert --timesteps``, checked by
+#: :func:`~.sweep.parse_timesteps`): each step is one pass of the converted layers, so T multiplies the work
+#: of every forward (T = 1024 already runs the converted CNN a thousand times per clip). A converted model
+#: keeps the T it was saved with, whatever it is.
 MAX_TIMESTEPS = 1024
 
 
-def check_timesteps(t) -> int:
-    if isinstance(t, bool) or not isinstance(t, int) or t < 1:
-        raise ValueError(f"timesteps must be a positive integer, got {t!r}")
-    if t > MAX_TIMESTEPS:
-        raise ValueError(f"timesteps {t:,} is over the limit of {MAX_TIMESTEPS} (see docs/convert.md)")
-    return t
+def check_timesteps(t, name: str = "timesteps") -> int:
+    """T of a rate-coded run: a positive integer (:class:`~.layers.ConversionError` otherwise)."""
+    try:
+        return check_positive_int(t, name)
+    except ConfigError as exc:
+        raise ConversionError(str(exc)) from None
 
 
 def set_timesteps(model: nn.Module, timesteps: int) -> int:

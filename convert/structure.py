@@ -129,11 +129,8 @@ def convert_spklip(
     Returns ``(converted copy, spec)``; ``model`` itself is left unchanged.
     """
     _check_model(model)
-    try:
-        method, percentile = check_method(method, percentile)
-        timesteps = check_timesteps(timesteps)
-    except ValueError as exc:
-        raise ConversionError(str(exc)) from None
+    method, percentile = check_method(method, percentile)
+    timesteps = check_timesteps(timesteps)
     names = parse_layers(list(layers) if not isinstance(layers, str) else layers, model.cfg.starnet.enabled)
     batches = calib_batches
     n_batches = len(batches)

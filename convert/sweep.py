@@ -22,8 +22,9 @@ from ..checkpoint import Checkpoint, load_checkpoint, refuse_nonfinite
 from ..energy.estimate import estimate_energy, resolve_cost
 from ..energy.profiler import profile
 from ..errors import ConfigError
-from ..limits import check_count, check_memory
-from ..options import check_int_list, check_percentile, check_positive_int, check_seed, pick_device
+from ..limits import check_memory
+from ..model.config import visual_forward_bytes
+from ..options import check_int_list, check_positive_int, check_seed, pick_device
 from .calibrate import check_method
 from .layers import ConversionError, parse_layers
 from .ratecode import MAX_TIMESTEPS, set_timesteps
@@ -53,38 +54,15 @@ def check_ann_checkpoint(ck: Checkpoint) -> None:
 
 
 def parse_timesteps(text: str | list[int]) -> list[int]:
-    """``"4,8,16"`` -> ``[4, 8, 16]`` (sorted, unique, each in 1..:data:`MAX_TIMESTEPS`)."""
+    """``"4,8,16"`` -> ``[4, 8, 16]`` (sorted, unique, each in 1..:data:`MAX_TIMESTEPS`: every step is one
+    pass of the converted layers per clip, so T multiplies the work of a sweep; see docs/convert.md).
+
+    The ceiling applies to new conversions only: a converted checkpoint keeps the T it was saved with."""
     try:
-        ts = check_int_list(text, "--timesteps", 1)
+        ts = check_int_list(text, "--timesteps", 1, MAX_TIMESTEPS)
     except ConfigError as exc:
         raise ConversionError(str(exc)) from None
-    for t in ts:
-        check_count(t, MAX_TIMESTEPS, "T (rate-coding steps: one pass of the converted layers each, per clip)",
-                    f"--timesteps {t}", "see docs/convert.md")
     return sorted(set(ts))
-
-
-#: live float32 activations of the widest layer assumed per clip in a forward pass (input, output, residual
-#: and a temporary): the memory estimate of :func:`batch_bytes`
-ACTIVATION_COPIES = 4
-
-
-def batch_bytes(cfg, batch: int) -> int:
-    """Memory of one forward pass of ``batch`` clips through the visual encoder, estimated from the config:
-    the float32 clips, their temporal blocks, and :data:`ACTIVATION_COPIES` tensors of the widest
-    activation (HSFE branches or trunk, STAR-Net's first stage, or the spiking CNN's T steps) at the HSFE's
-    resolution."""
-    from ..model.hsfe import feature_size
-
-    h = cfg.hsfe
-    hp, wp = feature_size(h, cfg.height, cfg.width)
-    widest = max(h.features, h.branches * h.branch_width, h.block_frames(), 4 * cfg.starnet.width)
-    act = ACTIVATION_COPIES * 4 * h.n_blocks * widest * hp * wp
-    if cfg.model != "spklip":  # the spiking CNN holds [T, B, ...] activations, T = fsve.time_steps
-        act = max(act, ACTIVATION_COPIES * 4 * h.n_blocks * cfg.fsve.time_steps * max(h.features, cfg.fsve.width)
-                  * hp * wp)
-    per_clip = 4 * cfg.frames * cfg.height * cfg.width + 4 * h.n_blocks * h.block_frames() * cfg.height * cfg.width
-    return batch * (per_clip + act)
 
 
 class ClipBatches(Sequence):
@@ -158,17 +136,11 @@ def convert_checkpoint(
         if keep not in ts:
             raise ConversionError(f"--keep {keep} is not one of --timesteps {','.join(map(str, ts))}")
     keep = ts[-1] if keep is None else keep
-    if isinstance(calib, int) and not isinstance(calib, bool) and calib < 1:
-        raise ConversionError(f"no calibration data: --calib must be at least 1, got {calib}")
     calib = check_positive_int(calib, "--calib")
     samples = check_positive_int(samples, "--samples")
     batch_size = check_positive_int(batch_size, "--batch-size")
     seed = check_seed(seed, "seed")
-    percentile = check_percentile(percentile, "--percentile")
-    try:
-        method, percentile = check_method(method, percentile)
-    except ValueError as exc:
-        raise ConversionError(str(exc)) from None
+    method, percentile = check_method(method, percentile, "--percentile")
     parse_layers(layers)  # the names; which of them this model has is checked once its config is known
     dev = pick_device(device)
     resolve_cost(cost)
@@ -185,10 +157,13 @@ def convert_checkpoint(
         raise ConversionError(f"{manifest.root}: no calibration data: its train split is empty")
     n_train, n_test = len(manifest.split("train")), len(manifest.split("test"))
     batch = min(batch_size, max(min(calib, n_train), n_test, 1))  # what one forward pass can hold
-    kept = min(samples, n_test) * 4 * cfg.frames * cfg.height * cfg.width  # the profiled clips, held throughout
-    check_memory(batch_bytes(cfg, batch) + kept, f"converting {ck.path.name} ({batch} clips per forward pass, "
-                 f"{min(samples, n_test)} profiled clips held)",
-                 f"--batch-size {batch_size}, --samples {samples}, {cfg.frames} frames of {cfg.height}x{cfg.width}")
+    kept = min(samples, n_test) * cfg.frames * cfg.height * cfg.width  # the profiled clips (uint8), held throughout
+    # a pass of the converted model: the ANN's activations and, for each rate-coded run, its membranes
+    check_memory(visual_forward_bytes(cfg, batch, names) + kept,
+                 f"converting {ck.path.name} ({batch} clips per forward pass, {min(samples, n_test)} profiled "
+                 "clips held)",
+                 f"--batch-size {batch_size}, --samples {samples}, --layers {'+'.join(names)}, {cfg.frames} frames "
+                 f"of {cfg.height}x{cfg.width}")
     train_ds, test_ds = clips_for(cfg, manifest, "train"), clips_for(cfg, manifest, "test")
     order = np.random.default_rng(seed).permutation(len(train_ds)).tolist()
     calib_batches = ClipBatches(train_ds, order[:calib], batch_size, dev)
@@ -269,5 +244,5 @@ def sweep_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["SPIKING_KINDS", "ClipBatches", "batch_bytes", "check_ann_checkpoint", "convert_checkpoint",
+__all__ = ["SPIKING_KINDS", "ClipBatches", "check_ann_checkpoint", "convert_checkpoint",
            "energy_per_clip", "parse_timesteps", "sweep_table"]

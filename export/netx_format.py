@@ -22,20 +22,26 @@ small file can neither make it allocate terabytes nor read another file.
 Scalar fields (``type``, the neuron's ``iDecay``/``vDecay``/``vThMant``/
 ``messageBits``, ``groups``, the input's ``weight``/``bias``, ``simulation``
 values) must hold exactly one value. Whatever h5py raises on a damaged file,
-wherever it meets the damage, becomes one line: ``FILE: corrupt HDF5 file (...)``.
+wherever it meets the damage, becomes one line: ``FILE: corrupt HDF5 file (...)``;
+only h5py's calls are guarded so (the file is walked once, into plain records, and
+checked from those). Errors of the file system (permissions, a file that went
+away) stay ``OSError`` naming the file, for the caller (the CLI) to report.
 :func:`write_netx` writes such records atomically (temporary file, then rename).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, first_line, short_repr
 from ..limits import check_memory
 
 #: netx layer types this project reads, simulates and writes.
@@ -55,6 +61,8 @@ INT_LIMIT = 1 << 31
 READ_GROUPS = {"layer": 3, "simulation": 1}
 #: bytes one value of a dataset costs once read: its own bytes, plus float64 and int64 copies of it.
 COPY_BYTES = 16
+#: what every HDF5 file starts with, at offset 0 or after a user block of 512, 1024, 2048, ... bytes
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 @dataclass
@@ -120,16 +128,40 @@ class NetxNet:
                     if lay.neuron else {})} for i, lay in enumerate(self.layers)]
 
 
-def _numbers(ds, where: str, key: str) -> np.ndarray:
+@dataclass
+class _Dataset:
+    """A dataset of an open file, as :func:`_walk` found it: its header (read then), its values on demand."""
+
+    name: str  # its path in the file, for messages
+    shape: tuple[int, ...] | None  # None for an empty (null dataspace) dataset
+    dtype: np.dtype
+    node: Any  # the h5py dataset
+    file: Path
+
+    def values(self) -> Any:
+        """``dataset[()]``: what h5py reads (an array, a scalar, bytes, ``h5py.Empty``)."""
+        with _h5py_errors(self.file, f"reading {self.name}"):
+            return self.node[()]
+
+
+#: a group of the file as :func:`_walk` found it: names to datasets and groups (an empty dict for a group
+#: below the depth this reader looks into)
+_Group = dict
+
+
+def _numbers(ds: _Dataset | _Group, where: str, key: str) -> np.ndarray:
     """The values of a numeric dataset as float64: integers or real floats only (booleans, complex numbers,
     text and compound records are refused, not cast)."""
-    kind = ds.dtype.kind
-    if kind not in "iuf":
+    if not isinstance(ds, _Dataset):
+        raise ConfigError(f"{where}: {key} must be a dataset of numbers, found a group")
+    if ds.dtype.kind not in "iuf":
         raise ConfigError(f"{where}: {key} must hold integers or real numbers, found {_shown(ds.dtype)} values")
-    return np.asarray(ds[()], dtype=np.float64)
+    if ds.shape is None:
+        raise ConfigError(f"{where}: {key} must hold numbers, found an empty dataset")
+    return np.asarray(ds.values(), dtype=np.float64)
 
 
-def _pair(ds, where: str, key: str, low: int) -> tuple[int, int]:
+def _pair(ds: _Dataset | _Group, where: str, key: str, low: int) -> tuple[int, int]:
     f = _numbers(ds, where, key).reshape(-1)
     if not np.all(np.isfinite(f)) or np.any(f != np.trunc(f)) or (f.size and np.abs(f).max() > INT_LIMIT):
         raise ConfigError(f"{where}: {key} must hold integers within +-2**31, found {f.tolist()[:4]}")
@@ -143,18 +175,15 @@ def _pair(ds, where: str, key: str, low: int) -> tuple[int, int]:
     return int(a[0]), int(a[1])
 
 
-def _scalar(ds, where: str, key: str) -> object:
+def _scalar(ds: _Dataset | _Group, where: str, key: str) -> object:
     """The one value of a scalar field: a dataset of exactly one value (shape ``()``, ``(1,)``, ...), else
     ConfigError naming ``where`` and ``key``; bytes come back as text."""
-    import h5py
-
-    if not isinstance(ds, h5py.Dataset):
+    if not isinstance(ds, _Dataset):
         raise ConfigError(f"{where}: {key} must be a dataset holding one value, found a group")
-    shape = ds.shape  # None for an empty (null dataspace) dataset
-    if shape is None or math.prod(shape) != 1:
-        found = "an empty dataset" if shape is None else f"{math.prod(shape)} values of shape {_dims(shape)}"
+    if ds.shape is None or math.prod(ds.shape) != 1:
+        found = "an empty dataset" if ds.shape is None else f"{math.prod(ds.shape)} values of shape {_dims(ds.shape)}"
         raise ConfigError(f"{where}: {key} must be a scalar (one value), found {found}")
-    v = ds[()]
+    v = ds.values()
     if isinstance(v, np.ndarray):
         v = v.reshape(-1)[0]
     if isinstance(v, bytes):
@@ -162,7 +191,7 @@ def _scalar(ds, where: str, key: str) -> object:
     return v
 
 
-def _integer_array(ds, where: str, key: str) -> np.ndarray:
+def _integer_array(ds: _Dataset | _Group, where: str, key: str) -> np.ndarray:
     a = _numbers(ds, where, key)
     if not np.all(np.isfinite(a)):
         raise ConfigError(f"{where}: {key} holds non-finite values")
@@ -176,14 +205,14 @@ def _integer_array(ds, where: str, key: str) -> np.ndarray:
 def _number(value, where: str, key: str, kind: str = "a number") -> float:
     """A finite real number (ConfigError for NaN, Inf, text, a boolean or a complex number)."""
     if isinstance(value, (bool, np.bool_, complex, np.complexfloating, np.void)):
-        raise ConfigError(f"{where}: {key} must be {kind}, found {_short(value)}")
+        raise ConfigError(f"{where}: {key} must be {kind}, found {short_repr(value)}")
     try:
         f = float(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{where}: {key} must be {kind}, found {_short(value)}") from None
+        raise ConfigError(f"{where}: {key} must be {kind}, found {short_repr(value)}") from None
     if not math.isfinite(f):
         raise ConfigError(f"{where}: {key} must be {'a finite number' if kind == 'a number' else kind + ' within +-2**31'}"
-                          f", found {_short(value)}")
+                          f", found {short_repr(value)}")
     return f
 
 
@@ -191,27 +220,26 @@ def _int(value, where: str, key: str) -> int:
     """A scalar field as an int within +-2**31."""
     f = _number(value, where, key, "an integer")
     if f != int(f) or abs(f) > INT_LIMIT:
-        raise ConfigError(f"{where}: {key} must be an integer within +-2**31, found {_short(value)}")
+        raise ConfigError(f"{where}: {key} must be an integer within +-2**31, found {short_repr(value)}")
     return int(f)
 
 
-def _int_field(ds, where: str, key: str) -> int:
+def _int_field(ds: _Dataset | _Group, where: str, key: str) -> int:
     """A scalar integer field (one value, an integer within +-2**31)."""
     return _int(_scalar(ds, where, key), where, key)
 
 
-def _float_field(ds, where: str, key: str) -> float:
+def _float_field(ds: _Dataset | _Group, where: str, key: str) -> float:
     """A scalar number field (one finite value)."""
     return _number(_scalar(ds, where, key), where, key)
 
 
-def _dataset_bytes(ds) -> tuple[int, str]:
+def _dataset_bytes(ds: _Dataset, chunks: tuple[int, ...] | None) -> tuple[int, str]:
     """(bytes reading ``ds`` may take, its declared shape and dtype in words), from its header only."""
-    shape = ds.shape  # None for an empty (null dataspace) dataset
-    size = math.prod(shape) if shape is not None else 0
+    size = math.prod(ds.shape) if ds.shape is not None else 0
     item = int(ds.dtype.itemsize)
-    chunk = math.prod(ds.chunks) * item if ds.chunks else 0  # a compressed chunk is inflated whole
-    return size * (item + COPY_BYTES) + chunk, f"declared shape {_dims(shape or ())} of {ds.dtype}"
+    chunk = math.prod(chunks) * item if chunks else 0  # a compressed chunk is inflated whole
+    return size * (item + COPY_BYTES) + chunk, f"declared shape {_dims(ds.shape or ())} of {ds.dtype}"
 
 
 def _shown(text: str) -> str:
@@ -226,101 +254,133 @@ def _dims(shape) -> str:
     return str(shape) if len(shape) <= 6 else f"[{', '.join(map(str, shape[:6]))}, ... ({len(shape)} values)]"
 
 
-def _short(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _why(exc: BaseException) -> str:
-    """``Type: first line of the message``, at most 200 characters: one line whatever a library says."""
-    first = (str(exc).strip().splitlines() or [""])[0]
-    return f"{type(exc).__name__}: {_shown(first)}"
-
-
 #: what h5py raises while reading a damaged file (HDF5's error stack becomes one of these, wherever the
-#: damage is met: opening, iterating a group, resolving a link, reading a dataset), and what the checks
-#: below raise on values they do not expect (a name that is not UTF-8, an odd dtype).
-READ_ERRORS = (RuntimeError, OSError, KeyError, ValueError, TypeError, IndexError, AttributeError,
+#: damage is met: opening, iterating a group, resolving a link, reading a dataset). Caught around h5py's
+#: calls only (:func:`_h5py_errors`): the same types raised by this module's own code are bugs, not files.
+H5PY_ERRORS = (RuntimeError, OSError, KeyError, ValueError, TypeError, IndexError, AttributeError,
                OverflowError)
-#: of those, the ones that come from HDF5 itself (and names that are not UTF-8): the file's structure is
-#: damaged, not merely unexpected.
+#: of those, the ones HDF5 raises for a damaged structure (and names that are not UTF-8); the others say a
+#: value is not what h5py can read.
 CORRUPT_ERRORS = (RuntimeError, OSError, KeyError, UnicodeError)
 
 
-def _unreadable(where: str, exc: BaseException, malformed: str = "malformed netx file") -> ConfigError:
-    """The one line for an exception met while reading a file (``where``: the file, or ``FILE: layer i``):
-    ``corrupt HDF5 file`` for what HDF5 raises, ``malformed`` for a value this reader did not expect."""
-    if isinstance(exc, CORRUPT_ERRORS):
-        return ConfigError(f"{where}: corrupt HDF5 file ({_why(exc)})")
-    return ConfigError(f"{where}: {malformed} ({_why(exc)})")
+@contextlib.contextmanager
+def _h5py_errors(path: Path, doing: str = "") -> Iterator[None]:
+    """Turn what h5py raises inside the block into one line naming ``path`` (``FILE: corrupt HDF5 file
+    (...)``, or ``malformed netx file`` for a value h5py cannot read). An ``OSError`` with an ``errno`` is
+    the file system's (permissions, a file that went away, a folder, I/O): it stays an ``OSError``, naming
+    the file, for the caller to report as such."""
+    try:
+        yield
+    except H5PY_ERRORS as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise OSError(exc.errno, os.strerror(exc.errno), str(path)) from None
+        why = first_line(exc)
+        detail = _shown(f"{doing}: {why}" if doing else why)
+        if isinstance(exc, CORRUPT_ERRORS):
+            raise ConfigError(f"{path}: corrupt HDF5 file ({detail})") from None
+        raise ConfigError(f"{path}: malformed netx file ({detail})") from None
 
 
-def check_layout(h, path: Path) -> int:
-    """Refuse, before reading anything, what would make reading ``h`` unsafe; returns the bytes reading
-    the groups of :data:`READ_GROUPS` may take (each dataset and their sum checked against the limit).
+def _is_hdf5(path: Path) -> bool:
+    """Whether ``path`` holds the HDF5 signature where the format puts it (offset 0, 512, 1024, ...). Read
+    with Python: an unreadable file is an ``OSError`` naming it."""
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        offset = 0
+        while offset + len(HDF5_SIGNATURE) <= size:
+            fh.seek(offset)
+            if fh.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE:
+                return True
+            offset = 512 if offset == 0 else 2 * offset
+    return False
+
+
+def _walk(h, path: Path) -> _Group:
+    """The groups of :data:`READ_GROUPS` of the open file ``h``, walked once into plain records (nothing
+    is read but names, links and dataset headers), after refusing what would make reading them unsafe.
 
     Refused: external links, soft links, external storage, virtual datasets (their data lives elsewhere:
-    another file, a device), and a dataset whose declared shape and dtype need more memory than the limit.
+    another file, a device), and datasets whose declared shapes and dtypes need more memory than the limit,
+    one by one and summed (:func:`spklip_energy.limits.check_memory`).
     """
     import h5py
 
     total = count = 0
 
-    def visit(group, depth: int) -> None:
+    def visit(group, depth: int) -> _Group:
         nonlocal total, count
-        for name in group:  # link names: nothing is resolved yet
-            link = group.get(name, getlink=True)
-            obj_path = _shown(f"{group.name.rstrip('/')}/{name}")
+        out: _Group = {}
+        with _h5py_errors(path):
+            prefix, names = group.name.rstrip("/"), list(group)  # link names: nothing is resolved yet
+        for name in names:
+            obj_path = _shown(f"{prefix}/{name}")
+            with _h5py_errors(path):
+                link = group.get(name, getlink=True)
+                obj = group.get(name) if isinstance(link, h5py.HardLink) else None
+                if isinstance(obj, h5py.Dataset):
+                    header = obj.shape, obj.dtype, obj.chunks, obj.is_virtual, obj.external
+                    target = ""
+                else:
+                    target = f"{_shown(link.filename)}:" if isinstance(link, h5py.ExternalLink) else ""
+                    target += _shown(link.path) if isinstance(link, (h5py.ExternalLink, h5py.SoftLink)) else ""
             if link is None:  # listed by the group, yet not there
                 raise ConfigError(f"{path}: corrupt HDF5 file ({obj_path} is listed but cannot be found)")
             if isinstance(link, h5py.ExternalLink):
-                raise ConfigError(f"{path}: {obj_path} is an external link to {_shown(link.filename)}:"
-                                  f"{_shown(link.path)}; a netx file must hold its own data")
+                raise ConfigError(f"{path}: {obj_path} is an external link to {target}; a netx file must hold "
+                                  "its own data")
             if isinstance(link, h5py.SoftLink):
-                raise ConfigError(f"{path}: {obj_path} is a soft link to {_shown(link.path)}; a netx file holds "
-                                  "plain groups and datasets")
+                raise ConfigError(f"{path}: {obj_path} is a soft link to {target}; a netx file holds plain "
+                                  "groups and datasets")
             if not isinstance(link, h5py.HardLink):
                 raise ConfigError(f"{path}: {obj_path} is a {type(link).__name__}; a netx file holds plain "
                                   "groups and datasets")
-            obj = group.get(name)
             if isinstance(obj, h5py.Dataset):
-                if obj.is_virtual:
+                shape, dtype, chunks, virtual, external = header
+                if virtual:
                     raise ConfigError(f"{path}: {obj_path} is a virtual dataset (its data lives in other files); "
                                       "a netx file must hold its own data")
-                if obj.external:
+                if external:
                     raise ConfigError(f"{path}: {obj_path} keeps its data in the external file "
-                                      f"{_shown(obj.external[0][0])}; a netx file must hold its own data")
-                nbytes, declared = _dataset_bytes(obj)
+                                      f"{_shown(external[0][0])}; a netx file must hold its own data")
+                ds = _Dataset(obj_path, shape, dtype, obj, path)
+                nbytes, declared = _dataset_bytes(ds, chunks)
                 check_memory(nbytes, f"reading {path}: {obj_path}", declared)
                 total += nbytes
                 count += 1
-            elif isinstance(obj, h5py.Group) and depth > 1:
-                visit(obj, depth - 1)
+                out[name] = ds
+            elif isinstance(obj, h5py.Group):
+                out[name] = visit(obj, depth - 1) if depth > 1 else {}
+        return out
 
+    tree: _Group = {}
     for name, depth in READ_GROUPS.items():
-        link = h.get(name, getlink=True)
+        with _h5py_errors(path):
+            link = h.get(name, getlink=True)
+            obj = h.get(name) if isinstance(link, h5py.HardLink) else None
         if link is None:
             continue
         if not isinstance(link, h5py.HardLink):
             raise ConfigError(f"{path}: /{name} is a {type(link).__name__}; a netx file holds plain groups "
                               "and datasets")
-        obj = h.get(name)
         if isinstance(obj, h5py.Group):
-            visit(obj, depth)
+            tree[name] = visit(obj, depth)
+        elif isinstance(obj, h5py.Dataset):
+            with _h5py_errors(path):
+                header = obj.shape, obj.dtype
+            tree[name] = _Dataset(f"/{name}", *header, obj, path)  # not a group: refused by the reader
     check_memory(total, f"reading {path}", f"the declared shapes of its {count} datasets under "
                  f"{' and '.join('/' + g for g in READ_GROUPS)}, summed")
-    return total
+    return tree
 
 
-def _read_neuron(g, where: str) -> NetxNeuron:
-    import h5py
-
+def _read_neuron(g: _Group, where: str) -> NetxNeuron:
     n = g["neuron"]
-    if not isinstance(n, h5py.Group):
+    if not isinstance(n, dict):
         raise ConfigError(f"{where}: 'neuron' is not a group")
     ntype = str(_scalar(n["type"], where, "neuron type")) if "type" in n else "CUBA"
     if ntype not in CUBA_TYPES:
-        raise ConfigError(f"{where}: neuron type {_short(ntype)} is not a CUBA-LIF ({'/'.join(CUBA_TYPES)}); "
+        raise ConfigError(f"{where}: neuron type {short_repr(ntype)} is not a CUBA-LIF ({'/'.join(CUBA_TYPES)}); "
                           "the fixed-point reference simulates only CUBA-LIF")
     missing = [k for k in ("iDecay", "vDecay", "vThMant") if k not in n]
     if missing:
@@ -342,63 +402,52 @@ def read_netx(path: str | os.PathLike) -> NetxNet:
         raise ConfigError(f"{path}: is a folder, not a netx file")
     if not path.is_file():
         raise ConfigError(f"{path}: no such netx file")
-    try:
+    if not _is_hdf5(path):
+        raise ConfigError(f"{path}: not a netx network (not an HDF5 file)")
+    with _h5py_errors(path):
         h = h5py.File(path, "r")
-    except READ_ERRORS as exc:
-        if "signature not found" in str(exc):
-            raise ConfigError(f"{path}: not a netx network (not an HDF5 file)") from None
-        raise _unreadable(str(path), exc) from None
-    # Everything read from the file is read here, inside this one guard (closing included): a damaged
-    # file makes h5py raise any of READ_ERRORS at any step, and each becomes one line naming the file.
     try:
-        with h:
-            check_layout(h, path)
-            layers, attrs = _read_file(h, path)
-    except READ_ERRORS as exc:
-        raise _unreadable(str(path), exc) from None
+        layers, attrs = _read_file(_walk(h, path), path)
+    except BaseException:
+        with contextlib.suppress(*H5PY_ERRORS):
+            h.close()
+        raise
+    with _h5py_errors(path):
+        h.close()
     net = NetxNet(layers, str(path), attrs)
     check_chain(net)
     return net
 
 
-def _read_file(h, path: Path) -> tuple[list[NetxLayer], dict]:
-    """The layers and the ``simulation`` values of an open file that passed :func:`check_layout`."""
-    import h5py
-
-    if "layer" not in h or not isinstance(h["layer"], h5py.Group) or not len(h["layer"]):
+def _read_file(tree: _Group, path: Path) -> tuple[list[NetxLayer], dict]:
+    """The layers and the ``simulation`` values of a file walked by :func:`_walk`."""
+    group = tree.get("layer")
+    if not isinstance(group, dict) or not group:
         raise ConfigError(f"{path}: not a netx network (no 'layer' group with layers '0', '1', ...)")
-    keys = list(h["layer"].keys())
-    if not all(k.isdigit() for k in keys) or sorted(int(k) for k in keys) != list(range(len(keys))):
-        shown = sorted(keys)[:8]
+    keys = list(group)
+    if not all(k.isascii() and k.isdigit() for k in keys) or sorted(int(k) for k in keys) != list(range(len(keys))):
+        shown = [_shown(k) for k in sorted(keys)[:8]]
         raise ConfigError(f"{path}: layer names must be 0..{len(keys) - 1}, found {shown}"
                           + (f" and {len(keys) - 8} more" if len(keys) > 8 else ""))
-    layers = []
-    for i in range(len(keys)):
-        where = f"{path}: layer {i}"
-        try:
-            layers.append(_read_layer(h["layer"][str(i)], i, where))
-        except READ_ERRORS as exc:
-            raise _unreadable(where, exc, "malformed") from None
+    layers = [_read_layer(group[str(i)], i, f"{path}: layer {i}") for i in range(len(keys))]
     attrs = {}
-    if "simulation" in h and isinstance(h["simulation"], h5py.Group):
+    if isinstance(tree.get("simulation"), dict):
         attrs = {k: _scalar(v, f"{path}: simulation", _shown(k))
-                 for k, v in h["simulation"].items() if isinstance(v, h5py.Dataset)}
+                 for k, v in tree["simulation"].items() if isinstance(v, _Dataset)}
     return layers, attrs
 
 
-def _read_layer(g, i: int, where: str) -> NetxLayer:
-    """One ``layer/i`` group (raises ConfigError, or KeyError/TypeError/... on malformed content)."""
-    import h5py
-
-    if not isinstance(g, h5py.Group):
+def _read_layer(g: _Group | _Dataset, i: int, where: str) -> NetxLayer:
+    """One ``layer/i`` group (raises ConfigError for anything this project cannot simulate)."""
+    if not isinstance(g, dict):
         raise ConfigError(f"{where}: is not a group")
     if "type" not in g or "shape" not in g:
         raise ConfigError(f"{where}: lacks 'type' or 'shape'")
     ltype = str(_scalar(g["type"], where, "type"))
     if ltype in NETX_UNSUPPORTED:
-        raise ConfigError(f"{where}: layer type {_short(ltype)} is not supported by netx")
+        raise ConfigError(f"{where}: layer type {short_repr(ltype)} is not supported by netx")
     if ltype not in LAYER_TYPES:
-        raise ConfigError(f"{where}: layer type {_short(ltype)} is not simulated here (supported: "
+        raise ConfigError(f"{where}: layer type {short_repr(ltype)} is not simulated here (supported: "
                           f"{', '.join(LAYER_TYPES)})")
     shape = tuple(int(s) for s in _integer_array(g["shape"], where, "shape").reshape(-1))
     if not 1 <= len(shape) <= 3 or (ltype in ("input", "conv") and len(shape) != 3):

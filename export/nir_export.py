@@ -66,7 +66,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, first_line
 from ..model.hsfe import feature_size, temporal_blocks
 from ..model.io import CONVERTED_KIND, LoadedSPKLIP
 
@@ -547,8 +547,7 @@ def compare_importers(nir_path: str | os.PathLike, module: nn.Module, x: torch.T
                                "shift: samples run unbatched, one at a time")
             res[name] = fig
         except Exception as exc:  # an importer's limitation is a finding, not a crash
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            res[name] = {"ok": False, "reason": f"{type(exc).__name__}: {first}"[:300]}
+            res[name] = {"ok": False, "reason": first_line(exc, 300)}
     return res
 
 

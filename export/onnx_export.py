@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, first_line
 from ..model.io import CONVERTED_KIND, LoadedSPKLIP
 from ..options import check_int
 from .spiking import onnx_friendly
@@ -87,9 +87,8 @@ def write_onnx(loaded: LoadedSPKLIP, folder: Path, opset: int = DEFAULT_OPSET) -
             except CheckpointError:
                 raise
             except Exception as exc:  # the exporter's own errors are long; keep the first line
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 raise CheckpointError(f"{loaded.checkpoint.path}: the {name} encoder cannot be exported to ONNX "
-                                      f"({first})") from None
+                                      f"({first_line(exc)})") from None
     spiking = is_spiking(loaded)
     return {
         "visual": {

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ..atomic import atomic_dir
+from ..atomic import atomic_dir, check_output_dir
 from ..checkpoint import load_checkpoint, refuse_nonfinite
 from ..errors import CheckpointError, ConfigError
 from ..model.io import LoadedSPKLIP, load_spklip
@@ -60,13 +60,26 @@ FORMATS: dict[str, tuple[Callable, Callable | None]] = {
 }
 
 
+RECORD_FILE = "export.json"
+
+
+def export_files() -> frozenset[str]:
+    """Every file name an export of any format writes into its folder (the record included)."""
+    from .lava_export import HOST_FILE, NET_FILE
+    from .nir_export import NIR_FILE
+    from .onnx_export import TEXT_FILE, VISUAL_FILE
+
+    return frozenset({VISUAL_FILE, TEXT_FILE, NIR_FILE, NET_FILE, HOST_FILE, RECORD_FILE})
+
+
 def check_out(out: str | os.PathLike, overwrite: bool) -> Path:
-    """Refuse an existing non-empty folder (without ``overwrite``), a file, or an unwritable place."""
+    """Refuse a file, an unwritable place, or an existing non-empty folder: without ``overwrite`` any,
+    with it one holding anything an export does not write (:func:`export_files`): a folder this tool did not
+    write is never replaced."""
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise ConfigError(f"{out}: folder exists and is not empty (pass --overwrite to replace it)")
+    if not overwrite and out.is_dir() and any(out.iterdir()):
+        raise ConfigError(f"{out}: folder exists and is not empty (pass --overwrite to replace an earlier export)")
+    out = check_output_dir(out, export_files())
     parent = out.resolve().parent
     probe = parent
     while not probe.exists():
@@ -106,7 +119,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike | No
                 "class_prompts": loaded.card.get("class_prompts"),
                 "tokenizer": loaded.tokenizer.to_json(),
             })
-            (tmp / "export.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+            (tmp / RECORD_FILE).write_text(json.dumps(record, indent=2, default=str) + "\n")
     except PermissionError as exc:
         raise CheckpointError(f"{out}: cannot write the export ({exc.strerror})") from None
     finally:
@@ -116,4 +129,4 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike | No
     return record
 
 
-__all__ = ["FORMATS", "check_out", "export_checkpoint"]
+__all__ = ["FORMATS", "RECORD_FILE", "check_out", "export_checkpoint", "export_files"]

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, first_line
 from ..options import check_positive_int
 from .loihi_engine import SimResult, check_simulation, simulate
 from .netx_format import NetxNet, read_netx
@@ -82,6 +82,16 @@ def _clip_for(data: str, rec: dict | None, frames: int | None, height: int | Non
     return clip[:frames] if frames else clip
 
 
+def onnxruntime_errors() -> tuple[type[BaseException], ...]:
+    """What onnxruntime raises for a model or input it cannot load or run: its own exception types
+    (``Fail``, ``InvalidGraph``, ``InvalidProtobuf``, ``InvalidArgument``, ...), and the RuntimeError,
+    ValueError and OSError of its Python layer (a wrong input name, an unreadable file)."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    own = tuple(c for c in vars(state).values() if isinstance(c, type) and issubclass(c, Exception))
+    return (*own, RuntimeError, ValueError, OSError)
+
+
 def host_inputs(net_path: Path, rec: dict, clip: np.ndarray) -> np.ndarray:
     """Run ``host.onnx`` on one clip: ``a_in`` ``[blocks, C, H', W']`` (int64)."""
     import onnxruntime as ort
@@ -100,10 +110,8 @@ def host_inputs(net_path: Path, rec: dict, clip: np.ndarray) -> np.ndarray:
     try:
         sess = ort.InferenceSession(str(host), opts, providers=["CPUExecutionProvider"])
         out = sess.run(None, {"spikes": x})[0]
-    except Exception as exc:  # onnxruntime's own exception types (Fail, InvalidGraph, InvalidArgument, ...)
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise ConfigError(f"{host}: onnxruntime cannot run the host front end ({type(exc).__name__}: {first})") \
-            from None
+    except onnxruntime_errors() as exc:
+        raise ConfigError(f"{host}: onnxruntime cannot run the host front end ({first_line(exc)})") from None
     out = np.asarray(out)
     if out.ndim != 4 or not np.all(np.isfinite(out)):
         raise ConfigError(f"{host}: the host front end gives {list(out.shape)} "
@@ -177,9 +185,7 @@ def simulation_input(net_path: str | os.PathLike, data: str = "builtin",
                               "feed only a (1, H, W) input")
         if steps:  # before the frames are read
             check_simulation(net, steps, 1, f"--steps {steps}")
-        clip = _clip_for(data, None, steps, h, w)
-        if len(clip) < 1:
-            raise ConfigError(f"{data}: holds no frames to simulate")
+        clip = _clip_for(data, None, steps, h, w)  # at least one frame: readers refuse empty files and clips
         check_simulation(net, len(clip), 1, f"--steps {steps}" if steps else f"{len(clip):,} frames of {data}")
         a_in = clip[:, None, None].astype(np.int64)
         source = f"{a_in.shape[0]} spike frames of {h}x{w}, one per step"
@@ -375,4 +381,4 @@ def verify_lava(loaded, folder: Path, data, samples: int, progress=None) -> dict
                     "with depth"}
 
 
-__all__ = ["ENGINES", "block_windows", "pipeline", "analyse_netx", "compare_engines", "lava_python", "run_lava", "hook_counts", "host_inputs", "simulation_input", "loihi_energy", "run_simulation", "verify_lava"]
+__all__ = ["ENGINES", "block_windows", "onnxruntime_errors", "pipeline", "analyse_netx", "compare_engines", "lava_python", "run_lava", "hook_counts", "host_inputs", "simulation_input", "loihi_energy", "run_simulation", "verify_lava"]

@@ -49,7 +49,6 @@ def compare(onnx_out: np.ndarray, torch_out: torch.Tensor, tol: float = ANN_TOLE
 def verify_inputs(loaded: LoadedSPKLIP, data: str | os.PathLike = "builtin", samples: int = 4,
                 progress=None) -> tuple[torch.Tensor, torch.Tensor]:
     """``samples`` test-split clips (float32) and the class-prompt tokens."""
-    from ..convert.sweep import batch_bytes
     from ..data.manifest import load_manifest
 
     samples = check_positive_int(samples, "--samples")
@@ -58,7 +57,7 @@ def verify_inputs(loaded: LoadedSPKLIP, data: str | os.PathLike = "builtin", sam
     split = "test" if manifest.split("test") else None
     ds = clips_for(cfg, manifest, split)
     n = min(samples, len(ds))
-    check_memory(batch_bytes(cfg, n), f"verifying with {n} clips in one forward pass",
+    check_memory(loaded.forward_bytes(n), f"verifying with {n} clips in one forward pass",
                  f"--samples {samples}, {cfg.frames} frames of {cfg.height}x{cfg.width}")
     spikes = torch.stack([ds[i]["spikes"] for i in range(n)]).float()
     prompts = ds.class_prompts or [loaded.card.get("class_prompts", ["a spike video"])[0]]

@@ -93,10 +93,9 @@ def analyse_checkpoint(
     runner = runner_for(ck)
     ds, source = load_clips(data, runner)
     n = min(samples, len(ds))
-    # one batch of clips as uint8 and as the float32 the models compute on
-    check_memory(min(batch_size, n) * ds.frames * ds.height * ds.width * 5,
-                 f"profiling {ck.path or 'the checkpoint'}",
-                 f"batch_size {batch_size} clips of {ds.frames} frames of {ds.height}x{ds.width}")
+    batch = min(batch_size, n)  # one forward pass: the clips and what the model computes from them
+    check_memory(runner.forward_bytes(batch, ds), f"profiling {ck.path or 'the checkpoint'} ({batch} clips per "
+                 "forward pass)", f"batch_size {batch_size} clips of {ds.frames} frames of {ds.height}x{ds.width}")
     correct = 0
 
     def forward(_module):

@@ -35,7 +35,7 @@ import re
 import stat
 import warnings
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,7 @@ import torch
 from torch import nn
 
 from .atomic import atomic_path
-from .errors import CheckpointError, ConfigError, SpklipError
+from .errors import CheckpointError, ConfigError, first_line, found, json_type, short_repr
 from .limits import check_memory
 
 FORMAT = "spklip-energy-checkpoint"  # marker stored in every checkpoint
@@ -172,25 +172,38 @@ def module_nbytes(module: nn.Module) -> int:
     return total
 
 
+def config_cause(values: Mapping[str, Any], defaults: Mapping[str, Any], base: str, ignore: Collection[str] = (),
+                 limit: int = 4) -> str:
+    """The config values behind a model's size, for a resource message (the ``cause`` of
+    :func:`build_on_meta`): those of ``values`` that differ from ``defaults`` (keys in ``ignore`` aside),
+    at most ``limit`` shown, e.g. ``kind 'test-ann-cnn' with height=100000``; ``base`` names the defaults,
+    and is all that is said when nothing differs."""
+    missing = object()
+    changed = [(k, v) for k, v in values.items() if k not in ignore and defaults.get(k, missing) != v]
+    if not changed:
+        return base
+    shown = ", ".join(f"{k}={short_repr(v)}" for k, v in changed[:limit])
+    more = f" and {len(changed) - limit} more" if len(changed) > limit else ""
+    return f"{base} with {shown}{more}"
+
+
 def build_on_meta(build: Callable[[], nn.Module], what: str, cause: str, factor: float = 1.0) -> nn.Module:
     """Build a model on the ``meta`` device (no memory) and refuse it when too large; return it.
 
     ``factor`` times its parameter and buffer bytes must fit
     :func:`spklip_energy.limits.check_memory` (``what`` and ``cause`` name the
     model and the config values behind its size). A model so large that torch
-    cannot even compute its size is refused the same way; another failure is
-    a :class:`ConfigError` naming ``what``.
+    cannot even compute its size (the ``RuntimeError`` or ``OverflowError`` it raises
+    for sizes beyond its index range) is refused the same way. Anything else a
+    builder raises is a bug of the builder and is not disguised as a user error.
     """
     try:
         with torch.device("meta"):
             model = build()
-    except SpklipError:
-        raise
-    except (RuntimeError, OverflowError, ValueError, TypeError, MemoryError) as exc:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if isinstance(exc, (OverflowError, MemoryError)) or "overflow" in text.lower():
+    except (RuntimeError, OverflowError) as exc:
+        if isinstance(exc, OverflowError) or "overflow" in str(exc).lower():
             check_memory(float("inf"), what, cause)
-        raise ConfigError(f"{what}: the model cannot be built ({type(exc).__name__}: {text[:160]})") from None
+        raise ConfigError(f"{what}: the model cannot be built ({first_line(exc, 160)})") from None
     check_memory(factor * module_nbytes(model), what, cause)
     return model
 
@@ -237,7 +250,7 @@ def _card_to_json(card: Any) -> str:
     for key, (check, expected) in _CARD_FIELDS.items():
         if key in card and not check(card[key]):
             raise CheckpointError(
-                f"the {key!r} of checkpoint card {kind!r} must be {expected}, got {_found(card[key])}")
+                f"the {key!r} of checkpoint card {kind!r} must be {expected}, got {found(card[key])}")
     try:
         return json.dumps(card)
     except (TypeError, ValueError) as exc:
@@ -325,15 +338,12 @@ def _check_file(p: Path) -> None:
 
 def _corrupt(p: Path, exc: BaseException) -> CheckpointError:
     text = str(exc).strip()
-    if text.startswith("Weights only load failed"):
+    if isinstance(exc, pickle.UnpicklingError) and text.startswith("Weights only load failed"):
         # torch wraps the unpickler's own message in advice paragraphs; keep only it
         paragraphs = [part.strip() for part in text.split("\n\n") if part.strip()]
-        text = paragraphs[1] if len(paragraphs) >= 3 else ""
-    detail = text.splitlines()[0] if text else ""
-    if len(detail) > 120:
-        detail = detail[:117] + "..."
-    what = type(exc).__name__ + (f": {detail}" if detail else "")
-    return CheckpointError(f"checkpoint {p} is truncated or corrupt ({what})")
+        if len(paragraphs) >= 3:
+            exc = pickle.UnpicklingError(paragraphs[1])
+    return CheckpointError(f"checkpoint {p} is truncated or corrupt ({first_line(exc, 120)})")
 
 
 def _refusal(p: Path, message: str) -> str | None:
@@ -462,10 +472,10 @@ def _safetensors_metadata(data: bytes) -> dict:
 
 def _describe_foreign(obj: Any) -> str:
     if isinstance(obj, dict) and "format" in obj:
-        return f"its format marker is {_short_repr(obj['format'])}, not {FORMAT!r}"
+        return f"its format marker is {short_repr(obj['format'])}, not {FORMAT!r}"
     if isinstance(obj, dict):
         keys = list(obj)
-        shown = ", ".join(_short_repr(k) for k in keys[:4])
+        shown = ", ".join(short_repr(k) for k in keys[:4])
         more = f", ... ({len(keys)} keys)" if len(keys) > 4 else ""
         if not keys:
             return f"found an empty dict and no {FORMAT!r} format marker"
@@ -473,19 +483,14 @@ def _describe_foreign(obj: Any) -> str:
     return f"found a {type(obj).__name__}, not a dict with a {FORMAT!r} format marker"
 
 
-def _short_repr(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
 def _check_version(p: Path, version: Any, expected: Any) -> None:
     """The file layout's ``version`` must be ``expected`` exactly: the integer 1 in a ``.pt``, the text
     ``"1"`` in safetensors metadata (which holds only text), never another type or value."""
     if type(version) is not type(expected) or version != expected:
         kind = "" if isinstance(version, (int, float)) and not isinstance(version, bool) else \
-            f" ({_json_type(version)})"
+            f" ({json_type(version)})"
         raise CheckpointError(
-            f"checkpoint {p} has format version {_short_repr(version)}{kind}, "
+            f"checkpoint {p} has format version {short_repr(version)}{kind}, "
             f"but this spklip-energy reads only version {expected!r}"
         )
 
@@ -494,11 +499,11 @@ def _check_tensors(p: Path, state_dict: dict) -> None:
     for key, value in state_dict.items():
         if not isinstance(key, str):
             raise CheckpointError(
-                f"checkpoint {p} has a non-string state_dict key {_short_repr(key)}"
+                f"checkpoint {p} has a non-string state_dict key {short_repr(key)}"
             )
         if not isinstance(value, torch.Tensor):
             raise CheckpointError(
-                f"checkpoint {p} has state_dict entry {_short_repr(key)} that is a "
+                f"checkpoint {p} has state_dict entry {short_repr(key)} that is a "
                 f"{type(value).__name__}, not a tensor"
             )
 
@@ -522,7 +527,7 @@ def _parse_card(p: Path, card_text: Any) -> dict:
     for key, (check, expected) in _CARD_FIELDS.items():
         if key in card and not check(card[key]):
             raise CheckpointError(
-                f"checkpoint {p} has a card whose {key!r} is not {expected} (found {_found(card[key])})")
+                f"checkpoint {p} has a card whose {key!r} is not {expected} (found {found(card[key])})")
     return card
 
 
@@ -548,15 +553,3 @@ _CARD_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "note": (lambda v: isinstance(v, str), "a string"),
 }
 
-
-def _found(value: Any) -> str:
-    """What a card field holds, for a message: its JSON type, and its value when it is a short scalar."""
-    if isinstance(value, (str, int, float)) or value is None:
-        return f"{_json_type(value)} {_short_repr(value)}" if value is not None else "null"
-    return _json_type(value)
-
-
-def _json_type(value: Any) -> str:
-    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
-             float: "a number", type(None): "null"}
-    return names.get(type(value), type(value).__name__)

@@ -32,6 +32,7 @@ class Runner:
     logits: bool  # the output are class logits (for measured accuracy)
     config: dict  # the model's config, as recorded in the card
     clips: Callable[[Manifest, str | None], SpikeClips]  # the dataset view this model needs
+    forward_bytes: Callable[[int, SpikeClips], int]  # peak memory of one forward pass of B clips of a dataset
 
 
 def _zoo_runner(ck: Checkpoint) -> Runner:
@@ -49,8 +50,11 @@ def _zoo_runner(ck: Checkpoint) -> Runner:
             )
         return ds
 
+    def forward_bytes(batch: int, ds: SpikeClips) -> int:
+        return batch * ds.frames * ds.height * ds.width * 5  # the clips as uint8 and as the float32 input
+
     return Runner(spec.kind, spec.spiking, model, lambda s: run_model(model, ck.card, prepare_input(ck.card, s)),
-                  True, cfg, clips)
+                  True, cfg, clips, forward_bytes)
 
 
 def _spklip_runner(ck: Checkpoint) -> Runner:
@@ -61,7 +65,8 @@ def _spklip_runner(ck: Checkpoint) -> Runner:
     model = loaded.model.eval()
     cfg = model.cfg
     return Runner(ck.kind, ck.kind != "spklip", model.visual, model.encode_spikes, False, cfg.to_dict(),
-                  lambda manifest, split: clips_for(cfg, manifest, split))
+                  lambda manifest, split: clips_for(cfg, manifest, split),
+                  lambda batch, _ds: loaded.forward_bytes(batch))
 
 
 _RUNNERS: dict[str, Callable[[Checkpoint], Runner]] = {

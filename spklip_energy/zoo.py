@@ -40,10 +40,9 @@ from spikingjelly.activation_based import layer, neuron, surrogate
 from spikingjelly.activation_based.model import ms_resnet
 from torch import nn
 
-from .errors import CheckpointError, ConfigError, MediaError
-from .options import SEED_MAX
-
-CARD_FORMAT_VERSION = 1  # "format_version" written into every card by default_card
+from .checkpoint import CARD_FORMAT_VERSION, build_on_meta, check_weights_fit, config_cause
+from .errors import CheckpointError, ConfigError, MediaError, short_repr
+from .options import check_positive_int, check_seed
 
 SHARED_DEFAULTS: dict[str, int] = {
     "timesteps": 4,  # T: time windows per clip
@@ -52,8 +51,9 @@ SHARED_DEFAULTS: dict[str, int] = {
     "num_classes": 8,  # output logits per sample
     "seed": 0,  # torch.manual_seed used while initialising weights
 }
-_MINIMUM = {"timesteps": 1, "height": 1, "width": 1, "num_classes": 1, "seed": 0}
-_MAXIMUM = {"seed": SEED_MAX}  # torch.manual_seed takes at most 64 bits; numpy's legacy bound
+#: the check of each shared field's value (seed: what numpy's legacy RandomState takes, torch takes more)
+_CHECKS = {"timesteps": check_positive_int, "height": check_positive_int, "width": check_positive_int,
+           "num_classes": check_positive_int, "seed": check_seed}
 
 
 @dataclass(frozen=True)
@@ -234,7 +234,7 @@ def model_spec(kind: str) -> ModelSpec:
     spec = MODEL_KINDS.get(kind) if isinstance(kind, str) else None
     if spec is None:
         valid = ", ".join(sorted(MODEL_KINDS))
-        raise ConfigError(f"unknown model kind {_short(kind)}; valid kinds: {valid}")
+        raise ConfigError(f"unknown model kind {short_repr(kind)}; valid kinds: {valid}")
     return spec
 
 
@@ -252,7 +252,7 @@ def resolve_config(card_or_kind: Any, config: Mapping | None = None) -> tuple[Mo
         if card_config is None:
             card_config = {}
         if not isinstance(card_config, Mapping):
-            raise ConfigError(f"the config of a {_short(kind)} card must be a dict, got {_short(card_config)}")
+            raise ConfigError(f"the config of a {short_repr(kind)} card must be a dict, got {short_repr(card_config)}")
     else:
         raise ConfigError(f"expected a model kind or a card dict, got {type(card).__name__}")
     spec = model_spec(kind)
@@ -260,33 +260,16 @@ def resolve_config(card_or_kind: Any, config: Mapping | None = None) -> tuple[Mo
     unknown = sorted(map(str, set(overrides) - set(spec.default_config)))
     if unknown:
         raise ConfigError(
-            f"unknown config key(s) {', '.join(_short(k) for k in unknown[:5])} for model kind {kind!r}; "
+            f"unknown config key(s) {', '.join(short_repr(k) for k in unknown[:5])} for model kind {kind!r}; "
             f"valid keys: {', '.join(spec.default_config)}"
         )
     full = {**spec.default_config, **overrides}
-    for key, minimum in _MINIMUM.items():
-        value = full[key]
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-            raise ConfigError(
-                f"config field {key!r} of model kind {kind!r} must be an integer >= {minimum}, "
-                f"got {_short(value)}"
-            )
-        if key in _MAXIMUM and value > _MAXIMUM[key]:
-            raise ConfigError(
-                f"config field {key!r} of model kind {kind!r} must be at most {_MAXIMUM[key]}, got {value}")
-        full[key] = int(value)
+    for key, check in _CHECKS.items():
+        value, name = full[key], f"config field {key!r} of model kind {kind!r}"
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):  # a card holds JSON integers
+            raise ConfigError(f"{name} must be an integer, got {short_repr(value)}")
+        full[key] = check(int(value), name)
     return spec, full
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _size_cause(spec: ModelSpec, full: dict) -> str:
-    """The config values behind a model's size: those that differ from the kind's defaults."""
-    changed = [f"{k}={_short(v)}" for k, v in full.items() if spec.default_config.get(k) != v and k != "seed"]
-    return f"config {', '.join(changed)}" if changed else "its default config"
 
 
 def default_card(kind: str, **config_overrides: Any) -> dict:
@@ -316,9 +299,8 @@ def _build(spec: ModelSpec, full: dict) -> nn.Module:
 
 
 def _meta_model(spec: ModelSpec, full: dict, what: str) -> nn.Module:
-    from .checkpoint import build_on_meta
-
-    return build_on_meta(lambda: spec.builder(full), f"building {what}", _size_cause(spec, full))
+    cause = config_cause(full, spec.default_config, f"kind {spec.kind!r}", ignore=("seed",))
+    return build_on_meta(lambda: spec.builder(full), f"building {what}", cause)
 
 
 def _describe(card_or_kind: Any, spec: ModelSpec) -> str:
@@ -337,8 +319,6 @@ def check_checkpoint(ck: Any) -> tuple[ModelSpec, dict]:
         spec, full = resolve_config(ck)
     except ConfigError as exc:
         raise CheckpointError(f"checkpoint {ck.path}: {exc}") from None
-    from .checkpoint import check_weights_fit
-
     meta = _meta_model(spec, full, _describe(ck, spec))
     check_weights_fit(meta, ck.state_dict, f"checkpoint {ck.path}",
                       f"the {spec.kind!r} model its card describes")

@@ -26,7 +26,7 @@ from spklip_energy.convert.ratecode import EventAvgPool2d, EventConv2d
 from spklip_energy.convert.sweep import convert_checkpoint
 from spklip_energy.data.digits import DigitsConfig, generate_digits
 from spklip_energy.energy import profile
-from spklip_energy.errors import CheckpointError
+from spklip_energy.errors import CheckpointError, ConfigError
 from spklip_energy.model import build_spklip, preset_config
 from spklip_energy.model.io import load_spklip, save_spklip
 from spklip_energy.model.tokenizer import SpikeTextTokenizer
@@ -278,7 +278,7 @@ def _code(argv) -> int:
 def test_cli_no_calibration_data(ann_ckpt, data, tmp_path, capsys):
     assert _code(["convert", str(ann_ckpt), "--layers", "cnn", "--calib", "0", "--out", str(tmp_path / "c.pt")]) == 2
     assert "--calib" in _error_line(capsys)
-    with pytest.raises(ConversionError, match="no calibration data: --calib must be at least 1, got 0"):
+    with pytest.raises(ConfigError, match="--calib must be at least 1, got 0"):
         convert_checkpoint(ann_ckpt, "cnn", [4], tmp_path / "c.pt", calib=0)
     test_only = data / "test_only.jsonl"
     test_only.write_text("".join(ln + "\n" for ln in (data / "manifest.jsonl").read_text().splitlines()

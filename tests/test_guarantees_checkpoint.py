@@ -134,6 +134,41 @@ def test_every_model_sizes_on_the_meta_device_like_the_real_one():
             {k: v.shape for k, v in build_spklip(c).state_dict().items()}, model
 
 
+def test_build_on_meta_refuses_sizes_but_lets_builder_bugs_through():
+    """What torch raises for sizes it cannot make is a resource or config error naming the model; what a
+    builder raises otherwise is a bug, never disguised as "the model cannot be built"."""
+    with pytest.raises(ResourceError, match=r"building x would need an unbounded amount .*\(config y\)"):
+        build_on_meta(lambda: torch.nn.Linear(2**40, 2**40), "building x", "config y")
+    with pytest.raises(ResourceError, match=r"building x would need 3\.6 TiB"):
+        build_on_meta(lambda: torch.nn.Linear(10**6, 10**6), "building x", "config y")
+
+    def fails(exc):
+        def build():
+            raise exc
+        return build
+
+    with pytest.raises(ConfigError, match=r"building x: the model cannot be built \(RuntimeError: bad size\)"):
+        build_on_meta(fails(RuntimeError("bad size\nmore")), "building x", "config y")
+    for bug in (TypeError("missing argument"), ValueError("wrong value"), KeyError("depth"), MemoryError()):
+        with pytest.raises(type(bug)):
+            build_on_meta(fails(bug), "building x", "config y")
+
+
+def test_size_causes_name_what_differs_from_the_defaults():
+    from spklip_energy.checkpoint import CARD_FORMAT_VERSION, config_cause
+    from spklip_energy.model.config import size_cause
+
+    assert zoo.CARD_FORMAT_VERSION is CARD_FORMAT_VERSION
+    assert size_cause(preset_config("tiny")) == "preset 'tiny'"
+    assert size_cause(preset_config("tiny", {"embed_dim": 128, "train.lr": 1.0})) == \
+        "preset 'tiny' with embed_dim=128"
+    many = preset_config("tiny", {"embed_dim": 128, "height": 32, "width": 32, "frames": 300, "text.width": 64})
+    assert size_cause(many, limit=2) == "preset 'tiny' with frames=300, height=32 and 3 more"
+    assert config_cause({"a": 1, "seed": 3}, {"a": 1, "seed": 0}, "kind 'k'", ignore=("seed",)) == "kind 'k'"
+    with pytest.raises(ResourceError, match=r"\(kind 'test-ann-cnn' with height=1000000, num_classes=1000000000\)"):
+        zoo.build_model(zoo.default_card("test-ann-cnn", height=10**6, num_classes=10**9, seed=5))
+
+
 @pytest.mark.parametrize("change,name", [
     (lambda c: c["config"].update(embed_dim=10**9), "embed_dim=1000000000"),
     (lambda c: c["config"]["text"].update(vocab_size=10**8), "text.vocab_size=100000000"),

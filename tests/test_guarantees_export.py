@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from spklip_energy import limits
 from spklip_energy.checkpoint import load_checkpoint, save_checkpoint
 from spklip_energy.convert.ratecode import MAX_TIMESTEPS
-from spklip_energy.convert.sweep import batch_bytes, convert_checkpoint, parse_timesteps
+from spklip_energy.convert.sweep import convert_checkpoint, parse_timesteps
 from spklip_energy.data.dat import write_dat
 from spklip_energy.errors import CheckpointError, ConfigError, ResourceError, SpklipError
 from spklip_energy.export import export_checkpoint
@@ -230,6 +230,72 @@ def test_any_h5py_error_while_reading_is_one_line_naming_the_file(net_file, monk
     assert ("corrupt HDF5 file (" in text) == corrupt, text
 
 
+@pytest.mark.parametrize("error", [PermissionError, FileNotFoundError, IsADirectoryError])
+def test_file_system_errors_on_open_are_not_called_corrupt(net_file, monkeypatch, capsys, error):
+    """h5py reports the file system's errors as OSError subclasses with an errno (and no file name): they
+    are the file system's, not a damaged file's, and reach the CLI as such, naming the file."""
+    import errno
+    import os
+
+    code = {PermissionError: errno.EACCES, FileNotFoundError: errno.ENOENT, IsADirectoryError: errno.EISDIR}[error]
+
+    def fail(*args, **kwargs):  # what h5py raises: the errno, its own long text, no file name
+        raise error(code, f"Unable to synchronously open file (unable to open file: errno = {code}, ...)")
+
+    monkeypatch.setattr(h5py, "File", fail)
+    with pytest.raises(error) as info:
+        read_netx(net_file)
+    assert info.value.filename == str(net_file) and info.value.strerror == os.strerror(code)
+    line = refused(["simulate", net_file], capsys, str(net_file), os.strerror(code))
+    assert "corrupt" not in line and "malformed" not in line
+
+
+def test_a_bug_in_the_reader_is_not_called_a_malformed_file(net_file, monkeypatch):
+    """Only h5py's calls are guarded: the reader's own TypeError (a bug) is not a one-line file error."""
+    import spklip_energy.export.netx_format as netx_format
+
+    def bug(*args, **kwargs):
+        raise TypeError("a bug in the reader")
+
+    monkeypatch.setattr(netx_format, "_read_neuron", bug)
+    with pytest.raises(TypeError, match="a bug in the reader"):
+        read_netx(net_file)
+
+
+def test_hdf5_files_are_told_by_their_signature(net_file, tmp_path):
+    """The signature may follow a user block (512, 1024, ... bytes); a file without it is not HDF5,
+    whatever it holds."""
+    ub = tmp_path / "userblock.net"
+    with h5py.File(net_file, "r") as src, h5py.File(ub, "w", userblock_size=1024) as dst:
+        for name in src:
+            src.copy(name, dst)
+    assert [lay.shape for lay in read_netx(ub).layers] == [lay.shape for lay in read_netx(net_file).layers]
+    for name, data in (("short.net", b"\x89HDF"), ("late.net", b"\0" * 700 + b"\x89HDF\r\n\x1a\n" + b"\0" * 99)):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(ConfigError, match="not an HDF5 file"):
+            read_netx(tmp_path / name)
+
+
+def test_onnxruntime_failures_are_one_line_and_bugs_are_not(tmp_path, monkeypatch):
+    import onnxruntime
+
+    from spklip_energy.export.simulate import host_inputs
+
+    rec = {"config": {"frames": 4, "height": 8, "width": 8}, "host": {"file": "host.onnx"}}
+    (tmp_path / "host.onnx").write_bytes(b"not an onnx model")
+    clip = np.zeros((4, 8, 8), np.uint8)
+    with pytest.raises(ConfigError, match=r"host\.onnx: onnxruntime cannot run the host front end \(\w+: ") as info:
+        host_inputs(tmp_path / "g.net", rec, clip)
+    assert "\n" not in str(info.value)
+
+    def bug(*args, **kwargs):
+        raise ZeroDivisionError("not onnxruntime's")
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", bug)
+    with pytest.raises(ZeroDivisionError):
+        host_inputs(tmp_path / "g.net", rec, clip)
+
+
 # --------------------------------------------------------------------------- simulate
 
 
@@ -308,9 +374,11 @@ def test_convert_huge_timesteps_refused_before_loading(tmp_path, capsys):
     missing = tmp_path / "never-read.pt"  # a checkpoint that does not exist: the options are checked first
     out = tmp_path / "c.pt"
     line = refused(["convert", missing, "--layers", "cnn", "--timesteps", "8,1000000000", "--out", out], capsys,
-                   "--timesteps 1000000000", f"{MAX_TIMESTEPS:,}", "docs/convert.md")
+                   "--timesteps", "1,000,000,000", f"at most {MAX_TIMESTEPS:,}")
     assert "never-read" not in line and not out.exists()
     assert parse_timesteps("16,4,4") == [4, 16] and parse_timesteps([MAX_TIMESTEPS]) == [MAX_TIMESTEPS]
+    with pytest.raises(ConfigError, match=f"--timesteps must be at most {MAX_TIMESTEPS:,}, got 1,025"):
+        parse_timesteps([4, MAX_TIMESTEPS + 1])
 
 
 @pytest.mark.parametrize("kwargs, needle", [
@@ -318,7 +386,7 @@ def test_convert_huge_timesteps_refused_before_loading(tmp_path, capsys):
     ({"timesteps": [0]}, "--timesteps must be at least 1"),
     ({"timesteps": [4, 8], "keep": 16}, "--keep 16 is not one of --timesteps 4,8"),
     ({"keep": 0}, "--keep must be at least 1"),
-    ({"calib": 0}, "no calibration data"),
+    ({"calib": 0}, "--calib must be at least 1"),
     ({"samples": 0}, "--samples must be at least 1"),
     ({"batch_size": 0}, "--batch-size must be at least 1"),
     ({"batch_size": 2.5}, "--batch-size expects an integer"),
@@ -338,20 +406,29 @@ def test_convert_library_checks_every_option_before_loading(tmp_path, kwargs, ne
     assert needle in str(info.value) and "never-read" not in str(info.value)
 
 
-def test_converted_card_with_huge_timesteps_is_refused(ann_ckpt, tmp_path):
+def test_converted_card_keeps_its_timesteps_above_the_limit_of_new_conversions(ann_ckpt, data, tmp_path, capsys):
+    """MAX_TIMESTEPS bounds new conversions only: a checkpoint saved with a larger T (possible before the
+    limit existed) still loads and reports; a T that is not a positive integer is refused naming the file."""
     from spklip_energy.convert import convert_spklip
+    from spklip_energy.convert.structure import converted_runs
     from spklip_energy.model.io import save_spklip
 
     loaded = load_spklip(ann_ckpt)
     cfg = loaded.model.cfg
     clips = (torch.rand(2, cfg.frames, cfg.height, cfg.width, generator=torch.Generator().manual_seed(0)) < 0.1)
-    conv, spec = convert_spklip(loaded.model, "layer1", 2, [clips.float()], "max")
+    conv, spec = convert_spklip(loaded.model, "layer4", 2, [clips.float()], "max")
     path = save_spklip(tmp_path / "conv.pt", conv, loaded.tokenizer, {"conversion": spec})
     ck = load_checkpoint(path)
-    save_checkpoint(path, ck.state_dict, {**ck.card, "conversion": {**spec, "timesteps": 10**9}})
-    with pytest.raises(CheckpointError, match=r"conv\.pt: conversion record .*1,000,000,000 is over the limit "
-                                              r"of 1024"):
-        load_spklip(path)
+    big = MAX_TIMESTEPS + 24
+    save_checkpoint(path, ck.state_dict, {**ck.card, "conversion": {**spec, "timesteps": big}})
+    assert [run.timesteps for run in converted_runs(load_spklip(path).model)] == [big]
+    code, out, err = cli(["report", path, "--data", data, "--samples", "1", "--out", tmp_path / "r", "--json"],
+                         capsys)
+    assert code == 0, err
+    for bad in (0, -3, "many", True):
+        save_checkpoint(path, ck.state_dict, {**ck.card, "conversion": {**spec, "timesteps": bad}})
+        with pytest.raises(CheckpointError, match=r"conv\.pt: conversion record .*timesteps"):
+            load_spklip(path)
 
 
 def _poisoned(src: Path, dst: Path) -> tuple[Path, str]:
@@ -376,17 +453,105 @@ def test_nonfinite_weights_are_refused_by_convert_and_export(ann_ckpt, data, tmp
 
 
 def test_convert_batch_memory_is_estimated_before_any_forward(ann_ckpt, data, tmp_path, monkeypatch):
-    cfg = load_spklip(ann_ckpt).model.cfg
-    assert batch_bytes(cfg, 8) == 8 * batch_bytes(cfg, 1) > 4 * cfg.frames * cfg.height * cfg.width * 8
     import spklip_energy.convert.sweep as sweep
 
     calls = []
-    monkeypatch.setattr(sweep, "batch_bytes", lambda c, b: calls.append(b) or 10**18)
+    monkeypatch.setattr(sweep, "visual_forward_bytes", lambda c, b, layers: calls.append(b) or 10**18)
     monkeypatch.setattr(sweep, "convert_spklip", lambda *a, **k: pytest.fail("ran a forward pass"))
     with pytest.raises(ResourceError, match=r"--batch-size 1000000, --samples 2"):
         convert_checkpoint(ann_ckpt, "cnn", [2], tmp_path / "c.pt", data=data, batch_size=10**6, samples=2)
     assert calls and calls[0] < 10**6  # the batch a forward pass can actually hold: the dataset's clips
     assert not (tmp_path / "c.pt").exists()
+
+
+# --------------------------------------------------------------------------- memory of a forward pass
+
+
+def _measured_peak(visual, cfg, clips: int, dtype) -> int:
+    """Peak bytes torch's CPU allocator holds during one forward pass of ``clips`` clips (the input made
+    inside the measurement), from the profiler's allocation and free events in time order."""
+    from torch.profiler import ProfilerActivity, profile
+
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        x = (torch.rand(clips, cfg.frames, cfg.height, cfg.width, generator=g) < 0.05).to(dtype)
+        visual(x)
+        del x
+    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
+                    key=lambda e: e.start_ns())
+    assert events, "the profiler recorded no allocations"
+    held = peak = 0
+    for e in events:
+        held += e.nbytes()
+        peak = max(peak, held)
+    return peak
+
+
+@pytest.mark.parametrize("preset, overrides, converted, clips", [
+    ("tiny", {}, "", 2),
+    ("tiny", {"hsfe.input_pool": 1, "starnet.stem_strides": [2, 2, 2], "height": 128, "width": 128}, "", 1),
+    ("reference", {"height": 60, "width": 80}, "", 1),  # the reference preset at a quarter of its resolution
+    ("small", {}, "", 1),
+    ("tiny", {"model": "fsve-hybrid", "fsve.width": 32}, "", 1),
+    ("tiny", {}, "all", 1),
+    ("tiny", {"hsfe.input_pool": 1, "starnet.width": 32}, "cnn", 1),
+], ids=["tiny", "tiny-128-strided", "reference-60x80", "small", "fsve-hybrid", "converted-all", "converted-cnn"])
+def test_forward_memory_estimate_covers_the_measured_peak(preset, overrides, converted, clips):
+    """The one estimate of a visual forward pass (report, convert, export --verify) is at least what torch
+    allocates at the peak, for float32 clips (what it assumes), and at most three times what it allocates
+    for the uint8 clips datasets give."""
+    from spklip_energy.convert import convert_spklip
+    from spklip_energy.model import build_spklip, preset_config
+    from spklip_energy.model.config import visual_forward_bytes
+
+    cfg = preset_config(preset, overrides)
+    model = build_spklip(cfg).eval()
+    layers = []
+    if converted:
+        calib = (torch.rand(2, cfg.frames, cfg.height, cfg.width, generator=torch.Generator().manual_seed(1)) < 0.05)
+        model, spec = convert_spklip(model, converted, 2, [calib.float()])
+        layers = spec["layers"]
+    estimate = visual_forward_bytes(cfg, clips, layers)
+    as_float = _measured_peak(model.visual, cfg, clips, torch.float32)
+    as_uint8 = _measured_peak(model.visual, cfg, clips, torch.uint8)
+    assert as_float <= estimate <= 3 * as_uint8, (as_float / 2**20, estimate / 2**20, as_uint8 / 2**20)
+
+
+def test_forward_memory_estimate_scales_with_clips_and_the_stem_strides():
+    from spklip_energy.model import preset_config
+    from spklip_energy.model.config import visual_forward_bytes
+
+    ref = preset_config("reference")
+    one, eight = visual_forward_bytes(ref, 1), visual_forward_bytes(ref, 8)
+    assert 7.5 * one < eight < 8 * one  # linear in the clips, plus one weight copy per pass
+    # the reference preset measures about 0.6 GiB per clip: eight fit the limit of a 16 GiB machine (8 GiB)
+    assert 0.6 * 2**30 < one < 1.1 * 2**30 and eight < 8 * 2**30
+    # STAR-Net's stem strides shrink what it holds; a converted run holds its membranes on top
+    wide = {"starnet.width": 64, "hsfe.features": 8, "hsfe.input_pool": 1}
+    strided = preset_config("tiny", {**wide, "starnet.stem_strides": [2, 2, 1]})
+    wide = preset_config("tiny", wide)
+    assert visual_forward_bytes(strided) < visual_forward_bytes(wide)
+    assert visual_forward_bytes(ref, 1, ["hsfe"]) > 2 * one
+
+
+def test_report_checks_the_forward_pass_not_only_the_clips(ann_ckpt, data, tmp_path, capsys):
+    """``report --batch-size`` is refused when one forward pass would not fit, though the clips alone would."""
+    loaded = load_spklip(ann_ckpt)
+    cfg = loaded.model.cfg
+    from spklip_energy.analysis import load_clips
+    from spklip_energy.runners import runner_for
+
+    n = len(load_clips(data, runner_for(load_checkpoint(ann_ckpt)))[0])
+    batch = min(8, n)
+    need, clips_only = loaded.forward_bytes(batch), batch * cfg.frames * cfg.height * cfg.width * 5
+    assert need > 2 * clips_only
+    out = tmp_path / "r"
+    argv = ["report", ann_ckpt, "--data", data, "--samples", batch, "--batch-size", batch, "--out", out]
+    line = refused(["--max-memory", str((need + clips_only) // 2), *argv], capsys, f"batch_size {batch}",
+                   "over the limit")
+    assert "forward pass" in line and not out.exists()
+    code, _, err = cli(["--max-memory", str(need + 2**20), *argv], capsys)
+    assert code == 0, err
 
 
 # --------------------------------------------------------------------------- export: every format, through the CLI
@@ -446,6 +611,35 @@ def test_lava_export_then_simulate_limits(plain_ckpt, data, tmp_path, capsys):
     (out / "export.json").write_text(json.dumps(rec))
     (out / "host.onnx").write_bytes(b"not onnx")
     refused(["simulate", net, "--data", data], capsys, "host.onnx", "onnxruntime cannot run")
+
+
+def test_export_overwrite_replaces_only_a_folder_of_export_files(ann_ckpt, tmp_path, capsys):
+    """``--overwrite`` replaces an earlier export; a folder holding anything else is never replaced, and
+    without ``--overwrite`` no non-empty folder is."""
+    from cli_helpers import files_under
+
+    from spklip_energy.export.pipeline import check_out, export_files
+
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "visual.onnx").write_bytes(b"an earlier export")
+    (out / "export.json").write_text("{}")
+    (out / "notes.txt").write_text("the user's")
+    before = files_under(out)
+    refused(["export", ann_ckpt, "--out", out, "--overwrite"], capsys, str(out), "'notes.txt'")
+    assert files_under(out) == before
+    (out / "notes.txt").unlink()
+    (out / "results").mkdir()
+    refused(["export", ann_ckpt, "--out", out, "--overwrite"], capsys, str(out), "'results'")
+    (out / "results").rmdir()
+    refused(["export", ann_ckpt, "--out", out], capsys, str(out), "--overwrite")
+    assert {"visual.onnx", "text.onnx", "visual_cnn.nir", "visual_cnn.net", "host.onnx", "export.json"} == \
+        export_files()
+    assert check_out(out, overwrite=True) == out
+    code, stdout, err = cli(["export", ann_ckpt, "--out", out, "--overwrite", "--json"], capsys)
+    assert code == 0, err
+    assert {p.name for p in out.iterdir()} == {"visual.onnx", "text.onnx", "export.json"}
+    assert (out / "visual.onnx").read_bytes() != b"an earlier export"
 
 
 @pytest.mark.parametrize("argv, needle", [

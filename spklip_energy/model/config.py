@@ -13,8 +13,16 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from ..errors import ConfigError
-from ..options import SEED_MAX
+from ..errors import ConfigError, short_repr
+from ..options import (
+    check_float,
+    check_fraction,
+    check_nonneg_float,
+    check_nonneg_int,
+    check_positive_float,
+    check_positive_int,
+    check_seed,
+)
 
 
 @dataclass
@@ -193,9 +201,16 @@ def _nested_type(klass, name):
     return _NESTED.get(name) if klass is SPKLIPConfig else None
 
 
-def _positive(value, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"config field {name} must be a positive integer, got {value!r}")
+def _positive(cfg: Any, prefix: str, *names: str) -> None:
+    """Each of ``names`` (fields of ``cfg``, integers by :func:`_check_types`) is at least 1."""
+    for name in names:
+        check_positive_int(getattr(cfg, name), f"config field {prefix}{name}")
+
+
+def _below_one(value: float, name: str) -> None:
+    """A probability-like field in [0, 1) (a dropout rate, an Adam beta)."""
+    if check_float(value, name, 0.0) >= 1.0:
+        raise ConfigError(f"{name} must be below 1, got {value:g}")
 
 
 def starnet_grid(s: StarNetConfig, height: int, width: int) -> tuple[int, int]:
@@ -248,7 +263,7 @@ def _check_types(obj: Any, prefix: str = "") -> None:
         annotation = str(f.type)
         if annotation in _NESTED_NAMES:
             if not isinstance(value, _NESTED_NAMES[annotation]):
-                raise ConfigError(f"config field {prefix}{f.name} must be an object, got {_short(value)}")
+                raise ConfigError(f"config field {prefix}{f.name} must be an object, got {short_repr(value)}")
             _check_types(value, f"{prefix}{f.name}.")
         elif not _type_ok(annotation, value):
             if annotation.startswith("tuple["):
@@ -257,12 +272,7 @@ def _check_types(obj: Any, prefix: str = "") -> None:
                 want = f"a list of {count}{_TYPE_WORDS.get(inner, inner).removeprefix('an ').removeprefix('a ')}s"
             else:
                 want = _TYPE_WORDS.get(annotation, annotation)
-            raise ConfigError(f"config field {prefix}{f.name} must be {want}, got {_short(value)}")
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+            raise ConfigError(f"config field {prefix}{f.name} must be {want}, got {short_repr(value)}")
 
 
 def _check_depth(value: int, name: str) -> None:
@@ -274,19 +284,14 @@ def _check_depth(value: int, name: str) -> None:
 
 def validate(cfg: SPKLIPConfig) -> None:
     """Check every field; raise ConfigError naming the first bad one."""
-    _check_types(cfg)
-    for name in ("frames", "height", "width", "embed_dim"):
-        _positive(getattr(cfg, name), name)
+    _check_types(cfg)  # from here on every field has its annotated type
+    _positive(cfg, "", "frames", "height", "width", "embed_dim")
     h = cfg.hsfe
-    for name in ("n_blocks", "window_radius", "window_step", "branches", "branch_width", "sa_hidden",
-                 "features", "input_pool"):
-        _positive(getattr(h, name), f"hsfe.{name}")
-    if h.channel_step < 0:
-        raise ConfigError(f"config field hsfe.channel_step must be >= 0, got {h.channel_step!r}")
-    if not h.input_scale > 0:
-        raise ConfigError(f"hsfe.input_scale must be positive, got {h.input_scale!r}")
-    if isinstance(h.trunk_blocks, bool) or not isinstance(h.trunk_blocks, int) or h.trunk_blocks < 0:
-        raise ConfigError(f"config field hsfe.trunk_blocks must be >= 0, got {h.trunk_blocks!r}")
+    _positive(h, "hsfe.", "n_blocks", "window_radius", "window_step", "branches", "branch_width", "sa_hidden",
+              "features", "input_pool")
+    check_nonneg_int(h.channel_step, "config field hsfe.channel_step")
+    check_positive_float(h.input_scale, "config field hsfe.input_scale")
+    check_nonneg_int(h.trunk_blocks, "config field hsfe.trunk_blocks")
     last = (h.n_blocks - 1) * h.window_step + h.block_frames()
     if last > cfg.frames:
         raise ConfigError(
@@ -304,15 +309,13 @@ def validate(cfg: SPKLIPConfig) -> None:
     if cfg.height % h.input_pool or cfg.width % h.input_pool:
         raise ConfigError(f"hsfe.input_pool={h.input_pool} must divide the frame size {cfg.height}x{cfg.width}")
     s = cfg.starnet
-    for name in ("width", "heads", "temporal_layers", "temporal_heads", "temporal_ffn"):
-        _positive(getattr(s, name), f"starnet.{name}")
-    if len(s.layers) != 4 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in s.layers):
-        raise ConfigError(f"starnet.layers must be four positive integers, got {s.layers!r}")
-    for i, n in enumerate(s.layers):
+    _positive(s, "starnet.", "width", "heads", "temporal_layers", "temporal_heads", "temporal_ffn")
+    for i, n in enumerate(s.layers):  # four of them (_check_types)
+        check_positive_int(n, f"config field starnet.layers[{i}]")
         _check_depth(n, f"starnet.layers[{i}]")
     _check_depth(s.temporal_layers, "starnet.temporal_layers")
-    if len(s.stem_strides) != 3 or any(v not in (1, 2) for v in s.stem_strides):
-        raise ConfigError(f"starnet.stem_strides must be three strides of 1 or 2, got {s.stem_strides!r}")
+    if any(v not in (1, 2) for v in s.stem_strides):
+        raise ConfigError(f"starnet.stem_strides must be three strides of 1 or 2, got {list(s.stem_strides)!r}")
     if s.enabled and cfg.model == "spklip":
         gh, gw = starnet_grid(s, cfg.height // h.input_pool, cfg.width // h.input_pool)
         if gh < 1 or gw < 1:
@@ -325,23 +328,21 @@ def validate(cfg: SPKLIPConfig) -> None:
         raise ConfigError(f"starnet.heads={s.heads} must divide the pooled width {32 * s.width}")
     if cfg.embed_dim % s.temporal_heads:
         raise ConfigError(f"starnet.temporal_heads={s.temporal_heads} must divide embed_dim={cfg.embed_dim}")
-    if not 0.0 <= s.dropout < 1.0:
-        raise ConfigError(f"starnet.dropout must be in [0, 1), got {s.dropout!r}")
+    _below_one(s.dropout, "config field starnet.dropout")
     if cfg.model not in MODELS:
         raise ConfigError(f"model must be one of {', '.join(MODELS)}, got {cfg.model!r}")
     f = cfg.fsve
-    for name in ("time_steps", "width", "stem_stride", "attn_layers", "attn_heads", "mlp_ratio"):
-        _positive(getattr(f, name), f"fsve.{name}")
-    if len(f.layers) not in (3, 4) or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in f.layers):
-        raise ConfigError(f"fsve.layers must be three or four positive integers, got {f.layers!r}")
+    _positive(f, "fsve.", "time_steps", "width", "stem_stride", "attn_layers", "attn_heads", "mlp_ratio")
+    if len(f.layers) not in (3, 4):
+        raise ConfigError(f"fsve.layers must be three or four positive integers, got {list(f.layers)!r}")
     for i, n in enumerate(f.layers):
+        check_positive_int(n, f"config field fsve.layers[{i}]")
         _check_depth(n, f"fsve.layers[{i}]")
     _check_depth(f.attn_layers, "fsve.attn_layers")
     if not 0.0 < f.decay < 1.0:
         raise ConfigError(f"fsve.decay must be in (0, 1), got {f.decay!r}")
     for name in ("v_threshold", "lens", "tdbn_alpha", "attn_threshold"):
-        if not getattr(f, name) > 0:
-            raise ConfigError(f"fsve.{name} must be positive, got {getattr(f, name)!r}")
+        check_positive_float(getattr(f, name), f"config field fsve.{name}")
     if f.norm not in ("tdbn", "bn"):
         raise ConfigError(f"fsve.norm must be 'tdbn' or 'bn', got {f.norm!r}")
     if f.cnn not in ("msresnet", "plain"):
@@ -358,36 +359,25 @@ def validate(cfg: SPKLIPConfig) -> None:
     t = cfg.text
     if t.style not in ("clip", "bert"):
         raise ConfigError(f"text.style must be 'clip' or 'bert', got {t.style!r}")
-    for name in ("width", "layers", "heads", "context_length", "vocab_size", "adapter_width"):
-        _positive(getattr(t, name), f"text.{name}")
+    _positive(t, "text.", "width", "layers", "heads", "context_length", "vocab_size", "adapter_width")
     _check_depth(t.layers, "text.layers")
     if t.width % t.heads:
         raise ConfigError(f"text.heads={t.heads} must divide text.width={t.width}")
     tr = cfg.train
-    if not tr.lr > 0:
-        raise ConfigError(f"train.lr must be positive, got {tr.lr!r}")
-    _positive(tr.batch_size, "train.batch_size")
+    check_positive_float(tr.lr, "config field train.lr")
+    _positive(tr, "train.", "batch_size", "epochs")
     if tr.schedule not in ("constant", "cosine"):
         raise ConfigError(f"train.schedule must be 'constant' or 'cosine', got {tr.schedule!r}")
-    if not 0.0 <= tr.prompt_mix <= 1.0:
-        raise ConfigError(f"train.prompt_mix must be in [0, 1], got {tr.prompt_mix!r}")
-    _positive(tr.epochs, "train.epochs")
-    if isinstance(tr.pretrain_epochs, bool) or not isinstance(tr.pretrain_epochs, int) or tr.pretrain_epochs < 0:
-        raise ConfigError(f"train.pretrain_epochs must be >= 0, got {tr.pretrain_epochs!r}")
-    if tr.warmup_epochs < 0:
-        raise ConfigError(f"train.warmup_epochs must be >= 0, got {tr.warmup_epochs!r}")
-    if tr.weight_decay < 0:
-        raise ConfigError(f"train.weight_decay must be >= 0, got {tr.weight_decay!r}")
-    if not tr.grad_clip > 0:
-        raise ConfigError(f"train.grad_clip must be positive, got {tr.grad_clip!r}")
-    if not all(0.0 <= b < 1.0 for b in tr.betas):
-        raise ConfigError(f"train.betas must be two numbers in [0, 1), got {list(tr.betas)!r}")
-    if not 0 <= tr.seed <= SEED_MAX:
-        raise ConfigError(f"train.seed must be in [0, {SEED_MAX}], got {tr.seed!r}")
-    if not tr.contrastive_weight >= 0:
-        raise ConfigError(f"train.contrastive_weight must be >= 0, got {tr.contrastive_weight!r}")
-    if not tr.class_loss >= 0:
-        raise ConfigError(f"train.class_loss must be >= 0, got {tr.class_loss!r}")
+    check_fraction(tr.prompt_mix, "config field train.prompt_mix")
+    check_nonneg_int(tr.pretrain_epochs, "config field train.pretrain_epochs")
+    check_nonneg_int(tr.warmup_epochs, "config field train.warmup_epochs")
+    check_nonneg_float(tr.weight_decay, "config field train.weight_decay")
+    check_positive_float(tr.grad_clip, "config field train.grad_clip")
+    for i, b in enumerate(tr.betas):  # two of them (_check_types)
+        _below_one(b, f"config field train.betas[{i}]")
+    check_seed(tr.seed, "config field train.seed")
+    check_nonneg_float(tr.contrastive_weight, "config field train.contrastive_weight")
+    check_nonneg_float(tr.class_loss, "config field train.class_loss")
     if tr.augment not in ("none", "flip"):
         raise ConfigError(f"train.augment must be 'none' or 'flip', got {tr.augment!r}")
 
@@ -448,7 +438,7 @@ PRESETS = {"reference": _reference, "paper": _paper, "small": _small, "tiny": _t
 def preset_config(name: str, overrides: dict[str, Any] | None = None) -> SPKLIPConfig:
     """A preset, with ``overrides`` applied (dotted keys, e.g. ``{"hsfe.sa": False}``)."""
     if not isinstance(name, str) or name not in PRESETS:
-        raise ConfigError(f"unknown preset {_short(name)}; choose one of {', '.join(PRESETS)}")
+        raise ConfigError(f"unknown preset {short_repr(name)}; choose one of {', '.join(PRESETS)}")
     cfg = PRESETS[name]()
     return apply_overrides(cfg, overrides or {}) if overrides else cfg
 
@@ -458,7 +448,7 @@ def apply_overrides(cfg: SPKLIPConfig, overrides: dict[str, Any]) -> SPKLIPConfi
     data = cfg.to_dict()
     for key, value in overrides.items():
         if not isinstance(key, str):
-            raise ConfigError(f"config keys are dotted names such as 'hsfe.sa', got {_short(key)}")
+            raise ConfigError(f"config keys are dotted names such as 'hsfe.sa', got {short_repr(key)}")
         parts = key.split(".")
         node = data
         for p in parts[:-1]:
@@ -481,23 +471,23 @@ def _coerce(key: str, value: Any, current: Any) -> Any:
             pass
     if isinstance(current, bool):
         if not isinstance(value, bool):
-            raise ConfigError(f"config key {key!r} expects true or false, got {_short(value)}")
+            raise ConfigError(f"config key {key!r} expects true or false, got {short_repr(value)}")
     elif isinstance(current, int):
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"config key {key!r} expects an integer, got {_short(value)}")
+            raise ConfigError(f"config key {key!r} expects an integer, got {short_repr(value)}")
     elif isinstance(current, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"config key {key!r} expects a number, got {_short(value)}")
+            raise ConfigError(f"config key {key!r} expects a number, got {short_repr(value)}")
         try:
             value = float(value)
         except OverflowError:
-            raise ConfigError(f"config key {key!r} expects a finite number, got {_short(value)}") from None
+            raise ConfigError(f"config key {key!r} expects a finite number, got {short_repr(value)}") from None
     elif isinstance(current, (tuple, list)):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"config key {key!r} expects a list like {list(current)}, got {_short(value)}")
+            raise ConfigError(f"config key {key!r} expects a list like {list(current)}, got {short_repr(value)}")
         value = list(value)
     elif isinstance(current, str) and not isinstance(value, str):
-        raise ConfigError(f"config key {key!r} expects a string, got {_short(value)}")
+        raise ConfigError(f"config key {key!r} expects a string, got {short_repr(value)}")
     return value
 
 
@@ -526,19 +516,124 @@ def config_differences(a: SPKLIPConfig | dict, b: SPKLIPConfig | dict) -> list[t
 
 
 def size_cause(cfg: SPKLIPConfig, limit: int = 4) -> str:
-    """The config values behind a model's size, for a resource message: those that differ from its preset."""
-    base = PRESETS[cfg.preset]() if cfg.preset in PRESETS else None
-    if base is None:
-        return f"config with embed_dim={cfg.embed_dim}, {cfg.height}x{cfg.width} frames"
-    diffs = [(k, v) for k, _, v in config_differences(base, cfg) if not k.startswith("train.") and k != "preset"]
-    if not diffs:
-        return f"preset {cfg.preset!r}"
-    shown = ", ".join(f"{k}={_short(v)}" for k, v in diffs[:limit])
-    more = f" and {len(diffs) - limit} more" if len(diffs) > limit else ""
-    return f"config {shown}{more} (preset {cfg.preset!r})"
+    """The config values behind a model's size, for a resource message: those that differ from its preset
+    (training values aside), as :func:`spklip_energy.checkpoint.config_cause` words them."""
+    # imported here: the config module stays free of torch; a model build, which this names, loads it anyway
+    from ..checkpoint import config_cause
 
+    base = PRESETS[cfg.preset]() if cfg.preset in PRESETS else SPKLIPConfig(preset=cfg.preset)
+    values = {k: v for k, v in flat_config(cfg).items() if not k.startswith("train.") and k != "preset"}
+    return config_cause(values, flat_config(base), f"preset {cfg.preset!r}", limit=limit)
+
+
+# --------------------------------------------------------------------------- memory of a forward pass
+
+#: copies of a temporal block's frames an MTF branch makes (mask or slice, and its convolution's copies)
+BRANCH_COPIES = 3
+#: feature maps of the HSFE trunk alive at once (the long skip, a block's input, temporaries)
+TRUNK_COPIES = 6
+#: outputs of a STAR-Net bottleneck alive at once (main path, shortcut, their sum, its ReLU)
+BOTTLENECK_COPIES = 4
+#: copies of the spiking CNN's widest activation alive at once per SNN step (input, BN, neuron
+#: state, spikes per step and stacked)
+SNN_COPIES = 7
+#: activations of a rate-coded run's widest layer it holds besides its membranes (drive, accumulated
+#: output, the neuron step's stacked input and output)
+RUN_COPIES = 8
+#: what the count above leaves out (allocator rounding, kernels' scratch space), as a factor
+HEADROOM = 1.2
+
+
+def _conv_out(n: int, stride: int) -> int:
+    return (n - 1) // stride + 1  # 3x3 convolution, padding 1
+
+
+def _starnet_units(cfg: SPKLIPConfig, hp: int, wp: int) -> tuple[int, dict[str, tuple[int, list[int]]]]:
+    """STAR-Net's CNN on one clip's HSFE features of ``hp x wp``: the elements of the stem's output, and for
+    each unit (``stem``, ``layer1`` .. ``layer4``) the peak elements of its activations while it runs and
+    the elements of each of its ReLU outputs."""
+    s, n = cfg.starnet, cfg.hsfe.n_blocks
+    w = s.width
+    sizes = [(hp, wp)]
+    for stride in s.stem_strides:
+        sizes.append((_conv_out(sizes[-1][0], stride), _conv_out(sizes[-1][1], stride)))
+    stem = [n * c * a * b for c, (a, b) in zip((w // 2, w // 2, w), sizes[1:], strict=True)]
+    gh, gw = sizes[-1][0] // 2, sizes[-1][1] // 2  # the stem's average pooling
+    stem_out = n * w * gh * gw
+    units = {"stem": (2 * max(stem) + stem_out, stem)}
+    inplanes = w
+    for i, (blocks, stride) in enumerate(zip(s.layers, (1, 2, 2, 2), strict=True)):
+        planes = w * 2**i
+        r_in = n * gh * gw
+        gh, gw = gh // stride, gw // stride
+        r_out = n * gh * gw
+        out = 4 * planes * r_out  # a bottleneck's output
+        body = max(2 * planes * r_in, BOTTLENECK_COPIES * out + planes * r_out)
+        peak = inplanes * r_in + body + (out if blocks > 1 else 0)
+        relus = [planes * r_in, planes * r_in, out] + [planes * r_out, planes * r_out, out] * (blocks - 1)
+        units[f"layer{i + 1}"] = (peak, relus)
+        inplanes = 4 * planes
+    return stem_out, units
+
+
+def _largest_conv_weight(cfg: SPKLIPConfig) -> int:
+    """Elements of the visual encoder's largest convolution weight (a convolution may copy its weight into
+    its kernel's layout for the call)."""
+    h, s, f = cfg.hsfe, cfg.starnet, cfg.fsve
+    sizes = [h.features**2 * 9, h.block_frames() * h.branch_width * 9]
+    if cfg.model == "spklip" and s.enabled:
+        sizes.append((8 * s.width) ** 2 * 9)  # the last stage's 3x3 convolution
+    elif cfg.model != "spklip":
+        sizes.append((f.width * 2 ** (len(f.layers) - 1)) ** 2 * 9)
+    return max(sizes)
+
+
+def visual_forward_bytes(cfg: SPKLIPConfig, clips: int = 1, converted: tuple[str, ...] | list[str] = ()) -> int:
+    """Peak memory of one forward pass of ``clips`` spike clips through the visual encoder
+    (``SPKLIP.visual``, without autograd: evaluation, profiling, calibration, export checks), estimated from
+    the config alone before anything is built; it grows linearly with ``clips``.
+
+    Counted per clip, all float32: the clip ``[frames, H, W]`` and its temporal blocks (held for the whole
+    pass) and the gather's intermediate; the HSFE's pooled input, its widest MTF branch
+    (:data:`BRANCH_COPIES`), spatial attention and the trunk (:data:`TRUNK_COPIES` feature maps); then,
+    with the HSFE's output held, STAR-Net's stem at its own ``stem_strides`` and its bottleneck stages
+    (:data:`BOTTLENECK_COPIES` outputs, the stage's input and the stem's output), or the spiking CNN's
+    ``fsve.time_steps`` steps (:data:`SNN_COPIES`). A converted model (``converted``: the units of
+    :mod:`spklip_energy.convert.layers`, ``hsfe``, ``stem``, ``layer1`` ..) also holds, for a whole
+    rate-coded run, a membrane per ReLU of its units and :data:`RUN_COPIES` activations. Once per pass: a
+    copy of the largest convolution weight. Times :data:`HEADROOM`. The weights themselves are not
+    included (``checkpoint.build_on_meta`` sizes those).
+    """
+    h, n = cfg.hsfe, cfg.hsfe.n_blocks
+    hp, wp = cfg.height // h.input_pool, cfg.width // h.input_pool
+    area, ap, lb = cfg.height * cfg.width, hp * wp, h.block_frames()
+    held = cfg.frames * area + n * lb * area  # the clip and its temporal blocks
+    gather = n * lb * area  # the blocks in the input's dtype, before they are made float32
+    feat = n * h.features * ap  # the HSFE's output, held while the encoder after it runs
+    x_in = n * lb * ap if (h.input_pool > 1 or h.input_scale != 1.0) else 0  # pooled, scaled blocks
+    est = n * h.branches * ap
+    branch = BRANCH_COPIES * n * lb * ap + 2 * n * h.branch_width * ap + est
+    sa = n * (2 * h.sa_hidden + 2 * h.branches) * ap if h.sa else 0
+    run = 0  # a converted HSFE: a membrane for the head's ReLU and three per BasicBlock
+    if "hsfe" in converted:
+        run = (1 + 3 * h.trunk_blocks + RUN_COPIES) * feat
+    hsfe = x_in + max(x_in, branch, 2 * est + sa, est + TRUNK_COPIES * feat + run)
+    after = 0
+    if cfg.model != "spklip":  # [T, B * n, ...]: the features repeated, and the CNN at its stem's stride
+        f = cfg.fsve
+        widest = max(f.width * _conv_out(hp, f.stem_stride) * _conv_out(wp, f.stem_stride), h.features * ap)
+        after = f.time_steps * feat + SNN_COPIES * f.time_steps * n * widest
+    elif cfg.starnet.enabled:
+        stem_out, units = _starnet_units(cfg, hp, wp)
+        after = max([units["stem"][0]] + [stem_out + peak for name, (peak, _) in units.items() if name != "stem"])
+        relus = [r for name, (_, rs) in units.items() if name in converted for r in rs]
+        if relus:  # one run from the HSFE on, when it holds ``stem`` too
+            after += sum(relus) + RUN_COPIES * max(relus) + (run if "stem" in converted else 0)
+    per_clip = held + max(gather, hsfe, feat + after)
+    return math.ceil(HEADROOM * 4 * (clips * per_clip + _largest_conv_weight(cfg)))
 
 __all__ = [
     "HSFEConfig", "PRESETS", "SPKLIPConfig", "StarNetConfig", "TextConfig", "TrainConfig",
     "apply_overrides", "config_differences", "flat_config", "preset_config", "size_cause", "validate",
+    "visual_forward_bytes",
 ]

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from ..checkpoint import (
+    CARD_FORMAT_VERSION,
     TRAIN_STATE_PREFIX,
     Checkpoint,
     build_on_meta,
@@ -24,8 +25,8 @@ from ..checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from ..errors import CheckpointError, ConfigError, ResourceError
-from .config import SPKLIPConfig, size_cause
+from ..errors import CheckpointError, ConfigError, ResourceError, first_line, short_repr
+from .config import SPKLIPConfig, size_cause, visual_forward_bytes
 from .spklip import SPKLIP, build_spklip
 from .tokenizer import SpikeTextTokenizer
 
@@ -43,6 +44,22 @@ class LoadedSPKLIP:
     tokenizer: SpikeTextTokenizer
     card: dict
     checkpoint: Checkpoint
+
+    @property
+    def converted(self) -> list[str]:
+        """The units of the visual encoder that run as rate-coded IF neurons (``hsfe``, ``stem``,
+        ``layer1`` ..; a ``spklip-converted`` checkpoint), empty for any other."""
+        record = self.card.get("conversion") if self.card.get("kind") == CONVERTED_KIND else None
+        if not isinstance(record, dict):
+            return []
+        from ..convert.layers import parse_layers
+
+        return parse_layers(record["layers"], self.model.cfg.starnet.enabled)  # checked when it was rebuilt
+
+    def forward_bytes(self, clips: int) -> int:
+        """Peak memory of one forward pass of ``clips`` clips through its visual encoder
+        (:func:`~spklip_energy.model.config.visual_forward_bytes`)."""
+        return visual_forward_bytes(self.model.cfg, clips, self.converted)
 
 
 def model_state(ck: Checkpoint) -> dict[str, torch.Tensor]:
@@ -96,7 +113,7 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, ck: Checkpoint) -> None:
                       f"{len(current['params'])} (a different config or --set?)")
         for key, value in saved.items():
             if key != "params" and key in current and not _same_kind(value, current[key]):
-                raise bad(f"parameter group {i} has {key!r} = {_short(value)}")
+                raise bad(f"parameter group {i} has {key!r} = {short_repr(value)}")
         params.update(zip(ids, current["params"], strict=True))
     state = {}
     for idx, entries in layout["state"].items():
@@ -124,8 +141,7 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, ck: Checkpoint) -> None:
     try:
         optimizer.load_state_dict({"state": state, "param_groups": groups})
     except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise bad(text[:160]) from None
+        raise bad(first_line(exc, 160)) from None
 
 
 def _same_kind(saved, current) -> bool:
@@ -141,11 +157,6 @@ def _same_kind(saved, current) -> bool:
     return type(saved) is type(current)
 
 
-def _short(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def restore_rng(ck: Checkpoint) -> None:
     """Set torch's CPU random state to the one saved with the optimizer (if any)."""
     rng = ck.state_dict.get(f"{TRAIN_PREFIX}rng.torch")
@@ -156,9 +167,8 @@ def restore_rng(ck: Checkpoint) -> None:
             raise ValueError(f"a {rng.dtype} tensor of shape {list(rng.shape)}, not a 1-D uint8 one")
         torch.set_rng_state(rng)
     except (RuntimeError, ValueError, TypeError) as exc:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{ck.path}: the random state {TRAIN_PREFIX}rng.torch to resume from is "
-                              f"malformed ({text[:160]})") from None
+                              f"malformed ({first_line(exc, 160)})") from None
 
 
 def save_spklip(path: str | os.PathLike, model: SPKLIP, tokenizer: SpikeTextTokenizer, card_extra: dict,
@@ -166,7 +176,7 @@ def save_spklip(path: str | os.PathLike, model: SPKLIP, tokenizer: SpikeTextToke
     """Write a SPKLIP checkpoint atomically (with optimizer and RNG state when given)."""
     card = {
         "kind": CONVERTED_KIND if "conversion" in card_extra else model.cfg.model,
-        "format_version": 1,
+        "format_version": CARD_FORMAT_VERSION,
         "config": model.cfg.to_dict(),
         "tokenizer": tokenizer.to_json(),
         **card_extra,
@@ -234,11 +244,10 @@ def load_spklip(path_or_ck: str | os.PathLike | Checkpoint) -> LoadedSPKLIP:
             raise CheckpointError(f"{ck.path}: conversion record in the checkpoint is invalid ({exc})") from None
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"{ck.path}: conversion record in the checkpoint is invalid "
-                                  f"({type(exc).__name__}: {exc})") from None
+                                  f"({first_line(exc)})") from None
         check_weights_fit(model, weights, str(ck.path), what)
     try:
         model.load_state_dict(weights, strict=True)
     except RuntimeError as exc:  # checked above; a last guard that stays one line
-        first = str(exc).strip().splitlines()[0]
-        raise CheckpointError(f"{ck.path}: weights do not fit its config ({first})") from None
+        raise CheckpointError(f"{ck.path}: weights do not fit its config ({first_line(exc)})") from None
     return LoadedSPKLIP(model, tokenizer, ck.card, ck)
