@@ -125,29 +125,17 @@ def test_make_digits_json(capsys, tmp_path):
 
 
 def test_make_digits_overwrite(capsys, tmp_path):
-    """``--overwrite`` replaces a non-empty folder; text output names it."""
+    """``--overwrite`` replaces a dataset make-digits wrote (a foreign folder: test_guarantees_data)."""
     out = tmp_path / "digits"
-    out.mkdir()
-    (out / "old.txt").write_text("old")
-    rc, stdout, err = run_main(
-        capsys,
-        "data",
-        "make-digits",
-        out,
-        "--clips-per-class",
-        3,
-        "--height",
-        16,
-        "--width",
-        16,
-        "--frames",
-        8,
-        "--overwrite",
-    )
+    argv = ["data", "make-digits", out, "--clips-per-class", 3, "--height", 16, "--width", 16, "--frames", 8]
+    rc, _, err = run_main(capsys, *argv)
+    assert rc == 0, err
+    first = files_under(out)
+    rc, stdout, err = run_main(capsys, *argv, "--seed", 1, "--overwrite")
     assert rc == 0, f"expected exit 0, found {rc}: {err}"
     assert "wrote 24 clips" in stdout, f"expected 'wrote 24 clips' in {stdout!r}"
-    assert not (out / "old.txt").exists(), "expected the old content replaced"
-    assert (out / "manifest.jsonl").is_file(), "expected a manifest"
+    second = files_under(out)
+    assert second["manifest.jsonl"] != first["manifest.jsonl"], "expected the old dataset replaced"
     check_no_leftovers(tmp_path)
 
 

@@ -601,3 +601,32 @@ def test_fuzz_helper_sees_each_kind_of_outcome(fuzz_sources, tmp_path):
         _load_any(write_raw(tmp_path / "h.pt", huge, weights))
     with pytest.raises(CheckpointError, match="'config'"):
         _load_any(write_raw(tmp_path / "k.pt", {**card, "config": 5}, weights))
+
+
+@pytest.mark.parametrize("key,value,needle", [
+    ("train.batch_size", 10**20, "beyond any usable size"),
+    ("embed_dim", -(10**20), "beyond any usable size"),
+    ("logit_scale_max", 1e308, "logit_scale_max must be at most 20"),
+    ("logit_scale_max", -1.0, "logit_scale_max must be at least 0"),
+    ("logit_scale_init", 1e308, "logit_scale_init must be at most 20"),
+])
+def test_config_values_torch_cannot_take_are_refused(key, value, needle):
+    with pytest.raises(ConfigError, match=needle):
+        preset_config("tiny", {key: value})
+
+
+@pytest.mark.parametrize("name,group,needle", [
+    ("betas", {"betas": [2.0, 3.0]}, "betas must be at most 1"),
+    ("beta-one", {"betas": [0.9, 1.0]}, "betas must be below 1"),
+    ("lr", {"lr": -1.0}, "lr must be at least 0"),
+    ("eps", {"eps": 0.0 - 1.0}, "eps must be at least 0"),
+])
+def test_resume_with_out_of_range_optimizer_hyperparameters_is_one_line(capsys, tmp_path, data, cfg, name,
+                                                                       group, needle):
+    run = tmp_path / name
+    fake_run(run, cfg, data, optimizer_layout=lambda lay: {
+        **lay, "param_groups": [{**g, **group} for g in lay["param_groups"]]})
+    before = (run / "last.pt").read_bytes()
+    refused(capsys, "train", *SETS, "--data", data, "--epochs", 2, "--out", run, "--resume",
+            names=(str(run / "last.pt"), needle))
+    assert (run / "last.pt").read_bytes() == before

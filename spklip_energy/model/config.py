@@ -257,6 +257,11 @@ def _type_ok(annotation: str, value: Any) -> bool:
 _TYPE_WORDS = {"bool": "true or false", "int": "an integer", "float": "a finite number", "str": "a string"}
 
 
+#: no integer config field (sizes, counts, epochs, seeds) is usable beyond this: it keeps Python ints that
+#: torch or itertools cannot take (``batch_size=10**20``) from reaching them
+MAX_CONFIG_INT = 2**32 - 1
+
+
 def _check_types(obj: Any, prefix: str = "") -> None:
     for f in fields(obj):
         value = getattr(obj, f.name)
@@ -265,6 +270,9 @@ def _check_types(obj: Any, prefix: str = "") -> None:
             if not isinstance(value, _NESTED_NAMES[annotation]):
                 raise ConfigError(f"config field {prefix}{f.name} must be an object, got {short_repr(value)}")
             _check_types(value, f"{prefix}{f.name}.")
+        elif annotation == "int" and _type_ok(annotation, value) and abs(value) > MAX_CONFIG_INT:
+            raise ConfigError(f"config field {prefix}{f.name} is {value:,}, beyond any usable size "
+                              f"(at most {MAX_CONFIG_INT:,})")
         elif not _type_ok(annotation, value):
             if annotation.startswith("tuple["):
                 inner = annotation[6:-1].split(",")[0].strip()
@@ -290,6 +298,9 @@ def validate(cfg: SPKLIPConfig) -> None:
     _positive(h, "hsfe.", "n_blocks", "window_radius", "window_step", "branches", "branch_width", "sa_hidden",
               "features", "input_pool")
     check_nonneg_int(h.channel_step, "config field hsfe.channel_step")
+    # CLIP clamps the learned logit scale at log(100); a clamp or start beyond exp() of float32 overflows
+    check_float(cfg.logit_scale_init, "config field logit_scale_init", 0.0, 20.0)
+    check_float(cfg.logit_scale_max, "config field logit_scale_max", 0.0, 20.0)
     check_positive_float(h.input_scale, "config field hsfe.input_scale")
     check_nonneg_int(h.trunk_blocks, "config field hsfe.trunk_blocks")
     last = (h.n_blocks - 1) * h.window_step + h.block_frames()

@@ -26,6 +26,7 @@ from ..checkpoint import (
     save_checkpoint,
 )
 from ..errors import CheckpointError, ConfigError, ResourceError, first_line, short_repr
+from ..options import check_float
 from .config import SPKLIPConfig, size_cause, visual_forward_bytes
 from .spklip import SPKLIP, build_spklip
 from .tokenizer import SpikeTextTokenizer
@@ -114,6 +115,16 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, ck: Checkpoint) -> None:
         for key, value in saved.items():
             if key != "params" and key in current and not _same_kind(value, current[key]):
                 raise bad(f"parameter group {i} has {key!r} = {short_repr(value)}")
+        try:  # AdamW's hyperparameters in their ranges (out of range, step() computes complex numbers)
+            for key, low, high in (("lr", 0.0, None), ("weight_decay", 0.0, None), ("eps", 0.0, 1.0)):
+                if key in saved:
+                    check_float(saved[key], key, low, high)
+            for beta in saved.get("betas", ()):
+                check_float(beta, "betas", 0.0, 1.0)
+                if beta >= 1.0:
+                    raise ConfigError(f"betas must be below 1, got {beta}")
+        except ConfigError as exc:
+            raise bad(f"parameter group {i}: {exc}") from None
         params.update(zip(ids, current["params"], strict=True))
     state = {}
     for idx, entries in layout["state"].items():
@@ -136,6 +147,9 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, ck: Checkpoint) -> None:
                           f"its parameter {list(params[pid].shape)}")
             if not tensor.is_floating_point():
                 raise bad(f"tensor {TRAIN_PREFIX}optim.{idx}.{key} is {tensor.dtype}, not floating point")
+            if not bool(torch.isfinite(tensor).all()) or (key == "exp_avg_sq" and bool((tensor < 0).any())):
+                raise bad(f"tensor {TRAIN_PREFIX}optim.{idx}.{key} holds "
+                          f"{'NaN or Inf' if not bool(torch.isfinite(tensor).all()) else 'negative second moments'}")
             restored[key] = tensor
         state[pid] = restored
     try:
