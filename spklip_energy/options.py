@@ -18,6 +18,9 @@ from collections.abc import Callable, Iterable
 from .errors import ConfigError
 
 SEED_MAX = 2**32 - 1  # numpy's RandomState/SeedSequence legacy bound; torch accepts more
+#: no size or count (a config field, a card's value) is usable beyond this: it keeps Python ints that torch,
+#: numpy or itertools cannot take (``batch_size=10**20``, a width of 2**63) from reaching them
+MAX_INT = 2**32 - 1
 DEVICE_RE = re.compile(r"(cpu|auto|cuda(:[0-9]+)?)")
 
 
@@ -186,7 +189,7 @@ int_list = arg(check_int_list)
 path = arg(check_path)
 
 __all__ = [
-    "SEED_MAX", "arg", "check_bool", "check_device", "check_float", "check_fraction", "check_int", "check_int_list",
+    "MAX_INT", "SEED_MAX", "arg", "check_bool", "check_device", "check_float", "check_fraction", "check_int", "check_int_list",
     "check_nonneg_float", "check_nonneg_int", "check_path", "check_percentile", "check_positive_float", "check_positive_int",
     "check_seed", "device", "finite_float", "fraction", "int_list", "nonneg_float", "nonneg_int", "path", "percentile",
     "pick_device", "positive_float", "positive_int", "seed",

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -42,7 +43,7 @@ from torch import nn
 
 from .checkpoint import CARD_FORMAT_VERSION, build_on_meta, check_weights_fit, config_cause
 from .errors import CheckpointError, ConfigError, MediaError, short_repr
-from .options import check_positive_int, check_seed
+from .options import MAX_INT, check_positive_int, check_seed
 
 SHARED_DEFAULTS: dict[str, int] = {
     "timesteps": 4,  # T: time windows per clip
@@ -52,8 +53,9 @@ SHARED_DEFAULTS: dict[str, int] = {
     "seed": 0,  # torch.manual_seed used while initialising weights
 }
 #: the check of each shared field's value (seed: what numpy's legacy RandomState takes, torch takes more)
-_CHECKS = {"timesteps": check_positive_int, "height": check_positive_int, "width": check_positive_int,
-           "num_classes": check_positive_int, "seed": check_seed}
+_CHECKS = {"timesteps": partial(check_positive_int, maximum=MAX_INT),
+           "height": partial(check_positive_int, maximum=MAX_INT), "width": partial(check_positive_int, maximum=MAX_INT),
+           "num_classes": partial(check_positive_int, maximum=MAX_INT), "seed": check_seed}
 
 
 @dataclass(frozen=True)

@@ -184,12 +184,16 @@ def test_huge_sizes_in_a_spklip_card_are_refused_before_building(capsys, tmp_pat
 
 
 def test_huge_sizes_in_a_zoo_card_are_refused_before_building(capsys, tmp_path, data, zoo_ckpt):
-    bad = mutated(zoo_ckpt, tmp_path / "huge.pt", lambda c: c["config"].update(num_classes=10**12))
+    bad = mutated(zoo_ckpt, tmp_path / "huge.pt", lambda c: c["config"].update(num_classes=10**9))
     line = refused(capsys, "report", bad, "--data", data, "--samples", 1, "--out", tmp_path / "r",
-                   names=(str(bad), "num_classes=1000000000000"))
+                   names=(str(bad), "num_classes=1000000000"))
     assert "memory" in line
     with pytest.raises(ResourceError, match="num_classes"):
-        zoo.build_model("test-ann-cnn", {"num_classes": 10**12})
+        zoo.build_model("test-ann-cnn", {"num_classes": 10**9})
+    # beyond any usable integer: refused as a value before any estimate
+    bad = mutated(zoo_ckpt, tmp_path / "huger.pt", lambda c: c["config"].update(num_classes=10**12))
+    refused(capsys, "report", bad, "--data", data, "--samples", 1, "--out", tmp_path / "r",
+            names=(str(bad), "num_classes", "must be at most"))
 
 
 def test_huge_train_and_zoo_init_configs_are_refused_before_work(capsys, tmp_path, data):
@@ -200,8 +204,8 @@ def test_huge_train_and_zoo_init_configs_are_refused_before_work(capsys, tmp_pat
             names=("starnet.temporal_layers=100000",))
     assert not run.exists()
     out = tmp_path / "zoo.pt"
-    refused(capsys, "zoo", "init", "test-ann-cnn", out, "--set", "num_classes=1000000000000",
-            names=("num_classes=1000000000000",))
+    refused(capsys, "zoo", "init", "test-ann-cnn", out, "--set", "num_classes=1000000000",
+            names=("num_classes=1000000000",))
     assert not out.exists()
 
 
@@ -596,7 +600,7 @@ def test_fuzz_helper_sees_each_kind_of_outcome(fuzz_sources, tmp_path):
     weights = load_checkpoint(path).state_dict
     _load_any(write_raw(tmp_path / "ok.pt", card, weights))
     huge = copy.deepcopy(card)
-    huge["config"]["num_classes"] = 10**12
+    huge["config"]["num_classes"] = 10**9
     with pytest.raises(ResourceError, match="num_classes"):
         _load_any(write_raw(tmp_path / "h.pt", huge, weights))
     with pytest.raises(CheckpointError, match="'config'"):

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import ConfigError, short_repr
 from ..options import (
+    MAX_INT,
     check_float,
     check_fraction,
     check_nonneg_float,
@@ -257,9 +258,7 @@ def _type_ok(annotation: str, value: Any) -> bool:
 _TYPE_WORDS = {"bool": "true or false", "int": "an integer", "float": "a finite number", "str": "a string"}
 
 
-#: no integer config field (sizes, counts, epochs, seeds) is usable beyond this: it keeps Python ints that
-#: torch or itertools cannot take (``batch_size=10**20``) from reaching them
-MAX_CONFIG_INT = 2**32 - 1
+MAX_CONFIG_INT = MAX_INT  # see spklip_energy.options
 
 
 def _check_types(obj: Any, prefix: str = "") -> None:
