@@ -7,6 +7,8 @@ import html
 
 import pandas as pd
 
+from ..stats import RESAMPLES
+
 #: Per-layer columns shown in reports, in order.
 LAYER_COLUMNS = [
     "name", "type", "calls", "spiking", "binary_input", "macs", "sops", "neuron_updates",
@@ -201,33 +203,86 @@ def report_html(summary: dict, per_layer: pd.DataFrame, images: dict[str, bytes]
 # --------------------------------------------------------------------------- comparisons
 
 COMPARE_COLUMNS = [
-    ("name", "model"), ("kind", "kind"), ("accuracy", "accuracy"), ("macs", "MACs"), ("sops", "SOPs"),
+    ("name", "model"), ("kind", "kind"), ("accuracy", "top-1 [95 % CI]"), ("eval_clips", "eval clips"),
+    ("top1_diff", "Δ top-1 vs baseline [95 % CI]"), ("p_value", "McNemar p"),
+    ("macs", "MACs"), ("sops", "SOPs"),
     ("neuron_updates", "neuron updates"), ("mem_accesses", "memory accesses"),
     ("compute_j", "compute energy (J)"), ("memory_j", "memory energy (J)"), ("total_j", "total energy (J)"),
     ("memory_ratio", "memory ratio"),
 ]
+#: columns shown only when the rows carry a paired comparison (two or more checkpoints)
+PAIRED_COLUMNS = ("top1_diff", "p_value")
 RATIO_KEYS = ("macs", "sops", "neuron_updates", "mem_accesses", "compute_j", "memory_j", "total_j")
 
 
-def comparison_frame(rows: list[dict]) -> pd.DataFrame:
-    """One row per model with per-sample figures and each column's ratio to the first model."""
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and v != v)
+
+
+def comparison_frame(rows: list[dict], baseline: int = 0) -> pd.DataFrame:
+    """One row per model with per-sample figures and each column's ratio to the baseline model
+    (``rows[baseline]``, the first by default); ``df.attrs["baseline"]`` names it."""
     df = pd.DataFrame.from_records(rows)
-    base = rows[0]
+    base = rows[baseline]
     for key in RATIO_KEYS:
         b = base.get(key) or 0
         df[f"{key}_ratio"] = [(r.get(key) / b) if b else float("nan") for r in rows]
+    df.attrs["baseline"] = base.get("name")
     return df
 
 
+def _accuracy_cell(r) -> str:
+    v, low, high = r.get("accuracy"), r.get("acc_ci_low"), r.get("acc_ci_high")
+    if _missing(v):
+        return "—"
+    if _missing(low) or _missing(high):
+        return f"{100 * v:.1f} %"
+    return f"{100 * v:.1f} % [{100 * low:.1f}, {100 * high:.1f}]"
+
+
+def _diff_cell(r) -> str:
+    d = r.get("top1_diff")
+    if _missing(d):
+        note = r.get("paired")
+        return "—" if _missing(note) or not note else str(note)
+    return f"{100 * d:+.1f} pts [{100 * r.get('diff_ci_low'):+.1f}, {100 * r.get('diff_ci_high'):+.1f}]"
+
+
+def _p_cell(p) -> str:
+    if _missing(p):
+        return "—"
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
+
+
+def _comparison_notes(base: str | None, paired: bool) -> str:
+    notes = [f"Ratios (×) are to {'the first model' if base is None else f'the baseline, {base}'}."]
+    notes.append("top-1 is what `eval` recorded in each checkpoint, with its 95 % Wilson interval over the "
+                 "evaluated clips (eval clips); — where a checkpoint records none.")
+    if paired:
+        notes.append("Δ top-1: this model minus the baseline on the same clips, with a 95 % paired-bootstrap "
+                     f"interval ({RESAMPLES:,} resamples of the clips); McNemar p: two-sided exact McNemar test "
+                     "(binomial on the clips exactly one of the two models got right).")
+    return "\n\n".join(notes) + "\n"
+
+
 def comparison_markdown(df: pd.DataFrame, cost_name: str, samples: int) -> str:
-    header = [label for _, label in COMPARE_COLUMNS]
+    base = df.attrs.get("baseline")
+    paired = "paired" in df.columns
+    columns = [(k, label) for k, label in COMPARE_COLUMNS if paired or k not in PAIRED_COLUMNS]
+    header = [label.replace("baseline", str(base)) if base is not None else label for _, label in columns]
     rows = []
     for _, r in df.iterrows():
         cells = []
-        for key, _ in COMPARE_COLUMNS:
+        for key, _ in columns:
             v = r.get(key)
             if key == "accuracy":
-                cells.append("—" if v is None or v != v else f"{100 * v:.2f} %")
+                cells.append(_accuracy_cell(r))
+            elif key == "eval_clips":
+                cells.append("—" if _missing(v) else str(int(v)))
+            elif key == "top1_diff":
+                cells.append(_diff_cell(r))
+            elif key == "p_value":
+                cells.append(_p_cell(v))
             elif key == "memory_ratio":
                 cells.append(f"{100 * v:.2f} %")
             elif key.endswith("_j"):
@@ -242,7 +297,7 @@ def comparison_markdown(df: pd.DataFrame, cost_name: str, samples: int) -> str:
     return (
         f"# Model comparison (per sample, cost model `{cost_name}`, {samples} samples)\n\n"
         + _md_table(header, rows)
-        + "\n\nRatios (×) are to the first model.\n"
+        + "\n\n" + _comparison_notes(base, paired)
     )
 
 
@@ -251,9 +306,12 @@ def comparison_html(df: pd.DataFrame, cost_name: str, samples: int, plot: bytes)
     table_lines = [ln for ln in md_rows if ln.startswith("|")]
     header = [c.strip() for c in table_lines[0].strip("|").split("|")]
     rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in table_lines[2:]]
+    notes = "".join(f"<p>{html.escape(line.replace('`', ''))}</p>"
+                    for line in _comparison_notes(df.attrs.get("baseline"), "paired" in df.columns).splitlines()
+                    if line)
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>Model comparison</title><style>{_CSS}</style>"
         f"</head><body><h1>Model comparison</h1><p>Per sample, cost model <code>{html.escape(cost_name)}</code>, "
-        f"{samples} samples. Ratios (×) are to the first model.</p>{_html_table(header, rows)}"
+        f"{samples} samples.</p>{_html_table(header, rows)}{notes}"
         f"{_img(plot, 'energy vs accuracy')}</body></html>"
     )

@@ -7,6 +7,7 @@ A failing run leaves the previous folder untouched and two runs never mix their 
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -17,7 +18,8 @@ from . import plots, render
 
 REPORT_FILES = frozenset({"report.md", "report.html", "summary.json", "per_layer.csv", "energy_per_layer.png",
                           "firing_rate.png"})
-COMPARISON_FILES = frozenset({"comparison.md", "comparison.csv", "comparison.html", "energy_vs_accuracy.png"})
+COMPARISON_FILES = frozenset({"comparison.md", "comparison.csv", "comparison.html", "comparison.json",
+                              "energy_vs_accuracy.png"})
 
 
 def _json_default(o):
@@ -65,16 +67,38 @@ def write_report(out_dir: str | os.PathLike, summary: dict, per_layer: pd.DataFr
     return {name: out / name for name in [*files, *texts]}
 
 
-def write_comparison(out_dir: str | os.PathLike, rows: list[dict], cost_name: str, samples: int) -> dict[str, Path]:
-    """Write comparison.md, comparison.csv, comparison.html and energy_vs_accuracy.png."""
+def _finite_or_none(o):
+    """``o`` with every NaN or infinite float replaced by None (JSON has no NaN)."""
+    if isinstance(o, dict):
+        return {k: _finite_or_none(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite_or_none(v) for v in o]
+    if hasattr(o, "item") and not isinstance(o, (str, bytes)):
+        o = o.item()
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    return o
+
+
+def comparison_json(rows: list[dict], cost_name: str, samples: int, baseline: int = 0) -> str:
+    """The comparison rows as JSON, with the cost model, the samples profiled and the baseline's name."""
+    doc = {"rows": rows, "cost_model": cost_name, "samples": samples, "baseline": rows[baseline]["name"]}
+    return summary_json(_finite_or_none(doc))
+
+
+def write_comparison(out_dir: str | os.PathLike, rows: list[dict], cost_name: str, samples: int,
+                     baseline: int = 0) -> dict[str, Path]:
+    """Write comparison.md, comparison.csv, comparison.html, comparison.json and energy_vs_accuracy.png;
+    ratios and paired tests are to ``rows[baseline]`` (the first by default)."""
     out = Path(out_dir)
-    df = render.comparison_frame(rows)
+    df = render.comparison_frame(rows, baseline)
     plot = plots.energy_vs_accuracy_png(rows, f"energy per sample vs accuracy ('{cost_name}')")
     md = render.comparison_markdown(df, cost_name, samples) + "\n![energy vs accuracy](energy_vs_accuracy.png)\n"
     texts = {
         "comparison.md": md,
         "comparison.csv": df.to_csv(index=False),
         "comparison.html": render.comparison_html(df, cost_name, samples, plot),
+        "comparison.json": comparison_json(rows, cost_name, samples, baseline),
     }
     with replace_output_dir(out, "compare", COMPARISON_FILES) as tmp:
         (tmp / "energy_vs_accuracy.png").write_bytes(plot)

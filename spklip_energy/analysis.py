@@ -19,7 +19,7 @@ import torch
 
 from . import __version__
 from .checkpoint import Checkpoint, load_checkpoint, nonfinite_weights
-from .data.clips import SpikeClips, builtin_dataset
+from .data.clips import SpikeClips, resolve_builtin
 from .energy.estimate import estimate_energy, resolve_cost
 from .energy.profiler import REUSE_MODES, profile
 from .energy.rules import __doc__ as _rules_doc
@@ -48,11 +48,13 @@ def conventions() -> list[str]:
 
 def load_clips(data: str | os.PathLike, runner: Runner, split: str | None = "test",
                progress: Callable[[int, int], None] | None = None) -> tuple[SpikeClips, str]:
-    """The clips behind ``--data`` (``builtin`` or a dataset folder/manifest), as the model needs them."""
+    """The clips behind ``--data`` (``builtin``, ``builtin-bench``, ... or a dataset folder/manifest), as the
+    model needs them."""
     from .data.manifest import load_manifest
 
-    if str(data) == "builtin":
-        root, source = builtin_dataset(progress=progress), "builtin spike digits (test split)"
+    root = resolve_builtin(data, progress=progress)
+    if root is not None:
+        source = f"{data} spike digits ({split} split)" if split else f"{data} spike digits"
     else:
         root, source = Path(data), str(data)
     manifest = load_manifest(root)
@@ -173,13 +175,107 @@ def priced_summary(result, cost_model, n: int, reuse: str) -> tuple[dict, pd.Dat
     return core, per_layer
 
 
-def comparison_row(summary: dict, name: str) -> dict:
-    """The per-sample figures of one analysed checkpoint, for ``compare``."""
+#: what a comparison row says where no paired test could be made
+NOT_PAIRED = "not paired: evaluated on different clips"
+NO_PER_CLIP = "no per-clip results: run `spklip-energy eval` first"
+
+
+def _recorded_top1(summary: dict):
+    """The top-1 :func:`~spklip_energy.stats.count_summary` a card's recorded evaluation supports: from
+    its per-clip outcomes, else its recorded ``k``/``n``, else ``round(top1 * clips)`` of ``clips``
+    (cards written before intervals were recorded); None when it records no accuracy."""
+    from .stats import accuracy_summary, count_summary
+
+    ev = summary.get("evaluation") or {}
+    if summary.get("accuracy") is None:
+        return None
+    outcomes = _per_clip_top1(ev)
+    if outcomes is not None:
+        return accuracy_summary(outcomes[1])
+    rec = (ev.get("intervals") or {}).get("top1") if isinstance(ev.get("intervals"), dict) else None
+    try:
+        if isinstance(rec, dict) and rec.get("n"):
+            return count_summary(rec.get("k"), rec.get("n"))
+        clips, top1 = ev.get("clips"), summary.get("accuracy")
+        if top1 is not None and type(clips) is int and clips > 0:
+            return count_summary(round(top1 * clips), clips)
+    except ConfigError:  # a malformed record is shown without an interval, as before
+        pass
+    return None
+
+
+def _per_clip_top1(ev: dict):
+    """``(ids, top-1 outcomes)`` a recorded evaluation holds, or None when it holds none usable."""
+    from .stats import decode_hits
+
+    per = ev.get("per_clip") if isinstance(ev, dict) else None
+    if not isinstance(per, dict):
+        return None
+    ids, text = per.get("ids"), per.get("top1")
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or not isinstance(text, str):
+        return None
+    try:
+        hits = decode_hits(text)
+    except ConfigError:
+        return None
+    return (ids, hits) if len(hits) == len(ids) and ids else None
+
+
+def _no_per_clip(names: list[str]) -> str:
+    return f"{NO_PER_CLIP} (none recorded for {' and '.join(names)})"
+
+
+def _paired_columns(summary: dict, name: str, baseline: dict, baseline_name: str) -> dict:
+    """The paired comparison of top-1 against the baseline: exact McNemar p-value and the paired
+    bootstrap difference (this model minus the baseline), or a note saying why there is none."""
+    from .stats import mcnemar_exact
+
+    out = {"baseline": baseline_name, "paired": "", "paired_clips": None, "top1_diff": None,
+           "diff_ci_low": None, "diff_ci_high": None, "p_value": None, "only_this_right": None,
+           "only_baseline_right": None}
+    if summary is baseline:
+        return out | {"paired": "baseline"}
+    ev, base = summary.get("evaluation") or {}, baseline.get("evaluation") or {}
+    if not ev or not base:
+        return out | {"paired": _no_per_clip([n for n, e in ((name, ev), (baseline_name, base)) if not e])}
+    for key in ("split", "data"):
+        if ev.get(key) != base.get(key):
+            return out | {"paired": f"{NOT_PAIRED} ({key} {ev.get(key)!r}, baseline {base.get(key)!r})"}
+    mine, theirs = _per_clip_top1(ev), _per_clip_top1(base)
+    if mine is None or theirs is None:
+        return out | {"paired": _no_per_clip([n for n, o in ((name, mine), (baseline_name, theirs)) if o is None])}
+    if mine[0] != theirs[0]:
+        return out | {"paired": f"{NOT_PAIRED} ({len(mine[0])} vs {len(theirs[0])} clips, different ids)"
+                      if len(mine[0]) != len(theirs[0]) else f"{NOT_PAIRED} (different clip ids)"}
+    test = mcnemar_exact(mine[1], theirs[1])
+    low, high = test["difference_ci"]
+    return out | {"paired": f"paired on {test['n']} clips", "paired_clips": test["n"],
+                  "top1_diff": test["difference"], "diff_ci_low": low, "diff_ci_high": high,
+                  "p_value": test["p_value"], "only_this_right": test["a_only"],
+                  "only_baseline_right": test["b_only"]}
+
+
+def comparison_row(summary: dict, name: str, baseline: tuple[str, dict] | None = None) -> dict:
+    """The per-sample figures of one analysed checkpoint, for ``compare``.
+
+    ``accuracy`` is the top-1 the card records, with its 95 % Wilson interval
+    (``acc_ci_low``, ``acc_ci_high``) over ``eval_clips`` clips; all None when the
+    card records no evaluation. With ``baseline`` (its name and analysed summary;
+    pass the baseline's own row its own summary) the row adds the paired
+    comparison of top-1 against it: when both were evaluated on the same clips
+    (same split, same data, identical clip ids) the exact McNemar ``p_value`` and
+    ``top1_diff`` (this model minus the baseline) with its paired-bootstrap
+    interval; otherwise ``paired`` says why there is none.
+    """
     c, e = summary["counts_per_sample"], summary["energy_per_sample"]
-    return {
+    acc = _recorded_top1(summary)
+    row = {
         "name": name,
         "kind": summary["checkpoint"]["kind"],
         "accuracy": summary["accuracy"],
+        "acc_ci_low": acc["ci_low"] if acc else None,
+        "acc_ci_high": acc["ci_high"] if acc else None,
+        "eval_clips": acc["n"] if acc else None,
         "macs": c["macs"],
         "sops": c["sops"],
         "neuron_updates": c["neuron_updates"],
@@ -191,3 +287,6 @@ def comparison_row(summary: dict, name: str) -> dict:
         "energy_per_sample_j": e["total_j"],
         "measured_top1_on_profiled_samples": summary["measured_top1_on_profiled_samples"],
     }
+    if baseline is not None:
+        row |= _paired_columns(summary, name, baseline[1], baseline[0])
+    return row

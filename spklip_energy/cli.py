@@ -122,13 +122,11 @@ def cmd_data_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_data_make_digits(args: argparse.Namespace) -> int:
-    from .data.digits import DigitsConfig, generate_digits
+    from .data.digits import digits_preset, generate_digits
     from .progress import progress_callback
 
-    cfg = DigitsConfig(
-        clips_per_class=args.clips_per_class, height=args.height, width=args.width,
-        frames=args.frames, seed=args.seed, variant=args.variant,
-    )
+    cfg = digits_preset(args.preset, clips_per_class=args.clips_per_class, height=args.height,
+                        width=args.width, frames=args.frames, seed=args.seed, variant=args.variant)
     update, close = progress_callback("rendering clips", enabled=not args.json)
     try:
         out = generate_digits(args.out, cfg, overwrite=args.overwrite, progress=update)
@@ -268,17 +266,20 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from .atomic import check_file_target
     from .model.training import write_eval
+    from .stats import describe_ci, fmt_ci
 
     png = check_file_target(args.out_png or Path(args.checkpoint).with_suffix(".confusion.png"), ".png")
     res = write_eval(args.checkpoint, args.data, split=args.split, device=args.device, out_png=png)
     res = {k: v for k, v in res.items() if k != "confusion"} | {"confusion_png": str(png)}
+    ci = {k: fmt_ci(v) for k, v in res["intervals"].items()}
     text = (
         f"{args.checkpoint} on {res['data']} ({res['split']}, {res['clips']} clips):\n"
         f"  class accuracy (zero-shot, clips matched against class-prompt text embeddings): "
-        f"top-1 {100 * res['top1']:.1f} %, top-5 {100 * res['top5']:.1f} % (chance {100 * res['chance_top1']:.1f} %)\n"
-        f"  text-to-video retrieval (each clip's caption as query): R@1 {100 * res['R@1']:.1f} %, "
-        f"R@5 {100 * res['R@5']:.1f} %, R@10 {100 * res['R@10']:.1f} % (chance R@5 {100 * res['chance_R@5']:.1f} %)\n"
-        f"  results written into the checkpoint; confusion matrix: {png}"
+        f"top-1 {ci['top1']}, top-5 {ci['top5']} (chance {100 * res['chance_top1']:.1f} %)\n"
+        f"  text-to-video retrieval (each clip's caption as query): R@1 {ci['R@1']}, "
+        f"R@5 {ci['R@5']}, R@10 {ci['R@10']} (chance R@5 {100 * res['chance_R@5']:.1f} %)\n"
+        f"  [low, high]: {describe_ci(res['intervals']['top1'])}\n"
+        f"  results and per-clip outcomes written into the checkpoint; confusion matrix: {png}"
     )
     _emit(args, res, text)
     return 0
@@ -456,10 +457,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .reports.writer import COMPARISON_FILES, write_comparison
 
     check_output_dir(args.out, COMPARISON_FILES)  # before the work, not after it
-    rows = []
+    summaries = []
     names = [Path(c).stem for c in args.checkpoints]
     if len(set(names)) < len(names):
         names = [str(c) for c in args.checkpoints]
+    base = _baseline_index(args.baseline, names, args.checkpoints)  # before the work, not after it
     for ckpt, name in zip(args.checkpoints, names, strict=True):
         update, close = progress_callback(f"profiling {name}", enabled=not args.json)
         try:
@@ -469,15 +471,34 @@ def cmd_compare(args: argparse.Namespace) -> int:
             )
         finally:
             close()
-        rows.append(comparison_row(summary, name))
+        summaries.append(summary)
+    paired = (names[base], summaries[base]) if len(summaries) > 1 else None
+    rows = [comparison_row(s, name, paired) for s, name in zip(summaries, names, strict=True)]
     cost_name = summary["cost_model"]["name"]
-    paths = write_comparison(args.out, rows, cost_name, summary["data"]["samples"])
+    paths = write_comparison(args.out, rows, cost_name, summary["data"]["samples"], base)
     if args.json:
-        print(json.dumps({"rows": rows, "cost_model": cost_name, "files": {k: str(v) for k, v in paths.items()}}))
+        print(json.dumps({"rows": rows, "cost_model": cost_name, "baseline": names[base],
+                          "files": {k: str(v) for k, v in paths.items()}}))
     else:
-        print(comparison_markdown(comparison_frame(rows), cost_name, summary["data"]["samples"]))
+        print(comparison_markdown(comparison_frame(rows, base), cost_name, summary["data"]["samples"]))
         print(f"comparison written to {args.out}/")
     return 0
+
+
+def _baseline_index(value: str | None, names: list[str], paths: list) -> int:
+    """Which checkpoint ``--baseline`` names: its name in the table, its path as given, or its position
+    counted from 1 (default: the first)."""
+    from .errors import ConfigError
+
+    if value is None:
+        return 0
+    for i, (name, path) in enumerate(zip(names, paths, strict=True)):
+        if value in (name, str(path)):
+            return i
+    if value.strip().isdigit() and 1 <= int(value) <= len(names):
+        return int(value) - 1
+    raise ConfigError(f"--baseline {value!r} is none of the checkpoints: give a name ({', '.join(names)}) "
+                      f"or a position from 1 to {len(names)}")
 
 
 def cmd_zoo_list(args: argparse.Namespace) -> int:
@@ -670,16 +691,22 @@ def build_parser() -> argparse.ArgumentParser:
         "make-digits", help="generate the built-in spike-digits video-text dataset",
         description="Render moving handwritten digits (scikit-learn's bundled set) over textured "
         "backgrounds, record them with the spike-camera simulator and write a class-per-folder "
-        ".dat dataset with manifest.jsonl (labels = 8 motion classes; captions from digit, motion, "
-        "speed and position). Train/val/test use disjoint handwriting samples.",
+        ".dat dataset with manifest.jsonl (captions from digit, motion, speed and position). "
+        "Train/val/test use disjoint handwriting samples. Presets: 'quick' (the default and "
+        "--data builtin: 8 motion classes, 32 clips per class, 40 test clips) and 'bench' (--data "
+        "builtin-bench, for comparisons: 16 motion x speed classes, lower contrast, 480 / 96 / 800 "
+        "train / val / test clips; docs/benchmark.md).",
     )
     p.add_argument("out", type=opt.path, help="output folder (must not exist or be empty)")
+    p.add_argument("--preset", choices=("quick", "bench"), default="quick",
+                   help="dataset design (default quick; see above)")
     p.add_argument("--variant", choices=("sim", "sensor"), default="sim",
                    help="'sensor' adds a sim-to-real domain shift (default sim)")
-    p.add_argument("--clips-per-class", type=opt.positive_int, default=32, help="clips per class (default 32)")
-    p.add_argument("--height", type=opt.positive_int, default=64, help="frame rows (default 64)")
-    p.add_argument("--width", type=opt.positive_int, default=64, help="frame columns (default 64)")
-    p.add_argument("--frames", type=opt.positive_int, default=250, help="frames per clip (default 250)")
+    p.add_argument("--clips-per-class", type=opt.positive_int,
+                   help="clips per class, split 70/15/15 (default: the preset's; quick 32, bench 30/6/50)")
+    p.add_argument("--height", type=opt.positive_int, help="frame rows (default 64)")
+    p.add_argument("--width", type=opt.positive_int, help="frame columns (default 64)")
+    p.add_argument("--frames", type=opt.positive_int, help="frames per clip (default 250)")
     p.add_argument("--seed", type=opt.seed, default=0, help="random seed (default 0)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing dataset that make-digits wrote (a folder holding anything else is "
@@ -746,8 +773,10 @@ def build_parser() -> argparse.ArgumentParser:
         "eval", help="evaluate a SPKLIP checkpoint: class accuracy and retrieval",
         description="Top-1/top-5 class accuracy by zero-shot matching of each clip against the text "
         "embeddings of the class prompts (as CLIP), text-to-video Recall@1/5/10 with each clip's own "
-        "caption as the query (paper A.4), and a confusion-matrix PNG. The results are written into the "
-        "checkpoint, so that `compare` shows accuracy beside energy.",
+        "caption as the query (paper A.4), and a confusion-matrix PNG; each figure with its 95 % Wilson "
+        "interval over the clips. The results and the per-clip outcomes are written into the checkpoint, "
+        "so that `compare` shows accuracy beside energy and tests two checkpoints evaluated on the same "
+        "clips against each other.",
     )
     p.add_argument("checkpoint", type=opt.path, help="a SPKLIP checkpoint")
     p.add_argument("--data", help="dataset (default: the one the checkpoint was trained on)")
@@ -893,10 +922,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser(
         "compare", help="compare checkpoints on accuracy, operations and energy",
         description="Profile several checkpoints on the same clips and write one table (Markdown, CSV, "
-        "HTML) of accuracy, MACs, SOPs, neuron updates, memory accesses and energy, each with its ratio "
-        "to the first checkpoint, plus an energy-vs-accuracy plot (paper Table 6 and A.7).",
+        "HTML, JSON) of accuracy, MACs, SOPs, neuron updates, memory accesses and energy, each with its ratio "
+        "to the baseline checkpoint, plus an energy-vs-accuracy plot (paper Table 6 and A.7). Accuracy is the "
+        "top-1 that `eval` recorded in each checkpoint, with its 95 % Wilson interval; for each checkpoint "
+        "evaluated on the same clips as the baseline (same split, same data), the exact McNemar p-value "
+        "and the top-1 difference with a paired-bootstrap interval (docs/spklip.md, Uncertainty).",
     )
-    p.add_argument("checkpoints", type=opt.path, nargs="+", help="checkpoints; ratios are to the first")
+    p.add_argument("checkpoints", type=opt.path, nargs="+", help="checkpoints; ratios are to the baseline")
+    p.add_argument("--baseline", metavar="NAME_OR_INDEX",
+                   help="the checkpoint ratios and paired tests are to: its name in the table, its path, or "
+                   "its position counted from 1 (default: the first)")
     p.add_argument("--out", type=opt.path, default=DEFAULT_REPORTS / "compare",
                    help="output folder, replaced whole on success (default runs/reports/compare)")
     add_energy_options(p)

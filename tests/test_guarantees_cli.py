@@ -192,7 +192,8 @@ def test_compare_folder_is_replaced_whole(capsys, tmp_path, data):
     rc, _, err = run_main(capsys, "compare", ann, snn, "--data", data, "--samples", "1", "--out", out)
     assert rc == 0, err
     names = set(files_under(out))
-    assert names == {"comparison.md", "comparison.csv", "comparison.html", "energy_vs_accuracy.png", OUTPUT_MARKER}
+    assert names == {"comparison.md", "comparison.csv", "comparison.html", "comparison.json", "energy_vs_accuracy.png",
+                     OUTPUT_MARKER}
     assert "stale" not in (out / "comparison.md").read_text()
 
 

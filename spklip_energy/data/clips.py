@@ -126,6 +126,14 @@ class SpikeClips(Dataset):
         return [c.caption for c in self.clips]
 
     @property
+    def clip_ids(self) -> list[str]:
+        """Each clip's path relative to the dataset folder (POSIX form), in dataset order: what
+        identifies the clips a model was evaluated on, so that two evaluations can be paired."""
+        base = Path(self.manifest.root).resolve()
+        return [c.path.relative_to(base).as_posix() if c.path.is_relative_to(base) else c.path.as_posix()
+                for c in self.clips]
+
+    @property
     def labels(self) -> list[int]:
         return [self.manifest.label_index(c.label) for c in self.clips]
 
@@ -168,19 +176,35 @@ def remove_stale_temporaries(root: str | os.PathLike | None = None) -> list[Path
     return remove_stale_siblings(Path(root) if root is not None else builtin_root(), r"digits-[^./]+")
 
 
-def builtin_dataset(variant: str = "sim", seed: int = 0, progress=None) -> Path:
-    """Path of the default built-in dataset, generating it on first use.
+#: What ``--data`` accepts besides a folder: name -> (dataset preset, camera variant).
+BUILTIN_DATA = {
+    "builtin": ("quick", "sim"),
+    "builtin-sim": ("quick", "sim"),
+    "builtin-sensor": ("quick", "sensor"),
+    "builtin-bench": ("bench", "sim"),
+}
+
+
+def builtin_dataset(variant: str = "sim", seed: int = 0, progress=None, preset: str = "quick") -> Path:
+    """Path of a built-in dataset (``preset``, camera ``variant``), generating it on first use.
 
     Before generating, temporaries that killed runs left in the cache are removed
     (:func:`remove_stale_temporaries`).
     """
-    from .digits import FORMAT_VERSION, DigitsConfig, generate_digits
+    from .digits import digits_preset, generate_digits
 
-    cfg = DigitsConfig(variant=variant, seed=seed)
-    name = (f"digits-v{FORMAT_VERSION}-{cfg.variant}-seed{cfg.seed}-"
-            f"{cfg.clips_per_class}x{cfg.frames}x{cfg.height}x{cfg.width}")
-    path = builtin_root() / name
+    cfg = digits_preset(preset, variant=variant, seed=seed)
+    path = builtin_root() / cfg.builtin_name()
     if not (path / "manifest.jsonl").is_file():
         remove_stale_temporaries(path.parent)
         generate_digits(path, cfg, overwrite=True, progress=progress)
     return path
+
+
+def resolve_builtin(data: str | os.PathLike, progress=None) -> Path | None:
+    """The cached dataset a ``--data`` name such as ``builtin-bench`` stands for (generated on first
+    use), or None when ``data`` is not one of :data:`BUILTIN_DATA`."""
+    if isinstance(data, os.PathLike) or str(data) not in BUILTIN_DATA:
+        return None
+    preset, variant = BUILTIN_DATA[str(data)]
+    return builtin_dataset(variant, progress=progress, preset=preset)

@@ -5,20 +5,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..data.clips import ClipSelection, SpikeClips, builtin_dataset
+from ..data.clips import ClipSelection, SpikeClips, resolve_builtin
 from ..data.manifest import Manifest, load_manifest
 from ..errors import ConfigError, MediaError
 from .config import SPKLIPConfig
 
 
-def resolve_data(data: str | os.PathLike, variant: str = "sim", progress=None) -> Path:
-    """``builtin`` (or ``builtin-sensor``) -> the cached built-in dataset; else the given path."""
-    text = str(data)
-    if text in ("builtin", "builtin-sim"):
-        return builtin_dataset("sim", progress=progress)
-    if text == "builtin-sensor":
-        return builtin_dataset("sensor", progress=progress)
-    return Path(data)
+def resolve_data(data: str | os.PathLike, progress=None) -> Path:
+    """``builtin``, ``builtin-bench``, ... (:data:`~spklip_energy.data.clips.BUILTIN_DATA`) -> the cached
+    built-in dataset; else the given path."""
+    return resolve_builtin(data, progress=progress) or Path(data)
 
 
 def clips_for(cfg: SPKLIPConfig, manifest: Manifest, split: str | None) -> SpikeClips:

@@ -6,6 +6,10 @@
 * Text-to-video retrieval (paper A.4): each clip's own caption is a query over
   all clips; Recall@k is the fraction of queries whose clip is among the k most
   similar. Clips with an identical caption are equally correct answers.
+
+The ``*_hits`` functions give the per-clip (per-query) outcomes that intervals
+and paired tests (:mod:`spklip_energy.stats`) are computed from; the aggregate
+functions are their means.
 """
 
 from __future__ import annotations
@@ -14,16 +18,25 @@ import numpy as np
 import torch
 
 
-def topk_accuracy(similarity: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> dict[str, float]:
-    """``similarity [N, C]`` (clip x class), ``labels [N]`` -> ``{"top1": ..., "top5": ...}``."""
-    n, c = similarity.shape
+def topk_hits(similarity: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> dict[str, np.ndarray]:
+    """Per clip, whether its true class is among the ``k`` most similar prompts.
+
+    ``similarity [N, C]`` (clip x class), ``labels [N]`` -> ``{"top1": bool [N], "top5": bool [N]}``.
+    """
+    c = similarity.shape[1]
     order = similarity.argsort(dim=1, descending=True)
-    out = {}
-    for k in ks:
-        kk = min(k, c)
-        hit = (order[:, :kk] == labels[:, None]).any(dim=1).float().mean().item() if n else float("nan")
-        out[f"top{k}"] = hit
-    return out
+    truth = labels.to(order.device)[:, None]
+    return {f"top{k}": (order[:, :min(k, c)] == truth).any(dim=1).cpu().numpy() for k in ks}
+
+
+def _rate(hits: np.ndarray) -> float:
+    return float(hits.mean()) if hits.size else float("nan")
+
+
+def topk_accuracy(similarity: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> dict[str, float]:
+    """``similarity [N, C]`` (clip x class), ``labels [N]`` -> ``{"top1": ..., "top5": ...}``
+    (the means of :func:`topk_hits`; nan for no clips)."""
+    return {key: _rate(h) for key, h in topk_hits(similarity, labels, ks).items()}
 
 
 def confusion_matrix(similarity: torch.Tensor, labels: torch.Tensor, n_classes: int) -> np.ndarray:
@@ -34,22 +47,26 @@ def confusion_matrix(similarity: torch.Tensor, labels: torch.Tensor, n_classes: 
     return cm
 
 
+def retrieval_hits(similarity: torch.Tensor, captions: list[str], ks=(1, 5, 10)) -> dict[str, np.ndarray]:
+    """Per caption query, whether a right clip is among the ``k`` most similar.
+
+    ``similarity [N, N]`` (query caption x clip); query ``i``'s answer is clip ``i``
+    or any clip with the same caption. -> ``{"R@1": bool [N], ...}``.
+    """
+    n = similarity.shape[0]
+    if len(captions) != n:
+        raise ValueError(f"{len(captions)} captions for {n} queries")
+    _, group = np.unique(np.asarray(captions, dtype=object), return_inverse=True)
+    group = np.asarray(group).reshape(-1)
+    order = similarity.argsort(dim=1, descending=True).cpu().numpy()
+    return {f"R@{k}": (group[order[:, :k]] == group[:, None]).any(axis=1) if n else np.zeros(0, dtype=bool)
+            for k in ks}
+
+
 def retrieval_recall(similarity: torch.Tensor, captions: list[str], ks=(1, 5, 10)) -> dict[str, float]:
     """``similarity [N, N]`` (query caption x clip); query ``i``'s answer is clip ``i``
-    (or any clip with the same caption)."""
-    n = similarity.shape[0]
-    groups: dict[str, list[int]] = {}
-    for i, cap in enumerate(captions):
-        groups.setdefault(cap, []).append(i)
-    order = similarity.argsort(dim=1, descending=True).cpu().numpy()
-    out = {}
-    for k in ks:
-        hits = 0
-        for i in range(n):
-            correct = set(groups[captions[i]])
-            hits += any(j in correct for j in order[i, :k])
-        out[f"R@{k}"] = hits / n if n else float("nan")
-    return out
+    (or any clip with the same caption). The means of :func:`retrieval_hits`; nan for no clips."""
+    return {key: _rate(h) for key, h in retrieval_hits(similarity, captions, ks).items()}
 
 
 def chance_recall(n: int, k: int) -> float:

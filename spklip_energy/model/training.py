@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 
 from ..atomic import atomic_path
 from ..checkpoint import build_on_meta, module_nbytes, nonfinite_tensors
+from ..data.clips import BUILTIN_DATA
 from ..errors import CheckpointError, ConfigError
 from ..limits import check_memory
 from ..options import (
@@ -34,7 +35,7 @@ from .config import SPKLIPConfig, apply_overrides, config_differences, size_caus
 from .data import clips_for, load_splits, resolve_data
 from .io import load_spklip, restore_optimizer, restore_rng, save_spklip
 from .loss import class_prompt_loss, clip_loss
-from .metrics import chance_recall, confusion_matrix, retrieval_recall, topk_accuracy
+from .metrics import chance_recall, confusion_matrix, retrieval_hits, topk_accuracy, topk_hits
 from .spklip import SPKLIP, build_spklip
 from .tokenizer import SpikeTextTokenizer
 
@@ -99,16 +100,30 @@ def embed_texts(model: SPKLIP, tokenizer: SpikeTextTokenizer, texts: list[str], 
 
 def evaluate_model(model: SPKLIP, tokenizer: SpikeTextTokenizer, ds, device: torch.device,
                    batch_size: int = 16) -> dict:
-    """Zero-shot class accuracy against class prompts, and text-to-video retrieval."""
+    """Zero-shot class accuracy against class prompts, and text-to-video retrieval.
+
+    Besides the figures (``top1``, ``top5``, ``R@1``, ``R@5``, ``R@10``), ``intervals``
+    holds each one's :func:`~spklip_energy.stats.accuracy_summary` (95 % Wilson
+    interval over the clips) and ``per_clip`` the outcomes behind them: the clip
+    ids (paths relative to the dataset folder) and, per figure, one ``'0'``/``'1'``
+    per clip in the same order, from which paired tests between models are computed.
+    """
+    from ..stats import accuracy_summary, encode_hits
+
     clips, labels, captions = embed_clips(model, ds, device, batch_size)
     prompts = embed_texts(model, tokenizer, ds.class_prompts, device)
     cls = clips @ prompts.T
-    acc = topk_accuracy(cls, labels, (1, 5))
+    hits = topk_hits(cls, labels, (1, 5))
     queries = embed_texts(model, tokenizer, captions, device)
-    rec = retrieval_recall(queries @ clips.T, captions, (1, 5, 10))
+    hits |= retrieval_hits(queries @ clips.T, captions, (1, 5, 10))
+    ids = list(ds.clip_ids)
+    if len(ids) != len(captions):
+        raise ConfigError(f"the dataset names {len(ids)} clips but {len(captions)} were evaluated")
+    intervals = {key: accuracy_summary(h) for key, h in hits.items()}
     return {
-        **acc,
-        **rec,
+        **{key: s["value"] for key, s in intervals.items()},
+        "intervals": intervals,
+        "per_clip": {"ids": ids} | {key: encode_hits(h) for key, h in hits.items()},
         "clips": len(captions),
         "chance_top1": 1 / len(ds.classes),
         "chance_R@5": chance_recall(len(captions), 5),
@@ -253,7 +268,7 @@ def _write_metrics(run: Path, history: list[dict]) -> None:
 
 def _same_data(stored: dict, requested: str | os.PathLike) -> bool:
     """Whether ``--data requested`` names the dataset a run recorded (its source text or its path)."""
-    builtin = str(requested) in ("builtin", "builtin-sim", "builtin-sensor")
+    builtin = str(requested) in BUILTIN_DATA
     if builtin and "source" in stored:
         return str(requested) == stored["source"]
     path = stored.get("path")
@@ -494,7 +509,13 @@ def train(
 
 def write_eval(ckpt_path: str | os.PathLike, data: str | os.PathLike | None, split: str = "test",
                device: str = "cpu", out_png: str | os.PathLike | None = None) -> dict:
-    """Evaluate a checkpoint and record the results in its card (atomic rewrite)."""
+    """Evaluate a checkpoint and record the results in its card (atomic rewrite).
+
+    The card's ``eval`` holds what :func:`evaluate_model` returns (the confusion
+    matrix last) with ``split`` and ``data``: the figures, their ``intervals`` and
+    the ``per_clip`` outcomes as ``'0'``/``'1'`` strings with the clip ids, so that
+    ``compare`` can pair two checkpoints evaluated on the same clips.
+    """
     dev = pick_device(device)
     if not isinstance(split, str) or not split:
         raise ConfigError(f"split must be a split name such as 'test', got {split!r}")
