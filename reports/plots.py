@@ -84,3 +84,31 @@ def energy_vs_accuracy_png(rows: list[dict], title: str) -> bytes:
     ax.set_xlabel("total energy per sample (µJ)")
     ax.set_title(title, fontsize=9)
     return _png(fig)
+
+
+def benchmark_png(rows: list[dict], title: str) -> bytes:
+    """Accuracy against energy per clip, one point per arm: top-1 mean over seeds with error bars of
+    +- one standard deviation over seeds (thick) and the pooled 95 % interval (thin); energy on a log
+    axis, its error bar +- one standard deviation over seeds."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.8, 4.4))
+    for i, r in enumerate(rows):
+        x = r["energy_total_j"] * 1e6
+        y = 100 * r["top1_mean"]
+        pooled = r["top1_pooled"]
+        color = f"C{i}"
+        ax.errorbar(x, y, yerr=[[y - 100 * pooled["ci_low"]], [100 * pooled["ci_high"] - y]], fmt="none",
+                    ecolor=color, elinewidth=0.8, capsize=3)
+        std = r["top1_std"] if r["top1_std"] == r["top1_std"] else 0.0  # nan (one seed): no bar
+        xerr = r["energy_total_j_std"] * 1e6 if r["energy_total_j_std"] == r["energy_total_j_std"] else None
+        ax.errorbar(x, y, yerr=100 * std, xerr=xerr, fmt="o", color=color, elinewidth=2.2, capsize=0,
+                    label=f"{r['title']} ({len(r['seeds'])} seeds)")
+    ax.set_xscale("log")
+    ax.set_xlabel("energy per clip (µJ, log scale)")
+    ax.set_ylabel("test top-1 (%)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="best")
+    fig.text(0.01, -0.04, "thick bars: ± 1 std over seeds; thin bars with caps: pooled 95 % Wilson interval",
+             fontsize=7)
+    return _png(fig)

@@ -315,3 +315,44 @@ def comparison_html(df: pd.DataFrame, cost_name: str, samples: int, plot: bytes)
         f"{samples} samples.</p>{_html_table(header, rows)}{notes}"
         f"{_img(plot, 'energy vs accuracy')}</body></html>"
     )
+
+
+def _pct(x) -> str:
+    return "—" if x is None or x != x else f"{100 * x:.1f}"
+
+
+def benchmark_markdown(result: dict) -> str:
+    """The A.7 protocol's table (``spklip-energy benchmark``) with how to read it."""
+    from ..stats import fmt_ci
+
+    seeds = result["seeds"]
+    head = ["arm", "top-1 mean ± std", "pooled 95 % CI", *[f"seed {s}" for s in seeds],
+            "Δ vs control [95 % CI]", "McNemar p", "R@5 pooled", f"µJ/clip ({result['cost_model']})", "× ANN"]
+    rows = []
+    for r in result["rows"]:
+        per_seed = r["top1_per_seed"]
+        vs = r.get("vs_control")
+        diff = (f"{100 * vs['difference']:+.1f} [{100 * vs['difference_ci'][0]:+.1f}, "
+                f"{100 * vs['difference_ci'][1]:+.1f}]") if vs else ("(control)" if r["arm"] == "ann-control" else "—")
+        p = _p_cell(vs["p_value"]) if vs else "—"
+        std = "" if r["top1_std"] != r["top1_std"] else f" ± {100 * r['top1_std']:.1f}"
+        rows.append([
+            r["title"], f"{_pct(r['top1_mean'])}{std}", fmt_ci(r["top1_pooled"]).split(" ", 2)[-1],
+            *[_pct(per_seed.get(s, per_seed.get(str(s)))) for s in seeds],
+            diff, p, _pct(r["R@5_pooled"]["value"]), f"{r['energy_total_j'] * 1e6:.1f}",
+            "—" if r.get("energy_vs_ann") is None else f"{r['energy_vs_ann']:.2f}",
+        ])
+    lines = [
+        f"Test top-1 (%), zero-shot against the class prompts, {result['test_clips']} test clips per seed "
+        f"({result['data']}, preset {result['preset']}, seeds {', '.join(map(str, seeds))}).",
+        "",
+        _md_table(head, rows),
+        "",
+        f"- top-1 mean ± std: over seeds (sample std). Pooled 95 % CI: {result['statistics']['interval']}.",
+        f"- Δ vs control and McNemar p: {result['statistics']['paired_test']}.",
+        f"- Energy: per clip over {result['energy_clips']} test clips, cost model `{result['cost_model']}` "
+        "(docs/energy.md), mean over seeds; × ANN is the ratio to the ANN arm's.",
+        f"- Threads: {', '.join(map(str, result['threads']))}; training and evaluation "
+        f"{result['train_s_total'] / 60:.0f} min in all; code {', '.join(result['commits']) or 'unknown'}.",
+    ]
+    return "\n".join(lines) + "\n"

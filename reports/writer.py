@@ -105,3 +105,39 @@ def write_comparison(out_dir: str | os.PathLike, rows: list[dict], cost_name: st
         for name, text in texts.items():
             (tmp / name).write_text(text, encoding="utf-8")
     return {name: out / name for name in ["energy_vs_accuracy.png", *texts]}
+
+
+BENCHMARK_FILES = frozenset({"benchmark.md", "benchmark.json", "benchmark.csv", "accuracy_vs_energy.png"})
+
+
+def benchmark_frame(result: dict) -> pd.DataFrame:
+    """One row per arm: the figures of the protocol's table, flat."""
+    out = []
+    for r in result["rows"]:
+        vs = r.get("vs_control") or {}
+        out.append({
+            "arm": r["arm"], "seeds": len(r["seeds"]), "top1_mean": r["top1_mean"], "top1_std": r["top1_std"],
+            "top1_ci_low": r["top1_pooled"]["ci_low"], "top1_ci_high": r["top1_pooled"]["ci_high"],
+            "diff_vs_control": vs.get("difference"), "diff_ci_low": (vs.get("difference_ci") or [None])[0],
+            "diff_ci_high": (vs.get("difference_ci") or [None, None])[1], "mcnemar_p": vs.get("p_value"),
+            "R@5_pooled": r["R@5_pooled"]["value"], "energy_total_j": r["energy_total_j"],
+            "energy_compute_j": r["energy_compute_j"], "energy_memory_j": r["energy_memory_j"],
+            "energy_vs_ann": r.get("energy_vs_ann"), "train_s": r["train_s"],
+        })
+    return pd.DataFrame(out)
+
+
+def write_benchmark(out_dir: str | os.PathLike, result: dict) -> dict[str, Path]:
+    """Write the protocol's table (Markdown, CSV), its JSON record and the accuracy-vs-energy plot."""
+    title = (f"A.7 protocol: {result['data']}, preset {result['preset']}, "
+             f"seeds {', '.join(map(str, result['seeds']))}")
+    png = plots.benchmark_png(result["rows"], title)
+    with replace_output_dir(out_dir, "benchmark", BENCHMARK_FILES) as tmp:
+        (tmp / "benchmark.md").write_text(f"# {title}\n\n" + render.benchmark_markdown(result)
+                                          + "\n![accuracy vs energy](accuracy_vs_energy.png)\n")
+        (tmp / "benchmark.json").write_text(json.dumps(_finite_or_none(result), indent=1,
+                                                       default=_json_default) + "\n")
+        benchmark_frame(result).to_csv(tmp / "benchmark.csv", index=False)
+        (tmp / "accuracy_vs_energy.png").write_bytes(png)
+    out = Path(out_dir)
+    return {name: out / name for name in sorted(BENCHMARK_FILES)}

@@ -501,6 +501,33 @@ def _baseline_index(value: str | None, names: list[str], paths: list) -> int:
                       f"or a position from 1 to {len(names)}")
 
 
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from .atomic import check_output_dir
+    from .benchmark import BenchmarkPlan, run_benchmark, work_dir
+    from .reports.render import benchmark_markdown
+    from .reports.writer import BENCHMARK_FILES, write_benchmark
+
+    plan = BenchmarkPlan(seeds=args.seeds, preset=args.preset, data=args.data, arms=tuple(args.arms.split(",")),
+                         work=work_dir(args.work, args.data, args.preset), threads=args.threads,
+                         energy_clips=args.energy_clips, cost=args.cost, device=args.device,
+                         convert_timesteps=tuple(args.convert_timesteps), overrides=_parse_sets(args.set))
+    out = check_output_dir(args.out, BENCHMARK_FILES)  # before the work, not after it
+
+    def log(line: str) -> None:
+        if not args.json:
+            print(line, file=sys.stderr, flush=True)
+
+    result = run_benchmark(plan, log=log)
+    paths = write_benchmark(out, result)
+    if args.json:
+        print(paths["benchmark.json"].read_text(), end="")
+    else:
+        print(benchmark_markdown(result))
+        print(f"this call: {result['wall_s_this_call'] / 60:.1f} min, {plan.threads} torch thread(s); "
+              f"written to {out}/ (benchmark.md, benchmark.json, benchmark.csv, accuracy_vs_energy.png)")
+    return 0
+
+
 def cmd_zoo_list(args: argparse.Namespace) -> int:
     from .zoo import MODEL_KINDS
 
@@ -936,6 +963,43 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder, replaced whole on success (default runs/reports/compare)")
     add_energy_options(p)
     p.set_defaults(func=cmd_compare)
+
+    p = verbs.add_parser(
+        "benchmark", help="the A.7 protocol: ANN, control, hybrid, full, converted over seeds, one table",
+        description="For each seed: train the ANN from scratch, then from it an equal-budget ANN control, "
+        "fsve-hybrid and fsve-full with the same recipe, and convert its CNN to IF neurons; evaluate every arm "
+        "on the test split and profile its energy per clip. One table (Markdown, CSV, JSON) with top-1 as "
+        "mean +- std over seeds and the pooled 95 % Wilson interval, the exact McNemar test and paired-"
+        "bootstrap difference against the control of the same seed, energy per clip and its ratio to the ANN, "
+        "plus a plot of accuracy vs energy with error bars. Resumable: runs are kept under --work and a "
+        "killed job continues where it stopped (docs/benchmark.md).",
+    )
+    from .benchmark import ARMS
+
+    p.add_argument("--seeds", type=opt.arg(opt.check_int_list, minimum=0, maximum=opt.MAX_INT), default=[0, 1, 2],
+                   help="comma-separated training seeds (default 0,1,2)")
+    p.add_argument("--preset", default="tiny", help="model preset of every arm (default tiny)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="config override for every trained arm, e.g. train.epochs=10 (repeatable)")
+    p.add_argument("--data", default="builtin-bench",
+                   help="builtin-bench (default), builtin, or a dataset folder/manifest with train/val/test splits")
+    p.add_argument("--arms", default=",".join(ARMS),
+                   help=f"comma-separated subset of {','.join(ARMS)} (default all; every arm after 'ann' "
+                   "starts from it)")
+    p.add_argument("--work", type=opt.path, help="where the runs live (default runs/benchmark/<data>-<preset>)")
+    p.add_argument("--out", type=opt.path, default=DEFAULT_REPORTS / "benchmark",
+                   help="output folder, replaced whole on success (default runs/reports/benchmark)")
+    p.add_argument("--threads", type=opt.positive_int, default=2,
+                   help="torch threads for every training and evaluation, recorded in the results (default 2)")
+    p.add_argument("--energy-clips", type=opt.positive_int, default=16,
+                   help="test clips profiled for energy per arm (default 16)")
+    p.add_argument("--cost", default="paper", help="cost model preset or JSON file for energy (default paper)")
+    p.add_argument("--convert-timesteps", type=opt.int_list, default=[8, 16, 32, 64],
+                   help="time steps of the converted arm's sweep; the largest is kept and compared (default "
+                   "8,16,32,64)")
+    p.add_argument("--device", type=opt.device, default="cpu", help="cpu, cuda or auto (default cpu)")
+    _add_json(p)
+    p.set_defaults(func=cmd_benchmark)
 
     # zoo
     zoo = verbs.add_parser(
