@@ -64,16 +64,23 @@ def dataset_flips(manifest: Manifest) -> list[Flip]:
 
 
 def flip_batch(spikes: torch.Tensor, labels: torch.Tensor, captions: list[str], flips: list[Flip],
-               generator: torch.Generator, p: float = 0.5) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+               generator: torch.Generator, p: float = 0.5, states: list | None = None,
+               ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Mirror each clip ``[B, F, H, W]`` with probability ``p`` per declared flip; labels and
-    captions follow. Deterministic for ``generator``."""
+    captions follow. Deterministic for ``generator``. ``states``, when given (an empty list), receives
+    each clip's flips as a tuple of booleans (one per flip), e.g. to key a cache of features."""
+    if states is not None:
+        states[:] = [() for _ in range(len(spikes))]
     if not flips:
         return spikes, labels, captions
     spikes = spikes.clone()
     labels = labels.clone()
     captions = list(captions)
     for flip in flips:
-        chosen = (torch.rand(len(spikes), generator=generator) < p).nonzero().flatten().tolist()
+        draw = torch.rand(len(spikes), generator=generator) < p
+        if states is not None:
+            states[:] = [s + (bool(d),) for s, d in zip(states, draw.tolist(), strict=True)]
+        chosen = draw.nonzero().flatten().tolist()
         if not chosen:
             continue
         spikes[chosen] = spikes[chosen].flip(FLIP_DIMS[flip.name])

@@ -60,7 +60,7 @@ class SpikeVisualEncoder(nn.Module):
 
     def forward(self, spikes: torch.Tensor) -> torch.Tensor:
         self.check_input(spikes)
-        blocks = temporal_blocks(spikes[:, : self.cfg.frames], self.cfg.hsfe)
+        blocks = temporal_blocks(spikes[:, : self.cfg.frames], self.cfg.hsfe, dtype=None)
         return self.starnet(self.hsfe(blocks))
 
 

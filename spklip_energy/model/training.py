@@ -36,7 +36,7 @@ from .data import clips_for, load_splits, resolve_data
 from .io import load_spklip, restore_optimizer, restore_rng, save_spklip
 from .loss import class_prompt_loss, clip_loss
 from .metrics import chance_recall, confusion_matrix, retrieval_hits, topk_accuracy, topk_hits
-from .spklip import SPKLIP, build_spklip
+from .spklip import SPKLIP, SPKLIPOutput, build_spklip
 from .tokenizer import SpikeTextTokenizer
 
 Progress = Callable[[dict], None]
@@ -99,7 +99,7 @@ def embed_texts(model: SPKLIP, tokenizer: SpikeTextTokenizer, texts: list[str], 
 
 
 def evaluate_model(model: SPKLIP, tokenizer: SpikeTextTokenizer, ds, device: torch.device,
-                   batch_size: int = 16) -> dict:
+                   batch_size: int = 16, embedded: tuple | None = None) -> dict:
     """Zero-shot class accuracy against class prompts, and text-to-video retrieval.
 
     Besides the figures (``top1``, ``top5``, ``R@1``, ``R@5``, ``R@10``), ``intervals``
@@ -107,10 +107,13 @@ def evaluate_model(model: SPKLIP, tokenizer: SpikeTextTokenizer, ds, device: tor
     interval over the clips) and ``per_clip`` the outcomes behind them: the clip
     ids (paths relative to the dataset folder) and, per figure, one ``'0'``/``'1'``
     per clip in the same order, from which paired tests between models are computed.
+
+    ``embedded``: the clips' ``(embeddings, labels, captions)`` as :func:`embed_clips` returns them,
+    when they are already known (a locked visual tower's do not change between epochs).
     """
     from ..stats import accuracy_summary, encode_hits
 
-    clips, labels, captions = embed_clips(model, ds, device, batch_size)
+    clips, labels, captions = embedded if embedded is not None else embed_clips(model, ds, device, batch_size)
     prompts = embed_texts(model, tokenizer, ds.class_prompts, device)
     cls = clips @ prompts.T
     hits = topk_hits(cls, labels, (1, 5))
@@ -131,6 +134,28 @@ def evaluate_model(model: SPKLIP, tokenizer: SpikeTextTokenizer, ds, device: tor
         "classes": list(ds.classes),
         "method": "zero-shot: each clip matched against the text embeddings of the class prompts",
     }
+
+
+class LockedFeatures:
+    """Features of a locked visual tower (parameters frozen, eval mode), computed once per clip and flip
+    state and then reused: during locked-image tuning the tower's output for a clip never changes, so
+    every epoch after the first needs no visual forward pass. Exact: in eval mode a clip's features do
+    not depend on the batch it comes in."""
+
+    def __init__(self, model: SPKLIP, device: torch.device) -> None:
+        self.model, self.device = model, device
+        self.store: dict[tuple, torch.Tensor] = {}
+        self.computed = 0
+
+    @torch.no_grad()
+    def __call__(self, spikes: torch.Tensor, keys: list[tuple]) -> torch.Tensor:
+        missing = [i for i, k in enumerate(keys) if k not in self.store]
+        if missing:
+            feats = self.model.encode_spikes(spikes[missing].to(self.device))
+            for i, row in zip(missing, feats, strict=True):
+                self.store[keys[i]] = row.detach().clone()
+            self.computed += len(missing)
+        return torch.stack([self.store[k] for k in keys])
 
 
 def _optimizer_step(loss: torch.Tensor, opt: torch.optim.Optimizer, params: list, grad_clip: float,
@@ -442,6 +467,8 @@ def train(
         from ..fsve.neurons import lif_kernel
 
         kernel = lif_kernel(dev)
+    locked = LockedFeatures(model, dev) if cfg.train.lock_visual else None
+    val_embedded, val_rates = None, None  # a locked tower's validation embeddings, computed once
     for epoch in range(start, total_epochs):
         model.train()
         if cfg.train.lock_visual:
@@ -453,14 +480,18 @@ def train(
             for group in opt.param_groups:
                 group["lr"] = _lr_at(cfg, epoch, step, steps, total_epochs)
             spikes, labels, captions = batch["spikes"], batch["label"], list(batch["caption"])
+            states: list = []
             if flips:
-                spikes, labels, captions = flip_batch(spikes, labels, captions, flips, flip_rng)
-            spikes = spikes.to(dev)
+                spikes, labels, captions = flip_batch(spikes, labels, captions, flips, flip_rng, states=states)
             texts, text_ids = pair_texts(captions, labels.tolist(), train_ds.class_prompts,
                                          cfg.train.prompt_mix, text_rng)
             tokens = tokenizer.encode(texts, cfg.text.context_length).to(dev)
             with torch.autocast(dev.type, enabled=use_amp):
-                out = model(spikes, tokens)
+                if locked is not None:
+                    keys = [(int(i), st) for i, st in zip(batch["index"], states or [()] * len(spikes), strict=True)]
+                    out = SPKLIPOutput(locked(spikes, keys), model.encode_text(tokens), model.logit_scale())
+                else:
+                    out = model(spikes.to(dev), tokens)
                 loss = cfg.train.contrastive_weight * clip_loss(
                     out.spike_features.float(), out.text_features.float(), out.logit_scale,
                     labels=text_ids.to(dev), soft=True)
@@ -476,13 +507,21 @@ def train(
                 progress({"epoch": epoch + 1, "epochs": total_epochs, "step": step + 1, "steps": steps,
                           "loss": float(loss.detach()), "clips_per_s": seen / max(time.perf_counter() - t0, 1e-9)})
         _check_finite_weights(model, "training", epoch + 1, opt.param_groups[0]["lr"], kept)
-        if spiking:
+        rates_summary = None
+        if locked is not None and val_embedded is not None:
+            val, rates_summary = evaluate_model(model, tokenizer, val_ds, dev, embedded=val_embedded), val_rates
+        elif spiking:
             from ..fsve.firing import FiringRates
 
             with FiringRates(model.visual) as rates:
-                val = evaluate_model(model, tokenizer, val_ds, dev)
+                val_embedded = embed_clips(model, val_ds, dev)
+            rates_summary = rates.summary()
+            val = evaluate_model(model, tokenizer, val_ds, dev, embedded=val_embedded)
         else:
-            val = evaluate_model(model, tokenizer, val_ds, dev)
+            val_embedded = embed_clips(model, val_ds, dev)
+            val = evaluate_model(model, tokenizer, val_ds, dev, embedded=val_embedded)
+        if locked is not None:
+            val_rates = rates_summary  # the locked tower fires the same in every epoch
         record = {
             "epoch": epoch + 1,
             "train_loss": loss_sum / max(seen, 1),
@@ -496,7 +535,7 @@ def train(
             "device": dev.type,
         }
         if spiking:
-            record["firing_rates"] = rates.summary()
+            record["firing_rates"] = rates_summary
             record["lif_kernel"] = kernel
         history.append(record)
         card = {**card_base, "train": {"epoch": epoch + 1, "epochs": total_epochs, "history": history,
