@@ -183,8 +183,10 @@ def _convert_arm(plan: BenchmarkPlan, run: Path, ann: Path) -> tuple[float, dict
                                       "sweep": sweep}
 
 
-def run_arm(plan: BenchmarkPlan, seed: int, arm: str, log: Callable[[str], None], progress=None) -> dict:
-    """Train (or convert), evaluate and profile one arm of one seed; returns its record (``arm.json``)."""
+def run_arm(plan: BenchmarkPlan, seed: int, arm: str, log: Callable[[str], None], progress=None,
+            commit: str | None = None) -> dict:
+    """Train (or convert), evaluate and profile one arm of one seed; returns its record (``arm.json``).
+    ``commit``: the code's git commit as the job started (files edited while it runs do not count)."""
     from .analysis import analyse_checkpoint
     from .model.training import write_eval
 
@@ -226,7 +228,7 @@ def run_arm(plan: BenchmarkPlan, seed: int, arm: str, log: Callable[[str], None]
         "train_s": round(seconds, 1),
         "eval_s": round(time.perf_counter() - t0, 1),
         "threads": _threads(),
-        "commit": _commit(),
+        "commit": commit,
         "tool_version": __version__,
         **extra,
     }
@@ -245,10 +247,11 @@ def run_benchmark(plan: BenchmarkPlan, log: Callable[[str], None] = lambda s: No
         f"{plan.preset}, data {plan.data}, {plan.threads} torch thread(s); runs in {plan.work}")
     torch.set_num_threads(plan.threads)
     t0 = time.perf_counter()
+    commit = _commit()
     records = []
     for seed in plan.seeds:
         for arm in plan.arms:
-            records.append(run_arm(plan, seed, arm, log, progress))
+            records.append(run_arm(plan, seed, arm, log, progress, commit))
     result = aggregate(records, plan)
     result["wall_s_this_call"] = round(time.perf_counter() - t0, 1)
     return result
