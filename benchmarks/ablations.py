@@ -1,31 +1,31 @@
-"""Ablations of SPKLIP on the built-in data (the forms of the paper's Tables 2-4), measured.
+"""Ablations of SPKLIP (the forms of the paper's Tables 2-4) over seeds, with intervals and paired tests.
 
-Trains the chosen preset once per variant with the same seed and data, evaluates
-each on the test split, and prints a Markdown table (also written with --out):
-photon-conservation slicing on/off (Table 2), 3/5/7 temporal blocks (Table 3),
-SA on/off and STAR-Net on/off (Table 4). Parameters and MACs per clip are
-counted by this project's energy counter.
+Each variant is the ANN arm of the A.7 protocol (``spklip-energy benchmark --arms ann``) with the
+variant's config overrides, trained for every seed on the same data; the full model is the
+protocol's own ANN (its runs are shared with ``spklip-energy benchmark``'s default work folder).
+Every variant is compared with the full model of the same seed on the same test clips: exact
+McNemar on the clips only one of them gets right, pooled over seeds, and the paired-bootstrap
+interval of the difference. Parameters and operations per clip come from this project's counter.
+Resumable like the protocol: finished runs are reused.
 
-    python benchmarks/ablations.py [--preset tiny] [--epochs N] [--seed 0] [--out docs/ablations.md]
+    python benchmarks/ablations.py [--seeds 0,1,2] [--preset tiny] [--data builtin-bench]
+        [--only 2,5] [--threads 2] [--out docs/ablations.md]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from spklip_energy.data import builtin_dataset
-from spklip_energy.data.manifest import load_manifest
+from spklip_energy.benchmark import BenchmarkPlan, run_benchmark, work_dir
 from spklip_energy.energy import profile
 from spklip_energy.model import build_spklip, preset_config
-from spklip_energy.model.data import clips_for
-from spklip_energy.model.io import load_spklip
-from spklip_energy.model.training import evaluate_model, train
+from spklip_energy.stats import decode_hits, fmt_ci, mcnemar_exact
 
 VARIANTS = {
     "full model": {},
@@ -37,61 +37,87 @@ VARIANTS = {
 }
 
 
-def macs_per_clip(cfg) -> int:
+def ops_per_clip(cfg) -> int:
     m = build_spklip(cfg).eval()
-    x = (torch.rand(1, cfg.frames, cfg.height, cfg.width) < 0.05).to(torch.uint8)
-    t = profile(m.visual, x, samples=1).totals
+    x = (torch.rand(1, cfg.frames, cfg.height, cfg.width, generator=torch.Generator().manual_seed(0)) < 0.05)
+    t = profile(m.visual, x.to(torch.uint8), samples=1).totals
     return t["macs"] + t["sops"]
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")[:40]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--preset", default="tiny")
-    ap.add_argument("--epochs", type=int)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--only", help="comma-separated variant numbers (1-based) to run")
+    ap.add_argument("--data", default="builtin-bench")
+    ap.add_argument("--only", help="comma-separated variant numbers (1-based) besides the full model")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--work", type=Path, help="the protocol's work folder (default: benchmark's default)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="config override for every variant (e.g. train.epochs=10)")
     ap.add_argument("--out", type=Path, help="also write the table to this Markdown file")
     args = ap.parse_args()
-    root = builtin_dataset()
-    manifest = load_manifest(root)
+    seeds = [int(s) for s in args.seeds.split(",")]
     chosen = list(VARIANTS.items())
     if args.only:
-        chosen = [chosen[int(i) - 1] for i in args.only.split(",")]
-    rows = []
-    for name, ov in chosen:
-        cfg = preset_config(args.preset, {**ov, "train.seed": args.seed})
-        with tempfile.TemporaryDirectory() as d:
-            t0 = time.perf_counter()
-            res = train(cfg, root, Path(d) / "run", epochs=args.epochs)
-            wall = time.perf_counter() - t0
-            loaded = load_spklip(res.checkpoint)
-            test = evaluate_model(loaded.model, loaded.tokenizer, clips_for(cfg, manifest, "test"),
-                                  torch.device("cpu"))
-        params = sum(p.numel() for p in build_spklip(cfg).visual.parameters())
-        row = {"variant": name, "overrides": ov, "params": params, "ops_per_clip": macs_per_clip(cfg),
-               "top1": test["top1"], "top5": test["top5"], "R@1": test["R@1"], "R@5": test["R@5"],
-               "train_s": round(wall, 1), "epochs": len(res.history)}
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+        chosen = [chosen[0]] + [chosen[int(i) - 1] for i in args.only.split(",") if int(i) != 1]
+    base_work = work_dir(args.work, args.data, args.preset)
+    common = {k: json.loads(v) if v[:1] in "0123456789-[{tf" else v
+              for k, _, v in (item.partition("=") for item in args.set)}
+    t0 = time.perf_counter()
+    results = {}
+    for name, overrides in chosen:
+        work = base_work if not overrides else base_work.parent / "ablations" / f"{base_work.name}-{_slug(name)}"
+        plan = BenchmarkPlan(seeds=seeds, preset=args.preset, data=args.data, arms=("ann",), work=work,
+                             threads=args.threads, overrides={**common, **overrides})
+        res = run_benchmark(plan, log=lambda line: print(line, flush=True))
+        results[name] = {"overrides": overrides, "row": res["rows"][0], "records": res["records"],
+                         "cfg": preset_config(args.preset, {**common, **overrides})}
+    full = {r["seed"]: decode_hits(r["per_clip"]["top1"]) for r in results["full model"]["records"]}
     lines = [
-        f"# Ablations on the built-in spike digits ({args.preset} preset, seed {args.seed})",
-        "",
-        "Test split (40 clips, 8 classes); top-1/top-5 are zero-shot class accuracy against the class "
-        "prompts, R@k text-to-video retrieval with each clip's caption. Chance: top-1 12.5 %, R@5 12.5 %.",
-        "",
-        "| variant | overrides | visual params | ops/clip (MAC+SOP) | top-1 | top-5 | R@1 | R@5 | train time |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"| variant | overrides | visual params | ops/clip (MAC+SOP) | top-1 mean ± std | pooled 95 % CI | "
+        f"{' | '.join(f'seed {s}' for s in seeds)} | Δ vs full [95 % CI] | McNemar p | R@5 pooled | train time |",
+        "|---|---|---|---|---|---|" + "---|" * len(seeds) + "---|---|---|---|",
     ]
-    for r in rows:
+    for name, r in results.items():
+        row, cfg = r["row"], r["cfg"]
+        hits = {rec["seed"]: decode_hits(rec["per_clip"]["top1"]) for rec in r["records"]}
+        if name == "full model":
+            diff, p = "—", "—"
+        else:
+            test = mcnemar_exact(np.concatenate([hits[s] for s in seeds]), np.concatenate([full[s] for s in seeds]))
+            lo, hi = test["difference_ci"]
+            diff = f"{100 * test['difference']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+            p = f"{test['p_value']:.3g}"
         ov = ", ".join(f"`{k}={json.dumps(v)}`" for k, v in r["overrides"].items()) or "—"
-        lines.append(f"| {r['variant']} | {ov} | {r['params']:,} | {r['ops_per_clip'] / 1e6:.1f} M | "
-                     f"{100 * r['top1']:.1f} % | {100 * r['top5']:.1f} % | {100 * r['R@1']:.1f} % | "
-                     f"{100 * r['R@5']:.1f} % | {r['train_s']:.0f} s ({r['epochs']} epochs) |")
-    lines += ["", "Command: `python benchmarks/ablations.py --preset " + args.preset + f" --seed {args.seed}`", ""]
+        params = sum(q.numel() for q in build_spklip(cfg).visual.parameters())
+        per_seed = " | ".join(f"{100 * row['top1_per_seed'][s]:.1f}" for s in seeds)
+        std = "" if row["top1_std"] != row["top1_std"] else f" ± {100 * row['top1_std']:.1f}"
+        lines.append(f"| {name} | {ov} | {params:,} | {ops_per_clip(cfg) / 1e6:.1f} M | "
+                     f"{100 * row['top1_mean']:.1f}{std} | {fmt_ci(row['top1_pooled']).split(' ', 2)[-1]} | "
+                     f"{per_seed} | {diff} | {p} | {100 * row['R@5_pooled']['value']:.1f} | "
+                     f"{row['train_s'] / 60:.0f} min |")
+    records = [rec for r in results.values() for rec in r["records"]]
+    lines += [
+        "",
+        f"Test top-1 (%), zero-shot, {records[0]['clips']} test clips per seed ({args.data}, preset {args.preset}, "
+        f"seeds {args.seeds}, {args.threads} threads, code {', '.join(sorted({str(x['commit']) for x in records}))}). "
+        "Pooled 95 % CI: Wilson over the clips of all seeds; Δ vs full and McNemar p: each variant against the "
+        "full model of the same seed on the same clips, pooled over seeds (paired bootstrap for the interval).",
+        "",
+        f"Command: `python benchmarks/ablations.py --seeds {args.seeds} --preset {args.preset} --data {args.data}` "
+        f"({(time.perf_counter() - t0) / 60:.0f} min this call)",
+        "",
+    ]
     text = "\n".join(lines)
     print(text)
     if args.out:
-        args.out.write_text(text)
+        tmp = args.out.with_suffix(args.out.suffix + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(args.out)
 
 
 if __name__ == "__main__":

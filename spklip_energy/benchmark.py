@@ -68,6 +68,7 @@ class BenchmarkPlan:
     convert_timesteps: tuple[int, ...] = (8, 16, 32, 64)
     device: str = "cpu"
     overrides: dict | None = None  # --set style config overrides for every trained arm
+    jobs: int = 1  # arms run side by side in separate processes, each with ``threads`` torch threads
 
     def config(self, arm: str, seed: int):
         """The config an arm trains with: the preset, the overrides, its model and the seed."""
@@ -90,6 +91,7 @@ class BenchmarkPlan:
         if not self.arms:
             raise ConfigError("--arms names no arm")
         self.threads = check_positive_int(self.threads, "threads")
+        self.jobs = check_positive_int(self.jobs, "jobs")
         self.energy_clips = check_positive_int(self.energy_clips, "energy_clips")
         self.convert_timesteps = tuple(check_int_list(self.convert_timesteps, "convert_timesteps", minimum=1))
         self.work = Path(self.work)
@@ -248,13 +250,47 @@ def run_benchmark(plan: BenchmarkPlan, log: Callable[[str], None] = lambda s: No
     torch.set_num_threads(plan.threads)
     t0 = time.perf_counter()
     commit = _commit()
-    records = []
-    for seed in plan.seeds:
-        for arm in plan.arms:
-            records.append(run_arm(plan, seed, arm, log, progress, commit))
+    if plan.jobs == 1:
+        records = [run_arm(plan, seed, arm, log, progress, commit) for seed in plan.seeds for arm in plan.arms]
+    else:
+        records = _run_parallel(plan, commit, log)
     result = aggregate(records, plan)
     result["wall_s_this_call"] = round(time.perf_counter() - t0, 1)
     return result
+
+
+def _worker(plan: BenchmarkPlan, seed: int, arm: str, commit: str | None) -> dict:
+    """One arm in a worker process (``--jobs``): its own thread count, log lines on stderr."""
+    import sys
+
+    import torch
+
+    torch.set_num_threads(plan.threads)
+    return run_arm(plan, seed, arm, lambda line: print(line, file=sys.stderr, flush=True), None, commit)
+
+
+def _run_parallel(plan: BenchmarkPlan, commit: str | None, log: Callable[[str], None]) -> list[dict]:
+    """Every arm in ``plan.jobs`` worker processes: first the ``ann`` arm of every seed (each later
+    arm starts from it, and every ANN is measured before any variant runs), then all the others.
+    A failing arm stops the job once the arms already running have finished (their records stay)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    log(f"{plan.jobs} arms side by side, {plan.threads} torch thread(s) each")
+    first = [(s, "ann") for s in plan.seeds if "ann" in plan.arms]
+    rest = [(s, a) for s in plan.seeds for a in plan.arms if a != "ann"]
+    done: dict[tuple[int, str], dict] = {}
+    with ProcessPoolExecutor(plan.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for phase in (first, rest):
+            futures = {pool.submit(_worker, plan, seed, arm, commit): (seed, arm) for seed, arm in phase}
+            try:
+                for fut, key in futures.items():
+                    done[key] = fut.result()
+            except BaseException:
+                for fut in futures:
+                    fut.cancel()
+                raise
+    return [done[(s, a)] for s in plan.seeds for a in plan.arms]
 
 
 def aggregate(records: list[dict], plan: BenchmarkPlan) -> dict:

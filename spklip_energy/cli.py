@@ -510,7 +510,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     plan = BenchmarkPlan(seeds=args.seeds, preset=args.preset, data=args.data, arms=tuple(args.arms.split(",")),
                          work=work_dir(args.work, args.data, args.preset), threads=args.threads,
                          energy_clips=args.energy_clips, cost=args.cost, device=args.device,
-                         convert_timesteps=tuple(args.convert_timesteps), overrides=_parse_sets(args.set))
+                         convert_timesteps=tuple(args.convert_timesteps), overrides=_parse_sets(args.set),
+                         jobs=args.jobs)
     out = check_output_dir(args.out, BENCHMARK_FILES)  # before the work, not after it
 
     def log(line: str) -> None:
@@ -784,7 +785,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a config field, e.g. hsfe.sa=false, hsfe.n_blocks=3, starnet.enabled=false, "
                    "hsfe.slicing=false, train.lr=1e-3 (repeatable)")
-    p.add_argument("--data", help="'builtin' (default) or a dataset folder/manifest with train and val splits; "
+    p.add_argument("--data", help="'builtin' (default), 'builtin-bench' (the comparison split, docs/benchmark.md), "
+                   "'builtin-sensor', or a dataset folder/manifest with train and val splits; "
                    "with --resume: the run's own")
     p.add_argument("--epochs", type=opt.positive_int, help="epochs (default: the preset's)")
     p.add_argument("--out", type=opt.path, default=Path("runs/spklip"), help="run folder (default runs/spklip)")
@@ -853,7 +855,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="threshold balancing: max (layer-wise max activation, default), percentile (layer-wise "
                    "--percentile), robust (channel-wise --percentile, half-threshold start)")
     p.add_argument("--percentile", type=opt.percentile, default=99.9, help="percentile for percentile/robust (default 99.9)")
-    p.add_argument("--data", help="dataset: builtin or a folder/manifest (default: the checkpoint's training data)")
+    p.add_argument("--data", help="dataset: builtin, builtin-bench or a folder/manifest (default: the checkpoint's training data)")
     p.add_argument("--out", type=opt.path, required=True, help="the converted checkpoint to write (.pt)")
     p.add_argument("--keep", type=opt.positive_int, help="T stored in the converted checkpoint (default: the largest)")
     p.add_argument("--plot", type=opt.path, help="plot PNG (default: OUT with suffix .convert.png)")
@@ -888,7 +890,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="check the export: onnx against torch with onnxruntime (exit 1 on failure); nir read back "
                    "by snnTorch and spikingjelly (exit 1 on failure); lava against the float model, spikes per "
                    "layer, and the hook counts against the simulator's")
-    p.add_argument("--data", default="builtin", help="clips for --verify: builtin or a dataset (default builtin)")
+    p.add_argument("--data", default="builtin", help="clips for --verify: builtin, builtin-bench or a dataset (default builtin)")
     p.add_argument("--samples", type=opt.positive_int, default=4, help="test clips for --verify (default 4)")
     _add_json(p)
     p.set_defaults(func=_cmd_export)
@@ -915,7 +917,8 @@ def build_parser() -> argparse.ArgumentParser:
     # report / compare
     def add_energy_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--data", default="builtin",
-                       help="'builtin' (the spike-digits test split, generated on first use) or a dataset "
+                       help="'builtin' (the spike-digits test split, generated on first use), 'builtin-bench' "
+                       "(the 800-clip comparison split) or a dataset "
                        "folder / manifest (default builtin)")
         p.add_argument("--samples", type=opt.positive_int, default=8, help="clips to run (default 8)")
         p.add_argument("--batch-size", type=opt.positive_int, default=4, help="clips per forward pass (default 4)")
@@ -991,6 +994,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder, replaced whole on success (default runs/reports/benchmark)")
     p.add_argument("--threads", type=opt.positive_int, default=2,
                    help="torch threads for every training and evaluation, recorded in the results (default 2)")
+    p.add_argument("--jobs", type=opt.positive_int, default=1,
+                   help="arms run side by side in separate processes, each with --threads threads (default 1; "
+                   "e.g. --jobs 2 --threads 1 on two cores: the ANN arms of all seeds first, then the rest)")
     p.add_argument("--energy-clips", type=opt.positive_int, default=16,
                    help="test clips profiled for energy per arm (default 16)")
     p.add_argument("--cost", default="paper", help="cost model preset or JSON file for energy (default paper)")

@@ -154,3 +154,18 @@ def test_protocol_killed_mid_training_continues_where_it_stopped(data, tmp_path)
     again = subprocess.run(argv + ["--json"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["rows"] == result["rows"], "a finished protocol reruns to the same table"
+
+
+@pytest.mark.slow
+def test_parallel_jobs_give_the_same_table(data, tmp_path):
+    from spklip_energy.benchmark import run_benchmark
+
+    sets = {"height": 32, "width": 32, "hsfe.input_pool": 1, "train.pretrain_epochs": 1, "train.epochs": 1}
+    common = dict(seeds=[0, 1], data=str(data), threads=1, energy_clips=2, convert_timesteps=(2,),
+                  arms=("ann", "ann-control", "converted"), overrides=sets)
+    one = run_benchmark(BenchmarkPlan(**common, work=tmp_path / "one", jobs=1))
+    two = run_benchmark(BenchmarkPlan(**common, work=tmp_path / "two", jobs=2))
+    for a, b in zip(one["records"], two["records"], strict=True):
+        assert (a["seed"], a["arm"]) == (b["seed"], b["arm"])
+        assert a["per_clip"] == b["per_clip"] and a["energy"]["total_j"] == pytest.approx(b["energy"]["total_j"])
+    assert (tmp_path / "two" / "seed1" / "converted" / "arm.json").is_file()
