@@ -356,3 +356,31 @@ def benchmark_markdown(result: dict) -> str:
         f"{result['train_s_total'] / 60:.0f} min in all; code {', '.join(result['commits']) or 'unknown'}.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def convert_sweep_markdown(result: dict) -> str | None:
+    """The converted arm's accuracy and energy against T over seeds (None without a converted arm): top-1
+    mean ± std over seeds and the pooled 95 % Wilson interval (from each seed's top-1 on its test clips)."""
+    from ..stats import aggregate_seeds, fmt_ci
+
+    row = next((r for r in result["rows"] if r["arm"] == "converted"), None)
+    sweeps = (row or {}).get("convert_sweep") or {}
+    n = result.get("test_clips")
+    if not sweeps or not n:
+        return None
+    by_t: dict = {}
+    for sweep in sweeps.values():
+        for point in sweep or []:
+            by_t.setdefault(point["timesteps"], []).append(point)
+    rows = []
+    for t in sorted(by_t, key=lambda v: -1 if v is None else v):
+        points = by_t[t]
+        agg = aggregate_seeds([(round(p["top1"] * n), n) for p in points])
+        std = "" if agg["std"] != agg["std"] else f" ± {100 * agg['std']:.1f}"
+        energy = sum(p["total_j"] for p in points) / len(points)
+        rows.append(["ANN" if t is None else str(t), f"{100 * agg['mean']:.1f}{std}",
+                     fmt_ci(agg["pooled"]).split(" ", 2)[-1], str(len(points)), f"{energy * 1e6:.1f}"])
+    return ("Conversion of the ANN's CNN (IF neurons, rate coding) against T, "
+            f"{n} test clips per seed:\n\n"
+            + _md_table(["T", "top-1 mean ± std", "pooled 95 % CI", "seeds", f"µJ/clip ({result['cost_model']})"],
+                        rows) + "\n")

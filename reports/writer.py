@@ -133,8 +133,10 @@ def write_benchmark(out_dir: str | os.PathLike, result: dict) -> dict[str, Path]
              f"seeds {', '.join(map(str, result['seeds']))}")
     png = plots.benchmark_png(result["rows"], title)
     with replace_output_dir(out_dir, "benchmark", BENCHMARK_FILES) as tmp:
+        sweep = render.convert_sweep_markdown(result)
         (tmp / "benchmark.md").write_text(f"# {title}\n\n" + render.benchmark_markdown(result)
-                                          + "\n![accuracy vs energy](accuracy_vs_energy.png)\n")
+                                          + "\n![accuracy vs energy](accuracy_vs_energy.png)\n"
+                                          + (f"\n{sweep}" if sweep else ""))
         (tmp / "benchmark.json").write_text(json.dumps(_finite_or_none(result), indent=1,
                                                        default=_json_default) + "\n")
         benchmark_frame(result).to_csv(tmp / "benchmark.csv", index=False)

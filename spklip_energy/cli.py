@@ -504,7 +504,7 @@ def _baseline_index(value: str | None, names: list[str], paths: list) -> int:
 def cmd_benchmark(args: argparse.Namespace) -> int:
     from .atomic import check_output_dir
     from .benchmark import BenchmarkPlan, run_benchmark, work_dir
-    from .reports.render import benchmark_markdown
+    from .reports.render import benchmark_markdown, convert_sweep_markdown
     from .reports.writer import BENCHMARK_FILES, write_benchmark
 
     plan = BenchmarkPlan(seeds=args.seeds, preset=args.preset, data=args.data, arms=tuple(args.arms.split(",")),
@@ -524,6 +524,9 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         print(paths["benchmark.json"].read_text(), end="")
     else:
         print(benchmark_markdown(result))
+        sweep = convert_sweep_markdown(result)
+        if sweep:
+            print(sweep)
         print(f"this call: {result['wall_s_this_call'] / 60:.1f} min, {plan.threads} torch thread(s); "
               f"written to {out}/ (benchmark.md, benchmark.json, benchmark.csv, accuracy_vs_energy.png)")
     return 0

@@ -148,6 +148,7 @@ def test_protocol_killed_mid_training_continues_where_it_stopped(data, tmp_path)
     assert files == ["accuracy_vs_energy.png", "benchmark.csv", "benchmark.json", "benchmark.md"]
     md = (out / "benchmark.md").read_text()
     assert "McNemar" in md and "µJ/clip (paper)" in md and "pooled 95 % CI" in md
+    assert "| T | top-1 mean ± std | pooled 95 % CI | seeds |" in md, "the conversion curve with intervals"
     record = json.loads((out / "benchmark.json").read_text())
     assert record["threads"] == [1] and record["test_clips"] == 8
 
