@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_read_dat.py
 	$(BIN)/python benchmarks/bench_make_digits.py
 	$(BIN)/python benchmarks/bench_profile.py
+	$(BIN)/python benchmarks/bench_train_speed.py
 
 clean:
 	rm -rf $(VENV) $(LAVA_VENV) demo-out .pytest_cache .hypothesis
