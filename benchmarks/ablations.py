@@ -9,7 +9,7 @@ interval of the difference. Parameters and operations per clip come from this pr
 Resumable like the protocol: finished runs are reused.
 
     python benchmarks/ablations.py [--seeds 0,1,2] [--preset tiny] [--data builtin-bench]
-        [--only 2,5] [--threads 2] [--out docs/ablations.md]
+        [--only 2,5] [--threads 1] [--jobs 2] [--out docs/ablations.md]
 """
 
 from __future__ import annotations
@@ -54,7 +54,9 @@ def main() -> None:
     ap.add_argument("--preset", default="tiny")
     ap.add_argument("--data", default="builtin-bench")
     ap.add_argument("--only", help="comma-separated variant numbers (1-based) besides the full model")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per training (default 1, as the protocol "
+                    "run whose full-model arms are reused)")
+    ap.add_argument("--jobs", type=int, default=2, help="trainings side by side (default 2)")
     ap.add_argument("--work", type=Path, help="the protocol's work folder (default: benchmark's default)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="config override for every variant (e.g. train.epochs=10)")
@@ -72,7 +74,7 @@ def main() -> None:
     for name, overrides in chosen:
         work = base_work if not overrides else base_work.parent / "ablations" / f"{base_work.name}-{_slug(name)}"
         plan = BenchmarkPlan(seeds=seeds, preset=args.preset, data=args.data, arms=("ann",), work=work,
-                             threads=args.threads, overrides={**common, **overrides})
+                             threads=args.threads, jobs=args.jobs, overrides={**common, **overrides})
         res = run_benchmark(plan, log=lambda line: print(line, flush=True))
         results[name] = {"overrides": overrides, "row": res["rows"][0], "records": res["records"],
                          "cfg": preset_config(args.preset, {**common, **overrides})}
