@@ -25,7 +25,13 @@ import torch
 from spklip_energy.benchmark import BenchmarkPlan, run_benchmark, work_dir
 from spklip_energy.energy import profile
 from spklip_energy.model import build_spklip, preset_config
-from spklip_energy.stats import decode_hits, fmt_ci, mcnemar_exact
+from spklip_energy.stats import (
+    decode_hits,
+    fmt_difference,
+    fmt_interval,
+    fmt_mean_std,
+    mcnemar_exact,
+)
 
 VARIANTS = {
     "full model": {},
@@ -91,15 +97,15 @@ def main() -> None:
             diff, p = "—", "—"
         else:
             test = mcnemar_exact(np.concatenate([hits[s] for s in seeds]), np.concatenate([full[s] for s in seeds]))
-            lo, hi = test["difference_ci"]
-            diff = f"{100 * test['difference']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+            diff = fmt_difference(test["difference"], *test["difference_ci"])
             p = f"{test['p_value']:.3g}"
         ov = ", ".join(f"`{k}={json.dumps(v)}`" for k, v in r["overrides"].items()) or "—"
         params = sum(q.numel() for q in build_spklip(cfg).visual.parameters())
         per_seed = " | ".join(f"{100 * row['top1_per_seed'][s]:.1f}" for s in seeds)
-        std = "" if row["top1_std"] != row["top1_std"] else f" ± {100 * row['top1_std']:.1f}"
+        pooled = row["top1_pooled"]
         lines.append(f"| {name} | {ov} | {params:,} | {ops_per_clip(cfg) / 1e6:.1f} M | "
-                     f"{100 * row['top1_mean']:.1f}{std} | {fmt_ci(row['top1_pooled']).split(' ', 2)[-1]} | "
+                     f"{fmt_mean_std(row['top1_mean'], row['top1_std'])} | "
+                     f"{fmt_interval(pooled['ci_low'], pooled['ci_high'])} | "
                      f"{per_seed} | {diff} | {p} | {100 * row['R@5_pooled']['value']:.1f} | "
                      f"{row['train_s'] / 60:.0f} min |")
     records = [rec for r in results.values() for rec in r["records"]]

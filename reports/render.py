@@ -7,7 +7,7 @@ import html
 
 import pandas as pd
 
-from ..stats import RESAMPLES
+from ..stats import RESAMPLES, fmt_difference, fmt_interval, fmt_mean_std
 
 #: Per-layer columns shown in reports, in order.
 LAYER_COLUMNS = [
@@ -237,7 +237,7 @@ def _accuracy_cell(r) -> str:
         return "—"
     if _missing(low) or _missing(high):
         return f"{100 * v:.1f} %"
-    return f"{100 * v:.1f} % [{100 * low:.1f}, {100 * high:.1f}]"
+    return f"{100 * v:.1f} % {fmt_interval(low, high)}"
 
 
 def _diff_cell(r) -> str:
@@ -245,7 +245,7 @@ def _diff_cell(r) -> str:
     if _missing(d):
         note = r.get("paired")
         return "—" if _missing(note) or not note else str(note)
-    return f"{100 * d:+.1f} pts [{100 * r.get('diff_ci_low'):+.1f}, {100 * r.get('diff_ci_high'):+.1f}]"
+    return fmt_difference(d, r.get("diff_ci_low"), r.get("diff_ci_high"), unit=" pts")
 
 
 def _p_cell(p) -> str:
@@ -323,8 +323,6 @@ def _pct(x) -> str:
 
 def benchmark_markdown(result: dict) -> str:
     """The A.7 protocol's table (``spklip-energy benchmark``) with how to read it."""
-    from ..stats import fmt_ci
-
     seeds = result["seeds"]
     head = ["arm", "top-1 mean ± std", "pooled 95 % CI", *[f"seed {s}" for s in seeds],
             "Δ vs control [95 % CI]", "McNemar p", "R@5 pooled", f"µJ/clip ({result['cost_model']})", "× ANN"]
@@ -332,12 +330,12 @@ def benchmark_markdown(result: dict) -> str:
     for r in result["rows"]:
         per_seed = r["top1_per_seed"]
         vs = r.get("vs_control")
-        diff = (f"{100 * vs['difference']:+.1f} [{100 * vs['difference_ci'][0]:+.1f}, "
-                f"{100 * vs['difference_ci'][1]:+.1f}]") if vs else ("(control)" if r["arm"] == "ann-control" else "—")
+        diff = fmt_difference(vs["difference"], *vs["difference_ci"]) if vs else (
+            "(control)" if r["arm"] == "ann-control" else "—")
         p = _p_cell(vs["p_value"]) if vs else "—"
-        std = "" if r["top1_std"] != r["top1_std"] else f" ± {100 * r['top1_std']:.1f}"
+        pooled = r["top1_pooled"]
         rows.append([
-            r["title"], f"{_pct(r['top1_mean'])}{std}", fmt_ci(r["top1_pooled"]).split(" ", 2)[-1],
+            r["title"], fmt_mean_std(r["top1_mean"], r["top1_std"]), fmt_interval(pooled["ci_low"], pooled["ci_high"]),
             *[_pct(per_seed.get(s, per_seed.get(str(s)))) for s in seeds],
             diff, p, _pct(r["R@5_pooled"]["value"]), f"{r['energy_total_j'] * 1e6:.1f}",
             "—" if r.get("energy_vs_ann") is None else f"{r['energy_vs_ann']:.2f}",
@@ -361,7 +359,7 @@ def benchmark_markdown(result: dict) -> str:
 def convert_sweep_markdown(result: dict) -> str | None:
     """The converted arm's accuracy and energy against T over seeds (None without a converted arm): top-1
     mean ± std over seeds and the pooled 95 % Wilson interval (from each seed's top-1 on its test clips)."""
-    from ..stats import aggregate_seeds, fmt_ci
+    from ..stats import aggregate_seeds
 
     row = next((r for r in result["rows"] if r["arm"] == "converted"), None)
     sweeps = (row or {}).get("convert_sweep") or {}
@@ -376,10 +374,10 @@ def convert_sweep_markdown(result: dict) -> str | None:
     for t in sorted(by_t, key=lambda v: -1 if v is None else v):
         points = by_t[t]
         agg = aggregate_seeds([(round(p["top1"] * n), n) for p in points])
-        std = "" if agg["std"] != agg["std"] else f" ± {100 * agg['std']:.1f}"
         energy = sum(p["total_j"] for p in points) / len(points)
-        rows.append(["ANN" if t is None else str(t), f"{100 * agg['mean']:.1f}{std}",
-                     fmt_ci(agg["pooled"]).split(" ", 2)[-1], str(len(points)), f"{energy * 1e6:.1f}"])
+        pooled = agg["pooled"]
+        rows.append(["ANN" if t is None else str(t), fmt_mean_std(agg["mean"], agg["std"]),
+                     fmt_interval(pooled["ci_low"], pooled["ci_high"]), str(len(points)), f"{energy * 1e6:.1f}"])
     return ("Conversion of the ANN's CNN (IF neurons, rate coding) against T, "
             f"{n} test clips per seed:\n\n"
             + _md_table(["T", "top-1 mean ± std", "pooled 95 % CI", "seeds", f"µJ/clip ({result['cost_model']})"],

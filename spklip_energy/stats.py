@@ -255,11 +255,33 @@ def fmt_ci(summary: dict, digits: int = 1) -> str:
     value = summary.get("value") if isinstance(summary, dict) else None
     if value is None or not math.isfinite(value):
         return "—"
-    low, high = summary.get("ci_low"), summary.get("ci_high")
     text = f"{100 * value:.{digits}f} %"
+    interval = fmt_interval(summary.get("ci_low"), summary.get("ci_high"), digits)
+    return text if interval == "—" else f"{text} {interval}"
+
+
+def fmt_interval(low, high, digits: int = 1, sign: bool = False) -> str:
+    """``"[56.9, 83.9]"``: an interval of proportions in percent (``sign``: ``"[+2.6, +4.6]"``, for
+    differences); ``"—"`` when either end is unknown."""
     if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
-        return text
-    return f"{text} [{100 * low:.{digits}f}, {100 * high:.{digits}f}]"
+        return "—"
+    f = f"{'+' if sign else ''}.{digits}f"
+    return f"[{100 * low:{f}}, {100 * high:{f}}]"
+
+
+def fmt_mean_std(mean, std, digits: int = 1) -> str:
+    """``"94.0 ± 2.3"``: a mean over seeds and its standard deviation in percent (the std left out when
+    it is unknown, e.g. for one seed; ``"—"`` without a mean)."""
+    if mean is None or not math.isfinite(mean):
+        return "—"
+    text = f"{100 * mean:.{digits}f}"
+    return text if std is None or not math.isfinite(std) else f"{text} ± {100 * std:.{digits}f}"
+
+
+def fmt_difference(diff, low, high, unit: str = "", digits: int = 1) -> str:
+    """``"+3.6 [+2.6, +4.6]"``: a difference of proportions in percent points (``unit`` after the value,
+    e.g. ``" pts"``) with its interval."""
+    return f"{100 * diff:+.{digits}f}{unit} {fmt_interval(low, high, digits, sign=True)}"
 
 
 def describe_ci(summary: dict) -> str:
