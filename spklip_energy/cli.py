@@ -590,12 +590,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 0
     print(_fmt_summary(summary))
     print(f"preview written to {result['preview']}\n")
+    from .stats import count_summary, fmt_ci
+
     for name, ev in result.get("evals", {}).items():
-        print(f"{name} on the test split: zero-shot class top-1 {100 * ev['top1']:.1f} %, top-5 "
-              f"{100 * ev['top5']:.1f} % (chance {100 * ev['chance_top1']:.1f} %); text-to-video R@1 "
-              f"{100 * ev['R@1']:.1f} %, R@5 {100 * ev['R@5']:.1f} % (chance {100 * ev['chance_R@5']:.1f} %)")
+        ci = {k: fmt_ci((ev.get("intervals") or {}).get(k) or count_summary(round(ev[k] * ev["clips"]), ev["clips"]))
+              for k in ("top1", "top5", "R@1", "R@5")}
+        print(f"{name} on the test split: zero-shot class top-1 {ci['top1']}, top-5 "
+              f"{ci['top5']} (chance {100 * ev['chance_top1']:.1f} %); text-to-video R@1 "
+              f"{ci['R@1']}, R@5 {ci['R@5']} (chance {100 * ev['chance_R@5']:.1f} %)")
     if result.get("evals"):
-        print()
+        clips = sorted({ev["clips"] for ev in result["evals"].values()})
+        print(f"[low, high]: 95 % Wilson intervals over the {'/'.join(map(str, clips))} test clips; training seed "
+              f"{args.seed}\n")
     for s in result["summaries"].values():
         print(table6_text(s) + "\n")
     for name, e in (result.get("exports") or {}).items():
