@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spklip_energy.benchmark import BenchmarkPlan, run_benchmark, work_dir
+from spklip_energy.benchmark import BenchmarkPlan, run_benchmarks, work_dir
 from spklip_energy.energy import profile
 from spklip_energy.model import build_spklip, preset_config
 from spklip_energy.stats import (
@@ -76,12 +76,15 @@ def main() -> None:
     common = {k: json.loads(v) if v[:1] in "0123456789-[{tf" else v
               for k, _, v in (item.partition("=") for item in args.set)}
     t0 = time.perf_counter()
-    results = {}
+    plans = []
     for name, overrides in chosen:
         work = base_work if not overrides else base_work.parent / "ablations" / f"{base_work.name}-{_slug(name)}"
-        plan = BenchmarkPlan(seeds=seeds, preset=args.preset, data=args.data, arms=("ann",), work=work,
-                             threads=args.threads, jobs=args.jobs, overrides={**common, **overrides})
-        res = run_benchmark(plan, log=lambda line: print(line, flush=True))
+        plans.append(BenchmarkPlan(seeds=seeds, preset=args.preset, data=args.data, arms=("ann",), work=work,
+                                   threads=args.threads, jobs=args.jobs, overrides={**common, **overrides}))
+    # one pool for all variants and seeds: no worker waits for a variant's last seed
+    outcomes = run_benchmarks(plans, args.jobs, log=lambda line: print(line, flush=True))
+    results = {}
+    for (name, overrides), res in zip(chosen, outcomes, strict=True):
         results[name] = {"overrides": overrides, "row": res["rows"][0], "records": res["records"],
                          "cfg": preset_config(args.preset, {**common, **overrides})}
     full = {r["seed"]: decode_hits(r["per_clip"]["top1"]) for r in results["full model"]["records"]}

@@ -242,21 +242,37 @@ def run_arm(plan: BenchmarkPlan, seed: int, arm: str, log: Callable[[str], None]
 
 def run_benchmark(plan: BenchmarkPlan, log: Callable[[str], None] = lambda s: None, progress=None) -> dict:
     """Run (or finish) every arm of every seed and return the aggregated result (see :func:`aggregate`)."""
+    return run_benchmarks([plan], plan.jobs, log, progress)[0]
+
+
+def run_benchmarks(plans: list[BenchmarkPlan], jobs: int, log: Callable[[str], None] = lambda s: None,
+                   progress=None) -> list[dict]:
+    """Several protocols (e.g. the variants of an ablation) whose arms share one pool of ``jobs``
+    workers, so that no worker idles while another plan still has arms to train; one aggregated
+    result per plan, in order."""
     import torch
 
-    plan.preflight()
-    log(f"A.7 protocol: seeds {','.join(map(str, plan.seeds))}, arms {','.join(plan.arms)}, preset "
-        f"{plan.preset}, data {plan.data}, {plan.threads} torch thread(s); runs in {plan.work}")
-    torch.set_num_threads(plan.threads)
     t0 = time.perf_counter()
     commit = _commit()
-    if plan.jobs == 1:
-        records = [run_arm(plan, seed, arm, log, progress, commit) for seed in plan.seeds for arm in plan.arms]
+    for plan in plans:
+        plan.preflight()
+        log(f"A.7 protocol: seeds {','.join(map(str, plan.seeds))}, arms {','.join(plan.arms)}, preset "
+            f"{plan.preset}, data {plan.data}, {plan.threads} torch thread(s); runs in {plan.work}")
+    if jobs == 1:
+        done = {}
+        for i, plan in enumerate(plans):
+            torch.set_num_threads(plan.threads)
+            for seed in plan.seeds:
+                for arm in plan.arms:
+                    done[i, seed, arm] = run_arm(plan, seed, arm, log, progress, commit)
     else:
-        records = _run_parallel(plan, commit, log)
-    result = aggregate(records, plan)
-    result["wall_s_this_call"] = round(time.perf_counter() - t0, 1)
-    return result
+        done = _run_parallel(plans, jobs, commit, log)
+    results = []
+    for i, plan in enumerate(plans):
+        result = aggregate([done[i, s, a] for s in plan.seeds for a in plan.arms], plan)
+        result["wall_s_this_call"] = round(time.perf_counter() - t0, 1)
+        results.append(result)
+    return results
 
 
 def _worker(plan: BenchmarkPlan, seed: int, arm: str, commit: str | None) -> dict:
@@ -269,20 +285,22 @@ def _worker(plan: BenchmarkPlan, seed: int, arm: str, commit: str | None) -> dic
     return run_arm(plan, seed, arm, lambda line: print(line, file=sys.stderr, flush=True), None, commit)
 
 
-def _run_parallel(plan: BenchmarkPlan, commit: str | None, log: Callable[[str], None]) -> list[dict]:
-    """Every arm in ``plan.jobs`` worker processes: first the ``ann`` arm of every seed (each later
-    arm starts from it, and every ANN is measured before any variant runs), then all the others.
+def _run_parallel(plans: list[BenchmarkPlan], jobs: int, commit: str | None,
+                  log: Callable[[str], None]) -> dict[tuple[int, int, str], dict]:
+    """Every arm of every plan in ``jobs`` worker processes: first the ``ann`` arm of every seed (each
+    later arm starts from it, and every ANN is measured before any variant runs), then all the others.
     A failing arm stops the job once the arms already running have finished (their records stay)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    log(f"{plan.jobs} arms side by side, {plan.threads} torch thread(s) each")
-    first = [(s, "ann") for s in plan.seeds if "ann" in plan.arms]
-    rest = [(s, a) for s in plan.seeds for a in plan.arms if a != "ann"]
-    done: dict[tuple[int, str], dict] = {}
-    with ProcessPoolExecutor(plan.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    log(f"{jobs} arms side by side, {plans[0].threads} torch thread(s) each")
+    first = [(i, s, "ann") for i, p in enumerate(plans) for s in p.seeds if "ann" in p.arms]
+    rest = [(i, s, a) for i, p in enumerate(plans) for s in p.seeds for a in p.arms if a != "ann"]
+    done: dict[tuple[int, int, str], dict] = {}
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         for phase in (first, rest):
-            futures = {pool.submit(_worker, plan, seed, arm, commit): (seed, arm) for seed, arm in phase}
+            futures = {pool.submit(_worker, plans[i], seed, arm, commit): (i, seed, arm)
+                       for i, seed, arm in phase}
             try:
                 for fut, key in futures.items():
                     done[key] = fut.result()
@@ -290,7 +308,7 @@ def _run_parallel(plan: BenchmarkPlan, commit: str | None, log: Callable[[str], 
                 for fut in futures:
                     fut.cancel()
                 raise
-    return [done[(s, a)] for s in plan.seeds for a in plan.arms]
+    return done
 
 
 def aggregate(records: list[dict], plan: BenchmarkPlan) -> dict:
