@@ -143,8 +143,8 @@ class ConvertedHSFE(HSFE):
 
     def forward(self, blocks: torch.Tensor) -> torch.Tensor:
         x = self.pool(blocks)
-        if self.cfg.input_scale != 1.0:
-            x = x * self.cfg.input_scale
+        if not x.is_floating_point():
+            x = x.float()
         est = torch.cat([branch(x) for branch in self.branches], dim=1)
         return self.snn(self.sa(est))
 

@@ -325,7 +325,9 @@ def describe(loaded: LoadedSPKLIP, graph, path: str) -> dict:
             "node_types": types,
             "summing_nodes": sorted(n for n, k in fan_in.items() if k > 1),
             "input": {"node": "input", "shape": list(input_shape(loaded)),
-                      "meaning": "HSFE features of one temporal block (analog float), the same on every step"},
+                      "meaning": ("spikes of the spiking HSFE for one temporal block, one map per step"
+                                  if cfg.front_end == "spiking" else
+                                  "HSFE features of one temporal block (analog float), the same on every step")},
             "output": {"node": "output", "shape": out_shape, "meaning": "that step's block embedding"},
             "time_steps": cfg.fsve.time_steps,
             "blocks_per_clip": cfg.hsfe.n_blocks,
@@ -368,14 +370,20 @@ def write_nir(loaded: LoadedSPKLIP, folder: Path, opts: dict) -> dict:
 
 
 def hsfe_features(loaded: LoadedSPKLIP, spikes: torch.Tensor) -> torch.Tensor:
-    """The HSFE features ``[B*blocks, C, H, W]`` of clips ``[B, frames, H, W]`` (the graph's inputs)."""
+    """The graph's inputs for clips ``[B, frames, H, W]``: the ANN HSFE's features ``[B*blocks, C, H, W]``
+    (the same at every step), or the spiking HSFE's spikes ``[T, B*blocks, C, H, W]`` (one map per step)."""
     visual = loaded.model.visual.eval()
     with torch.no_grad():
         return visual.hsfe(temporal_blocks(spikes[:, : visual.cfg.frames].float(), visual.cfg.hsfe))
 
 
+def step_input(x: torch.Tensor, t: int) -> torch.Tensor:
+    """Step ``t``'s input: ``x[t]`` of per-step inputs ``[T, N, ...]`` (5-D), else ``x`` itself."""
+    return x[t] if x.dim() == 5 else x
+
+
 def project_run(cnn: nn.Module, x: torch.Tensor, steps: int) -> tuple[torch.Tensor, dict, dict]:
-    """The project's CNN on ``x [N, C, H, W]`` repeated over ``steps``: outputs ``[T, N, D]``, and per neuron
+    """The project's CNN on ``x [N, C, H, W]`` repeated over ``steps`` (or per-step ``x [T, N, C, H, W]``): outputs ``[T, N, D]``, and per neuron
     (names relative to the CNN) its spikes and pre-reset membrane ``u`` ``[T, N, ...]``."""
     from spikingjelly.activation_based import functional, neuron
 
@@ -391,7 +399,7 @@ def project_run(cnn: nn.Module, x: torch.Tensor, steps: int) -> tuple[torch.Tens
         with torch.no_grad():
             cnn.eval()
             functional.reset_net(cnn)
-            out = cnn(x.unsqueeze(0).expand(steps, *x.shape))
+            out = cnn(x if x.dim() == 5 else x.unsqueeze(0).expand(steps, *x.shape))
             functional.reset_net(cnn)
     finally:
         for h in hooks:
@@ -453,18 +461,18 @@ def run_snntorch(graph, x: torch.Tensor, steps: int, neurons: list[str]) -> tupl
     outs = []
     try:
         with torch.no_grad():
-            for i in range(x.shape[0]):
+            for i in range(x.shape[-4]):
                 snn_utils.reset(net)
                 steps_out = []
-                for _ in range(steps):
-                    y = net(x[i])
+                for t in range(steps):
+                    y = net(step_input(x, t)[i])
                     steps_out.append((y[0] if isinstance(y, tuple) else y).detach())
                 outs.append(torch.stack(steps_out))
     finally:
         for h in hooks:
             h.remove()
     out = torch.stack(outs, dim=1)  # [T, N, D]
-    spikes = {n: torch.stack(v).reshape(x.shape[0], steps, *v[0].shape).transpose(0, 1) for n, v in store.items()}
+    spikes = {n: torch.stack(v).reshape(x.shape[-4], steps, *v[0].shape).transpose(0, 1) for n, v in store.items()}
     return out, spikes
 
 
@@ -479,8 +487,8 @@ def run_spikingjelly(graph, x: torch.Tensor, steps: int, neurons: list[str]) -> 
     try:
         with torch.no_grad():
             state = None
-            for _ in range(steps):
-                y, state = net(x, state)
+            for t in range(steps):
+                y, state = net(step_input(x, t), state)
                 outs.append(y.detach())
     finally:
         for h in hooks:
@@ -525,7 +533,7 @@ def compare_run(ref_out: torch.Tensor, ref_spikes: dict, ref_u: dict, vth: dict,
 
 def compare_importers(nir_path: str | os.PathLike, module: nn.Module, x: torch.Tensor, steps: int) -> dict:
     """Run ``module`` (the project's multi-step network) and both importers of the file ``nir_path`` on
-    ``x [N, C, H, W]`` for ``steps`` steps; figures per importer (``{"ok": False, "reason": ...}`` when an
+    ``x [N, C, H, W]`` (or per-step ``[T, N, C, H, W]``) for ``steps`` steps; figures per importer (``{"ok": False, "reason": ...}`` when an
     importer cannot load or run the graph)."""
     from spikingjelly.activation_based import neuron
 
@@ -565,7 +573,7 @@ def verify_nir(loaded: LoadedSPKLIP, folder: Path, data: str | os.PathLike = "bu
     spikes, _ = verify_inputs(loaded, data, samples, progress)
     x = hsfe_features(loaded, spikes)
     steps = loaded.model.cfg.fsve.time_steps
-    res = {"clips": int(spikes.shape[0]), "inputs": int(x.shape[0]), "input_shape": list(x.shape[1:]),
+    res = {"clips": int(spikes.shape[0]), "inputs": int(x.shape[-4]), "input_shape": list(x.shape[-3:]),
            "time_steps": steps, "file": NIR_FILE, "spike_agreement_required": SPIKE_AGREEMENT,
            "output_tolerance": OUTPUT_TOLERANCE, "output_agreement_required": OUTPUT_AGREEMENT,
            **compare_importers(Path(folder) / NIR_FILE, cnn, x, steps)}
@@ -578,4 +586,4 @@ def verify_nir(loaded: LoadedSPKLIP, folder: Path, data: str | os.PathLike = "bu
 
 
 __all__ = ["DT", "NIR_FILE", "build_nir", "compare_importers", "find_cnn", "hsfe_features", "module_graph",
-           "neuron_node", "project_run", "run_snntorch", "run_spikingjelly", "verify_nir", "write_nir"]
+           "neuron_node", "project_run", "run_snntorch", "step_input", "run_spikingjelly", "verify_nir", "write_nir"]

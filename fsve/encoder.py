@@ -1,9 +1,9 @@
 """The FSVE's replacement for STAR-Net: a spiking CNN per block, then a temporal Transformer.
 
-Input: HSFE features of every block ``[B * n, C, H, W]`` (as STAR-Net gets them).
-The features are presented to the spiking MS-ResNet (:class:`SpikingCNN`) for
-``fsve.time_steps`` SNN steps (``[T, B * n, C, H, W]``), giving per-step block
-embeddings ``[T, B * n, D]``. Then:
+Input: the ANN HSFE's features of every block ``[B * n, C, H, W]`` (as STAR-Net gets
+them), presented to the spiking MS-ResNet (:class:`SpikingCNN`) for ``fsve.time_steps``
+SNN steps (``[T, B * n, C, H, W]``), or the spiking HSFE's spikes, already
+``[T, B * n, C, H, W]``; either gives per-step block embeddings ``[T, B * n, D]``. Then:
 
 * ``fsve-hybrid``: the mean over steps, block positions and STAR-Net's ANN
   Transformer over blocks, mean over blocks (the paper's "CNN replaced by its SNN
@@ -49,7 +49,10 @@ class SpikingStarNet(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         functional.reset_net(self)
-        x = features.unsqueeze(0).expand(self.time_steps, *features.shape)  # [T, B*n, C, H, W]
+        if features.dim() == 5:  # spikes of the spiking HSFE, already [T, B*n, C, H, W]
+            x = features
+        else:  # analog features of the ANN HSFE, the same at every step
+            x = features.unsqueeze(0).expand(self.time_steps, *features.shape)
         per_block = self.spatial(x)  # [T, B*n, D]
         t, bn, d = per_block.shape
         if self.full:

@@ -112,3 +112,56 @@ def benchmark_png(rows: list[dict], title: str) -> bytes:
     fig.text(0.01, -0.04, "thick bars: ± 1 std over seeds; thin bars with caps: pooled 95 % Wilson interval",
              fontsize=7)
     return _png(fig)
+
+
+#: one colour per model part (spklip_energy.model.parts.PARTS), the same in every plot
+PART_COLORS = {"HSFE": "#4c72b0", "CNN": "#dd8452", "temporal Transformer": "#55a868", "heads": "#8172b2",
+               "other": "#937860"}
+
+
+def energy_by_part_png(parts: dict, title: str) -> bytes:
+    """Horizontal stacked bars, one per model part: its compute, neuron and memory energy per sample (µJ),
+    labelled with its share of the total."""
+    plt = _plt()
+    names = list(parts)
+    fig, ax = plt.subplots(figsize=(7.5, max(2.2, 0.45 * len(names) + 1.2)))
+    y = list(range(len(names)))
+    left = [0.0] * len(names)
+    for col, color, label in (("compute_j", "#4c72b0", "compute (MAC/AC)"), ("neuron_j", "#55a868", "neuron updates"),
+                              ("memory_j", "#c44e52", "memory")):
+        vals = [parts[n][col] * 1e6 for n in names]
+        ax.barh(y, vals, left=left, color=color, label=label)
+        left = [a + b for a, b in zip(left, vals, strict=True)]
+    ax.set_yticks(y)
+    ax.set_yticklabels([f"{n} ({100 * parts[n]['share']:.1f} %)" for n in names], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("energy per sample (µJ)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    return _png(fig)
+
+
+def energy_by_part_comparison_png(rows: list[dict], title: str) -> bytes | None:
+    """Horizontal stacked bars, one per compared model that has parts: its total energy per sample (µJ)
+    split by model part. None when no row has parts (no SPKLIP checkpoint among them)."""
+    have = [r for r in rows if r.get("energy_by_part_j")]
+    if not have:
+        return None
+    plt = _plt()
+    seen = dict.fromkeys(p for r in have for p in r["energy_by_part_j"])
+    order = [p for p in PART_COLORS if p in seen] + [p for p in seen if p not in PART_COLORS]
+    fig, ax = plt.subplots(figsize=(7.5, max(2.2, 0.45 * len(have) + 1.4)))
+    y = list(range(len(have)))
+    left = [0.0] * len(have)
+    for i, part in enumerate(order):
+        vals = [r["energy_by_part_j"].get(part, 0.0) * 1e6 for r in have]
+        ax.barh(y, vals, left=left, color=PART_COLORS.get(part, f"C{i}"), label=part)
+        left = [a + b for a, b in zip(left, vals, strict=True)]
+    ax.set_yticks(y)
+    ax.set_yticklabels([r["name"] for r in have], fontsize=8)
+    ax.invert_yaxis()
+    left_out = len(rows) - len(have)
+    ax.set_xlabel("energy per sample (µJ)" + (f"   ({left_out} model(s) without parts not shown)" if left_out else ""))
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    return _png(fig)

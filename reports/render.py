@@ -11,7 +11,7 @@ from ..stats import RESAMPLES, fmt_difference, fmt_interval, fmt_mean_std
 
 #: Per-layer columns shown in reports, in order.
 LAYER_COLUMNS = [
-    "name", "type", "calls", "spiking", "binary_input", "macs", "sops", "neuron_updates",
+    "name", "part", "type", "calls", "spiking", "binary_input", "macs", "sops", "neuron_updates",
     "mem_reads", "mem_writes", "input_rate", "output_rate", "params",
     "compute_j", "neuron_j", "memory_j", "total_j", "bound",
 ]
@@ -90,6 +90,40 @@ def per_layer_rows(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     return cols, [[_fmt_cell(c, row[c]) for c in cols] for _, row in df.iterrows()]
 
 
+#: the header of the energy-by-part table (report Markdown and HTML)
+PART_HEADER = ["part", "layers", "MACs", "SOPs", "neuron updates", "memory accesses", "compute (µJ)",
+               "neuron (µJ)", "memory (µJ)", "total (µJ)", "share"]
+
+
+def _uj(x: float) -> str:
+    return f"{x * 1e6:.4g}"
+
+
+def part_rows(summary: dict) -> list[list[str]]:
+    """The energy-by-part table (per sample) of a summary, one row per part and a last row for the whole
+    encoder; no rows when the summary has no parts (not a SPKLIP checkpoint)."""
+    parts = summary.get("parts") or {}
+    if not parts:
+        return []
+
+    def row(label: str, p: dict, share: str) -> list[str]:
+        return [label, str(p["layers"]), _si(p["macs"]), _si(p["sops"]), _si(p["neuron_updates"]),
+                _si(p["mem_accesses"]), _uj(p["compute_j"]), _uj(p["neuron_j"]), _uj(p["memory_j"]),
+                _uj(p["total_j"]), share]
+
+    rows = [row(name, p, f"{100 * p['share']:.1f} %") for name, p in parts.items()]
+    c, e = summary["counts_per_sample"], summary["energy_per_sample"]
+    whole = {"layers": sum(p["layers"] for p in parts.values()), **c, **e}
+    return rows + [row("all parts", whole, "100 %")]
+
+
+PART_NOTE = ("Parts of the visual encoder (spklip_energy/model/parts.py): HSFE: the front end; CNN: the "
+             "per-block CNN (STAR-Net's ResNet, or the FSVE's spiking CNN); temporal Transformer: block position "
+             "and the Transformer over blocks; heads: from the CNN's features to the block embedding (attention "
+             "pool, or global pool, final linear and its LIF; BlockPooling's projection). Counts and energy of "
+             "counted layers only, so the parts add up to the totals above.")
+
+
 def _provenance_md(cm: dict) -> list[str]:
     lines = [f"- **{cm['name']}**: {cm['description']}"]
     lines.append(
@@ -138,6 +172,9 @@ def report_markdown(summary: dict, per_layer: pd.DataFrame, images: dict[str, st
                     _si(c["mem_writes"]), _si(c["mem_accesses"])]]),
         "",
     ]
+    by_part = part_rows(summary)
+    if by_part:
+        parts += ["## Energy by part (per sample)", "", _md_table(PART_HEADER, by_part), "", PART_NOTE, ""]
     if summary["warnings"]:
         parts += ["## Warnings and assumptions", ""] + [f"- {w}" for w in summary["warnings"]] + [""]
     for caption, path in images.items():
@@ -181,6 +218,10 @@ def report_html(summary: dict, per_layer: pd.DataFrame, images: dict[str, bytes]
          "<h2>Summary (paper Table 6 form, per sample)</h2>",
          _html_table(["", "value"], [list(r) for r in table6_rows(summary)]),
          f"<p>Neuron-update energy is grouped with {html.escape(summary['neuron_energy_grouping'])} energy.</p>"]
+    by_part = part_rows(summary)
+    if by_part:
+        h += ["<h2>Energy by part (per sample)</h2>", _html_table(PART_HEADER, by_part),
+              f"<p>{html.escape(PART_NOTE)}</p>"]
     if summary["warnings"]:
         h.append("<h2>Warnings and assumptions</h2><ul>" + "".join(
             f"<li class='warn'>{html.escape(w)}</li>" for w in summary["warnings"]) + "</ul>")
@@ -219,15 +260,30 @@ def _missing(v) -> bool:
     return v is None or (isinstance(v, float) and v != v)
 
 
+def part_column(part: str) -> str:
+    """The comparison table's column of a model part's total energy per sample (``part_hsfe_j``, ...)."""
+    return "part_" + "_".join(part.lower().split()) + "_j"
+
+
 def comparison_frame(rows: list[dict], baseline: int = 0) -> pd.DataFrame:
     """One row per model with per-sample figures and each column's ratio to the baseline model
-    (``rows[baseline]``, the first by default); ``df.attrs["baseline"]`` names it."""
+    (``rows[baseline]``, the first by default); ``df.attrs["baseline"]`` names it. A row's energy by
+    part (``energy_by_part_j``) becomes one column per part (:func:`part_column`; NaN where a model has
+    no such part), ``df.attrs["parts"]`` lists them in display order."""
+    from ..model.parts import PARTS
+
     df = pd.DataFrame.from_records(rows)
     base = rows[baseline]
     for key in RATIO_KEYS:
         b = base.get(key) or 0
         df[f"{key}_ratio"] = [(r.get(key) / b) if b else float("nan") for r in rows]
+    by_part = [r.get("energy_by_part_j") or {} for r in rows]
+    df = df.drop(columns=["energy_by_part_j"], errors="ignore")
+    present = [p for p in PARTS if any(p in d for d in by_part)]
+    for part in present:
+        df[part_column(part)] = [d.get(part, float("nan")) for d in by_part]
     df.attrs["baseline"] = base.get("name")
+    df.attrs["parts"] = present
     return df
 
 
@@ -254,7 +310,13 @@ def _p_cell(p) -> str:
     return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
 
 
-def _comparison_notes(base: str | None, paired: bool) -> str:
+def _part_cell(v, total) -> str:
+    if _missing(v):
+        return "—"
+    return f"{v:.4g} ({100 * v / total:.1f} %)" if not _missing(total) and total else f"{v:.4g}"
+
+
+def _comparison_notes(base: str | None, paired: bool, parts: bool = False) -> str:
     notes = [f"Ratios (×) are to {'the first model' if base is None else f'the baseline, {base}'}."]
     notes.append("top-1 is what `eval` recorded in each checkpoint, with its 95 % Wilson interval over the "
                  "evaluated clips (eval clips); — where a checkpoint records none.")
@@ -262,6 +324,10 @@ def _comparison_notes(base: str | None, paired: bool) -> str:
         notes.append("Δ top-1: this model minus the baseline on the same clips, with a 95 % paired-bootstrap "
                      f"interval ({RESAMPLES:,} resamples of the clips); McNemar p: two-sided exact McNemar test "
                      "(binomial on the clips exactly one of the two models got right).")
+    if parts:
+        notes.append("Energy by part (J): the total energy per sample of each part of the visual encoder "
+                     "(spklip_energy/model/parts.py), with its share of the model's total; — where a model has "
+                     "no such part or is not a SPKLIP model.")
     return "\n\n".join(notes) + "\n"
 
 
@@ -269,13 +335,18 @@ def comparison_markdown(df: pd.DataFrame, cost_name: str, samples: int) -> str:
     base = df.attrs.get("baseline")
     paired = "paired" in df.columns
     columns = [(k, label) for k, label in COMPARE_COLUMNS if paired or k not in PAIRED_COLUMNS]
+    parts = df.attrs.get("parts") or []
+    part_keys = {part_column(p): p for p in parts}
+    columns += [(key, f"{p} (J)") for key, p in part_keys.items()]
     header = [label.replace("baseline", str(base)) if base is not None else label for _, label in columns]
     rows = []
     for _, r in df.iterrows():
         cells = []
         for key, _ in columns:
             v = r.get(key)
-            if key == "accuracy":
+            if key in part_keys:
+                cells.append(_part_cell(v, r.get("total_j")))
+            elif key == "accuracy":
                 cells.append(_accuracy_cell(r))
             elif key == "eval_clips":
                 cells.append("—" if _missing(v) else str(int(v)))
@@ -297,23 +368,28 @@ def comparison_markdown(df: pd.DataFrame, cost_name: str, samples: int) -> str:
     return (
         f"# Model comparison (per sample, cost model `{cost_name}`, {samples} samples)\n\n"
         + _md_table(header, rows)
-        + "\n\n" + _comparison_notes(base, paired)
+        + "\n\n" + _comparison_notes(base, paired, bool(parts))
     )
 
 
-def comparison_html(df: pd.DataFrame, cost_name: str, samples: int, plot: bytes) -> str:
+def comparison_html(df: pd.DataFrame, cost_name: str, samples: int, plot: bytes,
+                    parts_plot: bytes | None = None) -> str:
+    """The comparison as a self-contained HTML page: the table, its notes, the energy-vs-accuracy plot and
+    (``parts_plot``) the energy-by-part plot."""
     md_rows = comparison_markdown(df, cost_name, samples).split("\n")
     table_lines = [ln for ln in md_rows if ln.startswith("|")]
     header = [c.strip() for c in table_lines[0].strip("|").split("|")]
     rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in table_lines[2:]]
     notes = "".join(f"<p>{html.escape(line.replace('`', ''))}</p>"
-                    for line in _comparison_notes(df.attrs.get("baseline"), "paired" in df.columns).splitlines()
+                    for line in _comparison_notes(df.attrs.get("baseline"), "paired" in df.columns,
+                                                  bool(df.attrs.get("parts"))).splitlines()
                     if line)
+    by_part = _img(parts_plot, "energy by part") if parts_plot is not None else ""
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>Model comparison</title><style>{_CSS}</style>"
         f"</head><body><h1>Model comparison</h1><p>Per sample, cost model <code>{html.escape(cost_name)}</code>, "
         f"{samples} samples.</p>{_html_table(header, rows)}{notes}"
-        f"{_img(plot, 'energy vs accuracy')}</body></html>"
+        f"{_img(plot, 'energy vs accuracy')}{by_part}</body></html>"
     )
 
 

@@ -17,9 +17,9 @@ from ..atomic import replace_output_dir
 from . import plots, render
 
 REPORT_FILES = frozenset({"report.md", "report.html", "summary.json", "per_layer.csv", "energy_per_layer.png",
-                          "firing_rate.png"})
+                          "firing_rate.png", "energy_by_part.png"})
 COMPARISON_FILES = frozenset({"comparison.md", "comparison.csv", "comparison.html", "comparison.json",
-                              "energy_vs_accuracy.png"})
+                              "energy_vs_accuracy.png", "energy_by_part.png"})
 
 
 def _json_default(o):
@@ -35,26 +35,28 @@ def summary_json(summary: dict) -> str:
 
 
 def write_report(out_dir: str | os.PathLike, summary: dict, per_layer: pd.DataFrame) -> dict[str, Path]:
-    """Write report.md, report.html, per_layer.csv, summary.json and the PNG plots into ``out_dir``."""
+    """Write report.md, report.html, per_layer.csv, summary.json and the PNG plots into ``out_dir``
+    (energy_by_part.png only for a summary with parts: a SPKLIP checkpoint)."""
     out = Path(out_dir)
     kind = summary["checkpoint"]["kind"]
     cost = summary["cost_model"]["name"]
-    pngs: dict[str, bytes] = {
-        "Energy per layer": plots.energy_per_layer_png(
-            per_layer, f"{kind}: energy per layer under '{cost}' (compute / neuron / memory)"
-        )
-    }
+    files: dict[str, bytes] = {}  # PNG file name -> bytes
+    captions: dict[str, str] = {}  # caption -> PNG file name, in the order the report shows them
+    if summary.get("parts"):
+        files["energy_by_part.png"] = plots.energy_by_part_png(
+            summary["parts"], f"{kind}: energy per sample by model part under '{cost}' (compute / neuron / memory)")
+        captions["Energy by part"] = "energy_by_part.png"
+    files["energy_per_layer.png"] = plots.energy_per_layer_png(
+        per_layer, f"{kind}: energy per layer under '{cost}' (compute / neuron / memory)"
+    )
+    captions["Energy per layer"] = "energy_per_layer.png"
     rate = plots.firing_rate_png(per_layer, f"{kind}: firing rate per spiking layer")
     if rate is not None:
-        pngs["Firing rate per layer"] = rate
-    files = {"energy_per_layer.png": pngs["Energy per layer"]}
-    if rate is not None:
         files["firing_rate.png"] = rate
-    images_md = {"Energy per layer": "energy_per_layer.png"}
-    if rate is not None:
-        images_md["Firing rate per layer"] = "firing_rate.png"
+        captions["Firing rate per layer"] = "firing_rate.png"
+    pngs = {caption: files[name] for caption, name in captions.items()}
     texts = {
-        "report.md": render.report_markdown(summary, per_layer, images_md),
+        "report.md": render.report_markdown(summary, per_layer, captions),
         "report.html": render.report_html(summary, per_layer, pngs),
         "summary.json": summary_json(summary),
         "per_layer.csv": per_layer.to_csv(index=False),
@@ -88,23 +90,30 @@ def comparison_json(rows: list[dict], cost_name: str, samples: int, baseline: in
 
 def write_comparison(out_dir: str | os.PathLike, rows: list[dict], cost_name: str, samples: int,
                      baseline: int = 0) -> dict[str, Path]:
-    """Write comparison.md, comparison.csv, comparison.html, comparison.json and energy_vs_accuracy.png;
-    ratios and paired tests are to ``rows[baseline]`` (the first by default)."""
+    """Write comparison.md, comparison.csv, comparison.html, comparison.json, energy_vs_accuracy.png and,
+    when at least one row has energy by part (a SPKLIP checkpoint), energy_by_part.png; ratios and paired
+    tests are to ``rows[baseline]`` (the first by default)."""
     out = Path(out_dir)
     df = render.comparison_frame(rows, baseline)
     plot = plots.energy_vs_accuracy_png(rows, f"energy per sample vs accuracy ('{cost_name}')")
+    by_part = plots.energy_by_part_comparison_png(rows, f"energy per sample by model part ('{cost_name}')")
+    files = {"energy_vs_accuracy.png": plot}
     md = render.comparison_markdown(df, cost_name, samples) + "\n![energy vs accuracy](energy_vs_accuracy.png)\n"
+    if by_part is not None:
+        files["energy_by_part.png"] = by_part
+        md += "\n![energy by part](energy_by_part.png)\n"
     texts = {
         "comparison.md": md,
         "comparison.csv": df.to_csv(index=False),
-        "comparison.html": render.comparison_html(df, cost_name, samples, plot),
+        "comparison.html": render.comparison_html(df, cost_name, samples, plot, by_part),
         "comparison.json": comparison_json(rows, cost_name, samples, baseline),
     }
     with replace_output_dir(out, "compare", COMPARISON_FILES) as tmp:
-        (tmp / "energy_vs_accuracy.png").write_bytes(plot)
+        for name, data in files.items():
+            (tmp / name).write_bytes(data)
         for name, text in texts.items():
             (tmp / name).write_text(text, encoding="utf-8")
-    return {name: out / name for name in ["energy_vs_accuracy.png", *texts]}
+    return {name: out / name for name in [*files, *texts]}
 
 
 BENCHMARK_FILES = frozenset({"benchmark.md", "benchmark.json", "benchmark.csv", "accuracy_vs_energy.png"})

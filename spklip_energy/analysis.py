@@ -81,8 +81,10 @@ def analyse_checkpoint(
     """Profile a checkpoint's model on ``samples`` clips and estimate its energy.
 
     Returns ``(summary, per_layer)``: ``summary`` is JSON-ready (checkpoint, data,
-    counts in total and per sample, energy, Table 6 rows, cost model with sources,
-    warnings, conventions); ``per_layer`` has counts and energy per layer.
+    counts in total and per sample, energy, Table 6 rows, energy by model part for
+    SPKLIP kinds (:func:`part_summary`; None for the zoo's), cost model with sources,
+    warnings, conventions); ``per_layer`` has counts and energy per layer (and, for
+    SPKLIP kinds, each layer's ``part``).
     """
     samples = check_positive_int(samples, "samples")
     batch_size = check_positive_int(batch_size, "batch_size")
@@ -113,6 +115,10 @@ def analyse_checkpoint(
 
     result = profile(runner.module, forward=forward, reuse=reuse, samples=n)
     core, per_layer = priced_summary(result, cost_model, n, reuse)
+    parts = None
+    if _is_spklip(runner.kind):
+        per_layer = with_parts(per_layer)
+        parts = part_summary(per_layer, n)
     if weights_warning:
         core["warnings"].append(weights_warning)
         warnings.warn(weights_warning, SpklipWarning, stacklevel=2)
@@ -127,11 +133,69 @@ def analyse_checkpoint(
         "data": {"source": source, "samples": n, "frames": ds.frames, "height": ds.height, "width": ds.width,
                  "classes": ds.classes},
         **core,
+        "parts": parts,
         "accuracy": top1,
         "evaluation": {k: v for k, v in (evaluation or {}).items() if k != "confusion"} or None,
         "measured_top1_on_profiled_samples": (correct / n) if runner.logits and n else None,
     }
     return summary, per_layer
+
+
+#: the per-sample figures of each part in ``summary["parts"]`` (besides ``layers`` and ``share``)
+PART_FIGURES = ("macs", "sops", "neuron_updates", "mem_accesses", "compute_j", "neuron_j", "memory_j", "total_j")
+
+
+def _is_spklip(kind: str) -> bool:
+    """Whether ``kind`` is a SPKLIP checkpoint kind (whose profiled module is the visual encoder)."""
+    from .model.io import KINDS
+
+    return kind in KINDS
+
+
+def with_parts(per_layer: pd.DataFrame) -> pd.DataFrame:
+    """``per_layer`` of a SPKLIP visual encoder with a ``part`` column (:mod:`spklip_energy.model.parts`):
+    counted layers are placed in network order (a converted run's own rows need their neighbours),
+    layers without a rule by name alone."""
+    from .model.parts import assign_parts, part_of
+
+    df = per_layer.copy()
+    counted = _counted(df)
+    parts = pd.Series("other", index=df.index, dtype=object)
+    parts[counted] = assign_parts(df.loc[counted, "name"].tolist())
+    parts[~counted] = [part_of(name) for name in df.loc[~counted, "name"]]
+    df.insert(1 if "name" in df else 0, "part", parts)
+    return df
+
+
+def part_summary(per_layer: pd.DataFrame, n: int) -> dict:
+    """Energy and counts by model part, per sample, from a per-layer table with a ``part`` column.
+
+    Returns ``{part: {"layers": counted layers, "macs", "sops", "neuron_updates",
+    "mem_accesses", "compute_j", "neuron_j", "memory_j", "total_j" (per sample), "share":
+    fraction of the total energy}}`` in :data:`~spklip_energy.model.parts.PARTS` order, for
+    the parts that have at least one layer (counted or not). Only counted layers carry
+    counts and energy, so the parts add up to the summary's totals.
+    """
+    from .model.parts import PARTS
+
+    counted = per_layer[_counted(per_layer)]
+    total = float(counted["total_j"].sum()) if len(counted) and "total_j" in counted else 0.0
+    out = {}
+    for part in PARTS:
+        if not (per_layer["part"] == part).any():
+            continue
+        rows = counted[counted["part"] == part]
+        sums = {k: float(rows[k].fillna(0).sum()) if k in rows else 0.0 for k in PART_FIGURES}
+        out[part] = {"layers": int(len(rows)), **{k: v / n for k, v in sums.items()},
+                     "share": sums["total_j"] / total if total else 0.0}
+    return out
+
+
+def _counted(per_layer: pd.DataFrame) -> pd.Series:
+    """Which rows of a per-layer table were counted (have a rule, counts and energy)."""
+    if "counted" not in per_layer:
+        return pd.Series(False, index=per_layer.index)
+    return per_layer["counted"].fillna(False).astype(bool)
 
 
 def nonfinite_warning(ck: Checkpoint) -> str | None:
@@ -265,7 +329,9 @@ def comparison_row(summary: dict, name: str, baseline: tuple[str, dict] | None =
     comparison of top-1 against it: when both were evaluated on the same clips
     (same split, same data, identical clip ids) the exact McNemar ``p_value`` and
     ``top1_diff`` (this model minus the baseline) with its paired-bootstrap
-    interval; otherwise ``paired`` says why there is none.
+    interval; otherwise ``paired`` says why there is none. ``energy_by_part_j`` is the
+    total energy per sample of each model part (``{part: joules}``, SPKLIP kinds; None
+    for the zoo's).
     """
     c, e = summary["counts_per_sample"], summary["energy_per_sample"]
     acc = _recorded_top1(summary)
@@ -287,6 +353,8 @@ def comparison_row(summary: dict, name: str, baseline: tuple[str, dict] | None =
         "energy_per_sample_j": e["total_j"],
         "measured_top1_on_profiled_samples": summary["measured_top1_on_profiled_samples"],
     }
+    parts = summary.get("parts")
+    row["energy_by_part_j"] = {p: v["total_j"] for p, v in parts.items()} if parts else None
     if baseline is not None:
         row |= _paired_columns(summary, name, baseline[1], baseline[0])
     return row

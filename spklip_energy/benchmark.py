@@ -7,9 +7,14 @@ For each seed (paper appendix A.7's ordering, on equal budgets):
 2. ``ann-control`` - the ANN again, trained from (1) with the same recipe and epochs: the equal-budget
    control that every other arm trained from (1) is compared with;
 3. ``fsve-hybrid`` - spiking MS-ResNet CNN with STAR-Net's ANN Transformer, trained from (1);
-4. ``fsve-full`` - the full-spiking visual encoder, trained from (1);
+4. ``fsve-full`` - the full-spiking visual encoder (spiking front end, ``fsve.hsfe=spiking``), trained
+   from (1) (``train --init``);
 5. ``converted`` - (1)'s CNN converted to IF neurons (rate coding, ``convert --layers cnn``) without
    training, kept at the largest of ``convert_timesteps``.
+
+Opt-in arms (``--arms``): ``fsve-full-ann-hsfe``, the full FSVE with the ANN front end
+(``fsve.hsfe=ann``), and ``fsve-full-kd``, ``fsve-full`` trained from (1) with (1) as its teacher
+(``train --init --teacher``).
 
 Every arm is evaluated on the test split (per-clip outcomes recorded in its checkpoint) and profiled
 for energy per clip under one cost model (default ``paper``). The table gives, per arm, top-1 as
@@ -39,15 +44,29 @@ from .errors import ConfigError
 from .options import check_int_list, check_positive_int, check_seed
 
 #: The arms in the order they run; each after ``ann`` starts from that seed's ``ann``.
-ARMS = ("ann", "ann-control", "fsve-hybrid", "fsve-full", "converted")
+ARMS = ("ann", "ann-control", "fsve-hybrid", "fsve-full-ann-hsfe", "fsve-full", "fsve-full-kd", "converted")
+#: What ``--arms`` means by default.
+DEFAULT_ARMS = ("ann", "ann-control", "fsve-hybrid", "fsve-full", "converted")
 ARM_TITLES = {
     "ann": "ANN (from scratch)",
     "ann-control": "ANN control (+ same budget again)",
     "fsve-hybrid": "fsve-hybrid (from ANN)",
-    "fsve-full": "fsve-full (from ANN)",
+    "fsve-full-ann-hsfe": "fsve-full, ANN front end (from ANN)",
+    "fsve-full": "fsve-full, spiking front end (from ANN)",
+    "fsve-full-kd": "fsve-full, spiking front end (from ANN, ANN as teacher)",
     "converted": "ANN converted (IF, rate coding)",
 }
-_MODEL = {"ann": "spklip", "ann-control": "spklip", "fsve-hybrid": "fsve-hybrid", "fsve-full": "fsve-full"}
+#: The config each trained arm sets over the preset and --set (they win).
+ARM_CONFIG = {
+    "ann": {"model": "spklip"},
+    "ann-control": {"model": "spklip"},
+    "fsve-hybrid": {"model": "fsve-hybrid", "fsve.hsfe": "ann"},
+    "fsve-full-ann-hsfe": {"model": "fsve-full", "fsve.hsfe": "ann"},
+    "fsve-full": {"model": "fsve-full", "fsve.hsfe": "spiking"},
+    "fsve-full-kd": {"model": "fsve-full", "fsve.hsfe": "spiking"},
+}
+#: Arms trained with their seed's ``ann`` as teacher.
+TEACHER_ARMS = ("fsve-full-kd",)
 CONTROL = "ann-control"
 ARM_FORMAT = 1
 
@@ -59,7 +78,7 @@ class BenchmarkPlan:
     seeds: list[int]
     preset: str = "tiny"
     data: str = "builtin-bench"
-    arms: tuple[str, ...] = ARMS
+    arms: tuple[str, ...] = DEFAULT_ARMS
     work: Path = Path("runs/benchmark")
     threads: int = 2
     energy_clips: int = 16
@@ -74,7 +93,7 @@ class BenchmarkPlan:
         """The config an arm trains with: the preset, the overrides, its model and the seed."""
         from .model.config import preset_config
 
-        return preset_config(self.preset, {**(self.overrides or {}), "model": _MODEL[arm], "train.seed": seed})
+        return preset_config(self.preset, {**(self.overrides or {}), **ARM_CONFIG[arm], "train.seed": seed})
 
     def __post_init__(self) -> None:
         from .model.config import PRESETS
@@ -96,7 +115,7 @@ class BenchmarkPlan:
         self.convert_timesteps = tuple(check_int_list(self.convert_timesteps, "convert_timesteps", minimum=1))
         self.work = Path(self.work)
         self.overrides = dict(self.overrides or {})
-        bad = [k for k in self.overrides if k in ("model", "train.seed")]
+        bad = [k for k in self.overrides if k in ("model", "train.seed", "fsve.hsfe")]
         if bad:
             raise ConfigError(f"--set {bad[0]} is set by the protocol itself (arms and --seeds)")
         for arm in ("ann", "fsve-full"):  # a bad override fails before any training
@@ -166,7 +185,8 @@ def _train_arm(plan: BenchmarkPlan, seed: int, arm: str, run: Path, ann: Path | 
             train(None, None, run, resume=True, device=plan.device, progress=progress)
     else:
         cfg = plan.config(arm, seed)
-        train(cfg, plan.data, run, device=plan.device, progress=progress, init=ann if arm != "ann" else None)
+        train(cfg, plan.data, run, device=plan.device, progress=progress, init=ann if arm != "ann" else None,
+              teacher=ann if arm in TEACHER_ARMS else None)
     return time.perf_counter() - t0
 
 
@@ -185,6 +205,27 @@ def _convert_arm(plan: BenchmarkPlan, run: Path, ann: Path) -> tuple[float, dict
                                       "sweep": sweep}
 
 
+def _check_same_config(plan: BenchmarkPlan, seed: int, arm: str, run: Path) -> None:
+    """Refuse to reuse a finished arm whose checkpoint was trained with another config than the plan's for
+    it (an arm whose meaning changed, or other --set values): the table would mix models."""
+    from .model.config import config_differences
+    from .model.io import load_spklip
+
+    def meaning(cfg):  # auto resolved, and the FSVE's fields ignored for the ANN
+        flat = {k: v for k, v in cfg.to_dict().items()}
+        flat["fsve"] = {**flat["fsve"], "hsfe": cfg.front_end}
+        if cfg.model == "spklip":
+            flat.pop("fsve")
+        return flat
+
+    trained = load_spklip(run / "last.pt").model.cfg
+    diff = config_differences(meaning(trained), meaning(plan.config(arm, seed)))
+    if diff:
+        key, was, now = diff[0]
+        raise ConfigError(f"{run}: arm {arm!r} was trained with {key}={was!r}, the plan asks for {now!r}; move "
+                          "that folder away (or pass another --work) to train it anew")
+
+
 def run_arm(plan: BenchmarkPlan, seed: int, arm: str, log: Callable[[str], None], progress=None,
             commit: str | None = None) -> dict:
     """Train (or convert), evaluate and profile one arm of one seed; returns its record (``arm.json``).
@@ -197,6 +238,8 @@ def run_arm(plan: BenchmarkPlan, seed: int, arm: str, log: Callable[[str], None]
     if record_path.is_file():
         record = json.loads(record_path.read_text())
         if record.get("format") == ARM_FORMAT:
+            if arm != "converted":
+                _check_same_config(plan, seed, arm, run)
             log(f"seed {seed} · {arm}: done earlier ({record['top1'] * 100:.1f} % top-1), reused")
             return record
     ann = plan.arm_dir(seed, "ann") / "last.pt"

@@ -243,7 +243,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     try:
         result = train(cfg, data, args.out, epochs=args.epochs, resume=args.resume, device=args.device,
-                       progress=progress, init=args.init, overrides=overrides)
+                       progress=progress, init=args.init, overrides=overrides,
+                       teacher=args.teacher)
     finally:
         if bar is not None:
             bar.close()
@@ -785,12 +786,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=("spklip", "fsve-hybrid", "fsve-full"), default=None,
                    help="spklip: the ANN baseline (default); fsve-hybrid: spiking MS-ResNet (LIF, tdBN) with "
                         "STAR-Net's ANN Transformer; fsve-full: spiking MS-ResNet and the E-SDSA spiking "
-                        "Transformer (sizes under fsve.* in --set; fsve.cnn=plain: the chain CNN that --format lava "
+                        "Transformer, and by default the spiking front end (fsve.hsfe=spiking; fsve.hsfe=ann keeps the "
+                        "ANN HSFE) (sizes under fsve.* in --set; fsve.cnn=plain: the chain CNN that --format lava "
                         "exports)")
     p.add_argument("--preset", help="reference, paper, small or tiny (default tiny; with --resume: the run's)")
     p.add_argument("--init", type=opt.path, metavar="CKPT",
                    help="start from a trained SPKLIP checkpoint: its tokenizer and every weight whose name and "
-                        "shape match (e.g. an FSVE from the ANN baseline: HSFE, text tower, temperature)")
+                        "shape match (e.g. an FSVE from the ANN baseline: text tower, temperature, and the HSFE, "
+                        "into the spiking front end's twin convolutions when fsve.hsfe is spiking)")
+    p.add_argument("--teacher", type=opt.path, metavar="CKPT",
+                   help="distil from a trained SPKLIP checkpoint (same clips, text tower and tokenizer): "
+                        "train.distill_weight (default 1) times 1 - cos between the visual embeddings, plus "
+                        "train.distill_logits times the KL over its class prompts at train.distill_temperature")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a config field, e.g. hsfe.sa=false, hsfe.n_blocks=3, starnet.enabled=false, "
                    "hsfe.slicing=false, train.lr=1e-3 (repeatable)")
@@ -986,7 +993,7 @@ def build_parser() -> argparse.ArgumentParser:
         "plus a plot of accuracy vs energy with error bars. Resumable: runs are kept under --work and a "
         "killed job continues where it stopped (docs/benchmark.md).",
     )
-    from .benchmark import ARMS
+    from .benchmark import ARMS, DEFAULT_ARMS
 
     p.add_argument("--seeds", type=opt.arg(opt.check_int_list, minimum=0, maximum=opt.MAX_INT), default=[0, 1, 2],
                    help="comma-separated training seeds (default 0,1,2)")
@@ -995,9 +1002,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="config override for every trained arm, e.g. train.epochs=10 (repeatable)")
     p.add_argument("--data", default="builtin-bench",
                    help="builtin-bench (default), builtin, or a dataset folder/manifest with train/val/test splits")
-    p.add_argument("--arms", default=",".join(ARMS),
-                   help=f"comma-separated subset of {','.join(ARMS)} (default all; every arm after 'ann' "
-                   "starts from it)")
+    p.add_argument("--arms", default=",".join(DEFAULT_ARMS),
+                   help=f"comma-separated subset of {','.join(ARMS)} (default {','.join(DEFAULT_ARMS)}; every arm "
+                   "after 'ann' starts from it; fsve-full-ann-hsfe: the full FSVE with the ANN front end; "
+                   "fsve-full-kd: fsve-full with the ANN as its teacher)")
     p.add_argument("--work", type=opt.path, help="where the runs live (default runs/benchmark/<data>-<preset>)")
     p.add_argument("--out", type=opt.path, default=DEFAULT_REPORTS / "benchmark",
                    help="output folder, replaced whole on success (default runs/reports/benchmark)")

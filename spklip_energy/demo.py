@@ -57,12 +57,13 @@ def write_class_preview(data: Path, out_png: Path, half_window: int = 16) -> Pat
 
 
 #: The SPKLIP variants the demo trains, ANN first (ratios are to it): name -> config overrides.
-#: ``fsve-full-plain`` is the FSVE with the chain CNN that netx can express (deployed to Lava).
+#: ``fsve-full`` has the spiking front end; ``fsve-full-plain`` is the FSVE with the chain CNN that netx can
+#: express and the ANN front end on the host (deployed to Lava: netx holds no spiking front end yet).
 DEMO_MODELS = {
     "spklip": {"model": "spklip"},
     "fsve-hybrid": {"model": "fsve-hybrid"},
     "fsve-full": {"model": "fsve-full"},
-    "fsve-full-plain": {"model": "fsve-full", "fsve.cnn": "plain"},
+    "fsve-full-plain": {"model": "fsve-full", "fsve.cnn": "plain", "fsve.hsfe": "ann"},
 }
 
 

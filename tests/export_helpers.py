@@ -23,20 +23,24 @@ def small_digits(root: Path) -> Path:
 
 
 def calibrate_cnn_bn(model, data: Path, clips: int = 4) -> None:
-    """BN/tdBN running statistics of the spiking CNN from one pass over real test clips, so every layer
+    """BN/tdBN running statistics of the spiking CNN (and of a spiking front end) from one pass over real
+    test clips, so every layer
     fires as in a trained model (a freshly initialised CNN is almost silent and would make comparisons
     vacuous). The rest of the model stays in eval mode."""
     from spklip_energy.model.data import clips_for
 
-    cnn = model.visual.starnet.spatial
+    parts = [model.visual.starnet.spatial]
+    if model.cfg.front_end == "spiking":  # its spikes are the CNN's input: calibrated too
+        parts.append(model.visual.hsfe)
     ds = clips_for(model.cfg, load_manifest(data), "test")
     x = torch.stack([ds[i]["spikes"] for i in range(min(clips, len(ds)))]).float()
-    bns = [m for m in cnn.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    bns = [m for part in parts for m in part.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     for bn in bns:
         bn.reset_running_stats()
         bn.momentum = None  # cumulative average: the statistics of this pass
     model.eval()
-    cnn.train()
+    for part in parts:
+        part.train()
     with torch.no_grad():
         functional.reset_net(model)
         model.visual(x)

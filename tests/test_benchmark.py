@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from spklip_energy.benchmark import ARMS, BenchmarkPlan, aggregate
+from spklip_energy.benchmark import DEFAULT_ARMS, BenchmarkPlan, aggregate
 from spklip_energy.errors import ConfigError
 from spklip_energy.stats import count_summary, encode_hits
 from tests.cli_helpers import REPO, check_user_error, run_main
@@ -137,7 +137,7 @@ def test_protocol_killed_mid_training_continues_where_it_stopped(data, tmp_path)
     done = subprocess.run(argv + ["--json"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    assert [r["arm"] for r in result["rows"]] == list(ARMS)
+    assert [r["arm"] for r in result["rows"]] == list(DEFAULT_ARMS)
     assert (ann / "arm.json").read_bytes() == ann_record and (ann / "last.pt").stat().st_mtime_ns == ann_ckpt, \
         "a finished arm is reused, not redone"
     from spklip_energy.checkpoint import load_checkpoint
@@ -170,3 +170,29 @@ def test_parallel_jobs_give_the_same_table(data, tmp_path):
         assert (a["seed"], a["arm"]) == (b["seed"], b["arm"])
         assert a["per_clip"] == b["per_clip"] and a["energy"]["total_j"] == pytest.approx(b["energy"]["total_j"])
     assert (tmp_path / "two" / "seed1" / "converted" / "arm.json").is_file()
+
+
+def test_a_finished_arm_of_another_config_is_not_reused(tmp_path):
+    """An arm folder whose checkpoint was trained with another config (here the full FSVE with the ANN front
+    end, what the arm meant before the spiking front end) stops the job, naming the folder and the field."""
+    from spklip_energy.benchmark import run_arm
+    from tests.export_helpers import SMALL, small_checkpoint
+
+    data = small_digits(tmp_path / "digits")
+    plan = BenchmarkPlan(seeds=[0], arms=("ann", "fsve-full", "fsve-full-ann-hsfe"), data=str(data),
+                         work=tmp_path / "w", overrides={k: v for k, v in SMALL.items()})
+    run = plan.arm_dir(0, "fsve-full")
+    run.mkdir(parents=True)
+    ckpt = small_checkpoint(run, data, "fsve-full", name="last", **{"fsve.hsfe": "ann"})
+    (run / "arm.json").write_text(json.dumps({**_record("fsve-full", 0, [1, 0], 1e-4), "format": 1,
+                                              "checkpoint": str(ckpt)}))
+    with pytest.raises(ConfigError, match=r"fsve-full: arm 'fsve-full' was trained with fsve\.hsfe='ann', the plan "
+                                          r"asks for 'spiking'"):
+        run_arm(plan, 0, "fsve-full", lambda line: None)
+    # the same checkpoint is what the opt-in arm means: reused as it is
+    other = plan.arm_dir(0, "fsve-full-ann-hsfe")
+    run.rename(other)
+    rec = run_arm(plan, 0, "fsve-full-ann-hsfe", lambda line: None)
+    assert rec["arm"] == "fsve-full"  # the record read back untouched
+    with pytest.raises(ConfigError, match=r"--set fsve\.hsfe is set by the protocol itself"):
+        BenchmarkPlan(seeds=[0], overrides={"fsve.hsfe": "ann"})

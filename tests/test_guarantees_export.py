@@ -493,9 +493,12 @@ def _measured_peak(visual, cfg, clips: int, dtype) -> int:
     ("reference", {"height": 60, "width": 80}, "", 1),  # the reference preset at a quarter of its resolution
     ("small", {}, "", 1),
     ("tiny", {"model": "fsve-hybrid", "fsve.width": 32}, "", 1),
+    ("tiny", {"model": "fsve-full"}, "", 2),
+    ("tiny", {"model": "fsve-full", "fsve.hsfe_encoding": "repeat", "fsve.time_steps": 4, "hsfe.input_pool": 1}, "", 1),
     ("tiny", {}, "all", 1),
     ("tiny", {"hsfe.input_pool": 1, "starnet.width": 32}, "cnn", 1),
-], ids=["tiny", "tiny-128-strided", "reference-60x80", "small", "fsve-hybrid", "converted-all", "converted-cnn"])
+], ids=["tiny", "tiny-128-strided", "reference-60x80", "small", "fsve-hybrid", "fsve-full-spiking",
+                       "fsve-full-spiking-repeat-T4-unpooled", "converted-all", "converted-cnn"])
 def test_forward_memory_estimate_covers_the_measured_peak(preset, overrides, converted, clips):
     """The one estimate of a visual forward pass (report, convert, export --verify) is at least what torch
     allocates at the peak, for float32 clips (what it assumes), and at most three times what it allocates

@@ -10,6 +10,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from cli_helpers import check_user_error, run_main
 from export_helpers import SMALL, small_checkpoint, small_digits
 
 from spklip_energy.cli import main
@@ -159,8 +160,10 @@ def data(tmp_path_factory):
     return small_digits(tmp_path_factory.mktemp("lava") / "digits")
 
 
-def _checkpoint(tmp: Path, data: Path, cnn: str) -> Path:
-    return small_checkpoint(tmp, data, "fsve-full", calibrate=True, name=f"fsve-{cnn}", **{"fsve.cnn": cnn})
+def _checkpoint(tmp: Path, data: Path, cnn: str, hsfe: str = "ann") -> Path:
+    """An FSVE with the ANN front end (the deployable one: netx holds the CNN, the host the HSFE)."""
+    return small_checkpoint(tmp, data, "fsve-full", calibrate=True, name=f"fsve-{cnn}-{hsfe}",
+                            **{"fsve.cnn": cnn, "fsve.hsfe": hsfe})
 
 
 def test_fsve_plain_exports_to_netx_and_simulates(tmp_path, data):
@@ -210,6 +213,16 @@ def test_msresnet_is_refused_naming_the_residual_block(tmp_path, data):
     with pytest.raises(ConfigError, match=r"visual\.starnet\.spatial\.layer1\.0: MS-ResNet membrane-shortcut"):
         export_checkpoint(ckpt, tmp_path / "out", fmt="lava")
     assert not (tmp_path / "out").exists()
+
+
+def test_spiking_front_end_is_refused_naming_it(tmp_path, data, capsys):
+    ckpt = _checkpoint(tmp_path, data, "plain", hsfe="spiking")
+    with pytest.raises(ConfigError, match=r"visual\.hsfe: the spiking front end has no netx form"):
+        export_checkpoint(ckpt, tmp_path / "out", fmt="lava")
+    assert not (tmp_path / "out").exists()
+    rc, _, err = run_main(capsys, "export", str(ckpt), "--format", "lava", "--out", str(tmp_path / "cli"))
+    check_user_error(rc, err, "visual.hsfe", "no netx form")
+    assert not (tmp_path / "cli").exists()
 
 
 def test_simulate_cli_json_and_bad_inputs(tmp_path, data, capsys):

@@ -101,6 +101,14 @@ class FSVEConfig:
     mlp_ratio: int = 4
     sn_alpha: float = 1.0  # initial alpha of the SN thresholds alpha * E|x| (Eq. 9)
     attn_threshold: float = 0.5  # V_th of the attention SN; compared with Q K^T as V_th / scale (Eq. 11)
+    # the front end: "spiking" (spklip_energy.fsve.hsfe: tdBN + LIF everywhere, reading the camera's spikes),
+    # "ann" (the ANN HSFE, analog features repeated over the steps), "auto": spiking for fsve-full, ann
+    # for fsve-hybrid (cards written before this field existed mean "ann")
+    hsfe: str = "auto"
+    # how a block's frames become the spiking front end's time_steps steps: "subwindows" (step t sees the
+    # t-th of time_steps consecutive slices of the block, the stream's own timing) or "repeat" (every
+    # step sees the whole block: the public code's direct encoding)
+    hsfe_encoding: str = "subwindows"
 
 
 @dataclass
@@ -135,6 +143,10 @@ class TrainConfig:
     lock_visual: bool = False  # contrastive stage trains only the text side (LiT); with pretrain_epochs
     contrastive_weight: float = 1.0  # weight of the contrastive loss of Eq. 6
     class_loss: float = 0.0  # weight of a cross-entropy against all class prompts, added to Eq. 6 (paper: 0)
+    # distillation from a trained SPKLIP (train --teacher; spklip_energy.model.distill), unused without one:
+    distill_weight: float = 1.0  # weight of 1 - cos(student, teacher) between visual embeddings
+    distill_logits: float = 0.0  # weight of tau^2 KL(teacher || student) over the teacher's class prompts
+    distill_temperature: float = 2.0  # tau of that KL
     seed: int = 0
 
 
@@ -162,6 +174,15 @@ class SPKLIPConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def front_end(self) -> str:
+        """The visual front end this config builds: ``"spiking"`` or ``"ann"`` (``fsve.hsfe`` resolved)."""
+        if self.model == "spklip":
+            return "ann"
+        if self.fsve.hsfe == "auto":
+            return "spiking" if self.model == "fsve-full" else "ann"
+        return self.fsve.hsfe
 
     @classmethod
     def from_dict(cls, data: dict) -> SPKLIPConfig:
@@ -357,6 +378,13 @@ def validate(cfg: SPKLIPConfig) -> None:
         raise ConfigError(f"fsve.norm must be 'tdbn' or 'bn', got {f.norm!r}")
     if f.cnn not in ("msresnet", "plain"):
         raise ConfigError(f"fsve.cnn must be 'msresnet' or 'plain', got {f.cnn!r}")
+    if f.hsfe not in ("auto", "spiking", "ann"):
+        raise ConfigError(f"fsve.hsfe must be 'auto', 'spiking' or 'ann', got {short_repr(f.hsfe)}")
+    if f.hsfe_encoding not in ("subwindows", "repeat"):
+        raise ConfigError(f"fsve.hsfe_encoding must be 'subwindows' or 'repeat', got {short_repr(f.hsfe_encoding)}")
+    if cfg.front_end == "spiking" and f.hsfe_encoding == "subwindows" and f.time_steps > h.block_frames():
+        raise ConfigError(f"fsve.time_steps={f.time_steps} sub-windows need at least as many frames per block "
+                          f"({h.block_frames()})")
     if cfg.embed_dim % f.attn_heads:
         raise ConfigError(f"fsve.attn_heads={f.attn_heads} must divide embed_dim={cfg.embed_dim}")
     if cfg.model != "spklip":
@@ -388,6 +416,9 @@ def validate(cfg: SPKLIPConfig) -> None:
     check_seed(tr.seed, "config field train.seed")
     check_nonneg_float(tr.contrastive_weight, "config field train.contrastive_weight")
     check_nonneg_float(tr.class_loss, "config field train.class_loss")
+    check_nonneg_float(tr.distill_weight, "config field train.distill_weight")
+    check_nonneg_float(tr.distill_logits, "config field train.distill_logits")
+    check_positive_float(tr.distill_temperature, "config field train.distill_temperature")
     if tr.augment not in ("none", "flip"):
         raise ConfigError(f"train.augment must be 'none' or 'flip', got {tr.augment!r}")
 
@@ -608,7 +639,8 @@ def visual_forward_bytes(cfg: SPKLIPConfig, clips: int = 1, converted: tuple[str
     (:data:`BRANCH_COPIES`), spatial attention and the trunk (:data:`TRUNK_COPIES` feature maps); then,
     with the HSFE's output held, STAR-Net's stem at its own ``stem_strides`` and its bottleneck stages
     (:data:`BOTTLENECK_COPIES` outputs, the stage's input and the stem's output), or the spiking CNN's
-    ``fsve.time_steps`` steps (:data:`SNN_COPIES`). A converted model (``converted``: the units of
+    ``fsve.time_steps`` steps (:data:`SNN_COPIES`). A spiking front end (``cfg.front_end``) holds its
+    encoded steps ``[T, n, 2r+1, H/p, W/p]`` and :data:`SNN_COPIES` maps of its widest unit per step. A converted model (``converted``: the units of
     :mod:`spklip_energy.convert.layers`, ``hsfe``, ``stem``, ``layer1`` ..) also holds, for a whole
     rate-coded run, a membrane per ReLU of its units and :data:`RUN_COPIES` activations. Once per pass: a
     copy of the largest convolution weight. Times :data:`HEADROOM`. The weights themselves are not
@@ -628,6 +660,10 @@ def visual_forward_bytes(cfg: SPKLIPConfig, clips: int = 1, converted: tuple[str
     if "hsfe" in converted:
         run = (1 + 3 * h.trunk_blocks + RUN_COPIES) * feat
     hsfe = x_in + max(x_in, branch, 2 * est + sa, est + TRUNK_COPIES * feat + run)
+    if cfg.front_end == "spiking":  # every unit over T steps: the encoded steps, then the widest unit's maps
+        t = cfg.fsve.time_steps
+        widest_unit = max(h.branch_width, h.features, h.sa_hidden, h.branches)
+        hsfe = t * n * lb * ap + SNN_COPIES * t * n * widest_unit * ap
     after = 0
     if cfg.model != "spklip":  # [T, B * n, ...]: the features repeated, and the CNN at its stem's stride
         f = cfg.fsve

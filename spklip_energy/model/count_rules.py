@@ -11,28 +11,11 @@ from ..energy.rules import (
     CallContext,
     _elementwise_free,
     _first_tensor,
-    _select,
-    _spike_rate,
     base_counts,
     register_rule,
 )
-from .hsfe import TemporalMask
 from .starnet import AttentionPool2d, BlockPosition
 from .text import PositionalEmbedding, QuickGELU, TextProjection
-
-
-@register_rule(TemporalMask)
-def temporal_mask_rule(module: TemporalMask, inputs, output, ctx: CallContext) -> Counts:
-    """One multiply per input element (an accumulate per spike when the input is binary)."""
-    c, x, out = base_counts(module, inputs, output, ctx, sample_dims=3)
-    binary = ctx.is_spike(x)
-    c.binary_input = binary
-    nnz = ctx.nnz(x) if binary is not False else 0
-    c.sops = _select(binary, nnz, 0)
-    c.macs = _select(binary, 0, x.numel())
-    if binary is not False:
-        _spike_rate(c, x, binary, nnz)
-    return c
 
 
 @register_rule(AttentionPool2d, covers_children=False)

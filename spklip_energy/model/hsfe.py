@@ -10,7 +10,10 @@ Inputs/outputs (B clips, F frames, H x W pixels, n blocks):
 MTF (multi-scale temporal filtering): branch ``k`` weights its frames by a
 learnable temporal mask ``M_k`` (one weight per frame, initialised to 1; the
 public code has none, the paper describes it) and filters them with
-``conv3x3(C_k -> w) -> ReLU -> conv3x3(w -> 1)``. With photon-conservation
+``conv3x3(C_k -> w) -> ReLU -> conv3x3(w -> 1)``. The mask (and ``input_scale``)
+is folded into the first convolution's weights, ``conv(s * x * M) = conv_{W[:, c] * M[c] * s}(x)``
+(:class:`MaskedConv2d`), so that layer reads the spikes themselves: on binary input it is
+accumulate-only at any mask value, and the counter sees it so. With photon-conservation
 slicing, branch ``k`` sees the central ``2r+1 - 2k * channel_step`` frames, so
 the branches have different virtual exposure windows (paper Eq. 3); without it
 every branch sees all frames. SA: per-pixel weights over the branch maps,
@@ -65,31 +68,55 @@ class SpikeAvgPool2d(nn.AvgPool2d):
         return acc.float() * (1.0 / (p * p))
 
 
-class TemporalMask(nn.Module):
-    """Learnable per-frame weights ``M`` of one MTF branch: ``x * M[None, :, None, None]``."""
+class MaskedConv2d(nn.Conv2d):
+    """A convolution of ``scale * x * M[None, :, None, None]`` (``M``: one learnable weight per input
+    channel, here per frame, initialised to 1), computed with the folded weight
+    ``W[:, c] * M[c] * scale``: the layer reads ``x`` as it is, so binary spikes stay binary at its input
+    (accumulate-only, counted as SOPs whatever ``M`` has learnt). ``mask=False`` keeps only the scale.
+    The counting rules see a :class:`torch.nn.Conv2d`."""
 
-    def __init__(self, frames: int) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(frames))
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
+                 padding: int = 1, mask: bool = True, scale: float = 1.0) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding)
+        self.mask = nn.Parameter(torch.ones(in_channels)) if mask else None
+        self.scale = float(scale)
+
+    def folded_weight(self) -> torch.Tensor:
+        w = self.weight
+        if self.mask is not None:
+            w = w * self.mask.view(1, -1, 1, 1)
+        return w * self.scale if self.scale != 1.0 else w
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.weight.view(1, -1, 1, 1)
+        return self._conv_forward(x, self.folded_weight(), self.bias)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", mask={self.mask is not None}, scale={self.scale:g}"
+
+
+def legacy_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Weights saved before the mask was folded (``branches.k.mask.weight``) under today's name
+    (``branches.k.conv1.mask``); anything else unchanged."""
+    suffix = ".mask.weight"
+    if not any(k.endswith(suffix) and ".branches." in k for k in state):
+        return state
+    return {(k[: -len(suffix)] + ".conv1.mask" if k.endswith(suffix) and ".branches." in k else k): v
+            for k, v in state.items()}
 
 
 class MTFBranch(nn.Module):
-    """One branch: frames ``[lo, hi)`` of the block, temporal mask, two 3x3 convolutions."""
+    """One branch: frames ``[lo, hi)`` of the block, two 3x3 convolutions, the first with the
+    temporal mask and ``scale`` folded in (:class:`MaskedConv2d`)."""
 
-    def __init__(self, lo: int, hi: int, width: int, mask: bool) -> None:
+    def __init__(self, lo: int, hi: int, width: int, mask: bool, scale: float = 1.0) -> None:
         super().__init__()
         self.lo, self.hi = lo, hi
-        self.mask = TemporalMask(hi - lo) if mask else nn.Identity()
-        self.conv1 = nn.Conv2d(hi - lo, width, 3, padding=1)
+        self.conv1 = MaskedConv2d(hi - lo, width, 3, padding=1, mask=mask, scale=scale)
         self.act = nn.ReLU(inplace=False)
         self.conv2 = nn.Conv2d(width, 1, 3, padding=1)
 
     def forward(self, block: torch.Tensor) -> torch.Tensor:
-        x = self.mask(block[:, self.lo : self.hi])
-        return self.conv2(self.act(self.conv1(x)))
+        return self.conv2(self.act(self.conv1(block[:, self.lo : self.hi])))
 
 
 class SpatialAttention(nn.Module):
@@ -130,7 +157,8 @@ class HSFE(nn.Module):
         self.cfg = cfg
         self.pool = SpikeAvgPool2d(cfg.input_pool) if cfg.input_pool > 1 else nn.Identity()
         self.branches = nn.ModuleList(
-            MTFBranch(*cfg.branch_frames(k), cfg.branch_width, cfg.temporal_mask) for k in range(cfg.branches)
+            MTFBranch(*cfg.branch_frames(k), cfg.branch_width, cfg.temporal_mask, cfg.input_scale)
+            for k in range(cfg.branches)
         )
         self.sa = SpatialAttention(cfg.branches, cfg.sa_hidden) if cfg.sa else nn.Identity()
         self.head = nn.Sequential(nn.Conv2d(cfg.branches, cfg.features, 3, padding=1), nn.ReLU())
@@ -140,8 +168,6 @@ class HSFE(nn.Module):
         x = self.pool(blocks)  # integer spikes are pooled before they become float (SpikeAvgPool2d)
         if not x.is_floating_point():
             x = x.float()
-        if self.cfg.input_scale != 1.0:
-            x = x * self.cfg.input_scale
         est = torch.cat([branch(x) for branch in self.branches], dim=1)
         t = self.head(self.sa(est))
         return self.trunk(t) + t
@@ -152,5 +178,5 @@ def feature_size(cfg: HSFEConfig, height: int, width: int) -> tuple[int, int]:
     return height // cfg.input_pool, width // cfg.input_pool
 
 
-__all__ = ["HSFE", "MTFBranch", "SpatialAttention", "SpikeAvgPool2d", "TemporalMask", "block_indices", "feature_size",
-           "temporal_blocks"]
+__all__ = ["HSFE", "MTFBranch", "MaskedConv2d", "SpatialAttention", "SpikeAvgPool2d", "block_indices", "feature_size",
+           "legacy_state", "temporal_blocks"]

@@ -28,6 +28,7 @@ from ..checkpoint import (
 from ..errors import CheckpointError, ConfigError, ResourceError, first_line, short_repr
 from ..options import check_float
 from .config import SPKLIPConfig, size_cause, visual_forward_bytes
+from .hsfe import legacy_state
 from .spklip import SPKLIP, build_spklip
 from .tokenizer import SpikeTextTokenizer
 
@@ -64,7 +65,8 @@ class LoadedSPKLIP:
 
 
 def model_state(ck: Checkpoint) -> dict[str, torch.Tensor]:
-    return {k: v for k, v in ck.state_dict.items() if not k.startswith(TRAIN_PREFIX)}
+    """The model's weights of a checkpoint (training state left out), under today's names."""
+    return legacy_state({k: v for k, v in ck.state_dict.items() if not k.startswith(TRAIN_PREFIX)})
 
 
 def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -208,8 +210,11 @@ def save_spklip(path: str | os.PathLike, model: SPKLIP, tokenizer: SpikeTextToke
 def _card_config(ck: Checkpoint) -> SPKLIPConfig:
     if "config" not in ck.card:
         raise CheckpointError(f"{ck.path}: the card has no 'config'")
+    data = ck.card["config"]
+    if isinstance(data, dict) and isinstance(data.get("fsve"), dict) and "hsfe" not in data["fsve"]:
+        data = {**data, "fsve": {**data["fsve"], "hsfe": "ann"}}  # written before the spiking front end
     try:
-        cfg = SPKLIPConfig.from_dict(ck.card["config"])
+        cfg = SPKLIPConfig.from_dict(data)
     except ConfigError as exc:
         raise CheckpointError(f"{ck.path}: config in the checkpoint is invalid ({exc})") from None
     except ResourceError as exc:  # a depth beyond the documented ceiling

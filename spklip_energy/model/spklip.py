@@ -1,7 +1,9 @@
 """The SPKLIP model: spike visual encoder (HSFE + STAR-Net), text encoder, learnable temperature.
 
 With ``cfg.model`` ``fsve-hybrid`` or ``fsve-full`` STAR-Net is replaced by the
-spiking encoder of :mod:`spklip_energy.fsve.encoder` (HSFE and text tower unchanged).
+spiking encoder of :mod:`spklip_energy.fsve.encoder`, and with ``cfg.front_end`` ``spiking``
+(``fsve-full``'s default) the HSFE by the spiking one of :mod:`spklip_energy.fsve.hsfe`,
+which hands the spiking CNN spikes ``[T, B * n, C, H', W']`` (text tower unchanged).
 
 ``SPKLIP.encode_spikes``: spikes ``[B, F, H, W]`` (binary; uint8, bool or float)
 -> ``F_s [B, embed_dim]``. ``SPKLIP.encode_text``: tokens ``[B, L]`` ->
@@ -39,7 +41,12 @@ class SpikeVisualEncoder(nn.Module):
     def __init__(self, cfg: SPKLIPConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.hsfe = HSFE(cfg.hsfe)
+        if cfg.front_end == "spiking":
+            from ..fsve.hsfe import SpikingHSFE  # spikingjelly is only needed for the FSVE
+
+            self.hsfe = SpikingHSFE(cfg)
+        else:
+            self.hsfe = HSFE(cfg.hsfe)
         h, w = feature_size(cfg.hsfe, cfg.height, cfg.width)
         if cfg.model != "spklip":
             from ..fsve.encoder import SpikingStarNet  # spikingjelly is only needed for the FSVE

@@ -158,6 +158,12 @@ class LockedFeatures:
         return torch.stack([self.store[k] for k in keys])
 
 
+def _clip_keys(batch: dict, states: list, n: int) -> list[tuple]:
+    """One key per clip of a batch: its dataset index and flip state (what a cached tower's features
+    depend on)."""
+    return [(int(i), st) for i, st in zip(batch["index"], states or [()] * n, strict=True)]
+
+
 def _optimizer_step(loss: torch.Tensor, opt: torch.optim.Optimizer, params: list, grad_clip: float,
                     scaler: torch.amp.GradScaler | None = None) -> None:
     """Backward, clip the gradient norm of ``params``, step (through the AMP scaler when given)."""
@@ -175,15 +181,16 @@ def _optimizer_step(loss: torch.Tensor, opt: torch.optim.Optimizer, params: list
 
 
 def pretrain_visual(model: SPKLIP, train_ds, val_ds, tokenizer: SpikeTextTokenizer, cfg: SPKLIPConfig,
-                    dev: torch.device, flips: list, progress: Progress | None = None) -> dict:
+                    dev: torch.device, flips: list, progress: Progress | None = None, teacher=None) -> dict:
     """Supervised pre-training of the visual encoder on the training labels.
 
     A cosine classifier with free class vectors (scale 1/0.07, as CLIP's initial
     temperature), cross-entropy, the configured flips, ``train.pretrain_epochs``
     epochs with the preset's optimiser and schedule. With ``train.lock_visual`` the
     contrastive stage then trains only the text side against this locked tower,
-    as LiT (Zhai et al., 2022) does with a supervised image model. Returns what
-    it measured: per epoch the loss and the validation accuracy of the classifier.
+    as LiT (Zhai et al., 2022) does with a supervised image model. With a ``teacher``
+    (:class:`~spklip_energy.model.distill.Teacher`) its distillation terms are added to the loss.
+    Returns what it measured: per epoch the loss and the validation accuracy of the classifier.
     """
     seed = cfg.train.seed
     g = torch.Generator().manual_seed(seed + 17)
@@ -203,11 +210,15 @@ def pretrain_visual(model: SPKLIP, train_ds, val_ds, tokenizer: SpikeTextTokeniz
             for group in opt.param_groups:
                 group["lr"] = _lr_at(cfg, epoch, step, steps, epochs)
             spikes, labels = batch["spikes"], batch["label"]
+            states: list = []
             if flips:
-                spikes, labels, _ = flip_batch(spikes, labels, list(batch["caption"]), flips, flip_rng)
-            f = torch.nn.functional.normalize(model.visual(spikes.to(dev)).float(), dim=-1)
+                spikes, labels, _ = flip_batch(spikes, labels, list(batch["caption"]), flips, flip_rng, states=states)
+            emb = model.visual(spikes.to(dev))
+            f = torch.nn.functional.normalize(emb.float(), dim=-1)
             logits = scale * f @ torch.nn.functional.normalize(head, dim=-1).T
             loss = torch.nn.functional.cross_entropy(logits, labels.to(dev))
+            if teacher is not None:
+                loss = loss + teacher.loss(emb, spikes, _clip_keys(batch, states, len(spikes)))
             _check_finite_loss(loss, "pre-training of the visual encoder", epoch + 1, step + 1, steps,
                                opt.param_groups[0]["lr"], "nothing was written")
             _optimizer_step(loss, opt, params, cfg.train.grad_clip)
@@ -243,6 +254,16 @@ def _init_from(model: SPKLIP, init: str | os.PathLike) -> tuple[SpikeTextTokeniz
 
     take = {k: v for k, v in src.model.state_dict().items()
             if k in own and own[k].shape == v.shape and same_layer(k)}
+    if model.cfg.front_end == "spiking" and src.model.cfg.front_end == "ann":
+        from ..fsve.hsfe import (
+            ann_twin,  # the ANN front end's convolutions into their spiking twins
+        )
+
+        prefix = "visual.hsfe."
+        for k, v in src.model.state_dict().items():
+            twin = ann_twin(k[len(prefix):]) if k.startswith(prefix) else None
+            if twin is not None and own.get(prefix + twin, v.new_empty(0)).shape == v.shape:
+                take[prefix + twin] = v
     if not take:
         raise ConfigError(f"{init}: no weight matches this model (different preset?)")
     model.load_state_dict(take, strict=False)
@@ -357,6 +378,7 @@ def train(
     data_progress=None,
     init: str | os.PathLike | None = None,
     overrides: dict | None = None,
+    teacher: str | os.PathLike | None = None,
 ) -> TrainResult:
     """Train SPKLIP; one atomic checkpoint per epoch (``run_dir/last.pt``), metrics and curves.
 
@@ -368,6 +390,10 @@ def train(
     ``init``: a trained SPKLIP checkpoint (any variant) to start from: its tokenizer,
     and every weight whose name, shape and layer type match (for a spiking variant started from
     the ANN: the HSFE front end, the text tower and the temperature).
+
+    ``teacher``: a trained SPKLIP checkpoint to distil from (:mod:`spklip_energy.model.distill`,
+    weights ``train.distill_*``), in the pre-training and in any stage that trains the visual encoder;
+    it must read the same clips and share the student's text tower and tokenizer.
 
     With ``resume`` the run continues from ``run_dir/last.pt``: weights, optimiser,
     RNG state, history and the epoch counter, so at most the unfinished epoch is lost.
@@ -397,6 +423,11 @@ def train(
                 raise ConfigError("train takes a cfg or overrides of the run's config, not both")
             cfg = apply_overrides(loaded.model.cfg, overrides)
         _resume_conflicts(loaded, last, cfg, data, init)
+        began = loaded.card.get("teacher", {}).get("from") if isinstance(loaded.card.get("teacher"), dict) else None
+        if teacher is not None and (began is None or Path(began).resolve() != Path(teacher).resolve()):
+            raise ConfigError(f"{last}: --teacher {str(teacher)!r} cannot change a run being resumed "
+                              f"(it was started with {began!r})")
+        teacher = began
         cfg, tokenizer, model = loaded.model.cfg, loaded.tokenizer, loaded.model
         check_memory(TRAINING_MEMORY_FACTOR * module_nbytes(model), f"training the model of {last}",
                      size_cause(cfg))
@@ -427,10 +458,16 @@ def train(
             texts = train_ds.captions + train_ds.class_prompts
             tokenizer = SpikeTextTokenizer.train(texts, cfg.text.vocab_size)
     model.to(dev)
+    teacher_obj = None
+    if teacher is not None:
+        from .distill import load_teacher
+
+        teacher_obj = load_teacher(teacher, cfg, tokenizer, train_ds.class_prompts, dev)
     flips = dataset_flips(train_ds.manifest) if cfg.train.augment == "flip" else []
     pretrain_record = loaded.card.get("pretrain") if resume else None
     if not resume and cfg.train.pretrain_epochs > 0:
-        pretrain_record = pretrain_visual(model, train_ds, val_ds, tokenizer, cfg, dev, flips, progress)
+        pretrain_record = pretrain_visual(model, train_ds, val_ds, tokenizer, cfg, dev, flips, progress,
+                                          teacher=teacher_obj)
     if cfg.train.lock_visual:
         for p in model.visual.parameters():
             p.requires_grad_(False)
@@ -454,6 +491,7 @@ def train(
     card_base = {
         "data": data_record,
         **({"init": init_record} if init_record else {}),
+        **({"teacher": teacher_obj.record()} if teacher_obj is not None else {}),
         **({"pretrain": pretrain_record} if pretrain_record else {}),
         "classes": list(train_ds.classes),
         "class_prompts": train_ds.class_prompts,
@@ -488,8 +526,8 @@ def train(
             tokens = tokenizer.encode(texts, cfg.text.context_length).to(dev)
             with torch.autocast(dev.type, enabled=use_amp):
                 if locked is not None:
-                    keys = [(int(i), st) for i, st in zip(batch["index"], states or [()] * len(spikes), strict=True)]
-                    out = SPKLIPOutput(locked(spikes, keys), model.encode_text(tokens), model.logit_scale())
+                    out = SPKLIPOutput(locked(spikes, _clip_keys(batch, states, len(spikes))),
+                                       model.encode_text(tokens), model.logit_scale())
                 else:
                     out = model(spikes.to(dev), tokens)
                 loss = cfg.train.contrastive_weight * clip_loss(
@@ -499,6 +537,8 @@ def train(
                     loss = loss + cfg.train.class_loss * class_prompt_loss(
                         out.spike_features.float(), model.encode_text(prompt_tokens).float(), out.logit_scale,
                         labels.to(dev))
+                if teacher_obj is not None and locked is None:  # a locked tower has nothing left to learn
+                    loss = loss + teacher_obj.loss(out.spike_features, spikes, _clip_keys(batch, states, len(spikes)))
             _check_finite_loss(loss, "training", epoch + 1, step + 1, steps, opt.param_groups[0]["lr"], kept)
             _optimizer_step(loss, opt, trainable, cfg.train.grad_clip, scaler)
             seen += len(spikes)

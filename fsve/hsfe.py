@@ -1,0 +1,219 @@
+"""The spiking HSFE: the FSVE's front end, reading the camera's spikes as they are.
+
+The ANN HSFE (:mod:`spklip_energy.model.hsfe`) with every unit made spiking, as the
+authors' public spiking HSFE does (each convolution followed by tdBN and a LIF, SA
+gated by a LIF instead of a sigmoid, residual blocks with tdBN and LIFs), and the
+trunk's residual blocks written as MS-ResNet blocks (membrane shortcuts), so that
+every convolution reads binary spikes:
+
+* **time steps**: a temporal block ``[N, 2r+1, H, W]`` becomes ``fsve.time_steps``
+  steps (``fsve.hsfe_encoding``): ``subwindows`` gives step ``t`` the ``t``-th of
+  ``T`` consecutive slices of the block's frames (the other frames read as zeros),
+  so the front end sees the stream's own timing; ``repeat`` gives every step the
+  whole block (the public code's direct encoding). Either way the first convolution
+  reads each spike once (:class:`StepMaskedConv2d`: per-step slices of its weights,
+  or one convolution whose current is repeated).
+* **downsampling** (``hsfe.input_pool`` = p > 1): a p x p max pool, the OR of the
+  pixels' spikes, so the input stays binary (the ANN averages them into fractions).
+* **MTF**: per branch, its frames -> :class:`~spklip_energy.model.hsfe.MaskedConv2d`
+  (the temporal mask folded into the weights: accumulate-only on spikes at any mask
+  value) -> tdBN -> LIF -> conv3x3 (w -> 1) -> tdBN -> LIF.
+* **SA**: ``est * LIF(tdBN(conv(LIF(tdBN(conv(est))))))``: a spike gate on spike maps
+  (an AND).
+* **trunk**: ``t = tdBN(conv(est))`` (a membrane input), then MS-ResNet blocks
+  ``t + tdBN(conv(LIF(tdBN(conv(LIF(tdBN(conv(LIF(t)))))))))``, the long skip
+  added to the membrane, and one LIF whose spikes ``[T, N, features, H/p, W/p]``
+  go to the spiking CNN, whose stem therefore reads spikes too.
+
+Neuron state is reset at the start of every forward: clips never leak into each other.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from spikingjelly.activation_based import functional, layer
+
+from ..model.config import SPKLIPConfig
+from ..model.hsfe import MaskedConv2d
+from .neurons import make_lif
+
+
+class StepMaskedConv2d(MaskedConv2d):
+    """The front end's first convolution: reads a block's frames once, ``[N, C, H, W]``, and gives every
+    step's input current, ``[T, N, C_out, H', W']``.
+
+    With ``windows`` (sub-windows: step ``t`` sees channels ``windows[t] = [a, b)`` only) step ``t`` is
+    the convolution of those channels with the matching slice of the folded weights: the same as
+    convolving the block with the other frames zeroed (:func:`encode_steps`), computed from the frames
+    that are there. Without (``repeat``: every step sees the whole block) the convolution is computed
+    once and its current repeated. Either way each spike is read once, and the counter sees the
+    block itself (binary): SOPs = spikes x fan-out.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, steps: int,
+                 windows: list[tuple[int, int]] | None = None, mask: bool = True) -> None:
+        super().__init__(in_channels, out_channels, 3, padding=1, mask=mask)
+        self.steps, self.windows = steps, windows
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.folded_weight()
+        if self.windows is None:
+            y = self._conv_forward(x, w, self.bias)
+            return y.unsqueeze(0).expand(self.steps, *y.shape)
+        outs = []
+        for a, b in self.windows:
+            if b > a:
+                outs.append(F.conv2d(x[:, a:b], w[:, a:b], self.bias, self.stride, self.padding))
+            else:  # no frame of this branch in this step: the bias alone
+                shape = (x.shape[0], self.out_channels, *x.shape[-2:])
+                outs.append(self.bias.view(1, -1, 1, 1).expand(shape) if self.bias is not None else x.new_zeros(shape))
+        return torch.stack(outs)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", steps={self.steps}, windows={self.windows}"
+
+
+def step_windows(frames: int, steps: int) -> list[tuple[int, int]]:
+    """``[lo, hi)`` of each of ``steps`` consecutive, near-equal slices of ``frames`` frames."""
+    frames, steps = int(frames), int(steps)
+    edges = [round(i * frames / steps) for i in range(steps + 1)]
+    return [(edges[i], edges[i + 1]) for i in range(steps)]
+
+
+def encode_steps(blocks: torch.Tensor, steps: int, encoding: str) -> torch.Tensor:
+    """Binary blocks ``[N, F, H, W]`` (any dtype) -> float steps ``[T, N, F, H, W]``, still binary: what each
+    step of an encoding sees (module docstring), written out. :class:`StepMaskedConv2d` computes the first
+    convolution of these steps without building them."""
+    x = blocks if blocks.is_floating_point() else blocks.float()
+    if encoding == "repeat":
+        return x.unsqueeze(0).expand(steps, *x.shape)
+    if encoding != "subwindows":
+        raise ValueError(f"unknown encoding {encoding!r}")
+    keep = torch.zeros(steps, x.shape[1], dtype=x.dtype, device=x.device)
+    for t, (lo, hi) in enumerate(step_windows(x.shape[1], steps)):
+        keep[t, lo:hi] = 1
+    return x.unsqueeze(0) * keep[:, None, :, None, None]
+
+
+class _Units:
+    """Factories for the front end's layers, all multi-step, with the FSVE's neuron and norm."""
+
+    def __init__(self, cfg: SPKLIPConfig) -> None:
+        self.f = cfg.fsve
+
+    def lif(self) -> nn.Module:
+        return make_lif(self.f.v_threshold, self.f.decay, self.f.lens)
+
+    def conv(self, cin: int, cout: int) -> nn.Module:
+        return layer.Conv2d(cin, cout, 3, padding=1, bias=False, step_mode="m")
+
+    def norm(self, channels: int, merging: bool = False) -> nn.Module:
+        """tdBN (or BN with ``fsve.norm=bn``); ``alpha / sqrt(2)`` where two branches meet at an add."""
+        if self.f.norm == "bn":
+            return layer.BatchNorm2d(channels, step_mode="m")
+        alpha = self.f.tdbn_alpha / math.sqrt(2.0) if merging else self.f.tdbn_alpha
+        return layer.ThresholdDependentBatchNorm2d(alpha, self.f.v_threshold, channels)  # multi-step only
+
+
+class SpikingMTFBranch(nn.Module):
+    """Frames ``[lo, hi)`` of the block -> masked conv, per step (:class:`StepMaskedConv2d`) -> tdBN -> LIF
+    -> conv -> tdBN -> LIF. ``windows``: the block's sub-windows (None: ``repeat``)."""
+
+    def __init__(self, lo: int, hi: int, width: int, mask: bool, units: _Units, steps: int,
+                 windows: list[tuple[int, int]] | None) -> None:
+        super().__init__()
+        self.lo, self.hi = lo, hi
+        own = None if windows is None else [(min(max(a, lo), hi) - lo, min(max(b, lo), hi) - lo) for a, b in windows]
+        self.conv1 = StepMaskedConv2d(hi - lo, width, steps, own, mask=mask)
+        self.bn1, self.lif1 = units.norm(width), units.lif()
+        self.conv2, self.bn2, self.lif2 = units.conv(width, 1), units.norm(1), units.lif()
+
+    def forward(self, block: torch.Tensor) -> torch.Tensor:
+        s = self.lif1(self.bn1(self.conv1(block[:, self.lo : self.hi])))
+        return self.lif2(self.bn2(self.conv2(s)))
+
+
+class SpikingSpatialAttention(nn.Module):
+    """``est * LIF(tdBN(conv(LIF(tdBN(conv(est))))))``: per-pixel spike gates over the branch maps."""
+
+    def __init__(self, branches: int, hidden: int, units: _Units) -> None:
+        super().__init__()
+        self.conv1, self.bn1, self.lif1 = units.conv(branches, hidden), units.norm(hidden), units.lif()
+        self.conv2, self.bn2, self.gate = units.conv(hidden, branches), units.norm(branches), units.lif()
+
+    def forward(self, est: torch.Tensor) -> torch.Tensor:
+        g = self.gate(self.bn2(self.conv2(self.lif1(self.bn1(self.conv1(est))))))
+        return est * g
+
+
+class MSBlock(nn.Module):
+    """An MS-ResNet block on membrane input: ``x + body(x)``, the body three (LIF -> conv -> tdBN)."""
+
+    def __init__(self, width: int, units: _Units) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            units.lif(), units.conv(width, width), units.norm(width),
+            units.lif(), units.conv(width, width), units.norm(width),
+            units.lif(), units.conv(width, width), units.norm(width, merging=True),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class SpikingHSFE(nn.Module):
+    """Binary blocks ``[N, 2r+1, H, W]`` -> spikes ``[T, N, features, H/p, W/p]`` (module docstring)."""
+
+    def __init__(self, cfg: SPKLIPConfig) -> None:
+        super().__init__()
+        h, f = cfg.hsfe, cfg.fsve
+        self.cfg = h
+        self.time_steps, self.encoding = f.time_steps, f.hsfe_encoding
+        units = _Units(cfg)
+        self.pool = nn.MaxPool2d(h.input_pool) if h.input_pool > 1 else nn.Identity()
+        windows = step_windows(h.block_frames(), f.time_steps) if f.hsfe_encoding == "subwindows" else None
+        self.branches = nn.ModuleList(
+            SpikingMTFBranch(*h.branch_frames(k), h.branch_width, h.temporal_mask, units, f.time_steps, windows)
+            for k in range(h.branches)
+        )
+        self.sa = SpikingSpatialAttention(h.branches, h.sa_hidden, units) if h.sa else nn.Identity()
+        self.head = nn.Sequential(units.conv(h.branches, h.features), units.norm(h.features))
+        self.trunk = nn.Sequential(*[MSBlock(h.features, units) for _ in range(h.trunk_blocks)])
+        self.out_lif = units.lif()
+
+    def forward(self, blocks: torch.Tensor) -> torch.Tensor:
+        functional.reset_net(self)
+        x = self.pool(blocks)  # pooled as integers: an OR
+        x = x if x.is_floating_point() else x.float()
+        est = torch.cat([branch(x) for branch in self.branches], dim=2)
+        t = self.head(self.sa(est))
+        return self.out_lif(self.trunk(t) + t)
+
+
+_TRUNK_TWIN = {"0": "1", "2": "4", "4": "7"}  # ANN BasicBlock body (conv, relu, conv, relu, conv) -> MSBlock
+
+
+def ann_twin(key: str) -> str | None:
+    """The name in :class:`SpikingHSFE` of the ANN HSFE's tensor ``key`` (relative to the HSFE, e.g.
+    ``trunk.0.body.2.weight``) when the spiking front end has a twin of that layer, else None.
+
+    Convolution weights carry over (and the first convolutions' biases and temporal masks); the
+    ANN's later biases do not (a tdBN follows each spiking convolution instead)."""
+    p = key.split(".")
+    if p[0] == "branches" and len(p) == 4 and (p[2] == "conv1" or (p[2] == "conv2" and p[3] == "weight")):
+        return key
+    if p[0] == "sa" and len(p) == 3 and p[1] in ("conv1", "conv2") and p[2] == "weight":
+        return key
+    if key == "head.0.weight":
+        return key
+    if p[0] == "trunk" and len(p) == 5 and p[2] == "body" and p[4] == "weight" and p[3] in _TRUNK_TWIN:
+        return f"trunk.{p[1]}.body.{_TRUNK_TWIN[p[3]]}.weight"
+    return None
+
+
+__all__ = ["MSBlock", "StepMaskedConv2d", "ann_twin", "SpikingHSFE", "SpikingMTFBranch", "SpikingSpatialAttention",
+           "encode_steps", "step_windows"]
