@@ -172,7 +172,6 @@ class SpikingHSFE(nn.Module):
         super().__init__()
         h, f = cfg.hsfe, cfg.fsve
         self.cfg = h
-        self.time_steps, self.encoding = f.time_steps, f.hsfe_encoding
         units = _Units(cfg)
         self.pool = nn.MaxPool2d(h.input_pool) if h.input_pool > 1 else nn.Identity()
         windows = step_windows(h.block_frames(), f.time_steps) if f.hsfe_encoding == "subwindows" else None

@@ -208,17 +208,18 @@ def _convert_arm(plan: BenchmarkPlan, run: Path, ann: Path) -> tuple[float, dict
 def _check_same_config(plan: BenchmarkPlan, seed: int, arm: str, run: Path) -> None:
     """Refuse to reuse a finished arm whose checkpoint was trained with another config than the plan's for
     it (an arm whose meaning changed, or other --set values): the table would mix models."""
+    from .checkpoint import load_checkpoint
     from .model.config import config_differences
-    from .model.io import load_spklip
+    from .model.io import card_config
 
     def meaning(cfg):  # auto resolved, and the FSVE's fields ignored for the ANN
-        flat = {k: v for k, v in cfg.to_dict().items()}
-        flat["fsve"] = {**flat["fsve"], "hsfe": cfg.front_end}
+        flat = cfg.to_dict()
+        flat["fsve"]["hsfe"] = cfg.front_end
         if cfg.model == "spklip":
             flat.pop("fsve")
         return flat
 
-    trained = load_spklip(run / "last.pt").model.cfg
+    trained = card_config(load_checkpoint(run / "last.pt"))
     diff = config_differences(meaning(trained), meaning(plan.config(arm, seed)))
     if diff:
         key, was, now = diff[0]

@@ -207,7 +207,9 @@ def save_spklip(path: str | os.PathLike, model: SPKLIP, tokenizer: SpikeTextToke
     return save_checkpoint(path, state, card)
 
 
-def _card_config(ck: Checkpoint) -> SPKLIPConfig:
+def card_config(ck: Checkpoint) -> SPKLIPConfig:
+    """The config a SPKLIP checkpoint's card describes, checked (cards older than ``fsve.hsfe`` read as
+    ``ann``), without building the model."""
     if "config" not in ck.card:
         raise CheckpointError(f"{ck.path}: the card has no 'config'")
     data = ck.card["config"]
@@ -239,7 +241,7 @@ def load_spklip(path_or_ck: str | os.PathLike | Checkpoint) -> LoadedSPKLIP:
     ck = path_or_ck if isinstance(path_or_ck, Checkpoint) else load_checkpoint(path_or_ck)
     if ck.kind not in KINDS:
         raise CheckpointError(f"{ck.path}: is a {ck.kind!r} checkpoint, not a SPKLIP one ({', '.join(KINDS)})")
-    cfg = _card_config(ck)
+    cfg = card_config(ck)
     try:
         tokenizer = SpikeTextTokenizer.from_json(ck.card.get("tokenizer", ""))
     except ConfigError as exc:

@@ -255,9 +255,8 @@ def _init_from(model: SPKLIP, init: str | os.PathLike) -> tuple[SpikeTextTokeniz
     take = {k: v for k, v in src.model.state_dict().items()
             if k in own and own[k].shape == v.shape and same_layer(k)}
     if model.cfg.front_end == "spiking" and src.model.cfg.front_end == "ann":
-        from ..fsve.hsfe import (
-            ann_twin,  # the ANN front end's convolutions into their spiking twins
-        )
+        # the ANN front end's convolutions into their spiking twins
+        from ..fsve.hsfe import ann_twin
 
         prefix = "visual.hsfe."
         for k, v in src.model.state_dict().items():
