@@ -14,7 +14,9 @@ For each seed (paper appendix A.7's ordering, on equal budgets):
 
 Opt-in arms (``--arms``): ``fsve-full-ann-hsfe``, the full FSVE with the ANN front end
 (``fsve.hsfe=ann``), and ``fsve-full-kd``, ``fsve-full`` trained from (1) with (1) as its teacher
-(``train --init --teacher``).
+(``train --init --teacher``); ``fsve-full-kd-repeat``, the same with the ``repeat`` time-step encoding
+(``fsve.hsfe_encoding=repeat``); and ``fsve-full-kd-long``, the same with the teacher through the
+contrastive stage too (``train.lock_visual=false``: a longer budget than the other arms', reported as such).
 
 Every arm is evaluated on the test split (per-clip outcomes recorded in its checkpoint) and profiled
 for energy per clip under one cost model (default ``paper``). The table gives, per arm, top-1 as
@@ -44,7 +46,8 @@ from .errors import ConfigError
 from .options import check_int_list, check_positive_int, check_seed
 
 #: The arms in the order they run; each after ``ann`` starts from that seed's ``ann``.
-ARMS = ("ann", "ann-control", "fsve-hybrid", "fsve-full-ann-hsfe", "fsve-full", "fsve-full-kd", "converted")
+ARMS = ("ann", "ann-control", "fsve-hybrid", "fsve-full-ann-hsfe", "fsve-full", "fsve-full-kd", "fsve-full-kd-repeat",
+        "fsve-full-kd-long", "converted")
 #: What ``--arms`` means by default.
 DEFAULT_ARMS = ("ann", "ann-control", "fsve-hybrid", "fsve-full", "converted")
 ARM_TITLES = {
@@ -54,6 +57,8 @@ ARM_TITLES = {
     "fsve-full-ann-hsfe": "fsve-full, ANN front end (from ANN)",
     "fsve-full": "fsve-full, spiking front end (from ANN)",
     "fsve-full-kd": "fsve-full, spiking front end (from ANN, ANN as teacher)",
+    "fsve-full-kd-repeat": "fsve-full-kd, each step sees the whole block (repeat encoding)",
+    "fsve-full-kd-long": "fsve-full-kd, teacher through the contrastive stage too (longer budget)",
     "converted": "ANN converted (IF, rate coding)",
 }
 #: The config each trained arm sets over the preset and --set (they win).
@@ -64,9 +69,14 @@ ARM_CONFIG = {
     "fsve-full-ann-hsfe": {"model": "fsve-full", "fsve.hsfe": "ann"},
     "fsve-full": {"model": "fsve-full", "fsve.hsfe": "spiking"},
     "fsve-full-kd": {"model": "fsve-full", "fsve.hsfe": "spiking"},
+    # the two time-step encodings of the spiking front end, compared on the same recipe
+    "fsve-full-kd-repeat": {"model": "fsve-full", "fsve.hsfe": "spiking", "fsve.hsfe_encoding": "repeat"},
+    # the visual tower keeps training (with its teacher) in the contrastive stage: 25 more epochs of it on
+    # the tiny recipe than any other arm gets, so not an equal-budget comparison
+    "fsve-full-kd-long": {"model": "fsve-full", "fsve.hsfe": "spiking", "train.lock_visual": False},
 }
 #: Arms trained with their seed's ``ann`` as teacher.
-TEACHER_ARMS = ("fsve-full-kd",)
+TEACHER_ARMS = ("fsve-full-kd", "fsve-full-kd-repeat", "fsve-full-kd-long")
 CONTROL = "ann-control"
 ARM_FORMAT = 1
 
