@@ -64,9 +64,11 @@ def find_spiking_cnn(loaded: LoadedSPKLIP) -> tuple[str, nn.Module]:
         raise ConfigError(f"{loaded.checkpoint.path}: a {kind!r} checkpoint has no spiking network to put on "
                           "Loihi (use --format onnx, or convert/train an FSVE)")
     if loaded.model.cfg.front_end == "spiking":
-        raise ConfigError(f"{loaded.checkpoint.path}: visual.hsfe: the spiking front end has no netx form yet (its "
-                          "trunk adds membranes, and the host front end hands netx one input map for every step); "
-                          "export it with --format nir or onnx, or deploy a model trained with fsve.hsfe=ann")
+        raise ConfigError(f"{loaded.checkpoint.path}: visual.hsfe: the spiking front end has no netx form (netx "
+                          "layers form one chain; visual.hsfe.branches run side by side and are concatenated, "
+                          "visual.hsfe.sa multiplies spike maps, visual.hsfe.trunk adds membranes); export it with "
+                          "--format nir (its chain parts, docs/nir.md) or onnx, or deploy a model trained with "
+                          "fsve.hsfe=ann")
     for name, mod in loaded.model.named_modules():
         if isinstance(mod, SpikingPlainCNN):
             return name, mod

@@ -40,8 +40,10 @@ Thresholds: NIR (and snnTorch) fire at ``v > v_threshold``, spikingjelly (and
 the project) at ``v >= V_th``; the exported ``v_threshold`` is ``V_th``
 unchanged, so the two differ only where ``v`` equals ``V_th`` exactly.
 
-Host side, not in the graph: the HSFE (the analog front end computing the input
-features from the spike stream) before it; after it the mean over steps and the
+Before it: the ANN HSFE (the analog front end computing the input features from
+the spike stream) runs host-side; a spiking front end (``fsve.hsfe=spiking``) is
+written as its own chain parts beside this graph (:mod:`.nir_front_end`), whose
+last part's spikes this graph reads step by step. Host side after it: after it the mean over steps and the
 temporal Transformer (``fsve-full``: block positions and the spiking E-SDSA
 Transformer on every step's embeddings, then the mean over steps and blocks;
 ``fsve-hybrid``: the mean over steps, block positions, STAR-Net's ANN
@@ -360,10 +362,18 @@ def describe(loaded: LoadedSPKLIP, graph, path: str) -> dict:
 
 
 def write_nir(loaded: LoadedSPKLIP, folder: Path, opts: dict) -> dict:
-    """Write ``folder/visual_cnn.nir`` (``nir.write``); return its description (``opts`` is not used)."""
+    """Write ``folder/visual_cnn.nir`` (``nir.write``), and a spiking front end's parts beside it
+    (:func:`.nir_front_end.write_parts`); return their description (``opts`` is not used)."""
+    from .nir_front_end import write_parts
+
     graph, path = build_nir(loaded)
+    front = write_parts(loaded, folder)  # before the CNN's file: a front end that cannot be held writes nothing
     nir.write(Path(folder) / NIR_FILE, graph)
-    return describe(loaded, graph, path)
+    desc = describe(loaded, graph, path)
+    if front is not None:
+        desc["nir"]["front_end"] = front
+        desc["host"]["before"] = ("the spiking HSFE, written as chain parts (nir.front_end): " + "; ".join(front["host_steps"]))
+    return desc
 
 
 # --------------------------------------------------------------------------- verification
@@ -531,13 +541,22 @@ def compare_run(ref_out: torch.Tensor, ref_spikes: dict, ref_u: dict, vth: dict,
     }
 
 
-def compare_importers(nir_path: str | os.PathLike, module: nn.Module, x: torch.Tensor, steps: int) -> dict:
+def compare_importers(nir_path: str | os.PathLike, module: nn.Module, x: torch.Tensor, steps: int,
+                      widened: dict[str, tuple[int, int]] | None = None) -> dict:
     """Run ``module`` (the project's multi-step network) and both importers of the file ``nir_path`` on
-    ``x [N, C, H, W]`` (or per-step ``[T, N, C, H, W]``) for ``steps`` steps; figures per importer (``{"ok": False, "reason": ...}`` when an
-    importer cannot load or run the graph)."""
+    ``x [N, C, H, W]`` (or per-step ``[T, N, C, H, W]``) for ``steps`` steps; figures per importer
+    (``{"ok": False, "reason": ...}`` when an importer cannot load or run the graph). ``widened``: neuron nodes
+    whose NIR population has ``channels`` channels where the project's has one, placed at ``channel``
+    (name -> (channel, channels)); their other channels are compared with silence."""
     from spikingjelly.activation_based import neuron
 
     ref_out, ref_spikes, ref_u = project_run(module, x, steps)
+    for n, (c, k) in (widened or {}).items():
+        for store in (ref_spikes, ref_u):
+            r = store[n]
+            wide = r.new_zeros(*r.shape[:-3], k, *r.shape[-2:])
+            wide[..., c : c + 1, :, :] = r
+            store[n] = wide
     vth = {n: float(m.v_threshold) for n, m in module.named_modules() if isinstance(m, neuron.BaseNode)}
     graph = nir.read(nir_path)
     neurons = [n for n in ref_spikes if n in graph.nodes]
@@ -578,6 +597,11 @@ def verify_nir(loaded: LoadedSPKLIP, folder: Path, data: str | os.PathLike = "bu
            "output_tolerance": OUTPUT_TOLERANCE, "output_agreement_required": OUTPUT_AGREEMENT,
            **compare_importers(Path(folder) / NIR_FILE, cnn, x, steps)}
     res["ok"] = bool(res["snntorch"]["ok"] and res["spikingjelly"]["ok"])
+    if loaded.model.cfg.front_end == "spiking":
+        from .nir_front_end import verify_front_end
+
+        res["front_end"] = verify_front_end(loaded, folder, spikes)
+        res["ok"] = res["ok"] and res["front_end"]["ok"]
     res["note"] = ("project fires at v >= V_th, NIR and snnTorch at v > V_th, spikingjelly's importer at v >= V_th; "
                    "spikes can also differ where v is within float rounding of V_th (BN folded, summation order); "
                    "first_differing_node: the first neuron node whose spikes differ, its first step with a "

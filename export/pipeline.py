@@ -67,9 +67,10 @@ def export_files() -> frozenset[str]:
     """Every file name an export of any format writes into its folder (the record included)."""
     from .lava_export import HOST_FILE, NET_FILE
     from .nir_export import NIR_FILE
+    from .nir_front_end import PART_FILES
     from .onnx_export import TEXT_FILE, VISUAL_FILE
 
-    return frozenset({VISUAL_FILE, TEXT_FILE, NIR_FILE, NET_FILE, HOST_FILE, RECORD_FILE})
+    return frozenset({VISUAL_FILE, TEXT_FILE, NIR_FILE, *PART_FILES, NET_FILE, HOST_FILE, RECORD_FILE})
 
 
 def check_out(out: str | os.PathLike, overwrite: bool) -> Path:

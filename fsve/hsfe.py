@@ -145,9 +145,12 @@ class SpikingSpatialAttention(nn.Module):
         self.conv1, self.bn1, self.lif1 = units.conv(branches, hidden), units.norm(hidden), units.lif()
         self.conv2, self.bn2, self.gate = units.conv(hidden, branches), units.norm(branches), units.lif()
 
+    def gate_spikes(self, est: torch.Tensor) -> torch.Tensor:
+        """The gate ``LIF(tdBN(conv(LIF(tdBN(conv(est))))))`` alone."""
+        return self.gate(self.bn2(self.conv2(self.lif1(self.bn1(self.conv1(est))))))
+
     def forward(self, est: torch.Tensor) -> torch.Tensor:
-        g = self.gate(self.bn2(self.conv2(self.lif1(self.bn1(self.conv1(est))))))
-        return est * g
+        return est * self.gate_spikes(est)
 
 
 class MSBlock(nn.Module):
@@ -186,10 +189,20 @@ class SpikingHSFE(nn.Module):
 
     def forward(self, blocks: torch.Tensor) -> torch.Tensor:
         functional.reset_net(self)
+        return self.trunk_spikes(self.sa(self.mtf(self.pooled(blocks))))
+
+    def pooled(self, blocks: torch.Tensor) -> torch.Tensor:
+        """Binary blocks ``[N, F, H, W]`` -> the float blocks the branches read ``[N, F, H/p, W/p]``."""
         x = self.pool(blocks)  # pooled as integers: an OR
-        x = x if x.is_floating_point() else x.float()
-        est = torch.cat([branch(x) for branch in self.branches], dim=2)
-        t = self.head(self.sa(est))
+        return x if x.is_floating_point() else x.float()
+
+    def mtf(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled blocks -> the branches' spike maps, concatenated: ``[T, N, branches, H, W]``."""
+        return torch.cat([branch(x) for branch in self.branches], dim=2)
+
+    def trunk_spikes(self, est: torch.Tensor) -> torch.Tensor:
+        """The SA's output ``[T, N, branches, H, W]`` -> the front end's spikes: head, trunk, long skip, LIF."""
+        t = self.head(est)
         return self.out_lif(self.trunk(t) + t)
 
 

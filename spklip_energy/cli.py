@@ -360,6 +360,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
                     agree = "n/a" if r["spike_agreement"] is None else f"{100 * r['spike_agreement']:.3f}%"
                     lines.append(f"  {name}: {'ok' if r['ok'] else 'NOT ok'}, identical spikes {agree} of "
                                  f"{r['spikes_compared']}, output max rel error {r['max_rel_error']:.1e}")
+            for part, r in ver.get("front_end", {}).items():
+                if part != "ok":
+                    lines.append(f"  front end {r['file']}: " + ", ".join(
+                        f"{name} {_importer_brief(r[name])}" for name in ("snntorch", "spikingjelly")))
+        if "front_end" in res["nir"]:
+            fe = res["nir"]["front_end"]
+            lines.append(f"spiking front end: {' -> '.join(p['file'] for p in fe['parts'])} -> {res['nir']['file']}, "
+                         "with host-side steps around them (export.json: nir.front_end.host_steps)")
     elif ver:
         v, t = ver["visual"], ver["text"]
         lines.append(f"verify (onnxruntime CPU, {ver['clips']} clips, {ver['prompts']} prompts): visual max rel error "
@@ -375,11 +383,20 @@ def _cmd_export(args: argparse.Namespace) -> int:
               f"text {ver['text']['max_rel_error']:.2e})", file=sys.stderr)
         return 1
     if res["format"] == "nir" and ver and not ver["ok"]:
-        bad = [n for n in ("snntorch", "spikingjelly") if not ver[n]["ok"]]
+        bad = [n for n in ("snntorch", "spikingjelly") if not ver[n]["ok"]
+               or not ver.get("front_end", {}).get("ok", True)]
         print(f"spklip-energy: verification failed: the NIR graph read back by {' and '.join(bad)} does not "
               f"reproduce the project's spikes and outputs (see export.json)", file=sys.stderr)
         return 1
     return 0
+
+
+def _importer_brief(r: dict) -> str:
+    """One importer's verdict on one NIR file, in a few words."""
+    if "reason" in r:
+        return f"FAILED ({r['reason']})"
+    agree = "n/a" if r["spike_agreement"] is None else f"{100 * r['spike_agreement']:.3f}%"
+    return f"{'ok' if r['ok'] else 'NOT ok'} ({agree} identical spikes)"
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -888,7 +905,9 @@ def build_parser() -> argparse.ArgumentParser:
         "encoder (int64 tokens [batch, context_length]) as DIR/visual.onnx and DIR/text.onnx with a dynamic "
         "batch axis; spiking encoders are unrolled over their time steps; --verify compares onnxruntime with "
         "torch (exit 1 when an ANN embedding differs by more than 1e-4 relative). nir: the spiking CNN as a NIR "
-        "graph (DIR/visual_cnn.nir); --verify reads it back with snnTorch and spikingjelly. lava: the spiking "
+        "graph (DIR/visual_cnn.nir), and a spiking front end's chain parts beside it (DIR/hsfe_mtf.nir, "
+        "hsfe_sa_gate.nir, hsfe_trunk.nir; the OR pooling and SA's spike product stay host-side); --verify reads "
+        "each back with snnTorch and spikingjelly. lava: the spiking "
         "CNN of an fsve.cnn=plain model in Loihi fixed point as a lava-dl netx file (DIR/visual_cnn.net) plus "
         "its host-side front end (DIR/host.onnx); --verify compares its spikes with the float model; run it "
         "with 'spklip-energy simulate'. Every format writes DIR/export.json. See docs/export.md, docs/nir.md, "

@@ -233,7 +233,7 @@ def test_export_pipeline_writes_the_nir_folder(tmp_path, msresnet_ckpt, data, ca
     from spklip_energy.export.pipeline import export_checkpoint
 
     rec = export_checkpoint(msresnet_ckpt, tmp_path / "out", "nir", verify=True, data=data, samples=1)
-    assert set(rec["files"]) == {"export.json", NIR_FILE}
+    assert set(rec["files"]) == {"export.json", NIR_FILE, "hsfe_mtf.nir", "hsfe_sa_gate.nir", "hsfe_trunk.nir"}
     meta = json.loads((tmp_path / "out" / "export.json").read_text())
     assert meta["format"] == "nir" and meta["kind"] == "fsve-full" and meta["nir"]["file"] == NIR_FILE
     assert meta["verify"]["ok"] and meta["verify"]["clips"] == 1
