@@ -646,7 +646,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"fsve-full-tiny exported to NIR ({dep['nir']['folder']}): read back by snnTorch and spikingjelly, "
               + ", ".join(f"{name} {100 * nv[name]['spike_agreement']:.2f}% identical spikes" if "reason" not in nv[name]
                           else f"{name} FAILED" for name in ("snntorch", "spikingjelly"))
-              + f" of {nv['snntorch'].get('spikes_compared', 0)}\n")
+              + f" of {nv['snntorch'].get('spikes_compared', 0)}" + ("" if "front_end" in nv else "\n"))
+        if "front_end" in nv:
+            parts = {k: v for k, v in nv["front_end"].items() if k != "ok"}
+            print(f"  and its spiking front end as {len(parts)} NIR chain parts: "
+                  + "; ".join(f"{v['file']} {', '.join(_importer_brief(v[n]) for n in ('snntorch', 'spikingjelly'))}"
+                              for v in parts.values()) + "\n")
     if result.get("convert_sweep"):
         from .convert.sweep import sweep_table
 

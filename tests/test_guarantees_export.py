@@ -636,8 +636,8 @@ def test_export_overwrite_replaces_only_a_folder_of_export_files(ann_ckpt, tmp_p
     refused(["export", ann_ckpt, "--out", out, "--overwrite"], capsys, str(out), "'results'")
     (out / "results").rmdir()
     refused(["export", ann_ckpt, "--out", out], capsys, str(out), "--overwrite")
-    assert {"visual.onnx", "text.onnx", "visual_cnn.nir", "visual_cnn.net", "host.onnx", "export.json"} == \
-        export_files()
+    assert {"visual.onnx", "text.onnx", "visual_cnn.nir", "hsfe_mtf.nir", "hsfe_sa_gate.nir", "hsfe_trunk.nir",
+            "visual_cnn.net", "host.onnx", "export.json"} == export_files()
     assert check_out(out, overwrite=True) == out
     code, stdout, err = cli(["export", ann_ckpt, "--out", out, "--overwrite", "--json"], capsys)
     assert code == 0, err

@@ -640,7 +640,8 @@ def visual_forward_bytes(cfg: SPKLIPConfig, clips: int = 1, converted: tuple[str
     with the HSFE's output held, STAR-Net's stem at its own ``stem_strides`` and its bottleneck stages
     (:data:`BOTTLENECK_COPIES` outputs, the stage's input and the stem's output), or the spiking CNN's
     ``fsve.time_steps`` steps (:data:`SNN_COPIES`). A spiking front end (``cfg.front_end``) holds its
-    encoded steps ``[T, n, 2r+1, H/p, W/p]`` and :data:`SNN_COPIES` maps of its widest unit per step. A converted model (``converted``: the units of
+    pooled blocks ``[n, 2r+1, H/p, W/p]`` (its first convolution reads them once for all steps) and
+    :data:`SNN_COPIES` maps of its widest unit per step. A converted model (``converted``: the units of
     :mod:`spklip_energy.convert.layers`, ``hsfe``, ``stem``, ``layer1`` ..) also holds, for a whole
     rate-coded run, a membrane per ReLU of its units and :data:`RUN_COPIES` activations. Once per pass: a
     copy of the largest convolution weight. Times :data:`HEADROOM`. The weights themselves are not
@@ -660,10 +661,10 @@ def visual_forward_bytes(cfg: SPKLIPConfig, clips: int = 1, converted: tuple[str
     if "hsfe" in converted:
         run = (1 + 3 * h.trunk_blocks + RUN_COPIES) * feat
     hsfe = x_in + max(x_in, branch, 2 * est + sa, est + TRUNK_COPIES * feat + run)
-    if cfg.front_end == "spiking":  # every unit over T steps: the encoded steps, then the widest unit's maps
+    if cfg.front_end == "spiking":  # the pooled blocks (read once by every step), the widest unit over T steps
         t = cfg.fsve.time_steps
         widest_unit = max(h.branch_width, h.features, h.sa_hidden, h.branches)
-        hsfe = t * n * lb * ap + SNN_COPIES * t * n * widest_unit * ap
+        hsfe = n * lb * ap + SNN_COPIES * t * n * widest_unit * ap
     after = 0
     if cfg.model != "spklip":  # [T, B * n, ...]: the features repeated, and the CNN at its stem's stride
         f = cfg.fsve
