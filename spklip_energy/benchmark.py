@@ -219,20 +219,11 @@ def _check_same_config(plan: BenchmarkPlan, seed: int, arm: str, run: Path) -> N
     """Refuse to reuse a finished arm whose checkpoint was trained with another config than the plan's for
     it (an arm whose meaning changed, or other --set values): the table would mix models."""
     from .checkpoint import load_checkpoint
-    from .model.config import config_differences
-    from .model.io import card_config
+    from .model.io import trained_differently
 
-    def meaning(cfg):  # auto resolved, and the FSVE's fields ignored for the ANN
-        flat = cfg.to_dict()
-        flat["fsve"]["hsfe"] = cfg.front_end
-        if cfg.model == "spklip":
-            flat.pop("fsve")
-        return flat
-
-    trained = card_config(load_checkpoint(run / "last.pt"))
-    diff = config_differences(meaning(trained), meaning(plan.config(arm, seed)))
+    diff = trained_differently(load_checkpoint(run / "last.pt"), plan.config(arm, seed))
     if diff:
-        key, was, now = diff[0]
+        key, was, now = diff
         raise ConfigError(f"{run}: arm {arm!r} was trained with {key}={was!r}, the plan asks for {now!r}; move "
                           "that folder away (or pass another --work) to train it anew")
 

@@ -3,8 +3,9 @@
 1. Generate the built-in spike-digits dataset (if missing) and a preview of one
    test clip per class.
 2. Train the tiny SPKLIP (ANN) and its spiking variants ``fsve-hybrid`` and
-   ``fsve-full`` on it (the spiking ones starting from the ANN's front end and
-   text tower, ``train --init``; then the same recipe and epochs), evaluate each on the test split (zero-shot class
+   ``fsve-full`` on it (the spiking ones starting from the ANN's weights, ``train --init``, ``fsve-full``
+   with the ANN as its teacher too, ``--teacher``; then the same recipe and epochs), evaluate each on the
+   test split (zero-shot class
    accuracy, text-to-video retrieval) and write their energy reports.
 3. Export the three to ONNX (visual and text encoders) and check them with
    onnxruntime against torch; convert the ANN's CNN to integrate-and-fire
@@ -18,6 +19,7 @@ and SNNs are profiled instead.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -58,13 +60,15 @@ def write_class_preview(data: Path, out_png: Path, half_window: int = 16) -> Pat
 
 #: The SPKLIP variants the demo trains, ANN first (ratios are to it): name -> config overrides.
 #: ``fsve-full`` has the spiking front end; ``fsve-full-plain`` is the FSVE with the chain CNN that netx can
-#: express and the ANN front end on the host (deployed to Lava: netx holds no spiking front end yet).
+#: express and the ANN front end on the host (deployed to Lava: netx cannot hold the spiking front end).
 DEMO_MODELS = {
     "spklip": {"model": "spklip"},
     "fsve-hybrid": {"model": "fsve-hybrid"},
     "fsve-full": {"model": "fsve-full"},
     "fsve-full-plain": {"model": "fsve-full", "fsve.cnn": "plain", "fsve.hsfe": "ann"},
 }
+#: Variants trained with the ANN as their teacher too (train --teacher; the benchmark's ``fsve-full-kd``).
+DEMO_TEACHER = ("fsve-full",)
 
 
 def _train_and_measure(model: str, data: Path, out: Path, seed: int, epochs: int | None, samples: int, step,
@@ -77,13 +81,32 @@ def _train_and_measure(model: str, data: Path, out: Path, seed: int, epochs: int
     if epochs is not None:  # a quick run: as many pre-training epochs as contrastive ones
         overrides.update({"train.epochs": epochs, "train.pretrain_epochs": min(epochs, 40)})
     cfg = preset_config("tiny", overrides)
+    teacher = init if model in DEMO_TEACHER else None
+    if last.is_file() and _stale(last, cfg, teacher):  # an earlier demo's run of another model: kept aside
+        stale = run.with_name(run.name + ".stale")
+        shutil.rmtree(stale, ignore_errors=True)
+        run.rename(stale)
     if not last.is_file():
         bar = step(f"training tiny {model}")
-        train(cfg, data, run, init=init,
+        train(cfg, data, run, init=init, teacher=teacher,
               progress=(lambda p: bar(p["epoch"] - 1 + p["step"] / p["steps"], p["epochs"])) if bar else None)
     ev = write_eval(last, data, split="test", out_png=run / "confusion.png")
     summary, per_layer = analyse_checkpoint(last, data=data, samples=samples, progress=step(f"profiling {model}"))
     return last, ev, summary, per_layer
+
+
+def _stale(last: Path, cfg, teacher: Path | None) -> bool:
+    """Whether a finished run was trained as another model than ``cfg``, or with(out) another teacher
+    (a demo folder from an earlier version); an unreadable one is retrained too."""
+    from .checkpoint import load_checkpoint
+    from .errors import CheckpointError, ConfigError
+    from .model.io import trained_differently
+
+    try:
+        ck = load_checkpoint(last)
+        return trained_differently(ck, cfg) is not None or ("teacher" in ck.card) != (teacher is not None)
+    except (CheckpointError, ConfigError):
+        return True
 
 
 def run_demo(out: str | Path, seed: int = 0, samples: int = 16, train_spklip: bool = True,

@@ -596,7 +596,31 @@ def test_demo(tmp_path):
         "fsve-hybrid-tiny on the test split",
         "fsve-full-tiny on the test split",
         "| fsve-full-tiny |",
+        "and its spiking front end as 3 NIR chain parts: hsfe_mtf.nir snntorch ok",
     ):
         assert text in proc.stdout, f"expected {text!r} in the demo output, found:\n{proc.stdout}"
     assert "Traceback" not in proc.stderr, f"expected no traceback, found:\n{proc.stderr}"
     check_no_leftovers(out)
+    from spklip_energy.checkpoint import load_checkpoint
+
+    card = load_checkpoint(out / "fsve-full-tiny" / "last.pt").card  # the full FSVE: distilled from the ANN
+    assert card["teacher"]["from"].endswith("spklip-tiny/last.pt") and card["config"]["fsve"]["hsfe"] == "auto"
+
+
+def test_demo_retrains_a_run_of_another_model(tmp_path):
+    """A demo folder of an earlier version (a full FSVE with the ANN front end, or without its teacher) is not
+    reused as the current full FSVE."""
+    from export_helpers import small_checkpoint, small_digits
+
+    from spklip_energy.checkpoint import load_checkpoint
+    from spklip_energy.demo import _stale
+    from spklip_energy.model.io import card_config
+
+    data = small_digits(tmp_path / "digits")
+    old = small_checkpoint(tmp_path, data, "fsve-full", name="old", **{"fsve.hsfe": "ann"})
+    new = small_checkpoint(tmp_path, data, "fsve-full", name="new")
+    cfg = card_config(load_checkpoint(new))
+    assert _stale(old, cfg, None) and not _stale(new, cfg, None)
+    assert _stale(new, cfg, tmp_path / "ann.pt")  # trained without the teacher the demo now gives it
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    assert _stale(tmp_path / "junk.pt", cfg, None)

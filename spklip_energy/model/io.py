@@ -13,6 +13,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -228,6 +229,23 @@ def card_config(ck: Checkpoint) -> SPKLIPConfig:
     if ck.kind == CONVERTED_KIND and not isinstance(ck.card.get("conversion"), dict):
         raise CheckpointError(f"{ck.path}: a {CONVERTED_KIND!r} card needs a 'conversion' object")
     return cfg
+
+
+def trained_differently(ck: Checkpoint, cfg: SPKLIPConfig) -> tuple[str, Any, Any] | None:
+    """The first ``(dotted key, trained value, planned value)`` where the checkpoint's config means another
+    model than ``cfg`` (``fsve.hsfe=auto`` resolved; the FSVE's fields ignored for an ANN), else None: a
+    finished run reused for a plan must have trained what the plan asks for."""
+    from .config import config_differences
+
+    def meaning(c: SPKLIPConfig) -> dict:
+        flat = c.to_dict()
+        flat["fsve"]["hsfe"] = c.front_end
+        if c.model == "spklip":
+            flat.pop("fsve")
+        return flat
+
+    diff = config_differences(meaning(card_config(ck)), meaning(cfg))
+    return diff[0] if diff else None
 
 
 def load_spklip(path_or_ck: str | os.PathLike | Checkpoint) -> LoadedSPKLIP:
