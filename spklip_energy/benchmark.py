@@ -13,7 +13,7 @@ For each seed (paper appendix A.7's ordering, on equal budgets):
    training, kept at the largest of ``convert_timesteps``.
 
 Opt-in arms (``--arms``): ``fsve-full-ann-hsfe``, the full FSVE with the ANN front end
-(``fsve.hsfe=ann``), and ``fsve-full-kd``, ``fsve-full`` trained from (1) with (1) as its teacher
+(``fsve.hsfe=ann``); ``fsve-full-scratch``, ``fsve-full`` trained from scratch (no ``--init``); and ``fsve-full-kd``, ``fsve-full`` trained from (1) with (1) as its teacher
 (``train --init --teacher``); ``fsve-full-kd-repeat``, the same with the ``repeat`` time-step encoding
 (``fsve.hsfe_encoding=repeat``); and ``fsve-full-kd-long``, the same with the teacher through the
 contrastive stage too (``train.lock_visual=false``: a longer budget than the other arms', reported as such).
@@ -46,8 +46,8 @@ from .errors import ConfigError
 from .options import check_int_list, check_positive_int, check_seed
 
 #: The arms in the order they run; each after ``ann`` starts from that seed's ``ann``.
-ARMS = ("ann", "ann-control", "fsve-hybrid", "fsve-full-ann-hsfe", "fsve-full", "fsve-full-kd", "fsve-full-kd-repeat",
-        "fsve-full-kd-long", "converted")
+ARMS = ("ann", "ann-control", "fsve-hybrid", "fsve-full-ann-hsfe", "fsve-full-scratch", "fsve-full", "fsve-full-kd",
+        "fsve-full-kd-repeat", "fsve-full-kd-long", "converted")
 #: What ``--arms`` means by default.
 DEFAULT_ARMS = ("ann", "ann-control", "fsve-hybrid", "fsve-full", "converted")
 ARM_TITLES = {
@@ -55,6 +55,7 @@ ARM_TITLES = {
     "ann-control": "ANN control (+ same budget again)",
     "fsve-hybrid": "fsve-hybrid (from ANN)",
     "fsve-full-ann-hsfe": "fsve-full, ANN front end (from ANN)",
+    "fsve-full-scratch": "fsve-full, spiking front end (from scratch)",
     "fsve-full": "fsve-full, spiking front end (from ANN)",
     "fsve-full-kd": "fsve-full, spiking front end (from ANN, ANN as teacher)",
     "fsve-full-kd-repeat": "fsve-full-kd, each step sees the whole block (repeat encoding)",
@@ -67,6 +68,7 @@ ARM_CONFIG = {
     "ann-control": {"model": "spklip"},
     "fsve-hybrid": {"model": "fsve-hybrid", "fsve.hsfe": "ann"},
     "fsve-full-ann-hsfe": {"model": "fsve-full", "fsve.hsfe": "ann"},
+    "fsve-full-scratch": {"model": "fsve-full", "fsve.hsfe": "spiking"},
     "fsve-full": {"model": "fsve-full", "fsve.hsfe": "spiking"},
     "fsve-full-kd": {"model": "fsve-full", "fsve.hsfe": "spiking"},
     # the two time-step encodings of the spiking front end, compared on the same recipe
@@ -77,6 +79,8 @@ ARM_CONFIG = {
 }
 #: Arms trained with their seed's ``ann`` as teacher.
 TEACHER_ARMS = ("fsve-full-kd", "fsve-full-kd-repeat", "fsve-full-kd-long")
+#: Arms trained from scratch (every other arm after ``ann`` starts from it, ``train --init``).
+SCRATCH_ARMS = ("ann", "fsve-full-scratch")
 CONTROL = "ann-control"
 ARM_FORMAT = 1
 
@@ -195,7 +199,7 @@ def _train_arm(plan: BenchmarkPlan, seed: int, arm: str, run: Path, ann: Path | 
             train(None, None, run, resume=True, device=plan.device, progress=progress)
     else:
         cfg = plan.config(arm, seed)
-        train(cfg, plan.data, run, device=plan.device, progress=progress, init=ann if arm != "ann" else None,
+        train(cfg, plan.data, run, device=plan.device, progress=progress, init=None if arm in SCRATCH_ARMS else ann,
               teacher=ann if arm in TEACHER_ARMS else None)
     return time.perf_counter() - t0
 

@@ -1028,7 +1028,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="builtin-bench (default), builtin, or a dataset folder/manifest with train/val/test splits")
     p.add_argument("--arms", default=",".join(DEFAULT_ARMS),
                    help=f"comma-separated subset of {','.join(ARMS)} (default {','.join(DEFAULT_ARMS)}; every arm "
-                   "after 'ann' starts from it; fsve-full-ann-hsfe: the full FSVE with the ANN front end; "
+                   "after 'ann' but fsve-full-scratch starts from it; fsve-full-ann-hsfe: the full FSVE with the ANN front end; "
                    "fsve-full-kd: fsve-full with the ANN as its teacher; fsve-full-kd-repeat: the same with "
                    "fsve.hsfe_encoding=repeat; fsve-full-kd-long: the same, distilled through the contrastive "
                    "stage too, a longer budget)")
