@@ -416,11 +416,26 @@ def benchmark_markdown(result: dict) -> str:
             diff, p, _pct(r["R@5_pooled"]["value"]), f"{r['energy_total_j'] * 1e6:.1f}",
             "—" if r.get("energy_vs_ann") is None else f"{r['energy_vs_ann']:.2f}",
         ])
+    pairs = [r for r in result["rows"] if r.get("vs_reference")]
+    recipe: list[str] = []
+    if pairs:
+        prow = []
+        for r in pairs:
+            vs = r["vs_reference"]
+            prow.append([r["arm"], vs["arm"], vs["question"], fmt_difference(vs["difference"], *vs["difference_ci"]),
+                         _p_cell(vs["p_value"]),
+                         " / ".join(f"{100 * vs['difference_per_seed'][s]:+.1f}" for s in vs["seeds"]),
+                         ", ".join(map(str, vs["seeds"]))])
+        recipe = ["", "What each recipe brings: an arm against the arm it differs from in one thing, same seeds and "
+                  "test clips (Δ in points, pooled over seeds, paired-bootstrap 95 % CI; exact McNemar p):", "",
+                  _md_table(["arm", "against", "isolates", "Δ [95 % CI]", "McNemar p", "Δ per seed", "seeds"],
+                            prow)]
     lines = [
         f"Test top-1 (%), zero-shot against the class prompts, {result['test_clips']} test clips per seed "
         f"({result['data']}, preset {result['preset']}, seeds {', '.join(map(str, seeds))}).",
         "",
         _md_table(head, rows),
+        *recipe,
         "",
         f"- top-1 mean ± std: over seeds (sample std). Pooled 95 % CI: {result['statistics']['interval']}.",
         f"- Δ vs control and McNemar p: {result['statistics']['paired_test']}.",

@@ -124,6 +124,7 @@ def benchmark_frame(result: dict) -> pd.DataFrame:
     out = []
     for r in result["rows"]:
         vs = r.get("vs_control") or {}
+        ref = r.get("vs_reference") or {}
         out.append({
             "arm": r["arm"], "seeds": len(r["seeds"]), "top1_mean": r["top1_mean"], "top1_std": r["top1_std"],
             "top1_ci_low": r["top1_pooled"]["ci_low"], "top1_ci_high": r["top1_pooled"]["ci_high"],
@@ -132,6 +133,10 @@ def benchmark_frame(result: dict) -> pd.DataFrame:
             "R@5_pooled": r["R@5_pooled"]["value"], "energy_total_j": r["energy_total_j"],
             "energy_compute_j": r["energy_compute_j"], "energy_memory_j": r["energy_memory_j"],
             "energy_vs_ann": r.get("energy_vs_ann"), "train_s": r["train_s"],
+            "reference_arm": ref.get("arm"), "diff_vs_reference": ref.get("difference"),
+            "diff_vs_reference_ci_low": (ref.get("difference_ci") or [None])[0],
+            "diff_vs_reference_ci_high": (ref.get("difference_ci") or [None, None])[1],
+            "mcnemar_p_vs_reference": ref.get("p_value"),
         })
     return pd.DataFrame(out)
 

@@ -79,6 +79,14 @@ ARM_CONFIG = {
 }
 #: Arms trained with their seed's ``ann`` as teacher.
 TEACHER_ARMS = ("fsve-full-kd", "fsve-full-kd-repeat", "fsve-full-kd-long")
+#: What each recipe arm isolates: the arm it is paired with (same seeds, same clips) in the benchmark's second
+#: table, and the question that pair answers.
+ARM_REFERENCE = {"fsve-full": "fsve-full-scratch", "fsve-full-kd": "fsve-full", "fsve-full-kd-repeat": "fsve-full-kd",
+                 "fsve-full-kd-long": "fsve-full-kd", "fsve-full-ann-hsfe": "fsve-full"}
+ARM_QUESTION = {"fsve-full": "what --init brings", "fsve-full-kd": "what --teacher brings",
+                "fsve-full-kd-repeat": "repeat instead of subwindows encoding",
+                "fsve-full-kd-long": "distillation through the contrastive stage too (longer budget)",
+                "fsve-full-ann-hsfe": "the ANN front end instead of the spiking one"}
 #: Arms trained from scratch (every other arm after ``ann`` starts from it, ``train --init``).
 SCRATCH_ARMS = ("ann", "fsve-full-scratch")
 CONTROL = "ann-control"
@@ -360,10 +368,34 @@ def _run_parallel(plans: list[BenchmarkPlan], jobs: int, commit: str | None,
     return done
 
 
+def _paired(runs: dict[int, dict], other: dict[int, dict]) -> dict | None:
+    """An arm's runs against another arm's on the seeds both have with the same test clips: exact McNemar
+    on the discordant clips pooled over seeds, its bootstrap interval, and per seed the difference and p."""
+    from .stats import decode_hits, mcnemar_exact
+
+    paired = [s for s in sorted(runs) if s in other and other[s]["per_clip"]["ids"] == runs[s]["per_clip"]["ids"]]
+    if not paired:
+        return None
+    hits = {s: decode_hits(runs[s]["per_clip"]["top1"]) for s in paired}
+    theirs = {s: decode_hits(other[s]["per_clip"]["top1"]) for s in paired}
+    test = mcnemar_exact(np.concatenate([hits[s] for s in paired]), np.concatenate([theirs[s] for s in paired]))
+    per_seed = {s: mcnemar_exact(hits[s], theirs[s]) for s in paired}
+    return {
+        "seeds": paired,
+        "difference": test["difference"],
+        "difference_ci": test["difference_ci"],
+        "p_value": test["p_value"],
+        "only_this_right": test["a_only"],
+        "only_other_right": test["b_only"],
+        "p_value_per_seed": {s: t["p_value"] for s, t in per_seed.items()},
+        "difference_per_seed": {s: t["difference"] for s, t in per_seed.items()},
+    }
+
+
 def aggregate(records: list[dict], plan: BenchmarkPlan) -> dict:
     """The protocol's table: per arm, top-1 over seeds with intervals, paired tests against the control
     of the same seed, and energy per clip."""
-    from .stats import accuracy_summary, aggregate_seeds, decode_hits, mcnemar_exact
+    from .stats import accuracy_summary, aggregate_seeds, decode_hits
 
     by_arm: dict[str, dict[int, dict]] = {}
     for r in records:
@@ -397,24 +429,16 @@ def aggregate(records: list[dict], plan: BenchmarkPlan) -> dict:
             row["convert_sweep"] = {s: runs[s].get("sweep") for s in seeds}
         if arm == "ann":
             ann_energy = row["energy_total_j"]
-        control = by_arm.get(CONTROL, {})
-        if arm != CONTROL and control:
-            paired = [s for s in seeds if s in control
-                      and control[s]["per_clip"]["ids"] == runs[s]["per_clip"]["ids"]]
-            if paired:
-                a = np.concatenate([hits[s] for s in paired])
-                b = np.concatenate([decode_hits(control[s]["per_clip"]["top1"]) for s in paired])
-                test = mcnemar_exact(a, b)
-                row["vs_control"] = {
-                    "seeds": paired,
-                    "difference": test["difference"],
-                    "difference_ci": test["difference_ci"],
-                    "p_value": test["p_value"],
-                    "only_this_right": test["a_only"],
-                    "only_control_right": test["b_only"],
-                    "p_value_per_seed": {s: mcnemar_exact(hits[s], decode_hits(control[s]["per_clip"]["top1"]))
-                                         ["p_value"] for s in paired},
-                }
+        if arm != CONTROL:
+            vs = _paired(runs, by_arm.get(CONTROL, {}))
+            if vs:
+                vs["only_control_right"] = vs.pop("only_other_right")
+                row["vs_control"] = vs
+        ref = ARM_REFERENCE.get(arm)
+        if ref in plan.arms:
+            vs = _paired(runs, by_arm.get(ref, {}))
+            if vs:
+                row["vs_reference"] = {"arm": ref, "question": ARM_QUESTION[arm], **vs}
         rows.append(row)
     for row in rows:
         row["energy_vs_ann"] = row["energy_total_j"] / ann_energy if ann_energy else None

@@ -65,6 +65,37 @@ def test_aggregate_against_hand_values():
     assert res["threads"] == [2] and res["test_clips"] == 40
 
 
+def test_recipe_arms_are_paired_with_the_arm_they_differ_from():
+    """fsve-full-kd against fsve-full (what --teacher brings), fsve-full against fsve-full-scratch: pooled
+    McNemar and per-seed differences against hand values, and the second table of benchmark.md."""
+    from spklip_energy.reports.render import benchmark_markdown
+
+    plan = BenchmarkPlan(seeds=[0, 1], arms=("ann", "ann-control", "fsve-full-scratch", "fsve-full", "fsve-full-kd"))
+    hits = {"ann": [1] * 30 + [0] * 10, "ann-control": [1] * 32 + [0] * 8, "fsve-full-scratch": [1] * 4 + [0] * 36,
+            "fsve-full": [1] * 20 + [0] * 20, "fsve-full-kd": [0] * 5 + [1] * 25 + [0] * 10}
+    records = [_record(a, s, h if s == 0 else h[::-1], 1e-4) for s in (0, 1) for a, h in hits.items()]
+    res = aggregate(records, plan)
+    rows = {r["arm"]: r for r in res["rows"]}
+    vs = rows["fsve-full-kd"]["vs_reference"]
+    assert vs["arm"] == "fsve-full" and vs["question"] == "what --teacher brings" and vs["seeds"] == [0, 1]
+    a = np.array(hits["fsve-full-kd"] + hits["fsve-full-kd"][::-1], bool)
+    b = np.array(hits["fsve-full"] + hits["fsve-full"][::-1], bool)
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    assert (vs["only_this_right"], vs["only_other_right"]) == (only_a, only_b) == (20, 10)
+    assert vs["p_value"] == pytest.approx(binomtest(only_a, only_a + only_b, 0.5).pvalue)
+    assert vs["difference_per_seed"] == {0: pytest.approx(0.125), 1: pytest.approx(0.125)}
+    assert rows["fsve-full"]["vs_reference"]["arm"] == "fsve-full-scratch"
+    assert rows["fsve-full"]["vs_reference"]["difference"] == pytest.approx(0.4)
+    assert "vs_reference" not in rows["fsve-full-scratch"] and "vs_reference" not in rows["ann"]
+    md = benchmark_markdown(res)
+    assert "| fsve-full-kd | fsve-full | what --teacher brings | +12.5 [" in md
+    assert "+12.5 / +12.5" in md
+    # an arm whose reference is not in the plan gets no pair
+    plan2 = BenchmarkPlan(seeds=[0, 1], arms=("ann", "ann-control", "fsve-full-kd"))
+    rows2 = {r["arm"]: r for r in aggregate([r for r in records if r["arm"] in plan2.arms], plan2)["rows"]}
+    assert "vs_reference" not in rows2["fsve-full-kd"]
+
+
 def test_aggregate_refuses_to_pair_different_clips():
     plan = BenchmarkPlan(seeds=[0], arms=("ann-control", "fsve-hybrid"))
     records = [_record("ann-control", 0, [1, 0, 1, 0], 1e-4),
