@@ -650,7 +650,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if "front_end" in nv:
             parts = {k: v for k, v in nv["front_end"].items() if k != "ok"}
             print(f"  and its spiking front end as {len(parts)} NIR chain parts: "
-                  + "; ".join(f"{v['file']} {', '.join(_importer_brief(v[n]) for n in ('snntorch', 'spikingjelly'))}"
+                  + "; ".join(f"{v['file']} {', '.join(f'{n} {_importer_brief(v[n])}' for n in ('snntorch', 'spikingjelly'))}"
                               for v in parts.values()) + "\n")
     if result.get("convert_sweep"):
         from .convert.sweep import sweep_table
