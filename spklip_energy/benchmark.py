@@ -7,16 +7,17 @@ For each seed (paper appendix A.7's ordering, on equal budgets):
 2. ``ann-control`` - the ANN again, trained from (1) with the same recipe and epochs: the equal-budget
    control that every other arm trained from (1) is compared with;
 3. ``fsve-hybrid`` - spiking MS-ResNet CNN with STAR-Net's ANN Transformer, trained from (1);
-4. ``fsve-full`` - the full-spiking visual encoder (spiking front end, ``fsve.hsfe=spiking``), trained
-   from (1) (``train --init``);
+4. ``fsve-full-kd-repeat`` - the full-spiking visual encoder as the project trains it by default:
+   spiking front end with the ``repeat`` encoding, trained from (1) with (1) as its teacher
+   (``train --init --teacher``);
 5. ``converted`` - (1)'s CNN converted to IF neurons (rate coding, ``convert --layers cnn``) without
    training, kept at the largest of ``convert_timesteps``.
 
-Opt-in arms (``--arms``): ``fsve-full-ann-hsfe``, the full FSVE with the ANN front end
-(``fsve.hsfe=ann``); ``fsve-full-scratch``, ``fsve-full`` trained from scratch (no ``--init``); and ``fsve-full-kd``, ``fsve-full`` trained from (1) with (1) as its teacher
-(``train --init --teacher``); ``fsve-full-kd-repeat``, the same with the ``repeat`` time-step encoding
-(``fsve.hsfe_encoding=repeat``); and ``fsve-full-kd-long``, the same with the teacher through the
-contrastive stage too (``train.lock_visual=false``: a longer budget than the other arms', reported as such).
+Opt-in arms (``--arms``), each differing from another in one thing (:data:`ARM_REFERENCE`):
+``fsve-full-ann-hsfe`` (the ANN front end, ``fsve.hsfe=ann``); with the ``subwindows`` encoding,
+``fsve-full-scratch`` (no ``--init``), ``fsve-full`` (``--init`` only), ``fsve-full-kd`` (``--init
+--teacher``) and ``fsve-full-kd-long`` (the teacher through the contrastive stage too,
+``train.lock_visual=false``: a longer budget than the other arms', reported as such).
 
 Every arm is evaluated on the test split (per-clip outcomes recorded in its checkpoint) and profiled
 for energy per clip under one cost model (default ``paper``). The table gives, per arm, top-1 as
@@ -49,16 +50,16 @@ from .options import check_int_list, check_positive_int, check_seed
 ARMS = ("ann", "ann-control", "fsve-hybrid", "fsve-full-ann-hsfe", "fsve-full-scratch", "fsve-full", "fsve-full-kd",
         "fsve-full-kd-repeat", "fsve-full-kd-long", "converted")
 #: What ``--arms`` means by default.
-DEFAULT_ARMS = ("ann", "ann-control", "fsve-hybrid", "fsve-full", "converted")
+DEFAULT_ARMS = ("ann", "ann-control", "fsve-hybrid", "fsve-full-kd-repeat", "converted")
 ARM_TITLES = {
     "ann": "ANN (from scratch)",
     "ann-control": "ANN control (+ same budget again)",
     "fsve-hybrid": "fsve-hybrid (from ANN)",
     "fsve-full-ann-hsfe": "fsve-full, ANN front end (from ANN)",
-    "fsve-full-scratch": "fsve-full, spiking front end (from scratch)",
-    "fsve-full": "fsve-full, spiking front end (from ANN)",
-    "fsve-full-kd": "fsve-full, spiking front end (from ANN, ANN as teacher)",
-    "fsve-full-kd-repeat": "fsve-full-kd, each step sees the whole block (repeat encoding)",
+    "fsve-full-scratch": "fsve-full, spiking front end, subwindows (from scratch)",
+    "fsve-full": "fsve-full, spiking front end, subwindows (from ANN)",
+    "fsve-full-kd": "fsve-full, spiking front end, subwindows (from ANN, ANN as teacher)",
+    "fsve-full-kd-repeat": "fsve-full, spiking front end, repeat (from ANN, ANN as teacher): the default",
     "fsve-full-kd-long": "fsve-full-kd, teacher through the contrastive stage too (longer budget)",
     "converted": "ANN converted (IF, rate coding)",
 }
@@ -68,14 +69,15 @@ ARM_CONFIG = {
     "ann-control": {"model": "spklip"},
     "fsve-hybrid": {"model": "fsve-hybrid", "fsve.hsfe": "ann"},
     "fsve-full-ann-hsfe": {"model": "fsve-full", "fsve.hsfe": "ann"},
-    "fsve-full-scratch": {"model": "fsve-full", "fsve.hsfe": "spiking"},
-    "fsve-full": {"model": "fsve-full", "fsve.hsfe": "spiking"},
-    "fsve-full-kd": {"model": "fsve-full", "fsve.hsfe": "spiking"},
+    "fsve-full-scratch": {"model": "fsve-full", "fsve.hsfe": "spiking", "fsve.hsfe_encoding": "subwindows"},
+    "fsve-full": {"model": "fsve-full", "fsve.hsfe": "spiking", "fsve.hsfe_encoding": "subwindows"},
+    "fsve-full-kd": {"model": "fsve-full", "fsve.hsfe": "spiking", "fsve.hsfe_encoding": "subwindows"},
     # the two time-step encodings of the spiking front end, compared on the same recipe
     "fsve-full-kd-repeat": {"model": "fsve-full", "fsve.hsfe": "spiking", "fsve.hsfe_encoding": "repeat"},
     # the visual tower keeps training (with its teacher) in the contrastive stage: 25 more epochs of it on
     # the tiny recipe than any other arm gets, so not an equal-budget comparison
-    "fsve-full-kd-long": {"model": "fsve-full", "fsve.hsfe": "spiking", "train.lock_visual": False},
+    "fsve-full-kd-long": {"model": "fsve-full", "fsve.hsfe": "spiking", "fsve.hsfe_encoding": "subwindows",
+                          "train.lock_visual": False},
 }
 #: Arms trained with their seed's ``ann`` as teacher.
 TEACHER_ARMS = ("fsve-full-kd", "fsve-full-kd-repeat", "fsve-full-kd-long")

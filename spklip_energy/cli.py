@@ -1028,10 +1028,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="builtin-bench (default), builtin, or a dataset folder/manifest with train/val/test splits")
     p.add_argument("--arms", default=",".join(DEFAULT_ARMS),
                    help=f"comma-separated subset of {','.join(ARMS)} (default {','.join(DEFAULT_ARMS)}; every arm "
-                   "after 'ann' but fsve-full-scratch starts from it; fsve-full-ann-hsfe: the full FSVE with the ANN front end; "
-                   "fsve-full-kd: fsve-full with the ANN as its teacher; fsve-full-kd-repeat: the same with "
-                   "fsve.hsfe_encoding=repeat; fsve-full-kd-long: the same, distilled through the contrastive "
-                   "stage too, a longer budget)")
+                   "after 'ann' but fsve-full-scratch starts from it; fsve-full-kd-repeat: the default full-spiking FSVE, "
+                   "from the ANN with it as teacher; fsve-full-ann-hsfe: the ANN front end; fsve-full-scratch, "
+                   "fsve-full, fsve-full-kd, fsve-full-kd-long: subwindows encoding, from scratch, --init, --init "
+                   "--teacher, and the teacher through the contrastive stage too (a longer budget); docs/benchmark.md)")
     p.add_argument("--work", type=opt.path, help="where the runs live (default runs/benchmark/<data>-<preset>)")
     p.add_argument("--out", type=opt.path, default=DEFAULT_REPORTS / "benchmark",
                    help="output folder, replaced whole on success (default runs/reports/benchmark)")

@@ -43,8 +43,9 @@ def data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def default_ckpt(tmp_path_factory, data):
-    """The tiny preset's spiking front end (sub-windows, SA, one trunk block), calibrated BN statistics."""
-    return small_checkpoint(tmp_path_factory.mktemp("fe"), data, "fsve-full", calibrate=True)
+    """The tiny preset's spiking front end with sub-windows (SA, one trunk block), calibrated BN statistics."""
+    return small_checkpoint(tmp_path_factory.mktemp("fe"), data, "fsve-full", calibrate=True,
+                            **{"fsve.hsfe_encoding": "subwindows"})
 
 
 @pytest.fixture(scope="module")

@@ -214,7 +214,7 @@ def test_unknown_front_end_and_encoding_are_one_line(tmp_path, capsys):
     with pytest.raises(ConfigError, match=r"fsve\.hsfe_encoding must be 'subwindows' or 'repeat'"):
         preset_config("tiny", {"model": "fsve-full", "fsve.hsfe_encoding": "rate"})
     with pytest.raises(ConfigError, match=r"fsve\.time_steps=80 sub-windows need at least as many frames"):
-        preset_config("tiny", {"model": "fsve-full", "fsve.time_steps": 80})
+        preset_config("tiny", {"model": "fsve-full", "fsve.hsfe_encoding": "subwindows", "fsve.time_steps": 80})
     data = small_digits(tmp_path / "digits")
     sets = sum((["--set", f"{k}={v}"] for k, v in SMALL.items()), [])
     rc, _, err = run_main(capsys, "train", "--model", "fsve-full", "--preset", "tiny", *sets, "--set",
