@@ -43,7 +43,7 @@ unchanged, so the two differ only where ``v`` equals ``V_th`` exactly.
 Before it: the ANN HSFE (the analog front end computing the input features from
 the spike stream) runs host-side; a spiking front end (``fsve.hsfe=spiking``) is
 written as its own chain parts beside this graph (:mod:`.nir_front_end`), whose
-last part's spikes this graph reads step by step. Host side after it: after it the mean over steps and the
+last part's spikes this graph reads step by step. Host side after it: the mean over steps and the
 temporal Transformer (``fsve-full``: block positions and the spiking E-SDSA
 Transformer on every step's embeddings, then the mean over steps and blocks;
 ``fsve-hybrid``: the mean over steps, block positions, STAR-Net's ANN
@@ -150,6 +150,17 @@ class _Graph:
         self.nodes[name] = node
         self.edges += [(src, name) for src in terms]
         return [name]
+
+    def graph(self, path: str, metadata: dict | None = None) -> nir.NIRGraph:
+        """The NIR graph, node names relative to module ``path`` (``layer1.0.conv1``)."""
+        cut = len(path) + 1
+
+        def short(n: str) -> str:
+            return n[cut:] if n.startswith(path + ".") else n
+
+        return nir.NIRGraph(nodes={short(k): v for k, v in self.nodes.items()},
+                            edges=[(short(a), short(b)) for a, b in self.edges], type_check=False,
+                            metadata={"source": "spklip_energy", "module": path, "dt": DT, **(metadata or {})})
 
     # ------------------------------------------------------------------ modules
 
@@ -286,14 +297,7 @@ def module_graph(module: nn.Module, shape: tuple, path: str = "net", metadata: d
     terms = g.add("input", nir.Input(input_type={"input": np.array(shape)}), [])
     terms, shape = g.module(path, module, terms, shape)
     g.add("output", nir.Output(output_type={"output": np.array(shape)}), terms)
-    cut = len(path) + 1
-
-    def short(n: str) -> str:
-        return n[cut:] if n.startswith(path + ".") else n
-
-    return nir.NIRGraph(nodes={short(k): v for k, v in g.nodes.items()},
-                        edges=[(short(a), short(b)) for a, b in g.edges], type_check=False,
-                        metadata={"source": "spklip_energy", "module": path, "dt": DT, **(metadata or {})})
+    return g.graph(path, metadata)
 
 
 def build_nir(loaded: LoadedSPKLIP):

@@ -55,7 +55,7 @@ import torch.nn as nn
 from ..errors import ConfigError
 from ..model.hsfe import feature_size, temporal_blocks
 from ..model.io import LoadedSPKLIP
-from .nir_export import DT, _Graph, compare_importers, neuron_node
+from .nir_export import _Graph, compare_importers, neuron_node
 
 PATH = "visual.hsfe"
 MTF_FILE, GATE_FILE, TRUNK_FILE = "hsfe_mtf.nir", "hsfe_sa_gate.nir", "hsfe_trunk.nir"
@@ -99,11 +99,7 @@ def spiking_front_end(loaded: LoadedSPKLIP) -> nn.Module | None:
 
 
 def _graph(g: _Graph, kind: str) -> nir.NIRGraph:
-    cut = len(PATH) + 1
-    short = {k: (k[cut:] if k.startswith(PATH + ".") else k) for k in g.nodes}
-    return nir.NIRGraph(nodes={short[k]: v for k, v in g.nodes.items()},
-                        edges=[(short[a], short[b]) for a, b in g.edges], type_check=False,
-                        metadata={"source": "spklip_energy", "module": PATH, "dt": DT, "kind": kind})
+    return g.graph(PATH, {"kind": kind})
 
 
 def _conv(weight: torch.Tensor, bias: torch.Tensor, like: nn.Conv2d) -> nn.Conv2d:
