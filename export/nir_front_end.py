@@ -259,7 +259,7 @@ def describe_parts(loaded: LoadedSPKLIP, parts: list[Part]) -> dict:
     return {"module": PATH, "encoding": cfg.fsve.hsfe_encoding, "parts": out, "host_steps": host,
             "conventions": {
                 "branches": "each branch's first convolution reads every frame, its weights zero outside the "
-                            "branch's frames; its second writes only its own output channel, so the output node's "
+                            "branch's frames; its second writes only its own output channel, so the concat node's "
                             "sum of the branch LIFs is their concatenation",
                 "long_skip": "head.long_skip is a second copy of the head convolution (tdBN folded): the trunk's "
                              "long skip adds the head's current to out_lif's input again"}}

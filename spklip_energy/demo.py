@@ -67,7 +67,7 @@ DEMO_MODELS = {
     "fsve-full": {"model": "fsve-full"},
     "fsve-full-plain": {"model": "fsve-full", "fsve.cnn": "plain", "fsve.hsfe": "ann"},
 }
-#: Variants trained with the ANN as their teacher too (train --teacher; the benchmark's ``fsve-full-kd``).
+#: Variants trained with the ANN as their teacher too (train --teacher; the benchmark's ``fsve-full-kd-repeat``).
 DEMO_TEACHER = ("fsve-full",)
 
 
