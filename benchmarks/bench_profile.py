@@ -3,8 +3,12 @@
 Model: spikingjelly's MS-ResNet-18 at [T=4, B=2, 3, 64, 64] (the case of the
 peer figure in the issue), plus this project's zoo models. For each: the median
 time of a plain forward, of a forward under ``spklip_energy.energy.profile``
-(all counts: MACs, SOPs, neuron updates, memory, rates), and of a forward under
-spikingjelly's ``SynOpCounter`` (SOPs only). Target: profile / plain <= 1.25.
+(all counts: MACs, SOPs, neuron updates, memory, rates), of ``profile`` plus
+every published energy model (``--models all``: the presets, Lemaire in both
+memory modes, SpikeSim, the data-movement bound, and the break-even rates of
+every spiking layer), of a forward under spikingjelly's ``SynOpCounter`` (SOPs
+only) and of spikingjelly's own ``estimate_lemaire_energy`` (one model).
+Targets: profile / plain <= 1.25; profile + every estimator / plain <= 1.3.
 
     python benchmarks/bench_profile.py [--repeat 7] [--json]
 """
@@ -19,9 +23,12 @@ import time
 import torch
 
 from spklip_energy.energy import Profiler, profile
+from spklip_energy.energy.models import estimate_models, resolve_models
 from spklip_energy.zoo import build_model, default_card, prepare_input, reset_states
 
 TARGET = 1.25
+TARGET_ALL = 1.3
+ALL_MODELS = resolve_models("all")
 #: The target is set on the issue's peer case; the two-layer toy models take well under
 #: a millisecond, so a fixed hook cost per layer dominates their ratio (printed, not judged).
 TARGET_MODELS = ("sj ms_resnet18", "sj-ms-resnet18")
@@ -48,6 +55,24 @@ def _sj_synop(model, x):
     return counter.get_total()
 
 
+def _sj_lemaire(model, x):
+    import warnings
+
+    from spikingjelly.activation_based.op_counter.analytical_energy import (
+        LemaireEnergyConfig,
+        estimate_lemaire_energy,
+    )
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # its notes on the layers outside the Lemaire model
+        return estimate_lemaire_energy(model, x, config=LemaireEnergyConfig(strict=False)).total_pj
+
+
+def _all_models(model, x):
+    r = profile(model, x)
+    return estimate_models(r, r.samples, ALL_MODELS)
+
+
 def bench(name: str, model: torch.nn.Module, x: torch.Tensor, repeat: int) -> dict:
     model.eval()
 
@@ -65,8 +90,9 @@ def bench(name: str, model: torch.nn.Module, x: torch.Tensor, repeat: int) -> di
     with torch.no_grad():
         reset()
         model(x)  # warm-up
-        plain, counted, end_to_end, peer = _interleaved(
-            [lambda: model(x), counted_forward, lambda: profile(model, x), lambda: _sj_synop(model, x)],
+        plain, counted, end_to_end, every, peer, peer_lemaire = _interleaved(
+            [lambda: model(x), counted_forward, lambda: profile(model, x), lambda: _all_models(model, x),
+             lambda: _sj_synop(model, x), lambda: _sj_lemaire(model, x)],
             reset, repeat,
         )
     return {
@@ -79,7 +105,12 @@ def bench(name: str, model: torch.nn.Module, x: torch.Tensor, repeat: int) -> di
         "profile_ratio": round(counted / plain, 3),
         "end_to_end_ratio": round(end_to_end / plain, 3),
         "spikingjelly_ratio": round(peer / plain, 3),
+        "every_model_ms": round(every * 1e3, 2),
+        "every_model_ratio": round(every / plain, 3),
+        "spikingjelly_lemaire_ms": round(peer_lemaire * 1e3, 2),
+        "spikingjelly_lemaire_ratio": round(peer_lemaire / plain, 3),
         "meets_target": counted / plain <= TARGET,
+        "meets_target_all": every / plain <= TARGET_ALL,
         "target_applies": name in TARGET_MODELS,
     }
 
@@ -103,16 +134,21 @@ def main() -> None:
         print(json.dumps(rows))
         return
     print(f"{'model':<16} {'input':<20} {'plain':>8} {'counted':>8} {'ratio':>6} {'+summary':>9} {'ratio':>6}"
-          f" {'sj SynOp':>9} {'ratio':>6}")
+          f" {'+models':>9} {'ratio':>6} {'sj SynOp':>9} {'ratio':>6} {'sj Lemaire':>10} {'ratio':>6}")
     for r in rows:
         print(f"{r['model']:<16} {str(r['input']):<20} {r['plain_ms']:>6.1f}ms {r['profile_ms']:>6.1f}ms "
               f"{r['profile_ratio']:>6.2f} {r['profile_end_to_end_ms']:>7.1f}ms {r['end_to_end_ratio']:>6.2f}"
-              f" {r['spikingjelly_synop_ms']:>7.1f}ms {r['spikingjelly_ratio']:>6.2f}")
-    print("counted = forward under the counting hooks; +summary = profile() end to end (hooks, forward, "
-          "summing into a DataFrame)")
+              f" {r['every_model_ms']:>7.1f}ms {r['every_model_ratio']:>6.2f}"
+              f" {r['spikingjelly_synop_ms']:>7.1f}ms {r['spikingjelly_ratio']:>6.2f}"
+              f" {r['spikingjelly_lemaire_ms']:>8.1f}ms {r['spikingjelly_lemaire_ratio']:>6.2f}")
+    print("counted = forward under the counting hooks; +summary = profile() end to end (planning the hooks, "
+          f"forward, per-layer records); +models = profile() and all {len(ALL_MODELS)} energy models with the break-even "
+          "rates; sj Lemaire = spikingjelly's estimate_lemaire_energy (its own forward, one model)")
     judged = [r for r in rows if r["target_applies"]]
-    missed = [r["model"] for r in judged if not r["meets_target"]]
-    print(f"target counted/plain <= {TARGET} on MS-ResNet-18: " + ("met" if not missed else "MISSED: " + ", ".join(missed)))
+    for key, target, what in (("meets_target", TARGET, "counted/plain"), ("meets_target_all", TARGET_ALL,
+                                                                             "(profile + every model)/plain")):
+        missed = [r["model"] for r in judged if not r[key]]
+        print(f"target {what} <= {target} on MS-ResNet-18: " + ("met" if not missed else "MISSED: " + ", ".join(missed)))
 
 
 if __name__ == "__main__":

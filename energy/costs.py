@@ -96,7 +96,7 @@ def _is_number(value: Any) -> bool:
 def _check_number(value: Any, what: str) -> float:
     """``value`` as a float, or a ConfigError naming ``what``."""
     if not _is_number(value):
-        raise ConfigError(f"{what} must be a number, got {_describe(value)}")
+        raise ConfigError(f"{what} must be a number, got {describe_value(value)}")
     value = float(value)
     if not math.isfinite(value):
         raise ConfigError(f"{what} must be finite, got {value}")
@@ -108,12 +108,12 @@ def _check_number(value: Any, what: str) -> float:
 def _check_positive_int(value: Any, what: str) -> int:
     if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value <= 0:
         raise ConfigError(
-            f"{what} must be a positive whole number of bytes, got {_describe(value)}"
+            f"{what} must be a positive whole number of bytes, got {describe_value(value)}"
         )
     return int(value)
 
 
-def _describe(value: Any) -> str:
+def describe_value(value: Any) -> str:
     if isinstance(value, str):
         return f"the string {value!r}"
     if value is None:
@@ -423,11 +423,11 @@ class CostModel:
         where = f"cost model {self.name!r}"
         if not isinstance(self.name, str) or not self.name.strip():
             raise ConfigError(
-                f"cost model: field name must be a non-empty string, got {_describe(self.name)}"
+                f"cost model: field name must be a non-empty string, got {describe_value(self.name)}"
             )
         if not isinstance(self.description, str):
             raise ConfigError(
-                f"{where}: field description must be a string, got {_describe(self.description)}"
+                f"{where}: field description must be a string, got {describe_value(self.description)}"
             )
         for key in ("e_mac_pj", "e_ac_pj"):
             object.__setattr__(
@@ -443,7 +443,7 @@ class CostModel:
             )
         if not isinstance(self.charge_memory, bool):
             raise ConfigError(
-                f"{where}: field charge_memory must be true or false, got {_describe(self.charge_memory)}"
+                f"{where}: field charge_memory must be true or false, got {describe_value(self.charge_memory)}"
             )
         if self.charge_memory:
             if (self.e_mem_word_pj is None) == (self.sram_tiers is None):
@@ -466,12 +466,12 @@ class CostModel:
         ):
             raise ConfigError(
                 f"{where}: field word_bits must be one of {', '.join(map(str, WORD_BITS))}, "
-                f"got {_describe(self.word_bits)}"
+                f"got {describe_value(self.word_bits)}"
             )
         if self.neuron_energy_in not in NEURON_ENERGY_GROUPS:
             raise ConfigError(
                 f"{where}: field neuron_energy_in must be one of {', '.join(NEURON_ENERGY_GROUPS)}, "
-                f"got {_describe(self.neuron_energy_in)}"
+                f"got {describe_value(self.neuron_energy_in)}"
             )
         for key in ("sources", "flags", "warnings", "constant_keys"):
             value = getattr(self, key)
@@ -497,7 +497,7 @@ class CostModel:
             )
         if not isinstance(self.mixes_nodes, bool):
             raise ConfigError(
-                f"{where}: field mixes_nodes must be true or false, got {_describe(self.mixes_nodes)}"
+                f"{where}: field mixes_nodes must be true or false, got {describe_value(self.mixes_nodes)}"
             )
 
     # ------------------------------------------------------------------ properties
@@ -614,13 +614,13 @@ class CostModel:
 def _check_tiers(tiers: Any, what: str) -> tuple[tuple[int, float], ...]:
     if isinstance(tiers, (str, bytes)) or not hasattr(tiers, "__iter__"):
         raise ConfigError(
-            f"{what} must be a list of [capacity_bytes, pj_per_64bit] pairs, got {_describe(tiers)}"
+            f"{what} must be a list of [capacity_bytes, pj_per_64bit] pairs, got {describe_value(tiers)}"
         )
     out = []
     for i, tier in enumerate(tiers):
         if isinstance(tier, (str, bytes)) or not hasattr(tier, "__len__") or len(tier) != 2:
             raise ConfigError(
-                f"{what} entry {i} must be a pair [capacity_bytes, pj_per_64bit], got {_describe(tier)}"
+                f"{what} entry {i} must be a pair [capacity_bytes, pj_per_64bit], got {describe_value(tier)}"
             )
         capacity = _check_positive_int(tier[0], f"{what} entry {i} capacity")
         pj = _check_number(tier[1], f"{what} entry {i} pj_per_64bit")
@@ -831,7 +831,7 @@ _OPTIONAL_KEYS = (
 MAX_COST_FILE_BYTES = 1 << 20  # a cost table is a few hundred bytes; anything over 1 MiB is not one
 
 
-def _duplicate_warning_loader(yaml, path: Path):
+def _duplicate_warning_loader(yaml, path: Path, what: str = "cost file"):
     """PyYAML's SafeLoader, warning where a mapping repeats a key (the last value wins, as in YAML) and
     refusing aliases."""
 
@@ -840,8 +840,8 @@ def _duplicate_warning_loader(yaml, path: Path):
             # an alias can expand a 1 kB file into gigabytes ("billion laughs"); a cost table needs none
             if self.check_event(yaml.AliasEvent):
                 event = self.peek_event()
-                raise ConfigError(f"cost file {path}: line {event.start_mark.line + 1} uses the YAML alias "
-                                  f"*{event.anchor}; aliases are not accepted in a cost table, write the values out")
+                raise ConfigError(f"{what} {path}: line {event.start_mark.line + 1} uses the YAML alias "
+                                  f"*{event.anchor}; aliases are not accepted, write the values out")
             return super().compose_node(parent, index)
 
         def construct_mapping(self, node, deep=False):
@@ -854,33 +854,34 @@ def _duplicate_warning_loader(yaml, path: Path):
                 except TypeError:  # an unhashable key: SafeLoader reports it
                     continue
                 if duplicate:
-                    warnings.warn(f"cost file {path}: duplicate key {key!r} on line {key_node.start_mark.line + 1}; "
+                    warnings.warn(f"{what} {path}: duplicate key {key!r} on line {key_node.start_mark.line + 1}; "
                                   "the last value is used", SpklipWarning, stacklevel=2)
             return super().construct_mapping(node, deep=deep)
 
     return Loader
 
 
-def _read_table(path: Path) -> Any:
+def read_table(path: Path, what: str = "cost file") -> Any:
+    """The table in a TOML or YAML file (``what``: how errors name it), or a one-line ConfigError."""
     suffix = path.suffix.lower()
     if suffix not in (".toml", ".yaml", ".yml"):
         raise ConfigError(
-            f"cost file {path}: unsupported suffix {path.suffix or '(none)'!r}; "
+            f"{what} {path}: unsupported suffix {path.suffix or '(none)'!r}; "
             "use .toml, .yaml or .yml"
         )
     try:
         if path.is_file() and path.stat().st_size > MAX_COST_FILE_BYTES:
-            raise ConfigError(f"cost file {path} is {path.stat().st_size:,} bytes; a cost table is at most "
+            raise ConfigError(f"{what} {path} is {path.stat().st_size:,} bytes; a table is at most "
                               f"{MAX_COST_FILE_BYTES:,}")
         data = path.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(f"cost file {path} does not exist") from None
+        raise ConfigError(f"{what} {path} does not exist") from None
     except OSError as e:
-        raise ConfigError(f"cost file {path} cannot be read: {e.strerror or e}") from None
+        raise ConfigError(f"{what} {path} cannot be read: {e.strerror or e}") from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise ConfigError(f"cost file {path} is not UTF-8 text") from None
+        raise ConfigError(f"{what} {path} is not UTF-8 text") from None
     if suffix == ".toml":
         try:
             import tomllib
@@ -889,21 +890,21 @@ def _read_table(path: Path) -> Any:
                 import tomli as tomllib  # type: ignore[no-redef]
             except ModuleNotFoundError:
                 raise ConfigError(
-                    f"cost file {path}: reading TOML needs Python 3.11+ or the tomli package"
+                    f"{what} {path}: reading TOML needs Python 3.11+ or the tomli package"
                 ) from None
         try:
             return tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"cost file {path} is not valid TOML: {e}") from None
+            raise ConfigError(f"{what} {path} is not valid TOML: {e}") from None
     try:
         import yaml
     except ModuleNotFoundError:
-        raise ConfigError(f"cost file {path}: reading YAML needs the pyyaml package") from None
+        raise ConfigError(f"{what} {path}: reading YAML needs the pyyaml package") from None
     try:
-        return yaml.load(text, Loader=_duplicate_warning_loader(yaml, path))  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_duplicate_warning_loader(yaml, path, what))  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
         msg = " ".join(str(e).split())
-        raise ConfigError(f"cost file {path} is not valid YAML: {msg}") from None
+        raise ConfigError(f"{what} {path} is not valid YAML: {msg}") from None
 
 
 def load_cost_file(path: str | Path) -> CostModel:
@@ -917,10 +918,10 @@ def load_cost_file(path: str | Path) -> CostModel:
     ``neuron_energy_in`` (``compute``/``separate``, default ``compute``).
     """
     path = Path(path)
-    raw = _read_table(path)
+    raw = read_table(path)
     where = f"cost file {path}"
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where} must hold a table of keys, got {_describe(raw)}")
+        raise ConfigError(f"{where} must hold a table of keys, got {describe_value(raw)}")
     not_text = [k for k in raw if not isinstance(k, str)]
     if not_text:
         raise ConfigError(f"{where}: keys must be names, found {not_text[0]!r}")
@@ -942,11 +943,11 @@ def load_cost_file(path: str | Path) -> CostModel:
 
     name = raw["name"]
     if not isinstance(name, str) or not name.strip():
-        raise ConfigError(f"{where}: key name must be a non-empty string, got {_describe(name)}")
+        raise ConfigError(f"{where}: key name must be a non-empty string, got {describe_value(name)}")
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise ConfigError(
-            f"{where}: key description must be a string, got {_describe(description)}"
+            f"{where}: key description must be a string, got {describe_value(description)}"
         )
     numbers = {
         k: _check_number(raw[k], f"{where}: key {k}")
@@ -963,20 +964,20 @@ def load_cost_file(path: str | Path) -> CostModel:
     if not isinstance(word_bits, int) or isinstance(word_bits, bool) or word_bits not in WORD_BITS:
         raise ConfigError(
             f"{where}: key word_bits must be one of {', '.join(map(str, WORD_BITS))}, "
-            f"got {_describe(word_bits)}"
+            f"got {describe_value(word_bits)}"
         )
     group = raw.get("neuron_energy_in", "compute")
     if group not in NEURON_ENERGY_GROUPS:
         raise ConfigError(
             f"{where}: key neuron_energy_in must be one of {', '.join(NEURON_ENERGY_GROUPS)}, "
-            f"got {_describe(group)}"
+            f"got {describe_value(group)}"
         )
     sources = raw["sources"]
     if isinstance(sources, str):
         sources = [sources]
     if not isinstance(sources, list) or not all(isinstance(s, str) and s.strip() for s in sources):
         raise ConfigError(
-            f"{where}: key sources must be a list of non-empty strings, got {_describe(sources)}"
+            f"{where}: key sources must be a list of non-empty strings, got {describe_value(sources)}"
         )
     if not sources:
         raise ConfigError(

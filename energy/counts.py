@@ -15,7 +15,11 @@ cost models can charge each buffer at the SRAM size it needs:
 Byte counts by the tensors' actual dtypes are kept alongside, and the
 ``*_buffer`` fields give the size (in elements) of the buffer each kind of
 access goes to, per sample and time step: the parameters, the neuron state, the
-largest activation.
+largest activation. ``in_buffer`` / ``out_buffer`` split the activation buffer into
+the layer's input and output (per sample and step), and ``in_call`` / ``out_call`` /
+``out_call_step`` keep the size of the traced tensors themselves (whole batch; the output
+per step of a multi-step call): the published energy models size their buffers by one or
+the other (see :mod:`spklip_energy.energy.models`).
 """
 
 from __future__ import annotations
@@ -46,7 +50,8 @@ SUM_FIELDS = (
     "out_numel",
 )
 #: Fields that keep their maximum over calls (buffer sizes).
-MAX_FIELDS = ("weight_buffer", "state_buffer", "act_buffer")
+MAX_FIELDS = ("weight_buffer", "state_buffer", "act_buffer", "in_buffer", "out_buffer", "in_call", "out_call",
+              "out_call_step")
 
 
 @dataclass
@@ -72,6 +77,11 @@ class Counts:
     weight_buffer: int = 0  # elements in the parameter buffer
     state_buffer: int = 0  # elements of neuron state per sample and step
     act_buffer: int = 0  # elements of the largest activation per sample and step
+    in_buffer: int = 0  # elements of the layer's input per sample and step
+    out_buffer: int = 0  # elements of the layer's output per sample and step
+    in_call: int = 0  # elements of the input tensor of one call (whole batch, all steps it holds)
+    out_call: int = 0  # elements of the output tensor of one call
+    out_call_step: int = 0  # elements of that output per step (out_call / T for a multi-step call)
     binary_input: Number = False  # the input was a spike tensor (bool or 0-dim bool tensor)
     notes: list[str] = field(default_factory=list)
 

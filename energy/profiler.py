@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import pandas as pd
 import torch
@@ -22,6 +23,7 @@ import torch.nn as nn
 
 from ..errors import ConfigError
 from .counts import Counts, materialise
+from .geometry import layer_geometry
 from .rules import CallContext, RuleEntry, find_rule
 
 REUSE_MODES = ("layer", "none")
@@ -83,16 +85,43 @@ def _time_axis(mod: nn.Module) -> int | None:
     return 0 if getattr(mod, "step_mode", None) == "m" else None
 
 
+#: count columns of the per-layer table that are 0 (not missing) for layers without a rule
+COUNT_COLUMNS = ("macs", "sops", "neuron_updates", "mem_reads", "mem_writes", "mem_accesses", "weight_reads",
+                 "state_reads", "state_writes", "act_reads", "act_writes", "mem_bytes_read", "mem_bytes_written")
+
+
 @dataclass
 class ProfileResult:
-    """Per-layer counts of one profiled run, and energy estimates from them."""
+    """Per-layer counts of one profiled run, and energy estimates from them.
 
-    per_layer: pd.DataFrame  # one row per counted (or not counted) module
+    ``records`` holds one dict per counted (or not counted) module; :attr:`per_layer` is the same as a
+    DataFrame and :attr:`layers` the counted ones as the numpy columns the energy models price. Both are
+    built on first use, so that a caller who only prices the counts never pays for pandas.
+    """
+
+    records: list[dict]  # one per counted (or not counted) module
     totals: dict  # summed counts
     not_counted: list[dict]  # {"name", "type", "reason", "calls"}
     reuse: str  # weight-reuse mode used for memory counts
     samples: int  # samples in the profiled batch(es)
     notes: list[str]
+
+    @cached_property
+    def per_layer(self) -> pd.DataFrame:
+        """One row per counted (or not counted) module."""
+        df = pd.DataFrame.from_records(self.records)
+        for col in COUNT_COLUMNS:
+            if col not in df:
+                df[col] = 0
+        df[list(COUNT_COLUMNS)] = df[list(COUNT_COLUMNS)].fillna(0)
+        return df
+
+    @cached_property
+    def layers(self):
+        """The counted layers as :class:`~spklip_energy.energy.models.table.Layers`."""
+        from .models.table import Layers
+
+        return Layers.from_records([r for r in self.records if r["counted"]])
 
     def energy(self, cost="paper") -> dict:
         """Energy under a cost preset name, a CostModel, or a cost-file path (see estimate)."""
@@ -231,6 +260,11 @@ def profile(
     return prof.result(samples)
 
 
+def _finite(v) -> float:
+    """A spike count, 0 where the layer saw no spikes (the counter keeps NaN for real-valued inputs)."""
+    return 0 if v != v else v
+
+
 def _summarise(sites: list[_Site], reuse: str, samples: int) -> ProfileResult:
     counted = [s for s in sites if s.entry is not None and s.calls]
     summed = []
@@ -271,7 +305,17 @@ def _summarise(sites: list[_Site], reuse: str, samples: int) -> ProfileResult:
                 "weight_buffer": r["weight_buffer"],
                 "state_buffer": r["state_buffer"],
                 "act_buffer": r["act_buffer"],
+                "in_buffer": r["in_buffer"],
+                "out_buffer": r["out_buffer"],
+                "in_call": r["in_call"],
+                "out_call": r["out_call"],
+                "out_call_step": r["out_call_step"],
+                "in_spikes": _finite(r["in_nnz"]),
+                "in_elems": r["in_numel"],
+                "out_spikes": _finite(r["out_nnz"]),
+                "out_elems": r["out_numel"],
                 "counted": True,
+                **layer_geometry(site.module, site.entry.spiking),
             }
         )
         notes.extend(n for n in r["notes"] if n not in notes)
@@ -287,18 +331,11 @@ def _summarise(sites: list[_Site], reuse: str, samples: int) -> ProfileResult:
                  "spiking": False, "counted": False,
                  "params": sum(p.numel() for p in site.module.parameters(recurse=False))}
             )
-    df = pd.DataFrame.from_records(records)
-    count_cols = ["macs", "sops", "neuron_updates", "mem_reads", "mem_writes", "mem_accesses",
-                  "weight_reads", "state_reads", "state_writes", "act_reads", "act_writes",
-                  "mem_bytes_read", "mem_bytes_written"]
-    for col in count_cols:
-        if col not in df:
-            df[col] = 0
-    df[count_cols] = df[count_cols].fillna(0)
-    totals = {col: float(df.loc[df["counted"], col].sum()) if len(df) else 0.0 for col in count_cols}
+    counted_rows = [r for r in records if r["counted"]]
+    totals = {col: float(sum(r[col] for r in counted_rows)) for col in COUNT_COLUMNS}
     for key in ("macs", "sops", "neuron_updates", "mem_reads", "mem_writes", "mem_accesses"):
         totals[key] = int(round(totals[key]))
     totals["not_counted_modules"] = len(not_counted)
     totals["samples"] = samples
-    return ProfileResult(per_layer=df, totals=totals, not_counted=not_counted, reuse=reuse,
+    return ProfileResult(records=records, totals=totals, not_counted=not_counted, reuse=reuse,
                          samples=samples, notes=notes)

@@ -229,10 +229,21 @@ def base_counts(module: nn.Module, inputs: tuple, output, ctx: CallContext, samp
     steps = 1
     if x is not None:
         steps = ctx.steps(module, x, sample_dims)
-        c.act_buffer = max(_per_sample(x, sample_dims), _per_sample(out, sample_dims) if out is not None else 0)
+        c.in_buffer = _per_sample(x, sample_dims)
+        c.in_call = x.numel()
+        if out is not None:
+            c.out_buffer = _per_sample(out, sample_dims)
+            c.out_call = out.numel()
+            c.out_call_step = out.numel() // _call_steps(module, x)
+        c.act_buffer = max(c.in_buffer, c.out_buffer)
     c.weight_reads = words * steps
     c.weight_read_bytes = nbytes * steps
     return c, x, out
+
+
+def _call_steps(module: nn.Module, x: torch.Tensor) -> int:
+    """T of one call as the module itself sees it: the leading dim of a multi-step call, else 1."""
+    return int(x.shape[0]) if getattr(module, "step_mode", "s") == "m" and x.dim() >= 2 else 1
 
 
 def _spike_rate(c: Counts, x: torch.Tensor, binary, nnz) -> None:
@@ -555,7 +566,10 @@ def neuron_counts(module: nn.Module, x: torch.Tensor, spikes: torch.Tensor | Non
     step_shape = x.shape[1:] if multi else x.shape
     per_sample = math.prod(step_shape[1:]) if len(step_shape) > 1 else math.prod(step_shape)
     c.state_buffer = per_sample * state_tensors
-    c.act_buffer = per_sample
+    c.act_buffer = c.in_buffer = c.out_buffer = per_sample
+    c.in_call = n
+    c.out_call = n
+    c.out_call_step = n // steps
     if spikes is not None:
         c.act_writes = spikes.numel()
         c.act_write_bytes = _bytes(spikes)

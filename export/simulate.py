@@ -292,7 +292,7 @@ def run_simulation(net_path: str | os.PathLike, data: str = "builtin", steps: in
 
 
 def analyse_netx(net_path: str | os.PathLike, data: str = "builtin", steps: int | None = None, cost="loihi",
-                 reuse: str = "layer") -> tuple[dict, pd.DataFrame]:
+                 reuse: str = "layer", models="default", model_file=None) -> tuple[dict, pd.DataFrame]:
     """``report NET.net``: the hook counter on the network's torch twin (:class:`.loihi_torch.NetxTorch`)
     for the ``simulate`` input, priced by ``cost``; the summary has the checkpoint reports' keys, and
     the simulator's own counts beside the hook counter's."""
@@ -301,14 +301,16 @@ def analyse_netx(net_path: str | os.PathLike, data: str = "builtin", steps: int 
     from ..analysis import priced_summary
     from ..energy import profile
     from ..energy.estimate import resolve_cost
+    from ..energy.models import resolve_models
     from .loihi_torch import NetxTorch
 
     model = resolve_cost(cost)
+    energy_models = resolve_models(models, model_file)
     net, a_in, source, sched, rec = simulation_input(net_path, data, steps)
     x = torch.from_numpy(np.ascontiguousarray(a_in))
     n = sched.get("blocks") or int(a_in.shape[1])  # samples: the clip's blocks, or the .dat clip
     result = profile(NetxTorch(net, sched["reset_interval"]), forward=lambda m: m(x), reuse=reuse, samples=n)
-    core, per_layer = priced_summary(result, model, n, reuse)
+    core, per_layer = priced_summary(result, model, n, reuse, energy_models)
     sim = simulate(net, a_in, keep_spikes=False, reset_interval=sched["reset_interval"]).totals()
     totals = result.totals
     agree = int(totals["sops"]) == sim["synaptic_events"] and int(totals["neuron_updates"]) == sim["neuron_updates"]

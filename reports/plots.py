@@ -165,3 +165,90 @@ def energy_by_part_comparison_png(rows: list[dict], title: str) -> bytes | None:
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     return _png(fig)
+
+
+def energy_ranges_png(variants: dict[str, dict], title: str) -> bytes | None:
+    """Energy per sample under each published model, one horizontal bar (a range for a bound, a tick
+    for a point estimate) per variant, pricing and model, on a log axis. ``variants`` maps a name to
+    its ``summary["energy_models"]``; None when nothing was priced."""
+    bars = []  # (label, model, low, high)
+    for name, em in variants.items():
+        for e in em["estimates"]:
+            if e["low_j"] is None or e["high_j"] <= 0:
+                continue
+            label = name if e["precision"] == "native" else f"{name} @ {e['precision']}"
+            bars.append((label, e["model"], e["low_j"], e["high_j"]))
+    if not bars:
+        return None
+    plt = _plt()
+    models = list(dict.fromkeys(b[1] for b in bars))
+    labels = list(dict.fromkeys(b[0] for b in bars))
+    colors = plt.get_cmap("tab10")
+    fig, ax = plt.subplots(figsize=(8.5, max(2.5, 0.22 * len(bars) + 1.5)))
+    y = 0
+    ticks, names = [], []
+    for label in labels:
+        for m in models:
+            for b in bars:
+                if b[0] == label and b[1] == m:
+                    c = colors(models.index(m) % 10)
+                    low, high = b[2], b[3]
+                    if high > low * (1 + 1e-9):
+                        ax.plot([low, high], [y, y], color=c, linewidth=5, solid_capstyle="butt")
+                    else:
+                        ax.plot([low], [y], marker="|", markersize=12, markeredgewidth=3, color=c)
+                    ticks.append(y)
+                    names.append(f"{label}: {m}")
+                    y += 1
+        y += 0.6
+    ax.set_yticks(ticks)
+    ax.set_yticklabels(names, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("energy per sample (J, log scale); bars: best-to-worst bounds, ticks: point estimates")
+    ax.set_title(title, fontsize=9)
+    ax.grid(axis="x", which="both", alpha=0.3)
+    return _png(fig)
+
+
+def break_even_png(em: dict, title: str) -> bytes | None:
+    """Energy of the spiking layers against their mean input rate under each model (all rates scaled
+    alike), the measured rate, and the ANN twins' energy at each pricing with the break-even points.
+    None for a network without spiking layers."""
+    nets = {m: be["network"] for m, be in (em.get("break_even") or {}).items() if be.get("network")}
+    nets = {m: n for m, n in nets.items() if n["pricings"]}
+    if not nets:
+        return None
+    plt = _plt()
+    cols = min(3, len(nets))
+    rows = -(-len(nets) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows), squeeze=False)
+    styles = ["--", ":", "-."]
+    for ax, (model, net) in zip(axes.flat, nets.items(), strict=False):
+        r0 = net["input_rate"]
+        e0, e1 = net["snn_no_spikes_j"], net["snn_j"]
+        slope = (e1 - e0) / r0 if r0 else 0.0
+        xmax = max(0.3, 2 * r0)
+        for p in net["pricings"].values():
+            r = p.get("break_even_rate")
+            if r is not None and 0 < r < 1:
+                xmax = max(xmax, min(1.0, 1.3 * r))
+        ax.plot([0, xmax], [e0 * 1e6, (e0 + slope * xmax) * 1e6], color="#4c72b0", label="spiking layers")
+        ax.axvline(r0, color="#55a868", linewidth=1, label=f"measured {r0:.3g}")
+        for i, (name, p) in enumerate(net["pricings"].items()):
+            if p["ann_j"] is None:
+                continue
+            ax.axhline(p["ann_j"] * 1e6, color="#c44e52", linestyle=styles[i % 3], linewidth=1, label=f"ANN {name}")
+            r = p.get("break_even_rate")
+            if r is not None and 0 < r <= xmax:
+                ax.plot([r], [p["ann_j"] * 1e6], "o", color="#c44e52", markersize=4)
+        ax.set_title(model, fontsize=8)
+        ax.set_xlabel("mean input rate (spikes per input and step)", fontsize=7)
+        ax.set_ylabel("µJ per sample", fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax.legend(fontsize=5)
+    for ax in list(axes.flat)[len(nets):]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return _png(fig)

@@ -8,6 +8,7 @@ import html
 import pandas as pd
 
 from ..stats import RESAMPLES, fmt_difference, fmt_interval, fmt_mean_std
+from . import models as energy_models
 
 #: Per-layer columns shown in reports, in order.
 LAYER_COLUMNS = [
@@ -60,6 +61,8 @@ def table6_text(summary: dict) -> str:
     )
     e = summary["energy"]
     lines.append(f"  memory-bound layers: {e['memory_bound_layers']} of {e['layers']}")
+    if summary.get("energy_models"):
+        lines += energy_models.text_lines(summary["energy_models"])
     for w in summary["warnings"]:
         lines.append(f"  note: {w}")
     return "\n".join(lines)
@@ -175,6 +178,7 @@ def report_markdown(summary: dict, per_layer: pd.DataFrame, images: dict[str, st
     by_part = part_rows(summary)
     if by_part:
         parts += ["## Energy by part (per sample)", "", _md_table(PART_HEADER, by_part), "", PART_NOTE, ""]
+    parts += _models_md(summary.get("energy_models"))
     if summary["warnings"]:
         parts += ["## Warnings and assumptions", ""] + [f"- {w}" for w in summary["warnings"]] + [""]
     for caption, path in images.items():
@@ -186,8 +190,45 @@ def report_markdown(summary: dict, per_layer: pd.DataFrame, images: dict[str, st
             f"- `{r['name']}` ({r['type']}): {r['reason']}" for r in summary["not_counted"]
         ] + [""]
     parts += ["## Cost model and sources", ""] + _provenance_md(summary["cost_model"]) + [""]
+    if summary.get("energy_models"):
+        parts += ["## Energy models and sources", ""] + energy_models.provenance_lines(summary["energy_models"]) + [""]
     parts += ["## Counting conventions", ""] + [f"- {c}" for c in summary["conventions"]] + [""]
     return "\n".join(parts)
+
+
+MODELS_NOTE = ("Every figure names its model; a range is a best-to-worst bound, never a bare number. A layer a "
+               "model cannot price is listed as not priced by it (its operations are outside 'ops priced'), never "
+               "counted as zero. docs/energy.md explains each model, its assumptions and its validation.")
+BREAK_EVEN_NOTE = ("Each spiking synaptic layer against its ANN twin (the same weights run once, densely) priced at "
+                   "each pricing: below the break-even input rate (spikes per input element and step) the spiking "
+                   "layer, with the updates of the neurons it drives, costs less. The network row scales every "
+                   "layer's rate alike. Spikes per synapse per inference are set beside the 0.15-1.38 band of "
+                   "Dampfhoffer et al. (IEEE TETCI 2023), a literature flag, not an energy preset. never: the spiking "
+                   "layer costs more even without spikes; always: it costs less even at one spike per input and "
+                   "step.")
+
+
+def _models_sections(em: dict | None) -> list[tuple[str, list[str], list[list[str]], str]]:
+    """(title, header, rows, note) of each energy-model table of a summary."""
+    if not em:
+        return []
+    out = [("Energy under published models (per sample)", energy_models.estimate_header(),
+            energy_models.estimate_rows(em), MODELS_NOTE + " Pricings: " + "; ".join(
+                f"{p['name']} = {p['label']}" for p in em["pricings"]) + ".")]
+    rows = energy_models.break_even_rows(em)
+    if rows:
+        out.append((f"Break-even input rates against the ANN twins (network, T = {em['steps']})",
+                    energy_models.break_even_header(em), rows, BREAK_EVEN_NOTE))
+        out.append(("Break-even input rates per spiking layer", energy_models.layer_break_even_header(em),
+                    energy_models.layer_break_even_rows(em), ""))
+    return out
+
+
+def _models_md(em: dict | None) -> list[str]:
+    lines = []
+    for title, header, rows, note in _models_sections(em):
+        lines += [f"## {title}", "", _md_table(header, rows), ""] + ([note, ""] if note else [])
+    return lines
 
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -222,6 +263,9 @@ def report_html(summary: dict, per_layer: pd.DataFrame, images: dict[str, bytes]
     if by_part:
         h += ["<h2>Energy by part (per sample)</h2>", _html_table(PART_HEADER, by_part),
               f"<p>{html.escape(PART_NOTE)}</p>"]
+    for title, header, rows, note in _models_sections(summary.get("energy_models")):
+        h += [f"<h2>{html.escape(title)}</h2>", _html_table(header, rows)] + ([f"<p>{html.escape(note)}</p>"]
+                                                                             if note else [])
     if summary["warnings"]:
         h.append("<h2>Warnings and assumptions</h2><ul>" + "".join(
             f"<li class='warn'>{html.escape(w)}</li>" for w in summary["warnings"]) + "</ul>")
@@ -235,6 +279,10 @@ def report_html(summary: dict, per_layer: pd.DataFrame, images: dict[str, bytes]
             for r in summary["not_counted"]) + "</ul>")
     h.append("<h2>Cost model and sources</h2><ul>" + "".join(
         f"<li>{html.escape(line.lstrip('- ').replace('**', ''))}</li>" for line in _provenance_md(summary["cost_model"])) + "</ul>")
+    if summary.get("energy_models"):
+        h.append("<h2>Energy models and sources</h2><ul>" + "".join(
+            f"<li>{html.escape(line.strip().lstrip('- ').replace('**', ''))}</li>"
+            for line in energy_models.provenance_lines(summary["energy_models"])) + "</ul>")
     h.append("<h2>Counting conventions</h2><ul>" + "".join(
         f"<li>{html.escape(c)}</li>" for c in summary["conventions"]) + "</ul>")
     h.append("</body></html>")
@@ -278,12 +326,16 @@ def comparison_frame(rows: list[dict], baseline: int = 0) -> pd.DataFrame:
         b = base.get(key) or 0
         df[f"{key}_ratio"] = [(r.get(key) / b) if b else float("nan") for r in rows]
     by_part = [r.get("energy_by_part_j") or {} for r in rows]
-    df = df.drop(columns=["energy_by_part_j"], errors="ignore")
+    df = df.drop(columns=["energy_by_part_j", "energy_models"], errors="ignore")
+    ranges = [energy_models.range_columns(r.get("energy_models")) for r in rows]
+    for key in dict.fromkeys(k for d in ranges for k in d):
+        df[key] = [d.get(key) for d in ranges]
     present = [p for p in PARTS if any(p in d for d in by_part)]
     for part in present:
         df[part_column(part)] = [d.get(part, float("nan")) for d in by_part]
     df.attrs["baseline"] = base.get("name")
     df.attrs["parts"] = present
+    df.attrs["ranges_md"] = energy_models.ranges_markdown(rows)
     return df
 
 
@@ -369,6 +421,7 @@ def comparison_markdown(df: pd.DataFrame, cost_name: str, samples: int) -> str:
         f"# Model comparison (per sample, cost model `{cost_name}`, {samples} samples)\n\n"
         + _md_table(header, rows)
         + "\n\n" + _comparison_notes(base, paired, bool(parts))
+        + ("\n" + df.attrs["ranges_md"] if df.attrs.get("ranges_md") else "")
     )
 
 
@@ -376,10 +429,8 @@ def comparison_html(df: pd.DataFrame, cost_name: str, samples: int, plot: bytes,
                     parts_plot: bytes | None = None) -> str:
     """The comparison as a self-contained HTML page: the table, its notes, the energy-vs-accuracy plot and
     (``parts_plot``) the energy-by-part plot."""
-    md_rows = comparison_markdown(df, cost_name, samples).split("\n")
-    table_lines = [ln for ln in md_rows if ln.startswith("|")]
-    header = [c.strip() for c in table_lines[0].strip("|").split("|")]
-    rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in table_lines[2:]]
+    tables = _md_tables(comparison_markdown(df, cost_name, samples))
+    header, rows = tables[0]
     notes = "".join(f"<p>{html.escape(line.replace('`', ''))}</p>"
                     for line in _comparison_notes(df.attrs.get("baseline"), "paired" in df.columns,
                                                   bool(df.attrs.get("parts"))).splitlines()
@@ -389,8 +440,21 @@ def comparison_html(df: pd.DataFrame, cost_name: str, samples: int, plot: bytes,
         f"<!doctype html><html><head><meta charset='utf-8'><title>Model comparison</title><style>{_CSS}</style>"
         f"</head><body><h1>Model comparison</h1><p>Per sample, cost model <code>{html.escape(cost_name)}</code>, "
         f"{samples} samples.</p>{_html_table(header, rows)}{notes}"
-        f"{_img(plot, 'energy vs accuracy')}{by_part}</body></html>"
+        + "".join(f"<h2>Energy under published models (per sample)</h2>{_html_table(h, r)}" for h, r in tables[1:])
+        + f"{_img(plot, 'energy vs accuracy')}{by_part}</body></html>"
     )
+
+
+def _md_tables(md: str) -> list[tuple[list[str], list[list[str]]]]:
+    """(header, rows) of each Markdown table in ``md``, in order."""
+    out, block = [], []
+    for line in md.split("\n") + [""]:
+        if line.startswith("|"):
+            block.append([c.strip() for c in line.strip("|").split("|")])
+        elif block:
+            out.append((block[0], block[2:]))
+            block = []
+    return out
 
 
 def _pct(x) -> str:

@@ -17,9 +17,9 @@ from ..atomic import replace_output_dir
 from . import plots, render
 
 REPORT_FILES = frozenset({"report.md", "report.html", "summary.json", "per_layer.csv", "energy_per_layer.png",
-                          "firing_rate.png", "energy_by_part.png"})
+                          "firing_rate.png", "energy_by_part.png", "energy_models.png", "break_even.png"})
 COMPARISON_FILES = frozenset({"comparison.md", "comparison.csv", "comparison.html", "comparison.json",
-                              "energy_vs_accuracy.png", "energy_by_part.png"})
+                              "energy_vs_accuracy.png", "energy_by_part.png", "energy_models.png"})
 
 
 def _json_default(o):
@@ -54,6 +54,16 @@ def write_report(out_dir: str | os.PathLike, summary: dict, per_layer: pd.DataFr
     if rate is not None:
         files["firing_rate.png"] = rate
         captions["Firing rate per layer"] = "firing_rate.png"
+    em = summary.get("energy_models")
+    if em:
+        ranges = plots.energy_ranges_png({kind: em}, f"{kind}: energy per sample under each published model")
+        if ranges is not None:
+            files["energy_models.png"] = ranges
+            captions["Energy under each model"] = "energy_models.png"
+        be = plots.break_even_png(em, f"{kind}: spiking layers vs their ANN twins against the input rate")
+        if be is not None:
+            files["break_even.png"] = be
+            captions["Energy against input rate, with break-even points"] = "break_even.png"
     pngs = {caption: files[name] for caption, name in captions.items()}
     texts = {
         "report.md": render.report_markdown(summary, per_layer, captions),
@@ -102,6 +112,11 @@ def write_comparison(out_dir: str | os.PathLike, rows: list[dict], cost_name: st
     if by_part is not None:
         files["energy_by_part.png"] = by_part
         md += "\n![energy by part](energy_by_part.png)\n"
+    ranges = plots.energy_ranges_png({r["name"]: r["energy_models"] for r in rows if r.get("energy_models")},
+                                     "energy per sample under each published model")
+    if ranges is not None:
+        files["energy_models.png"] = ranges
+        md += "\n![energy under each model](energy_models.png)\n"
     texts = {
         "comparison.md": md,
         "comparison.csv": df.to_csv(index=False),

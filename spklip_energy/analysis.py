@@ -21,11 +21,12 @@ from . import __version__
 from .checkpoint import Checkpoint, load_checkpoint, nonfinite_weights
 from .data.clips import SpikeClips, resolve_builtin
 from .energy.estimate import estimate_energy, resolve_cost
+from .energy.models import estimate_models, resolve_models
 from .energy.profiler import REUSE_MODES, profile
 from .energy.rules import __doc__ as _rules_doc
 from .errors import ConfigError, SpklipWarning
 from .limits import check_memory
-from .options import check_positive_int
+from .options import check_int, check_int_list, check_positive_int
 from .runners import Runner, runner_for
 
 
@@ -77,20 +78,30 @@ def analyse_checkpoint(
     reuse: str = "layer",
     batch_size: int = 4,
     progress: Callable[[int, int], None] | None = None,
+    models="default",
+    model_file: str | os.PathLike | None = None,
+    weight_bits: int = 8,
+    steps: int | list[int] | None = None,
 ) -> tuple[dict, pd.DataFrame]:
     """Profile a checkpoint's model on ``samples`` clips and estimate its energy.
 
     Returns ``(summary, per_layer)``: ``summary`` is JSON-ready (checkpoint, data,
     counts in total and per sample, energy, Table 6 rows, energy by model part for
     SPKLIP kinds (:func:`part_summary`; None for the zoo's), cost model with sources,
-    warnings, conventions); ``per_layer`` has counts and energy per layer (and, for
-    SPKLIP kinds, each layer's ``part``).
+    warnings, conventions) and ``energy_models``: the energy under each published model of
+    ``models`` (:func:`~spklip_energy.energy.models.estimate_models`; ``model_file`` sets their
+    parameters; a network without neurons is also priced at int8 and, given ``steps``, at the
+    activation bits of a ``steps``-step SNN with ``weight_bits``-bit weights); ``per_layer`` has
+    counts and energy per layer (and, for SPKLIP kinds, each layer's ``part``).
     """
     samples = check_positive_int(samples, "samples")
     batch_size = check_positive_int(batch_size, "batch_size")
     if reuse not in REUSE_MODES:  # before any loading
         raise ConfigError(f"unknown weight-reuse mode {reuse!r}; choose one of {', '.join(REUSE_MODES)}")
     cost_model = resolve_cost(cost)  # fail early on an unknown preset or a bad cost file
+    energy_models = resolve_models(models, model_file)  # and on an unknown model or a bad model file
+    weight_bits = check_int(weight_bits, "weight_bits", 1, 32)
+    steps = None if steps is None else check_int_list(steps if isinstance(steps, list) else [steps], "steps")
     ck = ckpt if isinstance(ckpt, Checkpoint) else load_checkpoint(ckpt)
 
     weights_warning = nonfinite_warning(ck)
@@ -114,7 +125,7 @@ def analyse_checkpoint(
                 progress(done, n)
 
     result = profile(runner.module, forward=forward, reuse=reuse, samples=n)
-    core, per_layer = priced_summary(result, cost_model, n, reuse)
+    core, per_layer = priced_summary(result, cost_model, n, reuse, energy_models, steps, weight_bits)
     parts = None
     if _is_spklip(runner.kind):
         per_layer = with_parts(per_layer)
@@ -205,11 +216,15 @@ def nonfinite_warning(ck: Checkpoint) -> str | None:
                         "are not meaningful")
 
 
-def priced_summary(result, cost_model, n: int, reuse: str) -> tuple[dict, pd.DataFrame]:
+def priced_summary(result, cost_model, n: int, reuse: str, energy_models=None, steps=None,
+                   weight_bits: int = 8) -> tuple[dict, pd.DataFrame]:
     """The model-independent part of a report summary for a :class:`ProfileResult` covering ``n`` samples:
-    counts in total and per sample, energy (``cost_model``), the Table 6 rows, cost model, warnings and
+    counts in total and per sample, energy (``cost_model``), the Table 6 rows, cost model, the energy under
+    each of ``energy_models`` (default: :data:`~spklip_energy.energy.models.DEFAULT_MODELS`), warnings and
     conventions; and the per-layer table (layers without a rule appended)."""
     energy = estimate_energy(result, cost_model)
+    models = estimate_models(result, n, resolve_models() if energy_models is None else energy_models,
+                             steps=steps, weight_bits=weight_bits)
     per_layer = energy["per_layer"]
     if result.not_counted:
         per_layer = pd.concat([per_layer, result.per_layer[~result.per_layer["counted"]]], ignore_index=True)
@@ -232,11 +247,27 @@ def priced_summary(result, cost_model, n: int, reuse: str) -> tuple[dict, pd.Dat
         },
         "neuron_energy_grouping": energy["cost_model"].get("neuron_energy_in", "compute"),
         "cost_model": energy["cost_model"],
+        "energy_models": models,
         "warnings": energy["warnings"] + [m for m in result.notes if m not in energy["warnings"]],
         "not_counted": result.not_counted,
         "conventions": conventions(),
     }
     return core, per_layer
+
+
+def price_fairly(summaries: list[dict], per_layers: list[pd.DataFrame], models="default",
+                 model_file: str | os.PathLike | None = None, weight_bits: int = 8) -> None:
+    """Re-price each network without neurons among ``summaries`` (in place) at the activation bits of the T of
+    every spiking network among them (Yan et al.: a T-step SNN matches a ``ceil(log2(T+1))``-bit ANN)."""
+    steps = sorted({s["energy_models"]["steps"] for s in summaries
+                    if s["energy_models"]["spiking"] and s["energy_models"]["steps"]})
+    if not steps:
+        return
+    energy_models = resolve_models(models, model_file)
+    for s, per_layer in zip(summaries, per_layers, strict=True):
+        if not s["energy_models"]["spiking"]:
+            s["energy_models"] = estimate_models(per_layer, s["data"]["samples"], energy_models, steps=steps,
+                                                 weight_bits=weight_bits)
 
 
 #: what a comparison row says where no paired test could be made
@@ -353,6 +384,7 @@ def comparison_row(summary: dict, name: str, baseline: tuple[str, dict] | None =
         "energy_per_sample_j": e["total_j"],
         "measured_top1_on_profiled_samples": summary["measured_top1_on_profiled_samples"],
     }
+    row["energy_models"] = summary.get("energy_models")
     parts = summary.get("parts")
     row["energy_by_part_j"] = {p: v["total_j"] for p, v in parts.items()} if parts else None
     if baseline is not None:

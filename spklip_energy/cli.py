@@ -431,6 +431,10 @@ def _cost_arg(args: argparse.Namespace):
     return args.costs if getattr(args, "costs", None) else args.preset
 
 
+def _model_args(args: argparse.Namespace) -> dict:
+    return {"models": args.models, "model_file": args.model_file, "weight_bits": args.weight_bits}
+
+
 def _report_out(args: argparse.Namespace) -> Path:
     ck = Path(args.checkpoint)
     default = f"{ck.parent.name}-{ck.stem}" if ck.suffix == ".net" and ck.parent.name else ck.stem
@@ -448,13 +452,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     if Path(args.checkpoint).suffix == ".net":  # a netx network: its torch twin on the simulate input
         from .export.simulate import analyse_netx
 
-        summary, per_layer = analyse_netx(args.checkpoint, data=args.data, cost=_cost_arg(args), reuse=args.reuse)
+        summary, per_layer = analyse_netx(args.checkpoint, data=args.data, cost=_cost_arg(args), reuse=args.reuse,
+                                          models=args.models, model_file=args.model_file)
     else:
         update, close = progress_callback("profiling", enabled=not args.json)
         try:
             summary, per_layer = analyse_checkpoint(
                 args.checkpoint, data=args.data, samples=args.samples, cost=_cost_arg(args),
-                reuse=args.reuse, batch_size=args.batch_size, progress=update,
+                reuse=args.reuse, batch_size=args.batch_size, progress=update, **_model_args(args),
+                steps=args.snn_steps,
             )
         finally:
             close()
@@ -468,7 +474,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .analysis import analyse_checkpoint, comparison_row
+    from .analysis import analyse_checkpoint, comparison_row, price_fairly
     from .atomic import check_output_dir
     from .progress import progress_callback
     from .reports.render import comparison_frame, comparison_markdown
@@ -480,16 +486,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if len(set(names)) < len(names):
         names = [str(c) for c in args.checkpoints]
     base = _baseline_index(args.baseline, names, args.checkpoints)  # before the work, not after it
+    per_layers = []
     for ckpt, name in zip(args.checkpoints, names, strict=True):
         update, close = progress_callback(f"profiling {name}", enabled=not args.json)
         try:
-            summary, _ = analyse_checkpoint(
+            summary, per_layer = analyse_checkpoint(
                 ckpt, data=args.data, samples=args.samples, cost=_cost_arg(args),
-                reuse=args.reuse, batch_size=args.batch_size, progress=update,
+                reuse=args.reuse, batch_size=args.batch_size, progress=update, **_model_args(args),
             )
         finally:
             close()
         summaries.append(summary)
+        per_layers.append(per_layer)
+    price_fairly(summaries, per_layers, **_model_args(args))
     paired = (names[base], summaries[base]) if len(summaries) > 1 else None
     rows = [comparison_row(s, name, paired) for s, name in zip(summaries, names, strict=True)]
     cost_name = summary["cost_model"]["name"]
@@ -969,6 +978,18 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--reuse", choices=("layer", "none"), default="layer",
                        help="weight reuse: 'layer' reads each weight once per layer call and time step "
                        "(default); 'none' reads one weight per MAC/SOP")
+        p.add_argument("--models", default="default", metavar="NAMES",
+                       help="published energy models to price the same counts with, comma-separated: "
+                       "lemaire-lab, lemaire-sj (Lemaire et al. 2022, two memory conventions), spikesim, "
+                       "spikesim-sram (SpikeSim crossbars), eyeriss (data-movement bound, a range), any cost "
+                       "preset; 'default' = paper,lemaire-lab,lemaire-sj,spikesim,eyeriss; 'all' = every sourced "
+                       "model (docs/energy.md)")
+        p.add_argument("--model-file", type=opt.path, metavar="FILE",
+                       help="TOML or YAML with the models' parameters: [lemaire] e_add_pj, e_mul_pj, fifo, buffers "
+                       "(sample|traced); [spikesim] xbar and its pJ constants; [eyeriss] rf, array, gb, dram, "
+                       "dram_passes (>= 1), batch")
+        p.add_argument("--weight-bits", type=opt.arg(opt.check_int, minimum=1, maximum=32), default=8,
+                       help="weight bits of the quantized-ANN pricing (default 8)")
         _add_json(p)
 
     p = verbs.add_parser(
@@ -987,6 +1008,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder, replaced whole on success (default runs/reports/<checkpoint name>; for NET.net "
                    "runs/reports/<folder>-<name>)")
     add_energy_options(p)
+    p.add_argument("--snn-steps", type=opt.positive_int, metavar="T",
+                   help="for a network without neurons: also price it with the ceil(log2(T+1))-bit activations a "
+                   "T-step rate-coded SNN corresponds to (Yan et al.); compare does this for the SNNs it holds")
     p.set_defaults(func=cmd_report)
 
     p = verbs.add_parser(

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .analysis import analyse_checkpoint, comparison_row
+from .analysis import analyse_checkpoint, comparison_row, price_fairly
 from .checkpoint import save_checkpoint
 from .data.clips import ClipSelection, read_clip
 from .data.digits import MOTIONS, DigitsConfig, generate_digits
@@ -136,6 +136,7 @@ def run_demo(out: str | Path, seed: int = 0, samples: int = 16, train_spklip: bo
     report_dir = None
     if train_spklip:
         ann = None
+        per_layers = {}
         for model in DEMO_MODELS:
             # the spiking variants start from the ANN's HSFE front end, text tower and temperature
             # (train --init): from scratch their supervised pre-training stays near 30 % (docs/fsve.md)
@@ -143,9 +144,7 @@ def run_demo(out: str | Path, seed: int = 0, samples: int = 16, train_spklip: bo
                                                               init=ann)
             ann = ann or last
             name = f"{model}-tiny"
-            write_report(out / f"report-{name}", summary, per_layer)
-            summaries[name], evals[name] = summary, ev
-            rows.append(comparison_row(summary, name))
+            summaries[name], evals[name], per_layers[name] = summary, ev, per_layer
             checkpoints.append(str(last))
         report_dir = out / "report-fsve-full-tiny"
         for model, ckpt in zip(DEMO_MODELS, checkpoints, strict=True):
@@ -154,8 +153,14 @@ def run_demo(out: str | Path, seed: int = 0, samples: int = 16, train_spklip: bo
         converted = _convert_ann(Path(checkpoints[0]), data, out, convert_timesteps, samples, progress)
         summaries[converted["name"]] = converted["summary"]
         evals[converted["name"]] = converted["eval"]
-        rows.append(comparison_row(converted["summary"], converted["name"]))
+        per_layers[converted["name"]] = converted["per_layer"]
         checkpoints.append(converted["checkpoint"])
+        # the ANN also priced at int8 and at the activation bits of every spiking model's T (docs/energy.md)
+        price_fairly(list(summaries.values()), list(per_layers.values()))
+        for name, summary in summaries.items():
+            if name != converted["name"]:  # the converter wrote its own report
+                write_report(out / f"report-{name}", summary, per_layers[name])
+            rows.append(comparison_row(summary, name))
         sweep = converted["sweep"]
     else:
         for kind in DEMO_KINDS:
@@ -232,4 +237,5 @@ def _convert_ann(ann: Path, data: Path, out: Path, timesteps: tuple[int, ...], s
     summary, per_layer = analyse_checkpoint(path, data=data, samples=samples, progress=step)
     name = f"spklip-converted-T{timesteps[-1]}"
     write_report(out / f"report-{name}", summary, per_layer)
-    return {"name": name, "summary": summary, "eval": ev, "checkpoint": str(path), "sweep": sweep}
+    return {"name": name, "summary": summary, "per_layer": per_layer, "eval": ev, "checkpoint": str(path),
+            "sweep": sweep}

@@ -193,7 +193,7 @@ def test_compare_folder_is_replaced_whole(capsys, tmp_path, data):
     assert rc == 0, err
     names = set(files_under(out))
     assert names == {"comparison.md", "comparison.csv", "comparison.html", "comparison.json", "energy_vs_accuracy.png",
-                     OUTPUT_MARKER}
+                     "energy_models.png", OUTPUT_MARKER}
     assert "stale" not in (out / "comparison.md").read_text()
 
 
