@@ -47,6 +47,7 @@ from ..energy.rules import (
     avg_pool_rule,
     base_counts,
     conv_rule,
+    pool_key,
     register_rule,
 )
 from .ratecode import Accumulate, EventAvgPool2d, EventConv2d, RateCoded, SpikeAdd
@@ -123,8 +124,7 @@ def event_avg_pool_rule(module: EventAvgPool2d, inputs, output, ctx: CallContext
         return avg_pool_rule(module, inputs, output, ctx)
     c, x, out = base_counts(module, inputs, output, ctx, sample_dims=3)
     spatial = tuple(x.shape[-2:])
-    cov = ctx.cached(("pool", type(module), repr(module), spatial, x.device),
-                     lambda: _pool_coverage(module, spatial, x.device))
+    cov = ctx.cached(pool_key(module, spatial, x.device), lambda: _pool_coverage(module, spatial, x.device))
     per_pixel = _events_per_pixel(ev, spatial)
     c.sops = (per_pixel * cov).sum()
     c.binary_input = True

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -91,6 +92,10 @@ def find_rule(module: nn.Module, extra: dict[type, RuleEntry] | None = None) -> 
 
 
 # --------------------------------------------------------------------------- call context
+
+#: coverage maps shared by all profiles, least recently used first (CallContext.cached)
+_SHARED_MAPS: OrderedDict = OrderedDict()
+_SHARED_MAPS_MAX = 256
 
 
 @dataclass
@@ -154,8 +159,14 @@ class CallContext:
         return self.step_stack[-1] if self.step_stack else 1
 
     def cached(self, key, make: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """A coverage map by its geometry key: kept for this profile and, across profiles, in a small
+        process-wide cache (a map depends on the geometry alone, and making one costs a backward pass)."""
         if key not in self._coverage:
-            self._coverage[key] = make()
+            shared = _SHARED_MAPS.pop(key, None)
+            self._coverage[key] = make() if shared is None else shared
+            _SHARED_MAPS[key] = self._coverage[key]  # most recently used last
+            while len(_SHARED_MAPS) > _SHARED_MAPS_MAX:
+                _SHARED_MAPS.popitem(last=False)
         return self._coverage[key]
 
 
@@ -388,11 +399,17 @@ def _nd(module) -> int:
     raise TypeError(f"cannot tell the dimensionality of {type(module).__name__}")
 
 
+def pool_key(module, spatial: tuple[int, ...], device) -> tuple:
+    """The geometry a pooling layer's coverage map depends on (its repr leaves ``ceil_mode`` out)."""
+    attrs = ("kernel_size", "stride", "padding", "ceil_mode", "output_size")
+    return ("pool", type(module).__name__, *(repr(getattr(module, a, None)) for a in attrs), spatial, device)
+
+
 def _avg_pool(module, inputs, output, ctx: CallContext, cov_fn) -> Counts:
     nd = _nd(module)
     c, x, out = base_counts(module, inputs, output, ctx, sample_dims=nd + 1)
     spatial = tuple(x.shape[-nd:])
-    cov = ctx.cached(("pool", type(module), repr(module), spatial, x.device), lambda: cov_fn(spatial, x.device))
+    cov = ctx.cached(pool_key(module, spatial, x.device), lambda: cov_fn(spatial, x.device))
     channels = x.numel() // math.prod(spatial)
     dense = cov.sum() * channels  # a 0-dim device tensor: no host sync
     binary = ctx.is_spike(x)
