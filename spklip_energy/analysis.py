@@ -125,7 +125,7 @@ def analyse_checkpoint(
                 progress(done, n)
 
     result = profile(runner.module, forward=forward, reuse=reuse, samples=n)
-    core, per_layer = priced_summary(result, cost_model, n, reuse, energy_models, steps, weight_bits)
+    core, per_layer = priced_summary(result, cost_model, n, reuse, energy_models, steps, weight_bits, runner.steps)
     parts = None
     if _is_spklip(runner.kind):
         per_layer = with_parts(per_layer)
@@ -217,14 +217,14 @@ def nonfinite_warning(ck: Checkpoint) -> str | None:
 
 
 def priced_summary(result, cost_model, n: int, reuse: str, energy_models=None, steps=None,
-                   weight_bits: int = 8) -> tuple[dict, pd.DataFrame]:
+                   weight_bits: int = 8, snn_steps: int | None = None) -> tuple[dict, pd.DataFrame]:
     """The model-independent part of a report summary for a :class:`ProfileResult` covering ``n`` samples:
     counts in total and per sample, energy (``cost_model``), the Table 6 rows, cost model, the energy under
     each of ``energy_models`` (default: :data:`~spklip_energy.energy.models.DEFAULT_MODELS`), warnings and
     conventions; and the per-layer table (layers without a rule appended)."""
     energy = estimate_energy(result, cost_model)
     models = estimate_models(result, n, resolve_models() if energy_models is None else energy_models,
-                             steps=steps, weight_bits=weight_bits)
+                             steps=steps, weight_bits=weight_bits, snn_steps=snn_steps)
     per_layer = energy["per_layer"]
     if result.not_counted:
         per_layer = pd.concat([per_layer, result.per_layer[~result.per_layer["counted"]]], ignore_index=True)

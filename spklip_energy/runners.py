@@ -33,6 +33,7 @@ class Runner:
     config: dict  # the model's config, as recorded in the card
     clips: Callable[[Manifest, str | None], SpikeClips]  # the dataset view this model needs
     forward_bytes: Callable[[int, SpikeClips], int]  # peak memory of one forward pass of B clips of a dataset
+    steps: int | None = None  # time steps of a spiking model per pass of its spiking layers (None: not spiking)
 
 
 def _zoo_runner(ck: Checkpoint) -> Runner:
@@ -54,7 +55,7 @@ def _zoo_runner(ck: Checkpoint) -> Runner:
         return batch * ds.frames * ds.height * ds.width * 5  # the clips as uint8 and as the float32 input
 
     return Runner(spec.kind, spec.spiking, model, lambda s: run_model(model, ck.card, prepare_input(ck.card, s)),
-                  True, cfg, clips, forward_bytes)
+                  True, cfg, clips, forward_bytes, cfg.get("timesteps") if spec.spiking else None)
 
 
 def _spklip_runner(ck: Checkpoint) -> Runner:
@@ -64,9 +65,11 @@ def _spklip_runner(ck: Checkpoint) -> Runner:
     loaded = load_spklip(ck)
     model = loaded.model.eval()
     cfg = model.cfg
+    conversion = ck.card.get("conversion") if isinstance(ck.card.get("conversion"), dict) else None
+    steps = conversion["timesteps"] if conversion else cfg.fsve.time_steps if ck.kind != "spklip" else None
     return Runner(ck.kind, ck.kind != "spklip", model.visual, model.encode_spikes, False, cfg.to_dict(),
                   lambda manifest, split: clips_for(cfg, manifest, split),
-                  lambda batch, _ds: loaded.forward_bytes(batch))
+                  lambda batch, _ds: loaded.forward_bytes(batch), steps)
 
 
 _RUNNERS: dict[str, Callable[[Checkpoint], Runner]] = {

@@ -448,3 +448,24 @@ def test_cli_bad_model_options_are_one_line_exit_2(tmp_path, zoo, capsys, args, 
     rc, _, err = run_main(capsys, "report", ck["test-sj-snn"], "--data", data, "--samples", "1", "--out", out, *args)
     check_user_error(rc, err, *needles)
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_spklip_checkpoints_carry_their_own_time_steps(tmp_path):
+    """SPKLIP's encoders run their CNN once per temporal block, so the counts show blocks x T; the break-even
+    analysis and the ANN's fair pricing use the T the checkpoint records (fsve.time_steps)."""
+    from export_helpers import small_checkpoint, small_digits
+
+    from spklip_energy.analysis import analyse_checkpoint, price_fairly
+
+    data = small_digits(tmp_path / "d")
+    full = small_checkpoint(tmp_path, data, "fsve-full", calibrate=True, **{"fsve.time_steps": 3})
+    ann = small_checkpoint(tmp_path, data, "spklip")
+    s_full, p_full = analyse_checkpoint(full, data=data, samples=2, models="paper,lemaire-sj")
+    s_ann, p_ann = analyse_checkpoint(ann, data=data, samples=2, models="paper,lemaire-sj")
+    em = s_full["energy_models"]
+    assert em["spiking"] and em["steps"] == 3 and [p["name"] for p in em["pricings"]] == ["native", "int8", "q2"]
+    assert em["break_even"]["paper"]["layers"]
+    assert [p["name"] for p in s_ann["energy_models"]["pricings"]] == ["native", "int8"]
+    price_fairly([s_ann, s_full], [p_ann, p_full], models="paper,lemaire-sj")
+    assert [p["name"] for p in s_ann["energy_models"]["pricings"]] == ["native", "int8", "q2"]

@@ -179,22 +179,23 @@ def counted_layers(source) -> Layers:
 
 
 def estimate_models(per_layer, samples: int, models: list[EnergyModel],
-                    steps: int | list[int] | None = None, weight_bits: int = 8) -> dict:
+                    steps: int | list[int] | None = None, weight_bits: int = 8, snn_steps: int | None = None) -> dict:
     """Every model's energy for one profiled network (a ProfileResult, its per-layer table or its
     :class:`Layers`), JSON-ready.
 
     A network without neurons is priced natively, at int8 and, when ``steps`` (the T, or the list of
     T, of the spiking networks it is compared with) is given, at ``ceil(log2(T+1))``-bit activations with
     ``weight_bits``-bit weights. A spiking network is priced natively, and each model adds the
-    break-even rates of its spiking layers against their ANN twins at those pricings (T: its own).
+    break-even rates of its spiking layers against their ANN twins at those pricings (T: ``snn_steps``,
+    its time steps per pass, when the caller knows them, as for a checkpoint; else as its counts show).
     """
     rows = counted_layers(per_layer)
     spiking = bool(rows.is_("neuron").any())
-    own_steps = network_steps(rows, samples) if spiking else None
+    own_steps = (snn_steps or network_steps(rows, samples)) if spiking else None
     t = own_steps if spiking else steps
     pricings = [NATIVE, *quantized(t, weight_bits)]
     estimates, fair = [], {}
-    setup = FairSetup.of(rows, samples) if spiking else None
+    setup = FairSetup.of(rows, samples, own_steps) if spiking else None
     for m in models:
         for p in ([NATIVE] if spiking else pricings):
             estimates.append(summarise(m, rows, PriceContext(samples=samples, spiking=spiking, precision=p)).to_dict())

@@ -48,7 +48,9 @@ def layer_steps(layers: Layers, samples: int) -> np.ndarray:
 
 
 def network_steps(layers: Layers, samples: int) -> int | None:
-    """The T of a spiking network (its neurons' steps), None for a network without neurons."""
+    """The T of a spiking network as its counts show it (its neurons' steps per sample), None for a network
+    without neurons. A model that runs several passes per sample (SPKLIP's encoders run their CNN once per
+    temporal block) shows passes x T: give :func:`estimate_models` its T instead."""
     neurons = layers.is_("neuron")
     if not neurons.any():
         return None
@@ -81,9 +83,10 @@ def _spiking_side(syn: Layers, rate: float, leak: float) -> Layers:
     return Layers.concat(a, neurons)
 
 
-def ann_twin(syn: Layers, samples: int) -> Layers:
-    """Each spiking synaptic layer as the dense layer an ANN runs once per sample and step of its input."""
-    t = layer_steps(syn, samples)
+def ann_twin(syn: Layers, samples: int, steps: int | None = None) -> Layers:
+    """Each spiking synaptic layer as the dense layer an ANN runs once where the SNN runs ``steps`` time steps
+    (when ``steps`` is None, the steps per sample the counts show: right when one sample is one pass)."""
+    t = layer_steps(syn, samples) if steps is None else np.full(len(syn), float(steps))
     outs = syn["act_writes"] / t
     reads, weights = syn["act_reads"] / t, syn["weight_reads"] / t
     return syn.with_cols(macs=outs * syn.fan_in(), sops=0.0, in_spikes=0.0, out_spikes=0.0, act_reads=reads,
@@ -103,14 +106,15 @@ class FairSetup:
     twin: Layers
 
     @classmethod
-    def of(cls, layers: Layers, samples: int) -> FairSetup | None:
+    def of(cls, layers: Layers, samples: int, steps: int | None = None) -> FairSetup | None:
+        """``steps``: the network's T (see :func:`ann_twin`)."""
         idx = spiking_synapses(layers)
         if not len(idx):
             return None
         syn = layers.take(idx)
         leak = _leak(layers)
         return cls(syn, Layers.concat(_spiking_side(syn, 0.0, leak), _spiking_side(syn, 1.0, leak)),
-                   ann_twin(syn, samples))
+                   ann_twin(syn, samples, steps))
 
 
 def _mid(priced) -> np.ndarray:
