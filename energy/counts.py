@@ -101,20 +101,28 @@ class Counts:
         return self
 
 
+_NAMES = tuple(f.name for f in fields(Counts) if f.name != "notes")
+
+
 def materialise(records: list[Counts]) -> list[dict]:
     """Turn records (fields possibly device tensors) into dicts of Python numbers.
 
     All tensor fields of all records are moved to the host in one transfer.
     """
-    names = [f.name for f in fields(Counts) if f.name != "notes"]
+    names = _NAMES
     slots: list[torch.Tensor] = []
     where: list[tuple[int, str]] = []
     out = []
+    tensor = torch.Tensor
     for i, rec in enumerate(records):
         row: dict = {"notes": list(rec.notes)}
+        values = rec.__dict__
         for name in names:
-            v = getattr(rec, name)
-            if isinstance(v, torch.Tensor):
+            v = values[name]
+            if isinstance(v, tensor):
+                if v.device.type == "cpu":  # reading a CPU value costs no sync: no need to batch it
+                    row[name] = v.item()
+                    continue
                 slots.append(v.detach().reshape(()).to(torch.float64))
                 where.append((i, name))
                 row[name] = None

@@ -208,7 +208,7 @@ class Profiler:
 
     def result(self, samples: int = 1) -> ProfileResult:
         """Sum what the hooks counted (one host transfer for all device-side counts)."""
-        return _summarise(self.sites, self.reuse, samples)
+        return _summarise(self.sites, self.reuse, samples, self.ctx)
 
 
 def profile(
@@ -265,10 +265,13 @@ def _finite(v) -> float:
     return 0 if v != v else v
 
 
-def _summarise(sites: list[_Site], reuse: str, samples: int) -> ProfileResult:
+def _summarise(sites: list[_Site], reuse: str, samples: int, ctx: CallContext) -> ProfileResult:
     counted = [s for s in sites if s.entry is not None and s.calls]
     summed = []
     for s in counted:
+        if len(s.records) == 1:  # called once: its record is the sum
+            summed.append(s.records[0])
+            continue
         total = Counts()
         for rec in s.records:
             total.add_(rec)
@@ -301,7 +304,7 @@ def _summarise(sites: list[_Site], reuse: str, samples: int) -> ProfileResult:
                 "mem_bytes_written": r["act_write_bytes"] + r["state_bytes"] / 2,
                 "input_rate": r["in_nnz"] / r["in_numel"] if r["in_numel"] else float("nan"),
                 "output_rate": r["out_nnz"] / r["out_numel"] if r["out_numel"] else float("nan"),
-                "params": sum(p.numel() for p in site.module.parameters()),
+                "params": ctx.param_stats(site.module)[0],
                 "weight_buffer": r["weight_buffer"],
                 "state_buffer": r["state_buffer"],
                 "act_buffer": r["act_buffer"],

@@ -51,11 +51,9 @@ class Layers:
     @classmethod
     def from_records(cls, records: list[dict]) -> Layers:
         """From the profiler's per-layer records (no pandas: this is the fast path)."""
-        cols: dict[str, np.ndarray] = {}
-        for c in NUMERIC:
-            vals = [r.get(c) for r in records]
-            arr = np.array([np.nan if v is None else v for v in vals], dtype=float)
-            cols[c] = arr if c in ("kernel_h", "kernel_w") else np.nan_to_num(arr, nan=0.0)
+        table = np.array([[r.get(c) for c in NUMERIC] for r in records], dtype=float).reshape(-1, len(NUMERIC))
+        filled = np.where(np.isnan(table), 0.0, table)  # None became NaN: 0 but for a non-2-D layer's kernel
+        cols = {c: (table if c in ("kernel_h", "kernel_w") else filled)[:, j].copy() for j, c in enumerate(NUMERIC)}
         for c in LABELS:
             cols[c] = np.array([r.get(c, "") for r in records], dtype=object)
         cols["leak"] = np.array([1.0 if r.get("leak") is True else 0.0 if r.get("leak") is False else np.nan
