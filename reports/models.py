@@ -37,7 +37,7 @@ def estimate_rows(em: dict) -> list[list[str]]:
             continue
         rows.append([e["model"], info["status"], e["precision"], fmt_energy(e["low_j"], e["high_j"]),
                      str(e["priced_layers"]), f"{100 * e['priced_ops_share']:.1f} %",
-                     str(len(e["not_priced"])) if e["not_priced"] else "0"])
+                     str(len(e["not_priced"]))])
     return rows
 
 
@@ -103,13 +103,6 @@ def provenance_lines(em: dict) -> list[str]:
     lines.append("- status: P primary text or the authors' code; S+ secondary, cross-checked; S secondary; "
                  "U UNVERIFIED (shared/reference/energy-models.md, energy-constants.md)")
     return lines
-
-
-def pricing_lines(em: dict) -> list[str]:
-    out = []
-    for p in em["pricings"]:
-        out.append(f"- `{p['name']}`: {p['label']}")
-    return out
 
 
 def text_lines(em: dict) -> list[str]:

@@ -1,11 +1,12 @@
 """The one interface every energy model implements, and how its per-layer prices add up.
 
-An energy model prices the per-layer table of one :class:`~spklip_energy.energy.ProfileResult`
-(the counts of one forward run plus each layer's geometry, :mod:`..geometry`); it never runs the
-model. :meth:`EnergyModel.price` returns one row per layer with ``low_pj`` and ``high_pj`` (equal
-for a point estimate; a best-to-worst range for a bound), the components that make it up, and
-``priced``/``reason``: a layer a model cannot price is listed as *not priced by that model*,
-never as zero. :func:`summarise` adds the rows into one JSON-ready :class:`Estimate`.
+An energy model prices the counted layers of one :class:`~spklip_energy.energy.ProfileResult`
+(the counts of one forward run plus each layer's geometry, :mod:`..geometry`, as the numpy
+columns of :class:`.table.Layers`); it never runs the model. :meth:`EnergyModel.price` returns a
+:class:`.table.Priced`: per layer a low and a high energy in pJ (equal for a point estimate; a
+best-to-worst range for a bound), the components that make it up, and whether the model priced
+the layer and why not: a layer a model cannot price is listed as *not priced by that model*,
+never as zero. :func:`summarise` adds the layers into one JSON-ready :class:`Estimate`.
 
 A :class:`Precision` asks a model to price a non-spiking network at a narrower arithmetic
 (``int8``, or the ``ceil(log2(T+1))``-bit activations a T-step rate-coded SNN corresponds to, Yan
@@ -42,8 +43,8 @@ class Precision:
 
     def label(self) -> str:
         if self.native:
-            return "native"
-        return f"{self.name} (activations {self.act_bits}-bit, weights {self.weight_bits}-bit)"
+            return "the model's own precision"
+        return f"activations {self.act_bits}-bit, weights {self.weight_bits}-bit"
 
 
 NATIVE = Precision()
