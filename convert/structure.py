@@ -26,8 +26,14 @@ from .calibrate import build_snn, captured_inputs, check_method, neuron_name
 from .layers import ConversionError, parse_layers, runs
 from .ratecode import ConvertedHSFE, HSFETrunk, RateCoded, check_timesteps, split_static
 
-FORMAT = 1
+#: version of the conversion record; 1 (legacy neurons, no bias) is still read
+FORMAT = 2
 DEFAULT_PERCENTILE = 99.9
+
+
+def default_v_init(method: str) -> float:
+    """θ/2 where the method comes with it (QCFS, spikingjelly's robust recipe), else 0 (as before)."""
+    return 0.5 if method in ("qcfs", "robust") else 0.0
 
 
 def _check_model(model: SPKLIP) -> None:
@@ -66,22 +72,34 @@ def _install(model: SPKLIP, run: list[str], net, timesteps: int) -> None:
         setattr(model.visual.starnet.spatial, unit, nn.Identity())
 
 
-def _parse_spec(model: SPKLIP, spec: dict) -> tuple[list[str], int, str, float]:
+def _parse_spec(model: SPKLIP, spec: dict) -> tuple[list[str], int, str, float, float | None, bool]:
     if not isinstance(spec, dict):
         raise TypeError(f"conversion record must be an object, got {type(spec).__name__}")
-    fmt = spec.get("format", FORMAT)
-    if fmt != FORMAT:
-        raise ValueError(f"conversion record format {fmt!r} is not supported (this version reads {FORMAT})")
+    fmt = spec.get("format", 1)
+    if fmt not in (1, FORMAT):
+        raise ValueError(f"conversion record format {fmt!r} is not supported (this version reads 1 and {FORMAT})")
     layers = spec["layers"]
     if not isinstance(layers, list) or not layers:
         raise TypeError(f"'layers' must be a non-empty list of names, got {layers!r}")
     layers = parse_layers(layers, model.cfg.starnet.enabled)
     method, percentile = check_method(spec["method"], spec.get("percentile", DEFAULT_PERCENTILE))
-    return layers, check_timesteps(spec["timesteps"]), method, percentile
+    v_init, bias = None, False
+    if fmt == FORMAT:
+        v_init = spec["v_init"]
+        if isinstance(v_init, bool) or not isinstance(v_init, (int, float)) or not 0 <= v_init < 1:
+            raise ValueError(f"'v_init' must be a number in [0, 1), got {v_init!r}")
+        bias = spec.get("bias_calibration") is not None
+    elif method == "qcfs":
+        raise ValueError("a QCFS conversion record must have format 2")
+    return layers, check_timesteps(spec["timesteps"]), method, percentile, float(v_init) if fmt == FORMAT else None, bias
 
 
-def make_spec(layers: list[str], timesteps: int, method: str, percentile: float, calib_clips: int) -> dict:
-    """The JSON record of a conversion (what ``apply_conversion`` reads back)."""
+def make_spec(layers: list[str], timesteps: int, method: str, percentile: float, calib_clips: int,
+              v_init: float = 0.0, bias_calibration: dict | None = None, qcfs: dict | None = None) -> dict:
+    """The JSON record of a conversion (what ``apply_conversion`` reads back).
+
+    ``bias_calibration``: what :mod:`.biascal` did (None: no bias currents); ``qcfs``: levels and the fine-tuning
+    record of a QCFS conversion."""
     return {
         "format": FORMAT,
         "layers": list(layers),
@@ -90,11 +108,15 @@ def make_spec(layers: list[str], timesteps: int, method: str, percentile: float,
         "method": method,
         "percentile": percentile,
         "calib_clips": calib_clips,
-        "neuron": neuron_name(method),
+        "neuron": neuron_name(method, v_init),
+        "v_init": v_init,
+        "bias_calibration": bias_calibration,
+        **({"qcfs": qcfs} if qcfs is not None else {}),
         "reset": "soft (subtract threshold)",
         "coding": "rate: T steps on the same analog input, mean output, neurons reset per call",
         "recipe": "spikingjelly.activation_based.ann2snn.RateCodingRecipe"
-                  + (" (channel_wise, half_threshold)" if method == "robust" else ""),
+                  + (" (channel_wise)" if method == "robust" else "")
+                  + (" with the QCFS thresholds learned by fine-tuning" if method == "qcfs" else ""),
     }
 
 
@@ -106,8 +128,9 @@ def apply_conversion(model: SPKLIP, spec: dict) -> SPKLIP:
     Raises ValueError / KeyError / TypeError for a bad record.
     """
     _check_model(model)
-    layers, timesteps, method, percentile = _parse_spec(model, spec)
-    nets = [(run, build_snn(_subnet(model, run), method, percentile, None)) for run in runs(layers)]
+    layers, timesteps, method, percentile, v_init, bias = _parse_spec(model, spec)
+    nets = [(run, build_snn(_subnet(model, run), method, percentile, None, v_init=v_init, bias=bias))
+            for run in runs(layers)]
     for run, net in nets:
         _install(model, run, net, timesteps)
     return model
@@ -121,15 +144,21 @@ def convert_spklip(
     method: str = "max",
     percentile: float = DEFAULT_PERCENTILE,
     progress: Callable[[int, int], None] | None = None,
+    v_init: float | None = None,
+    bias: bool = False,
 ) -> tuple[SPKLIP, dict]:
     """Convert ``layers`` of an ANN SPKLIP to IF neurons, thresholds balanced on ``calib_batches``.
 
     ``calib_batches``: a sequence of spike-clip batches ``[B, F, H, W]`` (read once per run, so it
-    may load them lazily).
+    may load them lazily). ``v_init``: the neurons' initial membrane potential as a fraction of the
+    threshold (None: :func:`default_v_init` of the method). ``bias``: give the neurons per-channel bias
+    currents (zero here; :func:`~.biascal.calibrate_bias` sets them). For ``method="qcfs"`` ``model`` must
+    carry learned thresholds on its ReLUs (:func:`~.qcfs.to_relu`).
     Returns ``(converted copy, spec)``; ``model`` itself is left unchanged.
     """
     _check_model(model)
     method, percentile = check_method(method, percentile)
+    v_init = default_v_init(method) if v_init is None else float(v_init)
     timesteps = check_timesteps(timesteps)
     names = parse_layers(list(layers) if not isinstance(layers, str) else layers, model.cfg.starnet.enabled)
     batches = calib_batches
@@ -154,22 +183,28 @@ def convert_spklip(
                 progress(i * n_batches + done, len(groups) * n_batches)
 
         try:
-            nets.append((run, build_snn(_subnet(ann, run), method, percentile, stream, step)))
+            nets.append((run, build_snn(_subnet(ann, run), method, percentile, stream, step, v_init=v_init,
+                                        bias=bias)))
         except ValueError as exc:
             if "no calibration data" in str(exc):
                 raise ConversionError("no calibration data: give at least one clip") from None
             raise
     for run, net in nets:
         _install(ann, run, net, timesteps)
-    return ann.eval(), make_spec(names, timesteps, method, percentile, seen[0])
+    return ann.eval(), make_spec(names, timesteps, method, percentile, seen[0], v_init,
+                                 {"calibrated": False} if bias else None)
 
 
 def convert_module(net: nn.Module, calib_inputs: Sequence[torch.Tensor], timesteps: int, method: str = "max",
-                   percentile: float = DEFAULT_PERCENTILE, units: Sequence[str] = ("net",)) -> RateCoded:
+                   percentile: float = DEFAULT_PERCENTILE, units: Sequence[str] = ("net",),
+                   v_init: float | None = None, bias: bool = False) -> RateCoded:
     """Convert any FX-traceable ReLU CNN to a :class:`RateCoded` run, thresholds balanced on
-    ``calib_inputs`` (batches of ``net``'s input). ``net`` itself is left unchanged."""
+    ``calib_inputs`` (batches of ``net``'s input); for ``qcfs`` its ReLUs carry learned thresholds
+    (:func:`~.qcfs.to_relu`). ``net`` itself is left unchanged."""
     method, percentile = check_method(method, percentile)
-    snn = build_snn(copy.deepcopy(net).eval(), method, percentile, lambda: iter(calib_inputs))
+    v_init = default_v_init(method) if v_init is None else float(v_init)
+    snn = build_snn(copy.deepcopy(net).eval(), method, percentile, lambda: iter(calib_inputs), v_init=v_init,
+                    bias=bias)
     return RateCoded(*split_static(snn), check_timesteps(timesteps), list(units)).eval()
 
 

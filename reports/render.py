@@ -512,28 +512,31 @@ def benchmark_markdown(result: dict) -> str:
 
 
 def convert_sweep_markdown(result: dict) -> str | None:
-    """The converted arm's accuracy and energy against T over seeds (None without a converted arm): top-1
-    mean ± std over seeds and the pooled 95 % Wilson interval (from each seed's top-1 on its test clips)."""
+    """Each conversion arm's accuracy and energy against T over seeds (None without one): top-1 mean ± std over
+    seeds and the pooled 95 % Wilson interval (from each seed's top-1 on its test clips)."""
+    from ..benchmark import ARM_TITLES
     from ..stats import aggregate_seeds
 
-    row = next((r for r in result["rows"] if r["arm"] == "converted"), None)
-    sweeps = (row or {}).get("convert_sweep") or {}
     n = result.get("test_clips")
-    if not sweeps or not n:
-        return None
-    by_t: dict = {}
-    for sweep in sweeps.values():
-        for point in sweep or []:
-            by_t.setdefault(point["timesteps"], []).append(point)
-    rows = []
-    for t in sorted(by_t, key=lambda v: -1 if v is None else v):
-        points = by_t[t]
-        agg = aggregate_seeds([(round(p["top1"] * n), n) for p in points])
-        energy = sum(p["total_j"] for p in points) / len(points)
-        pooled = agg["pooled"]
-        rows.append(["ANN" if t is None else str(t), fmt_mean_std(agg["mean"], agg["std"]),
-                     fmt_interval(pooled["ci_low"], pooled["ci_high"]), str(len(points)), f"{energy * 1e6:.1f}"])
-    return ("Conversion of the ANN's CNN (IF neurons, rate coding) against T, "
-            f"{n} test clips per seed:\n\n"
-            + _md_table(["T", "top-1 mean ± std", "pooled 95 % CI", "seeds", f"µJ/clip ({result['cost_model']})"],
-                        rows) + "\n")
+    parts = []
+    for row in result["rows"]:
+        sweeps = row.get("convert_sweep") or {}
+        if not sweeps or not n:
+            continue
+        by_label: dict = {}
+        for sweep in sweeps.values():
+            for point in sweep or []:
+                label = point.get("label") or ("ANN" if point["timesteps"] is None else f"T={point['timesteps']}")
+                by_label.setdefault(label, []).append(point)
+        rows = []
+        for label, points in by_label.items():
+            agg = aggregate_seeds([(round(p["top1"] * n), n) for p in points])
+            energy = sum(p["total_j"] for p in points) / len(points)
+            pooled = agg["pooled"]
+            rows.append([label, fmt_mean_std(agg["mean"], agg["std"]), fmt_interval(pooled["ci_low"], pooled["ci_high"]),
+                         str(len(points)), f"{energy * 1e6:.1f}"])
+        parts.append(f"{ARM_TITLES.get(row['arm'], row['arm'])} (`{row['arm']}`): accuracy and energy against T, "
+                     f"{n} test clips per seed:\n\n"
+                     + _md_table(["T", "top-1 mean ± std", "pooled 95 % CI", "seeds",
+                                  f"µJ/clip ({result['cost_model']})"], rows) + "\n")
+    return "\n".join(parts) or None

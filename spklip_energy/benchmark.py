@@ -48,7 +48,7 @@ from .options import check_int_list, check_positive_int, check_seed
 
 #: The arms in the order they run; each after ``ann`` starts from that seed's ``ann``.
 ARMS = ("ann", "ann-control", "fsve-hybrid", "fsve-full-ann-hsfe", "fsve-full-scratch", "fsve-full", "fsve-full-kd",
-        "fsve-full-kd-repeat", "fsve-full-kd-long", "converted")
+        "fsve-full-kd-repeat", "fsve-full-kd-long", "converted", "converted-qcfs", "converted-qcfs-bc")
 #: What ``--arms`` means by default.
 DEFAULT_ARMS = ("ann", "ann-control", "fsve-hybrid", "fsve-full-kd-repeat", "converted")
 ARM_TITLES = {
@@ -62,6 +62,15 @@ ARM_TITLES = {
     "fsve-full-kd-repeat": "fsve-full, spiking front end, repeat (from ANN, ANN as teacher): the default",
     "fsve-full-kd-long": "fsve-full-kd, teacher through the contrastive stage too (longer budget)",
     "converted": "ANN converted (IF, rate coding)",
+    "converted-qcfs": "ANN converted with QCFS (fine-tuned, learned thresholds, θ/2 start)",
+    "converted-qcfs-bc": "ANN converted with QCFS + bias calibration",
+}
+#: The conversion arms: what ``convert`` is asked for besides the plan's layers (T: ``convert_timesteps`` for
+#: ``converted``, ``qcfs_timesteps`` for the QCFS arms, the largest kept).
+CONVERT_ARMS = {
+    "converted": {"method": "max"},
+    "converted-qcfs": {"method": "qcfs"},
+    "converted-qcfs-bc": {"method": "qcfs", "bias_calib": True},
 }
 #: The config each trained arm sets over the preset and --set (they win).
 ARM_CONFIG = {
@@ -83,9 +92,11 @@ ARM_CONFIG = {
 TEACHER_ARMS = ("fsve-full-kd", "fsve-full-kd-repeat", "fsve-full-kd-long")
 #: What each recipe arm isolates: the arm it is paired with (same seeds, same clips) in the benchmark's second
 #: table, and the question that pair answers.
-ARM_REFERENCE = {"fsve-full": "fsve-full-scratch", "fsve-full-kd": "fsve-full", "fsve-full-kd-repeat": "fsve-full-kd",
+ARM_REFERENCE = {"converted-qcfs": "ann", "converted-qcfs-bc": "converted-qcfs", "fsve-full": "fsve-full-scratch", "fsve-full-kd": "fsve-full", "fsve-full-kd-repeat": "fsve-full-kd",
                  "fsve-full-kd-long": "fsve-full-kd", "fsve-full-ann-hsfe": "fsve-full"}
-ARM_QUESTION = {"fsve-full": "what --init brings", "fsve-full-kd": "what --teacher brings",
+ARM_QUESTION = {"converted-qcfs": "what QCFS conversion at small T loses against the ANN",
+                "converted-qcfs-bc": "what bias calibration adds to QCFS conversion",
+                "fsve-full": "what --init brings", "fsve-full-kd": "what --teacher brings",
                 "fsve-full-kd-repeat": "repeat instead of subwindows encoding",
                 "fsve-full-kd-long": "distillation through the contrastive stage too (longer budget)",
                 "fsve-full-ann-hsfe": "the ANN front end instead of the spiking one"}
@@ -109,6 +120,7 @@ class BenchmarkPlan:
     cost: str = "paper"
     convert_layers: str = "cnn"
     convert_timesteps: tuple[int, ...] = (8, 16, 32, 64)
+    qcfs_timesteps: tuple[int, ...] = (1, 2, 4, 8)
     device: str = "cpu"
     overrides: dict | None = None  # --set style config overrides for every trained arm
     jobs: int = 1  # arms run side by side in separate processes, each with ``threads`` torch threads
@@ -137,6 +149,7 @@ class BenchmarkPlan:
         self.jobs = check_positive_int(self.jobs, "jobs")
         self.energy_clips = check_positive_int(self.energy_clips, "energy_clips")
         self.convert_timesteps = tuple(check_int_list(self.convert_timesteps, "convert_timesteps", minimum=1))
+        self.qcfs_timesteps = tuple(check_int_list(self.qcfs_timesteps, "qcfs_timesteps", minimum=1))
         self.work = Path(self.work)
         self.overrides = dict(self.overrides or {})
         bad = [k for k in self.overrides if k in ("model", "train.seed", "fsve.hsfe")]
@@ -214,19 +227,22 @@ def _train_arm(plan: BenchmarkPlan, seed: int, arm: str, run: Path, ann: Path | 
     return time.perf_counter() - t0
 
 
-def _convert_arm(plan: BenchmarkPlan, run: Path, ann: Path) -> tuple[float, dict]:
+def _convert_arm(plan: BenchmarkPlan, run: Path, ann: Path, arm: str = "converted") -> tuple[float, dict]:
     from .convert.sweep import convert_checkpoint
 
     t0 = time.perf_counter()
     run.mkdir(parents=True, exist_ok=True)
     (run / "last.pt").unlink(missing_ok=True)  # a conversion a killed job left unrecorded: redone
-    res = convert_checkpoint(ann, plan.convert_layers, list(plan.convert_timesteps), run / "last.pt",
+    how = CONVERT_ARMS[arm]
+    ts = plan.convert_timesteps if arm == "converted" else plan.qcfs_timesteps
+    res = convert_checkpoint(ann, plan.convert_layers, list(ts), run / "last.pt",
                              data=plan.data, samples=plan.energy_clips, cost=plan.cost, device=plan.device,
-                             plot=run / "convert.png")
-    sweep = [{k: row.get(k) for k in ("timesteps", "top1", "total_j", "compute_j", "memory_j")}
+                             plot=run / "convert.png", models=None, **how)
+    sweep = [{k: row.get(k) for k in ("label", "timesteps", "top1", "total_j", "compute_j", "memory_j",
+                                      "memory_ratio")}
              for row in res["rows"]]
     return time.perf_counter() - t0, {"layers": plan.convert_layers, "kept_timesteps": res.get("kept_timesteps"),
-                                      "sweep": sweep}
+                                      "sweep": sweep, "conversion": res["conversion"]}
 
 
 def _check_same_config(plan: BenchmarkPlan, seed: int, arm: str, run: Path) -> None:
@@ -254,15 +270,15 @@ def run_arm(plan: BenchmarkPlan, seed: int, arm: str, log: Callable[[str], None]
     if record_path.is_file():
         record = json.loads(record_path.read_text())
         if record.get("format") == ARM_FORMAT:
-            if arm != "converted":
+            if arm not in CONVERT_ARMS:
                 _check_same_config(plan, seed, arm, run)
             log(f"seed {seed} · {arm}: done earlier ({record['top1'] * 100:.1f} % top-1), reused")
             return record
     ann = plan.arm_dir(seed, "ann") / "last.pt"
-    log(f"seed {seed} · {arm}: {'converting' if arm == 'converted' else 'training'} ...")
+    log(f"seed {seed} · {arm}: {'converting' if arm in CONVERT_ARMS else 'training'} ...")
     extra: dict = {}
-    if arm == "converted":
-        seconds, extra = _convert_arm(plan, run, ann)
+    if arm in CONVERT_ARMS:
+        seconds, extra = _convert_arm(plan, run, ann, arm)
     else:
         seconds = _train_arm(plan, seed, arm, run, ann, progress)
     t0 = time.perf_counter()
@@ -427,7 +443,7 @@ def aggregate(records: list[dict], plan: BenchmarkPlan) -> dict:
             "energy_memory_j": float(np.mean([runs[s]["energy"]["memory_j"] for s in seeds])),
             "train_s": float(sum(runs[s]["train_s"] for s in seeds)),
         }
-        if arm == "converted":
+        if arm in CONVERT_ARMS:
             row["convert_sweep"] = {s: runs[s].get("sweep") for s in seeds}
         if arm == "ann":
             ann_energy = row["energy_total_j"]

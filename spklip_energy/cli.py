@@ -320,13 +320,19 @@ def _cmd_convert(args: argparse.Namespace) -> int:
             args.checkpoint, args.layers, args.timesteps, args.out, calib=args.calib, method=args.method,
             percentile=args.percentile, data=args.data, keep=args.keep, samples=args.samples,
             batch_size=args.batch_size, plot=args.plot, device=args.device, progress=update,
+            levels=args.levels, finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr,
+            v_init=args.v_init, bias_calib=args.bias_calib, sweep_layers=args.sweep_layers, models=args.models,
+            seed=args.seed,
         )
     finally:
         close()
     spec = res["conversion"]
     text = (
         f"{res['source']}: converted {'+'.join(spec['layers'])} to {spec['neuron']} neurons (rate coding, "
-        f"{spec['method']} threshold balancing on {res['calib_clips']} train clips)\n"
+        + (f"QCFS L={spec['qcfs']['levels']}, fine-tuned {spec['qcfs']['finetune'].get('epochs', 0)} epochs, learned "
+           "thresholds" if spec["method"] == "qcfs" else f"{spec['method']} threshold balancing")
+        + f" on {res['calib_clips']} train clips"
+        + (", bias currents calibrated per T" if spec.get("bias_calibration") else "") + ")\n"
         + sweep_table(res)
         + f"\nconverted checkpoint (T={res['kept_timesteps']}): {res['checkpoint']}; plot: {res['plot']}"
     )
@@ -537,7 +543,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     plan = BenchmarkPlan(seeds=args.seeds, preset=args.preset, data=args.data, arms=tuple(args.arms.split(",")),
                          work=work_dir(args.work, args.data, args.preset), threads=args.threads,
                          energy_clips=args.energy_clips, cost=args.cost, device=args.device,
-                         convert_timesteps=tuple(args.convert_timesteps), overrides=_parse_sets(args.set),
+                         convert_timesteps=tuple(args.convert_timesteps),
+                         qcfs_timesteps=tuple(args.qcfs_timesteps), overrides=_parse_sets(args.set),
                          jobs=args.jobs)
     out = check_output_dir(args.out, BENCHMARK_FILES)  # before the work, not after it
 
@@ -898,9 +905,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated: hsfe, stem, layer1, layer2, layer3, layer4, or the groups cnn, all")
     p.add_argument("--timesteps", type=opt.int_list, default="8,16,32,64", help="comma-separated time steps T (default 8,16,32,64)")
     p.add_argument("--calib", type=opt.positive_int, default=32, help="train-split clips for threshold balancing (default 32)")
-    p.add_argument("--method", choices=("max", "percentile", "robust"), default="max",
-                   help="threshold balancing: max (layer-wise max activation, default), percentile (layer-wise "
-                   "--percentile), robust (channel-wise --percentile, half-threshold start)")
+    p.add_argument("--method", choices=("max", "percentile", "robust", "qcfs"), default="max",
+                   help="max (layer-wise max activation, default), percentile (layer-wise --percentile), robust "
+                   "(channel-wise --percentile, half-threshold start), qcfs (Bu et al. 2022: fine-tune the ANN with "
+                   "a quantization-clip-floor-shift activation of --levels levels, convert with the learned "
+                   "thresholds and a θ/2 start; near-lossless at T about --levels)")
+    p.add_argument("--levels", type=opt.positive_int, help="qcfs: quantisation levels L (default 8)")
+    p.add_argument("--finetune-epochs", type=opt.nonneg_int,
+                   help="qcfs: epochs of fine-tuning with the quantized activation on the train split (default 4; "
+                   "0: thresholds from the calibration clips only)")
+    p.add_argument("--finetune-lr", type=opt.positive_float,
+                   help="qcfs: fine-tuning learning rate (default: a tenth of the ANN's training rate)")
+    p.add_argument("--v-init", choices=("zero", "half"),
+                   help="initial membrane potential of the IF neurons (default: half for qcfs and robust, zero "
+                   "otherwise)")
+    p.add_argument("--bias-calib", action="store_true",
+                   help="calibrate per-channel bias currents on the calibration clips for each T (Li et al. 2021)")
+    p.add_argument("--sweep-layers", action="store_true",
+                   help="also convert one more unit at a time (stem, layer1, ..., hsfe) at the kept T and report "
+                   "what each costs in accuracy and saves in energy")
+    p.add_argument("--models", default="default",
+                   help="energy models every row is priced under besides the paper preset (as report --models; "
+                   "default: default)")
+    p.add_argument("--seed", type=opt.seed, default=0, help="calibration-clip selection and fine-tuning seed")
     p.add_argument("--percentile", type=opt.percentile, default=99.9, help="percentile for percentile/robust (default 99.9)")
     p.add_argument("--data", help="dataset: builtin, builtin-bench or a folder/manifest (default: the checkpoint's training data)")
     p.add_argument("--out", type=opt.path, required=True, help="the converted checkpoint to write (.pt)")
@@ -1067,6 +1094,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--energy-clips", type=opt.positive_int, default=16,
                    help="test clips profiled for energy per arm (default 16)")
     p.add_argument("--cost", default="paper", help="cost model preset or JSON file for energy (default paper)")
+    p.add_argument("--qcfs-timesteps", type=opt.int_list, default=[1, 2, 4, 8],
+                   help="time steps of the QCFS arms' sweeps (converted-qcfs, converted-qcfs-bc); the largest is "
+                   "kept and compared (default 1,2,4,8)")
     p.add_argument("--convert-timesteps", type=opt.int_list, default=[8, 16, 32, 64],
                    help="time steps of the converted arm's sweep; the largest is kept and compared (default "
                    "8,16,32,64)")
