@@ -96,9 +96,9 @@ def find_cnn(loaded: LoadedSPKLIP) -> tuple[str, nn.Module]:
     kind = loaded.card.get("kind")
     where = loaded.checkpoint.path
     if kind == CONVERTED_KIND:
-        raise ConfigError(f"{where}: a {kind!r} checkpoint cannot be exported to NIR: its IF neurons run single-step "
-                          "inside a rate-coded wrapper that NIR has no form for (export an fsve-hybrid/fsve-full "
-                          "checkpoint)")
+        raise ConfigError(f"{where}: a {kind!r} checkpoint cannot be exported to NIR: its IF neurons reset by "
+                          f"subtraction (rate-coded conversion needs it), which NIR {nir.__version__}'s neurons (IF, "
+                          "LIF, CubaLIF: reset to v_reset) cannot express; use --format onnx")
     if loaded.model.cfg.model == "spklip":
         raise ConfigError(f"{where}: a {kind!r} checkpoint is an ANN and has no spiking network to export to NIR "
                           "(use --format onnx, or train an fsve-hybrid/fsve-full model)")

@@ -98,7 +98,8 @@ def write_onnx(loaded: LoadedSPKLIP, folder: Path, opset: int = DEFAULT_OPSET) -
             "outputs": [{"name": "embedding", "dtype": "float32", "shape": ["batch", cfg.embed_dim],
                          "note": "not normalised"}],
             "spiking": spiking,
-            "time_steps": cfg.fsve.time_steps if cfg.model != "spklip" else None,
+            "time_steps": cfg.fsve.time_steps if cfg.model != "spklip"
+            else (loaded.card.get("conversion") or {}).get("timesteps"),
         },
         "text": {
             "file": TEXT_FILE,

@@ -23,6 +23,16 @@ Two things in spikingjelly get in the way of a graph with a dynamic batch axis:
 The time loop is unrolled in the graph (``T = fsve.time_steps`` copies of each
 neuron update); neuron state starts at zero in every run, as
 ``functional.reset_net`` does at the start of every forward.
+
+The IF neurons of a converted checkpoint (``IFNode``, ``HalfThresholdIFNode``,
+:class:`~spklip_energy.convert.neurons.ConvertedIF`: single-step, soft reset) run inside the
+rate-coded wrapper's Python loop over T, which the tracer unrolls; their
+``single_step_forward`` is swapped for the same arithmetic without spikingjelly's
+surrogate function (:func:`if_step`)::
+
+      h_t = v_{t-1} + x_t (+ bias)     s_t = [h_t >= v_threshold]     v_t = h_t - s_t * v_threshold
+
+starting at the neuron's reset value (0, or θ/2).
 """
 
 from __future__ import annotations
@@ -48,6 +58,34 @@ def lif_recurrence(x_seq: torch.Tensor, decay: float, v_threshold: float) -> tor
         v = u * (1.0 - s)
         out.append(s)
     return torch.stack(out)
+
+
+def if_params(name: str, node, target: str = "ONNX") -> tuple[float, float] | None:
+    """``(v_threshold, initial v)`` of a converted run's single-step soft-reset IF neuron; None for other
+    neurons; a one-line :class:`CheckpointError` for an IF neuron this path cannot export."""
+    from spikingjelly.activation_based import neuron
+
+    if not isinstance(node, (neuron.IFNode, neuron.HalfThresholdIFNode)):
+        return None
+    if node.step_mode != "s" or node.v_reset is not None or not isinstance(node.v_threshold, (int, float)):
+        raise CheckpointError(f"module {name} ({type(node).__name__}) cannot be exported to {target}: only "
+                              "single-step soft-reset IF neurons with a scalar threshold are exported")
+    v0 = node._memories_rv.get("v", 0.0)
+    return float(node.v_threshold), float(v0)
+
+
+def if_step(self, x: torch.Tensor, _vth: float, _v0: float) -> torch.Tensor:
+    """One traceable step of a soft-reset IF neuron (see the module doc); state in ``self.v``."""
+    bias = getattr(self, "bias", None)
+    if isinstance(bias, torch.Tensor) and bias.numel():
+        shape = [1] * x.dim()
+        shape[1] = bias.numel()
+        x = x + bias.to(x.dtype).view(shape)
+    v = self.v if isinstance(self.v, torch.Tensor) else torch.full_like(x, _v0)
+    h = v + x
+    s = (h >= _vth).to(x.dtype)
+    self.v = h - s * _vth
+    return s
 
 
 def check_lif(name: str, node, target: str = "ONNX") -> tuple[float, float]:
@@ -113,9 +151,13 @@ def onnx_friendly(model: nn.Module, prefix: str = "") -> Iterator[nn.Module]:
         return
     from spikingjelly.activation_based import functional
 
-    patched = []
+    patched, steps = [], []
     for name, node in nodes:
         where = f"{prefix}{name}"
+        ifp = if_params(where, node)
+        if ifp is not None:
+            steps.append((node, ifp))
+            continue
         params = check_lif(where, node)
         if node.step_mode != "m":
             raise CheckpointError(f"module {where} cannot be exported to ONNX: single-step LIF neurons "
@@ -128,13 +170,20 @@ def onnx_friendly(model: nn.Module, prefix: str = "") -> Iterator[nn.Module]:
                 return lif_recurrence(x_seq, _d, _v)
 
             node.multi_step_forward = types.MethodType(msf, node)
+        for node, (vth, v0) in steps:
+            def ssf(self, x, _vth=vth, _v0=v0):
+                return if_step(self, x, _vth, _v0)
+
+            node.single_step_forward = types.MethodType(ssf, node)
         functional.seq_to_ann_forward = _seq_to_ann_forward(original)
         yield model
     finally:
         functional.seq_to_ann_forward = original
         for node, _ in patched:
             node.__dict__.pop("multi_step_forward", None)
+        for node, _ in steps:
+            node.__dict__.pop("single_step_forward", None)
         functional.reset_net(model)
 
 
-__all__ = ["lif_recurrence", "onnx_friendly", "spiking_nodes"]
+__all__ = ["if_params", "if_step", "lif_recurrence", "onnx_friendly", "spiking_nodes"]

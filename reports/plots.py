@@ -114,6 +114,50 @@ def benchmark_png(rows: list[dict], title: str) -> bytes:
     return _png(fig)
 
 
+def conversion_png(curves: dict[str, list[dict]], titles: dict[str, str], title: str, cost: str) -> bytes | None:
+    """Every conversion method on one figure: top-1 against T (mean over seeds, pooled 95 % Wilson interval)
+    and energy per clip against T, the ANN (and a QCFS ANN) as horizontal lines. ``curves``: from
+    :func:`~spklip_energy.reports.render.conversion_curves`."""
+    if not curves:
+        return None
+    plt = _plt()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    ts_all: set[int] = set()
+    ann_drawn = False
+    for i, (arm, curve) in enumerate(curves.items()):
+        color = f"C{i}"
+        pts = sorted((p for p in curve if p["timesteps"] is not None), key=lambda p: p["timesteps"])
+        ts = [p["timesteps"] for p in pts]
+        ts_all.update(ts)
+        y = [100 * p["mean"] for p in pts]
+        err = [[v - 100 * p["pooled"]["ci_low"] for v, p in zip(y, pts, strict=True)],
+               [100 * p["pooled"]["ci_high"] - v for v, p in zip(y, pts, strict=True)]]
+        a.errorbar(ts, y, yerr=err, marker="o", capsize=3, color=color, label=titles.get(arm, arm))
+        b.plot(ts, [p["total_j"] * 1e6 for p in pts], marker="o", color=color, label=titles.get(arm, arm))
+        for p in curve:
+            if p["timesteps"] is None and p["label"] == "ANN" and not ann_drawn:
+                a.axhline(100 * p["mean"], color="gray", linestyle="--", label="ANN (mean over seeds)")
+                b.axhline(p["total_j"] * 1e6, color="gray", linestyle="--", label="ANN")
+                ann_drawn = True
+            elif p["timesteps"] is None and p["label"] != "ANN":
+                a.axhline(100 * p["mean"], color=color, linestyle=":", label=f"{p['label']} ({arm})")
+    for ax in (a, b):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted(ts_all))
+        ax.set_xticklabels([str(t) for t in sorted(ts_all)])
+        ax.set_xlabel("time steps T")
+        ax.grid(alpha=0.3)
+    a.set_ylabel("test top-1 (%), mean over seeds, pooled 95 % CI")
+    a.set_ylim(0, 100)
+    b.set_yscale("log")
+    b.set_ylabel(f"energy per clip (µJ, {cost})")
+    a.legend(fontsize=7)
+    b.legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return _png(fig)
+
+
 #: one colour per model part (spklip_energy.model.parts.PARTS), the same in every plot
 PART_COLORS = {"HSFE": "#4c72b0", "CNN": "#dd8452", "temporal Transformer": "#55a868", "heads": "#8172b2",
                "other": "#937860"}

@@ -511,14 +511,14 @@ def benchmark_markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def convert_sweep_markdown(result: dict) -> str | None:
-    """Each conversion arm's accuracy and energy against T over seeds (None without one): top-1 mean ± std over
-    seeds and the pooled 95 % Wilson interval (from each seed's top-1 on its test clips)."""
-    from ..benchmark import ARM_TITLES
+def conversion_curves(result: dict) -> dict[str, list[dict]]:
+    """Per conversion arm of a benchmark result, one point per sweep row (ANN, QCFS ANN, each T) over seeds:
+    ``label``, ``timesteps``, ``seeds``, top-1 ``mean``/``std`` over seeds, the ``pooled`` 95 % Wilson interval
+    (from each seed's top-1 on its test clips) and the mean energy per clip ``total_j``."""
     from ..stats import aggregate_seeds
 
     n = result.get("test_clips")
-    parts = []
+    out: dict[str, list[dict]] = {}
     for row in result["rows"]:
         sweeps = row.get("convert_sweep") or {}
         if not sweeps or not n:
@@ -528,15 +528,28 @@ def convert_sweep_markdown(result: dict) -> str | None:
             for point in sweep or []:
                 label = point.get("label") or ("ANN" if point["timesteps"] is None else f"T={point['timesteps']}")
                 by_label.setdefault(label, []).append(point)
-        rows = []
+        curve = []
         for label, points in by_label.items():
             agg = aggregate_seeds([(round(p["top1"] * n), n) for p in points])
-            energy = sum(p["total_j"] for p in points) / len(points)
-            pooled = agg["pooled"]
-            rows.append([label, fmt_mean_std(agg["mean"], agg["std"]), fmt_interval(pooled["ci_low"], pooled["ci_high"]),
-                         str(len(points)), f"{energy * 1e6:.1f}"])
-        parts.append(f"{ARM_TITLES.get(row['arm'], row['arm'])} (`{row['arm']}`): accuracy and energy against T, "
-                     f"{n} test clips per seed:\n\n"
+            curve.append({"label": label, "timesteps": points[0]["timesteps"], "seeds": len(points),
+                          "mean": agg["mean"], "std": agg["std"], "pooled": agg["pooled"],
+                          "total_j": sum(p["total_j"] for p in points) / len(points)})
+        out[row["arm"]] = curve
+    return out
+
+
+def convert_sweep_markdown(result: dict) -> str | None:
+    """Each conversion arm's accuracy and energy against T over seeds (None without one): top-1 mean ± std over
+    seeds and the pooled 95 % Wilson interval (from each seed's top-1 on its test clips)."""
+    from ..benchmark import ARM_TITLES
+
+    parts = []
+    for arm, curve in conversion_curves(result).items():
+        rows = [[p["label"], fmt_mean_std(p["mean"], p["std"]),
+                 fmt_interval(p["pooled"]["ci_low"], p["pooled"]["ci_high"]), str(p["seeds"]),
+                 f"{p['total_j'] * 1e6:.1f}"] for p in curve]
+        parts.append(f"{ARM_TITLES.get(arm, arm)} (`{arm}`): accuracy and energy against T, "
+                     f"{result['test_clips']} test clips per seed:\n\n"
                      + _md_table(["T", "top-1 mean ± std", "pooled 95 % CI", "seeds",
                                   f"µJ/clip ({result['cost_model']})"], rows) + "\n")
     return "\n".join(parts) or None

@@ -131,7 +131,8 @@ def write_comparison(out_dir: str | os.PathLike, rows: list[dict], cost_name: st
     return {name: out / name for name in [*files, *texts]}
 
 
-BENCHMARK_FILES = frozenset({"benchmark.md", "benchmark.json", "benchmark.csv", "accuracy_vs_energy.png"})
+BENCHMARK_FILES = frozenset({"benchmark.md", "benchmark.json", "benchmark.csv", "accuracy_vs_energy.png",
+                             "conversion_vs_t.png"})
 
 
 def benchmark_frame(result: dict) -> pd.DataFrame:
@@ -161,14 +162,22 @@ def write_benchmark(out_dir: str | os.PathLike, result: dict) -> dict[str, Path]
     title = (f"A.7 protocol: {result['data']}, preset {result['preset']}, "
              f"seeds {', '.join(map(str, result['seeds']))}")
     png = plots.benchmark_png(result["rows"], title)
+    from ..benchmark import ARM_TITLES
+
+    conv_png = plots.conversion_png(render.conversion_curves(result), ARM_TITLES,
+                                    f"ANN-to-SNN conversion against T: {result['data']}, "
+                                    f"seeds {', '.join(map(str, result['seeds']))}", result["cost_model"])
     with replace_output_dir(out_dir, "benchmark", BENCHMARK_FILES) as tmp:
         sweep = render.convert_sweep_markdown(result)
         (tmp / "benchmark.md").write_text(f"# {title}\n\n" + render.benchmark_markdown(result)
                                           + "\n![accuracy vs energy](accuracy_vs_energy.png)\n"
-                                          + (f"\n{sweep}" if sweep else ""))
+                                          + (f"\n{sweep}\n![conversion against T](conversion_vs_t.png)\n"
+                                             if sweep else ""))
+        if conv_png is not None:
+            (tmp / "conversion_vs_t.png").write_bytes(conv_png)
         (tmp / "benchmark.json").write_text(json.dumps(_finite_or_none(result), indent=1,
                                                        default=_json_default) + "\n")
         benchmark_frame(result).to_csv(tmp / "benchmark.csv", index=False)
         (tmp / "accuracy_vs_energy.png").write_bytes(png)
     out = Path(out_dir)
-    return {name: out / name for name in sorted(BENCHMARK_FILES)}
+    return {name: out / name for name in sorted(BENCHMARK_FILES) if (out / name).exists()}

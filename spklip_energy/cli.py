@@ -671,7 +671,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if result.get("convert_sweep"):
         from .convert.sweep import sweep_table
 
-        print("ANN -> SNN conversion of the tiny SPKLIP's CNN, accuracy and energy against T:")
+        print("ANN -> SNN conversion of the tiny SPKLIP's CNN (QCFS: fine-tuned with the quantized activation, "
+              "learned thresholds, θ/2 start), accuracy and energy against T and stage by stage:")
         print(sweep_table(result["convert_sweep"]) + "\n")
     cost = next(iter(result["summaries"].values()))["cost_model"]["name"]
     print(comparison_markdown(comparison_frame(result["rows"]), cost, args.samples))

@@ -9,7 +9,8 @@
    accuracy, text-to-video retrieval) and write their energy reports.
 3. Export the three to ONNX (visual and text encoders) and check them with
    onnxruntime against torch; convert the ANN's CNN to integrate-and-fire
-   neurons (rate coding, threshold balancing on training clips).
+   neurons with QCFS (a short fine-tuning with the quantized clip-floor-shift activation, learned
+   thresholds, θ/2 start; Bu et al. 2022) at T = 1, 2, 4, 8, one more stage at a time too.
 4. Profile all of them on the same test clips and compare them in the form of
    the paper's Table 6 / A.7.
 
@@ -111,7 +112,7 @@ def _stale(last: Path, cfg, teacher: Path | None) -> bool:
 
 def run_demo(out: str | Path, seed: int = 0, samples: int = 16, train_spklip: bool = True,
              progress: Callable[[str, int, int], None] | None = None, epochs: int | None = None,
-             convert_timesteps: tuple[int, ...] = (8, 16, 32)) -> dict:
+             convert_timesteps: tuple[int, ...] = (1, 2, 4, 8)) -> dict:
     """Run the demo into ``out``; returns what it wrote and measured.
 
     With ``train_spklip`` (the default) it trains the tiny ANN SPKLIP and its two
@@ -150,7 +151,8 @@ def run_demo(out: str | Path, seed: int = 0, samples: int = 16, train_spklip: bo
         for model, ckpt in zip(DEMO_MODELS, checkpoints, strict=True):
             exports[f"{model}-tiny"] = _export_onnx(Path(ckpt), data, out / "export" / f"{model}-tiny", progress)
         deploy = _deploy_spiking(Path(checkpoints[2]), Path(checkpoints[3]), data, out / "export", progress)
-        converted = _convert_ann(Path(checkpoints[0]), data, out, convert_timesteps, samples, progress)
+        converted = _convert_ann(Path(checkpoints[0]), data, out, convert_timesteps, samples, progress,
+                                 finetune_epochs=None if epochs is None else min(epochs, 4))
         summaries[converted["name"]] = converted["summary"]
         evals[converted["name"]] = converted["eval"]
         per_layers[converted["name"]] = converted["per_layer"]
@@ -223,14 +225,17 @@ def _deploy_spiking(full: Path, plain: Path, data: Path, out: Path, progress) ->
             "simulate": sim}
 
 
-def _convert_ann(ann: Path, data: Path, out: Path, timesteps: tuple[int, ...], samples: int, progress) -> dict:
-    """Convert the ANN's STAR-Net CNN to IF neurons: accuracy and energy against T (table and plot),
-    the checkpoint for the largest T, its evaluation and energy summary."""
+def _convert_ann(ann: Path, data: Path, out: Path, timesteps: tuple[int, ...], samples: int, progress,
+                 finetune_epochs: int | None = None) -> dict:
+    """Convert the ANN's STAR-Net CNN to IF neurons with QCFS: accuracy and energy against T and stage by stage
+    (table and plot, every default energy model), the checkpoint for the largest T, its evaluation and energy
+    summary."""
     from .convert.sweep import convert_checkpoint, sweep_table
 
     path = out / "checkpoints" / "spklip-converted-tiny.pt"
     sweep = convert_checkpoint(ann, "cnn", list(timesteps), path, calib=16, data=data, samples=samples,
-                               plot=out / "convert-sweep.png", progress=progress)
+                               plot=out / "convert-sweep.png", progress=progress, method="qcfs",
+                               finetune_epochs=finetune_epochs, sweep_layers=True)
     (out / "convert-sweep.md").write_text(sweep_table(sweep) + "\n", encoding="utf-8")
     ev = write_eval(path, data, split="test")
     step = (lambda done, total: progress("profiling converted", done, total)) if progress else None

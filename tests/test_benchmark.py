@@ -176,7 +176,7 @@ def test_protocol_killed_mid_training_continues_where_it_stopped(data, tmp_path)
     history = load_checkpoint(control).card["train"]["history"]
     assert [h["epoch"] for h in history] == list(range(1, 13)), "the control resumed and finished all 12 epochs"
     files = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
-    assert files == ["accuracy_vs_energy.png", "benchmark.csv", "benchmark.json", "benchmark.md"]
+    assert files == ["accuracy_vs_energy.png", "benchmark.csv", "benchmark.json", "benchmark.md", "conversion_vs_t.png"]
     md = (out / "benchmark.md").read_text()
     assert "McNemar" in md and "µJ/clip (paper)" in md and "pooled 95 % CI" in md
     assert "| T | top-1 mean ± std | pooled 95 % CI | seeds |" in md, "the conversion curve with intervals"

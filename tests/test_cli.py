@@ -597,6 +597,8 @@ def test_demo(tmp_path):
         "fsve-full-tiny on the test split",
         "| fsve-full-tiny |",
         "and its spiking front end as 3 NIR chain parts: hsfe_mtf.nir snntorch ok",
+        "QCFS ANN (L=8)",
+        "layer sweep at T=8",
     ):
         assert text in proc.stdout, f"expected {text!r} in the demo output, found:\n{proc.stdout}"
     assert "Traceback" not in proc.stderr, f"expected no traceback, found:\n{proc.stderr}"

@@ -192,7 +192,7 @@ def _code(argv) -> int:
 
 
 @pytest.mark.slow
-def test_cli_qcfs_sweep_layers_then_eval_report(trained, tmp_path, capsys):
+def test_cli_qcfs_sweep_layers_then_eval_report_export(trained, tmp_path, capsys):
     data, ann = trained
     capsys.readouterr()
     out = tmp_path / "q.pt"
@@ -222,6 +222,14 @@ def test_cli_qcfs_sweep_layers_then_eval_report(trained, tmp_path, capsys):
                  "--json"]) == 0
     rep = json.loads(capsys.readouterr().out)
     assert rep["counts"]["neuron_updates"] > 0 and rep["not_counted"] == []
+    # ONNX: the T-step loop unrolled, soft-reset IF with θ/2 start and bias currents, checked by onnxruntime
+    assert main(["export", str(out), "--format", "onnx", "--out", str(tmp_path / "onnx"), "--verify",
+                 "--data", str(data), "--samples", "2", "--json"]) == 0
+    exp = json.loads(capsys.readouterr().out)
+    assert exp["verify"]["visual"]["max_rel_error"] < 1e-3 and exp["visual"]["time_steps"] == 2
+    # NIR has no subtractive reset: refused with one line
+    assert main(["export", str(out), "--format", "nir", "--out", str(tmp_path / "nir")]) == 2
+    assert "reset by subtraction" in _error_line(capsys)
 
 
 def test_cli_bad_conversion_options_are_one_line(trained, tmp_path, capsys):
