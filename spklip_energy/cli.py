@@ -897,9 +897,13 @@ def build_parser() -> argparse.ArgumentParser:
         "remainder. Convertible: hsfe (HSFE head + trunk), stem, layer1..layer4 (STAR-Net's CNN); groups cnn "
         "(stem..layer4) and all (hsfe + cnn). Not convertible: the MTF branches (no ReLU after their second "
         "convolution), spatial attention (sigmoid gate), attention pooling and the Transformers (softmax, "
-        "LayerNorm, GELU; rate coding needs ReLUs). For the ANN and each T: zero-shot top-1 on the test "
-        "split and energy per clip (paper preset; scaled spikes counted as SOPs); writes the converted "
-        "checkpoint (kind spklip-converted, for the largest T or --keep) and a plot of accuracy and energy vs T.",
+        "LayerNorm, GELU; rate coding needs ReLUs). --method qcfs first fine-tunes the ANN with a quantized "
+        "clip-floor-shift activation and converts with the learned thresholds (Bu et al. 2022). For "
+        "the ANN (and the QCFS ANN) and each T: zero-shot top-1 on the test split with its 95 % Wilson interval "
+        "and energy per clip (paper preset, and each --models model; scaled spikes counted as SOPs); "
+        "--sweep-layers adds one row per converted stage. Writes the converted checkpoint (kind "
+        "spklip-converted, for the largest T or --keep) and a plot of accuracy and energy vs T. See "
+        "docs/convert.md.",
     )
     p.add_argument("checkpoint", type=opt.path, help="an ANN SPKLIP checkpoint (kind spklip)")
     p.add_argument("--layers", required=True,
@@ -910,7 +914,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="max (layer-wise max activation, default), percentile (layer-wise --percentile), robust "
                    "(channel-wise --percentile, half-threshold start), qcfs (Bu et al. 2022: fine-tune the ANN with "
                    "a quantization-clip-floor-shift activation of --levels levels, convert with the learned "
-                   "thresholds and a θ/2 start; near-lossless at T about --levels)")
+                   "thresholds and a θ/2 start; reported near-lossless at T about --levels)")
     p.add_argument("--levels", type=opt.positive_int, help="qcfs: quantisation levels L (default 8)")
     p.add_argument("--finetune-epochs", type=opt.nonneg_int,
                    help="qcfs: epochs of fine-tuning with the quantized activation on the train split (default 4; "

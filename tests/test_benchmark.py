@@ -201,6 +201,16 @@ def test_parallel_jobs_give_the_same_table(data, tmp_path):
         assert (a["seed"], a["arm"]) == (b["seed"], b["arm"])
         assert a["per_clip"] == b["per_clip"] and a["energy"]["total_j"] == pytest.approx(b["energy"]["total_j"])
     assert (tmp_path / "two" / "seed1" / "converted" / "arm.json").is_file()
+    # the QCFS arm with bias calibration, from the same seed's ANN: its sweep and record
+    from spklip_energy.benchmark import run_arm
+
+    plan = BenchmarkPlan(**(common | {"arms": ("ann", "converted-qcfs-bc"), "seeds": [0]}), qcfs_timesteps=(1, 2),
+                         work=tmp_path / "one")
+    rec = run_arm(plan, 0, "converted-qcfs-bc", lambda line: None)
+    assert [p["label"] for p in rec["sweep"]] == ["ANN", "QCFS ANN (L=8)", "T=1", "T=2"]
+    assert rec["kept_timesteps"] == 2 and rec["top1"] == rec["sweep"][-1]["top1"]
+    conv = rec["conversion"]
+    assert conv["method"] == "qcfs" and conv["bias_calibration"]["timesteps"] == 2 and conv["v_init"] == 0.5
 
 
 def test_a_finished_arm_of_another_config_is_not_reused(tmp_path):
