@@ -26,14 +26,15 @@ def run_main(capsys, *argv) -> tuple[int, str, str]:
     return rc, out, err
 
 
-def run_sub(*argv, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run ``python -m spklip_energy.cli`` in a fresh interpreter."""
+def run_sub(*argv, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``python -m spklip_energy.cli`` in a fresh interpreter (``timeout``: a guard against hangs, not a
+    speed target)."""
     return subprocess.run(
         [sys.executable, "-m", "spklip_energy.cli", *[str(a) for a in argv]],
         capture_output=True,
         text=True,
         cwd=cwd or REPO,
-        timeout=300,
+        timeout=timeout,
     )
 
 

@@ -582,7 +582,8 @@ def test_unknown_choice_one_line(tmp_path):
 def test_demo(tmp_path):
     """``demo`` generates the built-in data, writes digits-preview.png and prints the summary."""
     out = tmp_path / "demo"
-    proc = run_sub("demo", "--out", out, "--epochs", "1", "--samples", "4")
+    # the whole demo (four trainings, exports, conversion): about 4-5 min on 2 busy cores
+    proc = run_sub("demo", "--out", out, "--epochs", "1", "--samples", "4", timeout=900)
     assert proc.returncode == 0, f"expected exit 0, found {proc.returncode}: {proc.stderr}"
     png = out / "digits-preview.png"
     assert png.read_bytes()[:8] == PNG_MAGIC, f"expected a PNG at {png}"
