@@ -54,6 +54,8 @@ class _Mean:
 
 
 def _activation_modules(units: Sequence[nn.Module]) -> list[nn.Module]:
+    """The ReLU / QCFS modules of ``units`` in call order (pre-order module order, which every convertible
+    unit follows: a block's body before its closing activation)."""
     from .qcfs import QCFS
 
     return [m for u in units for m in u.modules() if type(m) is nn.ReLU or isinstance(m, QCFS)]

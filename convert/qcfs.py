@@ -30,7 +30,6 @@ ANN's weight decay (none on λ), the ANN's flips when it was trained with them.
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable, Iterable, Sequence
 
@@ -79,7 +78,7 @@ class QCFS(nn.Module):
         return f"levels={self.levels}, threshold={float(self.threshold.detach()):.4g}"
 
 
-def activation_sites(model: nn.Module, units: Sequence[nn.Module]) -> list[tuple[nn.Module, str, nn.Module]]:
+def activation_sites(units: Sequence[nn.Module]) -> list[tuple[nn.Module, str, nn.Module]]:
     """``(parent, attribute, module)`` of every ReLU or QCFS inside ``units``, in module order."""
     out = []
     for unit in units:
@@ -117,7 +116,7 @@ def quantize_activations(model: nn.Module, units: Sequence[nn.Module], levels: i
                          percentile: float, chunk_elements: int = 2**18) -> list[QCFS]:
     """Replace every ReLU of ``units`` by a :class:`QCFS` whose λ starts at the ReLU's ``percentile``-th
     output on the calibration clips (``run(batch)`` executes the model). In place; returns the QCFS modules."""
-    sites = activation_sites(model, units)
+    sites = activation_sites(units)
     if not sites:
         raise ConversionError("the selected layers hold no ReLU to quantize")
     lams = _percentile_outputs(run, sites, calib_batches, percentile, chunk_elements)
@@ -154,7 +153,7 @@ def finetune_visual(model, tokenizer, train_ds, *, epochs: int, lr: float, batch
     per epoch the mean loss and the train-batch top-1 of the zero-shot classifier.
     """
     from ..model.augment import dataset_flips, flip_batch
-    from ..model.training import _check_finite_loss, _loader
+    from ..model.training import _check_finite_loss, _loader, _optimizer_step
 
     cfg = model.cfg
     epochs = check_positive_int(epochs, "--finetune-epochs")
@@ -200,10 +199,7 @@ def finetune_visual(model, tokenizer, train_ds, *, epochs: int, lr: float, batch
                 loss = loss + (1 - (feats * ref).sum(-1)).mean()
             _check_finite_loss(loss, "QCFS fine-tuning", epoch + 1, step + 1, steps, opt.param_groups[0]["lr"],
                                "nothing was written")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(lams + rest, cfg.train.grad_clip)
-            opt.step()
+            _optimizer_step(loss, opt, lams + rest, cfg.train.grad_clip)
             seen += len(labels)
             loss_sum += float(loss.detach()) * len(labels)
             hits += int((logits.argmax(1) == labels).sum())
@@ -221,10 +217,5 @@ def finetune_visual(model, tokenizer, train_ds, *, epochs: int, lr: float, batch
             "thresholds": [float(p.detach().abs()) for p in lams]}
 
 
-def quantized_copy(model: nn.Module) -> nn.Module:
-    """A deep copy to quantize and fine-tune (the ANN itself is left as it was)."""
-    return copy.deepcopy(model)
-
-
 __all__ = ["DEFAULT_LEVELS", "MAX_LEVELS", "QCFS", "THRESHOLD_ATTR", "activation_sites", "check_levels",
-           "finetune_visual", "quantize_activations", "quantized_copy", "to_relu"]
+           "finetune_visual", "quantize_activations", "to_relu"]
