@@ -36,8 +36,12 @@ class SpikeMatMul(nn.Module):
 class TokenBatchNorm(nn.BatchNorm1d):
     """BatchNorm over the feature dim of ``[..., D]`` tokens (statistics over steps, clips and blocks)."""
 
+    def flat_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """BatchNorm of ``[N, D]`` (what a distributed run synchronises, ``spklip_energy.distributed``)."""
+        return super().forward(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+        return self.flat_forward(x.reshape(-1, x.shape[-1])).reshape(x.shape)
 
 
 class ESDSA(nn.Module):

@@ -46,5 +46,21 @@ class FiringRates:
     def summary(self) -> dict[str, float]:
         return {name: float(self._spikes[name]) / max(self._total[name], 1) for name in self._spikes}
 
+    def counts(self) -> dict[str, tuple[float, int]]:
+        """Per layer (spikes, outputs) so far: what several processes sum (:meth:`merged`)."""
+        return {name: (float(self._spikes[name]), int(self._total[name])) for name in self._spikes}
+
+    @staticmethod
+    def merged(parts: list[dict[str, tuple[float, int]]]) -> dict[str, float]:
+        """The firing rates of several :meth:`counts` (e.g. one per rank of a distributed run), as
+        :meth:`summary` gives them: per layer, all spikes over all outputs."""
+        spikes: dict[str, float] = {}
+        total: dict[str, int] = {}
+        for part in parts:
+            for name, (s, n) in part.items():
+                spikes[name] = spikes.get(name, 0.0) + s
+                total[name] = total.get(name, 0) + n
+        return {name: spikes[name] / max(total[name], 1) for name in spikes}
+
 
 __all__ = ["FiringRates"]

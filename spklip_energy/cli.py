@@ -17,7 +17,7 @@ from pathlib import Path
 from . import __version__
 from . import options as opt
 from .data.preview import MAX_COLUMNS
-from .errors import SpklipError
+from .errors import ConfigError, LostRankError, SpklipError
 
 EXIT_USER_ERROR = 2
 #: default parent of report folders: outside the project's source packages (``reports/`` is one)
@@ -36,6 +36,10 @@ def _emit(args: argparse.Namespace, payload: dict, text: str) -> None:
 
 def _add_json(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+
+def _add_nproc(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--nproc", type=opt.positive_int, metavar="N", help=what)
 
 
 def _add_geometry(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -216,9 +220,45 @@ def _mean(values) -> float:
     return sum(values) / max(len(values), 1)
 
 
+def _without_option(argv: list[str], option: str) -> list[str]:
+    """``argv`` without ``option VALUE`` / ``option=VALUE``."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == option:
+            skip = True
+        elif not a.startswith(option + "="):
+            out.append(a)
+    return out
+
+
+def _launch_processes(args: argparse.Namespace) -> int:
+    """``--nproc N``: the same command as N torchrun processes on this machine (gloo on CPU, nccl on CUDA)."""
+    from .distributed import launch, launched_by_torchrun
+
+    if launched_by_torchrun():
+        raise ConfigError("--nproc: this process already runs under torchrun; drop --nproc")
+    res = launch(args.nproc, "spklip_energy", _without_option(args.argv, "--nproc"))
+    if res["failed"]:
+        first = res["first"]
+        print(f"spklip-energy: error: {args.verb} on {res['processes']} processes failed: rank {first} "
+              f"{res['failed'][first]} first, and the launcher stopped the others; the lines above say why"
+              + ("; the checkpoint of the last finished epoch is kept and --resume continues from it"
+                 if args.verb == "train" else ""), file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    from .distributed import close_world, collectives, init_world, local_device
     from .model.config import preset_config
     from .model.training import train
+    from .options import pick_device
+
+    if args.nproc is not None:
+        return _launch_processes(args)
+    world = init_world(pick_device(args.device))
 
     given = {**({"model": args.model} if args.model else {}), **_parse_sets(args.set),
              **({"train.seed": args.seed} if args.seed is not None else {})}
@@ -228,7 +268,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg, overrides = preset_config(args.preset or "tiny", {"model": "spklip", **given}), None
     data = args.data if args.data is not None or args.resume else "builtin"
     bar = None
-    if not args.json and sys.stderr.isatty():
+    if not args.json and sys.stderr.isatty() and world.main:
         from tqdm import tqdm
 
         bar = tqdm(file=sys.stderr, unit="batch", leave=False)
@@ -241,13 +281,18 @@ def cmd_train(args: argparse.Namespace) -> int:
                                 f"epoch {p['epoch']}/{p['epochs']}")
             bar.set_postfix(loss=f"{p['loss']:.3f}", clips_s=f"{p['clips_per_s']:.1f}")
 
+    device = str(local_device(world, pick_device(args.device)))
     try:
-        result = train(cfg, data, args.out, epochs=args.epochs, resume=args.resume, device=args.device,
-                       progress=progress, init=args.init, overrides=overrides,
-                       teacher=args.teacher)
+        with collectives(world, "training"):
+            result = train(cfg, data, args.out, epochs=args.epochs, resume=args.resume, device=device,
+                           progress=progress, init=args.init, overrides=overrides,
+                           teacher=args.teacher, world=world)
     finally:
         if bar is not None:
             bar.close()
+        close_world(world)
+    if not world.main:
+        return 0
     last = result.history[-1] if result.history else {}
     payload = {"checkpoint": str(result.checkpoint), "run_dir": str(result.run_dir), "history": result.history,
                "resumed_from_epoch": result.resumed_from_epoch}
@@ -255,6 +300,9 @@ def cmd_train(args: argparse.Namespace) -> int:
              f"top-5 {100 * h['val_top5']:.1f} %, R@5 {100 * h['val_R@5']:.1f} % ({h['seconds']:.1f} s)"
              + (f", mean firing rate {_mean(h['firing_rates'].values()):.3f}" if h.get("firing_rates") else "")
              for h in result.history[result.resumed_from_epoch:]]
+    if last.get("processes"):
+        lines.append(f"{last['processes']} processes ({world.backend}): {last['train_clips_per_s']:.1f} training "
+                     f"clips/s, {last['train_clips_per_s_per_process']:.1f} per process (last epoch)")
     if last.get("lif_kernel"):
         lines.append(last["lif_kernel"])
     lines.append(f"checkpoint: {result.checkpoint}; metrics: {result.run_dir}/metrics.jsonl, curves.png")
@@ -266,11 +314,23 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .atomic import check_file_target
+    from .distributed import close_world, collectives, init_world, local_device
     from .model.training import write_eval
+    from .options import pick_device
     from .stats import describe_ci, fmt_ci
 
+    if args.nproc is not None:
+        return _launch_processes(args)
     png = check_file_target(args.out_png or Path(args.checkpoint).with_suffix(".confusion.png"), ".png")
-    res = write_eval(args.checkpoint, args.data, split=args.split, device=args.device, out_png=png)
+    world = init_world(pick_device(args.device))
+    try:
+        with collectives(world, "evaluation"):
+            res = write_eval(args.checkpoint, args.data, split=args.split,
+                             device=str(local_device(world, pick_device(args.device))), out_png=png, world=world)
+    finally:
+        close_world(world)
+    if not world.main:
+        return 0
     res = {k: v for k, v in res.items() if k != "confusion"} | {"confusion_png": str(png)}
     ci = {k: fmt_ci(v) for k, v in res["intervals"].items()}
     text = (
@@ -850,6 +910,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "--preset/--model/--set/--data that differs from the run's is refused")
     p.add_argument("--device", type=opt.device, default="cpu", help="cpu, cuda or auto (cuda uses mixed precision)")
     p.add_argument("--seed", type=opt.seed, help="seed (default: the preset's train.seed)")
+    _add_nproc(p, "train with DistributedDataParallel on N processes of this machine (gloo on cpu, nccl "
+               "on cuda, one GPU each); train.batch_size stays the global batch, split over the processes, and "
+               "the loss is the one-process run's. Several machines: torchrun -m spklip_energy.train (README)")
     _add_json(p)
     p.set_defaults(func=cmd_train)
 
@@ -867,6 +930,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", help="split to evaluate (default test)")
     p.add_argument("--out-png", type=opt.path, help="confusion matrix PNG (default next to the checkpoint)")
     p.add_argument("--device", type=opt.device, default="cpu", help="cpu, cuda or auto")
+    _add_nproc(p, "split the clips over N processes of this machine and gather the results (equal to one "
+               "process's); under torchrun: torchrun ... -m spklip_energy eval")
     _add_json(p)
     p.set_defaults(func=cmd_eval)
 
@@ -1171,11 +1236,15 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     set_memory_limit(args.max_memory)
     previous = warnings.showwarning
     warnings.showwarning = _show_warning
     try:
         return int(args.func(args) or 0)
+    except LostRankError as exc:  # not the user's input: a process of a distributed run went away
+        print(f"spklip-energy: error: {exc}", file=sys.stderr)
+        return 1
     except SpklipError as exc:
         print(f"spklip-energy: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR

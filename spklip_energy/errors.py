@@ -36,6 +36,11 @@ class ResourceError(SpklipError):
     """An operation would need more memory or work than the configured limits allow (see ``limits``)."""
 
 
+class LostRankError(SpklipError):
+    """Another process of a distributed run died, was killed or stopped answering (not the user's input:
+    the CLI exits with status 1)."""
+
+
 class SpklipWarning(UserWarning):
     """Something suspicious in a user's input that does not stop the work (a duplicate manifest record,
     a duplicate YAML key, a checkpoint whose weights hold NaN). The CLI prints each as one

@@ -63,24 +63,25 @@ def dataset_flips(manifest: Manifest) -> list[Flip]:
     return flips
 
 
-def flip_batch(spikes: torch.Tensor, labels: torch.Tensor, captions: list[str], flips: list[Flip],
-               generator: torch.Generator, p: float = 0.5, states: list | None = None,
-               ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """Mirror each clip ``[B, F, H, W]`` with probability ``p`` per declared flip; labels and
-    captions follow. Deterministic for ``generator``. ``states``, when given (an empty list), receives
-    each clip's flips as a tuple of booleans (one per flip), e.g. to key a cache of features."""
-    if states is not None:
-        states[:] = [() for _ in range(len(spikes))]
+def draw_flips(n: int, flips: list[Flip], generator: torch.Generator, p: float = 0.5) -> list[tuple]:
+    """Which of ``n`` clips each declared flip mirrors (probability ``p`` each), one tuple of booleans per
+    clip; one ``torch.rand(n)`` per flip, in order (so the draws of a global batch are the same on every
+    rank of a distributed run, which then applies its own slice)."""
+    states: list[tuple] = [() for _ in range(n)]
+    for _ in flips:
+        draw = (torch.rand(n, generator=generator) < p).tolist()
+        states = [s + (bool(d),) for s, d in zip(states, draw, strict=True)]
+    return states
+
+
+def apply_flips(spikes: torch.Tensor, labels: torch.Tensor, captions: list[str], flips: list[Flip],
+                states: list[tuple]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Mirror the clips ``[B, F, H, W]`` as :func:`draw_flips` chose; labels and captions follow."""
     if not flips:
         return spikes, labels, captions
-    spikes = spikes.clone()
-    labels = labels.clone()
-    captions = list(captions)
-    for flip in flips:
-        draw = torch.rand(len(spikes), generator=generator) < p
-        if states is not None:
-            states[:] = [s + (bool(d),) for s, d in zip(states, draw.tolist(), strict=True)]
-        chosen = draw.nonzero().flatten().tolist()
+    spikes, labels, captions = spikes.clone(), labels.clone(), list(captions)
+    for j, flip in enumerate(flips):
+        chosen = [i for i, s in enumerate(states) if s[j]]
         if not chosen:
             continue
         spikes[chosen] = spikes[chosen].flip(FLIP_DIMS[flip.name])
@@ -90,4 +91,16 @@ def flip_batch(spikes: torch.Tensor, labels: torch.Tensor, captions: list[str], 
     return spikes, labels, captions
 
 
-__all__ = ["Flip", "dataset_flips", "flip_batch"]
+def flip_batch(spikes: torch.Tensor, labels: torch.Tensor, captions: list[str], flips: list[Flip],
+               generator: torch.Generator, p: float = 0.5, states: list | None = None,
+               ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Mirror each clip ``[B, F, H, W]`` with probability ``p`` per declared flip; labels and
+    captions follow. Deterministic for ``generator``. ``states``, when given (an empty list), receives
+    each clip's flips as a tuple of booleans (one per flip), e.g. to key a cache of features."""
+    drawn = draw_flips(len(spikes), flips, generator, p)
+    if states is not None:
+        states[:] = drawn
+    return apply_flips(spikes, labels, captions, flips, drawn)
+
+
+__all__ = ["Flip", "apply_flips", "dataset_flips", "draw_flips", "flip_batch"]

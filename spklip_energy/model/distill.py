@@ -61,7 +61,15 @@ class Teacher:
 
     def loss(self, student: torch.Tensor, spikes: torch.Tensor, keys: list[tuple]) -> torch.Tensor:
         """The distillation terms for the student's embeddings ``student [B, D]`` of ``spikes``."""
-        t = self.features(spikes, keys).to(student.device).float()
+        return self.loss_from(student, self.targets(spikes, keys))
+
+    def targets(self, spikes: torch.Tensor, keys: list[tuple]) -> torch.Tensor:
+        """The teacher's embeddings ``[B, D]`` of ``spikes`` (cached per clip key)."""
+        return self.features(spikes, keys)
+
+    def loss_from(self, student: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The distillation terms for ``student [B, D]`` against the teacher's ``targets [B, D]``."""
+        t = targets.to(student.device).float()
         s = student.float()
         loss = self.weight * embedding_distance(s, t) if self.weight > 0 else s.new_zeros(())
         if self.logits_weight > 0:

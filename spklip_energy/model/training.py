@@ -21,6 +21,15 @@ from torch.utils.data import DataLoader
 from ..atomic import atomic_path
 from ..checkpoint import build_on_meta, module_nbytes, nonfinite_tensors
 from ..data.clips import BUILTIN_DATA
+from ..distributed import (
+    GlobalBatches,
+    World,
+    barrier,
+    gather_objects,
+    gather_rows,
+    split_bounds,
+    sync_batchnorm,
+)
 from ..errors import CheckpointError, ConfigError
 from ..limits import check_memory
 from ..options import (
@@ -30,7 +39,7 @@ from ..options import (
     check_seed,
     pick_device,
 )
-from .augment import dataset_flips, flip_batch
+from .augment import apply_flips, dataset_flips, draw_flips
 from .config import SPKLIPConfig, apply_overrides, config_differences, size_cause
 from .data import clips_for, load_splits, resolve_data
 from .io import load_spklip, restore_optimizer, restore_rng, save_spklip
@@ -74,18 +83,59 @@ def _loader(ds, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
     return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=g, num_workers=0, drop_last=False)
 
 
+def _train_batches(ds, batch_size: int, seed: int, world: World):
+    """This rank's part of each shuffled global batch with the global batch's size, and the number of
+    steps. One process: the ``DataLoader`` order of :func:`_loader`; several: the same global batches
+    (:class:`~spklip_energy.distributed.GlobalBatches`), each rank reading only its slice."""
+    if not world.distributed:
+        loader = _loader(ds, batch_size, True, seed)
+        return ((b, len(b["label"])) for b in loader), len(loader)
+    sampler = GlobalBatches(len(ds), batch_size, seed, world)
+    sizes = [len(b) for b in sampler.global_batches()]
+    return zip(DataLoader(ds, batch_sampler=sampler, num_workers=0), sizes, strict=True), len(sizes)
+
+
+def _global_view(batch: dict, global_size: int, flips: list, flip_rng: torch.Generator, world: World):
+    """This rank's clips flipped as the global batch's draws say (the same draws on every rank), their flip
+    states, the global batch's labels and captions (after flips) and this rank's ``(lo, hi)`` in it."""
+    states_all = draw_flips(global_size, flips, flip_rng)
+    lo, hi = split_bounds(global_size, world)
+    states = states_all[lo:hi]
+    spikes, labels, captions = apply_flips(batch["spikes"], batch["label"], list(batch["caption"]), flips, states)
+    if world.distributed:
+        parts = gather_objects((labels.tolist(), captions), world)
+        labels = torch.tensor([lab for p in parts for lab in p[0]])
+        captions = [c for p in parts for c in p[1]]
+    return spikes, states, labels, captions, (lo, hi)
+
+
 @torch.no_grad()
-def embed_clips(model: SPKLIP, ds, device: torch.device, batch_size: int = 16) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """Normalised clip embeddings ``[N, D]``, labels ``[N]`` and captions of a dataset."""
+def embed_clips(model: SPKLIP, ds, device: torch.device, batch_size: int = 16,
+                world: World | None = None) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Normalised clip embeddings ``[N, D]``, labels ``[N]`` and captions of a dataset.
+
+    In a distributed run (``world``) each rank embeds one contiguous part of the clips and every rank
+    gets all of them back in dataset order (a clip's embedding does not depend on its batch in eval mode)."""
     batch_size = check_positive_int(batch_size, "batch_size")
+    world = world or World()
     model.eval()
+    source = ds
+    if world.distributed:
+        lo, hi = split_bounds(len(ds), world)
+        source = torch.utils.data.Subset(ds, range(lo, hi))
     feats, labels, captions = [], [], []
-    for batch in _loader(ds, batch_size, False, 0):
+    for batch in _loader(source, batch_size, False, 0):
         f = model.encode_spikes(batch["spikes"].to(device))
         feats.append(torch.nn.functional.normalize(f.float(), dim=-1).cpu())
         labels.append(batch["label"])
         captions += list(batch["caption"])
-    return torch.cat(feats), torch.cat(labels), captions
+    if not world.distributed:
+        return torch.cat(feats), torch.cat(labels), captions
+    mine = (torch.cat(feats) if feats else torch.zeros(0, model.cfg.embed_dim),
+            torch.cat(labels) if labels else torch.zeros(0, dtype=torch.long))
+    parts = gather_objects((mine, captions), world)
+    return (torch.cat([p[0][0] for p in parts]), torch.cat([p[0][1] for p in parts]),
+            [c for p in parts for c in p[1]])
 
 
 @torch.no_grad()
@@ -180,8 +230,63 @@ def _optimizer_step(loss: torch.Tensor, opt: torch.optim.Optimizer, params: list
         opt.step()
 
 
+class _Classifier(torch.nn.Module):
+    """The visual encoder with a cosine classifier over the global batch: one module call per step, which
+    is what DistributedDataParallel wraps. Returns this rank's embeddings and the global batch's logits."""
+
+    def __init__(self, visual: torch.nn.Module, head: torch.nn.Parameter, world: World) -> None:
+        super().__init__()
+        self.visual, self.head, self.world = visual, head, world
+
+    def forward(self, spikes: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+        emb = self.visual(spikes)
+        f = torch.nn.functional.normalize(gather_rows(emb.float(), self.world), dim=-1)
+        return emb, scale * f @ torch.nn.functional.normalize(self.head, dim=-1).T
+
+
+class _Towers(torch.nn.Module):
+    """One contrastive training step's forward as one module call (what DistributedDataParallel wraps):
+    the global batch's clip and text features (gathered from every rank), the logit scale, and the
+    class-prompt features when asked for."""
+
+    def __init__(self, model: SPKLIP, locked: LockedFeatures | None, world: World) -> None:
+        super().__init__()
+        self.model, self.locked, self.world = model, locked, world
+
+    def forward(self, spikes: torch.Tensor, keys: list[tuple], tokens: torch.Tensor,
+                prompt_tokens: torch.Tensor | None):
+        m = self.model
+        if self.locked is not None:
+            out = SPKLIPOutput(self.locked(spikes, keys), m.encode_text(tokens), m.logit_scale())
+        else:
+            out = m(spikes.to(tokens.device), tokens)
+        prompts = m.encode_text(prompt_tokens) if prompt_tokens is not None else None
+        return (gather_rows(out.spike_features, self.world), gather_rows(out.text_features, self.world),
+                out.logit_scale, prompts)
+
+
+def _parallel(module: torch.nn.Module, world: World, dev: torch.device) -> torch.nn.Module:
+    """``module`` under DistributedDataParallel in a distributed run (BatchNorm statistics of the global
+    batch, :func:`~spklip_energy.distributed.sync_batchnorm`), else itself."""
+    if not world.distributed:
+        return module
+    from torch.nn.parallel import DistributedDataParallel
+
+    sync_batchnorm(module)
+    # static graph: every step of a run uses the same parameters (parameters a variant never uses are
+    # allowed); buffers (BatchNorm statistics) are equal on every rank already, from the synchronised
+    # statistics, and are synchronised once when DDP starts
+    import inspect
+
+    sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(
+        DistributedDataParallel.__init__).parameters else {"broadcast_buffers": False})
+    return DistributedDataParallel(module, device_ids=[dev.index] if dev.type == "cuda" else None,
+                                   static_graph=True, **sync)
+
+
 def pretrain_visual(model: SPKLIP, train_ds, val_ds, tokenizer: SpikeTextTokenizer, cfg: SPKLIPConfig,
-                    dev: torch.device, flips: list, progress: Progress | None = None, teacher=None) -> dict:
+                    dev: torch.device, flips: list, progress: Progress | None = None, teacher=None,
+                    world: World | None = None) -> dict:
     """Supervised pre-training of the visual encoder on the training labels.
 
     A cosine classifier with free class vectors (scale 1/0.07, as CLIP's initial
@@ -190,35 +295,36 @@ def pretrain_visual(model: SPKLIP, train_ds, val_ds, tokenizer: SpikeTextTokeniz
     contrastive stage then trains only the text side against this locked tower,
     as LiT (Zhai et al., 2022) does with a supervised image model. With a ``teacher``
     (:class:`~spklip_energy.model.distill.Teacher`) its distillation terms are added to the loss.
+    In a distributed run (``world``) every rank computes the loss of the global batch from gathered
+    embeddings (:mod:`spklip_energy.distributed`).
     Returns what it measured: per epoch the loss and the validation accuracy of the classifier.
     """
+    world = world or World()
     seed = cfg.train.seed
     g = torch.Generator().manual_seed(seed + 17)
     head = torch.nn.Parameter((torch.randn(len(train_ds.classes), cfg.embed_dim, generator=g) * 0.1).to(dev))
     params = list(model.visual.parameters()) + [head]
     opt = torch.optim.AdamW(params, lr=cfg.train.lr, betas=tuple(cfg.train.betas),
                             weight_decay=cfg.train.weight_decay)
+    classifier = _parallel(_Classifier(model.visual, head, world), world, dev)
     epochs = cfg.train.pretrain_epochs
-    steps = math.ceil(len(train_ds) / cfg.train.batch_size)
     scale = 1 / 0.07
     history = []
     for epoch in range(epochs):
         model.visual.train()
         flip_rng = torch.Generator().manual_seed(seed * 1000 + 500 + epoch)
         t0, seen, loss_sum = time.perf_counter(), 0, 0.0
-        for step, batch in enumerate(_loader(train_ds, cfg.train.batch_size, True, seed * 1000 + 500 + epoch)):
+        batches, steps = _train_batches(train_ds, cfg.train.batch_size, seed * 1000 + 500 + epoch, world)
+        for step, (batch, size) in enumerate(batches):
             for group in opt.param_groups:
                 group["lr"] = _lr_at(cfg, epoch, step, steps, epochs)
-            spikes, labels = batch["spikes"], batch["label"]
-            states: list = []
-            if flips:
-                spikes, labels, _ = flip_batch(spikes, labels, list(batch["caption"]), flips, flip_rng, states=states)
-            emb = model.visual(spikes.to(dev))
-            f = torch.nn.functional.normalize(emb.float(), dim=-1)
-            logits = scale * f @ torch.nn.functional.normalize(head, dim=-1).T
+            spikes, states, labels, _, _ = _global_view(batch, size, flips, flip_rng, world)
+            emb, logits = classifier(spikes.to(dev), scale)
             loss = torch.nn.functional.cross_entropy(logits, labels.to(dev))
             if teacher is not None:
-                loss = loss + teacher.loss(emb, spikes, _clip_keys(batch, states, len(spikes)))
+                targets = gather_rows(teacher.targets(spikes, _clip_keys(batch, states, len(spikes))), world,
+                                      differentiable=False)
+                loss = loss + teacher.loss_from(gather_rows(emb, world), targets)
             _check_finite_loss(loss, "pre-training of the visual encoder", epoch + 1, step + 1, steps,
                                opt.param_groups[0]["lr"], "nothing was written")
             _optimizer_step(loss, opt, params, cfg.train.grad_clip)
@@ -230,7 +336,7 @@ def pretrain_visual(model: SPKLIP, train_ds, val_ds, tokenizer: SpikeTextTokeniz
                           "stage": "pretrain"})
         _check_finite_weights(model.visual, "pre-training of the visual encoder", epoch + 1,
                               opt.param_groups[0]["lr"], "nothing was written")
-        clips, labels, _ = embed_clips(model, val_ds, dev)
+        clips, labels, _ = embed_clips(model, val_ds, dev, world=world)
         acc = float((clips @ torch.nn.functional.normalize(head.detach().cpu(), dim=-1).T).argmax(1)
                     .eq(labels).float().mean())
         history.append({"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "val_top1": acc})
@@ -378,6 +484,7 @@ def train(
     init: str | os.PathLike | None = None,
     overrides: dict | None = None,
     teacher: str | os.PathLike | None = None,
+    world: World | None = None,
 ) -> TrainResult:
     """Train SPKLIP; one atomic checkpoint per epoch (``run_dir/last.pt``), metrics and curves.
 
@@ -403,7 +510,15 @@ def train(
 
     A NaN or infinite loss stops training with a :class:`DivergedError` before it reaches the
     weights; the checkpoint of the last finished epoch stays as it was.
+
+    ``world`` (:func:`~spklip_energy.distributed.init_world`, under torchrun): DistributedDataParallel
+    over its ranks on the global batch of ``train.batch_size`` clips, BatchNorm statistics of the global
+    batch, validation split over the ranks; only rank 0 writes and reports progress. The run computes the
+    one-process run's loss (within floating-point reordering; tests/test_distributed.py).
     """
+    world = world or World()
+    if not world.main:
+        progress = data_progress = None
     if epochs is not None:
         epochs = check_positive_int(epochs, "epochs")
     if cfg is not None and not isinstance(cfg, SPKLIPConfig):
@@ -446,7 +561,11 @@ def train(
         planned = loaded.card.get("train", {}).get("epochs")
         epochs = planned if isinstance(planned, int) and not isinstance(planned, bool) and planned >= 1 else None
     total_epochs = epochs if epochs is not None else cfg.train.epochs
-    manifest, splits = load_splits(cfg, data, ("train", "val"), progress=data_progress)
+    if world.main:  # a built-in dataset is generated once, by rank 0, before the others read it
+        manifest, splits = load_splits(cfg, data, ("train", "val"), progress=data_progress)
+    barrier(world)
+    if not world.main:
+        manifest, splits = load_splits(cfg, data, ("train", "val"))
     train_ds, val_ds = splits["train"], splits["val"]
     init_record = None
     if not resume:
@@ -466,7 +585,7 @@ def train(
     pretrain_record = loaded.card.get("pretrain") if resume else None
     if not resume and cfg.train.pretrain_epochs > 0:
         pretrain_record = pretrain_visual(model, train_ds, val_ds, tokenizer, cfg, dev, flips, progress,
-                                          teacher=teacher_obj)
+                                          teacher=teacher_obj, world=world)
     if cfg.train.lock_visual:
         for p in model.visual.parameters():
             p.requires_grad_(False)
@@ -480,7 +599,6 @@ def train(
         torch.manual_seed(cfg.train.seed)
     use_amp = dev.type == "cuda"
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
-    steps = math.ceil(len(train_ds) / cfg.train.batch_size)
     # absolute: a resume or an eval from another folder must find the same dataset, not one of the same name
     data_record = {"path": str(resolve_data(data).resolve()), "train_clips": len(train_ds), "val_clips": len(val_ds)}
     if not resume:
@@ -505,6 +623,8 @@ def train(
 
         kernel = lif_kernel(dev)
     locked = LockedFeatures(model, dev) if cfg.train.lock_visual else None
+    towers = _parallel(_Towers(model, locked, world), world, dev)
+    class_prompts = prompt_tokens if cfg.train.class_loss > 0 else None
     val_embedded, val_rates = None, None  # a locked tower's validation embeddings, computed once
     for epoch in range(start, total_epochs):
         model.train()
@@ -513,39 +633,36 @@ def train(
         t0, seen, loss_sum = time.perf_counter(), 0, 0.0
         text_rng = torch.Generator().manual_seed(cfg.train.seed * 1000 + epoch + 1)
         flip_rng = torch.Generator().manual_seed(cfg.train.seed * 1000 + epoch + 7)
-        for step, batch in enumerate(_loader(train_ds, cfg.train.batch_size, True, cfg.train.seed * 1000 + epoch)):
+        batches, steps = _train_batches(train_ds, cfg.train.batch_size, cfg.train.seed * 1000 + epoch, world)
+        for step, (batch, size) in enumerate(batches):
             for group in opt.param_groups:
                 group["lr"] = _lr_at(cfg, epoch, step, steps, total_epochs)
-            spikes, labels, captions = batch["spikes"], batch["label"], list(batch["caption"])
-            states: list = []
-            if flips:
-                spikes, labels, captions = flip_batch(spikes, labels, captions, flips, flip_rng, states=states)
+            # flips and text pairing drawn for the whole global batch (the same on every rank)
+            spikes, states, labels, captions, (lo, hi) = _global_view(batch, size, flips, flip_rng, world)
             texts, text_ids = pair_texts(captions, labels.tolist(), train_ds.class_prompts,
                                          cfg.train.prompt_mix, text_rng)
-            tokens = tokenizer.encode(texts, cfg.text.context_length).to(dev)
+            tokens = tokenizer.encode(texts[lo:hi], cfg.text.context_length).to(dev)
+            keys = _clip_keys(batch, states, len(spikes))
             with torch.autocast(dev.type, enabled=use_amp):
-                if locked is not None:
-                    out = SPKLIPOutput(locked(spikes, _clip_keys(batch, states, len(spikes))),
-                                       model.encode_text(tokens), model.logit_scale())
-                else:
-                    out = model(spikes.to(dev), tokens)
+                # features of the global batch: every term below is the global batch's loss
+                clip_f, text_f, scale, prompt_f = towers(spikes, keys, tokens, class_prompts)
                 loss = cfg.train.contrastive_weight * clip_loss(
-                    out.spike_features.float(), out.text_features.float(), out.logit_scale,
-                    labels=text_ids.to(dev), soft=True)
+                    clip_f.float(), text_f.float(), scale, labels=text_ids.to(dev), soft=True)
                 if cfg.train.class_loss > 0:
                     loss = loss + cfg.train.class_loss * class_prompt_loss(
-                        out.spike_features.float(), model.encode_text(prompt_tokens).float(), out.logit_scale,
-                        labels.to(dev))
+                        clip_f.float(), prompt_f.float(), scale, labels.to(dev))
                 if teacher_obj is not None and locked is None:  # a locked tower has nothing left to learn
-                    loss = loss + teacher_obj.loss(out.spike_features, spikes, _clip_keys(batch, states, len(spikes)))
+                    targets = gather_rows(teacher_obj.targets(spikes, keys), world, differentiable=False)
+                    loss = loss + teacher_obj.loss_from(clip_f, targets)
             _check_finite_loss(loss, "training", epoch + 1, step + 1, steps, opt.param_groups[0]["lr"], kept)
             _optimizer_step(loss, opt, trainable, cfg.train.grad_clip, scaler)
-            seen += len(spikes)
-            loss_sum += float(loss.detach()) * len(spikes)
+            seen += size
+            loss_sum += float(loss.detach()) * size
             if progress:
                 progress({"epoch": epoch + 1, "epochs": total_epochs, "step": step + 1, "steps": steps,
                           "loss": float(loss.detach()), "clips_per_s": seen / max(time.perf_counter() - t0, 1e-9)})
         _check_finite_weights(model, "training", epoch + 1, opt.param_groups[0]["lr"], kept)
+        train_s = time.perf_counter() - t0
         rates_summary = None
         if locked is not None and val_embedded is not None:
             val, rates_summary = evaluate_model(model, tokenizer, val_ds, dev, embedded=val_embedded), val_rates
@@ -553,11 +670,11 @@ def train(
             from ..fsve.firing import FiringRates
 
             with FiringRates(model.visual) as rates:
-                val_embedded = embed_clips(model, val_ds, dev)
-            rates_summary = rates.summary()
+                val_embedded = embed_clips(model, val_ds, dev, world=world)
+            rates_summary = FiringRates.merged(gather_objects(rates.counts(), world))
             val = evaluate_model(model, tokenizer, val_ds, dev, embedded=val_embedded)
         else:
-            val_embedded = embed_clips(model, val_ds, dev)
+            val_embedded = embed_clips(model, val_ds, dev, world=world)
             val = evaluate_model(model, tokenizer, val_ds, dev, embedded=val_embedded)
         if locked is not None:
             val_rates = rates_summary  # the locked tower fires the same in every epoch
@@ -571,23 +688,34 @@ def train(
             "logit_scale": float(model.logit_scale().detach()),
             "seconds": time.perf_counter() - t0,
             "clips_per_s": seen / max(time.perf_counter() - t0, 1e-9),
+            "train_clips_per_s": seen / max(train_s, 1e-9),
             "device": dev.type,
         }
+        if world.distributed:  # the global batch's clips over the training time, and per process
+            record["processes"] = world.size
+            record["train_clips_per_s_per_process"] = seen / max(train_s, 1e-9) / world.size
         if spiking:
             record["firing_rates"] = rates_summary
             record["lif_kernel"] = kernel
         history.append(record)
         card = {**card_base, "train": {"epoch": epoch + 1, "epochs": total_epochs, "history": history,
-                                       "seed": cfg.train.seed, "device": dev.type}}
-        save_spklip(last, model, tokenizer, card, optimizer=opt)
-        _write_metrics(run, history)
+                                       "seed": cfg.train.seed, "device": dev.type,
+                                       **({"processes": world.size, "backend": world.backend}
+                                          if world.distributed else {})}}
+        if world.main:  # one writer; the others wait so that no rank runs ahead of the checkpoint
+            save_spklip(last, model, tokenizer, card, optimizer=opt)
+            _write_metrics(run, history)
+        barrier(world)
         kept = f"the checkpoint of the last finished epoch ({last}) is kept"
     return TrainResult(run, last, history, start)
 
 
 def write_eval(ckpt_path: str | os.PathLike, data: str | os.PathLike | None, split: str = "test",
-               device: str = "cpu", out_png: str | os.PathLike | None = None) -> dict:
+               device: str = "cpu", out_png: str | os.PathLike | None = None, world: World | None = None) -> dict:
     """Evaluate a checkpoint and record the results in its card (atomic rewrite).
+
+    In a distributed run (``world``) the ranks embed one part of the clips each and every rank gets the
+    whole result, equal to one process's; only rank 0 writes the card and the plot.
 
     The card's ``eval`` holds what :func:`evaluate_model` returns (the confusion
     matrix last) with ``split`` and ``data``: the figures, their ``intervals`` and
@@ -595,6 +723,7 @@ def write_eval(ckpt_path: str | os.PathLike, data: str | os.PathLike | None, spl
     ``compare`` can pair two checkpoints evaluated on the same clips.
     """
     dev = pick_device(device)
+    world = world or World()
     if not isinstance(split, str) or not split:
         raise ConfigError(f"split must be a split name such as 'test', got {split!r}")
     loaded = load_spklip(ckpt_path)
@@ -605,10 +734,18 @@ def write_eval(ckpt_path: str | os.PathLike, data: str | os.PathLike | None, spl
         raise CheckpointError(f"{ckpt_path}: its card's data.path is {src!r}, not a path; pass --data")
     from ..data.manifest import load_manifest
 
+    if world.main:  # a built-in dataset is generated once
+        resolve_data(src)
+    barrier(world)
     manifest = load_manifest(resolve_data(src))
     ds = clips_for(cfg, manifest, split)
-    res = evaluate_model(model, loaded.tokenizer, ds, dev)
+    res = evaluate_model(model, loaded.tokenizer, ds, dev, embedded=embed_clips(model, ds, dev, world=world))
     res.update(split=split, data=str(src))
+    if world.distributed:
+        res["processes"] = world.size
+    if not world.main:
+        barrier(world)  # rank 0 writes the card; no rank returns before it is written
+        return res
     if out_png is not None:
         from .plots import confusion_png
 
@@ -622,6 +759,7 @@ def write_eval(ckpt_path: str | os.PathLike, data: str | os.PathLike | None, spl
     from ..checkpoint import save_checkpoint
 
     save_checkpoint(ck.path, ck.state_dict, card)
+    barrier(world)
     return res
 
 
