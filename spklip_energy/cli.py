@@ -286,7 +286,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         with collectives(world, "training"):
             result = train(cfg, data, args.out, epochs=args.epochs, resume=args.resume, device=device,
                            progress=progress, init=args.init, overrides=overrides,
-                           teacher=args.teacher, world=world)
+                           teacher=args.teacher, world=world, precision=args.precision)
     finally:
         if bar is not None:
             bar.close()
@@ -326,7 +326,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     try:
         with collectives(world, "evaluation"):
             res = write_eval(args.checkpoint, args.data, split=args.split,
-                             device=str(local_device(world, pick_device(args.device))), out_png=png, world=world)
+                             device=str(local_device(world, pick_device(args.device))), out_png=png, world=world,
+                             precision=args.precision)
     finally:
         close_world(world)
     if not world.main:
@@ -908,7 +909,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint, with its own config and data; a "
                    "--preset/--model/--set/--data that differs from the run's is refused")
-    p.add_argument("--device", type=opt.device, default="cpu", help="cpu, cuda or auto (cuda uses mixed precision)")
+    p.add_argument("--device", type=opt.device, default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--precision", choices=opt.PRECISIONS, default="auto",
+                   help="auto (default: fp16 autocast with loss scaling on cuda, fp32 on cpu), fp32, bf16 (cpu or "
+                        "cuda autocast) or fp16 (cuda); weights and checkpoints stay fp32")
     p.add_argument("--seed", type=opt.seed, help="seed (default: the preset's train.seed)")
     _add_nproc(p, "train with DistributedDataParallel on N processes of this machine (gloo on cpu, nccl "
                "on cuda, one GPU each); train.batch_size stays the global batch, split over the processes, and "
@@ -930,6 +934,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", help="split to evaluate (default test)")
     p.add_argument("--out-png", type=opt.path, help="confusion matrix PNG (default next to the checkpoint)")
     p.add_argument("--device", type=opt.device, default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--precision", choices=opt.PRECISIONS, default="fp32",
+                   help="fp32 (default), bf16 (cpu or cuda autocast), fp16 (cuda) or auto (fp16 on cuda)")
     _add_nproc(p, "split the clips over N processes of this machine and gather the results (equal to one "
                "process's); under torchrun: torchrun ... -m spklip_energy eval")
     _add_json(p)

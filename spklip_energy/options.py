@@ -123,6 +123,10 @@ def check_device(value, name: str = "--device") -> str:
     return text
 
 
+#: Numeric precisions of training and evaluation (:mod:`spklip_energy.precision`).
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
 def pick_device(value, name: str = "--device"):
     """The ``torch.device`` for a checked device name (``auto``: CUDA when present, else CPU)."""
     import torch

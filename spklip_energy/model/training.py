@@ -32,6 +32,7 @@ from ..distributed import (
 )
 from ..errors import CheckpointError, ConfigError
 from ..limits import check_memory
+from ..precision import autocast, grad_scaler, resolve_precision
 from ..options import (
     check_int_list,
     check_positive_float,
@@ -286,7 +287,7 @@ def _parallel(module: torch.nn.Module, world: World, dev: torch.device) -> torch
 
 def pretrain_visual(model: SPKLIP, train_ds, val_ds, tokenizer: SpikeTextTokenizer, cfg: SPKLIPConfig,
                     dev: torch.device, flips: list, progress: Progress | None = None, teacher=None,
-                    world: World | None = None) -> dict:
+                    world: World | None = None, precision: str = "fp32") -> dict:
     """Supervised pre-training of the visual encoder on the training labels.
 
     A cosine classifier with free class vectors (scale 1/0.07, as CLIP's initial
@@ -307,6 +308,7 @@ def pretrain_visual(model: SPKLIP, train_ds, val_ds, tokenizer: SpikeTextTokeniz
     opt = torch.optim.AdamW(params, lr=cfg.train.lr, betas=tuple(cfg.train.betas),
                             weight_decay=cfg.train.weight_decay)
     classifier = _parallel(_Classifier(model.visual, head, world), world, dev)
+    scaler = grad_scaler(precision, dev)
     epochs = cfg.train.pretrain_epochs
     scale = 1 / 0.07
     history = []
@@ -319,15 +321,16 @@ def pretrain_visual(model: SPKLIP, train_ds, val_ds, tokenizer: SpikeTextTokeniz
             for group in opt.param_groups:
                 group["lr"] = _lr_at(cfg, epoch, step, steps, epochs)
             spikes, states, labels, _, _ = _global_view(batch, size, flips, flip_rng, world)
-            emb, logits = classifier(spikes.to(dev), scale)
-            loss = torch.nn.functional.cross_entropy(logits, labels.to(dev))
-            if teacher is not None:
-                targets = gather_rows(teacher.targets(spikes, _clip_keys(batch, states, len(spikes))), world,
-                                      differentiable=False)
-                loss = loss + teacher.loss_from(gather_rows(emb, world), targets)
+            with autocast(precision, dev):
+                emb, logits = classifier(spikes.to(dev), scale)
+                loss = torch.nn.functional.cross_entropy(logits.float(), labels.to(dev))
+                if teacher is not None:
+                    targets = gather_rows(teacher.targets(spikes, _clip_keys(batch, states, len(spikes))), world,
+                                          differentiable=False)
+                    loss = loss + teacher.loss_from(gather_rows(emb, world), targets)
             _check_finite_loss(loss, "pre-training of the visual encoder", epoch + 1, step + 1, steps,
                                opt.param_groups[0]["lr"], "nothing was written")
-            _optimizer_step(loss, opt, params, cfg.train.grad_clip)
+            _optimizer_step(loss, opt, params, cfg.train.grad_clip, scaler)
             seen += len(labels)
             loss_sum += float(loss.detach()) * len(labels)
             if progress:
@@ -485,6 +488,7 @@ def train(
     overrides: dict | None = None,
     teacher: str | os.PathLike | None = None,
     world: World | None = None,
+    precision: str = "auto",
 ) -> TrainResult:
     """Train SPKLIP; one atomic checkpoint per epoch (``run_dir/last.pt``), metrics and curves.
 
@@ -515,6 +519,9 @@ def train(
     over its ranks on the global batch of ``train.batch_size`` clips, BatchNorm statistics of the global
     batch, validation split over the ranks; only rank 0 writes and reports progress. The run computes the
     one-process run's loss (within floating-point reordering; tests/test_distributed.py).
+
+    ``precision`` (:mod:`spklip_energy.precision`): ``auto`` (fp16 with loss scaling on CUDA, else fp32),
+    ``fp32``, ``bf16`` (CPU or CUDA) or ``fp16`` (CUDA).
     """
     world = world or World()
     if not world.main:
@@ -525,6 +532,7 @@ def train(
         raise ConfigError(f"train expects a SPKLIPConfig, got {type(cfg).__name__}")
     run = Path(run_dir)
     dev = pick_device(device)
+    precision = resolve_precision(precision, dev)
     last = run / "last.pt"
     if resume:
         if not last.is_file():
@@ -585,7 +593,7 @@ def train(
     pretrain_record = loaded.card.get("pretrain") if resume else None
     if not resume and cfg.train.pretrain_epochs > 0:
         pretrain_record = pretrain_visual(model, train_ds, val_ds, tokenizer, cfg, dev, flips, progress,
-                                          teacher=teacher_obj, world=world)
+                                          teacher=teacher_obj, world=world, precision=precision)
     if cfg.train.lock_visual:
         for p in model.visual.parameters():
             p.requires_grad_(False)
@@ -597,8 +605,7 @@ def train(
         restore_rng(loaded.checkpoint)
     else:
         torch.manual_seed(cfg.train.seed)
-    use_amp = dev.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda") if use_amp else None
+    scaler = grad_scaler(precision, dev)
     # absolute: a resume or an eval from another folder must find the same dataset, not one of the same name
     data_record = {"path": str(resolve_data(data).resolve()), "train_clips": len(train_ds), "val_clips": len(val_ds)}
     if not resume:
@@ -643,7 +650,7 @@ def train(
                                          cfg.train.prompt_mix, text_rng)
             tokens = tokenizer.encode(texts[lo:hi], cfg.text.context_length).to(dev)
             keys = _clip_keys(batch, states, len(spikes))
-            with torch.autocast(dev.type, enabled=use_amp):
+            with autocast(precision, dev):
                 # features of the global batch: every term below is the global batch's loss
                 clip_f, text_f, scale, prompt_f = towers(spikes, keys, tokens, class_prompts)
                 loss = cfg.train.contrastive_weight * clip_loss(
@@ -690,6 +697,7 @@ def train(
             "clips_per_s": seen / max(time.perf_counter() - t0, 1e-9),
             "train_clips_per_s": seen / max(train_s, 1e-9),
             "device": dev.type,
+            "precision": precision,
         }
         if world.distributed:  # the global batch's clips over the training time, and per process
             record["processes"] = world.size
@@ -699,7 +707,7 @@ def train(
             record["lif_kernel"] = kernel
         history.append(record)
         card = {**card_base, "train": {"epoch": epoch + 1, "epochs": total_epochs, "history": history,
-                                       "seed": cfg.train.seed, "device": dev.type,
+                                       "seed": cfg.train.seed, "device": dev.type, "precision": precision,
                                        **({"processes": world.size, "backend": world.backend}
                                           if world.distributed else {})}}
         if world.main:  # one writer; the others wait so that no rank runs ahead of the checkpoint
@@ -711,11 +719,13 @@ def train(
 
 
 def write_eval(ckpt_path: str | os.PathLike, data: str | os.PathLike | None, split: str = "test",
-               device: str = "cpu", out_png: str | os.PathLike | None = None, world: World | None = None) -> dict:
+               device: str = "cpu", out_png: str | os.PathLike | None = None, world: World | None = None,
+               precision: str = "fp32") -> dict:
     """Evaluate a checkpoint and record the results in its card (atomic rewrite).
 
     In a distributed run (``world``) the ranks embed one part of the clips each and every rank gets the
-    whole result, equal to one process's; only rank 0 writes the card and the plot.
+    whole result, equal to one process's; only rank 0 writes the card and the plot. ``precision``: as
+    :func:`train`'s (the embeddings are compared in fp32).
 
     The card's ``eval`` holds what :func:`evaluate_model` returns (the confusion
     matrix last) with ``split`` and ``data``: the figures, their ``intervals`` and
@@ -723,6 +733,7 @@ def write_eval(ckpt_path: str | os.PathLike, data: str | os.PathLike | None, spl
     ``compare`` can pair two checkpoints evaluated on the same clips.
     """
     dev = pick_device(device)
+    precision = resolve_precision(precision, dev)
     world = world or World()
     if not isinstance(split, str) or not split:
         raise ConfigError(f"split must be a split name such as 'test', got {split!r}")
@@ -739,8 +750,9 @@ def write_eval(ckpt_path: str | os.PathLike, data: str | os.PathLike | None, spl
     barrier(world)
     manifest = load_manifest(resolve_data(src))
     ds = clips_for(cfg, manifest, split)
-    res = evaluate_model(model, loaded.tokenizer, ds, dev, embedded=embed_clips(model, ds, dev, world=world))
-    res.update(split=split, data=str(src))
+    with autocast(precision, dev):
+        res = evaluate_model(model, loaded.tokenizer, ds, dev, embedded=embed_clips(model, ds, dev, world=world))
+    res.update(split=split, data=str(src), precision=precision)
     if world.distributed:
         res["processes"] = world.size
     if not world.main:
