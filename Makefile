@@ -26,8 +26,9 @@ lava-env: $(LAVA_STAMP)
 demo: $(STAMP)
 	$(BIN)/spklip-energy demo --out demo-out
 
+# One pytest worker per core (pytest-xdist), each test file on one worker (module fixtures are built once).
 test: $(STAMP) $(LAVA_STAMP)
-	SPKLIP_LAVA_PYTHON=$(CURDIR)/$(LAVA_VENV)/bin/python $(BIN)/python -m pytest
+	SPKLIP_LAVA_PYTHON=$(CURDIR)/$(LAVA_VENV)/bin/python $(BIN)/python -m pytest -n auto --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

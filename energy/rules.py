@@ -119,7 +119,7 @@ class CallContext:
     # spike bookkeeping -------------------------------------------------------
     def mark_spike(self, t) -> None:
         if isinstance(t, torch.Tensor):
-            self._spikes[id(t)] = weakref.ref(t)
+            self._spikes[id(t)] = _forgetting_ref(self._spikes, t)
 
     def known_spike(self, t: torch.Tensor) -> bool:
         ref = self._spikes.get(id(t))
@@ -148,7 +148,7 @@ class CallContext:
         if entry is not None and entry[0]() is t:
             return entry[1]
         n = torch.count_nonzero(t)
-        self._nnz[id(t)] = (weakref.ref(t), n)
+        self._nnz[id(t)] = (_forgetting_ref(self._nnz, t), n)
         return n
 
     def steps(self, module: nn.Module, x: torch.Tensor, sample_dims: int) -> int:
@@ -171,6 +171,20 @@ class CallContext:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _forgetting_ref(table: dict, t: torch.Tensor) -> weakref.ref:
+    """A weak reference to ``t`` that removes ``t``'s entry from ``table`` (keyed by ``id(t)``) when ``t`` is
+    freed, unless the entry already belongs to a newer tensor at the same address: the tables of a profile
+    hold only live tensors, so they do not grow with the number of forward passes."""
+    key = id(t)
+
+    def forget(ref: weakref.ref) -> None:
+        entry = table.get(key)
+        if entry is ref or (isinstance(entry, tuple) and entry[0] is ref):
+            del table[key]
+
+    return weakref.ref(t, forget)
 
 
 def _binary_values(t: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,7 @@ import torch
 
 from .errors import ConfigError
 from .options import PRECISIONS
+
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 

@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+if _WORKERS > 1:
+    # several pytest workers share the cores (make test: pytest-xdist, one worker per core): each worker and
+    # the processes its tests start get its share of the threads, not all of them (oversubscribed OpenMP
+    # threads wait on each other far longer than they work)
+    _SHARE = max(1, (os.cpu_count() or 1) // _WORKERS)
+    torch.set_num_threads(_SHARE)
+    os.environ.setdefault("OMP_NUM_THREADS", str(_SHARE))
 
 
 @pytest.fixture(scope="module")

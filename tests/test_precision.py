@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from cli_helpers import check_user_error, run_main
+
 from spklip_energy.data.digits import DigitsConfig, generate_digits
 from spklip_energy.errors import ConfigError
 from spklip_energy.model.config import preset_config

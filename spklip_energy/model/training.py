@@ -32,7 +32,6 @@ from ..distributed import (
 )
 from ..errors import CheckpointError, ConfigError
 from ..limits import check_memory
-from ..precision import autocast, grad_scaler, resolve_precision
 from ..options import (
     check_int_list,
     check_positive_float,
@@ -40,6 +39,7 @@ from ..options import (
     check_seed,
     pick_device,
 )
+from ..precision import autocast, grad_scaler, resolve_precision
 from .augment import apply_flips, dataset_flips, draw_flips
 from .config import SPKLIPConfig, apply_overrides, config_differences, size_cause
 from .data import clips_for, load_splits, resolve_data
