@@ -212,9 +212,30 @@ class Profiler:
     def __exit__(self, *exc) -> None:
         self._remove()
 
-    def result(self, samples: int = 1) -> ProfileResult:
-        """Sum what the hooks counted (one host transfer for all device-side counts)."""
+    def result(self, samples: int = 1, world=None) -> ProfileResult:
+        """Sum what the hooks counted (one host transfer for all device-side counts).
+
+        ``world`` (:class:`~spklip_energy.distributed.World`): in a distributed run each rank counted its
+        own clips; the per-layer sums of every rank are added first, so every rank gets the whole result."""
+        if world is not None and world.distributed:
+            _merge_ranks(self.sites, world)
         return _summarise(self.sites, self.reuse, samples, self.ctx)
+
+
+def _merge_ranks(sites: list[_Site], world) -> None:
+    """Replace each site's running record and call count with the sums over every rank (exact: the
+    counts are integers, the buffer sizes maxima, the spike flags an or)."""
+    from ..distributed import gather_objects
+
+    mine = [(s.calls, materialise(s.records[:1])[0] if s.records else None) for s in sites]
+    for site, parts in zip(sites, zip(*gather_objects(mine, world), strict=True), strict=True):
+        total = None
+        for _, row in parts:
+            if row is not None:
+                rec = Counts(**row)
+                total = rec if total is None else total.add_(rec)
+        site.calls = sum(calls for calls, _ in parts)
+        site.records = [total] if total is not None else []
 
 
 def profile(
@@ -226,6 +247,7 @@ def profile(
     strict: bool = False,
     extra_rules: dict[type, RuleEntry] | None = None,
     samples: int | None = None,
+    world=None,
 ) -> ProfileResult:
     """Run ``model`` once under forward hooks and count what it does.
 
@@ -244,7 +266,9 @@ def profile(
     extra_rules : ``{type: RuleEntry}`` used for this run only.
     samples : number of samples the run covers, for per-sample figures (default:
         the batch dim of the first input: dim 1 of ``[T, B, ...]`` for models with
-        multi-step modules, else dim 0).
+        multi-step modules, else dim 0); in a distributed run, of all ranks together.
+    world : a distributed run's :class:`~spklip_energy.distributed.World`: each rank's ``forward``
+        runs its own clips, and every rank gets the counts of all of them.
     """
     if inputs is None and forward is None:
         raise ConfigError("profile needs inputs or a forward function")
@@ -263,7 +287,7 @@ def profile(
         if isinstance(first, torch.Tensor) and first.dim():
             multi_step = first.dim() >= 3 and any(getattr(m, "step_mode", None) == "m" for m in model.modules())
             samples = int(first.shape[1] if multi_step else first.shape[0])  # [T, B, ...] or [B, ...]
-    return prof.result(samples)
+    return prof.result(samples, world)
 
 
 def _finite(v) -> float:

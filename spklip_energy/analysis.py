@@ -63,9 +63,17 @@ def load_clips(data: str | os.PathLike, runner: Runner, split: str | None = "tes
     return runner.clips(manifest, split if has_split else None), source
 
 
-def _batches(ds: SpikeClips, samples: int, batch_size: int):
+def _batches(ds: SpikeClips, samples: int, batch_size: int, world=None):
+    """The batches of the first ``samples`` clips; in a distributed run (``world``) this rank's contiguous
+    share of them, whole (the batches are the one-process run's, so every count and buffer size is too)."""
     n = min(samples, len(ds))
-    for lo in range(0, n, batch_size):
+    starts = list(range(0, n, batch_size))
+    if world is not None and world.distributed:
+        from .distributed import split_bounds
+
+        lo, hi = split_bounds(len(starts), world)
+        starts = starts[lo:hi]
+    for lo in starts:
         items = [ds[i] for i in range(lo, min(lo + batch_size, n))]
         yield torch.stack([it["spikes"] for it in items]), torch.tensor([it["label"] for it in items])
 
@@ -82,8 +90,13 @@ def analyse_checkpoint(
     model_file: str | os.PathLike | None = None,
     weight_bits: int = 8,
     steps: int | list[int] | None = None,
+    world=None,
 ) -> tuple[dict, pd.DataFrame]:
     """Profile a checkpoint's model on ``samples`` clips and estimate its energy.
+
+    ``world`` (:func:`~spklip_energy.distributed.init_world`, under torchrun): the ranks profile one
+    contiguous share of the batches each and every rank gets the counts of all clips, equal to one
+    process's.
 
     Returns ``(summary, per_layer)``: ``summary`` is JSON-ready (checkpoint, data,
     counts in total and per sample, energy, Table 6 rows, energy by model part for
@@ -116,7 +129,7 @@ def analyse_checkpoint(
     def forward(_module):
         nonlocal correct
         done = 0
-        for spikes, labels in _batches(ds, n, batch_size):
+        for spikes, labels in _batches(ds, n, batch_size, world):
             out = runner.run(spikes)
             if runner.logits and out.shape[-1] == len(ds.classes):
                 correct += int((out.argmax(-1).cpu() == labels).sum())
@@ -124,7 +137,11 @@ def analyse_checkpoint(
             if progress is not None:
                 progress(done, n)
 
-    result = profile(runner.module, forward=forward, reuse=reuse, samples=n)
+    result = profile(runner.module, forward=forward, reuse=reuse, samples=n, world=world)
+    if world is not None and world.distributed:
+        from .distributed import all_sum
+
+        correct = int(all_sum({"correct": correct}, world)["correct"])
     core, per_layer = priced_summary(result, cost_model, n, reuse, energy_models, steps, weight_bits, runner.steps)
     parts = None
     if _is_spklip(runner.kind):

@@ -515,6 +515,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .reports import table6_text, write_report
     from .reports.writer import REPORT_FILES
 
+    if args.nproc is not None:
+        return _launch_processes(args)
     out = check_output_dir(_report_out(args), REPORT_FILES)  # before the work, not after it
     if Path(args.checkpoint).suffix == ".net":  # a netx network: its torch twin on the simulate input
         from .export.simulate import analyse_netx
@@ -522,15 +524,24 @@ def cmd_report(args: argparse.Namespace) -> int:
         summary, per_layer = analyse_netx(args.checkpoint, data=args.data, cost=_cost_arg(args), reuse=args.reuse,
                                           models=args.models, model_file=args.model_file)
     else:
-        update, close = progress_callback("profiling", enabled=not args.json)
+        import torch
+
+        from .distributed import close_world, collectives, init_world
+
+        world = init_world(torch.device("cpu"))
+        update, close = progress_callback("profiling", enabled=not args.json and world.main)
         try:
-            summary, per_layer = analyse_checkpoint(
-                args.checkpoint, data=args.data, samples=args.samples, cost=_cost_arg(args),
-                reuse=args.reuse, batch_size=args.batch_size, progress=update, **_model_args(args),
-                steps=args.snn_steps,
-            )
+            with collectives(world, "profiling"):
+                summary, per_layer = analyse_checkpoint(
+                    args.checkpoint, data=args.data, samples=args.samples, cost=_cost_arg(args),
+                    reuse=args.reuse, batch_size=args.batch_size, progress=update, **_model_args(args),
+                    steps=args.snn_steps, world=world,
+                )
         finally:
             close()
+            close_world(world)
+        if not world.main:
+            return 0
     paths = write_report(out, summary, per_layer)
     if args.json:
         print(paths["summary.json"].read_text(), end="")
@@ -1114,6 +1125,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--snn-steps", type=opt.positive_int, metavar="T",
                    help="for a network without neurons: also price it with the ceil(log2(T+1))-bit activations a "
                    "T-step rate-coded SNN corresponds to (Yan et al.); compare does this for the SNNs it holds")
+    _add_nproc(p, "profile on N processes of this machine, each a share of the batches; the counts are summed "
+               "over processes and equal one process's (under torchrun: torchrun ... -m spklip_energy report)")
     p.set_defaults(func=cmd_report)
 
     p = verbs.add_parser(

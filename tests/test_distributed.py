@@ -79,7 +79,7 @@ def test_one_distributed_step_equals_one_process_on_the_global_batch(data, tmp_p
     """Pre-training and contrastive steps of the ANN and both spiking variants (nn.BatchNorm2d, spikingjelly's
     multi-step BatchNorm and tdBN, the E-SDSA's TokenBatchNorm): loss, gradients and BatchNorm statistics."""
     out = tmp_path / "one_step.json"
-    r = _torchrun("tests/dist/one_step.py", data, out, "spklip", "fsve-hybrid", "fsve-full")
+    r = _torchrun("tests/ddp_one_step.py", data, out, "spklip", "fsve-hybrid", "fsve-full")
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(out.read_text())
     assert res["world"] == 2 and set(res["results"]) == {"spklip", "fsve-hybrid", "fsve-full"}
@@ -168,8 +168,10 @@ def test_a_killed_rank_ends_the_run_with_one_clear_line(data, tmp_path):
             proc.kill()
     assert proc.returncode == 1
     assert "Traceback" not in err
-    last = [line for line in err.splitlines() if line.startswith("spklip-energy: error:")]
-    assert len(last) == 1 and "rank 1 killed by signal SIGKILL first" in last[0], err[-2000:]
+    lines = [line for line in err.splitlines() if line.startswith("spklip-energy: error:")]
+    # the launcher's summary last; before it, at most one line per surviving rank that saw the loss itself
+    assert lines and "rank 1 killed by signal SIGKILL first" in lines[-1], err[-2000:]
+    assert all("rank 0 of 2 (gloo): lost contact with the other ranks" in line for line in lines[:-1]), lines
 
 
 def _worker_of_rank(root: int, rank: int) -> int | None:
@@ -202,3 +204,23 @@ def test_nproc_bad_values_are_one_line(capsys, tmp_path):
                        capture_output=True, text=True, cwd=REPO, env={**env, "WORLD_SIZE": "2", "RANK": "0"})
     check_user_error(r.returncode, r.stderr, "MASTER_ADDR", "torchrun")
     assert not (tmp_path / "y").exists()
+
+
+@pytest.mark.slow
+def test_distributed_report_counts_equal_one_process(two_runs, data, tmp_path):
+    _, r, root = two_runs
+    assert r.returncode == 0, r.stderr[-3000:]
+    from spklip_energy.analysis import analyse_checkpoint
+
+    ck = root / "two" / "last.pt"
+    # 8 test clips in batches of 3, 3 and 2: rank 0 profiles two batches, rank 1 one
+    single, per_layer = analyse_checkpoint(ck, data=data, samples=8, batch_size=3)
+    r = run_sub("report", ck, "--data", data, "--samples", "8", "--batch-size", "3", "--out", tmp_path / "rep",
+                "--nproc", "2", "--json", timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    dist = json.loads(r.stdout)
+    assert dist["data"]["samples"] == single["data"]["samples"] == 8
+    assert dist["counts"] == single["counts"]  # integers summed over ranks: exactly one process's
+    assert dist["energy"] == pytest.approx(single["energy"], rel=1e-12)
+    rows = json.loads((tmp_path / "rep" / "summary.json").read_text())
+    assert rows["counts"] == single["counts"] and len(per_layer) > 0
