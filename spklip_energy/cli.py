@@ -686,7 +686,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     update, close = phased_progress(enabled=not args.json)
     try:
         result = run_demo(args.out, seed=args.seed, samples=args.samples, train_spklip=not args.no_train,
-                          progress=update, epochs=args.epochs)
+                          progress=update, epochs=args.epochs, jobs=args.jobs)
     finally:
         close()
     summary = _dataset_summary(Path(result["data"]))
@@ -1229,6 +1229,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training epochs of each tiny model (default: the preset's)")
     p.add_argument("--out", type=opt.path, default=Path("demo-out"), help="output folder (default demo-out)")
     p.add_argument("--seed", type=opt.seed, default=0, help="dataset seed (default 0)")
+    p.add_argument("--jobs", type=opt.positive_int, default=None,
+                   help="after the ANN, its spiking variants and its conversion run this many at a time in "
+                        "worker processes of one thread each (default: one per core, at most 2; 1: one after "
+                        "another in this process)")
     _add_json(p)
     p.set_defaults(func=cmd_demo)
     return parser

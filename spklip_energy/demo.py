@@ -20,6 +20,7 @@ and SNNs are profiled instead.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -110,16 +111,28 @@ def _stale(last: Path, cfg, teacher: Path | None) -> bool:
         return True
 
 
+def default_jobs() -> int:
+    """Work units the demo runs side by side: one per core, at most 2 (the units after the ANN)."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
 def run_demo(out: str | Path, seed: int = 0, samples: int = 16, train_spklip: bool = True,
              progress: Callable[[str, int, int], None] | None = None, epochs: int | None = None,
-             convert_timesteps: tuple[int, ...] = (1, 2, 4, 8)) -> dict:
+             convert_timesteps: tuple[int, ...] = (1, 2, 4, 8), jobs: int | None = None) -> dict:
     """Run the demo into ``out``; returns what it wrote and measured.
 
     With ``train_spklip`` (the default) it trains the tiny ANN SPKLIP and its two
     spiking variants (``epochs`` overrides the preset's), converts the ANN's CNN to
     IF neurons, and compares them all; without, it profiles the zoo's untrained
     reference models instead.
+
+    ``jobs`` (default :func:`default_jobs`): once the ANN is trained, the units that start from it (each
+    spiking variant's training, evaluation, profile and exports; the conversion) run in that many worker
+    processes, one torch thread each (the tiny models' small operations use a second thread poorly, so
+    two one-thread units finish sooner than one two-thread unit after another; results differ from a
+    one-job run only by floating-point summation order).
     """
+    jobs = default_jobs() if jobs is None else jobs
     out = Path(out)
     data = out / "data"
 
@@ -136,23 +149,30 @@ def run_demo(out: str | Path, seed: int = 0, samples: int = 16, train_spklip: bo
     deploy: dict = {}
     report_dir = None
     if train_spklip:
-        ann = None
         per_layers = {}
-        for model in DEMO_MODELS:
-            # the spiking variants start from the ANN's HSFE front end, text tower and temperature
-            # (train --init): from scratch their supervised pre-training stays near 30 % (docs/fsve.md)
-            last, ev, summary, per_layer = _train_and_measure(model, data, out, seed, epochs, samples, step,
-                                                              init=ann)
-            ann = ann or last
-            name = f"{model}-tiny"
-            summaries[name], evals[name], per_layers[name] = summary, ev, per_layer
-            checkpoints.append(str(last))
+        # the ANN first: every other unit starts from it
+        ann, ev, summary, per_layer = _train_and_measure("spklip", data, out, seed, epochs, samples, step)
+        summaries["spklip-tiny"], evals["spklip-tiny"], per_layers["spklip-tiny"] = summary, ev, per_layer
+        exports["spklip-tiny"] = _export_onnx(ann, data, out / "export" / "spklip-tiny", progress)
+        units = [("train", model) for model in DEMO_MODELS if model != "spklip"] + [("convert", "spklip")]
+        common = {"data": data, "out": out, "seed": seed, "epochs": epochs, "samples": samples, "ann": ann,
+                  "timesteps": tuple(convert_timesteps)}
+        done = _run_units(units, common, jobs, progress)
+        for kind, model in units:
+            res = done[(kind, model)]
+            if kind == "train":
+                name = f"{model}-tiny"
+                summaries[name], evals[name], per_layers[name] = res["summary"], res["eval"], res["per_layer"]
+                exports[name] = res["export"]
+                deploy.update(res.get("deploy", {}))
+            else:
+                converted = res
+        checkpoints = [str(ann)] + [done[("train", m)]["checkpoint"] for m in DEMO_MODELS if m != "spklip"]
+        if "lava" in deploy:  # simulate the exported network on one clip (fixed-point reference)
+            from .export.simulate import run_simulation
+
+            deploy["simulate"], _ = run_simulation(Path(deploy["lava"]["net"]), str(data))
         report_dir = out / "report-fsve-full-tiny"
-        for model, ckpt in zip(DEMO_MODELS, checkpoints, strict=True):
-            exports[f"{model}-tiny"] = _export_onnx(Path(ckpt), data, out / "export" / f"{model}-tiny", progress)
-        deploy = _deploy_spiking(Path(checkpoints[2]), Path(checkpoints[3]), data, out / "export", progress)
-        converted = _convert_ann(Path(checkpoints[0]), data, out, convert_timesteps, samples, progress,
-                                 finetune_epochs=None if epochs is None else min(epochs, 4))
         summaries[converted["name"]] = converted["summary"]
         evals[converted["name"]] = converted["eval"]
         per_layers[converted["name"]] = converted["per_layer"]
@@ -205,24 +225,122 @@ def _export_onnx(ckpt: Path, data: Path, out: Path, progress) -> dict:
             "text_max_rel_error": v["text"]["max_rel_error"]}
 
 
-def _deploy_spiking(full: Path, plain: Path, data: Path, out: Path, progress) -> dict:
-    """The spiking CNNs to NIR (read back by snnTorch and spikingjelly) and the chain FSVE to Lava netx
-    (checked against the float model), then ``simulate`` on one built-in clip."""
+def _deploy_nir(full: Path, data: Path, out: Path, progress) -> dict:
+    """The spiking CNN and front end to NIR, read back by snnTorch and spikingjelly."""
     from .export import export_checkpoint
-    from .export.simulate import run_simulation
+
+    step = (lambda done, total: progress("exporting fsve-full to NIR", done, total)) if progress else None
+    nir = export_checkpoint(full, out / "fsve-full-tiny-nir", "nir", overwrite=True, verify=True, data=data,
+                            samples=2, progress=step)
+    return {"nir": {"folder": nir["out"], "verify": nir.get("verify")}}
+
+
+def _deploy_lava(plain: Path, data: Path, out: Path, progress) -> dict:
+    """The chain FSVE to Lava netx, checked against the float model (``simulate`` runs after)."""
+    from .export import export_checkpoint
+
+    step = (lambda done, total: progress("exporting fsve-full-plain to Lava netx", done, total)) if progress else None
+    lava = export_checkpoint(plain, out / "fsve-full-plain-tiny-lava", "lava", overwrite=True, verify=True,
+                             data=data, samples=4, progress=step)
+    net = Path(lava["out"]) / lava["lava"]["file"]
+    return {"lava": {"folder": lava["out"], "net": str(net), "verify": lava["verify"]}}
+
+
+#: What each spiking variant's unit deploys besides ONNX.
+DEPLOY = {"fsve-full": _deploy_nir, "fsve-full-plain": _deploy_lava}
+
+
+def _unit(kind: str, model: str, common: dict, progress) -> dict:
+    """One unit of work after the ANN: a spiking variant trained from it, evaluated, profiled and exported
+    (``train``), or the ANN's conversion (``convert``)."""
+    data, out = common["data"], common["out"]
 
     def step(name):
         return (lambda done, total: progress(name, done, total)) if progress else None
 
-    nir = export_checkpoint(full, out / "fsve-full-tiny-nir", "nir", overwrite=True, verify=True, data=data,
-                            samples=2, progress=step("exporting fsve-full to NIR"))
-    lava = export_checkpoint(plain, out / "fsve-full-plain-tiny-lava", "lava", overwrite=True, verify=True,
-                             data=data, samples=4, progress=step("exporting fsve-full-plain to Lava netx"))
-    net = Path(lava["out"]) / lava["lava"]["file"]
-    sim, _ = run_simulation(net, str(data))
-    return {"nir": {"folder": nir["out"], "verify": nir.get("verify")},
-            "lava": {"folder": lava["out"], "net": str(net), "verify": lava["verify"]},
-            "simulate": sim}
+    if kind == "convert":
+        return _convert_ann(common["ann"], data, out, common["timesteps"], common["samples"], progress,
+                            finetune_epochs=None if common["epochs"] is None else min(common["epochs"], 4))
+    last, ev, summary, per_layer = _train_and_measure(model, data, out, common["seed"], common["epochs"],
+                                                      common["samples"], step, init=common["ann"])
+    res = {"checkpoint": str(last), "eval": ev, "summary": summary, "per_layer": per_layer,
+           "export": _export_onnx(last, data, out / "export" / f"{model}-tiny", progress)}
+    if model in DEPLOY:
+        res["deploy"] = DEPLOY[model](last, data, out / "export", progress)
+    return res
+
+
+def _unit_worker(kind: str, model: str, common: dict, queue) -> dict:
+    """A unit in a worker process: one torch thread, progress sent to the parent through ``queue``."""
+    import torch
+
+    torch.set_num_threads(1)
+    label = f"{kind} {model}" if kind == "train" else "QCFS conversion"
+
+    def progress(name: str, done: int, total: int) -> None:
+        queue.put((label, name, done, total))
+
+    try:
+        return _unit(kind, model, common, progress)
+    finally:
+        queue.put((label, None, 1, 1))  # finished
+
+
+def _run_units(units: list[tuple[str, str]], common: dict, jobs: int, progress) -> dict:
+    """Every unit, ``jobs`` at a time in worker processes (in this process, one after another, for
+    ``jobs`` = 1). Progress: one bar for the stage, each unit's share by its current phase's fraction."""
+    if jobs <= 1:
+        return {(k, m): _unit(k, m, common, progress) for k, m in units}
+    import multiprocessing
+    import threading
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = multiprocessing.get_context("spawn")
+    manager = ctx.Manager()
+    queue = manager.Queue()
+    labels = {(k, m): (f"{k} {m}" if k == "train" else "QCFS conversion") for k, m in units}
+    state = {label: 0.0 for label in labels.values()}
+    phases: dict[str, list[str]] = {label: [] for label in labels.values()}
+    title = f"{len(units)} units after the ANN, {jobs} at a time: " + ", ".join(labels.values())
+
+    def share(label: str, name: str | None, fraction: float) -> float:
+        """A unit's done share, never decreasing: its first phase (training, fine-tuning) is 85 % of it,
+        each later one (evaluation, profiles, exports) half of what is left."""
+        if name is None:
+            return 1.0
+        seen = phases[label]
+        if not seen or seen[-1] != name:
+            seen.append(name)
+        if len(seen) == 1:
+            return 0.85 * fraction
+        left = 0.15 * 0.5 ** (len(seen) - 2)
+        return max(state[label], 1.0 - left + 0.5 * left * fraction)
+
+    def drain() -> None:
+        while True:
+            item = queue.get()
+            if item is None:
+                return
+            label, name, done, total = item
+            state[label] = share(label, name, min(done / max(total, 1), 1.0))
+            if progress:
+                progress(title, round(100 * sum(state.values())), 100 * len(state))
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        with ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
+            futures = {key: pool.submit(_unit_worker, *key, common, queue) for key in units}
+            try:
+                return {key: fut.result() for key, fut in futures.items()}
+            except BaseException:
+                for fut in futures.values():
+                    fut.cancel()
+                raise
+    finally:
+        queue.put(None)
+        reader.join(timeout=5)
+        manager.shutdown()
 
 
 def _convert_ann(ann: Path, data: Path, out: Path, timesteps: tuple[int, ...], samples: int, progress,
