@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_make_digits.py
 	$(BIN)/python benchmarks/bench_profile.py
 	$(BIN)/python benchmarks/bench_train_speed.py
+	$(BIN)/python benchmarks/bench_front_end.py
 
 clean:
 	rm -rf $(VENV) $(LAVA_VENV) demo-out .pytest_cache .hypothesis

@@ -142,11 +142,7 @@ class ConvertedHSFE(HSFE):
     snn: RateCoded
 
     def forward(self, blocks: torch.Tensor) -> torch.Tensor:
-        x = self.pool(blocks)
-        if not x.is_floating_point():
-            x = x.float()
-        est = torch.cat([branch(x) for branch in self.branches], dim=1)
-        return self.snn(self.sa(est))
+        return self.snn(self.sa(self.mtf(self.pooled(blocks))))
 
 
 def make_event_layers(net: fx.GraphModule) -> fx.GraphModule:

@@ -251,46 +251,43 @@ def _launch_processes(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .distributed import close_world, collectives, init_world, local_device
+    from .distributed import joined, local_device
     from .model.config import preset_config
     from .model.training import train
     from .options import pick_device
 
     if args.nproc is not None:
         return _launch_processes(args)
-    world = init_world(pick_device(args.device))
-
     given = {**({"model": args.model} if args.model else {}), **_parse_sets(args.set),
              **({"train.seed": args.seed} if args.seed is not None else {})}
-    if args.resume and args.preset is None:
-        cfg, overrides = None, given  # the run's own config; what the user gave must equal the run's
-    else:
-        cfg, overrides = preset_config(args.preset or "tiny", {"model": "spklip", **given}), None
-    data = args.data if args.data is not None or args.resume else "builtin"
-    bar = None
-    if not args.json and sys.stderr.isatty() and world.main:
-        from tqdm import tqdm
+    device = pick_device(args.device)
+    with joined(device, "training") as world:
+        if args.resume and args.preset is None:
+            cfg, overrides = None, given  # the run's own config; what the user gave must equal the run's
+        else:
+            cfg, overrides = preset_config(args.preset or "tiny", {"model": "spklip", **given}), None
+        data = args.data if args.data is not None or args.resume else "builtin"
+        bar = None
+        if not args.json and sys.stderr.isatty() and world.main:
+            from tqdm import tqdm
 
-        bar = tqdm(file=sys.stderr, unit="batch", leave=False)
+            bar = tqdm(file=sys.stderr, unit="batch", leave=False)
 
-    def progress(p: dict) -> None:
-        if bar is not None:
-            bar.total = p["steps"]
-            bar.n = p["step"]
-            bar.set_description(f"{'pre-training ' if p.get('stage') == 'pretrain' else ''}"
-                                f"epoch {p['epoch']}/{p['epochs']}")
-            bar.set_postfix(loss=f"{p['loss']:.3f}", clips_s=f"{p['clips_per_s']:.1f}")
+        def progress(p: dict) -> None:
+            if bar is not None:
+                bar.total = p["steps"]
+                bar.n = p["step"]
+                bar.set_description(f"{'pre-training ' if p.get('stage') == 'pretrain' else ''}"
+                                    f"epoch {p['epoch']}/{p['epochs']}")
+                bar.set_postfix(loss=f"{p['loss']:.3f}", clips_s=f"{p['clips_per_s']:.1f}")
 
-    device = str(local_device(world, pick_device(args.device)))
-    try:
-        with collectives(world, "training"):
-            result = train(cfg, data, args.out, epochs=args.epochs, resume=args.resume, device=device,
-                           progress=progress, init=args.init, overrides=overrides,
-                           teacher=args.teacher, world=world, precision=args.precision)
-    finally:
-        if bar is not None:
-            bar.close()
-        close_world(world)
+        try:
+            result = train(cfg, data, args.out, epochs=args.epochs, resume=args.resume,
+                           device=str(local_device(world, device)), progress=progress, init=args.init,
+                           overrides=overrides, teacher=args.teacher, world=world, precision=args.precision)
+        finally:
+            if bar is not None:
+                bar.close()
     if not world.main:
         return 0
     last = result.history[-1] if result.history else {}
@@ -314,7 +311,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .atomic import check_file_target
-    from .distributed import close_world, collectives, init_world, local_device
+    from .distributed import joined, local_device
     from .model.training import write_eval
     from .options import pick_device
     from .stats import describe_ci, fmt_ci
@@ -322,14 +319,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.nproc is not None:
         return _launch_processes(args)
     png = check_file_target(args.out_png or Path(args.checkpoint).with_suffix(".confusion.png"), ".png")
-    world = init_world(pick_device(args.device))
-    try:
-        with collectives(world, "evaluation"):
-            res = write_eval(args.checkpoint, args.data, split=args.split,
-                             device=str(local_device(world, pick_device(args.device))), out_png=png, world=world,
-                             precision=args.precision)
-    finally:
-        close_world(world)
+    device = pick_device(args.device)
+    with joined(device, "evaluation") as world:
+        res = write_eval(args.checkpoint, args.data, split=args.split, device=str(local_device(world, device)),
+                         out_png=png, world=world, precision=args.precision)
     if not world.main:
         return 0
     res = {k: v for k, v in res.items() if k != "confusion"} | {"confusion_png": str(png)}
@@ -526,20 +519,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     else:
         import torch
 
-        from .distributed import close_world, collectives, init_world
+        from .distributed import joined
 
-        world = init_world(torch.device("cpu"))
-        update, close = progress_callback("profiling", enabled=not args.json and world.main)
-        try:
-            with collectives(world, "profiling"):
+        with joined(torch.device("cpu"), "profiling") as world:
+            update, close = progress_callback("profiling", enabled=not args.json and world.main)
+            try:
                 summary, per_layer = analyse_checkpoint(
                     args.checkpoint, data=args.data, samples=args.samples, cost=_cost_arg(args),
                     reuse=args.reuse, batch_size=args.batch_size, progress=update, **_model_args(args),
                     steps=args.snn_steps, world=world,
                 )
-        finally:
-            close()
-            close_world(world)
+            finally:
+                close()
         if not world.main:
             return 0
     paths = write_report(out, summary, per_layer)

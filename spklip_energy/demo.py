@@ -129,8 +129,8 @@ def run_demo(out: str | Path, seed: int = 0, samples: int = 16, train_spklip: bo
     ``jobs`` (default :func:`default_jobs`): once the ANN is trained, the units that start from it (each
     spiking variant's training, evaluation, profile and exports; the conversion) run in that many worker
     processes, one torch thread each (the tiny models' small operations use a second thread poorly, so
-    two one-thread units finish sooner than one two-thread unit after another; results differ from a
-    one-job run only by floating-point summation order).
+    two one-thread units finish sooner than one two-thread unit after another). With one job they run
+    here one after another, on one thread as well, so the figures are the same whatever ``jobs`` is.
     """
     jobs = default_jobs() if jobs is None else jobs
     out = Path(out)
@@ -289,8 +289,15 @@ def _unit_worker(kind: str, model: str, common: dict, queue) -> dict:
 def _run_units(units: list[tuple[str, str]], common: dict, jobs: int, progress) -> dict:
     """Every unit, ``jobs`` at a time in worker processes (in this process, one after another, for
     ``jobs`` = 1). Progress: one bar for the stage, each unit's share by its current phase's fraction."""
-    if jobs <= 1:
-        return {(k, m): _unit(k, m, common, progress) for k, m in units}
+    if jobs <= 1:  # one thread too: the figures do not depend on --jobs (summation order follows threads)
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return {(k, m): _unit(k, m, common, progress) for k, m in units}
+        finally:
+            torch.set_num_threads(threads)
     import multiprocessing
     import threading
     from concurrent.futures import ProcessPoolExecutor

@@ -155,6 +155,20 @@ def collectives(world: World, stage: str) -> Iterator[None]:
             "and --resume continues from it") from None
 
 
+@contextlib.contextmanager
+def joined(device: torch.device, stage: str) -> Iterator[World]:
+    """This process's place in a torchrun launch (a one-process world when not launched so) for one job:
+    joined on entry, a collective that fails because a rank is lost raised as
+    :class:`~spklip_energy.errors.LostRankError` naming ``stage``, and the process group closed on exit
+    whatever happens. Every command that can run on several processes (train, eval, report) runs in one."""
+    world = init_world(device)
+    try:
+        with collectives(world, stage):
+            yield world
+    finally:
+        close_world(world)
+
+
 class GlobalBatches(torch.utils.data.Sampler):
     """This rank's slice of each global batch of a shuffled (or ordered) pass over ``n`` clips.
 

@@ -8,7 +8,13 @@ import torch
 
 from spklip_energy.data.digits import MOTIONS, SYMMETRIES
 from spklip_energy.data.manifest import Manifest
-from spklip_energy.model.augment import dataset_flips, flip_batch
+from spklip_energy.model.augment import (
+    FLIP_DIMS,
+    apply_flips,
+    dataset_flips,
+    draw_flips,
+    flip_batch,
+)
 from spklip_energy.model.loss import class_prompt_loss
 
 
@@ -60,3 +66,26 @@ def test_class_prompt_loss_against_a_direct_computation():
         sims = [scale * (s[i] @ t[c]) / (s[i].norm() * t[c].norm()) for c in range(3)]
         direct += -(sims[int(y[i])] - math.log(sum(math.exp(float(v)) for v in sims)))
     assert torch.isclose(class_prompt_loss(s, t, scale, y), torch.tensor(float(direct) / 5), atol=1e-5)
+
+
+def test_composed_flips_equal_one_flip_after_another():
+    """Both mirrors of the digits (h and v), drawn per clip, applied in one copy: the same clips,
+    labels and captions as mirroring once per declared flip."""
+    flips = dataset_flips(_manifest({"name": "spike-digits"}))
+    assert len(flips) == 2
+    g = torch.Generator().manual_seed(5)
+    x = torch.randint(0, 2, (32, 3, 4, 5), generator=g, dtype=torch.uint8)
+    labels = torch.randint(0, len(MOTIONS), (32,), generator=g)
+    caps = [f"moves to the {MOTIONS[int(y)]}" for y in labels]
+    states = draw_flips(32, flips, g)
+    assert {s for s in states} == {(a, b) for a in (False, True) for b in (False, True)}
+    xs, ys, cs = apply_flips(x, labels, caps, flips, states)
+    ref, ref_y, ref_c = x.clone(), labels.clone(), list(caps)
+    for j, flip in enumerate(flips):
+        for i, s in enumerate(states):
+            if s[j]:
+                ref[i] = ref[i].flip(FLIP_DIMS[flip.name])
+                ref_y[i] = flip.label_map[int(ref_y[i])]
+                ref_c[i] = flip.caption(ref_c[i])
+    assert torch.equal(xs, ref) and torch.equal(ys, ref_y) and cs == ref_c
+    assert apply_flips(x, labels, caps, flips, [(False, False)] * 32)[0] is x, "nothing mirrored: no copy"

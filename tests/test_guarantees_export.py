@@ -501,8 +501,9 @@ def _measured_peak(visual, cfg, clips: int, dtype) -> int:
                        "fsve-full-spiking-repeat-T4-unpooled", "converted-all", "converted-cnn"])
 def test_forward_memory_estimate_covers_the_measured_peak(preset, overrides, converted, clips):
     """The one estimate of a visual forward pass (report, convert, export --verify) is at least what torch
-    allocates at the peak, for float32 clips (what it assumes), and at most three times what it allocates
-    for the uint8 clips datasets give."""
+    allocates at the peak, for float32 clips (what it assumes), and at most four times what it allocates
+    for the uint8 clips datasets give (a quarter of the input's bytes, pooled as integers without a float
+    copy of the blocks)."""
     from spklip_energy.convert import convert_spklip
     from spklip_energy.model import build_spklip, preset_config
     from spklip_energy.model.config import visual_forward_bytes
@@ -517,7 +518,7 @@ def test_forward_memory_estimate_covers_the_measured_peak(preset, overrides, con
     estimate = visual_forward_bytes(cfg, clips, layers)
     as_float = _measured_peak(model.visual, cfg, clips, torch.float32)
     as_uint8 = _measured_peak(model.visual, cfg, clips, torch.uint8)
-    assert as_float <= estimate <= 3 * as_uint8, (as_float / 2**20, estimate / 2**20, as_uint8 / 2**20)
+    assert as_float <= estimate <= 4 * as_uint8, (as_float / 2**20, estimate / 2**20, as_uint8 / 2**20)
 
 
 def test_forward_memory_estimate_scales_with_clips_and_the_stem_strides():

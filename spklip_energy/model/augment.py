@@ -79,15 +79,16 @@ def apply_flips(spikes: torch.Tensor, labels: torch.Tensor, captions: list[str],
     """Mirror the clips ``[B, F, H, W]`` as :func:`draw_flips` chose; labels and captions follow."""
     if not flips:
         return spikes, labels, captions
-    spikes, labels, captions = spikes.clone(), labels.clone(), list(captions)
+    labels, captions = labels.clone(), list(captions)
+    dims: list[set[int]] = [set() for _ in states]  # each clip's flips composed: mirrors along a dim cancel in pairs
     for j, flip in enumerate(flips):
-        chosen = [i for i, s in enumerate(states) if s[j]]
-        if not chosen:
-            continue
-        spikes[chosen] = spikes[chosen].flip(FLIP_DIMS[flip.name])
-        for i in chosen:
-            labels[i] = flip.label_map[int(labels[i])]
-            captions[i] = flip.caption(captions[i])
+        for i, s in enumerate(states):
+            if s[j]:
+                dims[i] ^= {FLIP_DIMS[flip.name] % spikes.dim() - 1}  # the dim within one clip [F, H, W]
+                labels[i] = flip.label_map[int(labels[i])]
+                captions[i] = flip.caption(captions[i])
+    if any(dims):  # one copy of the batch (a mirrored clip is written once), not one per flip
+        spikes = torch.stack([clip.flip(tuple(sorted(d))) if d else clip for clip, d in zip(spikes, dims, strict=True)])
     return spikes, labels, captions
 
 
