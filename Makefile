@@ -32,6 +32,7 @@ test: $(STAMP) $(LAVA_STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_read_dat.py

@@ -45,7 +45,7 @@ VARIANTS = {
 
 def ops_per_clip(cfg) -> int:
     m = build_spklip(cfg).eval()
-    x = (torch.rand(1, cfg.frames, cfg.height, cfg.width, generator=torch.Generator().manual_seed(0)) < 0.05)
+    x = torch.rand(1, cfg.frames, cfg.height, cfg.width, generator=torch.Generator().manual_seed(0)) < 0.05
     t = profile(m.visual, x.to(torch.uint8), samples=1).totals
     return t["macs"] + t["sops"]
 
@@ -60,12 +60,21 @@ def main() -> None:
     ap.add_argument("--preset", default="tiny")
     ap.add_argument("--data", default="builtin-bench")
     ap.add_argument("--only", help="comma-separated variant numbers (1-based) besides the full model")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads per training (default 1, as the protocol "
-                    "run whose full-model arms are reused)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads per training (default 1, as the protocol run whose full-model arms are reused)",
+    )
     ap.add_argument("--jobs", type=int, default=2, help="trainings side by side (default 2)")
     ap.add_argument("--work", type=Path, help="the protocol's work folder (default: benchmark's default)")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="config override for every variant (e.g. train.epochs=10)")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override for every variant (e.g. train.epochs=10)",
+    )
     ap.add_argument("--out", type=Path, help="also write the table to this Markdown file")
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -73,20 +82,35 @@ def main() -> None:
     if args.only:
         chosen = [chosen[0]] + [chosen[int(i) - 1] for i in args.only.split(",") if int(i) != 1]
     base_work = work_dir(args.work, args.data, args.preset)
-    common = {k: json.loads(v) if v[:1] in "0123456789-[{tf" else v
-              for k, _, v in (item.partition("=") for item in args.set)}
+    common = {
+        k: json.loads(v) if v[:1] in "0123456789-[{tf" else v for k, _, v in (item.partition("=") for item in args.set)
+    }
     t0 = time.perf_counter()
     plans = []
     for name, overrides in chosen:
         work = base_work if not overrides else base_work.parent / "ablations" / f"{base_work.name}-{_slug(name)}"
-        plans.append(BenchmarkPlan(seeds=seeds, preset=args.preset, data=args.data, arms=("ann",), work=work,
-                                   threads=args.threads, jobs=args.jobs, overrides={**common, **overrides}))
+        plans.append(
+            BenchmarkPlan(
+                seeds=seeds,
+                preset=args.preset,
+                data=args.data,
+                arms=("ann",),
+                work=work,
+                threads=args.threads,
+                jobs=args.jobs,
+                overrides={**common, **overrides},
+            )
+        )
     # one pool for all variants and seeds: no worker waits for a variant's last seed
     outcomes = run_benchmarks(plans, args.jobs, log=lambda line: print(line, flush=True))
     results = {}
     for (name, overrides), res in zip(chosen, outcomes, strict=True):
-        results[name] = {"overrides": overrides, "row": res["rows"][0], "records": res["records"],
-                         "cfg": preset_config(args.preset, {**common, **overrides})}
+        results[name] = {
+            "overrides": overrides,
+            "row": res["rows"][0],
+            "records": res["records"],
+            "cfg": preset_config(args.preset, {**common, **overrides}),
+        }
     full = {r["seed"]: decode_hits(r["per_clip"]["top1"]) for r in results["full model"]["records"]}
     lines = [
         f"| variant | overrides | visual params | ops/clip (MAC+SOP) | top-1 mean ± std | pooled 95 % CI | "
@@ -106,11 +130,13 @@ def main() -> None:
         params = sum(q.numel() for q in build_spklip(cfg).visual.parameters())
         per_seed = " | ".join(f"{100 * row['top1_per_seed'][s]:.1f}" for s in seeds)
         pooled = row["top1_pooled"]
-        lines.append(f"| {name} | {ov} | {params:,} | {ops_per_clip(cfg) / 1e6:.1f} M | "
-                     f"{fmt_mean_std(row['top1_mean'], row['top1_std'])} | "
-                     f"{fmt_interval(pooled['ci_low'], pooled['ci_high'])} | "
-                     f"{per_seed} | {diff} | {p} | {100 * row['R@5_pooled']['value']:.1f} | "
-                     f"{row['train_s'] / 60:.0f} min |")
+        lines.append(
+            f"| {name} | {ov} | {params:,} | {ops_per_clip(cfg) / 1e6:.1f} M | "
+            f"{fmt_mean_std(row['top1_mean'], row['top1_std'])} | "
+            f"{fmt_interval(pooled['ci_low'], pooled['ci_high'])} | "
+            f"{per_seed} | {diff} | {p} | {100 * row['R@5_pooled']['value']:.1f} | "
+            f"{row['train_s'] / 60:.0f} min |"
+        )
     records = [rec for r in results.values() for rec in r["records"]]
     lines += [
         "",

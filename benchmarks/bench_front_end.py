@@ -66,9 +66,13 @@ def measure(model: str, batch: int, repeat: int, seed: int = 0) -> dict:
             if i:
                 times[mode].append(dt)
     ms = {m: 1000 * statistics.median(times[m]) for m in modes}
-    return {"model": model, "batch": batch, "ms": ms,
-            "speedup_fused": ms["written"] / ms["fused"],
-            "speedup_both": ms["written, float pooling"] / ms["fused"]}
+    return {
+        "model": model,
+        "batch": batch,
+        "ms": ms,
+        "speedup_fused": ms["written"] / ms["fused"],
+        "speedup_both": ms["written, float pooling"] / ms["fused"],
+    }
 
 
 def main() -> None:
@@ -84,13 +88,17 @@ def main() -> None:
     if args.json:
         print(json.dumps({"threads": args.threads, "repeat": args.repeat, "rows": rows}))
         return
-    print(f"visual encoder training step (forward + backward), tiny preset, batch {args.batch}, "
-          f"{args.threads} thread(s), median of {args.repeat}:")
+    print(
+        f"visual encoder training step (forward + backward), tiny preset, batch {args.batch}, "
+        f"{args.threads} thread(s), median of {args.repeat}:"
+    )
     for r in rows:
         ms = r["ms"]
-        print(f"  {r['model']:<16} branch by branch, float pooling {ms['written, float pooling']:5.0f} ms | "
-              f"branch by branch {ms['written']:5.0f} ms | fused {ms['fused']:5.0f} ms | speed-up from "
-              f"fusing {r['speedup_fused']:4.2f}x, from both {r['speedup_both']:4.2f}x")
+        print(
+            f"  {r['model']:<16} branch by branch, float pooling {ms['written, float pooling']:5.0f} ms | "
+            f"branch by branch {ms['written']:5.0f} ms | fused {ms['fused']:5.0f} ms | speed-up from "
+            f"fusing {r['speedup_fused']:4.2f}x, from both {r['speedup_both']:4.2f}x"
+        )
 
 
 if __name__ == "__main__":

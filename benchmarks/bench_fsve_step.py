@@ -73,20 +73,33 @@ def main() -> None:
             fn()
             times[i].append(time.perf_counter() - t0)
     med = [statistics.median(t) for t in times]
-    rows = [{"model": n, "params": p, "step_s": m, "ratio_to_ann": m / med[0]}
-            for n, p, m in zip(names, params, med, strict=True)]
-    result = {"preset": args.preset, "batch": args.batch, "repeat": args.repeat, "threads": torch.get_num_threads(),
-              "target_ratio": TARGET, "rows": rows, "target_met": rows[names.index("fsve-full")]["ratio_to_ann"] <= TARGET}
+    rows = [
+        {"model": n, "params": p, "step_s": m, "ratio_to_ann": m / med[0]}
+        for n, p, m in zip(names, params, med, strict=True)
+    ]
+    result = {
+        "preset": args.preset,
+        "batch": args.batch,
+        "repeat": args.repeat,
+        "threads": torch.get_num_threads(),
+        "target_ratio": TARGET,
+        "rows": rows,
+        "target_met": rows[names.index("fsve-full")]["ratio_to_ann"] <= TARGET,
+    }
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    print(f"training step, preset {args.preset}, batch {args.batch}, {torch.get_num_threads()} threads, "
-          f"median of {args.repeat}")
+    print(
+        f"training step, preset {args.preset}, batch {args.batch}, {torch.get_num_threads()} threads, "
+        f"median of {args.repeat}"
+    )
     for r in rows:
         print(f"  {r['model']:<26} {r['params']:>9,d} params  {r['step_s']:.3f} s  {r['ratio_to_ann']:.2f}x ANN")
     full = rows[names.index("fsve-full")]
-    print(f"fsve-full / ANN = {full['ratio_to_ann']:.2f} (target <= {TARGET}): "
-          f"{'met' if result['target_met'] else 'NOT met'}")
+    print(
+        f"fsve-full / ANN = {full['ratio_to_ann']:.2f} (target <= {TARGET}): "
+        f"{'met' if result['target_met'] else 'NOT met'}"
+    )
 
 
 if __name__ == "__main__":

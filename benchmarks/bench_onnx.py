@@ -62,12 +62,13 @@ def main() -> None:
             eager.append(t1 - t0)
             onnx_rt.append(t2 - t1)
     me, mo = statistics.median(eager), statistics.median(onnx_rt)
-    print(f"tiny ANN visual encoder, input {list(x.shape)}, {args.threads} thread(s), median of {args.repeats}, "
-          f"interleaved; torch {torch.__version__}, onnxruntime {ort.__version__}")
+    print(
+        f"tiny ANN visual encoder, input {list(x.shape)}, {args.threads} thread(s), median of {args.repeats}, "
+        f"interleaved; torch {torch.__version__}, onnxruntime {ort.__version__}"
+    )
     print(f"torch eager : {1e3 * me:8.2f} ms/batch")
     print(f"onnxruntime : {1e3 * mo:8.2f} ms/batch")
-    print(f"ratio eager/ORT: {me / mo:.2f}x ({'ORT faster' if mo <= me else 'eager faster'}); "
-          f"max rel error {err:.1e}")
+    print(f"ratio eager/ORT: {me / mo:.2f}x ({'ORT faster' if mo <= me else 'eager faster'}); max rel error {err:.1e}")
 
 
 if __name__ == "__main__":

@@ -100,9 +100,17 @@ def bench(name: str, model: torch.nn.Module, x: torch.Tensor, repeat: int) -> di
         reset()
         model(x)  # warm-up
         plain, counted, end_to_end, estimators, every, peer, peer_lemaire = _interleaved(
-            [lambda: model(x), counted_forward, lambda: profile(model, x), lambda: _every_estimator(model, x),
-             lambda: _all_models(model, x), lambda: _sj_synop(model, x), lambda: _sj_lemaire(model, x)],
-            reset, repeat,
+            [
+                lambda: model(x),
+                counted_forward,
+                lambda: profile(model, x),
+                lambda: _every_estimator(model, x),
+                lambda: _all_models(model, x),
+                lambda: _sj_synop(model, x),
+                lambda: _sj_lemaire(model, x),
+            ],
+            reset,
+            repeat,
         )
     return {
         "model": name,
@@ -136,7 +144,10 @@ def main() -> None:
 
     net = ms_resnet.ms_resnet18(T=4, in_channels=3, num_classes=10)
     # the issue's case, and a batch of 8: the models' fixed cost per layer does not grow with the batch
-    cases = [("sj ms_resnet18", net, torch.rand(4, 2, 3, 64, 64)), ("sj ms_resnet18 B8", net, torch.rand(4, 8, 3, 64, 64))]
+    cases = [
+        ("sj ms_resnet18", net, torch.rand(4, 2, 3, 64, 64)),
+        ("sj ms_resnet18 B8", net, torch.rand(4, 8, 3, 64, 64)),
+    ]
     clips = (torch.rand(2, 40, 64, 64) < 0.05).to(torch.uint8)
     for kind in ("test-ann-cnn", "test-sj-snn", "sj-ms-resnet18"):
         card = default_card(kind)
@@ -145,25 +156,35 @@ def main() -> None:
     if args.json:
         print(json.dumps(rows))
         return
-    print(f"{'model':<18} {'input':<20} {'plain':>8} {'counted':>8} {'ratio':>6} {'+summary':>9} {'ratio':>6}"
-          f" {'+models':>9} {'ratio':>6} {'+b-even':>9} {'ratio':>6} {'sj SynOp':>9} {'ratio':>6}"
-          f" {'sj Lemaire':>10} {'ratio':>6}")
+    print(
+        f"{'model':<18} {'input':<20} {'plain':>8} {'counted':>8} {'ratio':>6} {'+summary':>9} {'ratio':>6}"
+        f" {'+models':>9} {'ratio':>6} {'+b-even':>9} {'ratio':>6} {'sj SynOp':>9} {'ratio':>6}"
+        f" {'sj Lemaire':>10} {'ratio':>6}"
+    )
     for r in rows:
-        print(f"{r['model']:<18} {str(r['input']):<20} {r['plain_ms']:>6.1f}ms {r['profile_ms']:>6.1f}ms "
-              f"{r['profile_ratio']:>6.2f} {r['profile_end_to_end_ms']:>7.1f}ms {r['end_to_end_ratio']:>6.2f}"
-              f" {r['estimators_ms']:>7.1f}ms {r['estimators_ratio']:>6.2f}"
-              f" {r['every_model_ms']:>7.1f}ms {r['every_model_ratio']:>6.2f}"
-              f" {r['spikingjelly_synop_ms']:>7.1f}ms {r['spikingjelly_ratio']:>6.2f}"
-              f" {r['spikingjelly_lemaire_ms']:>8.1f}ms {r['spikingjelly_lemaire_ratio']:>6.2f}")
-    print("counted = forward under the counting hooks; +summary = profile() end to end (planning the hooks, "
-          f"forward, per-layer records); +models = profile() and the energy under all {len(ALL_MODELS)} models; +b-even = "
-          "what report runs: that and the break-even analysis of every spiking layer under every model; sj Lemaire = "
-          "spikingjelly's estimate_lemaire_energy (its own forward, one model)")
+        print(
+            f"{r['model']:<18} {str(r['input']):<20} {r['plain_ms']:>6.1f}ms {r['profile_ms']:>6.1f}ms "
+            f"{r['profile_ratio']:>6.2f} {r['profile_end_to_end_ms']:>7.1f}ms {r['end_to_end_ratio']:>6.2f}"
+            f" {r['estimators_ms']:>7.1f}ms {r['estimators_ratio']:>6.2f}"
+            f" {r['every_model_ms']:>7.1f}ms {r['every_model_ratio']:>6.2f}"
+            f" {r['spikingjelly_synop_ms']:>7.1f}ms {r['spikingjelly_ratio']:>6.2f}"
+            f" {r['spikingjelly_lemaire_ms']:>8.1f}ms {r['spikingjelly_lemaire_ratio']:>6.2f}"
+        )
+    print(
+        "counted = forward under the counting hooks; +summary = profile() end to end (planning the hooks, "
+        f"forward, per-layer records); +models = profile() and the energy under all {len(ALL_MODELS)} models; +b-even = "
+        "what report runs: that and the break-even analysis of every spiking layer under every model; sj Lemaire = "
+        "spikingjelly's estimate_lemaire_energy (its own forward, one model)"
+    )
     judged = [r for r in rows if r["target_applies"]]
-    for key, target, what in (("meets_target", TARGET, "counted/plain"), ("meets_target_all", TARGET_ALL,
-                                                                             "(profile + every estimator)/plain")):
+    for key, target, what in (
+        ("meets_target", TARGET, "counted/plain"),
+        ("meets_target_all", TARGET_ALL, "(profile + every estimator)/plain"),
+    ):
         missed = [r["model"] for r in judged if not r[key]]
-        print(f"target {what} <= {target} on MS-ResNet-18: " + ("met" if not missed else "MISSED: " + ", ".join(missed)))
+        print(
+            f"target {what} <= {target} on MS-ResNet-18: " + ("met" if not missed else "MISSED: " + ", ".join(missed))
+        )
 
 
 if __name__ == "__main__":

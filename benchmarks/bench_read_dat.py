@@ -78,12 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         ours = read_dat(path, args.height, args.width, flipud=args.flipud)  # warm-up
         ref = spikecv_read(path, args.height, args.width, flipud=args.flipud)
         agree = bool(np.array_equal(ours, ref) and np.array_equal(ours, spikes))
-        ours_ms = median_ms(
-            lambda: read_dat(path, args.height, args.width, flipud=args.flipud), args.repeat
-        )
-        ref_ms = median_ms(
-            lambda: spikecv_read(path, args.height, args.width, flipud=args.flipud), args.repeat
-        )
+        ours_ms = median_ms(lambda: read_dat(path, args.height, args.width, flipud=args.flipud), args.repeat)
+        ref_ms = median_ms(lambda: spikecv_read(path, args.height, args.width, flipud=args.flipud), args.repeat)
         n_bytes = path.stat().st_size
 
     ratio = ref_ms / ours_ms if ours_ms > 0 else float("inf")
@@ -103,10 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        print(
-            f"clip: {args.frames} x {args.height} x {args.width} ({n_bytes} bytes), "
-            f"median of {args.repeat}"
-        )
+        print(f"clip: {args.frames} x {args.height} x {args.width} ({n_bytes} bytes), median of {args.repeat}")
         print(f"read_dat            : {ours_ms:9.3f} ms")
         print(f"SpikeCV-style loop  : {ref_ms:9.3f} ms")
         print(f"ratio               : {ratio:9.1f} x")

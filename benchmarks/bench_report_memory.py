@@ -68,27 +68,51 @@ def main() -> None:
         ck = _checkpoint(Path(tmp) / "spklip.pt", args.preset, data)
         for n in counts:
             t0 = time.perf_counter()
-            r = subprocess.run([sys.executable, "-c", CHILD, "report", str(ck), "--data", str(data),
-                                "--samples", str(n), "--out", str(Path(tmp) / f"rep{n}"), "--json"],
-                               capture_output=True, text=True)
+            r = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    CHILD,
+                    "report",
+                    str(ck),
+                    "--data",
+                    str(data),
+                    "--samples",
+                    str(n),
+                    "--out",
+                    str(Path(tmp) / f"rep{n}"),
+                    "--json",
+                ],
+                capture_output=True,
+                text=True,
+            )
             if r.returncode:
                 raise SystemExit(f"report on {n} clips failed:\n{r.stderr[-2000:]}")
             peak = int(next(line.split()[1] for line in r.stderr.splitlines() if line.startswith("PEAK_KIB")))
             summary = json.loads(r.stdout)
-            rows.append({"clips": summary["data"]["samples"], "peak_mib": peak / 1024,
-                         "seconds": time.perf_counter() - t0})
+            rows.append(
+                {"clips": summary["data"]["samples"], "peak_mib": peak / 1024, "seconds": time.perf_counter() - t0}
+            )
     first, last = rows[0], rows[-1]
     growth = (last["peak_mib"] - first["peak_mib"]) / max(last["clips"] - first["clips"], 1) * 100
-    result = {"preset": args.preset, "runs": rows, "growth_mib_per_100_clips": growth,
-              "ratio_peak": last["peak_mib"] / first["peak_mib"]}
+    result = {
+        "preset": args.preset,
+        "runs": rows,
+        "growth_mib_per_100_clips": growth,
+        "ratio_peak": last["peak_mib"] / first["peak_mib"],
+    }
     if args.json:
         print(json.dumps(result, indent=2))
         return
     for row in rows:
-        print(f"report, {args.preset} SPKLIP, {row['clips']:>5} clips: peak RSS {row['peak_mib']:.0f} MiB "
-              f"({row['seconds']:.0f} s)")
-    print(f"peak at {last['clips']} / at {first['clips']} clips: {result['ratio_peak']:.3f}x "
-          f"({growth:+.2f} MiB per 100 clips)")
+        print(
+            f"report, {args.preset} SPKLIP, {row['clips']:>5} clips: peak RSS {row['peak_mib']:.0f} MiB "
+            f"({row['seconds']:.0f} s)"
+        )
+    print(
+        f"peak at {last['clips']} / at {first['clips']} clips: {result['ratio_peak']:.3f}x "
+        f"({growth:+.2f} MiB per 100 clips)"
+    )
 
 
 if __name__ == "__main__":

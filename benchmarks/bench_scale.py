@@ -67,8 +67,13 @@ def _step_rate(preset: str, batch: int, steps: int, device: str) -> dict:
                 torch.cuda.synchronize(dev)
             if i:  # the first step warms up
                 times.append(time.perf_counter() - t0)
-        return {"rank": world.rank, "processes": world.size, "seconds_per_step": sum(times) / len(times),
-                "clips_per_s": batch / (sum(times) / len(times)), "precision": precision}
+        return {
+            "rank": world.rank,
+            "processes": world.size,
+            "seconds_per_step": sum(times) / len(times),
+            "clips_per_s": batch / (sum(times) / len(times)),
+            "precision": precision,
+        }
     finally:
         close_world(world)
 
@@ -76,12 +81,26 @@ def _step_rate(preset: str, batch: int, steps: int, device: str) -> dict:
 def _run(preset: str, nproc: int, args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "rate.json"
-        worker = [__file__, "--worker", preset, "--batch", str(args.batch), "--steps", str(args.steps),
-                  "--device", args.device, "--out", str(out)]
+        worker = [
+            __file__,
+            "--worker",
+            preset,
+            "--batch",
+            str(args.batch),
+            "--steps",
+            str(args.steps),
+            "--device",
+            args.device,
+            "--out",
+            str(out),
+        ]
         threads = max(1, args.threads // nproc) if args.device == "cpu" else args.threads
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-        cmd = ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
-                *worker] if nproc > 1 else [sys.executable, *worker])
+        cmd = (
+            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc), *worker]
+            if nproc > 1
+            else [sys.executable, *worker]
+        )
         r = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if r.returncode:
             raise SystemExit(f"{preset} on {nproc} process(es) failed:\n{r.stderr[-2000:]}")
@@ -112,13 +131,24 @@ def main() -> None:
     for preset in args.presets.split(","):
         one = _run(preset, 1, args)
         many = _run(preset, args.nproc, args)
-        rows.append({"preset": preset, "device": args.device, "batch": args.batch, "one": one, "ddp": many,
-                     "speedup": many["clips_per_s"] / one["clips_per_s"]})
+        rows.append(
+            {
+                "preset": preset,
+                "device": args.device,
+                "batch": args.batch,
+                "one": one,
+                "ddp": many,
+                "speedup": many["clips_per_s"] / one["clips_per_s"],
+            }
+        )
         if not args.json:
-            print(f"{preset:>9} ({args.device}, global batch {args.batch}): 1 process {one['clips_per_s']:.3g} clips/s "
-                  f"({one['threads_per_process']} threads); {args.nproc} processes {many['clips_per_s']:.3g} clips/s, "
-                  f"{many['clips_per_s'] / args.nproc:.3g} per process ({many['threads_per_process']} thread(s) each); "
-                  f"DDP/one {rows[-1]['speedup']:.2f}x", flush=True)
+            print(
+                f"{preset:>9} ({args.device}, global batch {args.batch}): 1 process {one['clips_per_s']:.3g} clips/s "
+                f"({one['threads_per_process']} threads); {args.nproc} processes {many['clips_per_s']:.3g} clips/s, "
+                f"{many['clips_per_s'] / args.nproc:.3g} per process ({many['threads_per_process']} thread(s) each); "
+                f"DDP/one {rows[-1]['speedup']:.2f}x",
+                flush=True,
+            )
     if args.json:
         print(json.dumps(rows, indent=2))
 

@@ -40,8 +40,9 @@ def untrained_checkpoint(root: Path, out: Path) -> Path:
         m.train()
         m.visual(torch.stack([ds[i]["spikes"] for i in range(8)]).float())
     m.eval()
-    tok = SpikeTextTokenizer.train([c.caption for c in man.clips] + list(man.class_prompts.values()),
-                                   cfg.text.vocab_size)
+    tok = SpikeTextTokenizer.train(
+        [c.caption for c in man.clips] + list(man.class_prompts.values()), cfg.text.vocab_size
+    )
     return save_spklip(out / "fsve-plain.pt", m, tok, {"class_prompts": list(man.class_prompts.values())})
 
 
@@ -65,13 +66,19 @@ def main() -> None:
                 best = (wall, summary)
         wall, s = best
         t = s["totals"]
-        print(f"network: {len(rec['lava']['layers'])} netx layers, input {rec['lava']['layers'][0]['shape']}; "
-              f"{s['input']}")
+        print(
+            f"network: {len(rec['lava']['layers'])} netx layers, input {rec['lava']['layers'][0]['shape']}; "
+            f"{s['input']}"
+        )
         print(f"spikes {t['spikes']}, synaptic events {t['synaptic_events']}, neuron updates {t['neuron_updates']}")
-        print(f"seconds (best of {args.repeat}): host {s['seconds']['host']}, simulation {s['seconds']['simulation']}, "
-              f"whole simulate {wall:.3f}  (target < 10 s: {'met' if wall < 10 else 'NOT met'})")
-        print(f"{t['synaptic_events'] / max(s['seconds']['simulation'], 1e-9):.3g} synaptic events/s, "
-              f"{t['neuron_updates'] / max(s['seconds']['simulation'], 1e-9):.3g} neuron updates/s")
+        print(
+            f"seconds (best of {args.repeat}): host {s['seconds']['host']}, simulation {s['seconds']['simulation']}, "
+            f"whole simulate {wall:.3f}  (target < 10 s: {'met' if wall < 10 else 'NOT met'})"
+        )
+        print(
+            f"{t['synaptic_events'] / max(s['seconds']['simulation'], 1e-9):.3g} synaptic events/s, "
+            f"{t['neuron_updates'] / max(s['seconds']['simulation'], 1e-9):.3g} neuron updates/s"
+        )
 
 
 if __name__ == "__main__":

@@ -58,6 +58,7 @@ def _run(mode: str, cfg, data: Path, work: Path) -> dict:
     real_call, real_get, real_eval = T.LockedFeatures.__call__, SpikeClips.__getitem__, T.evaluate_model
     stages: dict[str, float] = {}
     if mode == "before":
+
         def recompute(self, spikes, keys):
             with torch.no_grad():
                 return self.model.encode_spikes(spikes.to(self.device))
@@ -105,8 +106,9 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = preset_config("tiny", {"model": args.model, "train.epochs": args.epochs,
-                                 "train.pretrain_epochs": args.pretrain_epochs})
+    cfg = preset_config(
+        "tiny", {"model": args.model, "train.epochs": args.epochs, "train.pretrain_epochs": args.pretrain_epochs}
+    )
     runs: dict[str, list[dict]] = {"before": [], "after": []}
     with tempfile.TemporaryDirectory() as tmp:
         data = _subset(args.data, args.clips, Path(tmp) / "data")
@@ -115,8 +117,13 @@ def main() -> None:
                 runs[mode].append(_run(mode, cfg, data, Path(tmp)))
     med = {m: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for m, rs in runs.items()}
     result = {
-        "model": args.model, "threads": args.threads, "train_clips": args.clips, "epochs": args.epochs,
-        "pretrain_epochs": args.pretrain_epochs, "repeat": args.repeat, "before": med["before"],
+        "model": args.model,
+        "threads": args.threads,
+        "train_clips": args.clips,
+        "epochs": args.epochs,
+        "pretrain_epochs": args.pretrain_epochs,
+        "repeat": args.repeat,
+        "before": med["before"],
         "after": med["after"],
         "speedup_total": med["before"]["total_s"] / med["after"]["total_s"],
         "speedup_pretrain": med["before"]["pretrain_s"] / med["after"]["pretrain_s"],
@@ -126,13 +133,17 @@ def main() -> None:
     if args.json:
         print(json.dumps(result))
         return
-    print(f"{args.model}, tiny preset, {args.clips} train clips, {args.pretrain_epochs} pre-training + "
-          f"{args.epochs} contrastive epochs, {args.threads} threads, median of {args.repeat}:")
+    print(
+        f"{args.model}, tiny preset, {args.clips} train clips, {args.pretrain_epochs} pre-training + "
+        f"{args.epochs} contrastive epochs, {args.threads} threads, median of {args.repeat}:"
+    )
     for stage in ("pretrain_s", "contrastive_s", "total_s"):
         b, a = med["before"][stage], med["after"][stage]
         print(f"  {stage[:-2]:<12} before {b:7.1f} s   after {a:7.1f} s   speed-up {b / a:4.2f}x")
-    print(f"  final val top-1: before {100 * med['before']['val_top1']:.1f} %, after "
-          f"{100 * med['after']['val_top1']:.1f} % ({'same' if result['same_val_top1'] else 'DIFFERENT'})")
+    print(
+        f"  final val top-1: before {100 * med['before']['val_top1']:.1f} %, after "
+        f"{100 * med['after']['val_top1']:.1f} % ({'same' if result['same_val_top1'] else 'DIFFERENT'})"
+    )
 
 
 if __name__ == "__main__":

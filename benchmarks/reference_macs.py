@@ -39,7 +39,9 @@ def hand_estimate(cfg) -> dict[str, int]:
         mask = frames * hw if hs.temporal_mask else 0
         branches += mask + conv(hw, frames, hs.branch_width, 3) + conv(hw, hs.branch_width, 1, 3)
     est["hsfe.branches"] = n * branches
-    est["hsfe.sa"] = n * (conv(hw, hs.branches, hs.sa_hidden, 3) + conv(hw, hs.sa_hidden, hs.branches, 3)) if hs.sa else 0
+    est["hsfe.sa"] = (
+        n * (conv(hw, hs.branches, hs.sa_hidden, 3) + conv(hw, hs.sa_hidden, hs.branches, 3)) if hs.sa else 0
+    )
     est["hsfe.head"] = n * conv(hw, hs.branches, hs.features, 3)
     est["hsfe.trunk"] = n * hs.trunk_blocks * 3 * conv(hw, hs.features, hs.features, 3)
     s = cfg.starnet
@@ -47,8 +49,11 @@ def hand_estimate(cfg) -> dict[str, int]:
     # stem: three 3x3 conv + BN (ReLU free), then 2x2 average pooling (one add per input element)
     size = (h, w)
     stem = 0
-    for cin, cout, stride in ((hs.features, wd // 2, s.stem_strides[0]), (wd // 2, wd // 2, s.stem_strides[1]),
-                              (wd // 2, wd, s.stem_strides[2])):
+    for cin, cout, stride in (
+        (hs.features, wd // 2, s.stem_strides[0]),
+        (wd // 2, wd // 2, s.stem_strides[1]),
+        (wd // 2, wd, s.stem_strides[2]),
+    ):
         size = ((size[0] - 1) // stride + 1, (size[1] - 1) // stride + 1)
         px = size[0] * size[1]
         stem += conv(px, cin, cout, 3) + px * cout
@@ -91,8 +96,13 @@ def group_of(name: str) -> str:
     parts = name.split(".")
     if parts[0] == "hsfe":
         key = parts[1]
-        return {"branches": "hsfe.branches", "sa": "hsfe.sa", "head": "hsfe.head", "trunk": "hsfe.trunk",
-                "pool": "hsfe.pool"}.get(key, "hsfe." + key)
+        return {
+            "branches": "hsfe.branches",
+            "sa": "hsfe.sa",
+            "head": "hsfe.head",
+            "trunk": "hsfe.trunk",
+            "pool": "hsfe.pool",
+        }.get(key, "hsfe." + key)
     if parts[0] == "starnet":
         if parts[1] == "spatial":
             return "starnet." + parts[2]
@@ -124,22 +134,32 @@ def main() -> None:
     for g in sorted(set(hand) | set(counted)):
         c, h = counted.get(g, 0), hand.get(g, 0)
         rows.append({"module": g, "counted_macs": c, "hand_estimate": h, "ratio": (c / h) if h else None})
-    report = {"preset": args.preset, "output_shape": list(out.shape), "forward_s": round(plain_s, 2),
-              "total_counted": sum(counted.values()), "total_hand": sum(hand.values()), "rows": rows,
-              "not_counted": result.not_counted}
+    report = {
+        "preset": args.preset,
+        "output_shape": list(out.shape),
+        "forward_s": round(plain_s, 2),
+        "total_counted": sum(counted.values()),
+        "total_hand": sum(hand.values()),
+        "rows": rows,
+        "not_counted": result.not_counted,
+    }
     if args.json:
         print(json.dumps(report))
         return
     print(f"{args.preset}: output {tuple(out.shape)}, one forward at batch 1 took {plain_s:.1f} s on this CPU")
-    print("counted = MACs + SOPs from the hooks; hand = dense MACs from the layer sizes. The MTF branches "
-          "see binary spikes (SOPs, far fewer than dense MACs) until their temporal masks move away from 1; "
-          "pooling windows that floor away a border row are exact in the count, not in the hand estimate.")
+    print(
+        "counted = MACs + SOPs from the hooks; hand = dense MACs from the layer sizes. The MTF branches "
+        "see binary spikes (SOPs, far fewer than dense MACs) until their temporal masks move away from 1; "
+        "pooling windows that floor away a border row are exact in the count, not in the hand estimate."
+    )
     print(f"{'module':<20} {'counted ops':>16} {'hand estimate':>16} {'ratio':>7}")
     for r in rows:
         ratio = f"{r['ratio']:.3f}" if r["ratio"] is not None else "-"
         print(f"{r['module']:<20} {r['counted_macs']:>16,} {r['hand_estimate']:>16,} {ratio:>7}")
-    print(f"{'total':<20} {report['total_counted']:>16,} {report['total_hand']:>16,} "
-          f"{report['total_counted'] / report['total_hand']:>7.3f}")
+    print(
+        f"{'total':<20} {report['total_counted']:>16,} {report['total_hand']:>16,} "
+        f"{report['total_counted'] / report['total_hand']:>7.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -17,5 +17,19 @@ from .layers import CNN, GROUPS, NOT_CONVERTIBLE, UNITS, ConversionError, parse_
 from .ratecode import RateCoded, set_timesteps
 from .structure import apply_conversion, convert_module, convert_spklip, converted_runs
 
-__all__ = ["CNN", "GROUPS", "METHODS", "NOT_CONVERTIBLE", "UNITS", "ConversionError", "RateCoded", "apply_conversion",
-           "convert_module", "convert_spklip", "converted_runs", "parse_layers", "runs", "set_timesteps"]
+__all__ = [
+    "CNN",
+    "GROUPS",
+    "METHODS",
+    "NOT_CONVERTIBLE",
+    "UNITS",
+    "ConversionError",
+    "RateCoded",
+    "apply_conversion",
+    "convert_module",
+    "convert_spklip",
+    "converted_runs",
+    "parse_layers",
+    "runs",
+    "set_timesteps",
+]

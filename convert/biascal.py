@@ -70,18 +70,25 @@ def _neuron_scales(run: RateCoded) -> list[tuple[ConvertedIF, torch.Tensor]]:
     for node in run.net.graph.nodes:
         if node.op == "call_module" and isinstance(graph_modules[node.target], ConvertedIF):
             users = list(node.users)
-            scale = getattr(graph_modules.get(users[0].target), "scale", None) \
-                if len(users) == 1 and users[0].op == "call_module" else None
+            scale = (
+                getattr(graph_modules.get(users[0].target), "scale", None)
+                if len(users) == 1 and users[0].op == "call_module"
+                else None
+            )
             if not isinstance(scale, torch.Tensor):
-                raise ConversionError("a converted neuron's spikes are not scaled back by a threshold-balancing "
-                                      "scaler")
+                raise ConversionError("a converted neuron's spikes are not scaled back by a threshold-balancing scaler")
             out.append((graph_modules[node.target], 1.0 / scale.detach().float().reshape(-1)))
     return out
 
 
-def calibrate_bias(target: nn.Module, model: nn.Module, target_units: Sequence[Sequence[nn.Module]],
-                   clip_batches: Sequence[torch.Tensor], run: Callable[[nn.Module, torch.Tensor], object],
-                   progress: Callable[[int, int], None] | None = None) -> dict:
+def calibrate_bias(
+    target: nn.Module,
+    model: nn.Module,
+    target_units: Sequence[Sequence[nn.Module]],
+    clip_batches: Sequence[torch.Tensor],
+    run: Callable[[nn.Module, torch.Tensor], object],
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
     """Set the bias currents of every :class:`ConvertedIF` of ``model``'s rate-coded runs (see the module doc).
 
     ``target``: the model before conversion; ``target_units[i]``: its modules that the i-th run of ``model``
@@ -97,15 +104,18 @@ def calibrate_bias(target: nn.Module, model: nn.Module, target_units: Sequence[S
         if not neurons or any(n.bias.numel() == 0 for n, _ in neurons):
             raise ConversionError("bias calibration needs neurons built with bias currents (bias=True)")
         if len(neurons) != len(acts):
-            raise ConversionError(f"{r.extra_repr()}: {len(neurons)} neuron layers but {len(acts)} activations "
-                                  "in the layers they replace")
+            raise ConversionError(
+                f"{r.extra_repr()}: {len(neurons)} neuron layers but {len(acts)} activations in the layers they replace"
+            )
     total = sum(len(n) for _, n, _ in plan)
     done, shifts = 0, []
     for r, neurons, acts in plan:
         # the targets: mean activation per channel in the model before conversion, one pass
         means = [_Mean() for _ in acts]
-        handles = [a.register_forward_hook(lambda _m, _i, out, s=s: s.add(out, out.shape[0]))
-                   for a, s in zip(acts, means, strict=True)]
+        handles = [
+            a.register_forward_hook(lambda _m, _i, out, s=s: s.add(out, out.shape[0]))
+            for a, s in zip(acts, means, strict=True)
+        ]
         try:
             with torch.no_grad():
                 for b in clip_batches:
@@ -127,8 +137,10 @@ def calibrate_bias(target: nn.Module, model: nn.Module, target_units: Sequence[S
                 functional.reset_net(r.net)
             target_mean = means[k].value().to(inv.device)
             if target_mean.numel() != neuron.bias.numel():
-                raise ConversionError(f"neuron layer {k} of {r.extra_repr()} has {neuron.bias.numel()} channels but "
-                                      f"the activation it replaces has {target_mean.numel()}")
+                raise ConversionError(
+                    f"neuron layer {k} of {r.extra_repr()} has {neuron.bias.numel()} channels but "
+                    f"the activation it replaces has {target_mean.numel()}"
+                )
             # the target in the neuron's units, minus its mean firing rate (mean over steps, clips and positions)
             delta = target_mean * inv - rate.value().to(inv.device)
             neuron.bias += delta.to(neuron.bias.device, neuron.bias.dtype)
@@ -136,9 +148,14 @@ def calibrate_bias(target: nn.Module, model: nn.Module, target_units: Sequence[S
             done += 1
             if progress is not None:
                 progress(done, total)
-    return {"calibrated": True, "method": METHOD, "timesteps": runs[0].timesteps if runs else None,
-            "clips": sum(int(b.shape[0]) for b in clip_batches), "layers": total,
-            "mean_abs_shift": sum(shifts) / max(len(shifts), 1)}
+    return {
+        "calibrated": True,
+        "method": METHOD,
+        "timesteps": runs[0].timesteps if runs else None,
+        "clips": sum(int(b.shape[0]) for b in clip_batches),
+        "layers": total,
+        "mean_abs_shift": sum(shifts) / max(len(shifts), 1),
+    }
 
 
 def reset_bias(model: nn.Module) -> None:

@@ -65,13 +65,25 @@ def check_method(method, percentile, name: str = "percentile") -> tuple[str, flo
 class _Recipe(RateCodingRecipe):
     """spikingjelly's rate-coding recipe with streamed calibration, or none (structure only)."""
 
-    def __init__(self, method: str, percentile: float, batches: Callable[[], Iterable[torch.Tensor]] | None,
-                 progress: Callable[[int], None] | None = None, v_init: float | None = None) -> None:
+    def __init__(
+        self,
+        method: str,
+        percentile: float,
+        batches: Callable[[], Iterable[torch.Tensor]] | None,
+        progress: Callable[[int], None] | None = None,
+        v_init: float | None = None,
+    ) -> None:
         mode = "Max" if method in ("max", "qcfs") else f"{percentile:g}%"
         robust = method == "robust"
         factory = None if v_init is None else (lambda _scale: ConvertedIF(v_init))
-        super().__init__(dataloader=[] if batches is None else batches, mode=mode, fuse_flag=True,
-                         channel_wise=robust, half_threshold=robust and v_init is None, neuron_factory=factory)
+        super().__init__(
+            dataloader=[] if batches is None else batches,
+            mode=mode,
+            fuse_flag=True,
+            channel_wise=robust,
+            half_threshold=robust and v_init is None,
+            neuron_factory=factory,
+        )
         self.batches = batches
         self.progress = progress
         self.method = method
@@ -140,10 +152,15 @@ def _channels(node, modules: dict[str, nn.Module]) -> int:
     raise ValueError("cannot tell the channel count of an activation in the converted network")
 
 
-def build_snn(subnet: nn.Module, method: str, percentile: float,
-              batches: Callable[[], Iterable[torch.Tensor]] | None,
-              progress: Callable[[int], None] | None = None, v_init: float | None = None,
-              bias: bool = False) -> fx.GraphModule:
+def build_snn(
+    subnet: nn.Module,
+    method: str,
+    percentile: float,
+    batches: Callable[[], Iterable[torch.Tensor]] | None,
+    progress: Callable[[int], None] | None = None,
+    v_init: float | None = None,
+    bias: bool = False,
+) -> fx.GraphModule:
     """Convert ``subnet`` (ReLU CNN) with spikingjelly's recipe.
 
     ``batches()`` yields inputs of ``subnet`` for calibration; None builds the structure
@@ -184,8 +201,9 @@ class _Captured(Exception):
     pass
 
 
-def captured_inputs(model: nn.Module, site: nn.Module, clip_batches: Iterable[torch.Tensor],
-                    run: Callable[[torch.Tensor], object]) -> Iterator[torch.Tensor]:
+def captured_inputs(
+    model: nn.Module, site: nn.Module, clip_batches: Iterable[torch.Tensor], run: Callable[[torch.Tensor], object]
+) -> Iterator[torch.Tensor]:
     """For each batch of clips, the input of ``site`` when ``run(batch)`` executes the ANN
     (the forward stops there)."""
     box: list[torch.Tensor] = []

@@ -53,8 +53,10 @@ from ..energy.rules import (
 from .ratecode import Accumulate, EventAvgPool2d, EventConv2d, RateCoded, SpikeAdd
 
 _KEY = "_convert_events"
-SCALER_NOTE = ("converted runs: ann2snn's threshold-balancing scalers are folded into the neighbouring weights and "
-               "thresholds (no operations or memory charged); layers fed by scaled spikes are charged SOPs per event")
+SCALER_NOTE = (
+    "converted runs: ann2snn's threshold-balancing scalers are folded into the neighbouring weights and "
+    "thresholds (no operations or memory charged); layers fed by scaled spikes are charged SOPs per event"
+)
 
 
 def _events_map(ctx: CallContext) -> dict:
@@ -105,8 +107,16 @@ def event_conv_rule(module: EventConv2d, inputs, output, ctx: CallContext) -> Co
         return conv_rule(module, inputs, output, ctx)
     c, x, out = base_counts(module, inputs, output, ctx, sample_dims=3)
     spatial = tuple(x.shape[-2:])
-    key = ("conv", module.kernel_size, module.stride, module.padding, module.dilation, module.padding_mode,
-           spatial, x.device)
+    key = (
+        "conv",
+        module.kernel_size,
+        module.stride,
+        module.padding,
+        module.dilation,
+        module.padding_mode,
+        spatial,
+        x.device,
+    )
     cov = ctx.cached(key, lambda: _coverage(module, spatial, x.device))
     per_pixel = _events_per_pixel(ev, spatial)
     c.sops = (per_pixel * cov).sum() * (module.out_channels // module.groups)
@@ -129,8 +139,15 @@ def event_avg_pool_rule(module: EventAvgPool2d, inputs, output, ctx: CallContext
     c.sops = (per_pixel * cov).sum()
     c.binary_input = True
     _spike_rate(c, x, True, per_pixel.sum())
-    window_sums = F.avg_pool2d(ev.float(), module.kernel_size, module.stride, module.padding, module.ceil_mode,
-                               module.count_include_pad, divisor_override=1)
+    window_sums = F.avg_pool2d(
+        ev.float(),
+        module.kernel_size,
+        module.stride,
+        module.padding,
+        module.ceil_mode,
+        module.count_include_pad,
+        divisor_override=1,
+    )
     set_events(ctx, out, window_sums)
     return c
 
@@ -184,5 +201,13 @@ def rate_coded_rule(module: RateCoded, inputs, output, ctx: CallContext) -> Coun
     return c
 
 
-__all__ = ["accumulate_rule", "event_avg_pool_rule", "event_conv_rule", "events_of", "rate_coded_rule",
-           "scaler_rule", "set_events", "spike_add_rule"]
+__all__ = [
+    "accumulate_rule",
+    "event_avg_pool_rule",
+    "event_conv_rule",
+    "events_of",
+    "rate_coded_rule",
+    "scaler_rule",
+    "set_events",
+    "spike_add_rule",
+]

@@ -20,8 +20,10 @@ def sweep_png(rows: list[dict], title: str, layer_rows: list[dict] | None = None
     a, b = axes[0], axes[1]
     top = [100 * r["top1"] for r in snn]
     if all("top1_ci" in r for r in snn):
-        err = [[t - 100 * r["top1_ci"][0] for t, r in zip(top, snn, strict=True)],
-               [100 * r["top1_ci"][1] - t for t, r in zip(top, snn, strict=True)]]
+        err = [
+            [t - 100 * r["top1_ci"][0] for t, r in zip(top, snn, strict=True)],
+            [100 * r["top1_ci"][1] - t for t, r in zip(top, snn, strict=True)],
+        ]
         a.errorbar(ts, top, yerr=err, marker="o", capsize=3, label="converted (SNN), 95% Wilson")
     else:
         a.plot(ts, top, marker="o", label="converted (SNN)")
@@ -35,8 +37,7 @@ def sweep_png(rows: list[dict], title: str, layer_rows: list[dict] | None = None
     a.set_ylabel("zero-shot top-1 (%)")
     a.set_ylim(0, 100)
     a.legend(fontsize=8)
-    for key, label, color in (("total_j", "total", "C0"), ("compute_j", "compute", "C1"),
-                              ("memory_j", "memory", "C2")):
+    for key, label, color in (("total_j", "total", "C0"), ("compute_j", "compute", "C1"), ("memory_j", "memory", "C2")):
         b.plot(ts, [r[key] for r in snn], marker="o", color=color, label=f"{label} (SNN)")
         if ann is not None:
             b.axhline(ann[key], linestyle="--", color=color, alpha=0.6, label=f"{label} (ANN)")

@@ -89,15 +89,21 @@ def activation_sites(units: Sequence[nn.Module]) -> list[tuple[nn.Module, str, n
     return out
 
 
-def _percentile_outputs(model_call: Callable[[torch.Tensor], object], sites, batches: Iterable[torch.Tensor],
-                        percentile: float, chunk_elements: int) -> list[float]:
+def _percentile_outputs(
+    model_call: Callable[[torch.Tensor], object],
+    sites,
+    batches: Iterable[torch.Tensor],
+    percentile: float,
+    chunk_elements: int,
+) -> list[float]:
     """The ``percentile`` of each site's output on the calibration batches (running average over chunks,
     momentum 0.1, as spikingjelly's ``VoltageHook``)."""
     from spikingjelly.activation_based.ann2snn.modules import VoltageHook
 
-    hooks = [VoltageHook(momentum=0.1, mode=f"{percentile:g}%" if percentile < 100 else "Max").train()
-             for _ in sites]
-    handles = [m.register_forward_hook(lambda _m, _a, out, h=h: h(out)) for (_p, _n, m), h in zip(sites, hooks, strict=True)]
+    hooks = [VoltageHook(momentum=0.1, mode=f"{percentile:g}%" if percentile < 100 else "Max").train() for _ in sites]
+    handles = [
+        m.register_forward_hook(lambda _m, _a, out, h=h: h(out)) for (_p, _n, m), h in zip(sites, hooks, strict=True)
+    ]
     try:
         with torch.no_grad():
             for x in batches:
@@ -111,9 +117,15 @@ def _percentile_outputs(model_call: Callable[[torch.Tensor], object], sites, bat
     return [max(float(h.scale), 1e-3) for h in hooks]
 
 
-def quantize_activations(model: nn.Module, units: Sequence[nn.Module], levels: int,
-                         calib_batches: Iterable[torch.Tensor], run: Callable[[torch.Tensor], object],
-                         percentile: float, chunk_elements: int = 2**18) -> list[QCFS]:
+def quantize_activations(
+    model: nn.Module,
+    units: Sequence[nn.Module],
+    levels: int,
+    calib_batches: Iterable[torch.Tensor],
+    run: Callable[[torch.Tensor], object],
+    percentile: float,
+    chunk_elements: int = 2**18,
+) -> list[QCFS]:
     """Replace every ReLU of ``units`` by a :class:`QCFS` whose λ starts at the ReLU's ``percentile``-th
     output on the calibration clips (``run(batch)`` executes the model). In place; returns the QCFS modules."""
     sites = activation_sites(units)
@@ -144,9 +156,19 @@ def to_relu(units: Sequence[nn.Module]) -> list[float]:
     return out
 
 
-def finetune_visual(model, tokenizer, train_ds, *, epochs: int, lr: float, batch_size: int, device: torch.device,
-                    seed: int, teacher: nn.Module | None = None,
-                    progress: Callable[[int, int], None] | None = None) -> dict:
+def finetune_visual(
+    model,
+    tokenizer,
+    train_ds,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    device: torch.device,
+    seed: int,
+    teacher: nn.Module | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
     """Fine-tune ``model.visual`` (with its QCFS activations) against the frozen text tower; see the module doc.
 
     ``teacher``: the un-quantized visual encoder (frozen) for the distillation term. Returns what was measured:
@@ -164,8 +186,11 @@ def finetune_visual(model, tokenizer, train_ds, *, epochs: int, lr: float, batch
     rest = [p for n, p in model.visual.named_parameters() if not n.endswith(".threshold")]
     for p in lams + rest:
         p.requires_grad_(True)
-    opt = torch.optim.AdamW([{"params": rest, "weight_decay": cfg.train.weight_decay},
-                             {"params": lams, "weight_decay": 0.0}], lr=lr, betas=tuple(cfg.train.betas))
+    opt = torch.optim.AdamW(
+        [{"params": rest, "weight_decay": cfg.train.weight_decay}, {"params": lams, "weight_decay": 0.0}],
+        lr=lr,
+        betas=tuple(cfg.train.betas),
+    )
     with torch.no_grad():
         model.eval()
         tokens = tokenizer.encode(list(train_ds.class_prompts), cfg.text.context_length).to(device)
@@ -197,8 +222,9 @@ def finetune_visual(model, tokenizer, train_ds, *, epochs: int, lr: float, batch
                 with torch.no_grad():
                     ref = F.normalize(teacher(spikes).float(), dim=-1)
                 loss = loss + (1 - (feats * ref).sum(-1)).mean()
-            _check_finite_loss(loss, "QCFS fine-tuning", epoch + 1, step + 1, steps, opt.param_groups[0]["lr"],
-                               "nothing was written")
+            _check_finite_loss(
+                loss, "QCFS fine-tuning", epoch + 1, step + 1, steps, opt.param_groups[0]["lr"], "nothing was written"
+            )
             _optimizer_step(loss, opt, lams + rest, cfg.train.grad_clip)
             seen += len(labels)
             loss_sum += float(loss.detach()) * len(labels)
@@ -210,12 +236,27 @@ def finetune_visual(model, tokenizer, train_ds, *, epochs: int, lr: float, batch
     for p in model.parameters():
         p.requires_grad_(False)
     model.eval()
-    return {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed, "history": history,
-            "objective": "zero-shot cross-entropy against the frozen class prompts + (1 - cos) to the ANN's "
-                         "embedding" if teacher is not None else "zero-shot cross-entropy against the frozen "
-                         "class prompts",
-            "thresholds": [float(p.detach().abs()) for p in lams]}
+    return {
+        "epochs": epochs,
+        "lr": lr,
+        "batch_size": batch_size,
+        "seed": seed,
+        "history": history,
+        "objective": "zero-shot cross-entropy against the frozen class prompts + (1 - cos) to the ANN's embedding"
+        if teacher is not None
+        else "zero-shot cross-entropy against the frozen class prompts",
+        "thresholds": [float(p.detach().abs()) for p in lams],
+    }
 
 
-__all__ = ["DEFAULT_LEVELS", "MAX_LEVELS", "QCFS", "THRESHOLD_ATTR", "activation_sites", "check_levels",
-           "finetune_visual", "quantize_activations", "to_relu"]
+__all__ = [
+    "DEFAULT_LEVELS",
+    "MAX_LEVELS",
+    "QCFS",
+    "THRESHOLD_ATTR",
+    "activation_sites",
+    "check_levels",
+    "finetune_visual",
+    "quantize_activations",
+    "to_relu",
+]

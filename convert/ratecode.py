@@ -155,8 +155,13 @@ def make_event_layers(net: fx.GraphModule) -> fx.GraphModule:
             m.__class__ = EventAvgPool2d
     i = 0
     for node in list(net.graph.nodes):
-        if node.op == "call_function" and node.target in (operator.add, torch.add) and len(node.args) == 2 \
-                and not node.kwargs and all(isinstance(a, fx.Node) for a in node.args):
+        if (
+            node.op == "call_function"
+            and node.target in (operator.add, torch.add)
+            and len(node.args) == 2
+            and not node.kwargs
+            and all(isinstance(a, fx.Node) for a in node.args)
+        ):
             name = f"spike_add_{i}"
             i += 1
             net.add_submodule(name, SpikeAdd())
@@ -211,5 +216,17 @@ def split_static(net: fx.GraphModule) -> tuple[fx.GraphModule, fx.GraphModule]:
     return pre, rest
 
 
-__all__ = ["Accumulate", "ConvertedHSFE", "EventAvgPool2d", "EventConv2d", "HSFETrunk", "RateCoded", "SpikeAdd",
-           "MAX_TIMESTEPS", "check_timesteps", "make_event_layers", "set_timesteps", "split_static"]
+__all__ = [
+    "Accumulate",
+    "ConvertedHSFE",
+    "EventAvgPool2d",
+    "EventConv2d",
+    "HSFETrunk",
+    "RateCoded",
+    "SpikeAdd",
+    "MAX_TIMESTEPS",
+    "check_timesteps",
+    "make_event_layers",
+    "set_timesteps",
+    "split_static",
+]

@@ -54,8 +54,7 @@ def _site(model: SPKLIP, unit: str) -> nn.Module:
 
 def _subnet(model: SPKLIP, run: list[str]) -> nn.Sequential:
     hsfe = model.visual.hsfe
-    parts = [HSFETrunk(hsfe.head, hsfe.trunk) if u == "hsfe" else getattr(model.visual.starnet.spatial, u)
-             for u in run]
+    parts = [HSFETrunk(hsfe.head, hsfe.trunk) if u == "hsfe" else getattr(model.visual.starnet.spatial, u) for u in run]
     return nn.Sequential(*parts)
 
 
@@ -91,11 +90,26 @@ def _parse_spec(model: SPKLIP, spec: dict) -> tuple[list[str], int, str, float, 
         bias = spec.get("bias_calibration") is not None
     elif method == "qcfs":
         raise ValueError("a QCFS conversion record must have format 2")
-    return layers, check_timesteps(spec["timesteps"]), method, percentile, float(v_init) if fmt == FORMAT else None, bias
+    return (
+        layers,
+        check_timesteps(spec["timesteps"]),
+        method,
+        percentile,
+        float(v_init) if fmt == FORMAT else None,
+        bias,
+    )
 
 
-def make_spec(layers: list[str], timesteps: int, method: str, percentile: float, calib_clips: int,
-              v_init: float = 0.0, bias_calibration: dict | None = None, qcfs: dict | None = None) -> dict:
+def make_spec(
+    layers: list[str],
+    timesteps: int,
+    method: str,
+    percentile: float,
+    calib_clips: int,
+    v_init: float = 0.0,
+    bias_calibration: dict | None = None,
+    qcfs: dict | None = None,
+) -> dict:
     """The JSON record of a conversion (what ``apply_conversion`` reads back).
 
     ``bias_calibration``: what :mod:`.biascal` did (None: no bias currents); ``qcfs``: levels and the fine-tuning
@@ -115,8 +129,8 @@ def make_spec(layers: list[str], timesteps: int, method: str, percentile: float,
         "reset": "soft (subtract threshold)",
         "coding": "rate: T steps on the same analog input, mean output, neurons reset per call",
         "recipe": "spikingjelly.activation_based.ann2snn.RateCodingRecipe"
-                  + (" (channel_wise)" if method == "robust" else "")
-                  + (" with the QCFS thresholds learned by fine-tuning" if method == "qcfs" else ""),
+        + (" (channel_wise)" if method == "robust" else "")
+        + (" with the QCFS thresholds learned by fine-tuning" if method == "qcfs" else ""),
     }
 
 
@@ -129,8 +143,10 @@ def apply_conversion(model: SPKLIP, spec: dict) -> SPKLIP:
     """
     _check_model(model)
     layers, timesteps, method, percentile, v_init, bias = _parse_spec(model, spec)
-    nets = [(run, build_snn(_subnet(model, run), method, percentile, None, v_init=v_init, bias=bias))
-            for run in runs(layers)]
+    nets = [
+        (run, build_snn(_subnet(model, run), method, percentile, None, v_init=v_init, bias=bias))
+        for run in runs(layers)
+    ]
     for run, net in nets:
         _install(model, run, net, timesteps)
     return model
@@ -183,28 +199,34 @@ def convert_spklip(
                 progress(i * n_batches + done, len(groups) * n_batches)
 
         try:
-            nets.append((run, build_snn(_subnet(ann, run), method, percentile, stream, step, v_init=v_init,
-                                        bias=bias)))
+            nets.append((run, build_snn(_subnet(ann, run), method, percentile, stream, step, v_init=v_init, bias=bias)))
         except ValueError as exc:
             if "no calibration data" in str(exc):
                 raise ConversionError("no calibration data: give at least one clip") from None
             raise
     for run, net in nets:
         _install(ann, run, net, timesteps)
-    return ann.eval(), make_spec(names, timesteps, method, percentile, seen[0], v_init,
-                                 {"calibrated": False} if bias else None)
+    return ann.eval(), make_spec(
+        names, timesteps, method, percentile, seen[0], v_init, {"calibrated": False} if bias else None
+    )
 
 
-def convert_module(net: nn.Module, calib_inputs: Sequence[torch.Tensor], timesteps: int, method: str = "max",
-                   percentile: float = DEFAULT_PERCENTILE, units: Sequence[str] = ("net",),
-                   v_init: float | None = None, bias: bool = False) -> RateCoded:
+def convert_module(
+    net: nn.Module,
+    calib_inputs: Sequence[torch.Tensor],
+    timesteps: int,
+    method: str = "max",
+    percentile: float = DEFAULT_PERCENTILE,
+    units: Sequence[str] = ("net",),
+    v_init: float | None = None,
+    bias: bool = False,
+) -> RateCoded:
     """Convert any FX-traceable ReLU CNN to a :class:`RateCoded` run, thresholds balanced on
     ``calib_inputs`` (batches of ``net``'s input); for ``qcfs`` its ReLUs carry learned thresholds
     (:func:`~.qcfs.to_relu`). ``net`` itself is left unchanged."""
     method, percentile = check_method(method, percentile)
     v_init = default_v_init(method) if v_init is None else float(v_init)
-    snn = build_snn(copy.deepcopy(net).eval(), method, percentile, lambda: iter(calib_inputs), v_init=v_init,
-                    bias=bias)
+    snn = build_snn(copy.deepcopy(net).eval(), method, percentile, lambda: iter(calib_inputs), v_init=v_init, bias=bias)
     return RateCoded(*split_static(snn), check_timesteps(timesteps), list(units)).eval()
 
 

@@ -54,10 +54,12 @@ def check_ann_checkpoint(ck: Checkpoint) -> None:
         spec = MODEL_KINDS.get(ck.kind)
         spiking = bool(spec and spec.spiking)
     if spiking:
-        raise ConversionError(f"{ck.path}: is already spiking (kind {ck.kind!r}); convert takes an ANN SPKLIP "
-                              "checkpoint (kind 'spklip')")
-    raise ConversionError(f"{ck.path}: is a {ck.kind!r} checkpoint; convert takes an ANN SPKLIP checkpoint "
-                          "(kind 'spklip')")
+        raise ConversionError(
+            f"{ck.path}: is already spiking (kind {ck.kind!r}); convert takes an ANN SPKLIP checkpoint (kind 'spklip')"
+        )
+    raise ConversionError(
+        f"{ck.path}: is a {ck.kind!r} checkpoint; convert takes an ANN SPKLIP checkpoint (kind 'spklip')"
+    )
 
 
 def parse_timesteps(text: str | list[int]) -> list[int]:
@@ -101,24 +103,37 @@ def energy_per_clip(visual: torch.nn.Module, batches: list[torch.Tensor], cost="
     e = estimate_energy(res, cost)["totals"]
     t = res.totals
     out = {
-        "macs": t["macs"] / n, "sops": t["sops"] / n, "neuron_updates": t["neuron_updates"] / n,
+        "macs": t["macs"] / n,
+        "sops": t["sops"] / n,
+        "neuron_updates": t["neuron_updates"] / n,
         "mem_accesses": t["mem_accesses"] / n,
-        "compute_j": e["table6_compute_j"] / n, "memory_j": e["memory_j"] / n, "total_j": e["total_j"] / n,
-        "memory_ratio": e["memory_ratio"], "not_counted": [r["name"] for r in res.not_counted],
+        "compute_j": e["table6_compute_j"] / n,
+        "memory_j": e["memory_j"] / n,
+        "total_j": e["total_j"] / n,
+        "memory_ratio": e["memory_ratio"],
+        "not_counted": [r["name"] for r in res.not_counted],
     }
     if models:
         from ..energy.models import estimate_models
 
         est = estimate_models(res, n, list(models))
-        out["models"] = {x["model"]: [x["low_j"], x["high_j"]] for x in est["estimates"]
-                         if x["precision"] == "native"}
+        out["models"] = {x["model"]: [x["low_j"], x["high_j"]] for x in est["estimates"] if x["precision"] == "native"}
     return out
 
 
 def _row(label, t, layers, res, energy) -> dict:
     iv = res["intervals"]["top1"]
-    return {"label": label, "timesteps": t, "layers": list(layers), "top1": res["top1"], "top5": res["top5"],
-            "R@5": res["R@5"], "top1_ci": [iv["ci_low"], iv["ci_high"]], "clips": res["clips"], **(energy or {})}
+    return {
+        "label": label,
+        "timesteps": t,
+        "layers": list(layers),
+        "top1": res["top1"],
+        "top5": res["top5"],
+        "R@5": res["R@5"],
+        "top1_ci": [iv["ci_low"], iv["ci_high"]],
+        "clips": res["clips"],
+        **(energy or {}),
+    }
 
 
 def sweep_steps(names: list[str]) -> list[list[str]]:
@@ -190,8 +205,11 @@ def convert_checkpoint(
     seed = check_seed(seed, "seed")
     method, percentile = check_method(method, percentile, "--percentile")
     if method != "qcfs":
-        for name, value in (("--levels", levels), ("--finetune-epochs", finetune_epochs),
-                            ("--finetune-lr", finetune_lr)):
+        for name, value in (
+            ("--levels", levels),
+            ("--finetune-epochs", finetune_epochs),
+            ("--finetune-lr", finetune_lr),
+        ):
             if value is not None:
                 raise ConversionError(f"{name} applies to --method qcfs only (this conversion uses --method {method})")
     levels = check_levels(DEFAULT_LEVELS if levels is None else levels)
@@ -223,11 +241,12 @@ def convert_checkpoint(
     batch = min(batch_size, max(min(calib, n_train), n_test, 1))  # what one forward pass can hold
     kept = min(samples, n_test) * cfg.frames * cfg.height * cfg.width  # the profiled clips (uint8), held throughout
     # a pass of the converted model: the ANN's activations and, for each rate-coded run, its membranes
-    check_memory(visual_forward_bytes(cfg, batch, names) + kept,
-                 f"converting {ck.path.name} ({batch} clips per forward pass, {min(samples, n_test)} profiled "
-                 "clips held)",
-                 f"--batch-size {batch_size}, --samples {samples}, --layers {'+'.join(names)}, {cfg.frames} frames "
-                 f"of {cfg.height}x{cfg.width}")
+    check_memory(
+        visual_forward_bytes(cfg, batch, names) + kept,
+        f"converting {ck.path.name} ({batch} clips per forward pass, {min(samples, n_test)} profiled clips held)",
+        f"--batch-size {batch_size}, --samples {samples}, --layers {'+'.join(names)}, {cfg.frames} frames "
+        f"of {cfg.height}x{cfg.width}",
+    )
     train_ds, test_ds = clips_for(cfg, manifest, "train"), clips_for(cfg, manifest, "test")
     order = np.random.default_rng(seed).permutation(len(train_ds)).tolist()
     calib_batches = ClipBatches(train_ds, order[:calib], batch_size, dev)
@@ -257,27 +276,53 @@ def convert_checkpoint(
         history = None
         if epochs:
             lr = finetune_lr if finetune_lr is not None else cfg.train.lr / 10
-            history = finetune_visual(target, loaded.tokenizer, train_ds, epochs=epochs, lr=lr,
-                                      batch_size=batch_size, device=dev, seed=seed,
-                                      teacher=copy.deepcopy(ann.visual),
-                                      progress=lambda d, t: report("QCFS fine-tuning", d, t))
+            history = finetune_visual(
+                target,
+                loaded.tokenizer,
+                train_ds,
+                epochs=epochs,
+                lr=lr,
+                batch_size=batch_size,
+                device=dev,
+                seed=seed,
+                teacher=copy.deepcopy(ann.visual),
+                progress=lambda d, t: report("QCFS fine-tuning", d, t),
+            )
         rows.append(measure(target, f"QCFS ANN (L={levels})", None, []))
-        qcfs_record = {"levels": levels, "threshold_init": f"{percentile:g}th percentile of the calibration clips",
-                       "finetune": history or {"epochs": 0}}
+        qcfs_record = {
+            "levels": levels,
+            "threshold_init": f"{percentile:g}th percentile of the calibration clips",
+            "finetune": history or {"epochs": 0},
+        }
         source = copy.deepcopy(target)
         to_relu([_subnet(source, run) for run in runs(names)])
 
     def convert(units: list[str], t: int):
-        model, spec = convert_spklip(source, units, t, calib_batches, method, percentile,
-                                     progress=lambda d, n: report("calibrating", d, n), v_init=v0, bias=bias_calib)
+        model, spec = convert_spklip(
+            source,
+            units,
+            t,
+            calib_batches,
+            method,
+            percentile,
+            progress=lambda d, n: report("calibrating", d, n),
+            v_init=v0,
+            bias=bias_calib,
+        )
         return model, spec
 
     def calibrate(model, units: list[str]) -> dict | None:
         if not bias_calib:
             return None
         reset_bias(model)
-        return calibrate_bias(target, model, [[_subnet(target, run)] for run in runs(units)], list(calib_batches),
-                              lambda m, b: m.encode_spikes(b), progress=lambda d, n: report("bias calibration", d, n))
+        return calibrate_bias(
+            target,
+            model,
+            [[_subnet(target, run)] for run in runs(units)],
+            list(calib_batches),
+            lambda m, b: m.encode_spikes(b),
+            progress=lambda d, n: report("bias calibration", d, n),
+        )
 
     converted, spec = convert(names, keep)
     steps, done = len(ts) + (len(sweep_steps(names)) if sweep_layers else 0), 0
@@ -303,25 +348,34 @@ def convert_checkpoint(
     spec = make_spec(names, keep, method, percentile, len(order[:calib]), v0, bias_record, qcfs_record)
     card = ck.card
     ev = dict(evals[f"T={keep}"]) | {"split": "test", "data": str(src)}
-    sweep = {"rows": rows, "cost": cost, "samples": sum(int(b.shape[0]) for b in energy_batches),
-             "test_clips": len(test_ds), "models": [m.name for m in energy_models], "method": method,
-             "layer_rows": layer_rows, "not_converted": NOT_CONVERTIBLE}
+    sweep = {
+        "rows": rows,
+        "cost": cost,
+        "samples": sum(int(b.shape[0]) for b in energy_batches),
+        "test_clips": len(test_ds),
+        "models": [m.name for m in energy_models],
+        "method": method,
+        "layer_rows": layer_rows,
+        "not_converted": NOT_CONVERTIBLE,
+    }
     extra = {
         "conversion": spec,
         "eval": ev,
         "data": card.get("data", {"path": str(resolve_data(src))}),
         "classes": card.get("classes", list(test_ds.classes)),
         "class_prompts": card.get("class_prompts", list(test_ds.class_prompts)),
-        "source": {"checkpoint": str(ck.path), "kind": ck.kind,
-                   "train": {k: v for k, v in card.get("train", {}).items() if k != "optimizer"}},
+        "source": {
+            "checkpoint": str(ck.path),
+            "kind": ck.kind,
+            "train": {k: v for k, v in card.get("train", {}).items() if k != "optimizer"},
+        },
         "convert_sweep": sweep,
     }
     path = save_spklip(out, converted.cpu(), loaded.tokenizer, extra)
     png = Path(plot) if plot is not None else path.with_suffix(".convert.png")
     from .plots import sweep_png
 
-    image = sweep_png(rows, f"{ck.path.name}: {'+'.join(names)} converted ({method}), test split of {src}",
-                      layer_rows)
+    image = sweep_png(rows, f"{ck.path.name}: {'+'.join(names)} converted ({method}), test split of {src}", layer_rows)
     with atomic_path(png) as tmp:
         tmp.write_bytes(image)
     return {
@@ -358,16 +412,20 @@ def _range(v) -> str:
 
 def _table(rows: list[dict], first: str, label) -> list[str]:
     models = [m for m in (rows[0].get("models") or {})] if rows else []
-    head = f"{first:>22} {'top-1 [95% Wilson]':>21} {'compute J':>10} {'memory J':>10} {'total J':>10} " \
-           f"{'mem %':>6} {'SOPs':>9} {'MACs':>9} {'neur.upd':>9}" + "".join(f" {m[:18]:>19}" for m in models)
+    head = (
+        f"{first:>22} {'top-1 [95% Wilson]':>21} {'compute J':>10} {'memory J':>10} {'total J':>10} "
+        f"{'mem %':>6} {'SOPs':>9} {'MACs':>9} {'neur.upd':>9}" + "".join(f" {m[:18]:>19}" for m in models)
+    )
     lines = [head]
     for r in rows:
         if "total_j" not in r:
             continue
         rng = "".join(f" {_range(r.get('models', {}).get(m)):>19}" for m in models)
-        lines.append(f"{label(r)[:22]:>22} {_fmt_ci(r):>21} {r['compute_j']:10.3e} {r['memory_j']:10.3e} "
-                     f"{r['total_j']:10.3e} {100 * r['memory_ratio']:5.1f}% {r['sops']:9.2e} {r['macs']:9.2e} "
-                     f"{r['neuron_updates']:9.2e}{rng}")
+        lines.append(
+            f"{label(r)[:22]:>22} {_fmt_ci(r):>21} {r['compute_j']:10.3e} {r['memory_j']:10.3e} "
+            f"{r['total_j']:10.3e} {100 * r['memory_ratio']:5.1f}% {r['sops']:9.2e} {r['macs']:9.2e} "
+            f"{r['neuron_updates']:9.2e}{rng}"
+        )
     return lines
 
 
@@ -375,12 +433,18 @@ def sweep_table(result: dict) -> str:
     """The terminal tables: accuracy and energy for the ANN and each T, then the layer sweep when it ran."""
     cost = result["cost"]
     models = result.get("models") or []
-    lines = [f"per clip: top-1 (zero-shot) over {result['test_clips']} test clips with 95% Wilson intervals; "
-             f"energy over {result['energy_samples']} test clips, compute/memory/total under the {cost!r} preset"
-             + (f", then each model's native estimate (J, low-high where it is a range): {', '.join(models)}"
-                if models else "")]
-    lines += _table(result["rows"], "T", lambda r: r.get("label") or ("ANN" if r["timesteps"] is None
-                                                                        else f"T={r['timesteps']}"))
+    lines = [
+        f"per clip: top-1 (zero-shot) over {result['test_clips']} test clips with 95% Wilson intervals; "
+        f"energy over {result['energy_samples']} test clips, compute/memory/total under the {cost!r} preset"
+        + (
+            f", then each model's native estimate (J, low-high where it is a range): {', '.join(models)}"
+            if models
+            else ""
+        )
+    ]
+    lines += _table(
+        result["rows"], "T", lambda r: r.get("label") or ("ANN" if r["timesteps"] is None else f"T={r['timesteps']}")
+    )
     if result.get("layer_rows"):
         t = result["layer_rows"][0]["timesteps"]
         lines += ["", f"layer sweep at T={t} (one more unit converted per row; the rest stays analog):"]
@@ -389,5 +453,13 @@ def sweep_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["SPIKING_KINDS", "ClipBatches", "check_ann_checkpoint", "convert_checkpoint",
-           "energy_per_clip", "parse_timesteps", "sweep_steps", "sweep_table"]
+__all__ = [
+    "SPIKING_KINDS",
+    "ClipBatches",
+    "check_ann_checkpoint",
+    "convert_checkpoint",
+    "energy_per_clip",
+    "parse_timesteps",
+    "sweep_steps",
+    "sweep_table",
+]

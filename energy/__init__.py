@@ -11,4 +11,14 @@ from .counts import Counts
 from .profiler import REUSE_MODES, Profiler, ProfileResult, profile
 from .rules import RULES, CallContext, RuleEntry, register_rule
 
-__all__ = ["REUSE_MODES", "RULES", "CallContext", "Counts", "ProfileResult", "Profiler", "RuleEntry", "profile", "register_rule"]
+__all__ = [
+    "REUSE_MODES",
+    "RULES",
+    "CallContext",
+    "Counts",
+    "ProfileResult",
+    "Profiler",
+    "RuleEntry",
+    "profile",
+    "register_rule",
+]

@@ -76,8 +76,7 @@ HOROWITZ_2014 = (
 PMC8934428 = "PMC8934428 Tab. 3"
 SPIKINGJELLY = "spikingjelly 2.0.0 op_counter (SimpleEnergyCostConfig presets, Lemaire breakpoints)"
 SPKLIP_A6 = (
-    "SPKLIP paper, appendix A.6 (E_C, E_U, E_M; Eq. 12 and 13; Table 6), "
-    'constants stated as "from Horowitz 2014"'
+    'SPKLIP paper, appendix A.6 (E_C, E_U, E_M; Eq. 12 and 13; Table 6), constants stated as "from Horowitz 2014"'
 )
 DAVIES_2018 = (
     'Davies et al., "Loihi: A Neuromorphic Manycore Processor with On-Chip Learning", '
@@ -107,9 +106,7 @@ def _check_number(value: Any, what: str) -> float:
 
 def _check_positive_int(value: Any, what: str) -> int:
     if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value <= 0:
-        raise ConfigError(
-            f"{what} must be a positive whole number of bytes, got {describe_value(value)}"
-        )
+        raise ConfigError(f"{what} must be a positive whole number of bytes, got {describe_value(value)}")
     return int(value)
 
 
@@ -148,10 +145,7 @@ class Constant:
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
-            raise ConfigError(
-                f"constant {self.name}: status must be one of {', '.join(STATUSES)}, "
-                f"got {self.status!r}"
-            )
+            raise ConfigError(f"constant {self.name}: status must be one of {', '.join(STATUSES)}, got {self.status!r}")
         _check_number(self.value, f"constant {self.name}: value")
 
     def to_dict(self) -> dict[str, Any]:
@@ -221,9 +215,7 @@ def _build_constants() -> dict[str, Constant]:
     h = HOROWITZ_2014
     rows = [
         # A. Horowitz 2014, 45 nm, 0.9 V
-        _base(
-            "int8_add_pj", 0.03, "pJ/op", "int8", nm45, f"{h}; also in {SPIKINGJELLY} int8 preset"
-        ),
+        _base("int8_add_pj", 0.03, "pJ/op", "int8", nm45, f"{h}; also in {SPIKINGJELLY} int8 preset"),
         _base("int32_add_pj", 0.1, "pJ/op", "int32", nm45, f"{h}; {PMC8934428}"),
         _base("int8_mult_pj", 0.2, "pJ/op", "int8", nm45, f"{h}; {SPIKINGJELLY} int8 preset"),
         _base("int32_mult_pj", 3.1, "pJ/op", "int32", nm45, f"{h}; {PMC8934428}"),
@@ -288,8 +280,7 @@ def _build_constants() -> dict[str, Constant]:
             '"32-bit"',
             "45 nm (from Horowitz 2014)",
             SPKLIP_A6,
-            note="E_C, compute: charged for MACs and ACs alike; equals the fp32 MAC "
-            "(the Horowitz fp32 add is 0.9 pJ)",
+            note="E_C, compute: charged for MACs and ACs alike; equals the fp32 MAC (the Horowitz fp32 add is 0.9 pJ)",
         ),
         _base(
             "paper_e_u_pj",
@@ -318,8 +309,7 @@ def _build_constants() -> dict[str, Constant]:
             "Intel 14 nm FinFET",
             DAVIES_2018,
             status="UNVERIFIED",
-            note="one public project's notes claim it is not in the primary paper; "
-            "check Table 2 before use",
+            note="one public project's notes claim it is not in the primary paper; check Table 2 before use",
         ),
         _base(
             "truenorth_synevent_pj",
@@ -422,25 +412,17 @@ class CostModel:
     def __post_init__(self) -> None:
         where = f"cost model {self.name!r}"
         if not isinstance(self.name, str) or not self.name.strip():
-            raise ConfigError(
-                f"cost model: field name must be a non-empty string, got {describe_value(self.name)}"
-            )
+            raise ConfigError(f"cost model: field name must be a non-empty string, got {describe_value(self.name)}")
         if not isinstance(self.description, str):
-            raise ConfigError(
-                f"{where}: field description must be a string, got {describe_value(self.description)}"
-            )
+            raise ConfigError(f"{where}: field description must be a string, got {describe_value(self.description)}")
         for key in ("e_mac_pj", "e_ac_pj"):
-            object.__setattr__(
-                self, key, _check_number(getattr(self, key), f"{where}: field {key}")
-            )
+            object.__setattr__(self, key, _check_number(getattr(self, key), f"{where}: field {key}"))
         for key in ("e_neuron_pj", "e_mem_word_pj"):
             value = getattr(self, key)
             if value is not None:
                 object.__setattr__(self, key, _check_number(value, f"{where}: field {key}"))
         if self.sram_tiers is not None:
-            object.__setattr__(
-                self, "sram_tiers", _check_tiers(self.sram_tiers, f"{where}: field sram_tiers")
-            )
+            object.__setattr__(self, "sram_tiers", _check_tiers(self.sram_tiers, f"{where}: field sram_tiers"))
         if not isinstance(self.charge_memory, bool):
             raise ConfigError(
                 f"{where}: field charge_memory must be true or false, got {describe_value(self.charge_memory)}"
@@ -452,18 +434,12 @@ class CostModel:
                     "when memory is charged"
                 )
         elif self.e_mem_word_pj is not None or self.sram_tiers is not None:
-            raise ConfigError(
-                f"{where}: fields e_mem_word_pj and sram_tiers must be unset when charge_memory is false"
-            )
+            raise ConfigError(f"{where}: fields e_mem_word_pj and sram_tiers must be unset when charge_memory is false")
         if self.fixed_sram_bytes is not None:
             _check_positive_int(self.fixed_sram_bytes, f"{where}: field fixed_sram_bytes")
             if self.sram_tiers is None:
                 raise ConfigError(f"{where}: field fixed_sram_bytes needs sram_tiers to be set")
-        if (
-            not isinstance(self.word_bits, int)
-            or isinstance(self.word_bits, bool)
-            or (self.word_bits not in WORD_BITS)
-        ):
+        if not isinstance(self.word_bits, int) or isinstance(self.word_bits, bool) or (self.word_bits not in WORD_BITS):
             raise ConfigError(
                 f"{where}: field word_bits must be one of {', '.join(map(str, WORD_BITS))}, "
                 f"got {describe_value(self.word_bits)}"
@@ -482,9 +458,7 @@ class CostModel:
             raise ConfigError(f"{where}: field sources must name at least one source")
         # Never let a report drop the caveats below: add them when the builder did not.
         extra = []
-        if self.e_neuron_pj is None and not any(
-            "neuron updates are not charged" in w for w in self.warnings
-        ):
+        if self.e_neuron_pj is None and not any("neuron updates are not charged" in w for w in self.warnings):
             extra.append("neuron updates are not charged by this cost model")
         if self.mixes_nodes and not any("mixes process nodes" in w for w in self.warnings):
             extra.append("mixes process nodes: figures of different process nodes are summed")
@@ -492,9 +466,7 @@ class CostModel:
             object.__setattr__(self, "warnings", self.warnings + tuple(extra))
         unknown = [k for k in self.constant_keys if k not in CONSTANTS]
         if unknown:
-            raise ConfigError(
-                f"{where}: field constant_keys names unknown constant(s) {', '.join(unknown)}"
-            )
+            raise ConfigError(f"{where}: field constant_keys names unknown constant(s) {', '.join(unknown)}")
         if not isinstance(self.mixes_nodes, bool):
             raise ConfigError(
                 f"{where}: field mixes_nodes must be true or false, got {describe_value(self.mixes_nodes)}"
@@ -534,14 +506,10 @@ class CostModel:
         ``fixed_sram_bytes``, that size is used instead of ``buffer_bytes``.
         """
         if self.sram_tiers is None:
-            raise ValueError(
-                f"cost model {self.name!r} has no SRAM tiers ({self.memory_model} memory)"
-            )
+            raise ValueError(f"cost model {self.name!r} has no SRAM tiers ({self.memory_model} memory)")
         size = self.fixed_sram_bytes if self.fixed_sram_bytes is not None else buffer_bytes
         if size is None:
-            raise ValueError(
-                f"cost model {self.name!r} charges memory by SRAM tier and needs buffer_bytes"
-            )
+            raise ValueError(f"cost model {self.name!r} charges memory by SRAM tier and needs buffer_bytes")
         size = _check_number(size, "buffer_bytes")
         for capacity, pj in self.sram_tiers:
             if size <= capacity:
@@ -549,9 +517,7 @@ class CostModel:
         capacity, pj = self.sram_tiers[-1]
         return capacity, pj, True
 
-    def memory_pj(
-        self, words: float, nbytes: float | None = None, buffer_bytes: float | None = None
-    ) -> float:
+    def memory_pj(self, words: float, nbytes: float | None = None, buffer_bytes: float | None = None) -> float:
         """Energy in pJ of moving ``words`` words (or ``nbytes`` bytes) of a buffer.
 
         * flat: ``words × e_mem_word_pj`` (one access per word; ``nbytes`` is ignored);
@@ -571,9 +537,7 @@ class CostModel:
     def overflow_warning(self, n_buffers: int) -> str:
         """The report line for ``n_buffers`` buffers larger than the largest SRAM tier."""
         if self.sram_tiers is None:
-            raise ValueError(
-                f"cost model {self.name!r} has no SRAM tiers ({self.memory_model} memory)"
-            )
+            raise ValueError(f"cost model {self.name!r} has no SRAM tiers ({self.memory_model} memory)")
         capacity, pj = self.sram_tiers[-1]
         size = _format_bytes(capacity)
         noun = "buffer exceeds" if n_buffers == 1 else "buffers exceed"
@@ -613,9 +577,7 @@ class CostModel:
 
 def _check_tiers(tiers: Any, what: str) -> tuple[tuple[int, float], ...]:
     if isinstance(tiers, (str, bytes)) or not hasattr(tiers, "__iter__"):
-        raise ConfigError(
-            f"{what} must be a list of [capacity_bytes, pj_per_64bit] pairs, got {describe_value(tiers)}"
-        )
+        raise ConfigError(f"{what} must be a list of [capacity_bytes, pj_per_64bit] pairs, got {describe_value(tiers)}")
     out = []
     for i, tier in enumerate(tiers):
         if isinstance(tier, (str, bytes)) or not hasattr(tier, "__len__") or len(tier) != 2:
@@ -629,9 +591,7 @@ def _check_tiers(tiers: Any, what: str) -> tuple[tuple[int, float], ...]:
         raise ConfigError(f"{what} must hold at least one tier")
     caps = [c for c, _ in out]
     if any(b <= a for a, b in zip(caps, caps[1:], strict=False)):
-        raise ConfigError(
-            f"{what} must be sorted by strictly increasing capacity, got capacities {caps}"
-        )
+        raise ConfigError(f"{what} must be sorted by strictly increasing capacity, got capacities {caps}")
     return tuple(out)
 
 
@@ -677,8 +637,7 @@ def _paper() -> CostModel:
         neuron_energy_in="compute",
         sources=(SPKLIP_A6, HOROWITZ_2014),
         warnings=(
-            "the paper charges accumulates (SOPs) at E_C = 4.6 pJ, the fp32 MAC price; the "
-            "Horowitz fp32 add is 0.9 pJ",
+            "the paper charges accumulates (SOPs) at E_C = 4.6 pJ, the fp32 MAC price; the Horowitz fp32 add is 0.9 pJ",
             "Table 6 has no neuron-update row and the paper does not say where E_U × updates is "
             "counted; this preset assumes it is part of compute energy",
         ),
@@ -758,20 +717,13 @@ def _chip(name: str, synop_key: str, chip: str, what: str, approx: bool = False)
         word_bits=32,
         neuron_energy_in="compute",
         sources=(c.source, HOROWITZ_2014),
-        flags=(
-            f"UNVERIFIED: {chip} {shown} pJ per {what} seen only in secondary citations ({c.note})",
-        ),
+        flags=(f"UNVERIFIED: {chip} {shown} pJ per {what} seen only in secondary citations ({c.note})",),
         warnings=(
             f"mixes process nodes: synaptic ops at {chip}'s {c.node} per-event figure, MACs at "
             "the Horowitz 45 nm fp32 MAC",
             f"neuron updates are not charged: no verified per-update figure for {chip}"
-            + (
-                " (the 52 / 1.7 pJ Loihi neuron-update figures are marked 'do not ship')"
-                if name == "loihi"
-                else ""
-            ),
-            f"memory is not charged separately: {chip}'s per-event energy includes the "
-            "synaptic memory fetch on chip",
+            + (" (the 52 / 1.7 pJ Loihi neuron-update figures are marked 'do not ship')" if name == "loihi" else ""),
+            f"memory is not charged separately: {chip}'s per-event energy includes the synaptic memory fetch on chip",
         ),
         mixes_nodes=True,
         constant_keys=(synop_key, "fp32_mac_pj", "fp32_mult_pj", "fp32_add_pj"),
@@ -810,9 +762,7 @@ def get_preset(name: str) -> CostModel:
     try:
         return PRESETS[name]
     except (KeyError, TypeError):
-        raise ConfigError(
-            f"unknown energy cost preset {name!r}; valid presets: {', '.join(PRESETS)}"
-        ) from None
+        raise ConfigError(f"unknown energy cost preset {name!r}; valid presets: {', '.join(PRESETS)}") from None
 
 
 # --------------------------------------------------------------------------- user files
@@ -840,8 +790,10 @@ def _duplicate_warning_loader(yaml, path: Path, what: str = "cost file"):
             # an alias can expand a 1 kB file into gigabytes ("billion laughs"); a cost table needs none
             if self.check_event(yaml.AliasEvent):
                 event = self.peek_event()
-                raise ConfigError(f"{what} {path}: line {event.start_mark.line + 1} uses the YAML alias "
-                                  f"*{event.anchor}; aliases are not accepted, write the values out")
+                raise ConfigError(
+                    f"{what} {path}: line {event.start_mark.line + 1} uses the YAML alias "
+                    f"*{event.anchor}; aliases are not accepted, write the values out"
+                )
             return super().compose_node(parent, index)
 
         def construct_mapping(self, node, deep=False):
@@ -854,8 +806,12 @@ def _duplicate_warning_loader(yaml, path: Path, what: str = "cost file"):
                 except TypeError:  # an unhashable key: SafeLoader reports it
                     continue
                 if duplicate:
-                    warnings.warn(f"{what} {path}: duplicate key {key!r} on line {key_node.start_mark.line + 1}; "
-                                  "the last value is used", SpklipWarning, stacklevel=2)
+                    warnings.warn(
+                        f"{what} {path}: duplicate key {key!r} on line {key_node.start_mark.line + 1}; "
+                        "the last value is used",
+                        SpklipWarning,
+                        stacklevel=2,
+                    )
             return super().construct_mapping(node, deep=deep)
 
     return Loader
@@ -865,14 +821,12 @@ def read_table(path: Path, what: str = "cost file") -> Any:
     """The table in a TOML or YAML file (``what``: how errors name it), or a one-line ConfigError."""
     suffix = path.suffix.lower()
     if suffix not in (".toml", ".yaml", ".yml"):
-        raise ConfigError(
-            f"{what} {path}: unsupported suffix {path.suffix or '(none)'!r}; "
-            "use .toml, .yaml or .yml"
-        )
+        raise ConfigError(f"{what} {path}: unsupported suffix {path.suffix or '(none)'!r}; use .toml, .yaml or .yml")
     try:
         if path.is_file() and path.stat().st_size > MAX_COST_FILE_BYTES:
-            raise ConfigError(f"{what} {path} is {path.stat().st_size:,} bytes; a table is at most "
-                              f"{MAX_COST_FILE_BYTES:,}")
+            raise ConfigError(
+                f"{what} {path} is {path.stat().st_size:,} bytes; a table is at most {MAX_COST_FILE_BYTES:,}"
+            )
         data = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{what} {path} does not exist") from None
@@ -889,9 +843,7 @@ def read_table(path: Path, what: str = "cost file") -> Any:
             try:
                 import tomli as tomllib  # type: ignore[no-redef]
             except ModuleNotFoundError:
-                raise ConfigError(
-                    f"{what} {path}: reading TOML needs Python 3.11+ or the tomli package"
-                ) from None
+                raise ConfigError(f"{what} {path}: reading TOML needs Python 3.11+ or the tomli package") from None
         try:
             return tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
@@ -946,9 +898,7 @@ def load_cost_file(path: str | Path) -> CostModel:
         raise ConfigError(f"{where}: key name must be a non-empty string, got {describe_value(name)}")
     description = raw.get("description", "")
     if not isinstance(description, str):
-        raise ConfigError(
-            f"{where}: key description must be a string, got {describe_value(description)}"
-        )
+        raise ConfigError(f"{where}: key description must be a string, got {describe_value(description)}")
     numbers = {
         k: _check_number(raw[k], f"{where}: key {k}")
         for k in ("e_mac_pj", "e_ac_pj", "e_neuron_pj", "e_mem_word_pj")
@@ -963,8 +913,7 @@ def load_cost_file(path: str | Path) -> CostModel:
     word_bits = raw.get("word_bits", 32)
     if not isinstance(word_bits, int) or isinstance(word_bits, bool) or word_bits not in WORD_BITS:
         raise ConfigError(
-            f"{where}: key word_bits must be one of {', '.join(map(str, WORD_BITS))}, "
-            f"got {describe_value(word_bits)}"
+            f"{where}: key word_bits must be one of {', '.join(map(str, WORD_BITS))}, got {describe_value(word_bits)}"
         )
     group = raw.get("neuron_energy_in", "compute")
     if group not in NEURON_ENERGY_GROUPS:
@@ -976,13 +925,9 @@ def load_cost_file(path: str | Path) -> CostModel:
     if isinstance(sources, str):
         sources = [sources]
     if not isinstance(sources, list) or not all(isinstance(s, str) and s.strip() for s in sources):
-        raise ConfigError(
-            f"{where}: key sources must be a list of non-empty strings, got {describe_value(sources)}"
-        )
+        raise ConfigError(f"{where}: key sources must be a list of non-empty strings, got {describe_value(sources)}")
     if not sources:
-        raise ConfigError(
-            f"{where}: key sources is empty; a cost table without a source is refused"
-        )
+        raise ConfigError(f"{where}: key sources is empty; a cost table without a source is refused")
 
     try:
         return CostModel(

@@ -50,8 +50,16 @@ SUM_FIELDS = (
     "out_numel",
 )
 #: Fields that keep their maximum over calls (buffer sizes).
-MAX_FIELDS = ("weight_buffer", "state_buffer", "act_buffer", "in_buffer", "out_buffer", "in_call", "out_call",
-              "out_call_step")
+MAX_FIELDS = (
+    "weight_buffer",
+    "state_buffer",
+    "act_buffer",
+    "in_buffer",
+    "out_buffer",
+    "in_call",
+    "out_call",
+    "out_call_step",
+)
 
 
 @dataclass
@@ -92,9 +100,7 @@ class Counts:
         for name in MAX_FIELDS:
             setattr(self, name, max(getattr(self, name), getattr(other, name)))
         b = other.binary_input
-        self.binary_input = (
-            (self.binary_input | b) if isinstance(b, torch.Tensor) else (self.binary_input or b)
-        )
+        self.binary_input = (self.binary_input | b) if isinstance(b, torch.Tensor) else (self.binary_input or b)
         for n in other.notes:
             if n not in self.notes:
                 self.notes.append(n)

@@ -67,9 +67,7 @@ def estimate_energy(result, cost: str | os.PathLike | CostModel = "paper") -> di
     e_neuron = model.e_neuron_pj
     updates = float(counted["neuron_updates"].sum()) if len(counted) else 0.0
     if e_neuron is None and updates > 0:
-        warnings.append(
-            f"neuron updates are not charged: cost model {model.name!r} has no sourced per-update energy"
-        )
+        warnings.append(f"neuron updates are not charged: cost model {model.name!r} has no sourced per-update energy")
     counted["compute_j"] = (counted["macs"] * model.e_mac_pj + counted["sops"] * model.e_ac_pj) * PJ
     counted["neuron_j"] = counted["neuron_updates"] * (e_neuron or 0.0) * PJ
     counted["memory_j"] = [m * PJ for m in memory]

@@ -26,13 +26,38 @@ import torch.nn as nn
 FAMILIES = ("conv", "linear", "neuron", "other")
 
 #: neuron classes (by class name anywhere in the MRO) that leak / do not leak
-_LEAKY = frozenset({"LIFNode", "ParametricLIFNode", "QIFNode", "EIFNode", "IzhikevichNode", "Leaky", "Synaptic",
-                    "RLeaky", "RSynaptic", "Alpha", "Lapicque", "LoihiCubaLIF"})
+_LEAKY = frozenset(
+    {
+        "LIFNode",
+        "ParametricLIFNode",
+        "QIFNode",
+        "EIFNode",
+        "IzhikevichNode",
+        "Leaky",
+        "Synaptic",
+        "RLeaky",
+        "RSynaptic",
+        "Alpha",
+        "Lapicque",
+        "LoihiCubaLIF",
+    }
+)
 _NON_LEAKY = frozenset({"IFNode", "NonSpikingIFNode"})
 
 #: the columns :func:`layer_geometry` fills (None where a column does not apply)
-COLUMNS = ("family", "leak", "in_channels", "out_channels", "groups", "kernel", "kernel_strided", "has_bias",
-           "kernel_h", "kernel_w", "neuron_type")
+COLUMNS = (
+    "family",
+    "leak",
+    "in_channels",
+    "out_channels",
+    "groups",
+    "kernel",
+    "kernel_strided",
+    "has_bias",
+    "kernel_h",
+    "kernel_w",
+    "neuron_type",
+)
 
 
 def _names(module: nn.Module) -> set[str]:
@@ -60,8 +85,9 @@ def layer_geometry(module: nn.Module, spiking: bool) -> dict:
         g["family"] = "conv"
         g["in_channels"], g["out_channels"], g["groups"] = module.in_channels, module.out_channels, module.groups
         g["kernel"] = math.prod(module.kernel_size)
-        g["kernel_strided"] = math.prod(math.ceil(k / s) for k, s in zip(module.kernel_size, module.stride,
-                                                                          strict=True))
+        g["kernel_strided"] = math.prod(
+            math.ceil(k / s) for k, s in zip(module.kernel_size, module.stride, strict=True)
+        )
         g["has_bias"] = module.bias is not None
         if len(module.kernel_size) == 2:  # the 2-D kernel SpikeSim prices
             g["kernel_h"], g["kernel_w"] = module.kernel_size
@@ -71,4 +97,3 @@ def layer_geometry(module: nn.Module, spiking: bool) -> dict:
         g["kernel"] = g["kernel_strided"] = 1
         g["has_bias"] = module.bias is not None
     return g
-

@@ -86,8 +86,21 @@ def _time_axis(mod: nn.Module) -> int | None:
 
 
 #: count columns of the per-layer table that are 0 (not missing) for layers without a rule
-COUNT_COLUMNS = ("macs", "sops", "neuron_updates", "mem_reads", "mem_writes", "mem_accesses", "weight_reads",
-                 "state_reads", "state_writes", "act_reads", "act_writes", "mem_bytes_read", "mem_bytes_written")
+COUNT_COLUMNS = (
+    "macs",
+    "sops",
+    "neuron_updates",
+    "mem_reads",
+    "mem_writes",
+    "mem_accesses",
+    "weight_reads",
+    "state_reads",
+    "state_writes",
+    "act_reads",
+    "act_writes",
+    "mem_bytes_read",
+    "mem_bytes_written",
+)
 
 
 @dataclass
@@ -145,8 +158,14 @@ class Profiler:
     removes them; nothing is printed.
     """
 
-    def __init__(self, model: nn.Module, *, reuse: str = "layer", strict: bool = False,
-                 extra_rules: dict[type, RuleEntry] | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        reuse: str = "layer",
+        strict: bool = False,
+        extra_rules: dict[type, RuleEntry] | None = None,
+    ) -> None:
         if reuse not in REUSE_MODES:
             raise ConfigError(f"unknown weight-reuse mode {reuse!r}; choose one of {', '.join(REUSE_MODES)}")
         self.model, self.reuse, self.extra_rules = model, reuse, extra_rules
@@ -194,8 +213,10 @@ class Profiler:
             for site in self.sites:
                 self._handles.append(site.module.register_forward_hook(make_hook(site), with_kwargs=True))
             for mod in self.model.modules():
-                if _time_axis(mod) is not None and find_rule(mod, self.extra_rules) is None and any(
-                    True for _ in mod.children()
+                if (
+                    _time_axis(mod) is not None
+                    and find_rule(mod, self.extra_rules) is None
+                    and any(True for _ in mod.children())
                 ):
                     self._handles.append(mod.register_forward_pre_hook(push_steps))
                     self._handles.append(mod.register_forward_hook(pop_steps))
@@ -356,13 +377,22 @@ def _summarise(sites: list[_Site], reuse: str, samples: int, ctx: CallContext) -
     for site in sites:
         if site.entry is None and site.calls:
             not_counted.append(
-                {"name": site.name or "<root>", "type": type(site.module).__name__,
-                 "reason": site.reason, "calls": site.calls}
+                {
+                    "name": site.name or "<root>",
+                    "type": type(site.module).__name__,
+                    "reason": site.reason,
+                    "calls": site.calls,
+                }
             )
             records.append(
-                {"name": site.name or "<root>", "type": type(site.module).__name__, "calls": site.calls,
-                 "spiking": False, "counted": False,
-                 "params": sum(p.numel() for p in site.module.parameters(recurse=False))}
+                {
+                    "name": site.name or "<root>",
+                    "type": type(site.module).__name__,
+                    "calls": site.calls,
+                    "spiking": False,
+                    "counted": False,
+                    "params": sum(p.numel() for p in site.module.parameters(recurse=False)),
+                }
             )
     counted_rows = [r for r in records if r["counted"]]
     totals = {col: float(sum(r[col] for r in counted_rows)) for col in COUNT_COLUMNS}
@@ -370,5 +400,6 @@ def _summarise(sites: list[_Site], reuse: str, samples: int, ctx: CallContext) -
         totals[key] = int(round(totals[key]))
     totals["not_counted_modules"] = len(not_counted)
     totals["samples"] = samples
-    return ProfileResult(records=records, totals=totals, not_counted=not_counted, reuse=reuse,
-                         samples=samples, notes=notes)
+    return ProfileResult(
+        records=records, totals=totals, not_counted=not_counted, reuse=reuse, samples=samples, notes=notes
+    )

@@ -232,8 +232,9 @@ def _select(binary, if_binary, if_not):
     return if_binary if binary else if_not
 
 
-def base_counts(module: nn.Module, inputs: tuple, output, ctx: CallContext, sample_dims: int,
-                recurse_params: bool = True) -> tuple[Counts, torch.Tensor | None, torch.Tensor | None]:
+def base_counts(
+    module: nn.Module, inputs: tuple, output, ctx: CallContext, sample_dims: int, recurse_params: bool = True
+) -> tuple[Counts, torch.Tensor | None, torch.Tensor | None]:
     """Activation traffic, rates and weight reads common to every layer rule.
 
     ``sample_dims`` is the number of trailing dims of one sample at one time step
@@ -323,8 +324,16 @@ def conv_rule(module: nn.Conv2d, inputs, output, ctx: CallContext) -> Counts:
         c.macs = dense
     else:
         spatial = tuple(x.shape[-nd:])
-        key = ("conv", module.kernel_size, module.stride, module.padding, module.dilation,
-               module.padding_mode, spatial, x.device)
+        key = (
+            "conv",
+            module.kernel_size,
+            module.stride,
+            module.padding,
+            module.dilation,
+            module.padding_mode,
+            spatial,
+            x.device,
+        )
         cov = ctx.cached(key, lambda: _coverage(module, spatial, x.device))
         # float32 sums of 0/1 are exact below 2**24 per pixel; the weighted sum runs in float64
         per_pixel = x.reshape((-1,) + spatial).sum(0, dtype=torch.float32).double()
@@ -475,9 +484,19 @@ def _preserving(module, inputs, output, ctx: CallContext) -> Counts:
 
 
 register_rule(
-    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d,
-    nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
-    nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.MaxPool3d,
+    nn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d,
+    nn.AdaptiveMaxPool3d,
+    nn.Flatten,
+    nn.Unflatten,
+    nn.Identity,
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
 )(_preserving)
 
 
@@ -488,8 +507,19 @@ def _elementwise_free(module, inputs, output, ctx: CallContext) -> Counts:
 
 
 register_rule(
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.ELU, nn.Hardtanh,
-    nn.Hardswish, nn.Hardsigmoid, nn.Mish, nn.Softplus,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.ELU,
+    nn.Hardtanh,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Mish,
+    nn.Softplus,
 )(_elementwise_free)
 
 
@@ -576,8 +606,14 @@ def mha_rule(module: nn.MultiheadAttention, inputs, output, ctx: CallContext) ->
 # --------------------------------------------------------------------------- neurons
 
 
-def neuron_counts(module: nn.Module, x: torch.Tensor, spikes: torch.Tensor | None, ctx: CallContext,
-                  state_tensors: int = 1, recurse: bool = True) -> Counts:
+def neuron_counts(
+    module: nn.Module,
+    x: torch.Tensor,
+    spikes: torch.Tensor | None,
+    ctx: CallContext,
+    state_tensors: int = 1,
+    recurse: bool = True,
+) -> Counts:
     """One update per neuron and step; membrane read + write per update; outputs are spikes."""
     c = Counts()
     n = x.numel()

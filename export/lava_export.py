@@ -61,21 +61,27 @@ def find_spiking_cnn(loaded: LoadedSPKLIP) -> tuple[str, nn.Module]:
 
     kind = loaded.card.get("kind")
     if loaded.model.cfg.model == "spklip":
-        raise ConfigError(f"{loaded.checkpoint.path}: a {kind!r} checkpoint has no spiking network to put on "
-                          "Loihi (use --format onnx, or convert/train an FSVE)")
+        raise ConfigError(
+            f"{loaded.checkpoint.path}: a {kind!r} checkpoint has no spiking network to put on "
+            "Loihi (use --format onnx, or convert/train an FSVE)"
+        )
     if loaded.model.cfg.front_end == "spiking":
-        raise ConfigError(f"{loaded.checkpoint.path}: visual.hsfe: the spiking front end has no netx form (netx "
-                          "layers form one chain; visual.hsfe.branches run side by side and are concatenated, "
-                          "visual.hsfe.sa multiplies spike maps, visual.hsfe.trunk adds membranes); export it with "
-                          "--format nir (its chain parts, docs/nir.md) or onnx, or deploy a model trained with "
-                          "fsve.hsfe=ann")
+        raise ConfigError(
+            f"{loaded.checkpoint.path}: visual.hsfe: the spiking front end has no netx form (netx "
+            "layers form one chain; visual.hsfe.branches run side by side and are concatenated, "
+            "visual.hsfe.sa multiplies spike maps, visual.hsfe.trunk adds membranes); export it with "
+            "--format nir (its chain parts, docs/nir.md) or onnx, or deploy a model trained with "
+            "fsve.hsfe=ann"
+        )
     for name, mod in loaded.model.named_modules():
         if isinstance(mod, SpikingPlainCNN):
             return name, mod
         if isinstance(mod, SpikingCNN):
             block = next(n for n, m in mod.named_modules() if hasattr(m, "downsample") and hasattr(m, "conv2"))
-            raise ConfigError(f"{name}.{block}: MS-ResNet membrane-shortcut addition has no netx form (netx layers "
-                              "form a chain); train with fsve.cnn=plain to deploy the CNN to Loihi")
+            raise ConfigError(
+                f"{name}.{block}: MS-ResNet membrane-shortcut addition has no netx form (netx layers "
+                "form a chain); train with fsve.cnn=plain to deploy the CNN to Loihi"
+            )
     raise ConfigError(f"{loaded.checkpoint.path}: no spiking CNN found in a {kind!r} checkpoint")
 
 
@@ -95,8 +101,11 @@ def fold_bn(conv: nn.Conv2d, bn: nn.modules.batchnorm._BatchNorm) -> tuple[torch
 
 def layer_scale(w: torch.Tensor, b: torch.Tensor, v_th: float) -> int:
     """Largest exponent e with round(w * 2**e), round(b * 2**e), round(V_th * 2**e) all in Loihi's ranges."""
-    limits = [(float(w.abs().max()), min(-WEIGHT_RANGE[0], WEIGHT_RANGE[1])), (float(b.abs().max()), BIAS_MAX),
-              (v_th, VTH_MAX)]
+    limits = [
+        (float(w.abs().max()), min(-WEIGHT_RANGE[0], WEIGHT_RANGE[1])),
+        (float(b.abs().max()), BIAS_MAX),
+        (v_th, VTH_MAX),
+    ]
     e = min(math.floor(math.log2(lim / v)) if v > 0 else 30 for v, lim in limits)
     return min(e, 30)
 
@@ -152,15 +161,16 @@ def build_netx(loaded: LoadedSPKLIP) -> tuple[NetxNet, dict, HostFrontEnd]:
         probe = torch.zeros(1, 1, cfg.hsfe.features, *_feature_hw(loaded))
         in_shape = tuple(cnn.stem(probe).shape[2:])
     layers = [NetxLayer("input", in_shape, _neuron(v_th0, retain0, scale0))]
-    described = [{"netx_layer": 0, "type": "input", "neuron": items[0][0], "scale": scale0,
-                  "shape": list(in_shape)}]
+    described = [{"netx_layer": 0, "type": "input", "neuron": items[0][0], "scale": scale0, "shape": list(in_shape)}]
     shape = in_shape
     for k, (cn, conv, bnn, bn, ln, lif) in enumerate(items[1:], start=1):
         retain, v_th = check_lif(ln, lif, "Lava")
         w, b = fold_bn(conv, bn)
         if not (bool(torch.isfinite(w).all()) and bool(torch.isfinite(b).all())):
-            raise CheckpointError(f"{bnn}: folding this BatchNorm into {cn} gives non-finite weights "
-                                  "(a negative running_var?); it has no fixed-point form")
+            raise CheckpointError(
+                f"{bnn}: folding this BatchNorm into {cn} gives non-finite weights "
+                "(a negative running_var?); it has no fixed-point form"
+            )
         e = layer_scale(w, b, v_th)
         s = 2.0**e
         wq = torch.round(w * s).clamp(*WEIGHT_RANGE).long().numpy()
@@ -168,12 +178,32 @@ def build_netx(loaded: LoadedSPKLIP) -> tuple[NetxNet, dict, HostFrontEnd]:
         h = (shape[1] + 2 * conv.padding[0] - conv.dilation[0] * (conv.kernel_size[0] - 1) - 1) // conv.stride[0] + 1
         wd = (shape[2] + 2 * conv.padding[1] - conv.dilation[1] * (conv.kernel_size[1] - 1) - 1) // conv.stride[1] + 1
         shape = (conv.out_channels, h, wd)
-        layers.append(NetxLayer("conv", shape, _neuron(v_th, retain, s), weight=wq, bias=bq,
-                                stride=tuple(conv.stride), padding=tuple(conv.padding),
-                                dilation=tuple(conv.dilation), groups=conv.groups))
+        layers.append(
+            NetxLayer(
+                "conv",
+                shape,
+                _neuron(v_th, retain, s),
+                weight=wq,
+                bias=bq,
+                stride=tuple(conv.stride),
+                padding=tuple(conv.padding),
+                dilation=tuple(conv.dilation),
+                groups=conv.groups,
+            )
+        )
         err = float((torch.from_numpy(wq).double() / s - w).abs().max() / w.abs().max())
-        described.append({"netx_layer": k, "type": "conv", "conv": cn, "bn": bnn, "neuron": ln, "exponent": e,
-                          "shape": list(shape), "max_rel_weight_error": err})
+        described.append(
+            {
+                "netx_layer": k,
+                "type": "conv",
+                "conv": cn,
+                "bn": bnn,
+                "neuron": ln,
+                "exponent": e,
+                "shape": list(shape),
+                "max_rel_weight_error": err,
+            }
+        )
     net = NetxNet(layers, attrs={"Ts": 1, "tSample": cfg.fsve.time_steps + len(layers) - 1})
     return net, {"cnn": path, "layers": described}, HostFrontEnd(loaded.model.visual, cnn.stem, scale0)
 
@@ -188,10 +218,16 @@ def write_lava(loaded: LoadedSPKLIP, folder: Path, opts: dict) -> dict:
     net, described, host = build_netx(loaded)
     write_netx(folder / NET_FILE, net)
     cfg = loaded.model.cfg
-    spikes = (torch.rand(2, cfg.frames, cfg.height, cfg.width, generator=torch.Generator().manual_seed(0)) < 0.05)
+    spikes = torch.rand(2, cfg.frames, cfg.height, cfg.width, generator=torch.Generator().manual_seed(0)) < 0.05
     with torch.no_grad():
-        export_module(host.eval(), (spikes.float(),), folder / HOST_FILE, "spikes",
-                      opts.get("opset", DEFAULT_OPSET), out_name="a_in")
+        export_module(
+            host.eval(),
+            (spikes.float(),),
+            folder / HOST_FILE,
+            "spikes",
+            opts.get("opset", DEFAULT_OPSET),
+            out_name="a_in",
+        )
     synaptic = sum(lay.synaptic for lay in net.layers)
     return {
         "lava": {
@@ -203,19 +239,20 @@ def write_lava(loaded: LoadedSPKLIP, folder: Path, opts: dict) -> dict:
             "latency_steps": synaptic,
             "blocks_per_clip": cfg.hsfe.n_blocks,
             "schedule": "pipelined: block b drives the input layer's a_in during steps [b*T, (b+1)*T); every "
-                        "layer is reset every T steps at offset (layer - 1) (netx reset_interval=T), so layer k "
-                        "processes block b during steps [b*T + k, (b+1)*T + k); a clip takes blocks*T + latency steps",
+            "layer is reset every T steps at offset (layer - 1) (netx reset_interval=T), so layer k "
+            "processes block b during steps [b*T + k, (b+1)*T + k); a clip takes blocks*T + latency steps",
             "conventions": "weights round(w*2^e) in [-256,254]; vThMant=round(V_th*2^e); vDecay=round((1-decay)*4096);"
-                           " iDecay=4096; each conv adds one step of latency",
+            " iDecay=4096; each conv adds one step of latency",
         },
         "host": {
             "file": HOST_FILE,
             "inputs": [{"name": "spikes", "dtype": "float32", "shape": ["batch", cfg.frames, cfg.height, cfg.width]}],
-            "outputs": [{"name": "a_in", "dtype": "float32 (integer values)",
-                         "shape": ["batch*blocks", *net.input_shape]}],
+            "outputs": [
+                {"name": "a_in", "dtype": "float32 (integer values)", "shape": ["batch*blocks", *net.input_shape]}
+            ],
             "contains": "HSFE (analog) + stem conv/BN, scaled by the input layer's vThMant / V_th and rounded",
             "after_chip": "average pooling of the output spikes, linear head, temporal Transformer: host-side "
-                          "(float, see --format onnx)",
+            "(float, see --format onnx)",
         },
         "opset": opts.get("opset", DEFAULT_OPSET),
     }
@@ -229,8 +266,7 @@ def torch_reference_spikes(loaded: LoadedSPKLIP, spikes: torch.Tensor) -> list[n
     items = chain_of(cnn, path)
     lifs = [items[0][1]] + [it[5] for it in items[1:]]
     got: dict[int, torch.Tensor] = {}
-    hooks = [m.register_forward_hook(lambda mod, i, o, k=k: got.__setitem__(k, o.detach())) for k, m in
-             enumerate(lifs)]
+    hooks = [m.register_forward_hook(lambda mod, i, o, k=k: got.__setitem__(k, o.detach())) for k, m in enumerate(lifs)]
     try:
         with torch.no_grad():
             loaded.model.eval()
@@ -242,5 +278,4 @@ def torch_reference_spikes(loaded: LoadedSPKLIP, spikes: torch.Tensor) -> list[n
     return [got[k].numpy().astype(bool) for k in range(len(lifs))]
 
 
-__all__ = ["HOST_FILE", "NET_FILE", "build_netx", "find_spiking_cnn", "fold_bn", "torch_reference_spikes",
-           "write_lava"]
+__all__ = ["HOST_FILE", "NET_FILE", "build_netx", "find_spiking_cnn", "fold_bn", "torch_reference_spikes", "write_lava"]

@@ -66,7 +66,9 @@ def _to_ours(y: np.ndarray) -> np.ndarray:
     return y.transpose(3, 2, 1, 0)
 
 
-def run_sample(net_path: str, x_chw: np.ndarray, record: bool, reset_interval: int | None = None) -> dict[str, np.ndarray]:
+def run_sample(
+    net_path: str, x_chw: np.ndarray, record: bool, reset_interval: int | None = None
+) -> dict[str, np.ndarray]:
     """Run one sample ``[T, C, H, W]``; returns arrays ``[T, ...]`` in the project's layout."""
     from lava.lib.dl import netx
     from lava.magma.core.run_conditions import RunSteps
@@ -138,8 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     per = [run_sample(a.net, x[:, n].astype(np.int64), a.record, a.reset_interval) for n in range(x.shape[1])]
     merged = {k: np.stack([p[k] for p in per], axis=1) for k in per[0]}  # [T, N, ...]
     np.savez_compressed(a.out, **merged)
-    print(f"lava fixed_pt: {x.shape[1]} sample(s) x {x.shape[0]} steps in {time.time() - t0:.1f} s, "
-          f"output spikes {int(merged['out'].sum())} -> {a.out}")
+    print(
+        f"lava fixed_pt: {x.shape[1]} sample(s) x {x.shape[0]} steps in {time.time() - t0:.1f} s, "
+        f"output spikes {int(merged['out'].sum())} -> {a.out}"
+    )
     return 0
 
 

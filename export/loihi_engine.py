@@ -64,8 +64,15 @@ class LIFState:
     v: np.ndarray
 
 
-def cuba_lif_run(a_in: np.ndarray, i_decay: int, v_decay: int, v_th_mant: int, bias: np.ndarray | None = None,
-                 record: bool = False, reset_after: np.ndarray | None = None) -> tuple[np.ndarray, LIFState, dict]:
+def cuba_lif_run(
+    a_in: np.ndarray,
+    i_decay: int,
+    v_decay: int,
+    v_th_mant: int,
+    bias: np.ndarray | None = None,
+    record: bool = False,
+    reset_after: np.ndarray | None = None,
+) -> tuple[np.ndarray, LIFState, dict]:
     """Step a CUBA-LIF population through ``a_in`` ``[S, ...]`` (int); returns spikes ``[S, ...]`` (bool),
     the final state and (with ``record``) the ``u``/``v`` trace ``[S, ...]``. ``reset_after[t]`` true sets
     u and v to 0 after step ``t`` (Lava's ``io.reset.Reset`` in its post-management phase)."""
@@ -103,8 +110,8 @@ def _conv(x: np.ndarray, lay: NetxLayer) -> np.ndarray:
     cin_g, cout_g = w.shape[1], w.shape[0] // g
     outs = []
     for gi in range(g):
-        wg = w[gi * cout_g:(gi + 1) * cout_g].astype(np.float64)  # [o, c, kh, kw]
-        xg = win[:, gi * cin_g:(gi + 1) * cin_g]
+        wg = w[gi * cout_g : (gi + 1) * cout_g].astype(np.float64)  # [o, c, kh, kw]
+        xg = win[:, gi * cin_g : (gi + 1) * cin_g]
         outs.append(np.einsum("mchwij,ocij->mohw", xg, wg, optimize=True))
     out = np.concatenate(outs, axis=1) if g > 1 else outs[0]
     return np.clip(np.rint(out).astype(np.int64), -A_CONV_MAX - 1, A_CONV_MAX)
@@ -172,10 +179,20 @@ def check_simulation(net: NetxNet, steps: int, samples: int, cause: str, record:
     what = f"simulating {name} ({steps:,} steps x {samples:,} samples)"
     check_memory(simulation_bytes(net, steps, samples, record), what, cause)
     synops, updates = simulation_work(net, steps, samples)
-    check_count(synops, MAX_SYNAPTIC_OPS, "one simulation's synaptic operations (steps x samples x synapses)",
-                f"{cause} ({synops:,} synaptic operations, {what})", "about an hour on one CPU core; use fewer steps")
-    check_count(updates, MAX_NEURON_UPDATES, "one simulation's neuron updates (steps x samples x neurons)",
-                f"{cause} ({updates:,} neuron updates, {what})", "about an hour on one CPU core; use fewer steps")
+    check_count(
+        synops,
+        MAX_SYNAPTIC_OPS,
+        "one simulation's synaptic operations (steps x samples x synapses)",
+        f"{cause} ({synops:,} synaptic operations, {what})",
+        "about an hour on one CPU core; use fewer steps",
+    )
+    check_count(
+        updates,
+        MAX_NEURON_UPDATES,
+        "one simulation's neuron updates (steps x samples x neurons)",
+        f"{cause} ({updates:,} neuron updates, {what})",
+        "about an hour on one CPU core; use fewer steps",
+    )
 
 
 @dataclass
@@ -193,12 +210,18 @@ class SimResult:
         return self.spikes[max(self.spikes)]
 
     def totals(self) -> dict:
-        return {k: int(sum(layer[k] for layer in self.layers))
-                for k in ("spikes", "synaptic_events", "neuron_updates")}
+        return {k: int(sum(layer[k] for layer in self.layers)) for k in ("spikes", "synaptic_events", "neuron_updates")}
 
 
-def simulate(net: NetxNet, a_in: np.ndarray, *, bias_in: np.ndarray | None = None, record: bool = False,
-             keep_spikes: bool = True, reset_interval: int | None = None) -> SimResult:
+def simulate(
+    net: NetxNet,
+    a_in: np.ndarray,
+    *,
+    bias_in: np.ndarray | None = None,
+    record: bool = False,
+    keep_spikes: bool = True,
+    reset_interval: int | None = None,
+) -> SimResult:
     """Run ``net`` on input ``a_in`` ``[S, N, C, H, W]`` (ints driven into the input layer's ``a_in``
     each step; spikes are 0/1). ``bias_in`` ``[N, C, H, W]`` optionally sets the input layer's bias
     mantissa (as netx users do with ``in_layer.neuron.bias_mant``). ``reset_interval`` resets neuron
@@ -210,12 +233,15 @@ def simulate(net: NetxNet, a_in: np.ndarray, *, bias_in: np.ndarray | None = Non
     if a_in.ndim != 5:
         raise ConfigError(f"simulation input must be [steps, samples, C, H, W], found shape {list(a_in.shape)}")
     if tuple(a_in.shape[2:]) != tuple(net.input_shape):
-        raise ConfigError(f"input of shape {list(a_in.shape[2:])} (C, H, W) does not match the network's input "
-                          f"layer {list(net.input_shape)}")
+        raise ConfigError(
+            f"input of shape {list(a_in.shape[2:])} (C, H, W) does not match the network's input "
+            f"layer {list(net.input_shape)}"
+        )
     steps, n = a_in.shape[:2]
     if steps < 1 or n < 1:
-        raise ConfigError(f"simulation input must have at least one step and one sample, found shape "
-                          f"{list(a_in.shape)}")
+        raise ConfigError(
+            f"simulation input must have at least one step and one sample, found shape {list(a_in.shape)}"
+        )
     check_simulation(net, steps, n, f"an input of {steps:,} steps x {n:,} samples", record)
     if np.issubdtype(a_in.dtype, np.floating) and np.any(a_in != np.trunc(a_in)):
         raise ConfigError("simulation input must be integers (spikes or a_in mantissas)")
@@ -230,11 +256,27 @@ def simulate(net: NetxNet, a_in: np.ndarray, *, bias_in: np.ndarray | None = Non
         return t % reset_interval == (ordinal[i] - 1) % reset_interval
 
     first = net.layers[0]
-    s, _, tr = cuba_lif_run(a_in.astype(np.int64), first.neuron.i_decay, first.neuron.v_decay,
-                            first.neuron.v_th_mant, bias_in, record, resets(0))
+    s, _, tr = cuba_lif_run(
+        a_in.astype(np.int64),
+        first.neuron.i_decay,
+        first.neuron.v_decay,
+        first.neuron.v_th_mant,
+        bias_in,
+        record,
+        resets(0),
+    )
     res = SimResult(steps, n, [])
-    res.layers.append({"index": 0, "type": "input", "shape": list(first.shape), "neurons": first.neurons,
-                       "spikes": int(s.sum()), "synaptic_events": 0, "neuron_updates": first.neurons * steps * n})
+    res.layers.append(
+        {
+            "index": 0,
+            "type": "input",
+            "shape": list(first.shape),
+            "neurons": first.neurons,
+            "spikes": int(s.sum()),
+            "synaptic_events": 0,
+            "neuron_updates": first.neurons * steps * n,
+        }
+    )
     if keep_spikes:
         res.spikes[0] = s
     if record:
@@ -260,12 +302,21 @@ def simulate(net: NetxNet, a_in: np.ndarray, *, bias_in: np.ndarray | None = Non
         bias = None
         if lay.bias is not None:
             bias = lay.bias.reshape(-1, 1, 1) if lay.type == "conv" else lay.bias.reshape(lay.shape)
-        s, _, tr = cuba_lif_run(a, lay.neuron.i_decay, lay.neuron.v_decay, lay.neuron.v_th_mant, bias, record,
-                                resets(i))
+        s, _, tr = cuba_lif_run(
+            a, lay.neuron.i_decay, lay.neuron.v_decay, lay.neuron.v_th_mant, bias, record, resets(i)
+        )
         shape = lay.shape
-        res.layers.append({"index": i, "type": lay.type, "shape": list(lay.shape), "neurons": lay.neurons,
-                           "spikes": int(s.sum()), "synaptic_events": events,
-                           "neuron_updates": lay.neurons * steps * n})
+        res.layers.append(
+            {
+                "index": i,
+                "type": lay.type,
+                "shape": list(lay.shape),
+                "neurons": lay.neurons,
+                "spikes": int(s.sum()),
+                "synaptic_events": events,
+                "neuron_updates": lay.neurons * steps * n,
+            }
+        )
         if keep_spikes:
             res.spikes[i] = s
         if record:
@@ -273,5 +324,15 @@ def simulate(net: NetxNet, a_in: np.ndarray, *, bias_in: np.ndarray | None = Non
     return res
 
 
-__all__ = ["MAX_NEURON_UPDATES", "MAX_SYNAPTIC_OPS", "LIFState", "SimResult", "check_simulation", "conv_fan_out",
-           "cuba_lif_run", "simulate", "simulation_bytes", "simulation_work"]
+__all__ = [
+    "MAX_NEURON_UPDATES",
+    "MAX_SYNAPTIC_OPS",
+    "LIFState",
+    "SimResult",
+    "check_simulation",
+    "conv_fan_out",
+    "cuba_lif_run",
+    "simulate",
+    "simulation_bytes",
+    "simulation_work",
+]

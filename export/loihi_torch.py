@@ -29,8 +29,15 @@ class LoihiCubaLIF(nn.Module):
 
     step_mode = "m"
 
-    def __init__(self, i_decay: int, v_decay: int, v_th_mant: int, bias: torch.Tensor | None = None,
-                 reset_interval: int | None = None, reset_offset: int = 0) -> None:
+    def __init__(
+        self,
+        i_decay: int,
+        v_decay: int,
+        v_th_mant: int,
+        bias: torch.Tensor | None = None,
+        reset_interval: int | None = None,
+        reset_offset: int = 0,
+    ) -> None:
         super().__init__()
         self.i_decay, self.v_decay, self.v_th_mant = int(i_decay), int(v_decay), int(v_th_mant)
         self.register_buffer("bias", None if bias is None else bias.to(torch.int64), persistent=False)
@@ -81,8 +88,13 @@ class NetxTorch(nn.Module):
         super().__init__()
         self.net = net
         first = net.layers[0]
-        self.input_lif = LoihiCubaLIF(first.neuron.i_decay, first.neuron.v_decay, first.neuron.v_th_mant,
-                                      reset_interval=reset_interval, reset_offset=-1)
+        self.input_lif = LoihiCubaLIF(
+            first.neuron.i_decay,
+            first.neuron.v_decay,
+            first.neuron.v_th_mant,
+            reset_interval=reset_interval,
+            reset_offset=-1,
+        )
         ordinal = 0  # netx numbers its blocks without flatten layers: reset offsets follow that
         self.synapses = nn.ModuleDict()
         self.neurons = nn.ModuleDict()
@@ -92,8 +104,16 @@ class NetxTorch(nn.Module):
             ordinal += 1
             w = torch.from_numpy(lay.weight).to(torch.float64)
             if lay.type == "conv":
-                syn = nn.Conv2d(w.shape[1] * lay.groups, w.shape[0], tuple(w.shape[2:]), stride=lay.stride,
-                                padding=lay.padding, dilation=lay.dilation, groups=lay.groups, bias=False)
+                syn = nn.Conv2d(
+                    w.shape[1] * lay.groups,
+                    w.shape[0],
+                    tuple(w.shape[2:]),
+                    stride=lay.stride,
+                    padding=lay.padding,
+                    dilation=lay.dilation,
+                    groups=lay.groups,
+                    bias=False,
+                )
             else:
                 syn = nn.Linear(w.shape[1], w.shape[0], bias=False)
             syn = syn.to(torch.float64)
@@ -104,8 +124,9 @@ class NetxTorch(nn.Module):
             if lay.bias is not None:
                 b = torch.from_numpy(lay.bias)
                 bias = b.reshape(-1, 1, 1) if lay.type == "conv" else b
-            self.neurons[str(i)] = LoihiCubaLIF(lay.neuron.i_decay, lay.neuron.v_decay, lay.neuron.v_th_mant, bias,
-                                                reset_interval, ordinal - 1)
+            self.neurons[str(i)] = LoihiCubaLIF(
+                lay.neuron.i_decay, lay.neuron.v_decay, lay.neuron.v_th_mant, bias, reset_interval, ordinal - 1
+            )
         self.delay = _Delay()
 
     def forward(self, a_in: torch.Tensor) -> dict[int, torch.Tensor]:

@@ -75,8 +75,11 @@ class NetxNeuron:
     type: str = "CUBA"
 
     def check(self, where: str) -> None:
-        for name, value, hi in (("iDecay", self.i_decay, 4096), ("vDecay", self.v_decay, 4096),
-                                ("vThMant", self.v_th_mant, (1 << 17) - 1 if self.type != "default" else 1 << 17)):
+        for name, value, hi in (
+            ("iDecay", self.i_decay, 4096),
+            ("vDecay", self.v_decay, 4096),
+            ("vThMant", self.v_th_mant, (1 << 17) - 1 if self.type != "default" else 1 << 17),
+        ):
             if not 0 <= value <= hi:
                 raise ConfigError(f"{where}: neuron {name}={value} is outside Loihi's range 0..{hi}")
 
@@ -119,13 +122,27 @@ class NetxNet:
         return self.layers[0].shape  # check_chain requires layer 0 to be the input layer
 
     def warnings(self) -> list[str]:
-        return [f"layer {i}: {lay.extra['clipped_weights']} dense weights outside [-256, 254] clipped, as netx does"
-                for i, lay in enumerate(self.layers) if lay.extra.get("clipped_weights")]
+        return [
+            f"layer {i}: {lay.extra['clipped_weights']} dense weights outside [-256, 254] clipped, as netx does"
+            for i, lay in enumerate(self.layers)
+            if lay.extra.get("clipped_weights")
+        ]
 
     def describe(self) -> list[dict]:
-        return [{"index": i, "type": lay.type, "shape": list(lay.shape), "neurons": lay.neurons,
-                 **({"vThMant": lay.neuron.v_th_mant, "iDecay": lay.neuron.i_decay, "vDecay": lay.neuron.v_decay}
-                    if lay.neuron else {})} for i, lay in enumerate(self.layers)]
+        return [
+            {
+                "index": i,
+                "type": lay.type,
+                "shape": list(lay.shape),
+                "neurons": lay.neurons,
+                **(
+                    {"vThMant": lay.neuron.v_th_mant, "iDecay": lay.neuron.i_decay, "vDecay": lay.neuron.v_decay}
+                    if lay.neuron
+                    else {}
+                ),
+            }
+            for i, lay in enumerate(self.layers)
+        ]
 
 
 @dataclass
@@ -211,8 +228,10 @@ def _number(value, where: str, key: str, kind: str = "a number") -> float:
     except (TypeError, ValueError):
         raise ConfigError(f"{where}: {key} must be {kind}, found {short_repr(value)}") from None
     if not math.isfinite(f):
-        raise ConfigError(f"{where}: {key} must be {'a finite number' if kind == 'a number' else kind + ' within +-2**31'}"
-                          f", found {short_repr(value)}")
+        raise ConfigError(
+            f"{where}: {key} must be {'a finite number' if kind == 'a number' else kind + ' within +-2**31'}"
+            f", found {short_repr(value)}"
+        )
     return f
 
 
@@ -257,8 +276,7 @@ def _dims(shape) -> str:
 #: what h5py raises while reading a damaged file (HDF5's error stack becomes one of these, wherever the
 #: damage is met: opening, iterating a group, resolving a link, reading a dataset). Caught around h5py's
 #: calls only (:func:`_h5py_errors`): the same types raised by this module's own code are bugs, not files.
-H5PY_ERRORS = (RuntimeError, OSError, KeyError, ValueError, TypeError, IndexError, AttributeError,
-               OverflowError)
+H5PY_ERRORS = (RuntimeError, OSError, KeyError, ValueError, TypeError, IndexError, AttributeError, OverflowError)
 #: of those, the ones HDF5 raises for a damaged structure (and names that are not UTF-8); the others say a
 #: value is not what h5py can read.
 CORRUPT_ERRORS = (RuntimeError, OSError, KeyError, UnicodeError)
@@ -327,22 +345,29 @@ def _walk(h, path: Path) -> _Group:
             if link is None:  # listed by the group, yet not there
                 raise ConfigError(f"{path}: corrupt HDF5 file ({obj_path} is listed but cannot be found)")
             if isinstance(link, h5py.ExternalLink):
-                raise ConfigError(f"{path}: {obj_path} is an external link to {target}; a netx file must hold "
-                                  "its own data")
+                raise ConfigError(
+                    f"{path}: {obj_path} is an external link to {target}; a netx file must hold its own data"
+                )
             if isinstance(link, h5py.SoftLink):
-                raise ConfigError(f"{path}: {obj_path} is a soft link to {target}; a netx file holds plain "
-                                  "groups and datasets")
+                raise ConfigError(
+                    f"{path}: {obj_path} is a soft link to {target}; a netx file holds plain groups and datasets"
+                )
             if not isinstance(link, h5py.HardLink):
-                raise ConfigError(f"{path}: {obj_path} is a {type(link).__name__}; a netx file holds plain "
-                                  "groups and datasets")
+                raise ConfigError(
+                    f"{path}: {obj_path} is a {type(link).__name__}; a netx file holds plain groups and datasets"
+                )
             if isinstance(obj, h5py.Dataset):
                 shape, dtype, chunks, virtual, external = header
                 if virtual:
-                    raise ConfigError(f"{path}: {obj_path} is a virtual dataset (its data lives in other files); "
-                                      "a netx file must hold its own data")
+                    raise ConfigError(
+                        f"{path}: {obj_path} is a virtual dataset (its data lives in other files); "
+                        "a netx file must hold its own data"
+                    )
                 if external:
-                    raise ConfigError(f"{path}: {obj_path} keeps its data in the external file "
-                                      f"{_shown(external[0][0])}; a netx file must hold its own data")
+                    raise ConfigError(
+                        f"{path}: {obj_path} keeps its data in the external file "
+                        f"{_shown(external[0][0])}; a netx file must hold its own data"
+                    )
                 ds = _Dataset(obj_path, shape, dtype, obj, path)
                 nbytes, declared = _dataset_bytes(ds, chunks)
                 check_memory(nbytes, f"reading {path}: {obj_path}", declared)
@@ -361,16 +386,20 @@ def _walk(h, path: Path) -> _Group:
         if link is None:
             continue
         if not isinstance(link, h5py.HardLink):
-            raise ConfigError(f"{path}: /{name} is a {type(link).__name__}; a netx file holds plain groups "
-                              "and datasets")
+            raise ConfigError(
+                f"{path}: /{name} is a {type(link).__name__}; a netx file holds plain groups and datasets"
+            )
         if isinstance(obj, h5py.Group):
             tree[name] = visit(obj, depth)
         elif isinstance(obj, h5py.Dataset):
             with _h5py_errors(path):
                 header = obj.shape, obj.dtype
             tree[name] = _Dataset(f"/{name}", *header, obj, path)  # not a group: refused by the reader
-    check_memory(total, f"reading {path}", f"the declared shapes of its {count} datasets under "
-                 f"{' and '.join('/' + g for g in READ_GROUPS)}, summed")
+    check_memory(
+        total,
+        f"reading {path}",
+        f"the declared shapes of its {count} datasets under {' and '.join('/' + g for g in READ_GROUPS)}, summed",
+    )
     return tree
 
 
@@ -380,15 +409,16 @@ def _read_neuron(g: _Group, where: str) -> NetxNeuron:
         raise ConfigError(f"{where}: 'neuron' is not a group")
     ntype = str(_scalar(n["type"], where, "neuron type")) if "type" in n else "CUBA"
     if ntype not in CUBA_TYPES:
-        raise ConfigError(f"{where}: neuron type {short_repr(ntype)} is not a CUBA-LIF ({'/'.join(CUBA_TYPES)}); "
-                          "the fixed-point reference simulates only CUBA-LIF")
+        raise ConfigError(
+            f"{where}: neuron type {short_repr(ntype)} is not a CUBA-LIF ({'/'.join(CUBA_TYPES)}); "
+            "the fixed-point reference simulates only CUBA-LIF"
+        )
     missing = [k for k in ("iDecay", "vDecay", "vThMant") if k not in n]
     if missing:
         raise ConfigError(f"{where}: neuron group lacks {', '.join(missing)}")
     if "messageBits" in n and _int_field(n["messageBits"], where, "neuron messageBits") != 0:
         raise ConfigError(f"{where}: graded spikes (messageBits > 0) are not supported")
-    neuron = NetxNeuron(*(_int_field(n[k], where, f"neuron {k}") for k in ("iDecay", "vDecay", "vThMant")),
-                        ntype)
+    neuron = NetxNeuron(*(_int_field(n[k], where, f"neuron {k}") for k in ("iDecay", "vDecay", "vThMant")), ntype)
     neuron.check(where)
     return neuron
 
@@ -427,13 +457,18 @@ def _read_file(tree: _Group, path: Path) -> tuple[list[NetxLayer], dict]:
     keys = list(group)
     if not all(k.isascii() and k.isdigit() for k in keys) or sorted(int(k) for k in keys) != list(range(len(keys))):
         shown = [_shown(k) for k in sorted(keys)[:8]]
-        raise ConfigError(f"{path}: layer names must be 0..{len(keys) - 1}, found {shown}"
-                          + (f" and {len(keys) - 8} more" if len(keys) > 8 else ""))
+        raise ConfigError(
+            f"{path}: layer names must be 0..{len(keys) - 1}, found {shown}"
+            + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
+        )
     layers = [_read_layer(group[str(i)], i, f"{path}: layer {i}") for i in range(len(keys))]
     attrs = {}
     if isinstance(tree.get("simulation"), dict):
-        attrs = {k: _scalar(v, f"{path}: simulation", _shown(k))
-                 for k, v in tree["simulation"].items() if isinstance(v, _Dataset)}
+        attrs = {
+            k: _scalar(v, f"{path}: simulation", _shown(k))
+            for k, v in tree["simulation"].items()
+            if isinstance(v, _Dataset)
+        }
     return layers, attrs
 
 
@@ -447,13 +482,16 @@ def _read_layer(g: _Group | _Dataset, i: int, where: str) -> NetxLayer:
     if ltype in NETX_UNSUPPORTED:
         raise ConfigError(f"{where}: layer type {short_repr(ltype)} is not supported by netx")
     if ltype not in LAYER_TYPES:
-        raise ConfigError(f"{where}: layer type {short_repr(ltype)} is not simulated here (supported: "
-                          f"{', '.join(LAYER_TYPES)})")
+        raise ConfigError(
+            f"{where}: layer type {short_repr(ltype)} is not simulated here (supported: {', '.join(LAYER_TYPES)})"
+        )
     shape = tuple(int(s) for s in _integer_array(g["shape"], where, "shape").reshape(-1))
     if not 1 <= len(shape) <= 3 or (ltype in ("input", "conv") and len(shape) != 3):
         article = "an" if ltype == "input" else "a"
-        raise ConfigError(f"{where}: {article} {ltype} layer's shape must be "
-                          f"{'(C, H, W)' if ltype in ('input', 'conv') else '1 to 3 sizes'}, found {_dims(shape)}")
+        raise ConfigError(
+            f"{where}: {article} {ltype} layer's shape must be "
+            f"{'(C, H, W)' if ltype in ('input', 'conv') else '1 to 3 sizes'}, found {_dims(shape)}"
+        )
     if ltype == "dense":
         shape = (math.prod(shape), 1, 1)
     if any(s < 1 for s in shape):
@@ -483,8 +521,7 @@ def _read_layer(g: _Group | _Dataset, i: int, where: str) -> NetxLayer:
         else:
             if w.ndim == 1:  # netx reshapes a 1-D dense weight to (out, -1)
                 if w.size % shape[0]:
-                    raise ConfigError(f"{where}: a 1-D weight of {w.size} values does not split into "
-                                      f"{shape[0]} rows")
+                    raise ConfigError(f"{where}: a 1-D weight of {w.size} values does not split into {shape[0]} rows")
                 w = w.reshape(shape[0], -1)
             if w.ndim != 2:
                 raise ConfigError(f"{where}: dense weight must be (out, in), found {_dims(w.shape)}")
@@ -499,8 +536,9 @@ def _read_layer(g: _Group | _Dataset, i: int, where: str) -> NetxLayer:
             if b.size == 1 and want != 1:
                 b = np.full(want, b[0])
             if b.size != want:
-                raise ConfigError(f"{where}: bias has {b.size} values for {want} "
-                                  f"{'channels' if ltype == 'conv' else 'neurons'}")
+                raise ConfigError(
+                    f"{where}: bias has {b.size} values for {want} {'channels' if ltype == 'conv' else 'neurons'}"
+                )
             lay.bias = b
     elif ltype == "input":
         lay.extra = {k: _float_field(g[k], where, k) for k in ("weight", "bias") if k in g}
@@ -533,17 +571,24 @@ def check_chain(net: NetxNet) -> None:
                 raise ConfigError(f"{where}: needs a (C, H, W) input, found {_dims(prev)}")
             w = lay.weight
             if w.shape[1] * lay.groups != prev[0] or w.shape[0] != lay.shape[0] or w.shape[0] % lay.groups:
-                raise ConfigError(f"{where}: weight {_dims(w.shape)} with groups {lay.groups} does not map "
-                                  f"{prev[0]} input channels to {lay.shape[0]}")
-            hw = tuple(_conv_out(prev[1 + a], w.shape[2 + a], lay.stride[a], lay.padding[a], lay.dilation[a])
-                       for a in range(2))
+                raise ConfigError(
+                    f"{where}: weight {_dims(w.shape)} with groups {lay.groups} does not map "
+                    f"{prev[0]} input channels to {lay.shape[0]}"
+                )
+            hw = tuple(
+                _conv_out(prev[1 + a], w.shape[2 + a], lay.stride[a], lay.padding[a], lay.dilation[a]) for a in range(2)
+            )
             if tuple(lay.shape[1:]) != hw:
-                raise ConfigError(f"{where}: shape {_dims(lay.shape)} but the convolution of {_dims(prev)} "
-                                  f"gives {[lay.shape[0], *hw]}")
+                raise ConfigError(
+                    f"{where}: shape {_dims(lay.shape)} but the convolution of {_dims(prev)} "
+                    f"gives {[lay.shape[0], *hw]}"
+                )
         elif lay.type == "dense":
             if lay.weight.shape != (lay.shape[0], math.prod(prev)):
-                raise ConfigError(f"{where}: weight {_dims(lay.weight.shape)} does not map {math.prod(prev)} "
-                                  f"inputs to {lay.shape[0]} neurons")
+                raise ConfigError(
+                    f"{where}: weight {_dims(lay.weight.shape)} does not map {math.prod(prev)} "
+                    f"inputs to {lay.shape[0]} neurons"
+                )
         prev = lay.shape
 
 

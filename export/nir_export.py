@@ -81,14 +81,15 @@ SPIKE_AGREEMENT = 0.99
 OUTPUT_TOLERANCE, OUTPUT_AGREEMENT = 1e-4, 0.95
 
 
-
 def _cnn_orders() -> dict[type, tuple[str, ...]]:
     """The FSVE's spiking CNN classes and their children in forward order."""
     from ..fsve.msresnet import SpikingCNN
     from ..fsve.plaincnn import SpikingPlainCNN
 
-    return {SpikingCNN: ("stem", "layer1", "layer2", "layer3", "layer4", "head_lif", "avgpool", "flatten", "head"),
-            SpikingPlainCNN: ("stem", "stages", "head_lif", "avgpool", "flatten", "head")}
+    return {
+        SpikingCNN: ("stem", "layer1", "layer2", "layer3", "layer4", "head_lif", "avgpool", "flatten", "head"),
+        SpikingPlainCNN: ("stem", "stages", "head_lif", "avgpool", "flatten", "head"),
+    }
 
 
 def find_cnn(loaded: LoadedSPKLIP) -> tuple[str, nn.Module]:
@@ -96,12 +97,16 @@ def find_cnn(loaded: LoadedSPKLIP) -> tuple[str, nn.Module]:
     kind = loaded.card.get("kind")
     where = loaded.checkpoint.path
     if kind == CONVERTED_KIND:
-        raise ConfigError(f"{where}: a {kind!r} checkpoint cannot be exported to NIR: its IF neurons reset by "
-                          f"subtraction (rate-coded conversion needs it), which NIR {nir.__version__}'s neurons (IF, "
-                          "LIF, CubaLIF: reset to v_reset) cannot express; use --format onnx")
+        raise ConfigError(
+            f"{where}: a {kind!r} checkpoint cannot be exported to NIR: its IF neurons reset by "
+            f"subtraction (rate-coded conversion needs it), which NIR {nir.__version__}'s neurons (IF, "
+            "LIF, CubaLIF: reset to v_reset) cannot express; use --format onnx"
+        )
     if loaded.model.cfg.model == "spklip":
-        raise ConfigError(f"{where}: a {kind!r} checkpoint is an ANN and has no spiking network to export to NIR "
-                          "(use --format onnx, or train an fsve-hybrid/fsve-full model)")
+        raise ConfigError(
+            f"{where}: a {kind!r} checkpoint is an ANN and has no spiking network to export to NIR "
+            "(use --format onnx, or train an fsve-hybrid/fsve-full model)"
+        )
     for name, mod in loaded.model.named_modules():
         if type(mod) in _cnn_orders():
             return name, mod
@@ -121,8 +126,10 @@ def neuron_node(name: str, node: nn.Module, shape) -> nir.NIRNode:
     from spikingjelly.activation_based import neuron
 
     if node.v_reset is None:
-        raise ConfigError(f"{name}: {type(node).__name__} with a soft reset (v_reset=None) has no NIR equivalent "
-                          "(NIR neurons reset to v_reset)")
+        raise ConfigError(
+            f"{name}: {type(node).__name__} with a soft reset (v_reset=None) has no NIR equivalent "
+            "(NIR neurons reset to v_reset)"
+        )
     if not isinstance(node.v_threshold, (int, float)):
         raise ConfigError(f"{name}: {type(node).__name__} with a tensor-valued v_threshold is not exported")
     vth, vr = float(node.v_threshold), float(node.v_reset)
@@ -130,8 +137,14 @@ def neuron_node(name: str, node: nn.Module, shape) -> nir.NIRNode:
     if type(node) is neuron.LIFNode:
         tau_sj = float(node.tau)
         r = 1.0 if node.decay_input else tau_sj
-        return nir.LIF(tau=_f32(shape, DT * tau_sj), r=_f32(shape, r), v_leak=_f32(shape, vr),
-                       v_threshold=_f32(shape, vth), v_reset=_f32(shape, vr), metadata=meta)
+        return nir.LIF(
+            tau=_f32(shape, DT * tau_sj),
+            r=_f32(shape, r),
+            v_leak=_f32(shape, vr),
+            v_threshold=_f32(shape, vth),
+            v_reset=_f32(shape, vr),
+            metadata=meta,
+        )
     if type(node) is neuron.IFNode:
         return nir.IF(r=_f32(shape, 1.0 / DT), v_threshold=_f32(shape, vth), v_reset=_f32(shape, vr), metadata=meta)
     raise ConfigError(f"{name}: {type(node).__name__} has no NIR equivalent (only LIFNode and IFNode are exported)")
@@ -158,9 +171,12 @@ class _Graph:
         def short(n: str) -> str:
             return n[cut:] if n.startswith(path + ".") else n
 
-        return nir.NIRGraph(nodes={short(k): v for k, v in self.nodes.items()},
-                            edges=[(short(a), short(b)) for a, b in self.edges], type_check=False,
-                            metadata={"source": "spklip_energy", "module": path, "dt": DT, **(metadata or {})})
+        return nir.NIRGraph(
+            nodes={short(k): v for k, v in self.nodes.items()},
+            edges=[(short(a), short(b)) for a, b in self.edges],
+            type_check=False,
+            metadata={"source": "spklip_energy", "module": path, "dt": DT, **(metadata or {})},
+        )
 
     # ------------------------------------------------------------------ modules
 
@@ -185,18 +201,24 @@ class _Graph:
         if isinstance(mod, nn.Flatten):
             start = mod.start_dim - 1 if mod.start_dim > 0 else mod.start_dim  # NIR dims exclude the batch axis
             end = mod.end_dim - 1 if mod.end_dim > 0 else mod.end_dim
-            node = nir.Flatten(input_type={"input": np.array(shape)}, start_dim=start, end_dim=end,
-                               metadata={"module": name})
+            node = nir.Flatten(
+                input_type={"input": np.array(shape)}, start_dim=start, end_dim=end, metadata={"module": name}
+            )
             return self.add(name, node, terms), tuple(int(s) for s in node.output_type["output"])
         if isinstance(mod, nn.Linear) and len(shape) == 1:
             w = mod.weight.detach().float().numpy()
             meta = {"module": name}
-            node = (nir.Affine(w, mod.bias.detach().float().numpy(), metadata=meta) if mod.bias is not None
-                    else nir.Linear(w, metadata=meta))
+            node = (
+                nir.Affine(w, mod.bias.detach().float().numpy(), metadata=meta)
+                if mod.bias is not None
+                else nir.Linear(w, metadata=meta)
+            )
             return self.add(name, node, terms), (mod.out_features,)
         if isinstance(mod, (nn.Linear, nn.Conv2d)):
-            raise ConfigError(f"{name}: {type(mod).__name__} on a {len(shape)}-d input {list(shape)} has no NIR "
-                              "equivalent (Linear needs a flat input, Conv2d a [C, H, W] one)")
+            raise ConfigError(
+                f"{name}: {type(mod).__name__} on a {len(shape)}-d input {list(shape)} has no NIR "
+                "equivalent (Linear needs a flat input, Conv2d a [C, H, W] one)"
+            )
         raise ConfigError(f"{name}: {type(mod).__name__} has no NIR equivalent")
 
     def cnn(self, name: str, mod: nn.Module, terms, shape):
@@ -204,8 +226,10 @@ class _Graph:
         children = dict(mod.named_children())
         extra = [c for c in children if c not in order]
         if extra:
-            raise ConfigError(f"{name}.{extra[0]}: {type(children[extra[0]]).__name__} is not part of the CNN's "
-                              "forward and has no NIR place")
+            raise ConfigError(
+                f"{name}.{extra[0]}: {type(children[extra[0]]).__name__} is not part of the CNN's "
+                "forward and has no NIR place"
+            )
         return self.sequence(name, [(c, children[c]) for c in order if c in children], terms, shape)
 
     def sequence(self, name: str, children: list, terms, shape):
@@ -218,8 +242,10 @@ class _Graph:
                 i += 2
                 continue
             if isinstance(child, nn.modules.batchnorm._BatchNorm):
-                raise ConfigError(f"{name}.{cn}: {type(child).__name__} that does not follow a convolution has no "
-                                  "NIR equivalent (BN is folded into the preceding convolution)")
+                raise ConfigError(
+                    f"{name}.{cn}: {type(child).__name__} that does not follow a convolution has no "
+                    "NIR equivalent (BN is folded into the preceding convolution)"
+                )
             terms, shape = self.module(f"{name}.{cn}", child, terms, shape)
             i += 1
         return terms, shape
@@ -241,20 +267,32 @@ class _Graph:
 
         if bn is not None:
             if bn.running_mean is None or not bn.affine:
-                raise ConfigError(f"{bn_name}: {type(bn).__name__} without running statistics or affine "
-                                  "parameters cannot be folded into the convolution")
+                raise ConfigError(
+                    f"{bn_name}: {type(bn).__name__} without running statistics or affine "
+                    "parameters cannot be folded into the convolution"
+                )
             w, b = fold_bn(conv, bn)
         else:
             w = conv.weight.detach().double()
-            b = conv.bias.detach().double() if conv.bias is not None else torch.zeros(conv.out_channels,
-                                                                                      dtype=torch.float64)
+            b = (
+                conv.bias.detach().double()
+                if conv.bias is not None
+                else torch.zeros(conv.out_channels, dtype=torch.float64)
+            )
         if conv.padding_mode != "zeros":
             raise ConfigError(f"{name}: Conv2d with padding_mode={conv.padding_mode!r} has no NIR equivalent")
         padding = conv.padding if isinstance(conv.padding, str) else _pair(conv.padding)
         meta = {"module": name, **({"folded_bn": bn_name} if bn is not None else {})}
-        node = nir.Conv2d(input_shape=tuple(shape[1:]), weight=w.float().numpy(), stride=_pair(conv.stride),
-                          padding=padding, dilation=_pair(conv.dilation), groups=int(conv.groups),
-                          bias=b.float().numpy(), metadata=meta)
+        node = nir.Conv2d(
+            input_shape=tuple(shape[1:]),
+            weight=w.float().numpy(),
+            stride=_pair(conv.stride),
+            padding=padding,
+            dilation=_pair(conv.dilation),
+            groups=int(conv.groups),
+            bias=b.float().numpy(),
+            metadata=meta,
+        )
         return self.add(name, node, terms), tuple(int(s) for s in node.output_type["output"])
 
     def avgpool(self, name: str, mod: nn.Module, terms, shape):
@@ -264,18 +302,22 @@ class _Graph:
             oh, ow = (size, size) if isinstance(size, int) or size is None else size
             oh, ow = int(oh or h), int(ow or w)  # None keeps the input size
             if h % oh or w % ow:
-                raise ConfigError(f"{name}: AdaptiveAvgPool2d from {h}x{w} to {oh}x{ow} has no fixed-kernel NIR "
-                                  "equivalent")
+                raise ConfigError(
+                    f"{name}: AdaptiveAvgPool2d from {h}x{w} to {oh}x{ow} has no fixed-kernel NIR equivalent"
+                )
             kernel, stride, padding = (h // oh, w // ow), (h // oh, w // ow), (0, 0)
         else:
             if mod.ceil_mode or (not mod.count_include_pad and _pair(mod.padding) != (0, 0)) or mod.divisor_override:
-                raise ConfigError(f"{name}: AvgPool2d with ceil_mode/count_include_pad/divisor_override settings "
-                                  "has no NIR equivalent")
+                raise ConfigError(
+                    f"{name}: AvgPool2d with ceil_mode/count_include_pad/divisor_override settings "
+                    "has no NIR equivalent"
+                )
             kernel = _pair(mod.kernel_size)
             stride = _pair(mod.stride if mod.stride is not None else mod.kernel_size)
             padding = _pair(mod.padding)
-        node = nir.AvgPool2d(kernel_size=np.array(kernel), stride=np.array(stride), padding=np.array(padding),
-                             metadata={"module": name})
+        node = nir.AvgPool2d(
+            kernel_size=np.array(kernel), stride=np.array(stride), padding=np.array(padding), metadata={"module": name}
+        )
         out = (c, (h + 2 * padding[0] - kernel[0]) // stride[0] + 1, (w + 2 * padding[1] - kernel[1]) // stride[1] + 1)
         return self.add(name, node, terms), out
 
@@ -317,37 +359,46 @@ def describe(loaded: LoadedSPKLIP, graph, path: str) -> dict:
         fan_in[dst] = fan_in.get(dst, 0) + 1
     full = cfg.model == "fsve-full"
     lif = next((n for n in graph.nodes.values() if isinstance(n, nir.LIF)), None)
-    values = (f" (here tau={float(lif.tau.flat[0]):.6g} s, r={float(lif.r.flat[0]):.6g}, "
-              f"v_threshold={float(lif.v_threshold.flat[0]):.6g})" if lif is not None else "")
+    values = (
+        f" (here tau={float(lif.tau.flat[0]):.6g} s, r={float(lif.r.flat[0]):.6g}, "
+        f"v_threshold={float(lif.v_threshold.flat[0]):.6g})"
+        if lif is not None
+        else ""
+    )
     out_shape = [int(s) for s in graph.nodes["output"].output_type["output"]]
     return {
         "nir": {
             "file": NIR_FILE,
             "format": "NIR graph (nir.write, HDF5); read with nir.read",
             "exported": f"{path} ({type(loaded.model.get_submodule(path)).__name__}, fsve.cnn={cfg.fsve.cnn!r}): the "
-                        "spiking CNN, one time step of its dynamics",
+            "spiking CNN, one time step of its dynamics",
             "nodes": len(graph.nodes),
             "edges": len(graph.edges),
             "node_types": types,
             "summing_nodes": sorted(n for n, k in fan_in.items() if k > 1),
-            "input": {"node": "input", "shape": list(input_shape(loaded)),
-                      "meaning": ("spikes of the spiking HSFE for one temporal block, one map per step"
-                                  if cfg.front_end == "spiking" else
-                                  "HSFE features of one temporal block (analog float), the same on every step")},
+            "input": {
+                "node": "input",
+                "shape": list(input_shape(loaded)),
+                "meaning": (
+                    "spikes of the spiking HSFE for one temporal block, one map per step"
+                    if cfg.front_end == "spiking"
+                    else "HSFE features of one temporal block (analog float), the same on every step"
+                ),
+            },
             "output": {"node": "output", "shape": out_shape, "meaning": "that step's block embedding"},
             "time_steps": cfg.fsve.time_steps,
             "blocks_per_clip": cfg.hsfe.n_blocks,
             "dt": DT,
             "conventions": {
                 "lif": f"nir.LIF(tau=dt*tau_sj, r=tau_sj, v_leak=0, v_threshold=V_th, v_reset=0): forward Euler "
-                       f"v += dt/tau*(v_leak - v + r*I) is spikingjelly's v = (1 - 1/tau_sj)*v + x{values}",
+                f"v += dt/tau*(v_leak - v + r*I) is spikingjelly's v = (1 - 1/tau_sj)*v + x{values}",
                 "threshold": "NIR fires at v > v_threshold, the project (spikingjelly) at v >= V_th; v_threshold = "
-                             "V_th, so they differ only where v equals V_th exactly",
+                "V_th, so they differ only where v equals V_th exactly",
                 "reset": "hard reset to v_reset = 0 after a spike",
                 "batchnorm": "BatchNorm/tdBN folded into the preceding Conv2d at eval statistics: "
-                             "w' = w*g/sqrt(var+eps), b' = beta + (b - mean)*g/sqrt(var+eps)",
+                "w' = w*g/sqrt(var+eps), b' = beta + (b - mean)*g/sqrt(var+eps)",
                 "residual": "membrane shortcuts: NIR sums a node's incoming edges; a node reading a residual sum "
-                            "has one edge per term (listed in summing_nodes), no extra node",
+                "has one edge per term (listed in summing_nodes), no extra node",
                 "pooling": "global average pooling as nir.AvgPool2d(kernel = stride = the final feature size)",
                 "flatten": "nir.Flatten dims exclude the batch axis (start_dim=0)",
                 "parameters": "float32, LIF/IF parameters as arrays of the population's shape [C, H, W]",
@@ -355,11 +406,14 @@ def describe(loaded: LoadedSPKLIP, graph, path: str) -> dict:
         },
         "host": {
             "before": "HSFE (analog ANN front end): spikes [B, frames, H, W] -> temporal blocks -> features "
-                      "[B*blocks, C, H', W'], each block's map fed to the graph's input on every step",
-            "after": ("per-step embeddings [T, B*blocks, D] -> block positions + the spiking E-SDSA Transformer on "
-                      "every step -> mean over steps and blocks" if full else
-                      "per-step embeddings [T, B*blocks, D] -> mean over steps -> block positions + STAR-Net's ANN "
-                      "Transformer -> mean over blocks"),
+            "[B*blocks, C, H', W'], each block's map fed to the graph's input on every step",
+            "after": (
+                "per-step embeddings [T, B*blocks, D] -> block positions + the spiking E-SDSA Transformer on "
+                "every step -> mean over steps and blocks"
+                if full
+                else "per-step embeddings [T, B*blocks, D] -> mean over steps -> block positions + STAR-Net's ANN "
+                "Transformer -> mean over blocks"
+            ),
             "where": "--format onnx exports the whole visual encoder (float, unrolled over time)",
         },
     }
@@ -376,7 +430,9 @@ def write_nir(loaded: LoadedSPKLIP, folder: Path, opts: dict) -> dict:
     desc = describe(loaded, graph, path)
     if front is not None:
         desc["nir"]["front_end"] = front
-        desc["host"]["before"] = ("the spiking HSFE, written as chain parts (nir.front_end): " + "; ".join(front["host_steps"]))
+        desc["host"]["before"] = "the spiking HSFE, written as chain parts (nir.front_end): " + "; ".join(
+            front["host_steps"]
+        )
     return desc
 
 
@@ -406,8 +462,10 @@ def project_run(cnn: nn.Module, x: torch.Tensor, steps: int) -> tuple[torch.Tens
     hooks = []
     for n, m in cnn.named_modules():
         if isinstance(m, neuron.BaseNode):
+
             def hook(mod, args, out, n=n):
                 inputs[n], spikes[n] = args[0].detach(), out.detach()
+
             hooks.append(m.register_forward_hook(hook))
     try:
         with torch.no_grad():
@@ -456,6 +514,7 @@ def _capture(gm: nn.Module, names: list[str], store: dict) -> list:
         def hook(mod, args, out, n=n):
             s = out[0] if isinstance(out, tuple) else out
             store.setdefault(n, []).append(s.detach().float())
+
         hooks.append(mods[key].register_forward_hook(hook))
     return hooks
 
@@ -510,8 +569,9 @@ def run_spikingjelly(graph, x: torch.Tensor, steps: int, neurons: list[str]) -> 
     return torch.stack(outs), {n: torch.stack(v) for n, v in store.items()}
 
 
-def compare_run(ref_out: torch.Tensor, ref_spikes: dict, ref_u: dict, vth: dict, out: torch.Tensor,
-                spikes: dict) -> dict:
+def compare_run(
+    ref_out: torch.Tensor, ref_spikes: dict, ref_u: dict, vth: dict, out: torch.Tensor, spikes: dict
+) -> dict:
     """Output error and spike agreement of an importer's run against the project's."""
     ref = ref_out.double()
     got = out.double().reshape(ref.shape)
@@ -531,8 +591,13 @@ def compare_run(ref_out: torch.Tensor, ref_spikes: dict, ref_u: dict, vth: dict,
         if first is None and not bool(eq.all()):
             t = int((~eq).flatten(1).any(1).nonzero()[0])  # the first step with a difference: fresh flips only
             margin = (ref_u[n][t] - vth[n]).abs()[~eq[t]]
-            first = {"node": n, "step": t, "differing_at_step": int((~eq[t]).sum()),
-                     "differing_total": int((~eq).sum()), "max_abs_v_minus_vth": float(margin.max())}
+            first = {
+                "node": n,
+                "step": t,
+                "differing_at_step": int((~eq[t]).sum()),
+                "differing_total": int((~eq).sum()),
+                "max_abs_v_minus_vth": float(margin.max()),
+            }
     return {
         "max_abs_diff": float((got - ref).abs().max()),
         "max_rel_error": float(rel.max()),
@@ -545,8 +610,13 @@ def compare_run(ref_out: torch.Tensor, ref_spikes: dict, ref_u: dict, vth: dict,
     }
 
 
-def compare_importers(nir_path: str | os.PathLike, module: nn.Module, x: torch.Tensor, steps: int,
-                      widened: dict[str, tuple[int, int]] | None = None) -> dict:
+def compare_importers(
+    nir_path: str | os.PathLike,
+    module: nn.Module,
+    x: torch.Tensor,
+    steps: int,
+    widened: dict[str, tuple[int, int]] | None = None,
+) -> dict:
     """Run ``module`` (the project's multi-step network) and both importers of the file ``nir_path`` on
     ``x [N, C, H, W]`` (or per-step ``[T, N, C, H, W]``) for ``steps`` steps; figures per importer
     (``{"ok": False, "reason": ...}`` when an importer cannot load or run the graph). ``widened``: neuron nodes
@@ -565,25 +635,33 @@ def compare_importers(nir_path: str | os.PathLike, module: nn.Module, x: torch.T
     graph = nir.read(nir_path)
     neurons = [n for n in ref_spikes if n in graph.nodes]
     total = sum(s.numel() for s in ref_spikes.values())
-    res: dict = {"nodes_read": len(graph.nodes), "edges_read": len(graph.edges),
-                 "project_spike_rate": (sum(float(s.sum()) for s in ref_spikes.values()) / total) if total else None}
+    res: dict = {
+        "nodes_read": len(graph.nodes),
+        "edges_read": len(graph.edges),
+        "project_spike_rate": (sum(float(s.sum()) for s in ref_spikes.values()) / total) if total else None,
+    }
     for name, run in (("snntorch", run_snntorch), ("spikingjelly", run_spikingjelly)):
         try:
             out, sp = run(nir.read(nir_path), x, steps, neurons)  # a fresh graph each: importers may edit it
             fig = compare_run(ref_out, ref_spikes, ref_u, vth, out, sp)
-            fig["ok"] = bool((fig["spike_agreement"] is None or fig["spike_agreement"] >= SPIKE_AGREEMENT)
-                             and 1.0 - fig["frac_elements_over_tol"] >= OUTPUT_AGREEMENT)
+            fig["ok"] = bool(
+                (fig["spike_agreement"] is None or fig["spike_agreement"] >= SPIKE_AGREEMENT)
+                and 1.0 - fig["frac_elements_over_tol"] >= OUTPUT_AGREEMENT
+            )
             if name == "snntorch":
-                fig["note"] = ("snnTorch maps nir.Flatten(start_dim=0) to torch.nn.Flatten(0) without the batch "
-                               "shift: samples run unbatched, one at a time")
+                fig["note"] = (
+                    "snnTorch maps nir.Flatten(start_dim=0) to torch.nn.Flatten(0) without the batch "
+                    "shift: samples run unbatched, one at a time"
+                )
             res[name] = fig
         except Exception as exc:  # an importer's limitation is a finding, not a crash
             res[name] = {"ok": False, "reason": first_line(exc, 300)}
     return res
 
 
-def verify_nir(loaded: LoadedSPKLIP, folder: Path, data: str | os.PathLike = "builtin", samples: int = 4,
-               progress=None) -> dict:
+def verify_nir(
+    loaded: LoadedSPKLIP, folder: Path, data: str | os.PathLike = "builtin", samples: int = 4, progress=None
+) -> dict:
     """Read ``visual_cnn.nir`` back, import it with snnTorch and spikingjelly, compare with the project's CNN.
 
     Inputs: the HSFE features of ``samples`` test clips of ``data`` (every temporal block), presented for
@@ -596,22 +674,45 @@ def verify_nir(loaded: LoadedSPKLIP, folder: Path, data: str | os.PathLike = "bu
     spikes, _ = verify_inputs(loaded, data, samples, progress)
     x = hsfe_features(loaded, spikes)
     steps = loaded.model.cfg.fsve.time_steps
-    res = {"clips": int(spikes.shape[0]), "inputs": int(x.shape[-4]), "input_shape": list(x.shape[-3:]),
-           "time_steps": steps, "file": NIR_FILE, "spike_agreement_required": SPIKE_AGREEMENT,
-           "output_tolerance": OUTPUT_TOLERANCE, "output_agreement_required": OUTPUT_AGREEMENT,
-           **compare_importers(Path(folder) / NIR_FILE, cnn, x, steps)}
+    res = {
+        "clips": int(spikes.shape[0]),
+        "inputs": int(x.shape[-4]),
+        "input_shape": list(x.shape[-3:]),
+        "time_steps": steps,
+        "file": NIR_FILE,
+        "spike_agreement_required": SPIKE_AGREEMENT,
+        "output_tolerance": OUTPUT_TOLERANCE,
+        "output_agreement_required": OUTPUT_AGREEMENT,
+        **compare_importers(Path(folder) / NIR_FILE, cnn, x, steps),
+    }
     res["ok"] = bool(res["snntorch"]["ok"] and res["spikingjelly"]["ok"])
     if loaded.model.cfg.front_end == "spiking":
         from .nir_front_end import verify_front_end
 
         res["front_end"] = verify_front_end(loaded, folder, spikes)
         res["ok"] = res["ok"] and res["front_end"]["ok"]
-    res["note"] = ("project fires at v >= V_th, NIR and snnTorch at v > V_th, spikingjelly's importer at v >= V_th; "
-                   "spikes can also differ where v is within float rounding of V_th (BN folded, summation order); "
-                   "first_differing_node: the first neuron node whose spikes differ, its first step with a "
-                   "difference and the largest |v - V_th| (project's v) among the spikes differing at that step")
+    res["note"] = (
+        "project fires at v >= V_th, NIR and snnTorch at v > V_th, spikingjelly's importer at v >= V_th; "
+        "spikes can also differ where v is within float rounding of V_th (BN folded, summation order); "
+        "first_differing_node: the first neuron node whose spikes differ, its first step with a "
+        "difference and the largest |v - V_th| (project's v) among the spikes differing at that step"
+    )
     return res
 
 
-__all__ = ["DT", "NIR_FILE", "build_nir", "compare_importers", "find_cnn", "hsfe_features", "module_graph",
-           "neuron_node", "project_run", "run_snntorch", "step_input", "run_spikingjelly", "verify_nir", "write_nir"]
+__all__ = [
+    "DT",
+    "NIR_FILE",
+    "build_nir",
+    "compare_importers",
+    "find_cnn",
+    "hsfe_features",
+    "module_graph",
+    "neuron_node",
+    "project_run",
+    "run_snntorch",
+    "step_input",
+    "run_spikingjelly",
+    "verify_nir",
+    "write_nir",
+]

@@ -104,8 +104,15 @@ def _graph(g: _Graph, kind: str) -> nir.NIRGraph:
 
 def _conv(weight: torch.Tensor, bias: torch.Tensor, like: nn.Conv2d) -> nn.Conv2d:
     """A plain Conv2d with ``like``'s geometry holding ``weight`` and ``bias`` (for the graph walker)."""
-    conv = nn.Conv2d(weight.shape[1], weight.shape[0], tuple(weight.shape[-2:]), stride=like.stride,
-                     padding=like.padding, dilation=like.dilation, bias=True)
+    conv = nn.Conv2d(
+        weight.shape[1],
+        weight.shape[0],
+        tuple(weight.shape[-2:]),
+        stride=like.stride,
+        padding=like.padding,
+        dilation=like.dilation,
+        bias=True,
+    )
     with torch.no_grad():
         conv.weight.copy_(weight)
         conv.bias.copy_(bias)
@@ -117,8 +124,10 @@ def _check_shapes(hsfe: nn.Module, frames: int, where: str) -> None:
         if br.conv1.groups != 1 or br.conv2.groups != 1:
             raise ConfigError(f"{where}.branches.{k}: grouped convolutions are not exported")
         if br.conv2.out_channels != 1:
-            raise ConfigError(f"{where}.branches.{k}.conv2: {br.conv2.out_channels} output channels; the front end's "
-                              "branches each give one map")
+            raise ConfigError(
+                f"{where}.branches.{k}.conv2: {br.conv2.out_channels} output channels; the front end's "
+                "branches each give one map"
+            )
         if not 0 <= br.lo < br.hi <= frames:
             raise ConfigError(f"{where}.branches.{k}: frames [{br.lo}, {br.hi}) outside the block's {frames}")
 
@@ -155,14 +164,27 @@ def mtf_graph(hsfe: nn.Module, shape: tuple[int, int, int], kind: str) -> tuple[
         g.nodes[f"{p}.lif2"].metadata["fires_only_in_channel"] = k
         widened[f"branches.{k}.lif2"] = (k, k_all)
         if tuple(s[1:]) != (h, w):
-            raise ConfigError(f"{p}: its maps are {s[1]}x{s[2]}, the block's {h}x{w}; the branches must keep the size "
-                              "to be concatenated")
+            raise ConfigError(
+                f"{p}: its maps are {s[1]}x{s[2]}, the block's {h}x{w}; the branches must keep the size "
+                "to be concatenated"
+            )
     # the importers read one edge into an output node: an identity 1x1 convolution sums the branches first
-    concat = g.add("concat", nir.Conv2d(input_shape=(h, w), weight=np.eye(k_all, dtype=np.float32)[:, :, None, None],
-                                        stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1,
-                                        bias=np.zeros(k_all, dtype=np.float32),
-                                        metadata={"role": "identity 1x1 convolution: the sum of the branch LIFs' "
-                                                  "spikes, which is their concatenation"}), est)
+    concat = g.add(
+        "concat",
+        nir.Conv2d(
+            input_shape=(h, w),
+            weight=np.eye(k_all, dtype=np.float32)[:, :, None, None],
+            stride=(1, 1),
+            padding=(0, 0),
+            dilation=(1, 1),
+            groups=1,
+            bias=np.zeros(k_all, dtype=np.float32),
+            metadata={
+                "role": "identity 1x1 convolution: the sum of the branch LIFs' spikes, which is their concatenation"
+            },
+        ),
+        est,
+    )
     g.add("output", nir.Output(output_type={"output": np.array((k_all, h, w))}), concat)
     return _graph(g, kind), widened
 
@@ -194,8 +216,12 @@ def trunk_graph(hsfe: nn.Module, shape: tuple[int, int, int], kind: str) -> nir.
         terms = body + terms  # the membrane shortcut: both terms into the next node
     conv, norm = hsfe.head[0], hsfe.head[1]
     skip, _ = g.conv(f"{PATH}.head.long_skip", conv, f"{PATH}.head.1", norm, inp, tuple(shape))
-    g.nodes[skip[0]].metadata.update({"module": f"{PATH}.head.0", "role": "the long skip: the head's current a "
-                                      "second time (NIR edges carry no weights)"})
+    g.nodes[skip[0]].metadata.update(
+        {
+            "module": f"{PATH}.head.0",
+            "role": "the long skip: the head's current a second time (NIR edges carry no weights)",
+        }
+    )
     terms = terms + skip
     terms = g.add(f"{PATH}.out_lif", neuron_node(f"{PATH}.out_lif", hsfe.out_lif, s), terms)
     g.add("output", nir.Output(output_type={"output": np.array(s)}), terms)
@@ -219,17 +245,38 @@ def front_end_parts(loaded: LoadedSPKLIP) -> list[Part]:
     k_all = len(hsfe.branches)
     encoding = cfg.fsve.hsfe_encoding
     mtf, widened = mtf_graph(hsfe, (cfg.hsfe.block_frames(), h, w), kind)
-    parts = [Part("mtf", MTF_FILE, mtf, _Reference(hsfe, ("branches",), lambda x: hsfe.mtf(_block_of(x, encoding))),
-                  f"one step's binary frames of a temporal block, OR-pooled, {encoding} encoding",
-                  "the branches' spike maps (concatenated)", widened)]
+    parts = [
+        Part(
+            "mtf",
+            MTF_FILE,
+            mtf,
+            _Reference(hsfe, ("branches",), lambda x: hsfe.mtf(_block_of(x, encoding))),
+            f"one step's binary frames of a temporal block, OR-pooled, {encoding} encoding",
+            "the branches' spike maps (concatenated)",
+            widened,
+        )
+    ]
     if not isinstance(hsfe.sa, nn.Identity):
-        parts.append(Part("sa_gate", GATE_FILE, gate_graph(hsfe, (k_all, h, w), kind),
-                          _Reference(hsfe, ("sa",), hsfe.sa.gate_spikes), "the branches' spike maps",
-                          "the SA's gate spikes (the host multiplies the branch maps by them: visual.hsfe.sa)"))
-    parts.append(Part("trunk", TRUNK_FILE, trunk_graph(hsfe, (k_all, h, w), kind),
-                      _Reference(hsfe, ("head", "trunk", "out_lif"), hsfe.trunk_spikes),
-                      "the SA's output (branch maps AND their gate)" if len(parts) > 1 else "the branches' spike maps",
-                      "the front end's spikes, visual_cnn.nir's input"))
+        parts.append(
+            Part(
+                "sa_gate",
+                GATE_FILE,
+                gate_graph(hsfe, (k_all, h, w), kind),
+                _Reference(hsfe, ("sa",), hsfe.sa.gate_spikes),
+                "the branches' spike maps",
+                "the SA's gate spikes (the host multiplies the branch maps by them: visual.hsfe.sa)",
+            )
+        )
+    parts.append(
+        Part(
+            "trunk",
+            TRUNK_FILE,
+            trunk_graph(hsfe, (k_all, h, w), kind),
+            _Reference(hsfe, ("head", "trunk", "out_lif"), hsfe.trunk_spikes),
+            "the SA's output (branch maps AND their gate)" if len(parts) > 1 else "the branches' spike maps",
+            "the front end's spikes, visual_cnn.nir's input",
+        )
+    )
     return parts
 
 
@@ -241,28 +288,50 @@ def describe_parts(loaded: LoadedSPKLIP, parts: list[Part]) -> dict:
         fan_in: dict[str, int] = {}
         for _, dst in p.graph.edges:
             fan_in[dst] = fan_in.get(dst, 0) + 1
-        out.append({"part": p.name, "file": p.file, "nodes": len(p.graph.nodes), "edges": len(p.graph.edges),
-                    "input": {"shape": [int(s) for s in p.graph.nodes["input"].input_type["input"]],
-                              "meaning": p.input_meaning},
-                    "output": {"shape": [int(s) for s in p.graph.nodes["output"].output_type["output"]],
-                               "meaning": p.output_meaning},
-                    "summing_nodes": sorted(n for n, k in fan_in.items() if k > 1),
-                    "widened_lif_nodes": {n: {"fires_only_in_channel": c, "channels": k}
-                                          for n, (c, k) in p.widened.items()}})
-    host = [f"before {MTF_FILE}: temporal blocks of {cfg.hsfe.block_frames()} frames, the hsfe.input_pool="
-            f"{cfg.hsfe.input_pool} max pool (an OR of binary spikes; NIR has no max pool), and the "
-            f"{cfg.fsve.hsfe_encoding!r} step encoding (fsve.hsfe_encoding) over fsve.time_steps={cfg.fsve.time_steps}"]
+        out.append(
+            {
+                "part": p.name,
+                "file": p.file,
+                "nodes": len(p.graph.nodes),
+                "edges": len(p.graph.edges),
+                "input": {
+                    "shape": [int(s) for s in p.graph.nodes["input"].input_type["input"]],
+                    "meaning": p.input_meaning,
+                },
+                "output": {
+                    "shape": [int(s) for s in p.graph.nodes["output"].output_type["output"]],
+                    "meaning": p.output_meaning,
+                },
+                "summing_nodes": sorted(n for n, k in fan_in.items() if k > 1),
+                "widened_lif_nodes": {
+                    n: {"fires_only_in_channel": c, "channels": k} for n, (c, k) in p.widened.items()
+                },
+            }
+        )
+    host = [
+        f"before {MTF_FILE}: temporal blocks of {cfg.hsfe.block_frames()} frames, the hsfe.input_pool="
+        f"{cfg.hsfe.input_pool} max pool (an OR of binary spikes; NIR has no max pool), and the "
+        f"{cfg.fsve.hsfe_encoding!r} step encoding (fsve.hsfe_encoding) over fsve.time_steps={cfg.fsve.time_steps}"
+    ]
     if any(p.name == "sa_gate" for p in parts):
-        host.append(f"between {GATE_FILE} and {TRUNK_FILE}: visual.hsfe.sa multiplies the branch spikes ({MTF_FILE}'s "
-                    f"output) by their gate spikes ({GATE_FILE}'s output), an AND (NIR has no product node)")
+        host.append(
+            f"between {GATE_FILE} and {TRUNK_FILE}: visual.hsfe.sa multiplies the branch spikes ({MTF_FILE}'s "
+            f"output) by their gate spikes ({GATE_FILE}'s output), an AND (NIR has no product node)"
+        )
     host.append(f"{TRUNK_FILE}'s output is visual_cnn.nir's input, step by step")
-    return {"module": PATH, "encoding": cfg.fsve.hsfe_encoding, "parts": out, "host_steps": host,
-            "conventions": {
-                "branches": "each branch's first convolution reads every frame, its weights zero outside the "
-                            "branch's frames; its second writes only its own output channel, so the concat node's "
-                            "sum of the branch LIFs is their concatenation",
-                "long_skip": "head.long_skip is a second copy of the head convolution (tdBN folded): the trunk's "
-                             "long skip adds the head's current to out_lif's input again"}}
+    return {
+        "module": PATH,
+        "encoding": cfg.fsve.hsfe_encoding,
+        "parts": out,
+        "host_steps": host,
+        "conventions": {
+            "branches": "each branch's first convolution reads every frame, its weights zero outside the "
+            "branch's frames; its second writes only its own output channel, so the concat node's "
+            "sum of the branch LIFs is their concatenation",
+            "long_skip": "head.long_skip is a second copy of the head convolution (tdBN folded): the trunk's "
+            "long skip adds the head's current to out_lif's input again",
+        },
+    }
 
 
 def write_parts(loaded: LoadedSPKLIP, folder: Path) -> dict | None:
@@ -310,6 +379,19 @@ def verify_front_end(loaded: LoadedSPKLIP, folder: Path, spikes: torch.Tensor) -
     return res
 
 
-__all__ = ["GATE_FILE", "MTF_FILE", "PART_FILES", "Part", "TRUNK_FILE", "describe_parts", "front_end_parts",
-           "gate_graph", "mtf_graph", "part_inputs", "spiking_front_end", "trunk_graph", "verify_front_end",
-           "write_parts"]
+__all__ = [
+    "GATE_FILE",
+    "MTF_FILE",
+    "PART_FILES",
+    "Part",
+    "TRUNK_FILE",
+    "describe_parts",
+    "front_end_parts",
+    "gate_graph",
+    "mtf_graph",
+    "part_inputs",
+    "spiking_front_end",
+    "trunk_graph",
+    "verify_front_end",
+    "write_parts",
+]

@@ -33,7 +33,9 @@ VISUAL_FILE, TEXT_FILE = "visual.onnx", "text.onnx"
 def check_opset(opset: int) -> int:
     opset = check_int(opset, "--opset")
     if not MIN_OPSET <= opset <= MAX_OPSET:
-        raise ConfigError(f"--opset {opset} is not supported (choose {MIN_OPSET}..{MAX_OPSET}, default {DEFAULT_OPSET})")
+        raise ConfigError(
+            f"--opset {opset} is not supported (choose {MIN_OPSET}..{MAX_OPSET}, default {DEFAULT_OPSET})"
+        )
     return opset
 
 
@@ -49,8 +51,9 @@ def example_inputs(loaded: LoadedSPKLIP, batch: int = 2) -> tuple[torch.Tensor, 
     return spikes, tokens
 
 
-def export_module(module: torch.nn.Module, args: tuple, path: Path, in_name: str, opset: int,
-                  out_name: str = "embedding") -> None:
+def export_module(
+    module: torch.nn.Module, args: tuple, path: Path, in_name: str, opset: int, out_name: str = "embedding"
+) -> None:
     """Trace ``module`` on ``args`` into ``path`` (input ``in_name``, output ``out_name``, dynamic batch)."""
     import onnx
 
@@ -67,9 +70,16 @@ def _trace(module: torch.nn.Module, args: tuple, path: Path, in_name: str, opset
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TracerWarnings on the models' shape checks (constant by design)
         torch.onnx.export(
-            module, args, str(path), input_names=[in_name], output_names=[out_name],
+            module,
+            args,
+            str(path),
+            input_names=[in_name],
+            output_names=[out_name],
             dynamic_axes={in_name: {0: "batch"}, out_name: {0: "batch"}},
-            opset_version=opset, dynamo=False, do_constant_folding=True, verbose=False,
+            opset_version=opset,
+            dynamo=False,
+            do_constant_folding=True,
+            verbose=False,
         )
 
 
@@ -79,39 +89,65 @@ def write_onnx(loaded: LoadedSPKLIP, folder: Path, opset: int = DEFAULT_OPSET) -
     model = loaded.model.eval()
     cfg = model.cfg
     spikes, tokens = example_inputs(loaded)
-    for name, module, x, in_name, file in (("visual", model.visual, spikes, "spikes", VISUAL_FILE),
-                                           ("text", model.text, tokens, "tokens", TEXT_FILE)):
+    for name, module, x, in_name, file in (
+        ("visual", model.visual, spikes, "spikes", VISUAL_FILE),
+        ("text", model.text, tokens, "tokens", TEXT_FILE),
+    ):
         with torch.no_grad(), onnx_friendly(module, prefix=f"{name}."):
             try:
                 export_module(module, (x,), folder / file, in_name, opset)
             except CheckpointError:
                 raise
             except Exception as exc:  # the exporter's own errors are long; keep the first line
-                raise CheckpointError(f"{loaded.checkpoint.path}: the {name} encoder cannot be exported to ONNX "
-                                      f"({first_line(exc)})") from None
+                raise CheckpointError(
+                    f"{loaded.checkpoint.path}: the {name} encoder cannot be exported to ONNX ({first_line(exc)})"
+                ) from None
     spiking = is_spiking(loaded)
     return {
         "visual": {
             "file": VISUAL_FILE,
-            "inputs": [{"name": "spikes", "dtype": "float32", "shape": ["batch", cfg.frames, cfg.height, cfg.width],
-                        "note": "binary spikes as 0/1; cast uint8/bool to float32 first"}],
-            "outputs": [{"name": "embedding", "dtype": "float32", "shape": ["batch", cfg.embed_dim],
-                         "note": "not normalised"}],
+            "inputs": [
+                {
+                    "name": "spikes",
+                    "dtype": "float32",
+                    "shape": ["batch", cfg.frames, cfg.height, cfg.width],
+                    "note": "binary spikes as 0/1; cast uint8/bool to float32 first",
+                }
+            ],
+            "outputs": [
+                {"name": "embedding", "dtype": "float32", "shape": ["batch", cfg.embed_dim], "note": "not normalised"}
+            ],
             "spiking": spiking,
-            "time_steps": cfg.fsve.time_steps if cfg.model != "spklip"
+            "time_steps": cfg.fsve.time_steps
+            if cfg.model != "spklip"
             else (loaded.card.get("conversion") or {}).get("timesteps"),
         },
         "text": {
             "file": TEXT_FILE,
-            "inputs": [{"name": "tokens", "dtype": "int64", "shape": ["batch", cfg.text.context_length],
-                        "note": "tokenizer ids padded to context_length (see tokenizer)"}],
-            "outputs": [{"name": "embedding", "dtype": "float32", "shape": ["batch", cfg.embed_dim],
-                         "note": "not normalised"}],
+            "inputs": [
+                {
+                    "name": "tokens",
+                    "dtype": "int64",
+                    "shape": ["batch", cfg.text.context_length],
+                    "note": "tokenizer ids padded to context_length (see tokenizer)",
+                }
+            ],
+            "outputs": [
+                {"name": "embedding", "dtype": "float32", "shape": ["batch", cfg.embed_dim], "note": "not normalised"}
+            ],
         },
         "exporter": f"torch.onnx.export (TorchScript, dynamo=False), torch {torch.__version__}",
         "opset": opset,
     }
 
 
-__all__ = ["DEFAULT_OPSET", "TEXT_FILE", "VISUAL_FILE", "check_opset", "example_inputs", "export_module", "is_spiking",
-           "write_onnx"]
+__all__ = [
+    "DEFAULT_OPSET",
+    "TEXT_FILE",
+    "VISUAL_FILE",
+    "check_opset",
+    "example_inputs",
+    "export_module",
+    "is_spiking",
+    "write_onnx",
+]

@@ -90,9 +90,18 @@ def check_out(out: str | os.PathLike, overwrite: bool) -> Path:
     return out
 
 
-def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike | None = None, fmt: str = "onnx", *,
-                      opset: int = DEFAULT_OPSET, overwrite: bool = False, verify: bool = False,
-                      data: str | os.PathLike = "builtin", samples: int = 4, progress=None) -> dict:
+def export_checkpoint(
+    checkpoint: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    fmt: str = "onnx",
+    *,
+    opset: int = DEFAULT_OPSET,
+    overwrite: bool = False,
+    verify: bool = False,
+    data: str | os.PathLike = "builtin",
+    samples: int = 4,
+    progress=None,
+) -> dict:
     """Export ``checkpoint`` to ``out`` (default: ``exports/<name>-<fmt>``); return the export record."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r} (choose {', '.join(FORMATS)})")
@@ -114,12 +123,14 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike | No
             }
             if verify:
                 record["verify"] = verifier(loaded, tmp, data, samples, progress)
-            record.update({
-                "config": loaded.model.cfg.to_dict(),
-                "class_names": loaded.card.get("class_names"),
-                "class_prompts": loaded.card.get("class_prompts"),
-                "tokenizer": loaded.tokenizer.to_json(),
-            })
+            record.update(
+                {
+                    "config": loaded.model.cfg.to_dict(),
+                    "class_names": loaded.card.get("class_names"),
+                    "class_prompts": loaded.card.get("class_prompts"),
+                    "tokenizer": loaded.tokenizer.to_json(),
+                }
+            )
             (tmp / RECORD_FILE).write_text(json.dumps(record, indent=2, default=str) + "\n")
     except PermissionError as exc:
         raise CheckpointError(f"{out}: cannot write the export ({exc.strerror})") from None

@@ -48,12 +48,20 @@ def _export_record(net_path: Path) -> dict | None:
     if not isinstance(rec, dict) or rec.get("format") != "lava" or rec.get("lava", {}).get("file") != net_path.name:
         return None
     cfg = rec.get("config")
-    if not isinstance(cfg, dict) or not all(k in cfg for k in ("frames", "height", "width", "fsve")) \
-            or not isinstance(rec.get("host"), dict) or "file" not in rec["host"]:
+    if (
+        not isinstance(cfg, dict)
+        or not all(k in cfg for k in ("frames", "height", "width", "fsve"))
+        or not isinstance(rec.get("host"), dict)
+        or "file" not in rec["host"]
+    ):
         raise ConfigError(f"{meta}: export record lacks the model config or the host front end")
     fsve = cfg["fsve"] if isinstance(cfg["fsve"], dict) else {}
-    for key, value in (("frames", cfg["frames"]), ("height", cfg["height"]), ("width", cfg["width"]),
-                       ("fsve.time_steps", fsve.get("time_steps"))):
+    for key, value in (
+        ("frames", cfg["frames"]),
+        ("height", cfg["height"]),
+        ("width", cfg["width"]),
+        ("fsve.time_steps", fsve.get("time_steps")),
+    ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{meta}: config {key} must be a positive integer, found {value!r}")
     if not isinstance(rec["host"]["file"], str) or Path(rec["host"]["file"]).name != rec["host"]["file"]:
@@ -99,8 +107,10 @@ def host_inputs(net_path: Path, rec: dict, clip: np.ndarray) -> np.ndarray:
     cfg = rec["config"]
     want = (cfg["frames"], cfg["height"], cfg["width"])
     if clip.ndim != 3 or clip.shape[1:] != want[1:] or clip.shape[0] < want[0]:
-        raise ConfigError(f"input clip of shape {list(clip.shape)} does not fit the exported model "
-                          f"(needs [>= {want[0]}, {want[1]}, {want[2]}])")
+        raise ConfigError(
+            f"input clip of shape {list(clip.shape)} does not fit the exported model "
+            f"(needs [>= {want[0]}, {want[1]}, {want[2]}])"
+        )
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     host = net_path.parent / rec["host"]["file"]
@@ -114,8 +124,10 @@ def host_inputs(net_path: Path, rec: dict, clip: np.ndarray) -> np.ndarray:
         raise ConfigError(f"{host}: onnxruntime cannot run the host front end ({first_line(exc)})") from None
     out = np.asarray(out)
     if out.ndim != 4 or not np.all(np.isfinite(out)):
-        raise ConfigError(f"{host}: the host front end gives {list(out.shape)} "
-                          f"{'non-finite values' if out.ndim == 4 else 'values'}, expected finite [blocks, C, H, W]")
+        raise ConfigError(
+            f"{host}: the host front end gives {list(out.shape)} "
+            f"{'non-finite values' if out.ndim == 4 else 'values'}, expected finite [blocks, C, H, W]"
+        )
     return np.rint(out).astype(np.int64)
 
 
@@ -125,8 +137,13 @@ def loihi_energy(res: SimResult) -> dict:
 
     model = get_preset("loihi")
     t = res.totals()
-    return {"preset": "loihi", "synaptic_j": t["synaptic_events"] * model.e_ac_pj * 1e-12,
-            "per_synaptic_event_pj": model.e_ac_pj, "flags": list(model.flags), "warnings": list(model.warnings)}
+    return {
+        "preset": "loihi",
+        "synaptic_j": t["synaptic_events"] * model.e_ac_pj * 1e-12,
+        "per_synaptic_event_pj": model.e_ac_pj,
+        "flags": list(model.flags),
+        "warnings": list(model.warnings),
+    }
 
 
 def pipeline(a: np.ndarray, per_block: int, latency: int) -> np.ndarray:
@@ -140,12 +157,13 @@ def pipeline(a: np.ndarray, per_block: int, latency: int) -> np.ndarray:
 
 def block_windows(spikes: np.ndarray, layer: int, blocks: int, per_block: int) -> np.ndarray:
     """Neuron layer ``layer``'s spikes ``[S, 1, ...]`` of a pipelined run, as ``[T, blocks, ...]``."""
-    w = spikes[layer: layer + blocks * per_block, 0]
+    w = spikes[layer : layer + blocks * per_block, 0]
     return w.reshape(blocks, per_block, *w.shape[1:]).swapaxes(0, 1)
 
 
-def simulation_input(net_path: str | os.PathLike, data: str = "builtin",
-                     steps: int | None = None) -> tuple[NetxNet, np.ndarray, str, dict, dict | None]:
+def simulation_input(
+    net_path: str | os.PathLike, data: str = "builtin", steps: int | None = None
+) -> tuple[NetxNet, np.ndarray, str, dict, dict | None]:
     """(network, ``a_in`` ``[steps, samples, C, H, W]``, a description of the input, schedule, the
     export record beside the network or None).
 
@@ -163,26 +181,30 @@ def simulation_input(net_path: str | os.PathLike, data: str = "builtin",
         cfg = rec["config"]
         per_block = steps or cfg["fsve"]["time_steps"]
         latency = sum(lay.synaptic for lay in net.layers)
-        cause = f"--steps {steps}" if steps else \
-            f"fsve.time_steps {per_block} in {net_path.parent / 'export.json'}"
+        cause = f"--steps {steps}" if steps else f"fsve.time_steps {per_block} in {net_path.parent / 'export.json'}"
         # before any data is read: at least one block (the exact count is checked again below)
         check_simulation(net, per_block + latency, 1, cause)
         clip = _clip_for(data, rec, cfg["frames"], cfg["height"], cfg["width"])
         a = host_inputs(net_path, rec, clip)
         if tuple(a.shape[1:]) != tuple(net.input_shape):
-            raise ConfigError(f"{net_path.name}: host front end gives {list(a.shape[1:])}, the input layer "
-                              f"expects {list(net.input_shape)}")
+            raise ConfigError(
+                f"{net_path.name}: host front end gives {list(a.shape[1:])}, the input layer "
+                f"expects {list(net.input_shape)}"
+            )
         check_simulation(net, a.shape[0] * per_block + latency, 1, f"{cause}, {a.shape[0]} blocks")
         a_in = pipeline(a, per_block, latency)
-        source = (f"{len(clip)}-frame clip -> host.onnx -> {a.shape[0]} blocks x {per_block} steps, pipelined "
-                  f"({a_in.shape[0]} steps with {latency} of latency)")
-        schedule = {"reset_interval": per_block, "blocks": int(a.shape[0]), "per_block": per_block,
-                    "latency": latency}
+        source = (
+            f"{len(clip)}-frame clip -> host.onnx -> {a.shape[0]} blocks x {per_block} steps, pipelined "
+            f"({a_in.shape[0]} steps with {latency} of latency)"
+        )
+        schedule = {"reset_interval": per_block, "blocks": int(a.shape[0]), "per_block": per_block, "latency": latency}
     else:
         c, h, w = net.input_shape
         if c != 1:
-            raise ConfigError(f"{net_path.name}: input layer is {list(net.input_shape)} (C, H, W); spike frames "
-                              "feed only a (1, H, W) input")
+            raise ConfigError(
+                f"{net_path.name}: input layer is {list(net.input_shape)} (C, H, W); spike frames "
+                "feed only a (1, H, W) input"
+            )
         if steps:  # before the frames are read
             check_simulation(net, steps, 1, f"--steps {steps}")
         clip = _clip_for(data, None, steps, h, w)  # at least one frame: readers refuse empty files and clips
@@ -200,15 +222,18 @@ RUNNER = Path(__file__).with_name("lava_runner.py")
 def lava_python() -> Path | None:
     """The Lava environment's interpreter: ``$SPKLIP_LAVA_PYTHON``, else ``.lava-venv`` here or in the checkout."""
     env = os.environ.get("SPKLIP_LAVA_PYTHON")
-    for cand in ([Path(env)] if env else []) + [Path(".lava-venv/bin/python"),
-                                                Path(__file__).resolve().parents[1] / ".lava-venv/bin/python"]:
+    for cand in ([Path(env)] if env else []) + [
+        Path(".lava-venv/bin/python"),
+        Path(__file__).resolve().parents[1] / ".lava-venv/bin/python",
+    ]:
         if cand.is_file():
             return cand
     return None
 
 
-def run_lava(net_path: Path, a_in: np.ndarray, record: bool = False, reset_interval: int | None = None,
-             timeout: float = 900) -> dict[str, np.ndarray]:
+def run_lava(
+    net_path: Path, a_in: np.ndarray, record: bool = False, reset_interval: int | None = None, timeout: float = 900
+) -> dict[str, np.ndarray]:
     """Run ``net_path`` in Lava's fixed-point simulator (``Loihi2SimCfg``, ``fixed_pt``) through
     :mod:`.lava_runner` in the Lava environment; arrays in this project's ``[T, N, ...]`` layout."""
     import subprocess
@@ -216,13 +241,18 @@ def run_lava(net_path: Path, a_in: np.ndarray, record: bool = False, reset_inter
 
     py = lava_python()
     if py is None:
-        raise ConfigError("Lava is not installed: build its environment with 'make lava-env' (or set "
-                          "SPKLIP_LAVA_PYTHON); see docs/lava.md")
+        raise ConfigError(
+            "Lava is not installed: build its environment with 'make lava-env' (or set "
+            "SPKLIP_LAVA_PYTHON); see docs/lava.md"
+        )
     with tempfile.TemporaryDirectory() as d:
         inp, out = Path(d) / "in.npy", Path(d) / "out.npz"
         np.save(inp, np.ascontiguousarray(a_in, dtype=np.int64))
-        cmd = [str(py), str(RUNNER), str(net_path), str(inp), str(out)] + (["--record"] if record else []) \
+        cmd = (
+            [str(py), str(RUNNER), str(net_path), str(inp), str(out)]
+            + (["--record"] if record else [])
             + (["--reset-interval", str(reset_interval)] if reset_interval else [])
+        )
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         if proc.returncode != 0 or not out.is_file():
             last = (proc.stderr.strip().splitlines() or proc.stdout.strip().splitlines() or ["no output"])[-1]
@@ -237,13 +267,24 @@ def compare_engines(res: SimResult, lava: dict[str, np.ndarray]) -> dict:
     for i, s in res.spikes.items():
         got = lava.get(f"spikes_{i}")
         mism = None if got is None else int((got.reshape(s.shape).astype(bool) != s).sum())
-        layers.append({"index": i, "spikes_reference": int(s.sum()),
-                       "spikes_lava": None if got is None else int(got.sum()), "mismatches": mism})
+        layers.append(
+            {
+                "index": i,
+                "spikes_reference": int(s.sum()),
+                "spikes_lava": None if got is None else int(got.sum()),
+                "mismatches": mism,
+            }
+        )
     return {"layers": layers, "bit_exact": all(x["mismatches"] == 0 for x in layers)}
 
 
-def run_simulation(net_path: str | os.PathLike, data: str = "builtin", steps: int | None = None,
-                   keep_spikes: bool = False, engine: str = "reference") -> tuple[dict, SimResult]:
+def run_simulation(
+    net_path: str | os.PathLike,
+    data: str = "builtin",
+    steps: int | None = None,
+    keep_spikes: bool = False,
+    engine: str = "reference",
+) -> tuple[dict, SimResult]:
     """Simulate ``net_path`` on one clip of ``data``; returns (JSON-able summary, result). ``engine``:
     ``reference`` (this project's), ``lava`` (Lava's simulator; counts still from the reference, which
     must then agree with it) or ``both`` (both, compared spike by spike)."""
@@ -291,8 +332,15 @@ def run_simulation(net_path: str | os.PathLike, data: str = "builtin", steps: in
     return summary, res
 
 
-def analyse_netx(net_path: str | os.PathLike, data: str = "builtin", steps: int | None = None, cost="loihi",
-                 reuse: str = "layer", models="default", model_file=None) -> tuple[dict, pd.DataFrame]:
+def analyse_netx(
+    net_path: str | os.PathLike,
+    data: str = "builtin",
+    steps: int | None = None,
+    cost="loihi",
+    reuse: str = "layer",
+    models="default",
+    model_file=None,
+) -> tuple[dict, pd.DataFrame]:
     """``report NET.net``: the hook counter on the network's torch twin (:class:`.loihi_torch.NetxTorch`)
     for the ``simulate`` input, priced by ``cost``; the summary has the checkpoint reports' keys, and
     the simulator's own counts beside the hook counter's."""
@@ -316,10 +364,13 @@ def analyse_netx(net_path: str | os.PathLike, data: str = "builtin", steps: int 
     agree = int(totals["sops"]) == sim["synaptic_events"] and int(totals["neuron_updates"]) == sim["neuron_updates"]
     c, h, w = net.input_shape
     summary = {
-        "checkpoint": {"path": str(net_path), "kind": "netx", "spiking": True,
-                       "config": (rec or {}).get("config") or {"layers": net.describe()}},
-        "data": {"source": source, "samples": n, "frames": int(a_in.shape[0]), "height": h, "width": w,
-                 "classes": []},
+        "checkpoint": {
+            "path": str(net_path),
+            "kind": "netx",
+            "spiking": True,
+            "config": (rec or {}).get("config") or {"layers": net.describe()},
+        },
+        "data": {"source": source, "samples": n, "frames": int(a_in.shape[0]), "height": h, "width": w, "classes": []},
         **core,
         "simulator_counts": sim,
         "counts_agree_with_simulator": agree,
@@ -329,10 +380,12 @@ def analyse_netx(net_path: str | os.PathLike, data: str = "builtin", steps: int 
     }
     if not agree:
         summary["warnings"].append("hook counts differ from the simulator's (a bug: please report)")
-    summary["conventions"].append("netx: samples are temporal blocks, pipelined (or one .dat clip); a synaptic "
-                                  "layer delivers at t the spikes of t-1; every step of the run is counted, "
-                                  "latency steps included; counts from the torch twin of the fixed-point "
-                                  "network, checked against the simulator")
+    summary["conventions"].append(
+        "netx: samples are temporal blocks, pipelined (or one .dat clip); a synaptic "
+        "layer delivers at t the spikes of t-1; every step of the run is counted, "
+        "latency steps included; counts from the torch twin of the fixed-point "
+        "network, checked against the simulator"
+    )
     return summary, per_layer
 
 
@@ -368,19 +421,45 @@ def verify_lava(loaded, folder: Path, data, samples: int, progress=None) -> dict
     per_layer = []
     for i, r in enumerate(ref):
         got = block_windows(res.spikes[i], i, a.shape[0], per_block)
-        per_layer.append({"netx_layer": i, "spike_agreement": float((got == r).mean()),
-                          "torch_rate": float(r.mean()), "loihi_rate": float(got.mean())})
+        per_layer.append(
+            {
+                "netx_layer": i,
+                "spike_agreement": float((got == r).mean()),
+                "torch_rate": float(r.mean()),
+                "loihi_rate": float(got.mean()),
+            }
+        )
     sim = res.totals()
-    return {"clips": int(spikes.shape[0]), "blocks": int(a.shape[0]), "steps": int(a_in.shape[0]),
-            "per_layer": per_layer,
-            "min_spike_agreement": min(p["spike_agreement"] for p in per_layer),
-            "counts": {"simulator": {"synaptic_events": sim["synaptic_events"], "neuron_updates": sim["neuron_updates"]},
-                       "hook_counter": counts,
-                       "agree": counts["sops"] == sim["synaptic_events"]
-                       and counts["neuron_updates"] == sim["neuron_updates"]},
-            "note": "float spikingjelly CNN vs. fixed-point netx export, pipelined with per-layer resets; "
-                    "differences come from quantisation (8-bit weights, BN folding, threshold ties) and grow "
-                    "with depth"}
+    return {
+        "clips": int(spikes.shape[0]),
+        "blocks": int(a.shape[0]),
+        "steps": int(a_in.shape[0]),
+        "per_layer": per_layer,
+        "min_spike_agreement": min(p["spike_agreement"] for p in per_layer),
+        "counts": {
+            "simulator": {"synaptic_events": sim["synaptic_events"], "neuron_updates": sim["neuron_updates"]},
+            "hook_counter": counts,
+            "agree": counts["sops"] == sim["synaptic_events"] and counts["neuron_updates"] == sim["neuron_updates"],
+        },
+        "note": "float spikingjelly CNN vs. fixed-point netx export, pipelined with per-layer resets; "
+        "differences come from quantisation (8-bit weights, BN folding, threshold ties) and grow "
+        "with depth",
+    }
 
 
-__all__ = ["ENGINES", "block_windows", "onnxruntime_errors", "pipeline", "analyse_netx", "compare_engines", "lava_python", "run_lava", "hook_counts", "host_inputs", "simulation_input", "loihi_energy", "run_simulation", "verify_lava"]
+__all__ = [
+    "ENGINES",
+    "block_windows",
+    "onnxruntime_errors",
+    "pipeline",
+    "analyse_netx",
+    "compare_engines",
+    "lava_python",
+    "run_lava",
+    "hook_counts",
+    "host_inputs",
+    "simulation_input",
+    "loihi_energy",
+    "run_simulation",
+    "verify_lava",
+]

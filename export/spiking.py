@@ -68,8 +68,10 @@ def if_params(name: str, node, target: str = "ONNX") -> tuple[float, float] | No
     if not isinstance(node, (neuron.IFNode, neuron.HalfThresholdIFNode)):
         return None
     if node.step_mode != "s" or node.v_reset is not None or not isinstance(node.v_threshold, (int, float)):
-        raise CheckpointError(f"module {name} ({type(node).__name__}) cannot be exported to {target}: only "
-                              "single-step soft-reset IF neurons with a scalar threshold are exported")
+        raise CheckpointError(
+            f"module {name} ({type(node).__name__}) cannot be exported to {target}: only "
+            "single-step soft-reset IF neurons with a scalar threshold are exported"
+        )
     v0 = node._memories_rv.get("v", 0.0)
     return float(node.v_threshold), float(v0)
 
@@ -94,8 +96,10 @@ def check_lif(name: str, node, target: str = "ONNX") -> tuple[float, float]:
     from spikingjelly.activation_based import neuron
 
     if not isinstance(node, neuron.LIFNode):
-        raise CheckpointError(f"module {name} ({type(node).__name__}) cannot be exported to {target}: only the "
-                              "FSVE's LIF neurons have an export path")
+        raise CheckpointError(
+            f"module {name} ({type(node).__name__}) cannot be exported to {target}: only the "
+            "FSVE's LIF neurons have an export path"
+        )
     tau = float(node.tau)
     problems = []
     if getattr(node, "decay_input", False):
@@ -160,17 +164,20 @@ def onnx_friendly(model: nn.Module, prefix: str = "") -> Iterator[nn.Module]:
             continue
         params = check_lif(where, node)
         if node.step_mode != "m":
-            raise CheckpointError(f"module {where} cannot be exported to ONNX: single-step LIF neurons "
-                                  f"are not supported")
+            raise CheckpointError(
+                f"module {where} cannot be exported to ONNX: single-step LIF neurons are not supported"
+            )
         patched.append((node, params))
     original = functional.seq_to_ann_forward
     try:
         for node, (decay, vth) in patched:
+
             def msf(self, x_seq, _d=decay, _v=vth):
                 return lif_recurrence(x_seq, _d, _v)
 
             node.multi_step_forward = types.MethodType(msf, node)
         for node, (vth, v0) in steps:
+
             def ssf(self, x, _vth=vth, _v0=v0):
                 return if_step(self, x, _vth, _v0)
 

@@ -42,12 +42,17 @@ def compare(onnx_out: np.ndarray, torch_out: torch.Tensor, tol: float = ANN_TOLE
     got = onnx_out.astype(np.float64)
     scale = np.maximum(np.abs(ref).max(axis=1, keepdims=True), 1e-12)
     rel = np.abs(got - ref) / scale
-    return {"max_rel_error": float(rel.max()), "mean_rel_error": float(rel.mean()),
-            "frac_elements_over_tol": float((rel > tol).mean()), "rows": int(ref.shape[0])}
+    return {
+        "max_rel_error": float(rel.max()),
+        "mean_rel_error": float(rel.mean()),
+        "frac_elements_over_tol": float((rel > tol).mean()),
+        "rows": int(ref.shape[0]),
+    }
 
 
-def verify_inputs(loaded: LoadedSPKLIP, data: str | os.PathLike = "builtin", samples: int = 4,
-                progress=None) -> tuple[torch.Tensor, torch.Tensor]:
+def verify_inputs(
+    loaded: LoadedSPKLIP, data: str | os.PathLike = "builtin", samples: int = 4, progress=None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``samples`` test-split clips (float32) and the class-prompt tokens."""
     from ..data.manifest import load_manifest
 
@@ -57,16 +62,20 @@ def verify_inputs(loaded: LoadedSPKLIP, data: str | os.PathLike = "builtin", sam
     split = "test" if manifest.split("test") else None
     ds = clips_for(cfg, manifest, split)
     n = min(samples, len(ds))
-    check_memory(loaded.forward_bytes(n), f"verifying with {n} clips in one forward pass",
-                 f"--samples {samples}, {cfg.frames} frames of {cfg.height}x{cfg.width}")
+    check_memory(
+        loaded.forward_bytes(n),
+        f"verifying with {n} clips in one forward pass",
+        f"--samples {samples}, {cfg.frames} frames of {cfg.height}x{cfg.width}",
+    )
     spikes = torch.stack([ds[i]["spikes"] for i in range(n)]).float()
     prompts = ds.class_prompts or [loaded.card.get("class_prompts", ["a spike video"])[0]]
     tokens = loaded.tokenizer.encode(list(prompts), cfg.text.context_length).long()
     return spikes, tokens
 
 
-def verify_onnx(loaded: LoadedSPKLIP, folder: Path, data: str | os.PathLike = "builtin", samples: int = 4,
-                progress=None) -> dict:
+def verify_onnx(
+    loaded: LoadedSPKLIP, folder: Path, data: str | os.PathLike = "builtin", samples: int = 4, progress=None
+) -> dict:
     """Run both graphs and the torch model on the same inputs; return the figures."""
     spikes, tokens = verify_inputs(loaded, data, samples, progress)
     model = loaded.model.eval()
@@ -78,11 +87,21 @@ def verify_onnx(loaded: LoadedSPKLIP, folder: Path, data: str | os.PathLike = "b
     visual, text = compare(got_v, ref_v), compare(got_t, ref_t)
     spiking = is_spiking(loaded)
     ok = text["max_rel_error"] <= ANN_TOLERANCE and (spiking or visual["max_rel_error"] <= ANN_TOLERANCE)
-    res = {"provider": "CPUExecutionProvider", "tolerance": ANN_TOLERANCE, "clips": int(spikes.shape[0]),
-           "prompts": int(tokens.shape[0]), "visual": visual, "text": text, "spiking": spiking, "ok": bool(ok)}
+    res = {
+        "provider": "CPUExecutionProvider",
+        "tolerance": ANN_TOLERANCE,
+        "clips": int(spikes.shape[0]),
+        "prompts": int(tokens.shape[0]),
+        "visual": visual,
+        "text": text,
+        "spiking": spiking,
+        "ok": bool(ok),
+    }
     if spiking:
-        res["note"] = ("spiking visual encoder: differences come from membrane potentials within float rounding "
-                       "of a threshold; reported (frac_elements_over_tol), not failed")
+        res["note"] = (
+            "spiking visual encoder: differences come from membrane potentials within float rounding "
+            "of a threshold; reported (frac_elements_over_tol), not failed"
+        )
     return res
 
 

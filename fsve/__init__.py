@@ -16,5 +16,17 @@ from .esdsa import ESDSA, ESDSABlock, SpikeMatMul, SpikingTransformer
 from .msresnet import SpikingCNN, use_tdbn
 from .neurons import Heaviside, SpikeNorm, lif_kernel, make_lif, rect_spike
 
-__all__ = ["ESDSA", "ESDSABlock", "Heaviside", "SpikeMatMul", "SpikeNorm", "SpikingCNN", "SpikingStarNet",
-           "SpikingTransformer", "lif_kernel", "make_lif", "rect_spike", "use_tdbn"]
+__all__ = [
+    "ESDSA",
+    "ESDSABlock",
+    "Heaviside",
+    "SpikeMatMul",
+    "SpikeNorm",
+    "SpikingCNN",
+    "SpikingStarNet",
+    "SpikingTransformer",
+    "lif_kernel",
+    "make_lif",
+    "rect_spike",
+    "use_tdbn",
+]

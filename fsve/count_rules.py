@@ -42,8 +42,7 @@ def spike_matmul_rule(module: SpikeMatMul, inputs, output, ctx: CallContext) -> 
     dense = out.numel() * k
     a_bin, b_bin = bool(ctx.is_spike(a)), bool(ctx.is_spike(b))  # small operands: one sync is cheap
     if a_bin is True and b_bin is True:
-        pairs = (a.sum(dim=-2, dtype=a.dtype if a.is_floating_point() else None).float()
-                 * b.sum(dim=-1).float()).sum()
+        pairs = (a.sum(dim=-2, dtype=a.dtype if a.is_floating_point() else None).float() * b.sum(dim=-1).float()).sum()
         c.sops = pairs
         c.binary_input = True
         _spike_rate(c, a, True, ctx.nnz(a))

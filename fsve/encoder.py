@@ -41,8 +41,9 @@ class SpikingStarNet(nn.Module):
         self.spatial = (SpikingPlainCNN if f.cnn == "plain" else SpikingCNN)(f, in_channels, cfg.embed_dim)
         self.position = BlockPosition(self.n_blocks, cfg.embed_dim)
         if self.full:
-            self.temporal = SpikingTransformer(cfg.embed_dim, f.attn_layers, f.attn_heads, f.mlp_ratio, f.sn_alpha,
-                                               f.attn_threshold, f.lens)
+            self.temporal = SpikingTransformer(
+                cfg.embed_dim, f.attn_layers, f.attn_heads, f.mlp_ratio, f.sn_alpha, f.attn_threshold, f.lens
+            )
         else:
             layer = nn.TransformerEncoderLayer(cfg.embed_dim, s.temporal_heads, s.temporal_ffn, s.dropout)
             self.temporal = nn.TransformerEncoder(layer, s.temporal_layers, enable_nested_tensor=False)

@@ -47,8 +47,9 @@ class TokenBatchNorm(nn.BatchNorm1d):
 class ESDSA(nn.Module):
     """Multi-head E-SDSA on ``[T, B, n, D]`` (see the module docstring)."""
 
-    def __init__(self, dim: int, heads: int, sn_alpha: float = 1.0, attn_threshold: float = 0.5,
-                 lens: float = 0.5) -> None:
+    def __init__(
+        self, dim: int, heads: int, sn_alpha: float = 1.0, attn_threshold: float = 0.5, lens: float = 0.5
+    ) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"heads={heads} must divide dim={dim}")
@@ -58,7 +59,7 @@ class ESDSA(nn.Module):
         self.q, self.k, self.v = (nn.Linear(dim, dim, bias=False) for _ in range(3))
         self.q_sn, self.k_sn, self.v_sn = (SpikeNorm(sn_alpha, lens) for _ in range(3))
         self.qk = SpikeMatMul()
-        self.attn_sn = Heaviside(attn_threshold, scale=self.head_dim ** -0.5, lens=lens)
+        self.attn_sn = Heaviside(attn_threshold, scale=self.head_dim**-0.5, lens=lens)
         self.av = SpikeMatMul()
         self.proj = nn.Linear(dim, dim)
         self.proj_bn = TokenBatchNorm(dim)
@@ -98,8 +99,15 @@ class SpikingMLP(nn.Module):
 class ESDSABlock(nn.Module):
     """``U + E-SDSA(U)``, then ``+ MLP``."""
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: int, sn_alpha: float = 1.0, attn_threshold: float = 0.5,
-                 lens: float = 0.5) -> None:
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        mlp_ratio: int,
+        sn_alpha: float = 1.0,
+        attn_threshold: float = 0.5,
+        lens: float = 0.5,
+    ) -> None:
         super().__init__()
         self.attn = ESDSA(dim, heads, sn_alpha, attn_threshold, lens)
         self.mlp = SpikingMLP(dim, mlp_ratio, sn_alpha, lens)
@@ -112,8 +120,16 @@ class ESDSABlock(nn.Module):
 class SpikingTransformer(nn.Module):
     """A stack of :class:`ESDSABlock` over ``[T, B, n, D]`` (``layers`` as in torch's encoder)."""
 
-    def __init__(self, dim: int, depth: int, heads: int, mlp_ratio: int, sn_alpha: float = 1.0,
-                 attn_threshold: float = 0.5, lens: float = 0.5) -> None:
+    def __init__(
+        self,
+        dim: int,
+        depth: int,
+        heads: int,
+        mlp_ratio: int,
+        sn_alpha: float = 1.0,
+        attn_threshold: float = 0.5,
+        lens: float = 0.5,
+    ) -> None:
         super().__init__()
         self.layers = nn.ModuleList(
             ESDSABlock(dim, heads, mlp_ratio, sn_alpha, attn_threshold, lens) for _ in range(depth)

@@ -54,8 +54,14 @@ class StepMaskedConv2d(MaskedConv2d):
     block itself (binary): SOPs = spikes x fan-out.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, steps: int,
-                 windows: list[tuple[int, int]] | None = None, mask: bool = True) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        steps: int,
+        windows: list[tuple[int, int]] | None = None,
+        mask: bool = True,
+    ) -> None:
         super().__init__(in_channels, out_channels, 3, padding=1, mask=mask)
         self.steps, self.windows = steps, windows
 
@@ -111,8 +117,7 @@ class SpikeMaxPool2d(nn.MaxPool2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p = self.p
-        if (x.is_floating_point() or x.dim() < 2 or torch.jit.is_tracing()
-                or torch.onnx.is_in_onnx_export()):
+        if x.is_floating_point() or x.dim() < 2 or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
             return super().forward(x if x.is_floating_point() else x.float())
         h, w = x.shape[-2] // p, x.shape[-1] // p
         y = x[..., : h * p, : w * p].reshape(*x.shape[:-2], h, p, w, p)
@@ -149,8 +154,9 @@ class SpikingMTFBranch(nn.Module):
     """Frames ``[lo, hi)`` of the block -> masked conv, per step (:class:`StepMaskedConv2d`) -> tdBN -> LIF
     -> conv -> tdBN -> LIF. ``windows``: the block's sub-windows (None: ``repeat``)."""
 
-    def __init__(self, lo: int, hi: int, width: int, mask: bool, units: _Units, steps: int,
-                 windows: list[tuple[int, int]] | None) -> None:
+    def __init__(
+        self, lo: int, hi: int, width: int, mask: bool, units: _Units, steps: int, windows: list[tuple[int, int]] | None
+    ) -> None:
         super().__init__()
         self.lo, self.hi = lo, hi
         own = None if windows is None else [(min(max(a, lo), hi) - lo, min(max(b, lo), hi) - lo) for a, b in windows]
@@ -189,9 +195,15 @@ class MSBlock(nn.Module):
     def __init__(self, width: int, units: _Units) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            units.lif(), units.conv(width, width), units.norm(width),
-            units.lif(), units.conv(width, width), units.norm(width),
-            units.lif(), units.conv(width, width), units.norm(width, merging=True),
+            units.lif(),
+            units.conv(width, width),
+            units.norm(width),
+            units.lif(),
+            units.conv(width, width),
+            units.norm(width),
+            units.lif(),
+            units.conv(width, width),
+            units.norm(width, merging=True),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -208,7 +220,9 @@ class SpikingHSFE(nn.Module):
         units = _Units(cfg)
         self.pool = SpikeMaxPool2d(h.input_pool) if h.input_pool > 1 else nn.Identity()
         self.steps = f.time_steps
-        self.windows = windows = step_windows(h.block_frames(), f.time_steps) if f.hsfe_encoding == "subwindows" else None
+        self.windows = windows = (
+            step_windows(h.block_frames(), f.time_steps) if f.hsfe_encoding == "subwindows" else None
+        )
         self.branches = nn.ModuleList(
             SpikingMTFBranch(*h.branch_frames(k), h.branch_width, h.temporal_mask, units, f.time_steps, windows)
             for k in range(h.branches)
@@ -236,8 +250,10 @@ class SpikingHSFE(nn.Module):
         ``T x branches``; each branch then goes on with its own tdBN and LIFs. As written, one branch
         after another, whenever the layers are watched (the energy profiler) or traced or exported."""
         firsts = [b.conv1 for b in self.branches]
-        if (not all(type(b) is SpikingMTFBranch and type(c) is StepMaskedConv2d for b, c in zip(self.branches, firsts, strict=True))
-                or runs_as_written([self.branches])):
+        if not all(
+            type(b) is SpikingMTFBranch and type(c) is StepMaskedConv2d
+            for b, c in zip(self.branches, firsts, strict=True)
+        ) or runs_as_written([self.branches]):
             return torch.cat([branch(x) for branch in self.branches], dim=2)
         w, bias = fused_branch_weights(self.branches, x.shape[1])
         stride, padding = firsts[0].stride, firsts[0].padding
@@ -276,5 +292,14 @@ def ann_twin(key: str) -> str | None:
     return None
 
 
-__all__ = ["MSBlock", "SpikeMaxPool2d", "StepMaskedConv2d", "ann_twin", "SpikingHSFE", "SpikingMTFBranch", "SpikingSpatialAttention",
-           "encode_steps", "step_windows"]
+__all__ = [
+    "MSBlock",
+    "SpikeMaxPool2d",
+    "StepMaskedConv2d",
+    "ann_twin",
+    "SpikingHSFE",
+    "SpikingMTFBranch",
+    "SpikingSpatialAttention",
+    "encode_steps",
+    "step_windows",
+]

@@ -64,9 +64,16 @@ class SpikingCNN(nn.Module):
         def lif(**_ignored) -> neuron.LIFNode:
             return make_lif(cfg.v_threshold, cfg.decay, cfg.lens)
 
-        body = MSResNet(T=cfg.time_steps, in_channels=in_channels, num_classes=embed_dim, layers=tuple(cfg.layers),
-                        base_channels=cfg.width, stem_kernel_size=3, stem_stride=cfg.stem_stride,
-                        spiking_neuron=lif)
+        body = MSResNet(
+            T=cfg.time_steps,
+            in_channels=in_channels,
+            num_classes=embed_dim,
+            layers=tuple(cfg.layers),
+            base_channels=cfg.width,
+            stem_kernel_size=3,
+            stem_stride=cfg.stem_stride,
+            spiking_neuron=lif,
+        )
         if cfg.norm == "tdbn":
             use_tdbn(body, cfg.tdbn_alpha, cfg.v_threshold)
         self.stem = body.stem

@@ -130,8 +130,10 @@ def lif_kernel(device: torch.device | str) -> str:
     dev = torch.device(device)
     if dev.type != "cuda":
         return "spikingjelly LIF: torch reference kernel (CPU)"
-    return ("spikingjelly LIF: automatic CUDA kernel selection (native CUDA, then Triton, then torch; "
-            "SJ_LIF_CUDA_IMPLEMENTATION forces one)")
+    return (
+        "spikingjelly LIF: automatic CUDA kernel selection (native CUDA, then Triton, then torch; "
+        "SJ_LIF_CUDA_IMPLEMENTATION forces one)"
+    )
 
 
 __all__ = ["Heaviside", "SpikeNorm", "lif_kernel", "make_lif", "rect_spike", "rect_surrogate"]

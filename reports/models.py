@@ -35,16 +35,29 @@ def estimate_rows(em: dict) -> list[list[str]]:
         if e["low_j"] is None:
             rows.append([e["model"], info["status"], e["precision"], "n/a", "—", "—", e["note"]])
             continue
-        rows.append([e["model"], info["status"], e["precision"], fmt_energy(e["low_j"], e["high_j"]),
-                     str(e["priced_layers"]), f"{100 * e['priced_ops_share']:.1f} %",
-                     str(len(e["not_priced"]))])
+        rows.append(
+            [
+                e["model"],
+                info["status"],
+                e["precision"],
+                fmt_energy(e["low_j"], e["high_j"]),
+                str(e["priced_layers"]),
+                f"{100 * e['priced_ops_share']:.1f} %",
+                str(len(e["not_priced"])),
+            ]
+        )
     return rows
 
 
 def break_even_header(em: dict) -> list[str]:
     names = [p["name"] for p in em["pricings"]]
-    return ["model", "measured input rate", "SNN layers (J)", *[f"ANN twin {n} (J)" for n in names],
-            *[f"break-even vs {n}" for n in names]]
+    return [
+        "model",
+        "measured input rate",
+        "SNN layers (J)",
+        *[f"ANN twin {n} (J)" for n in names],
+        *[f"break-even vs {n}" for n in names],
+    ]
 
 
 def break_even_rows(em: dict) -> list[list[str]]:
@@ -55,9 +68,15 @@ def break_even_rows(em: dict) -> list[list[str]]:
         if not net or not net["pricings"]:  # e.g. SpikeSim: no ANN to compare with
             continue
         pr = [net["pricings"].get(p["name"]) for p in em["pricings"]]
-        rows.append([model, _rate(net["input_rate"]), fmt_energy(net["snn_j"], None),
-                     *[fmt_energy(p["ann_j"], None) if p else "n/a" for p in pr],
-                     *[_verdict(p) for p in pr]])
+        rows.append(
+            [
+                model,
+                _rate(net["input_rate"]),
+                fmt_energy(net["snn_j"], None),
+                *[fmt_energy(p["ann_j"], None) if p else "n/a" for p in pr],
+                *[_verdict(p) for p in pr],
+            ]
+        )
     return rows
 
 
@@ -78,8 +97,14 @@ def _verdict(p: dict | None) -> str:
 
 
 def layer_break_even_header(em: dict) -> list[str]:
-    return ["model", "layer", "input rate", "spikes / synapse / inference", "Dampfhoffer band",
-            *[f"break-even vs {p['name']}" for p in em["pricings"]]]
+    return [
+        "model",
+        "layer",
+        "input rate",
+        "spikes / synapse / inference",
+        "Dampfhoffer band",
+        *[f"break-even vs {p['name']}" for p in em["pricings"]],
+    ]
 
 
 def layer_break_even_rows(em: dict) -> list[list[str]]:
@@ -88,9 +113,16 @@ def layer_break_even_rows(em: dict) -> list[list[str]]:
         if not (be.get("network") or {}).get("pricings"):
             continue
         for layer in be.get("layers", []):
-            rows.append([model, layer["name"], _rate(layer["input_rate"]), f"{layer['spikes_per_synapse']:.4f}",
-                         layer["dampfhoffer"], *[_verdict(layer["pricings"].get(p["name"]))
-                                                 for p in em["pricings"]]])
+            rows.append(
+                [
+                    model,
+                    layer["name"],
+                    _rate(layer["input_rate"]),
+                    f"{layer['spikes_per_synapse']:.4f}",
+                    layer["dampfhoffer"],
+                    *[_verdict(layer["pricings"].get(p["name"])) for p in em["pricings"]],
+                ]
+            )
     return rows
 
 
@@ -100,8 +132,10 @@ def provenance_lines(em: dict) -> list[str]:
     for m in em["models"]:
         lines.append(f"- **{m['name']}** ({m['title']}; status {m['status']}; {m['node']}): {m['citation']}")
         lines += [f"  - {a}" for a in m["assumptions"]]
-    lines.append("- status: P primary text or the authors' code; S+ secondary, cross-checked; S secondary; "
-                 "U UNVERIFIED (shared/reference/energy-models.md, energy-constants.md)")
+    lines.append(
+        "- status: P primary text or the authors' code; S+ secondary, cross-checked; S secondary; "
+        "U UNVERIFIED (shared/reference/energy-models.md, energy-constants.md)"
+    )
     return lines
 
 
@@ -115,18 +149,23 @@ def text_lines(em: dict) -> list[str]:
         if e["low_j"] is None:
             lines.append(f"  {e['model']:<18} {e['precision']:<7} n/a: {e['note']}")
             continue
-        extra = f", {len(e['not_priced'])} layer(s) not priced" if e["not_priced"] and e["priced_ops_share"] < 1 \
-            else ""
-        lines.append(f"  {e['model']:<18} {e['precision']:<7} {fmt_energy(e['low_j'], e['high_j']):<26} "
-                     f"[{info['status']}; {100 * e['priced_ops_share']:.0f} % of ops priced{extra}]")
+        extra = f", {len(e['not_priced'])} layer(s) not priced" if e["not_priced"] and e["priced_ops_share"] < 1 else ""
+        lines.append(
+            f"  {e['model']:<18} {e['precision']:<7} {fmt_energy(e['low_j'], e['high_j']):<26} "
+            f"[{info['status']}; {100 * e['priced_ops_share']:.0f} % of ops priced{extra}]"
+        )
     rows = break_even_rows(em)
     if rows:
         names = [p["name"] for p in em["pricings"]]
-        lines.append(f"break-even mean input rate of the spiking layers against their ANN twins ({', '.join(names)}; "
-                     f"T = {em['steps']}):")
+        lines.append(
+            f"break-even mean input rate of the spiking layers against their ANN twins ({', '.join(names)}; "
+            f"T = {em['steps']}):"
+        )
         for r in rows:
-            lines.append(f"  {r[0]:<18} measured {r[1]}: " + "; ".join(
-                f"{n}: {v}" for n, v in zip(names, r[-len(names):], strict=True)))
+            lines.append(
+                f"  {r[0]:<18} measured {r[1]}: "
+                + "; ".join(f"{n}: {v}" for n, v in zip(names, r[-len(names) :], strict=True))
+            )
     return lines
 
 
@@ -155,15 +194,19 @@ def ranges_markdown(rows: list[dict]) -> str:
             cells = []
             for m in models:
                 e = by.get((m, p))
-                cells.append("—" if e is None else fmt_energy(e["low_j"], e["high_j"]) if e["low_j"] is not None
-                             else "n/a")
+                cells.append(
+                    "—" if e is None else fmt_energy(e["low_j"], e["high_j"]) if e["low_j"] is not None else "n/a"
+                )
             body.append([r["name"], p, *cells])
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(c) + " |" for c in body]
     pricings = {p["name"]: p["label"] for r in with_models for p in r["energy_models"]["pricings"]}
-    note = ("Energy per sample (J) under each published model; a range is a best-to-worst bound; n/a: the model "
-            "does not apply (SpikeSim prices spiking networks only). A network without neurons is also priced as "
-            "int8 and as the activation width a T-step SNN of this comparison corresponds to (Yan et al.): "
-            + "; ".join(f"{k} = {v}" for k, v in pricings.items()) + ". Status: P primary, S+ secondary "
-            "cross-checked, S secondary, U UNVERIFIED. Break-even rates per layer: `report` on the spiking model.")
+    note = (
+        "Energy per sample (J) under each published model; a range is a best-to-worst bound; n/a: the model "
+        "does not apply (SpikeSim prices spiking networks only). A network without neurons is also priced as "
+        "int8 and as the activation width a T-step SNN of this comparison corresponds to (Yan et al.): "
+        + "; ".join(f"{k} = {v}" for k, v in pricings.items())
+        + ". Status: P primary, S+ secondary "
+        "cross-checked, S secondary, U UNVERIFIED. Break-even rates per layer: `report` on the spiking model."
+    )
     return "## Energy under published models (per sample)\n\n" + "\n".join(out) + "\n\n" + note + "\n"

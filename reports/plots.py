@@ -30,13 +30,19 @@ def energy_per_layer_png(per_layer: pd.DataFrame, title: str, max_layers: int = 
     if len(df) > max_layers:  # keep the most expensive layers, in network order
         keep = df["total_j"].nlargest(max_layers).index
         df = df.loc[sorted(keep)]
-    labels = [f"{n} ({t})" + (" [M]" if b == "memory" else "") for n, t, b in zip(df["name"], df["type"], df["bound"], strict=True)]
+    labels = [
+        f"{n} ({t})" + (" [M]" if b == "memory" else "")
+        for n, t, b in zip(df["name"], df["type"], df["bound"], strict=True)
+    ]
     height = max(2.5, 0.24 * len(df) + 1.2)
     fig, ax = plt.subplots(figsize=(8.5, height))
     y = range(len(df))
     left = [0.0] * len(df)
-    for col, color, label in (("compute_j", "#4c72b0", "compute (MAC/AC)"), ("neuron_j", "#55a868", "neuron updates"),
-                              ("memory_j", "#c44e52", "memory")):
+    for col, color, label in (
+        ("compute_j", "#4c72b0", "compute (MAC/AC)"),
+        ("neuron_j", "#55a868", "neuron updates"),
+        ("memory_j", "#c44e52", "memory"),
+    ):
         vals = (df[col] * 1e6).tolist()
         ax.barh(list(y), vals, left=left, color=color, label=label)
         left = [a + b for a, b in zip(left, vals, strict=True)]
@@ -73,8 +79,13 @@ def energy_vs_accuracy_png(rows: list[dict], title: str) -> bytes:
     if have_acc:
         for r in have_acc:
             ax.scatter(r["energy_per_sample_j"] * 1e6, 100 * r["accuracy"], s=40)
-            ax.annotate(r["name"], (r["energy_per_sample_j"] * 1e6, 100 * r["accuracy"]), fontsize=7,
-                        xytext=(4, 4), textcoords="offset points")
+            ax.annotate(
+                r["name"],
+                (r["energy_per_sample_j"] * 1e6, 100 * r["accuracy"]),
+                fontsize=7,
+                xytext=(4, 4),
+                textcoords="offset points",
+            )
         ax.set_ylabel("accuracy (%)")
     else:
         ax.barh(range(len(rows)), [r["energy_per_sample_j"] * 1e6 for r in rows], color="#4c72b0")
@@ -97,20 +108,37 @@ def benchmark_png(rows: list[dict], title: str) -> bytes:
         y = 100 * r["top1_mean"]
         pooled = r["top1_pooled"]
         color = f"C{i}"
-        ax.errorbar(x, y, yerr=[[y - 100 * pooled["ci_low"]], [100 * pooled["ci_high"] - y]], fmt="none",
-                    ecolor=color, elinewidth=0.8, capsize=3)
+        ax.errorbar(
+            x,
+            y,
+            yerr=[[y - 100 * pooled["ci_low"]], [100 * pooled["ci_high"] - y]],
+            fmt="none",
+            ecolor=color,
+            elinewidth=0.8,
+            capsize=3,
+        )
         std = r["top1_std"] if r["top1_std"] == r["top1_std"] else 0.0  # nan (one seed): no bar
         xerr = r["energy_total_j_std"] * 1e6 if r["energy_total_j_std"] == r["energy_total_j_std"] else None
-        ax.errorbar(x, y, yerr=100 * std, xerr=xerr, fmt="o", color=color, elinewidth=2.2, capsize=0,
-                    label=f"{r['title']} ({len(r['seeds'])} seeds)")
+        ax.errorbar(
+            x,
+            y,
+            yerr=100 * std,
+            xerr=xerr,
+            fmt="o",
+            color=color,
+            elinewidth=2.2,
+            capsize=0,
+            label=f"{r['title']} ({len(r['seeds'])} seeds)",
+        )
     ax.set_xscale("log")
     ax.set_xlabel("energy per clip (µJ, log scale)")
     ax.set_ylabel("test top-1 (%)")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="best")
-    fig.text(0.01, -0.04, "thick bars: ± 1 std over seeds; thin bars with caps: pooled 95 % Wilson interval",
-             fontsize=7)
+    fig.text(
+        0.01, -0.04, "thick bars: ± 1 std over seeds; thin bars with caps: pooled 95 % Wilson interval", fontsize=7
+    )
     return _png(fig)
 
 
@@ -130,8 +158,10 @@ def conversion_png(curves: dict[str, list[dict]], titles: dict[str, str], title:
         ts = [p["timesteps"] for p in pts]
         ts_all.update(ts)
         y = [100 * p["mean"] for p in pts]
-        err = [[v - 100 * p["pooled"]["ci_low"] for v, p in zip(y, pts, strict=True)],
-               [100 * p["pooled"]["ci_high"] - v for v, p in zip(y, pts, strict=True)]]
+        err = [
+            [v - 100 * p["pooled"]["ci_low"] for v, p in zip(y, pts, strict=True)],
+            [100 * p["pooled"]["ci_high"] - v for v, p in zip(y, pts, strict=True)],
+        ]
         a.errorbar(ts, y, yerr=err, marker="o", capsize=3, color=color, label=titles.get(arm, arm))
         b.plot(ts, [p["total_j"] * 1e6 for p in pts], marker="o", color=color, label=titles.get(arm, arm))
         for p in curve:
@@ -159,8 +189,13 @@ def conversion_png(curves: dict[str, list[dict]], titles: dict[str, str], title:
 
 
 #: one colour per model part (spklip_energy.model.parts.PARTS), the same in every plot
-PART_COLORS = {"HSFE": "#4c72b0", "CNN": "#dd8452", "temporal Transformer": "#55a868", "heads": "#8172b2",
-               "other": "#937860"}
+PART_COLORS = {
+    "HSFE": "#4c72b0",
+    "CNN": "#dd8452",
+    "temporal Transformer": "#55a868",
+    "heads": "#8172b2",
+    "other": "#937860",
+}
 
 
 def energy_by_part_png(parts: dict, title: str) -> bytes:
@@ -171,8 +206,11 @@ def energy_by_part_png(parts: dict, title: str) -> bytes:
     fig, ax = plt.subplots(figsize=(7.5, max(2.2, 0.45 * len(names) + 1.2)))
     y = list(range(len(names)))
     left = [0.0] * len(names)
-    for col, color, label in (("compute_j", "#4c72b0", "compute (MAC/AC)"), ("neuron_j", "#55a868", "neuron updates"),
-                              ("memory_j", "#c44e52", "memory")):
+    for col, color, label in (
+        ("compute_j", "#4c72b0", "compute (MAC/AC)"),
+        ("neuron_j", "#55a868", "neuron updates"),
+        ("memory_j", "#c44e52", "memory"),
+    ):
         vals = [parts[n][col] * 1e6 for n in names]
         ax.barh(y, vals, left=left, color=color, label=label)
         left = [a + b for a, b in zip(left, vals, strict=True)]
@@ -291,7 +329,7 @@ def break_even_png(em: dict, title: str) -> bytes | None:
         ax.set_ylabel("µJ per sample", fontsize=7)
         ax.tick_params(labelsize=6)
         ax.legend(fontsize=5)
-    for ax in list(axes.flat)[len(nets):]:
+    for ax in list(axes.flat)[len(nets) :]:
         ax.axis("off")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()

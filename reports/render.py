@@ -12,9 +12,25 @@ from . import models as energy_models
 
 #: Per-layer columns shown in reports, in order.
 LAYER_COLUMNS = [
-    "name", "part", "type", "calls", "spiking", "binary_input", "macs", "sops", "neuron_updates",
-    "mem_reads", "mem_writes", "input_rate", "output_rate", "params",
-    "compute_j", "neuron_j", "memory_j", "total_j", "bound",
+    "name",
+    "part",
+    "type",
+    "calls",
+    "spiking",
+    "binary_input",
+    "macs",
+    "sops",
+    "neuron_updates",
+    "mem_reads",
+    "mem_writes",
+    "input_rate",
+    "output_rate",
+    "params",
+    "compute_j",
+    "neuron_j",
+    "memory_j",
+    "total_j",
+    "bound",
 ]
 
 
@@ -94,8 +110,19 @@ def per_layer_rows(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
 
 
 #: the header of the energy-by-part table (report Markdown and HTML)
-PART_HEADER = ["part", "layers", "MACs", "SOPs", "neuron updates", "memory accesses", "compute (µJ)",
-               "neuron (µJ)", "memory (µJ)", "total (µJ)", "share"]
+PART_HEADER = [
+    "part",
+    "layers",
+    "MACs",
+    "SOPs",
+    "neuron updates",
+    "memory accesses",
+    "compute (µJ)",
+    "neuron (µJ)",
+    "memory (µJ)",
+    "total (µJ)",
+    "share",
+]
 
 
 def _uj(x: float) -> str:
@@ -110,9 +137,19 @@ def part_rows(summary: dict) -> list[list[str]]:
         return []
 
     def row(label: str, p: dict, share: str) -> list[str]:
-        return [label, str(p["layers"]), _si(p["macs"]), _si(p["sops"]), _si(p["neuron_updates"]),
-                _si(p["mem_accesses"]), _uj(p["compute_j"]), _uj(p["neuron_j"]), _uj(p["memory_j"]),
-                _uj(p["total_j"]), share]
+        return [
+            label,
+            str(p["layers"]),
+            _si(p["macs"]),
+            _si(p["sops"]),
+            _si(p["neuron_updates"]),
+            _si(p["mem_accesses"]),
+            _uj(p["compute_j"]),
+            _uj(p["neuron_j"]),
+            _uj(p["memory_j"]),
+            _uj(p["total_j"]),
+            share,
+        ]
 
     rows = [row(name, p, f"{100 * p['share']:.1f} %") for name, p in parts.items()]
     c, e = summary["counts_per_sample"], summary["energy_per_sample"]
@@ -120,20 +157,26 @@ def part_rows(summary: dict) -> list[list[str]]:
     return rows + [row("all parts", whole, "100 %")]
 
 
-PART_NOTE = ("Parts of the visual encoder (spklip_energy/model/parts.py): HSFE: the front end; CNN: the "
-             "per-block CNN (STAR-Net's ResNet, or the FSVE's spiking CNN); temporal Transformer: block position "
-             "and the Transformer over blocks; heads: from the CNN's features to the block embedding (attention "
-             "pool, or global pool, final linear and its LIF; BlockPooling's projection). Counts and energy of "
-             "counted layers only, so the parts add up to the totals above.")
+PART_NOTE = (
+    "Parts of the visual encoder (spklip_energy/model/parts.py): HSFE: the front end; CNN: the "
+    "per-block CNN (STAR-Net's ResNet, or the FSVE's spiking CNN); temporal Transformer: block position "
+    "and the Transformer over blocks; heads: from the CNN's features to the block embedding (attention "
+    "pool, or global pool, final linear and its LIF; BlockPooling's projection). Counts and energy of "
+    "counted layers only, so the parts add up to the totals above."
+)
 
 
 def _provenance_md(cm: dict) -> list[str]:
     lines = [f"- **{cm['name']}**: {cm['description']}"]
     lines.append(
         f"- E_MAC = {cm['e_mac_pj']} pJ, E_AC = {cm['e_ac_pj']} pJ, E_neuron = {cm['e_neuron_pj']} pJ, "
-        + (f"memory {cm['e_mem_word_pj']} pJ per 32-bit access" if cm.get("e_mem_word_pj") is not None
-           else f"memory by SRAM tier {cm.get('sram_tiers')} (bytes, pJ per 64-bit access)"
-           if cm.get("sram_tiers") else "memory not charged separately")
+        + (
+            f"memory {cm['e_mem_word_pj']} pJ per 32-bit access"
+            if cm.get("e_mem_word_pj") is not None
+            else f"memory by SRAM tier {cm.get('sram_tiers')} (bytes, pJ per 64-bit access)"
+            if cm.get("sram_tiers")
+            else "memory not charged separately"
+        )
     )
     for s in cm.get("sources", []):
         lines.append(f"- source: {s}")
@@ -143,7 +186,9 @@ def _provenance_md(cm: dict) -> list[str]:
     for c in consts.values() if isinstance(consts, dict) else consts:
         if isinstance(c, dict):
             deriv = f" = {c['derivation']}" if c.get("derivation") else ""
-            lines.append(f"  - {c.get('name')}: {c.get('value')} {c.get('unit')}{deriv} ({c.get('status')}; {c.get('source')})")
+            lines.append(
+                f"  - {c.get('name')}: {c.get('value')} {c.get('unit')}{deriv} ({c.get('status')}; {c.get('source')})"
+            )
     return lines
 
 
@@ -170,9 +215,19 @@ def report_markdown(summary: dict, per_layer: pd.DataFrame, images: dict[str, st
     parts += [
         "## Operation counts (per sample)",
         "",
-        _md_table(["MACs", "SOPs", "neuron updates", "memory reads", "memory writes", "memory accesses"],
-                  [[_si(c["macs"]), _si(c["sops"]), _si(c["neuron_updates"]), _si(c["mem_reads"]),
-                    _si(c["mem_writes"]), _si(c["mem_accesses"])]]),
+        _md_table(
+            ["MACs", "SOPs", "neuron updates", "memory reads", "memory writes", "memory accesses"],
+            [
+                [
+                    _si(c["macs"]),
+                    _si(c["sops"]),
+                    _si(c["neuron_updates"]),
+                    _si(c["mem_reads"]),
+                    _si(c["mem_writes"]),
+                    _si(c["mem_accesses"]),
+                ]
+            ],
+        ),
         "",
     ]
     by_part = part_rows(summary)
@@ -186,9 +241,11 @@ def report_markdown(summary: dict, per_layer: pd.DataFrame, images: dict[str, st
     cols, rows = per_layer_rows(per_layer)
     parts += ["## Per layer (whole profiled batch)", "", _md_table(cols, rows), ""]
     if summary["not_counted"]:
-        parts += ["## Not counted", ""] + [
-            f"- `{r['name']}` ({r['type']}): {r['reason']}" for r in summary["not_counted"]
-        ] + [""]
+        parts += (
+            ["## Not counted", ""]
+            + [f"- `{r['name']}` ({r['type']}): {r['reason']}" for r in summary["not_counted"]]
+            + [""]
+        )
     parts += ["## Cost model and sources", ""] + _provenance_md(summary["cost_model"]) + [""]
     if summary.get("energy_models"):
         parts += ["## Energy models and sources", ""] + energy_models.provenance_lines(summary["energy_models"]) + [""]
@@ -196,31 +253,52 @@ def report_markdown(summary: dict, per_layer: pd.DataFrame, images: dict[str, st
     return "\n".join(parts)
 
 
-MODELS_NOTE = ("Every figure names its model; a range is a best-to-worst bound, never a bare number. A layer a "
-               "model cannot price is listed as not priced by it (its operations are outside 'ops priced'), never "
-               "counted as zero. docs/energy.md explains each model, its assumptions and its validation.")
-BREAK_EVEN_NOTE = ("Each spiking synaptic layer against its ANN twin (the same weights run once, densely) priced at "
-                   "each pricing: below the break-even input rate (spikes per input element and step) the spiking "
-                   "layer, with the updates of the neurons it drives, costs less. The network row scales every "
-                   "layer's rate alike. Spikes per synapse per inference are set beside the 0.15-1.38 band of "
-                   "Dampfhoffer et al. (IEEE TETCI 2023), a literature flag, not an energy preset. never: the spiking "
-                   "layer costs more even without spikes; always: it costs less even at one spike per input and "
-                   "step.")
+MODELS_NOTE = (
+    "Every figure names its model; a range is a best-to-worst bound, never a bare number. A layer a "
+    "model cannot price is listed as not priced by it (its operations are outside 'ops priced'), never "
+    "counted as zero. docs/energy.md explains each model, its assumptions and its validation."
+)
+BREAK_EVEN_NOTE = (
+    "Each spiking synaptic layer against its ANN twin (the same weights run once, densely) priced at "
+    "each pricing: below the break-even input rate (spikes per input element and step) the spiking "
+    "layer, with the updates of the neurons it drives, costs less. The network row scales every "
+    "layer's rate alike. Spikes per synapse per inference are set beside the 0.15-1.38 band of "
+    "Dampfhoffer et al. (IEEE TETCI 2023), a literature flag, not an energy preset. never: the spiking "
+    "layer costs more even without spikes; always: it costs less even at one spike per input and "
+    "step."
+)
 
 
 def _models_sections(em: dict | None) -> list[tuple[str, list[str], list[list[str]], str]]:
     """(title, header, rows, note) of each energy-model table of a summary."""
     if not em:
         return []
-    out = [("Energy under published models (per sample)", energy_models.estimate_header(),
-            energy_models.estimate_rows(em), MODELS_NOTE + " Pricings: " + "; ".join(
-                f"{p['name']} = {p['label']}" for p in em["pricings"]) + ".")]
+    out = [
+        (
+            "Energy under published models (per sample)",
+            energy_models.estimate_header(),
+            energy_models.estimate_rows(em),
+            MODELS_NOTE + " Pricings: " + "; ".join(f"{p['name']} = {p['label']}" for p in em["pricings"]) + ".",
+        )
+    ]
     rows = energy_models.break_even_rows(em)
     if rows:
-        out.append((f"Break-even input rates against the ANN twins (network, T = {em['steps']})",
-                    energy_models.break_even_header(em), rows, BREAK_EVEN_NOTE))
-        out.append(("Break-even input rates per spiking layer", energy_models.layer_break_even_header(em),
-                    energy_models.layer_break_even_rows(em), ""))
+        out.append(
+            (
+                f"Break-even input rates against the ANN twins (network, T = {em['steps']})",
+                energy_models.break_even_header(em),
+                rows,
+                BREAK_EVEN_NOTE,
+            )
+        )
+        out.append(
+            (
+                "Break-even input rates per spiking layer",
+                energy_models.layer_break_even_header(em),
+                energy_models.layer_break_even_rows(em),
+                "",
+            )
+        )
     return out
 
 
@@ -250,41 +328,69 @@ def _img(png: bytes, alt: str) -> str:
 def report_html(summary: dict, per_layer: pd.DataFrame, images: dict[str, bytes]) -> str:
     """A self-contained HTML page (plots embedded as data URIs)."""
     ck, data = summary["checkpoint"], summary["data"]
-    h = [f"<!doctype html><html><head><meta charset='utf-8'><title>Energy report: {html.escape(ck['kind'])}</title>",
-         f"<style>{_CSS}</style></head><body>",
-         f"<h1>Energy report: {html.escape(ck['kind'])}</h1>",
-         f"<p>Checkpoint <code>{html.escape(str(ck['path']))}</code> · data {html.escape(str(data['source']))} "
-         f"({data['samples']} samples) · cost model <code>{html.escape(summary['cost_model']['name'])}</code> · "
-         f"weight reuse <code>{html.escape(summary['reuse'])}</code></p>",
-         "<h2>Summary (paper Table 6 form, per sample)</h2>",
-         _html_table(["", "value"], [list(r) for r in table6_rows(summary)]),
-         f"<p>Neuron-update energy is grouped with {html.escape(summary['neuron_energy_grouping'])} energy.</p>"]
+    h = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>Energy report: {html.escape(ck['kind'])}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>Energy report: {html.escape(ck['kind'])}</h1>",
+        f"<p>Checkpoint <code>{html.escape(str(ck['path']))}</code> · data {html.escape(str(data['source']))} "
+        f"({data['samples']} samples) · cost model <code>{html.escape(summary['cost_model']['name'])}</code> · "
+        f"weight reuse <code>{html.escape(summary['reuse'])}</code></p>",
+        "<h2>Summary (paper Table 6 form, per sample)</h2>",
+        _html_table(["", "value"], [list(r) for r in table6_rows(summary)]),
+        f"<p>Neuron-update energy is grouped with {html.escape(summary['neuron_energy_grouping'])} energy.</p>",
+    ]
     by_part = part_rows(summary)
     if by_part:
-        h += ["<h2>Energy by part (per sample)</h2>", _html_table(PART_HEADER, by_part),
-              f"<p>{html.escape(PART_NOTE)}</p>"]
+        h += [
+            "<h2>Energy by part (per sample)</h2>",
+            _html_table(PART_HEADER, by_part),
+            f"<p>{html.escape(PART_NOTE)}</p>",
+        ]
     for title, header, rows, note in _models_sections(summary.get("energy_models")):
-        h += [f"<h2>{html.escape(title)}</h2>", _html_table(header, rows)] + ([f"<p>{html.escape(note)}</p>"]
-                                                                             if note else [])
+        h += [f"<h2>{html.escape(title)}</h2>", _html_table(header, rows)] + (
+            [f"<p>{html.escape(note)}</p>"] if note else []
+        )
     if summary["warnings"]:
-        h.append("<h2>Warnings and assumptions</h2><ul>" + "".join(
-            f"<li class='warn'>{html.escape(w)}</li>" for w in summary["warnings"]) + "</ul>")
+        h.append(
+            "<h2>Warnings and assumptions</h2><ul>"
+            + "".join(f"<li class='warn'>{html.escape(w)}</li>" for w in summary["warnings"])
+            + "</ul>"
+        )
     for caption, png in images.items():
         h.append(f"<h2>{html.escape(caption)}</h2>" + _img(png, caption))
     cols, rows = per_layer_rows(per_layer)
     h += ["<h2>Per layer (whole profiled batch)</h2>", _html_table(cols, rows)]
     if summary["not_counted"]:
-        h.append("<h2>Not counted</h2><ul>" + "".join(
-            f"<li><code>{html.escape(r['name'])}</code> ({html.escape(r['type'])}): {html.escape(r['reason'])}</li>"
-            for r in summary["not_counted"]) + "</ul>")
-    h.append("<h2>Cost model and sources</h2><ul>" + "".join(
-        f"<li>{html.escape(line.lstrip('- ').replace('**', ''))}</li>" for line in _provenance_md(summary["cost_model"])) + "</ul>")
+        h.append(
+            "<h2>Not counted</h2><ul>"
+            + "".join(
+                f"<li><code>{html.escape(r['name'])}</code> ({html.escape(r['type'])}): {html.escape(r['reason'])}</li>"
+                for r in summary["not_counted"]
+            )
+            + "</ul>"
+        )
+    h.append(
+        "<h2>Cost model and sources</h2><ul>"
+        + "".join(
+            f"<li>{html.escape(line.lstrip('- ').replace('**', ''))}</li>"
+            for line in _provenance_md(summary["cost_model"])
+        )
+        + "</ul>"
+    )
     if summary.get("energy_models"):
-        h.append("<h2>Energy models and sources</h2><ul>" + "".join(
-            f"<li>{html.escape(line.strip().lstrip('- ').replace('**', ''))}</li>"
-            for line in energy_models.provenance_lines(summary["energy_models"])) + "</ul>")
-    h.append("<h2>Counting conventions</h2><ul>" + "".join(
-        f"<li>{html.escape(c)}</li>" for c in summary["conventions"]) + "</ul>")
+        h.append(
+            "<h2>Energy models and sources</h2><ul>"
+            + "".join(
+                f"<li>{html.escape(line.strip().lstrip('- ').replace('**', ''))}</li>"
+                for line in energy_models.provenance_lines(summary["energy_models"])
+            )
+            + "</ul>"
+        )
+    h.append(
+        "<h2>Counting conventions</h2><ul>"
+        + "".join(f"<li>{html.escape(c)}</li>" for c in summary["conventions"])
+        + "</ul>"
+    )
     h.append("</body></html>")
     return "\n".join(h)
 
@@ -292,11 +398,19 @@ def report_html(summary: dict, per_layer: pd.DataFrame, images: dict[str, bytes]
 # --------------------------------------------------------------------------- comparisons
 
 COMPARE_COLUMNS = [
-    ("name", "model"), ("kind", "kind"), ("accuracy", "top-1 [95 % CI]"), ("eval_clips", "eval clips"),
-    ("top1_diff", "Δ top-1 vs baseline [95 % CI]"), ("p_value", "McNemar p"),
-    ("macs", "MACs"), ("sops", "SOPs"),
-    ("neuron_updates", "neuron updates"), ("mem_accesses", "memory accesses"),
-    ("compute_j", "compute energy (J)"), ("memory_j", "memory energy (J)"), ("total_j", "total energy (J)"),
+    ("name", "model"),
+    ("kind", "kind"),
+    ("accuracy", "top-1 [95 % CI]"),
+    ("eval_clips", "eval clips"),
+    ("top1_diff", "Δ top-1 vs baseline [95 % CI]"),
+    ("p_value", "McNemar p"),
+    ("macs", "MACs"),
+    ("sops", "SOPs"),
+    ("neuron_updates", "neuron updates"),
+    ("mem_accesses", "memory accesses"),
+    ("compute_j", "compute energy (J)"),
+    ("memory_j", "memory energy (J)"),
+    ("total_j", "total energy (J)"),
     ("memory_ratio", "memory ratio"),
 ]
 #: columns shown only when the rows carry a paired comparison (two or more checkpoints)
@@ -370,16 +484,22 @@ def _part_cell(v, total) -> str:
 
 def _comparison_notes(base: str | None, paired: bool, parts: bool = False) -> str:
     notes = [f"Ratios (×) are to {'the first model' if base is None else f'the baseline, {base}'}."]
-    notes.append("top-1 is what `eval` recorded in each checkpoint, with its 95 % Wilson interval over the "
-                 "evaluated clips (eval clips); — where a checkpoint records none.")
+    notes.append(
+        "top-1 is what `eval` recorded in each checkpoint, with its 95 % Wilson interval over the "
+        "evaluated clips (eval clips); — where a checkpoint records none."
+    )
     if paired:
-        notes.append("Δ top-1: this model minus the baseline on the same clips, with a 95 % paired-bootstrap "
-                     f"interval ({RESAMPLES:,} resamples of the clips); McNemar p: two-sided exact McNemar test "
-                     "(binomial on the clips exactly one of the two models got right).")
+        notes.append(
+            "Δ top-1: this model minus the baseline on the same clips, with a 95 % paired-bootstrap "
+            f"interval ({RESAMPLES:,} resamples of the clips); McNemar p: two-sided exact McNemar test "
+            "(binomial on the clips exactly one of the two models got right)."
+        )
     if parts:
-        notes.append("Energy by part (J): the total energy per sample of each part of the visual encoder "
-                     "(spklip_energy/model/parts.py), with its share of the model's total; — where a model has "
-                     "no such part or is not a SPKLIP model.")
+        notes.append(
+            "Energy by part (J): the total energy per sample of each part of the visual encoder "
+            "(spklip_energy/model/parts.py), with its share of the model's total; — where a model has "
+            "no such part or is not a SPKLIP model."
+        )
     return "\n\n".join(notes) + "\n"
 
 
@@ -420,21 +540,26 @@ def comparison_markdown(df: pd.DataFrame, cost_name: str, samples: int) -> str:
     return (
         f"# Model comparison (per sample, cost model `{cost_name}`, {samples} samples)\n\n"
         + _md_table(header, rows)
-        + "\n\n" + _comparison_notes(base, paired, bool(parts))
+        + "\n\n"
+        + _comparison_notes(base, paired, bool(parts))
         + ("\n" + df.attrs["ranges_md"] if df.attrs.get("ranges_md") else "")
     )
 
 
-def comparison_html(df: pd.DataFrame, cost_name: str, samples: int, plot: bytes,
-                    parts_plot: bytes | None = None) -> str:
+def comparison_html(
+    df: pd.DataFrame, cost_name: str, samples: int, plot: bytes, parts_plot: bytes | None = None
+) -> str:
     """The comparison as a self-contained HTML page: the table, its notes, the energy-vs-accuracy plot and
     (``parts_plot``) the energy-by-part plot."""
     tables = _md_tables(comparison_markdown(df, cost_name, samples))
     header, rows = tables[0]
-    notes = "".join(f"<p>{html.escape(line.replace('`', ''))}</p>"
-                    for line in _comparison_notes(df.attrs.get("baseline"), "paired" in df.columns,
-                                                  bool(df.attrs.get("parts"))).splitlines()
-                    if line)
+    notes = "".join(
+        f"<p>{html.escape(line.replace('`', ''))}</p>"
+        for line in _comparison_notes(
+            df.attrs.get("baseline"), "paired" in df.columns, bool(df.attrs.get("parts"))
+        ).splitlines()
+        if line
+    )
     by_part = _img(parts_plot, "energy by part") if parts_plot is not None else ""
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>Model comparison</title><style>{_CSS}</style>"
@@ -464,36 +589,65 @@ def _pct(x) -> str:
 def benchmark_markdown(result: dict) -> str:
     """The A.7 protocol's table (``spklip-energy benchmark``) with how to read it."""
     seeds = result["seeds"]
-    head = ["arm", "top-1 mean ± std", "pooled 95 % CI", *[f"seed {s}" for s in seeds],
-            "Δ vs control [95 % CI]", "McNemar p", "R@5 pooled", f"µJ/clip ({result['cost_model']})", "× ANN"]
+    head = [
+        "arm",
+        "top-1 mean ± std",
+        "pooled 95 % CI",
+        *[f"seed {s}" for s in seeds],
+        "Δ vs control [95 % CI]",
+        "McNemar p",
+        "R@5 pooled",
+        f"µJ/clip ({result['cost_model']})",
+        "× ANN",
+    ]
     rows = []
     for r in result["rows"]:
         per_seed = r["top1_per_seed"]
         vs = r.get("vs_control")
-        diff = fmt_difference(vs["difference"], *vs["difference_ci"]) if vs else (
-            "(control)" if r["arm"] == "ann-control" else "—")
+        diff = (
+            fmt_difference(vs["difference"], *vs["difference_ci"])
+            if vs
+            else ("(control)" if r["arm"] == "ann-control" else "—")
+        )
         p = _p_cell(vs["p_value"]) if vs else "—"
         pooled = r["top1_pooled"]
-        rows.append([
-            r["title"], fmt_mean_std(r["top1_mean"], r["top1_std"]), fmt_interval(pooled["ci_low"], pooled["ci_high"]),
-            *[_pct(per_seed.get(s, per_seed.get(str(s)))) for s in seeds],
-            diff, p, _pct(r["R@5_pooled"]["value"]), f"{r['energy_total_j'] * 1e6:.1f}",
-            "—" if r.get("energy_vs_ann") is None else f"{r['energy_vs_ann']:.2f}",
-        ])
+        rows.append(
+            [
+                r["title"],
+                fmt_mean_std(r["top1_mean"], r["top1_std"]),
+                fmt_interval(pooled["ci_low"], pooled["ci_high"]),
+                *[_pct(per_seed.get(s, per_seed.get(str(s)))) for s in seeds],
+                diff,
+                p,
+                _pct(r["R@5_pooled"]["value"]),
+                f"{r['energy_total_j'] * 1e6:.1f}",
+                "—" if r.get("energy_vs_ann") is None else f"{r['energy_vs_ann']:.2f}",
+            ]
+        )
     pairs = [r for r in result["rows"] if r.get("vs_reference")]
     recipe: list[str] = []
     if pairs:
         prow = []
         for r in pairs:
             vs = r["vs_reference"]
-            prow.append([r["arm"], vs["arm"], vs["question"], fmt_difference(vs["difference"], *vs["difference_ci"]),
-                         _p_cell(vs["p_value"]),
-                         " / ".join(f"{100 * vs['difference_per_seed'][s]:+.1f}" for s in vs["seeds"]),
-                         ", ".join(map(str, vs["seeds"]))])
-        recipe = ["", "What each recipe brings: an arm against the arm it differs from in one thing, same seeds and "
-                  "test clips (Δ in points, pooled over seeds, paired-bootstrap 95 % CI; exact McNemar p):", "",
-                  _md_table(["arm", "against", "isolates", "Δ [95 % CI]", "McNemar p", "Δ per seed", "seeds"],
-                            prow)]
+            prow.append(
+                [
+                    r["arm"],
+                    vs["arm"],
+                    vs["question"],
+                    fmt_difference(vs["difference"], *vs["difference_ci"]),
+                    _p_cell(vs["p_value"]),
+                    " / ".join(f"{100 * vs['difference_per_seed'][s]:+.1f}" for s in vs["seeds"]),
+                    ", ".join(map(str, vs["seeds"])),
+                ]
+            )
+        recipe = [
+            "",
+            "What each recipe brings: an arm against the arm it differs from in one thing, same seeds and "
+            "test clips (Δ in points, pooled over seeds, paired-bootstrap 95 % CI; exact McNemar p):",
+            "",
+            _md_table(["arm", "against", "isolates", "Δ [95 % CI]", "McNemar p", "Δ per seed", "seeds"], prow),
+        ]
     lines = [
         f"Test top-1 (%), zero-shot against the class prompts, {result['test_clips']} test clips per seed "
         f"({result['data']}, preset {result['preset']}, seeds {', '.join(map(str, seeds))}).",
@@ -531,9 +685,17 @@ def conversion_curves(result: dict) -> dict[str, list[dict]]:
         curve = []
         for label, points in by_label.items():
             agg = aggregate_seeds([(round(p["top1"] * n), n) for p in points])
-            curve.append({"label": label, "timesteps": points[0]["timesteps"], "seeds": len(points),
-                          "mean": agg["mean"], "std": agg["std"], "pooled": agg["pooled"],
-                          "total_j": sum(p["total_j"] for p in points) / len(points)})
+            curve.append(
+                {
+                    "label": label,
+                    "timesteps": points[0]["timesteps"],
+                    "seeds": len(points),
+                    "mean": agg["mean"],
+                    "std": agg["std"],
+                    "pooled": agg["pooled"],
+                    "total_j": sum(p["total_j"] for p in points) / len(points),
+                }
+            )
         out[row["arm"]] = curve
     return out
 
@@ -545,11 +707,20 @@ def convert_sweep_markdown(result: dict) -> str | None:
 
     parts = []
     for arm, curve in conversion_curves(result).items():
-        rows = [[p["label"], fmt_mean_std(p["mean"], p["std"]),
-                 fmt_interval(p["pooled"]["ci_low"], p["pooled"]["ci_high"]), str(p["seeds"]),
-                 f"{p['total_j'] * 1e6:.1f}"] for p in curve]
-        parts.append(f"{ARM_TITLES.get(arm, arm)} (`{arm}`): accuracy and energy against T, "
-                     f"{result['test_clips']} test clips per seed:\n\n"
-                     + _md_table(["T", "top-1 mean ± std", "pooled 95 % CI", "seeds",
-                                  f"µJ/clip ({result['cost_model']})"], rows) + "\n")
+        rows = [
+            [
+                p["label"],
+                fmt_mean_std(p["mean"], p["std"]),
+                fmt_interval(p["pooled"]["ci_low"], p["pooled"]["ci_high"]),
+                str(p["seeds"]),
+                f"{p['total_j'] * 1e6:.1f}",
+            ]
+            for p in curve
+        ]
+        parts.append(
+            f"{ARM_TITLES.get(arm, arm)} (`{arm}`): accuracy and energy against T, "
+            f"{result['test_clips']} test clips per seed:\n\n"
+            + _md_table(["T", "top-1 mean ± std", "pooled 95 % CI", "seeds", f"µJ/clip ({result['cost_model']})"], rows)
+            + "\n"
+        )
     return "\n".join(parts) or None

@@ -16,10 +16,30 @@ import pandas as pd
 from ..atomic import replace_output_dir
 from . import plots, render
 
-REPORT_FILES = frozenset({"report.md", "report.html", "summary.json", "per_layer.csv", "energy_per_layer.png",
-                          "firing_rate.png", "energy_by_part.png", "energy_models.png", "break_even.png"})
-COMPARISON_FILES = frozenset({"comparison.md", "comparison.csv", "comparison.html", "comparison.json",
-                              "energy_vs_accuracy.png", "energy_by_part.png", "energy_models.png"})
+REPORT_FILES = frozenset(
+    {
+        "report.md",
+        "report.html",
+        "summary.json",
+        "per_layer.csv",
+        "energy_per_layer.png",
+        "firing_rate.png",
+        "energy_by_part.png",
+        "energy_models.png",
+        "break_even.png",
+    }
+)
+COMPARISON_FILES = frozenset(
+    {
+        "comparison.md",
+        "comparison.csv",
+        "comparison.html",
+        "comparison.json",
+        "energy_vs_accuracy.png",
+        "energy_by_part.png",
+        "energy_models.png",
+    }
+)
 
 
 def _json_default(o):
@@ -44,7 +64,8 @@ def write_report(out_dir: str | os.PathLike, summary: dict, per_layer: pd.DataFr
     captions: dict[str, str] = {}  # caption -> PNG file name, in the order the report shows them
     if summary.get("parts"):
         files["energy_by_part.png"] = plots.energy_by_part_png(
-            summary["parts"], f"{kind}: energy per sample by model part under '{cost}' (compute / neuron / memory)")
+            summary["parts"], f"{kind}: energy per sample by model part under '{cost}' (compute / neuron / memory)"
+        )
         captions["Energy by part"] = "energy_by_part.png"
     files["energy_per_layer.png"] = plots.energy_per_layer_png(
         per_layer, f"{kind}: energy per layer under '{cost}' (compute / neuron / memory)"
@@ -98,8 +119,9 @@ def comparison_json(rows: list[dict], cost_name: str, samples: int, baseline: in
     return summary_json(_finite_or_none(doc))
 
 
-def write_comparison(out_dir: str | os.PathLike, rows: list[dict], cost_name: str, samples: int,
-                     baseline: int = 0) -> dict[str, Path]:
+def write_comparison(
+    out_dir: str | os.PathLike, rows: list[dict], cost_name: str, samples: int, baseline: int = 0
+) -> dict[str, Path]:
     """Write comparison.md, comparison.csv, comparison.html, comparison.json, energy_vs_accuracy.png and,
     when at least one row has energy by part (a SPKLIP checkpoint), energy_by_part.png; ratios and paired
     tests are to ``rows[baseline]`` (the first by default)."""
@@ -112,8 +134,10 @@ def write_comparison(out_dir: str | os.PathLike, rows: list[dict], cost_name: st
     if by_part is not None:
         files["energy_by_part.png"] = by_part
         md += "\n![energy by part](energy_by_part.png)\n"
-    ranges = plots.energy_ranges_png({r["name"]: r["energy_models"] for r in rows if r.get("energy_models")},
-                                     "energy per sample under each published model")
+    ranges = plots.energy_ranges_png(
+        {r["name"]: r["energy_models"] for r in rows if r.get("energy_models")},
+        "energy per sample under each published model",
+    )
     if ranges is not None:
         files["energy_models.png"] = ranges
         md += "\n![energy under each model](energy_models.png)\n"
@@ -131,8 +155,9 @@ def write_comparison(out_dir: str | os.PathLike, rows: list[dict], cost_name: st
     return {name: out / name for name in [*files, *texts]}
 
 
-BENCHMARK_FILES = frozenset({"benchmark.md", "benchmark.json", "benchmark.csv", "accuracy_vs_energy.png",
-                             "conversion_vs_t.png"})
+BENCHMARK_FILES = frozenset(
+    {"benchmark.md", "benchmark.json", "benchmark.csv", "accuracy_vs_energy.png", "conversion_vs_t.png"}
+)
 
 
 def benchmark_frame(result: dict) -> pd.DataFrame:
@@ -141,42 +166,57 @@ def benchmark_frame(result: dict) -> pd.DataFrame:
     for r in result["rows"]:
         vs = r.get("vs_control") or {}
         ref = r.get("vs_reference") or {}
-        out.append({
-            "arm": r["arm"], "seeds": len(r["seeds"]), "top1_mean": r["top1_mean"], "top1_std": r["top1_std"],
-            "top1_ci_low": r["top1_pooled"]["ci_low"], "top1_ci_high": r["top1_pooled"]["ci_high"],
-            "diff_vs_control": vs.get("difference"), "diff_ci_low": (vs.get("difference_ci") or [None])[0],
-            "diff_ci_high": (vs.get("difference_ci") or [None, None])[1], "mcnemar_p": vs.get("p_value"),
-            "R@5_pooled": r["R@5_pooled"]["value"], "energy_total_j": r["energy_total_j"],
-            "energy_compute_j": r["energy_compute_j"], "energy_memory_j": r["energy_memory_j"],
-            "energy_vs_ann": r.get("energy_vs_ann"), "train_s": r["train_s"],
-            "reference_arm": ref.get("arm"), "diff_vs_reference": ref.get("difference"),
-            "diff_vs_reference_ci_low": (ref.get("difference_ci") or [None])[0],
-            "diff_vs_reference_ci_high": (ref.get("difference_ci") or [None, None])[1],
-            "mcnemar_p_vs_reference": ref.get("p_value"),
-        })
+        out.append(
+            {
+                "arm": r["arm"],
+                "seeds": len(r["seeds"]),
+                "top1_mean": r["top1_mean"],
+                "top1_std": r["top1_std"],
+                "top1_ci_low": r["top1_pooled"]["ci_low"],
+                "top1_ci_high": r["top1_pooled"]["ci_high"],
+                "diff_vs_control": vs.get("difference"),
+                "diff_ci_low": (vs.get("difference_ci") or [None])[0],
+                "diff_ci_high": (vs.get("difference_ci") or [None, None])[1],
+                "mcnemar_p": vs.get("p_value"),
+                "R@5_pooled": r["R@5_pooled"]["value"],
+                "energy_total_j": r["energy_total_j"],
+                "energy_compute_j": r["energy_compute_j"],
+                "energy_memory_j": r["energy_memory_j"],
+                "energy_vs_ann": r.get("energy_vs_ann"),
+                "train_s": r["train_s"],
+                "reference_arm": ref.get("arm"),
+                "diff_vs_reference": ref.get("difference"),
+                "diff_vs_reference_ci_low": (ref.get("difference_ci") or [None])[0],
+                "diff_vs_reference_ci_high": (ref.get("difference_ci") or [None, None])[1],
+                "mcnemar_p_vs_reference": ref.get("p_value"),
+            }
+        )
     return pd.DataFrame(out)
 
 
 def write_benchmark(out_dir: str | os.PathLike, result: dict) -> dict[str, Path]:
     """Write the protocol's table (Markdown, CSV), its JSON record and the accuracy-vs-energy plot."""
-    title = (f"A.7 protocol: {result['data']}, preset {result['preset']}, "
-             f"seeds {', '.join(map(str, result['seeds']))}")
+    title = f"A.7 protocol: {result['data']}, preset {result['preset']}, seeds {', '.join(map(str, result['seeds']))}"
     png = plots.benchmark_png(result["rows"], title)
     from ..benchmark import ARM_TITLES
 
-    conv_png = plots.conversion_png(render.conversion_curves(result), ARM_TITLES,
-                                    f"ANN-to-SNN conversion against T: {result['data']}, "
-                                    f"seeds {', '.join(map(str, result['seeds']))}", result["cost_model"])
+    conv_png = plots.conversion_png(
+        render.conversion_curves(result),
+        ARM_TITLES,
+        f"ANN-to-SNN conversion against T: {result['data']}, seeds {', '.join(map(str, result['seeds']))}",
+        result["cost_model"],
+    )
     with replace_output_dir(out_dir, "benchmark", BENCHMARK_FILES) as tmp:
         sweep = render.convert_sweep_markdown(result)
-        (tmp / "benchmark.md").write_text(f"# {title}\n\n" + render.benchmark_markdown(result)
-                                          + "\n![accuracy vs energy](accuracy_vs_energy.png)\n"
-                                          + (f"\n{sweep}\n![conversion against T](conversion_vs_t.png)\n"
-                                             if sweep else ""))
+        (tmp / "benchmark.md").write_text(
+            f"# {title}\n\n"
+            + render.benchmark_markdown(result)
+            + "\n![accuracy vs energy](accuracy_vs_energy.png)\n"
+            + (f"\n{sweep}\n![conversion against T](conversion_vs_t.png)\n" if sweep else "")
+        )
         if conv_png is not None:
             (tmp / "conversion_vs_t.png").write_bytes(conv_png)
-        (tmp / "benchmark.json").write_text(json.dumps(_finite_or_none(result), indent=1,
-                                                       default=_json_default) + "\n")
+        (tmp / "benchmark.json").write_text(json.dumps(_finite_or_none(result), indent=1, default=_json_default) + "\n")
         benchmark_frame(result).to_csv(tmp / "benchmark.csv", index=False)
         (tmp / "accuracy_vs_energy.png").write_bytes(png)
     out = Path(out_dir)

@@ -47,8 +47,12 @@ def conventions() -> list[str]:
     return [i.replace("**", "").replace("``", "") for i in items]
 
 
-def load_clips(data: str | os.PathLike, runner: Runner, split: str | None = "test",
-               progress: Callable[[int, int], None] | None = None) -> tuple[SpikeClips, str]:
+def load_clips(
+    data: str | os.PathLike,
+    runner: Runner,
+    split: str | None = "test",
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[SpikeClips, str]:
     """The clips behind ``--data`` (``builtin``, ``builtin-bench``, ... or a dataset folder/manifest), as the
     model needs them."""
     from .data.manifest import load_manifest
@@ -122,8 +126,11 @@ def analyse_checkpoint(
     ds, source = load_clips(data, runner)
     n = min(samples, len(ds))
     batch = min(batch_size, n)  # one forward pass: the clips and what the model computes from them
-    check_memory(runner.forward_bytes(batch, ds), f"profiling {ck.path or 'the checkpoint'} ({batch} clips per "
-                 "forward pass)", f"batch_size {batch_size} clips of {ds.frames} frames of {ds.height}x{ds.width}")
+    check_memory(
+        runner.forward_bytes(batch, ds),
+        f"profiling {ck.path or 'the checkpoint'} ({batch} clips per forward pass)",
+        f"batch_size {batch_size} clips of {ds.frames} frames of {ds.height}x{ds.width}",
+    )
     correct = 0
 
     def forward(_module):
@@ -156,10 +163,15 @@ def analyse_checkpoint(
     if isinstance(top1, bool) or not isinstance(top1, (int, float)) or not 0 <= top1 <= 1:
         top1 = None  # a card's recorded accuracy is shown only when it is one
     summary = {
-        "checkpoint": {"path": str(ck.path), "kind": runner.kind, "spiking": runner.spiking,
-                       "config": runner.config},
-        "data": {"source": source, "samples": n, "frames": ds.frames, "height": ds.height, "width": ds.width,
-                 "classes": ds.classes},
+        "checkpoint": {"path": str(ck.path), "kind": runner.kind, "spiking": runner.spiking, "config": runner.config},
+        "data": {
+            "source": source,
+            "samples": n,
+            "frames": ds.frames,
+            "height": ds.height,
+            "width": ds.width,
+            "classes": ds.classes,
+        },
         **core,
         "parts": parts,
         "accuracy": top1,
@@ -214,8 +226,11 @@ def part_summary(per_layer: pd.DataFrame, n: int) -> dict:
             continue
         rows = counted[counted["part"] == part]
         sums = {k: float(rows[k].fillna(0).sum()) if k in rows else 0.0 for k in PART_FIGURES}
-        out[part] = {"layers": int(len(rows)), **{k: v / n for k, v in sums.items()},
-                     "share": sums["total_j"] / total if total else 0.0}
+        out[part] = {
+            "layers": int(len(rows)),
+            **{k: v / n for k, v in sums.items()},
+            "share": sums["total_j"] / total if total else 0.0,
+        }
     return out
 
 
@@ -229,19 +244,34 @@ def _counted(per_layer: pd.DataFrame) -> pd.Series:
 def nonfinite_warning(ck: Checkpoint) -> str | None:
     """The warning for a checkpoint whose weights hold NaN or Inf (None when they are finite)."""
     problem = nonfinite_weights(ck)
-    return problem and (f"{problem}; the model's outputs, spike counts, energy and accuracy measured from it "
-                        "are not meaningful")
+    return problem and (
+        f"{problem}; the model's outputs, spike counts, energy and accuracy measured from it are not meaningful"
+    )
 
 
-def priced_summary(result, cost_model, n: int, reuse: str, energy_models=None, steps=None,
-                   weight_bits: int = 8, snn_steps: int | None = None) -> tuple[dict, pd.DataFrame]:
+def priced_summary(
+    result,
+    cost_model,
+    n: int,
+    reuse: str,
+    energy_models=None,
+    steps=None,
+    weight_bits: int = 8,
+    snn_steps: int | None = None,
+) -> tuple[dict, pd.DataFrame]:
     """The model-independent part of a report summary for a :class:`ProfileResult` covering ``n`` samples:
     counts in total and per sample, energy (``cost_model``), the Table 6 rows, cost model, the energy under
     each of ``energy_models`` (default: :data:`~spklip_energy.energy.models.DEFAULT_MODELS`), warnings and
     conventions; and the per-layer table (layers without a rule appended)."""
     energy = estimate_energy(result, cost_model)
-    models = estimate_models(result, n, resolve_models() if energy_models is None else energy_models,
-                             steps=steps, weight_bits=weight_bits, snn_steps=snn_steps)
+    models = estimate_models(
+        result,
+        n,
+        resolve_models() if energy_models is None else energy_models,
+        steps=steps,
+        weight_bits=weight_bits,
+        snn_steps=snn_steps,
+    )
     per_layer = energy["per_layer"]
     if result.not_counted:
         per_layer = pd.concat([per_layer, result.per_layer[~result.per_layer["counted"]]], ignore_index=True)
@@ -252,8 +282,9 @@ def priced_summary(result, cost_model, n: int, reuse: str, energy_models=None, s
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "reuse": reuse,
         "counts": dict(totals),
-        "counts_per_sample": {k: totals[k] / n for k in ("macs", "sops", "neuron_updates", "mem_reads",
-                                                         "mem_writes", "mem_accesses")},
+        "counts_per_sample": {
+            k: totals[k] / n for k in ("macs", "sops", "neuron_updates", "mem_reads", "mem_writes", "mem_accesses")
+        },
         "energy": e,
         "energy_per_sample": {k: e[k] / n for k in ("compute_j", "neuron_j", "memory_j", "total_j")},
         "table6_per_sample": {
@@ -272,19 +303,30 @@ def priced_summary(result, cost_model, n: int, reuse: str, energy_models=None, s
     return core, per_layer
 
 
-def price_fairly(summaries: list[dict], per_layers: list[pd.DataFrame], models="default",
-                 model_file: str | os.PathLike | None = None, weight_bits: int = 8) -> None:
+def price_fairly(
+    summaries: list[dict],
+    per_layers: list[pd.DataFrame],
+    models="default",
+    model_file: str | os.PathLike | None = None,
+    weight_bits: int = 8,
+) -> None:
     """Re-price each network without neurons among ``summaries`` (in place) at the activation bits of the T of
     every spiking network among them (Yan et al.: a T-step SNN matches a ``ceil(log2(T+1))``-bit ANN)."""
-    steps = sorted({s["energy_models"]["steps"] for s in summaries
-                    if s["energy_models"]["spiking"] and s["energy_models"]["steps"]})
+    steps = sorted(
+        {
+            s["energy_models"]["steps"]
+            for s in summaries
+            if s["energy_models"]["spiking"] and s["energy_models"]["steps"]
+        }
+    )
     if not steps:
         return
     energy_models = resolve_models(models, model_file)
     for s, per_layer in zip(summaries, per_layers, strict=True):
         if not s["energy_models"]["spiking"]:
-            s["energy_models"] = estimate_models(per_layer, s["data"]["samples"], energy_models, steps=steps,
-                                                 weight_bits=weight_bits)
+            s["energy_models"] = estimate_models(
+                per_layer, s["data"]["samples"], energy_models, steps=steps, weight_bits=weight_bits
+            )
 
 
 #: what a comparison row says where no paired test could be made
@@ -342,9 +384,17 @@ def _paired_columns(summary: dict, name: str, baseline: dict, baseline_name: str
     bootstrap difference (this model minus the baseline), or a note saying why there is none."""
     from .stats import mcnemar_exact
 
-    out = {"baseline": baseline_name, "paired": "", "paired_clips": None, "top1_diff": None,
-           "diff_ci_low": None, "diff_ci_high": None, "p_value": None, "only_this_right": None,
-           "only_baseline_right": None}
+    out = {
+        "baseline": baseline_name,
+        "paired": "",
+        "paired_clips": None,
+        "top1_diff": None,
+        "diff_ci_low": None,
+        "diff_ci_high": None,
+        "p_value": None,
+        "only_this_right": None,
+        "only_baseline_right": None,
+    }
     if summary is baseline:
         return out | {"paired": "baseline"}
     ev, base = summary.get("evaluation") or {}, baseline.get("evaluation") or {}
@@ -357,14 +407,23 @@ def _paired_columns(summary: dict, name: str, baseline: dict, baseline_name: str
     if mine is None or theirs is None:
         return out | {"paired": _no_per_clip([n for n, o in ((name, mine), (baseline_name, theirs)) if o is None])}
     if mine[0] != theirs[0]:
-        return out | {"paired": f"{NOT_PAIRED} ({len(mine[0])} vs {len(theirs[0])} clips, different ids)"
-                      if len(mine[0]) != len(theirs[0]) else f"{NOT_PAIRED} (different clip ids)"}
+        return out | {
+            "paired": f"{NOT_PAIRED} ({len(mine[0])} vs {len(theirs[0])} clips, different ids)"
+            if len(mine[0]) != len(theirs[0])
+            else f"{NOT_PAIRED} (different clip ids)"
+        }
     test = mcnemar_exact(mine[1], theirs[1])
     low, high = test["difference_ci"]
-    return out | {"paired": f"paired on {test['n']} clips", "paired_clips": test["n"],
-                  "top1_diff": test["difference"], "diff_ci_low": low, "diff_ci_high": high,
-                  "p_value": test["p_value"], "only_this_right": test["a_only"],
-                  "only_baseline_right": test["b_only"]}
+    return out | {
+        "paired": f"paired on {test['n']} clips",
+        "paired_clips": test["n"],
+        "top1_diff": test["difference"],
+        "diff_ci_low": low,
+        "diff_ci_high": high,
+        "p_value": test["p_value"],
+        "only_this_right": test["a_only"],
+        "only_baseline_right": test["b_only"],
+    }
 
 
 def comparison_row(summary: dict, name: str, baseline: tuple[str, dict] | None = None) -> dict:

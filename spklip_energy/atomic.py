@@ -94,7 +94,7 @@ def _name_the_target(exc: BaseException, tmp: Path, target: Path) -> None:
         for attr in ("filename", "filename2"):
             value = getattr(exc, attr, None)
             if isinstance(value, str | os.PathLike) and str(value).startswith(old):
-                setattr(exc, attr, new + str(value)[len(old):])
+                setattr(exc, attr, new + str(value)[len(old) :])
     if isinstance(exc, SpklipError) and any(old in str(a) for a in exc.args):
         exc.args = tuple(str(a).replace(old, new) if isinstance(a, str) else a for a in exc.args)
 
@@ -174,8 +174,14 @@ def source_package_dirs() -> tuple[Path, ...]:
     import importlib.util
 
     dirs = []
-    for name in ("spklip_energy", "spklip_energy.fsve", "spklip_energy.convert", "spklip_energy.energy",
-                 "spklip_energy.export", "spklip_energy.reports"):
+    for name in (
+        "spklip_energy",
+        "spklip_energy.fsve",
+        "spklip_energy.convert",
+        "spklip_energy.energy",
+        "spklip_energy.export",
+        "spklip_energy.reports",
+    ):
         with contextlib.suppress(ImportError, ValueError):
             spec = importlib.util.find_spec(name)
             for loc in (spec.submodule_search_locations or []) if spec else []:
@@ -205,8 +211,10 @@ def check_file_target(path: str | os.PathLike, suffix: str | None = None) -> Pat
     if magic and target.is_file():
         with open(target, "rb") as fh:
             if fh.read(len(magic)) != magic:
-                raise ConfigError(f"{target}: exists and is not a {target.suffix.lower()} file this tool wrote; "
-                                  "refusing to replace it")
+                raise ConfigError(
+                    f"{target}: exists and is not a {target.suffix.lower()} file this tool wrote; "
+                    "refusing to replace it"
+                )
     return target
 
 
@@ -221,8 +229,10 @@ def check_output_dir(path: str | os.PathLike, known: frozenset[str]) -> Path:
         foreign = sorted(p.name for p in target.iterdir() if p.name not in known | {OUTPUT_MARKER})
         if foreign:
             more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
-            raise ConfigError(f"{target}: folder holds {foreign[0]!r}{more}, which this command did not write and "
-                              "would replace; move it or choose another output folder")
+            raise ConfigError(
+                f"{target}: folder holds {foreign[0]!r}{more}, which this command did not write and "
+                "would replace; move it or choose another output folder"
+            )
     return target
 
 

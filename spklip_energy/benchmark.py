@@ -47,8 +47,20 @@ from .errors import ConfigError
 from .options import check_int_list, check_positive_int, check_seed
 
 #: The arms in the order they run; each after ``ann`` starts from that seed's ``ann``.
-ARMS = ("ann", "ann-control", "fsve-hybrid", "fsve-full-ann-hsfe", "fsve-full-scratch", "fsve-full", "fsve-full-kd",
-        "fsve-full-kd-repeat", "fsve-full-kd-long", "converted", "converted-qcfs", "converted-qcfs-bc")
+ARMS = (
+    "ann",
+    "ann-control",
+    "fsve-hybrid",
+    "fsve-full-ann-hsfe",
+    "fsve-full-scratch",
+    "fsve-full",
+    "fsve-full-kd",
+    "fsve-full-kd-repeat",
+    "fsve-full-kd-long",
+    "converted",
+    "converted-qcfs",
+    "converted-qcfs-bc",
+)
 #: What ``--arms`` means by default.
 DEFAULT_ARMS = ("ann", "ann-control", "fsve-hybrid", "fsve-full-kd-repeat", "converted")
 ARM_TITLES = {
@@ -85,21 +97,35 @@ ARM_CONFIG = {
     "fsve-full-kd-repeat": {"model": "fsve-full", "fsve.hsfe": "spiking", "fsve.hsfe_encoding": "repeat"},
     # the visual tower keeps training (with its teacher) in the contrastive stage: 25 more epochs of it on
     # the tiny recipe than any other arm gets, so not an equal-budget comparison
-    "fsve-full-kd-long": {"model": "fsve-full", "fsve.hsfe": "spiking", "fsve.hsfe_encoding": "subwindows",
-                          "train.lock_visual": False},
+    "fsve-full-kd-long": {
+        "model": "fsve-full",
+        "fsve.hsfe": "spiking",
+        "fsve.hsfe_encoding": "subwindows",
+        "train.lock_visual": False,
+    },
 }
 #: Arms trained with their seed's ``ann`` as teacher.
 TEACHER_ARMS = ("fsve-full-kd", "fsve-full-kd-repeat", "fsve-full-kd-long")
 #: What each recipe arm isolates: the arm it is paired with (same seeds, same clips) in the benchmark's second
 #: table, and the question that pair answers.
-ARM_REFERENCE = {"converted-qcfs": "ann", "converted-qcfs-bc": "converted-qcfs", "fsve-full": "fsve-full-scratch", "fsve-full-kd": "fsve-full", "fsve-full-kd-repeat": "fsve-full-kd",
-                 "fsve-full-kd-long": "fsve-full-kd", "fsve-full-ann-hsfe": "fsve-full"}
-ARM_QUESTION = {"converted-qcfs": "what QCFS conversion at small T loses against the ANN",
-                "converted-qcfs-bc": "what bias calibration adds to QCFS conversion",
-                "fsve-full": "what --init brings", "fsve-full-kd": "what --teacher brings",
-                "fsve-full-kd-repeat": "repeat instead of subwindows encoding",
-                "fsve-full-kd-long": "distillation through the contrastive stage too (longer budget)",
-                "fsve-full-ann-hsfe": "the ANN front end instead of the spiking one"}
+ARM_REFERENCE = {
+    "converted-qcfs": "ann",
+    "converted-qcfs-bc": "converted-qcfs",
+    "fsve-full": "fsve-full-scratch",
+    "fsve-full-kd": "fsve-full",
+    "fsve-full-kd-repeat": "fsve-full-kd",
+    "fsve-full-kd-long": "fsve-full-kd",
+    "fsve-full-ann-hsfe": "fsve-full",
+}
+ARM_QUESTION = {
+    "converted-qcfs": "what QCFS conversion at small T loses against the ANN",
+    "converted-qcfs-bc": "what bias calibration adds to QCFS conversion",
+    "fsve-full": "what --init brings",
+    "fsve-full-kd": "what --teacher brings",
+    "fsve-full-kd-repeat": "repeat instead of subwindows encoding",
+    "fsve-full-kd-long": "distillation through the contrastive stage too (longer budget)",
+    "fsve-full-ann-hsfe": "the ANN front end instead of the spiking one",
+}
 #: Arms trained from scratch (every other arm after ``ann`` starts from it, ``train --init``).
 SCRATCH_ARMS = ("ann", "fsve-full-scratch")
 CONTROL = "ann-control"
@@ -167,14 +193,17 @@ class BenchmarkPlan:
         manifest = load_manifest(resolve_data(self.data))
         missing = [s for s in ("train", "val", "test") if not manifest.split(s)]
         if missing:
-            raise ConfigError(f"{self.data}: the protocol needs train, val and test splits; {missing[0]!r} "
-                              "holds no clips")
+            raise ConfigError(
+                f"{self.data}: the protocol needs train, val and test splits; {missing[0]!r} holds no clips"
+            )
         if "ann" not in self.arms:
             for seed in self.seeds:
                 ann = self.arm_dir(seed, "ann") / "last.pt"
                 if not (ann.is_file() and _trained(ann)):
-                    raise ConfigError(f"every arm after 'ann' starts from the seed's ANN, and seed {seed}'s is not "
-                                      f"trained ({ann}); include the arm 'ann'")
+                    raise ConfigError(
+                        f"every arm after 'ann' starts from the seed's ANN, and seed {seed}'s is not "
+                        f"trained ({ann}); include the arm 'ann'"
+                    )
 
     def arm_dir(self, seed: int, arm: str) -> Path:
         return self.work / f"seed{seed}" / arm
@@ -184,9 +213,13 @@ def _commit() -> str | None:
     """The git commit of the code that runs, ``-dirty`` when it has uncommitted changes (None outside a
     checkout)."""
     try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=7"], capture_output=True,
-                             text=True, timeout=10,
-                             cwd=Path(__file__).resolve().parent)
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--abbrev=7"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            cwd=Path(__file__).resolve().parent,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
@@ -222,8 +255,15 @@ def _train_arm(plan: BenchmarkPlan, seed: int, arm: str, run: Path, ann: Path | 
             train(None, None, run, resume=True, device=plan.device, progress=progress)
     else:
         cfg = plan.config(arm, seed)
-        train(cfg, plan.data, run, device=plan.device, progress=progress, init=None if arm in SCRATCH_ARMS else ann,
-              teacher=ann if arm in TEACHER_ARMS else None)
+        train(
+            cfg,
+            plan.data,
+            run,
+            device=plan.device,
+            progress=progress,
+            init=None if arm in SCRATCH_ARMS else ann,
+            teacher=ann if arm in TEACHER_ARMS else None,
+        )
     return time.perf_counter() - t0
 
 
@@ -235,14 +275,29 @@ def _convert_arm(plan: BenchmarkPlan, run: Path, ann: Path, arm: str = "converte
     (run / "last.pt").unlink(missing_ok=True)  # a conversion a killed job left unrecorded: redone
     how = CONVERT_ARMS[arm]
     ts = plan.convert_timesteps if arm == "converted" else plan.qcfs_timesteps
-    res = convert_checkpoint(ann, plan.convert_layers, list(ts), run / "last.pt",
-                             data=plan.data, samples=plan.energy_clips, cost=plan.cost, device=plan.device,
-                             plot=run / "convert.png", models=None, **how)
-    sweep = [{k: row.get(k) for k in ("label", "timesteps", "top1", "total_j", "compute_j", "memory_j",
-                                      "memory_ratio")}
-             for row in res["rows"]]
-    return time.perf_counter() - t0, {"layers": plan.convert_layers, "kept_timesteps": res.get("kept_timesteps"),
-                                      "sweep": sweep, "conversion": res["conversion"]}
+    res = convert_checkpoint(
+        ann,
+        plan.convert_layers,
+        list(ts),
+        run / "last.pt",
+        data=plan.data,
+        samples=plan.energy_clips,
+        cost=plan.cost,
+        device=plan.device,
+        plot=run / "convert.png",
+        models=None,
+        **how,
+    )
+    sweep = [
+        {k: row.get(k) for k in ("label", "timesteps", "top1", "total_j", "compute_j", "memory_j", "memory_ratio")}
+        for row in res["rows"]
+    ]
+    return time.perf_counter() - t0, {
+        "layers": plan.convert_layers,
+        "kept_timesteps": res.get("kept_timesteps"),
+        "sweep": sweep,
+        "conversion": res["conversion"],
+    }
 
 
 def _check_same_config(plan: BenchmarkPlan, seed: int, arm: str, run: Path) -> None:
@@ -254,12 +309,15 @@ def _check_same_config(plan: BenchmarkPlan, seed: int, arm: str, run: Path) -> N
     diff = trained_differently(load_checkpoint(run / "last.pt"), plan.config(arm, seed))
     if diff:
         key, was, now = diff
-        raise ConfigError(f"{run}: arm {arm!r} was trained with {key}={was!r}, the plan asks for {now!r}; move "
-                          "that folder away (or pass another --work) to train it anew")
+        raise ConfigError(
+            f"{run}: arm {arm!r} was trained with {key}={was!r}, the plan asks for {now!r}; move "
+            "that folder away (or pass another --work) to train it anew"
+        )
 
 
-def run_arm(plan: BenchmarkPlan, seed: int, arm: str, log: Callable[[str], None], progress=None,
-            commit: str | None = None) -> dict:
+def run_arm(
+    plan: BenchmarkPlan, seed: int, arm: str, log: Callable[[str], None], progress=None, commit: str | None = None
+) -> dict:
     """Train (or convert), evaluate and profile one arm of one seed; returns its record (``arm.json``).
     ``commit``: the code's git commit as the job started (files edited while it runs do not count)."""
     from .analysis import analyse_checkpoint
@@ -298,10 +356,16 @@ def run_arm(plan: BenchmarkPlan, seed: int, arm: str, log: Callable[[str], None]
         "R@10": res["R@10"],
         "clips": res["clips"],
         "per_clip": res["per_clip"],
-        "energy": {"cost_model": summary["cost_model"]["name"], "clips": summary["data"]["samples"],
-                   "total_j": e["total_energy_j"], "compute_j": e["computational_energy_j"],
-                   "memory_j": e["memory_access_energy_j"], "memory_ratio": e["memory_energy_ratio"],
-                   "macs": summary["counts_per_sample"]["macs"], "sops": summary["counts_per_sample"]["sops"]},
+        "energy": {
+            "cost_model": summary["cost_model"]["name"],
+            "clips": summary["data"]["samples"],
+            "total_j": e["total_energy_j"],
+            "compute_j": e["computational_energy_j"],
+            "memory_j": e["memory_access_energy_j"],
+            "memory_ratio": e["memory_energy_ratio"],
+            "macs": summary["counts_per_sample"]["macs"],
+            "sops": summary["counts_per_sample"]["sops"],
+        },
         "train_s": round(seconds, 1),
         "eval_s": round(time.perf_counter() - t0, 1),
         "threads": _threads(),
@@ -310,8 +374,10 @@ def run_arm(plan: BenchmarkPlan, seed: int, arm: str, log: Callable[[str], None]
         **extra,
     }
     _write_json(record_path, record)
-    log(f"seed {seed} · {arm}: top-1 {100 * record['top1']:.1f} % on {record['clips']} clips, "
-        f"{record['energy']['total_j'] * 1e6:.1f} µJ/clip ({record['train_s']:.0f} s + {record['eval_s']:.0f} s)")
+    log(
+        f"seed {seed} · {arm}: top-1 {100 * record['top1']:.1f} % on {record['clips']} clips, "
+        f"{record['energy']['total_j'] * 1e6:.1f} µJ/clip ({record['train_s']:.0f} s + {record['eval_s']:.0f} s)"
+    )
     return record
 
 
@@ -320,8 +386,9 @@ def run_benchmark(plan: BenchmarkPlan, log: Callable[[str], None] = lambda s: No
     return run_benchmarks([plan], plan.jobs, log, progress)[0]
 
 
-def run_benchmarks(plans: list[BenchmarkPlan], jobs: int, log: Callable[[str], None] = lambda s: None,
-                   progress=None) -> list[dict]:
+def run_benchmarks(
+    plans: list[BenchmarkPlan], jobs: int, log: Callable[[str], None] = lambda s: None, progress=None
+) -> list[dict]:
     """Several protocols (e.g. the variants of an ablation) whose arms share one pool of ``jobs``
     workers, so that no worker idles while another plan still has arms to train; one aggregated
     result per plan, in order."""
@@ -331,8 +398,10 @@ def run_benchmarks(plans: list[BenchmarkPlan], jobs: int, log: Callable[[str], N
     commit = _commit()
     for plan in plans:
         plan.preflight()
-        log(f"A.7 protocol: seeds {','.join(map(str, plan.seeds))}, arms {','.join(plan.arms)}, preset "
-            f"{plan.preset}, data {plan.data}, {plan.threads} torch thread(s); runs in {plan.work}")
+        log(
+            f"A.7 protocol: seeds {','.join(map(str, plan.seeds))}, arms {','.join(plan.arms)}, preset "
+            f"{plan.preset}, data {plan.data}, {plan.threads} torch thread(s); runs in {plan.work}"
+        )
     if jobs == 1:
         done = {}
         for i, plan in enumerate(plans):
@@ -360,8 +429,9 @@ def _worker(plan: BenchmarkPlan, seed: int, arm: str, commit: str | None) -> dic
     return run_arm(plan, seed, arm, lambda line: print(line, file=sys.stderr, flush=True), None, commit)
 
 
-def _run_parallel(plans: list[BenchmarkPlan], jobs: int, commit: str | None,
-                  log: Callable[[str], None]) -> dict[tuple[int, int, str], dict]:
+def _run_parallel(
+    plans: list[BenchmarkPlan], jobs: int, commit: str | None, log: Callable[[str], None]
+) -> dict[tuple[int, int, str], dict]:
     """Every arm of every plan in ``jobs`` worker processes: first the ``ann`` arm of every seed (each
     later arm starts from it, and every ANN is measured before any variant runs), then all the others.
     A failing arm stops the job once the arms already running have finished (their records stay)."""
@@ -374,8 +444,7 @@ def _run_parallel(plans: list[BenchmarkPlan], jobs: int, commit: str | None,
     done: dict[tuple[int, int, str], dict] = {}
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         for phase in (first, rest):
-            futures = {pool.submit(_worker, plans[i], seed, arm, commit): (i, seed, arm)
-                       for i, seed, arm in phase}
+            futures = {pool.submit(_worker, plans[i], seed, arm, commit): (i, seed, arm) for i, seed, arm in phase}
             try:
                 for fut, key in futures.items():
                     done[key] = fut.result()
@@ -438,7 +507,8 @@ def aggregate(records: list[dict], plan: BenchmarkPlan) -> dict:
             "R@5_pooled": accuracy_summary(np.concatenate([decode_hits(runs[s]["per_clip"]["R@5"]) for s in seeds])),
             "energy_total_j": float(np.mean([runs[s]["energy"]["total_j"] for s in seeds])),
             "energy_total_j_std": float(np.std([runs[s]["energy"]["total_j"] for s in seeds], ddof=1))
-            if len(seeds) > 1 else float("nan"),
+            if len(seeds) > 1
+            else float("nan"),
             "energy_compute_j": float(np.mean([runs[s]["energy"]["compute_j"] for s in seeds])),
             "energy_memory_j": float(np.mean([runs[s]["energy"]["memory_j"] for s in seeds])),
             "train_s": float(sum(runs[s]["train_s"] for s in seeds)),
@@ -477,9 +547,9 @@ def aggregate(records: list[dict], plan: BenchmarkPlan) -> dict:
         "rows": rows,
         "statistics": {
             "interval": "95 % Wilson interval over the clips of all seeds pooled (treats seeds' clips as "
-                        "independent, so it understates seed-to-seed variation; mean +- std over seeds carries that)",
+            "independent, so it understates seed-to-seed variation; mean +- std over seeds carries that)",
             "paired_test": "exact McNemar on the discordant clips of each arm and the ANN control of the same "
-                           "seed, pooled over seeds; difference interval: paired bootstrap over clips (95 %)",
+            "seed, pooled over seeds; difference interval: paired bootstrap over clips (95 %)",
         },
         "records": records,
     }

@@ -130,16 +130,17 @@ def save_checkpoint(
     return target
 
 
-
 def nonfinite_tensors(weights: nn.Module | Mapping[str, torch.Tensor]) -> list[str]:
     """Names of the floating-point tensors (parameters and buffers) that hold a NaN or an Inf."""
     state = weights.state_dict() if isinstance(weights, nn.Module) else weights
-    return [name for name, t in state.items()
-            if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    return [
+        name
+        for name, t in state.items()
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all())
+    ]
 
 
 # --------------------------------------------------------------------------- models from cards
-
 
 
 #: state-dict entries under this prefix are training state (optimizer moments, RNG), not weights
@@ -161,6 +162,7 @@ def refuse_nonfinite(ck: Checkpoint, consequence: str) -> None:
     if problem:
         raise CheckpointError(f"{problem}; {consequence}")
 
+
 def module_nbytes(module: nn.Module) -> int:
     """Bytes held by ``module``'s parameters and buffers (shared tensors counted once; meta tensors too)."""
     seen: set[int] = set()
@@ -172,8 +174,9 @@ def module_nbytes(module: nn.Module) -> int:
     return total
 
 
-def config_cause(values: Mapping[str, Any], defaults: Mapping[str, Any], base: str, ignore: Collection[str] = (),
-                 limit: int = 4) -> str:
+def config_cause(
+    values: Mapping[str, Any], defaults: Mapping[str, Any], base: str, ignore: Collection[str] = (), limit: int = 4
+) -> str:
     """The config values behind a model's size, for a resource message (the ``cause`` of
     :func:`build_on_meta`): those of ``values`` that differ from ``defaults`` (keys in ``ignore`` aside),
     at most ``limit`` shown, e.g. ``kind 'test-ann-cnn' with height=100000``; ``base`` names the defaults,
@@ -208,8 +211,9 @@ def build_on_meta(build: Callable[[], nn.Module], what: str, cause: str, factor:
     return model
 
 
-def check_weights_fit(model: nn.Module | Mapping[str, torch.Tensor], state_dict: Mapping[str, torch.Tensor],
-                      where: str, what: str) -> None:
+def check_weights_fit(
+    model: nn.Module | Mapping[str, torch.Tensor], state_dict: Mapping[str, torch.Tensor], where: str, what: str
+) -> None:
     """Refuse ``state_dict`` unless its names and shapes are exactly those of ``model``.
 
     ``model`` may live on the ``meta`` device. ``where`` names the file, ``what``
@@ -237,9 +241,13 @@ def check_weights_fit(model: nn.Module | Mapping[str, torch.Tensor], state_dict:
         first = f"{missing[0]!r} is missing"
     else:
         first = f"{unexpected[0]!r} is not part of that model"
-    counts = [f"{n} {label}" for n, label in ((len(missing), "missing"), (len(unexpected), "unexpected"),
-                                               (len(wrong), "mismatched")) if n]
+    counts = [
+        f"{n} {label}"
+        for n, label in ((len(missing), "missing"), (len(unexpected), "unexpected"), (len(wrong), "mismatched"))
+        if n
+    ]
     raise CheckpointError(f"{where}: its weights do not fit {what} ({first}; tensors {', '.join(counts)} in all)")
+
 
 def _card_to_json(card: Any) -> str:
     if not isinstance(card, dict):
@@ -249,36 +257,27 @@ def _card_to_json(card: Any) -> str:
         raise CheckpointError(f"a checkpoint card needs a non-empty string 'kind', got {kind!r}")
     for key, (check, expected) in _CARD_FIELDS.items():
         if key in card and not check(card[key]):
-            raise CheckpointError(
-                f"the {key!r} of checkpoint card {kind!r} must be {expected}, got {found(card[key])}")
+            raise CheckpointError(f"the {key!r} of checkpoint card {kind!r} must be {expected}, got {found(card[key])}")
     try:
         return json.dumps(card)
     except (TypeError, ValueError) as exc:
-        raise CheckpointError(
-            f"checkpoint card of kind {kind!r} is not JSON-serialisable ({exc})"
-        ) from None
+        raise CheckpointError(f"checkpoint card of kind {kind!r} is not JSON-serialisable ({exc})") from None
 
 
 def _state_dict_for_saving(obj: Any) -> dict[str, torch.Tensor]:
     if isinstance(obj, nn.Module):
         obj = obj.state_dict()
     if not isinstance(obj, Mapping):
-        raise CheckpointError(
-            f"can only save a torch module or a state dict, got {type(obj).__name__}"
-        )
+        raise CheckpointError(f"can only save a torch module or a state dict, got {type(obj).__name__}")
     out: dict[str, torch.Tensor] = {}
     seen_storages: set[int] = set()
     for key, value in obj.items():
         if not isinstance(key, str):
             raise CheckpointError(f"state dict key {key!r} is not a string")
         if not isinstance(value, torch.Tensor):
-            raise CheckpointError(
-                f"state dict entry {key!r} is a {type(value).__name__}, not a tensor"
-            )
+            raise CheckpointError(f"state dict entry {key!r} is a {type(value).__name__}, not a tensor")
         if value.layout != torch.strided:
-            raise CheckpointError(
-                f"state dict entry {key!r} is a {value.layout} tensor; only dense tensors are saved"
-            )
+            raise CheckpointError(f"state dict entry {key!r} is a {value.layout} tensor; only dense tensors are saved")
         tensor = value.detach().to("cpu")
         storage = tensor.untyped_storage()
         ptr = storage.data_ptr()
@@ -417,9 +416,7 @@ def _read_torch(p: Path) -> tuple[Any, dict[str, torch.Tensor]]:
     _check_version(p, obj.get("version"), VERSION)
     state_dict = obj.get("state_dict")
     if not isinstance(state_dict, dict):
-        raise CheckpointError(
-            f"checkpoint {p} has no state_dict dict (found {type(state_dict).__name__})"
-        )
+        raise CheckpointError(f"checkpoint {p} has no state_dict dict (found {type(state_dict).__name__})")
     _check_tensors(p, state_dict)
     return obj.get("card"), state_dict
 
@@ -487,8 +484,7 @@ def _check_version(p: Path, version: Any, expected: Any) -> None:
     """The file layout's ``version`` must be ``expected`` exactly: the integer 1 in a ``.pt``, the text
     ``"1"`` in safetensors metadata (which holds only text), never another type or value."""
     if type(version) is not type(expected) or version != expected:
-        kind = "" if isinstance(version, (int, float)) and not isinstance(version, bool) else \
-            f" ({json_type(version)})"
+        kind = "" if isinstance(version, (int, float)) and not isinstance(version, bool) else f" ({json_type(version)})"
         raise CheckpointError(
             f"checkpoint {p} has format version {short_repr(version)}{kind}, "
             f"but this spklip-energy reads only version {expected!r}"
@@ -498,13 +494,10 @@ def _check_version(p: Path, version: Any, expected: Any) -> None:
 def _check_tensors(p: Path, state_dict: dict) -> None:
     for key, value in state_dict.items():
         if not isinstance(key, str):
-            raise CheckpointError(
-                f"checkpoint {p} has a non-string state_dict key {short_repr(key)}"
-            )
+            raise CheckpointError(f"checkpoint {p} has a non-string state_dict key {short_repr(key)}")
         if not isinstance(value, torch.Tensor):
             raise CheckpointError(
-                f"checkpoint {p} has state_dict entry {short_repr(key)} that is a "
-                f"{type(value).__name__}, not a tensor"
+                f"checkpoint {p} has state_dict entry {short_repr(key)} that is a {type(value).__name__}, not a tensor"
             )
 
 
@@ -518,16 +511,15 @@ def _parse_card(p: Path, card_text: Any) -> dict:
     except RecursionError:
         raise CheckpointError(f"checkpoint {p} has a card nested too deeply to read") from None
     if not isinstance(card, dict):
-        raise CheckpointError(
-            f"checkpoint {p} has a card that is a JSON {type(card).__name__}, not an object"
-        )
+        raise CheckpointError(f"checkpoint {p} has a card that is a JSON {type(card).__name__}, not an object")
     kind = card.get("kind")
     if not isinstance(kind, str) or not kind:
         raise CheckpointError(f"checkpoint {p} has a card without a non-empty string 'kind'")
     for key, (check, expected) in _CARD_FIELDS.items():
         if key in card and not check(card[key]):
             raise CheckpointError(
-                f"checkpoint {p} has a card whose {key!r} is not {expected} (found {found(card[key])})")
+                f"checkpoint {p} has a card whose {key!r} is not {expected} (found {found(card[key])})"
+            )
     return card
 
 
@@ -538,8 +530,10 @@ def _is_str_list(value: Any) -> bool:
 # Fields every reader of a card may rely on: field -> (test, what it must be).
 _CARD_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "config": (lambda v: isinstance(v, dict), "an object"),
-    "format_version": (lambda v: type(v) is int and v == CARD_FORMAT_VERSION,
-                       f"the integer {CARD_FORMAT_VERSION}, the only card format version this spklip-energy reads"),
+    "format_version": (
+        lambda v: type(v) is int and v == CARD_FORMAT_VERSION,
+        f"the integer {CARD_FORMAT_VERSION}, the only card format version this spklip-energy reads",
+    ),
     "tokenizer": (lambda v: isinstance(v, str), "a string"),
     "classes": (_is_str_list, "a list of strings"),
     "class_names": (_is_str_list, "a list of strings"),
@@ -552,4 +546,3 @@ _CARD_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "conversion": (lambda v: isinstance(v, dict), "an object"),
     "note": (lambda v: isinstance(v, str), "a string"),
 }
-

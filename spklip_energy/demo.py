@@ -55,7 +55,10 @@ def write_class_preview(data: Path, out_png: Path, half_window: int = 16) -> Pat
         ts = np.linspace(r, rec.frames - r - 1, 8).round().astype(int)
         rows.append(np.stack([tfp(s[t - r : t + r + 1], r)[0] for t in ts]))
     return save_image_grid(
-        np.stack(rows), list(MOTIONS), [f"t={t}" for t in ts], out_png,
+        np.stack(rows),
+        list(MOTIONS),
+        [f"t={t}" for t in ts],
+        out_png,
         title=f"built-in spike digits: TFP (r={half_window}) of one test clip per class",
     )
 
@@ -73,8 +76,9 @@ DEMO_MODELS = {
 DEMO_TEACHER = ("fsve-full",)
 
 
-def _train_and_measure(model: str, data: Path, out: Path, seed: int, epochs: int | None, samples: int, step,
-                       init: Path | None = None):
+def _train_and_measure(
+    model: str, data: Path, out: Path, seed: int, epochs: int | None, samples: int, step, init: Path | None = None
+):
     """Train (unless already trained; from ``init`` when given), evaluate and profile one tiny variant
     (a name of :data:`DEMO_MODELS`); returns (checkpoint, eval, summary, per_layer)."""
     run = out / f"{model}-tiny"
@@ -90,8 +94,14 @@ def _train_and_measure(model: str, data: Path, out: Path, seed: int, epochs: int
         run.rename(stale)
     if not last.is_file():
         bar = step(f"training tiny {model}")
-        train(cfg, data, run, init=init, teacher=teacher,
-              progress=(lambda p: bar(p["epoch"] - 1 + p["step"] / p["steps"], p["epochs"])) if bar else None)
+        train(
+            cfg,
+            data,
+            run,
+            init=init,
+            teacher=teacher,
+            progress=(lambda p: bar(p["epoch"] - 1 + p["step"] / p["steps"], p["epochs"])) if bar else None,
+        )
     ev = write_eval(last, data, split="test", out_png=run / "confusion.png")
     summary, per_layer = analyse_checkpoint(last, data=data, samples=samples, progress=step(f"profiling {model}"))
     return last, ev, summary, per_layer
@@ -116,9 +126,16 @@ def default_jobs() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
 
-def run_demo(out: str | Path, seed: int = 0, samples: int = 16, train_spklip: bool = True,
-             progress: Callable[[str, int, int], None] | None = None, epochs: int | None = None,
-             convert_timesteps: tuple[int, ...] = (1, 2, 4, 8), jobs: int | None = None) -> dict:
+def run_demo(
+    out: str | Path,
+    seed: int = 0,
+    samples: int = 16,
+    train_spklip: bool = True,
+    progress: Callable[[str, int, int], None] | None = None,
+    epochs: int | None = None,
+    convert_timesteps: tuple[int, ...] = (1, 2, 4, 8),
+    jobs: int | None = None,
+) -> dict:
     """Run the demo into ``out``; returns what it wrote and measured.
 
     With ``train_spklip`` (the default) it trains the tiny ANN SPKLIP and its two
@@ -155,8 +172,15 @@ def run_demo(out: str | Path, seed: int = 0, samples: int = 16, train_spklip: bo
         summaries["spklip-tiny"], evals["spklip-tiny"], per_layers["spklip-tiny"] = summary, ev, per_layer
         exports["spklip-tiny"] = _export_onnx(ann, data, out / "export" / "spklip-tiny", progress)
         units = [("train", model) for model in DEMO_MODELS if model != "spklip"] + [("convert", "spklip")]
-        common = {"data": data, "out": out, "seed": seed, "epochs": epochs, "samples": samples, "ann": ann,
-                  "timesteps": tuple(convert_timesteps)}
+        common = {
+            "data": data,
+            "out": out,
+            "seed": seed,
+            "epochs": epochs,
+            "samples": samples,
+            "ann": ann,
+            "timesteps": tuple(convert_timesteps),
+        }
         done = _run_units(units, common, jobs, progress)
         for kind, model in units:
             res = done[(kind, model)]
@@ -189,8 +213,9 @@ def run_demo(out: str | Path, seed: int = 0, samples: int = 16, train_spklip: bo
             card = default_card(kind, seed=seed)
             card["note"] = "untrained: weights as initialised by the seed"
             path = save_checkpoint(ckpt_dir / f"{kind}.pt", build_model(card), card)
-            summary, per_layer = analyse_checkpoint(path, data=data, samples=samples,
-                                                    progress=step(f"profiling {kind}"))
+            summary, per_layer = analyse_checkpoint(
+                path, data=data, samples=samples, progress=step(f"profiling {kind}")
+            )
             summaries[kind] = summary
             rows.append(comparison_row(summary, kind))
             checkpoints.append(str(path))
@@ -221,8 +246,12 @@ def _export_onnx(ckpt: Path, data: Path, out: Path, progress) -> dict:
     step = (lambda done, total: progress(f"exporting {out.name} to ONNX", done, total)) if progress else None
     rec = export_checkpoint(ckpt, out, "onnx", overwrite=True, verify=True, data=data, samples=4, progress=step)
     v = rec["verify"]
-    return {"folder": str(out), "ok": v["ok"], "visual_max_rel_error": v["visual"]["max_rel_error"],
-            "text_max_rel_error": v["text"]["max_rel_error"]}
+    return {
+        "folder": str(out),
+        "ok": v["ok"],
+        "visual_max_rel_error": v["visual"]["max_rel_error"],
+        "text_max_rel_error": v["text"]["max_rel_error"],
+    }
 
 
 def _deploy_nir(full: Path, data: Path, out: Path, progress) -> dict:
@@ -230,8 +259,9 @@ def _deploy_nir(full: Path, data: Path, out: Path, progress) -> dict:
     from .export import export_checkpoint
 
     step = (lambda done, total: progress("exporting fsve-full to NIR", done, total)) if progress else None
-    nir = export_checkpoint(full, out / "fsve-full-tiny-nir", "nir", overwrite=True, verify=True, data=data,
-                            samples=2, progress=step)
+    nir = export_checkpoint(
+        full, out / "fsve-full-tiny-nir", "nir", overwrite=True, verify=True, data=data, samples=2, progress=step
+    )
     return {"nir": {"folder": nir["out"], "verify": nir.get("verify")}}
 
 
@@ -240,8 +270,16 @@ def _deploy_lava(plain: Path, data: Path, out: Path, progress) -> dict:
     from .export import export_checkpoint
 
     step = (lambda done, total: progress("exporting fsve-full-plain to Lava netx", done, total)) if progress else None
-    lava = export_checkpoint(plain, out / "fsve-full-plain-tiny-lava", "lava", overwrite=True, verify=True,
-                             data=data, samples=4, progress=step)
+    lava = export_checkpoint(
+        plain,
+        out / "fsve-full-plain-tiny-lava",
+        "lava",
+        overwrite=True,
+        verify=True,
+        data=data,
+        samples=4,
+        progress=step,
+    )
     net = Path(lava["out"]) / lava["lava"]["file"]
     return {"lava": {"folder": lava["out"], "net": str(net), "verify": lava["verify"]}}
 
@@ -259,12 +297,25 @@ def _unit(kind: str, model: str, common: dict, progress) -> dict:
         return (lambda done, total: progress(name, done, total)) if progress else None
 
     if kind == "convert":
-        return _convert_ann(common["ann"], data, out, common["timesteps"], common["samples"], progress,
-                            finetune_epochs=None if common["epochs"] is None else min(common["epochs"], 4))
-    last, ev, summary, per_layer = _train_and_measure(model, data, out, common["seed"], common["epochs"],
-                                                      common["samples"], step, init=common["ann"])
-    res = {"checkpoint": str(last), "eval": ev, "summary": summary, "per_layer": per_layer,
-           "export": _export_onnx(last, data, out / "export" / f"{model}-tiny", progress)}
+        return _convert_ann(
+            common["ann"],
+            data,
+            out,
+            common["timesteps"],
+            common["samples"],
+            progress,
+            finetune_epochs=None if common["epochs"] is None else min(common["epochs"], 4),
+        )
+    last, ev, summary, per_layer = _train_and_measure(
+        model, data, out, common["seed"], common["epochs"], common["samples"], step, init=common["ann"]
+    )
+    res = {
+        "checkpoint": str(last),
+        "eval": ev,
+        "summary": summary,
+        "per_layer": per_layer,
+        "export": _export_onnx(last, data, out / "export" / f"{model}-tiny", progress),
+    }
     if model in DEPLOY:
         res["deploy"] = DEPLOY[model](last, data, out / "export", progress)
     return res
@@ -350,22 +401,46 @@ def _run_units(units: list[tuple[str, str]], common: dict, jobs: int, progress) 
         manager.shutdown()
 
 
-def _convert_ann(ann: Path, data: Path, out: Path, timesteps: tuple[int, ...], samples: int, progress,
-                 finetune_epochs: int | None = None) -> dict:
+def _convert_ann(
+    ann: Path,
+    data: Path,
+    out: Path,
+    timesteps: tuple[int, ...],
+    samples: int,
+    progress,
+    finetune_epochs: int | None = None,
+) -> dict:
     """Convert the ANN's STAR-Net CNN to IF neurons with QCFS: accuracy and energy against T and stage by stage
     (table and plot, every default energy model), the checkpoint for the largest T, its evaluation and energy
     summary."""
     from .convert.sweep import convert_checkpoint, sweep_table
 
     path = out / "checkpoints" / "spklip-converted-tiny.pt"
-    sweep = convert_checkpoint(ann, "cnn", list(timesteps), path, calib=16, data=data, samples=samples,
-                               plot=out / "convert-sweep.png", progress=progress, method="qcfs",
-                               finetune_epochs=finetune_epochs, sweep_layers=True)
+    sweep = convert_checkpoint(
+        ann,
+        "cnn",
+        list(timesteps),
+        path,
+        calib=16,
+        data=data,
+        samples=samples,
+        plot=out / "convert-sweep.png",
+        progress=progress,
+        method="qcfs",
+        finetune_epochs=finetune_epochs,
+        sweep_layers=True,
+    )
     (out / "convert-sweep.md").write_text(sweep_table(sweep) + "\n", encoding="utf-8")
     ev = write_eval(path, data, split="test")
     step = (lambda done, total: progress("profiling converted", done, total)) if progress else None
     summary, per_layer = analyse_checkpoint(path, data=data, samples=samples, progress=step)
     name = f"spklip-converted-T{timesteps[-1]}"
     write_report(out / f"report-{name}", summary, per_layer)
-    return {"name": name, "summary": summary, "per_layer": per_layer, "eval": ev, "checkpoint": str(path),
-            "sweep": sweep}
+    return {
+        "name": name,
+        "summary": summary,
+        "per_layer": per_layer,
+        "eval": ev,
+        "checkpoint": str(path),
+        "sweep": sweep,
+    }

@@ -98,13 +98,17 @@ def init_world(device: torch.device) -> World:
         raise ConfigError(f"torchrun environment: RANK={os.environ.get('RANK')!r} with WORLD_SIZE={size}")
     missing = [k for k in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(k)]
     if missing:
-        raise ConfigError(f"WORLD_SIZE={size} but {' and '.join(missing)} unset: start the processes with torchrun "
-                          "(or spklip-energy ... --nproc N), which sets them")
+        raise ConfigError(
+            f"WORLD_SIZE={size} but {' and '.join(missing)} unset: start the processes with torchrun "
+            "(or spklip-energy ... --nproc N), which sets them"
+        )
     backend = "nccl" if device.type == "cuda" else "gloo"
     if backend == "nccl":
         if local >= torch.cuda.device_count():
-            raise ConfigError(f"LOCAL_RANK {local} but this machine has {torch.cuda.device_count()} GPU(s); "
-                              "start at most that many processes per node")
+            raise ConfigError(
+                f"LOCAL_RANK {local} but this machine has {torch.cuda.device_count()} GPU(s); "
+                "start at most that many processes per node"
+            )
         torch.cuda.set_device(local)
     timeout = datetime.timedelta(seconds=_timeout_s())
     if not dist.is_initialized():
@@ -134,8 +138,17 @@ def close_world(world: World) -> None:
 
 
 #: Words of the errors gloo and nccl raise when a peer is gone or a collective timed out.
-_LOST_PEER = ("gloo", "nccl", "connection", "closed by peer", "reset by peer", "timed out", "timeout",
-              "broken pipe", "socket")
+_LOST_PEER = (
+    "gloo",
+    "nccl",
+    "connection",
+    "closed by peer",
+    "reset by peer",
+    "timed out",
+    "timeout",
+    "broken pipe",
+    "socket",
+)
 
 
 @contextlib.contextmanager
@@ -145,14 +158,14 @@ def collectives(world: World, stage: str) -> Iterator[None]:
         yield
     except (RuntimeError, dist.DistError) as exc:  # DistBackendError, gloo "Connection closed by peer", ...
         text = str(exc).strip()
-        if not world.distributed or not (isinstance(exc, dist.DistError)
-                                         or any(w in text.lower() for w in _LOST_PEER)):
+        if not world.distributed or not (isinstance(exc, dist.DistError) or any(w in text.lower() for w in _LOST_PEER)):
             raise
         first = text.splitlines()[0] if text else type(exc).__name__
         raise LostRankError(
             f"{world.describe()}: lost contact with the other ranks during {stage} ({first[:160]}); "
             "a rank died, was killed or stopped answering; the checkpoint of the last finished epoch is kept "
-            "and --resume continues from it") from None
+            "and --resume continues from it"
+        ) from None
 
 
 @contextlib.contextmanager
@@ -190,7 +203,7 @@ class GlobalBatches(torch.utils.data.Sampler):
             order = torch.randperm(self.n, generator=g).tolist()
         else:
             order = list(range(self.n))
-        batches = [order[i:i + self.batch_size] for i in range(0, self.n, self.batch_size)]
+        batches = [order[i : i + self.batch_size] for i in range(0, self.n, self.batch_size)]
         return [b for b in batches if len(b) >= self.world.size]
 
     def __iter__(self):
@@ -280,7 +293,7 @@ def _synced_batch_norm(bn: _BatchNorm, x: torch.Tensor) -> torch.Tensor:
         stats = all_reduce(torch.cat([xf.sum(dims), (xf * xf).sum(dims), count]))
     n = stats[-1]
     mean = stats[:c] / n
-    var = (stats[c:2 * c] / n - mean * mean).clamp_min(0)
+    var = (stats[c : 2 * c] / n - mean * mean).clamp_min(0)
     if bn.track_running_stats and bn.running_mean is not None:
         with torch.no_grad():
             bn.num_batches_tracked.add_(1)
@@ -309,8 +322,10 @@ def sync_batchnorm(model: torch.nn.Module) -> int:
         cls = type(m)
         target = next((name for name in ("super_forward", "flat_forward") if hasattr(cls, name)), "forward")
         if target == "forward" and cls.forward is not _BatchNorm.forward:
-            raise ConfigError(f"{cls.__name__}: a BatchNorm with its own forward cannot be synchronised "
-                              "(give it a flat_forward, as TokenBatchNorm has)")
+            raise ConfigError(
+                f"{cls.__name__}: a BatchNorm with its own forward cannot be synchronised "
+                "(give it a flat_forward, as TokenBatchNorm has)"
+            )
         setattr(m, target, types.MethodType(_synced_batch_norm, m))
         done += 1
     return done
@@ -334,8 +349,16 @@ def launch(nproc: int, module: str, argv: list[str], max_procs: int = 64) -> dic
         raise ConfigError(f"--nproc must be a whole number of processes from 1 to {max_procs}, got {nproc!r}")
     for name in ("torch.distributed.elastic", "torch.distributed.launcher"):
         logging.getLogger(name).setLevel(logging.ERROR)  # the run's own messages say what happened
-    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),
-                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.2)
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=nproc,
+        run_id=str(uuid.uuid4()),
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",
+        max_restarts=0,
+        monitor_interval=0.2,
+    )
     try:
         elastic_launch(config, sys.executable)("-m", module, *argv)
     except ChildFailedError as exc:
@@ -345,8 +368,11 @@ def launch(nproc: int, module: str, argv: list[str], max_procs: int = 64) -> dic
             code = failure.exitcode
             return f"killed by signal {failure.signal_name()}" if code < 0 else f"exit status {code}"
 
-        return {"processes": nproc, "first": first_rank,
-                "failed": {rank: how(f) for rank, f in sorted(exc.failures.items())}}
+        return {
+            "processes": nproc,
+            "first": first_rank,
+            "failed": {rank: how(f) for rank, f in sorted(exc.failures.items())},
+        }
     return {"processes": nproc, "first": None, "failed": {}}
 
 

@@ -22,8 +22,22 @@ from .errors import ConfigError, ResourceError
 
 ENV_MEMORY = "SPKLIP_MAX_MEMORY"
 _FALLBACK_BYTES = 8 * 2**30  # when the physical memory cannot be read
-_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
-          "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 10**3,
+    "kb": 10**3,
+    "m": 10**6,
+    "mb": 10**6,
+    "g": 10**9,
+    "gb": 10**9,
+    "t": 10**12,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
 _override: int | None = None
 
 
@@ -82,7 +96,8 @@ def check_memory(nbytes: float, what: str, cause: str) -> None:
         raise ResourceError(
             f"{what} would need {fmt_bytes(nbytes) if math.isfinite(nbytes) else 'an unbounded amount'} of memory "
             f"({cause}), over the limit of {fmt_bytes(limit)}; raise it with --max-memory or {ENV_MEMORY} "
-            "if this machine has it")
+            "if this machine has it"
+        )
 
 
 def check_count(value: int, limit: int, what: str, cause: str, hint: str = "") -> None:
@@ -91,5 +106,13 @@ def check_count(value: int, limit: int, what: str, cause: str, hint: str = "") -
         raise ResourceError(f"{cause}: {what} is limited to {limit:,}{'; ' + hint if hint else ''}")
 
 
-__all__ = ["ENV_MEMORY", "check_count", "check_memory", "fmt_bytes", "memory_limit", "parse_size",
-           "physical_memory", "set_memory_limit"]
+__all__ = [
+    "ENV_MEMORY",
+    "check_count",
+    "check_memory",
+    "fmt_bytes",
+    "memory_limit",
+    "parse_size",
+    "physical_memory",
+    "set_memory_limit",
+]

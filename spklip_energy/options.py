@@ -72,8 +72,9 @@ def check_seed(value, name: str = "seed") -> int:
     return check_int(value, name, 0, SEED_MAX)
 
 
-def check_float(value, name: str, minimum: float | None = None, maximum: float | None = None,
-                strict_min: bool = False) -> float:
+def check_float(
+    value, name: str, minimum: float | None = None, maximum: float | None = None, strict_min: bool = False
+) -> float:
     out = _as_float(value, name)
     if minimum is not None and (out <= minimum if strict_min else out < minimum):
         raise ConfigError(f"{name} must be {'above' if strict_min else 'at least'} {minimum:g}, got {out:g}")
@@ -193,8 +194,32 @@ int_list = arg(check_int_list)
 path = arg(check_path)
 
 __all__ = [
-    "MAX_INT", "SEED_MAX", "arg", "check_bool", "check_device", "check_float", "check_fraction", "check_int", "check_int_list",
-    "check_nonneg_float", "check_nonneg_int", "check_path", "check_percentile", "check_positive_float", "check_positive_int",
-    "check_seed", "device", "finite_float", "fraction", "int_list", "nonneg_float", "nonneg_int", "path", "percentile",
-    "pick_device", "positive_float", "positive_int", "seed",
+    "MAX_INT",
+    "SEED_MAX",
+    "arg",
+    "check_bool",
+    "check_device",
+    "check_float",
+    "check_fraction",
+    "check_int",
+    "check_int_list",
+    "check_nonneg_float",
+    "check_nonneg_int",
+    "check_path",
+    "check_percentile",
+    "check_positive_float",
+    "check_positive_int",
+    "check_seed",
+    "device",
+    "finite_float",
+    "fraction",
+    "int_list",
+    "nonneg_float",
+    "nonneg_int",
+    "path",
+    "percentile",
+    "pick_device",
+    "positive_float",
+    "positive_int",
+    "seed",
 ]

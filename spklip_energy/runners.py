@@ -54,8 +54,17 @@ def _zoo_runner(ck: Checkpoint) -> Runner:
     def forward_bytes(batch: int, ds: SpikeClips) -> int:
         return batch * ds.frames * ds.height * ds.width * 5  # the clips as uint8 and as the float32 input
 
-    return Runner(spec.kind, spec.spiking, model, lambda s: run_model(model, ck.card, prepare_input(ck.card, s)),
-                  True, cfg, clips, forward_bytes, cfg.get("timesteps") if spec.spiking else None)
+    return Runner(
+        spec.kind,
+        spec.spiking,
+        model,
+        lambda s: run_model(model, ck.card, prepare_input(ck.card, s)),
+        True,
+        cfg,
+        clips,
+        forward_bytes,
+        cfg.get("timesteps") if spec.spiking else None,
+    )
 
 
 def _spklip_runner(ck: Checkpoint) -> Runner:
@@ -67,9 +76,17 @@ def _spklip_runner(ck: Checkpoint) -> Runner:
     cfg = model.cfg
     conversion = ck.card.get("conversion") if isinstance(ck.card.get("conversion"), dict) else None
     steps = conversion["timesteps"] if conversion else cfg.fsve.time_steps if ck.kind != "spklip" else None
-    return Runner(ck.kind, ck.kind != "spklip", model.visual, model.encode_spikes, False, cfg.to_dict(),
-                  lambda manifest, split: clips_for(cfg, manifest, split),
-                  lambda batch, _ds: loaded.forward_bytes(batch), steps)
+    return Runner(
+        ck.kind,
+        ck.kind != "spklip",
+        model.visual,
+        model.encode_spikes,
+        False,
+        cfg.to_dict(),
+        lambda manifest, split: clips_for(cfg, manifest, split),
+        lambda batch, _ds: loaded.forward_bytes(batch),
+        steps,
+    )
 
 
 _RUNNERS: dict[str, Callable[[Checkpoint], Runner]] = {

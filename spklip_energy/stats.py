@@ -93,8 +93,9 @@ def hits_vector(hits, name: str = "hits") -> np.ndarray:
     try:
         arr = np.asarray(hits)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{name} must be a vector of per-clip outcomes (0/1), got {type(hits).__name__} "
-                          f"({exc})") from None
+        raise ConfigError(
+            f"{name} must be a vector of per-clip outcomes (0/1), got {type(hits).__name__} ({exc})"
+        ) from None
     if arr.ndim != 1:
         raise ConfigError(f"{name} must be a one-dimensional vector of per-clip outcomes, got shape {arr.shape}")
     if arr.dtype == bool:
@@ -105,8 +106,10 @@ def hits_vector(hits, name: str = "hits") -> np.ndarray:
         raise ConfigError(f"{name} must hold per-clip outcomes (booleans or 0/1), got values of type {arr.dtype}")
     bad = ~np.isin(arr, (0, 1))
     if bad.any():
-        raise ConfigError(f"{name} must hold only 0 and 1 (or booleans); found {arr[bad][0]!r} at position "
-                          f"{int(np.flatnonzero(bad)[0])}")
+        raise ConfigError(
+            f"{name} must hold only 0 and 1 (or booleans); found {arr[bad][0]!r} at position "
+            f"{int(np.flatnonzero(bad)[0])}"
+        )
     return arr.astype(bool)
 
 
@@ -126,8 +129,15 @@ def count_summary(k: int, n: int, level: float = LEVEL, method: str = "wilson") 
     """``{"value", "k", "n", "ci_low", "ci_high", "method", "level"}`` of ``k`` hits in ``n`` clips."""
     low, high = proportion_ci(k, n, level, method)
     k, n = int(k), int(n)
-    return {"value": k / n if n else float("nan"), "k": k, "n": n, "ci_low": low, "ci_high": high,
-            "method": method, "level": float(level)}
+    return {
+        "value": k / n if n else float("nan"),
+        "k": k,
+        "n": n,
+        "ci_low": low,
+        "ci_high": high,
+        "method": method,
+        "level": float(level),
+    }
 
 
 def accuracy_summary(hits, level: float = LEVEL, method: str = "wilson") -> dict:
@@ -143,13 +153,13 @@ def accuracy_summary(hits, level: float = LEVEL, method: str = "wilson") -> dict
 def _paired(hits_a, hits_b) -> tuple[np.ndarray, np.ndarray]:
     a, b = hits_vector(hits_a, "hits_a"), hits_vector(hits_b, "hits_b")
     if a.size != b.size:
-        raise ConfigError(f"paired outcomes must cover the same clips: hits_a has {a.size} clips, "
-                          f"hits_b {b.size}")
+        raise ConfigError(f"paired outcomes must cover the same clips: hits_a has {a.size} clips, hits_b {b.size}")
     return a, b
 
 
-def paired_bootstrap(hits_a, hits_b, resamples: int = RESAMPLES, seed: int = 0,
-                     level: float = LEVEL) -> tuple[float, float]:
+def paired_bootstrap(
+    hits_a, hits_b, resamples: int = RESAMPLES, seed: int = 0, level: float = LEVEL
+) -> tuple[float, float]:
     """Percentile interval of ``mean(hits_a) - mean(hits_b)`` under resampling clips with replacement.
 
     The clips are resampled as pairs (one draw takes both models' outcomes on
@@ -177,7 +187,7 @@ def paired_bootstrap(hits_a, hits_b, resamples: int = RESAMPLES, seed: int = 0,
     for lo in range(0, resamples, chunk):
         m = min(chunk, resamples - lo)
         counts = rng.multinomial(n, p, size=m)
-        diffs[lo:lo + m] = (counts[:, 0] - counts[:, 1]) / n
+        diffs[lo : lo + m] = (counts[:, 0] - counts[:, 1]) / n
     tail = (1 - level) / 2
     low, high = np.quantile(diffs, [tail, 1 - tail])
     return float(low), float(high)
@@ -200,9 +210,18 @@ def mcnemar_exact(hits_a, hits_b, resamples: int = RESAMPLES, seed: int = 0, lev
     n = int(a.size)
     diff = (only_a - only_b) / n if n else float("nan")
     low, high = paired_bootstrap(a, b, resamples, seed, level)
-    return {"a_only": only_a, "b_only": only_b, "n": n, "p_value": p, "difference": diff,
-            "difference_ci": (low, high), "level": check_level(level), "resamples": int(resamples),
-            "seed": int(seed), "test": MCNEMAR_TEST}
+    return {
+        "a_only": only_a,
+        "b_only": only_b,
+        "n": n,
+        "p_value": p,
+        "difference": diff,
+        "difference_ci": (low, high),
+        "level": check_level(level),
+        "resamples": int(resamples),
+        "seed": int(seed),
+        "test": MCNEMAR_TEST,
+    }
 
 
 def _seed_counts(item, i: int) -> tuple[int, int]:

@@ -53,9 +53,13 @@ SHARED_DEFAULTS: dict[str, int] = {
     "seed": 0,  # torch.manual_seed used while initialising weights
 }
 #: the check of each shared field's value (seed: what numpy's legacy RandomState takes, torch takes more)
-_CHECKS = {"timesteps": partial(check_positive_int, maximum=MAX_INT),
-           "height": partial(check_positive_int, maximum=MAX_INT), "width": partial(check_positive_int, maximum=MAX_INT),
-           "num_classes": partial(check_positive_int, maximum=MAX_INT), "seed": check_seed}
+_CHECKS = {
+    "timesteps": partial(check_positive_int, maximum=MAX_INT),
+    "height": partial(check_positive_int, maximum=MAX_INT),
+    "width": partial(check_positive_int, maximum=MAX_INT),
+    "num_classes": partial(check_positive_int, maximum=MAX_INT),
+    "seed": check_seed,
+}
 
 
 @dataclass(frozen=True)
@@ -322,8 +326,7 @@ def check_checkpoint(ck: Any) -> tuple[ModelSpec, dict]:
     except ConfigError as exc:
         raise CheckpointError(f"checkpoint {ck.path}: {exc}") from None
     meta = _meta_model(spec, full, _describe(ck, spec))
-    check_weights_fit(meta, ck.state_dict, f"checkpoint {ck.path}",
-                      f"the {spec.kind!r} model its card describes")
+    check_weights_fit(meta, ck.state_dict, f"checkpoint {ck.path}", f"the {spec.kind!r} model its card describes")
     return spec, full
 
 
@@ -359,14 +362,11 @@ def prepare_input(card: Any, spikes: torch.Tensor | np.ndarray) -> torch.Tensor:
     t, h, w = cfg["timesteps"], cfg["height"], cfg["width"]
     if spikes.ndim != 4 or tuple(spikes.shape[2:]) != (h, w):
         raise MediaError(
-            f"spikes for model kind {spec.kind!r} must have shape [B, F, {h}, {w}], "
-            f"found {list(spikes.shape)}"
+            f"spikes for model kind {spec.kind!r} must have shape [B, F, {h}, {w}], found {list(spikes.shape)}"
         )
     b, f = spikes.shape[:2]
     if f < t:
-        raise MediaError(
-            f"spikes have {f} frames, fewer than the {t} timesteps of model kind {spec.kind!r}"
-        )
+        raise MediaError(f"spikes have {f} frames, fewer than the {t} timesteps of model kind {spec.kind!r}")
     window = f // t
     fired = (spikes[:, : window * t] != 0).reshape(b, t, window, h, w)
     if spec.spiking:
@@ -406,15 +406,10 @@ def run_model(model: nn.Module, card: Any, inputs: torch.Tensor) -> torch.Tensor
     if not isinstance(inputs, torch.Tensor):
         raise MediaError(f"inputs must be a tensor, got {type(inputs).__name__}")
     layout = input_layout(card)
-    fits = inputs.ndim == len(layout) and all(
-        d == "B" or d == n for d, n in zip(layout, inputs.shape, strict=True)
-    )
+    fits = inputs.ndim == len(layout) and all(d == "B" or d == n for d, n in zip(layout, inputs.shape, strict=True))
     if not fits:
         shown = ", ".join(map(str, layout))
-        raise MediaError(
-            f"inputs for model kind {spec.kind!r} must have shape [{shown}], "
-            f"found {list(inputs.shape)}"
-        )
+        raise MediaError(f"inputs for model kind {spec.kind!r} must have shape [{shown}], found {list(inputs.shape)}")
     batch = inputs.shape[layout.index("B")]
     param = next(model.parameters(), None)
     if param is not None:
@@ -423,7 +418,6 @@ def run_model(model: nn.Module, card: Any, inputs: torch.Tensor) -> torch.Tensor
     logits = model(inputs)
     if tuple(logits.shape) != (batch, cfg["num_classes"]):
         raise ConfigError(
-            f"model of kind {spec.kind!r} returned shape {list(logits.shape)}, "
-            f"expected {[batch, cfg['num_classes']]}"
+            f"model of kind {spec.kind!r} returned shape {list(logits.shape)}, expected {[batch, cfg['num_classes']]}"
         )
     return logits

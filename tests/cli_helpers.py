@@ -40,9 +40,7 @@ def run_sub(*argv, cwd: Path | None = None, timeout: float = 300) -> subprocess.
 
 def files_under(folder: Path) -> dict[str, bytes]:
     """Every file below ``folder`` (relative path -> content)."""
-    return {
-        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
-    }
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def check_user_error(rc: int, err: str, *needles: str) -> str:
@@ -51,15 +49,12 @@ def check_user_error(rc: int, err: str, *needles: str) -> str:
     assert rc == 2, f"expected exit status 2, found {rc} (stderr: {err!r})"
     assert "Traceback" not in err, f"expected no traceback, found:\n{err}"
     lines = err.splitlines()
-    assert len(lines) == 1 and lines[0].strip(), (
-        f"expected one non-empty stderr line, found {lines!r}"
-    )
-    assert lines[0].startswith("spklip-energy: error:"), (
-        f"expected the error prefix, found {lines[0]!r}"
-    )
+    assert len(lines) == 1 and lines[0].strip(), f"expected one non-empty stderr line, found {lines!r}"
+    assert lines[0].startswith("spklip-energy: error:"), f"expected the error prefix, found {lines[0]!r}"
     for needle in needles:
         assert needle in lines[0] or needle in lines[0].replace(",", ""), (
-            f"expected {needle!r} in the error line, found {lines[0]!r}")
+            f"expected {needle!r} in the error line, found {lines[0]!r}"
+        )
     return lines[0]
 
 
@@ -69,5 +64,3 @@ def check_no_leftovers(folder: Path, *absent: Path) -> None:
         assert not p.exists(), f"expected no {p.name} after a failed command, found one"
     tmp = [p.name for p in folder.rglob("*") if p.name.endswith((".tmp", ".old"))]
     assert not tmp, f"expected no temporary files, found {tmp}"
-
-

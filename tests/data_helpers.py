@@ -25,3 +25,17 @@ def write_jsonl(path: Path, records: list) -> Path:
     """Write one JSON value per line."""
     path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     return path
+
+
+def check_equal(expected: np.ndarray, found: np.ndarray, what: str, dtype: bool = False) -> None:
+    """Assert equal shapes and values (bit-exact; the dtype too with ``dtype``), reporting the first
+    difference as expected/found."""
+    expected, found = np.asarray(expected), np.asarray(found)
+    if dtype:
+        assert found.dtype == expected.dtype, f"{what}: expected dtype {expected.dtype}, found {found.dtype}"
+    assert found.shape == expected.shape, f"{what}: expected shape {expected.shape}, found {found.shape}"
+    bad = np.argwhere(found != expected)
+    assert bad.size == 0, (
+        f"{what}: {len(bad)} values differ; first at {tuple(bad[0])}: "
+        f"expected {expected[tuple(bad[0])]}, found {found[tuple(bad[0])]}"
+    )

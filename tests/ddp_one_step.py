@@ -25,8 +25,9 @@ SIZES = {"height": 32, "width": 32, "hsfe.input_pool": 1}
 
 
 def grads(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {n.removeprefix("module."): p.grad.detach().clone() for n, p in module.named_parameters()
-            if p.grad is not None}
+    return {
+        n.removeprefix("module."): p.grad.detach().clone() for n, p in module.named_parameters() if p.grad is not None
+    }
 
 
 def worst(ref: dict, got: dict) -> float:
@@ -47,8 +48,9 @@ def check(kind: str, data: str, world: World) -> dict:
     y = torch.tensor([ds[i]["label"] for i in range(n)])
     tok = SpikeTextTokenizer.train(ds.captions + ds.class_prompts, cfg.text.vocab_size)
     tokens = tok.encode([ds[i]["caption"] for i in range(n)], cfg.text.context_length)
-    head = torch.nn.Parameter(torch.randn(len(ds.classes), cfg.embed_dim,
-                                          generator=torch.Generator().manual_seed(1)) * 0.1)
+    head = torch.nn.Parameter(
+        torch.randn(len(ds.classes), cfg.embed_dim, generator=torch.Generator().manual_seed(1)) * 0.1
+    )
     lo, hi = split_bounds(n, world)
     out = {}
     # the supervised pre-training step: cosine classifier over the global batch
@@ -58,7 +60,11 @@ def check(kind: str, data: str, world: World) -> dict:
     two = _parallel(_Classifier(copy.deepcopy(model.visual), head, world), world, torch.device("cpu"))
     loss2 = torch.nn.functional.cross_entropy(two(x[lo:hi], 1 / 0.07)[1], y)
     loss2.backward()
-    out["pretrain"] = {"loss_one": float(loss1.detach()), "loss_dist": float(loss2.detach()), "grad_rel_diff": worst(grads(one), grads(two))}
+    out["pretrain"] = {
+        "loss_one": float(loss1.detach()),
+        "loss_dist": float(loss2.detach()),
+        "grad_rel_diff": worst(grads(one), grads(two)),
+    }
     # the contrastive step: clip and text features of the global batch
     ref = copy.deepcopy(model)
     t1 = _Towers(ref, None, World())
@@ -70,13 +76,19 @@ def check(kind: str, data: str, world: World) -> dict:
     assert f.shape[0] == n and t.shape[0] == n
     loss2 = clip_loss(f.float(), t.float(), s, labels=y, soft=True)
     loss2.backward()
-    out["contrastive"] = {"loss_one": float(loss1.detach()), "loss_dist": float(loss2.detach()), "grad_rel_diff": worst(grads(t1), grads(t2))}
+    out["contrastive"] = {
+        "loss_one": float(loss1.detach()),
+        "loss_dist": float(loss2.detach()),
+        "grad_rel_diff": worst(grads(t1), grads(t2)),
+    }
     # BatchNorm running statistics after the step: the global batch's, on every rank
     stats = [b for b in model.modules() if isinstance(b, torch.nn.modules.batchnorm._BatchNorm)]
     ref_stats = [b for b in ref.modules() if isinstance(b, torch.nn.modules.batchnorm._BatchNorm)]
     out["batchnorm_layers"] = len(stats)
-    out["running_mean_max_diff"] = max((float((a.running_mean - b.running_mean).abs().max())
-                                        for a, b in zip(stats, ref_stats, strict=True)), default=0.0)
+    out["running_mean_max_diff"] = max(
+        (float((a.running_mean - b.running_mean).abs().max()) for a, b in zip(stats, ref_stats, strict=True)),
+        default=0.0,
+    )
     out["rows_gathered"] = int(gather_rows(torch.ones(hi - lo, 1), world, differentiable=False).shape[0])
     return out
 

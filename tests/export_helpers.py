@@ -50,8 +50,9 @@ def calibrate_cnn_bn(model, data: Path, clips: int = 4) -> None:
     model.eval()
 
 
-def small_checkpoint(tmp: Path, data: Path, model: str, calibrate: bool = False, name: str | None = None,
-                     **overrides) -> Path:
+def small_checkpoint(
+    tmp: Path, data: Path, model: str, calibrate: bool = False, name: str | None = None, **overrides
+) -> Path:
     """A seeded, untrained SMALL tiny checkpoint of ``model`` with a tokenizer trained on ``data``
     (``calibrate``: realistic BN statistics for the spiking CNN)."""
     cfg = preset_config("tiny", {**SMALL, "model": model, **overrides})
@@ -59,8 +60,9 @@ def small_checkpoint(tmp: Path, data: Path, model: str, calibrate: bool = False,
     if calibrate:
         calibrate_cnn_bn(m, data)
     man = load_manifest(data)
-    tok = SpikeTextTokenizer.train([c.caption for c in man.clips] + list(man.class_prompts.values()),
-                                   cfg.text.vocab_size)
+    tok = SpikeTextTokenizer.train(
+        [c.caption for c in man.clips] + list(man.class_prompts.values()), cfg.text.vocab_size
+    )
     path = Path(tmp) / f"{name or model}.pt"
     save_spklip(path, m, tok, {"class_prompts": list(man.class_prompts.values())})
     return path

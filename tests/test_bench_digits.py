@@ -94,8 +94,11 @@ def test_distractor_is_drawn_dimmer_than_the_digit(handwriting):
     cfg = DigitsConfig(clips_per_class=3, height=32, width=32, frames=8, distractors=1, task="motion-speed")
     spec = plan_clips(cfg, labels)[0]
     spec0 = type(spec)(**{**spec.__dict__, "distractors": ()})
-    plain = render_clip(spec0, images[spec.sample_index], DigitsConfig(clips_per_class=3, height=32, width=32,
-                                                                        frames=8, task="motion-speed"))
+    plain = render_clip(
+        spec0,
+        images[spec.sample_index],
+        DigitsConfig(clips_per_class=3, height=32, width=32, frames=8, task="motion-speed"),
+    )
     base = render_clip(spec0, images[spec.sample_index], cfg)
     with_d = render_clip(spec, images[spec.sample_index], cfg, [images[spec.distractors[0].sample_index]])
     assert np.allclose(plain, base), "without distractors the clip is as before"
@@ -118,14 +121,17 @@ def test_generated_bench_dataset_layout(tmp_path):
         assert len(r["distractors"]) == 1
 
 
-@pytest.mark.parametrize("fields, needle", [
-    ({"task": "motion-colour"}, "unknown dataset task"),
-    ({"ink_min": 0.9, "ink_max": 0.5}, "ink_min 0.9 is above ink_max"),
-    ({"ink_min": 1.5}, "ink_min"),
-    ({"split_clips": (3, 3)}, "three counts"),
-    ({"split_clips": (3, 0, 3)}, "split_clips[1]"),
-    ({"distractors": 50}, "distractors per clip"),
-])
+@pytest.mark.parametrize(
+    "fields, needle",
+    [
+        ({"task": "motion-colour"}, "unknown dataset task"),
+        ({"ink_min": 0.9, "ink_max": 0.5}, "ink_min 0.9 is above ink_max"),
+        ({"ink_min": 1.5}, "ink_min"),
+        ({"split_clips": (3, 3)}, "three counts"),
+        ({"split_clips": (3, 0, 3)}, "split_clips[1]"),
+        ({"distractors": 50}, "distractors per clip"),
+    ],
+)
 def test_bad_dataset_fields(fields, needle):
     with pytest.raises(ConfigError, match=None) as err:
         DigitsConfig(**fields)
@@ -138,8 +144,23 @@ def test_unknown_preset_names_the_choices():
 
 
 def test_cli_make_digits_bench_preset(tmp_path, capsys):
-    rc, out, err = run_main(capsys, "data", "make-digits", str(tmp_path / "b"), "--preset", "bench",
-                            "--clips-per-class", "3", "--height", "16", "--width", "16", "--frames", "10", "--json")
+    rc, out, err = run_main(
+        capsys,
+        "data",
+        "make-digits",
+        str(tmp_path / "b"),
+        "--preset",
+        "bench",
+        "--clips-per-class",
+        "3",
+        "--height",
+        "16",
+        "--width",
+        "16",
+        "--frames",
+        "10",
+        "--json",
+    )
     assert rc == 0, err
     summary = json.loads(out)
     assert summary["classes"] == list(MOTION_SPEED_CLASSES)

@@ -27,12 +27,24 @@ SMALL_SETS = ["height=32", "width=32", "hsfe.input_pool=1", "train.pretrain_epoc
 
 def _record(arm: str, seed: int, hits: list[int], energy: float, ids=None) -> dict:
     n = len(hits)
-    return {"arm": arm, "seed": seed, "top1": sum(hits) / n, "top5": 1.0, "R@5": 0.5, "clips": n,
-            "per_clip": {"ids": ids or [f"c{i}.dat" for i in range(n)], "top1": encode_hits(hits),
-                         "R@5": encode_hits([1, 0] * (n // 2))},
-            "energy": {"cost_model": "paper", "total_j": energy, "compute_j": energy * 0.9,
-                       "memory_j": energy * 0.1},
-            "train_s": 10.0, "eval_s": 1.0, "threads": 2, "commit": "abc1234"}
+    return {
+        "arm": arm,
+        "seed": seed,
+        "top1": sum(hits) / n,
+        "top5": 1.0,
+        "R@5": 0.5,
+        "clips": n,
+        "per_clip": {
+            "ids": ids or [f"c{i}.dat" for i in range(n)],
+            "top1": encode_hits(hits),
+            "R@5": encode_hits([1, 0] * (n // 2)),
+        },
+        "energy": {"cost_model": "paper", "total_j": energy, "compute_j": energy * 0.9, "memory_j": energy * 0.1},
+        "train_s": 10.0,
+        "eval_s": 1.0,
+        "threads": 2,
+        "commit": "abc1234",
+    }
 
 
 def test_aggregate_against_hand_values():
@@ -42,8 +54,11 @@ def test_aggregate_against_hand_values():
     full = {0: [1] * 30 + [0] * 10, 1: [1] * 20 + [0] * 20}
     records = []
     for s in (0, 1):
-        records += [_record("ann", s, control[s], 5e-4), _record("ann-control", s, control[s], 5e-4),
-                    _record("fsve-full", s, full[s], 2e-4)]
+        records += [
+            _record("ann", s, control[s], 5e-4),
+            _record("ann-control", s, control[s], 5e-4),
+            _record("fsve-full", s, full[s], 2e-4),
+        ]
     res = aggregate(records, plan)
     rows = {r["arm"]: r for r in res["rows"]}
     f = rows["fsve-full"]
@@ -71,8 +86,13 @@ def test_recipe_arms_are_paired_with_the_arm_they_differ_from():
     from spklip_energy.reports.render import benchmark_markdown
 
     plan = BenchmarkPlan(seeds=[0, 1], arms=("ann", "ann-control", "fsve-full-scratch", "fsve-full", "fsve-full-kd"))
-    hits = {"ann": [1] * 30 + [0] * 10, "ann-control": [1] * 32 + [0] * 8, "fsve-full-scratch": [1] * 4 + [0] * 36,
-            "fsve-full": [1] * 20 + [0] * 20, "fsve-full-kd": [0] * 5 + [1] * 25 + [0] * 10}
+    hits = {
+        "ann": [1] * 30 + [0] * 10,
+        "ann-control": [1] * 32 + [0] * 8,
+        "fsve-full-scratch": [1] * 4 + [0] * 36,
+        "fsve-full": [1] * 20 + [0] * 20,
+        "fsve-full-kd": [0] * 5 + [1] * 25 + [0] * 10,
+    }
     records = [_record(a, s, h if s == 0 else h[::-1], 1e-4) for s in (0, 1) for a, h in hits.items()]
     res = aggregate(records, plan)
     rows = {r["arm"]: r for r in res["rows"]}
@@ -98,21 +118,26 @@ def test_recipe_arms_are_paired_with_the_arm_they_differ_from():
 
 def test_aggregate_refuses_to_pair_different_clips():
     plan = BenchmarkPlan(seeds=[0], arms=("ann-control", "fsve-hybrid"))
-    records = [_record("ann-control", 0, [1, 0, 1, 0], 1e-4),
-               _record("fsve-hybrid", 0, [1, 1, 1, 0], 1e-4, ids=["x.dat", "y.dat", "z.dat", "w.dat"])]
+    records = [
+        _record("ann-control", 0, [1, 0, 1, 0], 1e-4),
+        _record("fsve-hybrid", 0, [1, 1, 1, 0], 1e-4, ids=["x.dat", "y.dat", "z.dat", "w.dat"]),
+    ]
     rows = {r["arm"]: r for r in aggregate(records, plan)["rows"]}
     assert "vs_control" not in rows["fsve-hybrid"], "clips differ: no paired test may be reported"
 
 
-@pytest.mark.parametrize("fields, needle", [
-    ({"seeds": [0, 0]}, "repeats a seed"),
-    ({"seeds": [0], "arms": ("ann", "resnet")}, "unknown arm 'resnet'"),
-    ({"seeds": [0], "arms": ()}, "names no arm"),
-    ({"seeds": [0], "preset": "huge"}, "unknown preset 'huge'"),
-    ({"seeds": [0], "overrides": {"model": "spklip"}}, "set by the protocol"),
-    ({"seeds": [0], "overrides": {"hsfe.n_blocks": 0}}, "n_blocks"),
-    ({"seeds": [-1]}, "seeds"),
-])
+@pytest.mark.parametrize(
+    "fields, needle",
+    [
+        ({"seeds": [0, 0]}, "repeats a seed"),
+        ({"seeds": [0], "arms": ("ann", "resnet")}, "unknown arm 'resnet'"),
+        ({"seeds": [0], "arms": ()}, "names no arm"),
+        ({"seeds": [0], "preset": "huge"}, "unknown preset 'huge'"),
+        ({"seeds": [0], "overrides": {"model": "spklip"}}, "set by the protocol"),
+        ({"seeds": [0], "overrides": {"hsfe.n_blocks": 0}}, "n_blocks"),
+        ({"seeds": [-1]}, "seeds"),
+    ],
+)
 def test_bad_plans_are_refused(fields, needle):
     with pytest.raises(ConfigError) as err:
         BenchmarkPlan(**fields)
@@ -126,8 +151,20 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys, data):
     check_user_error(rc, err, "--seeds")
     rc, _, err = run_main(capsys, "benchmark", "--seeds", "0", "--out", tmp_path / "o", "--data", tmp_path / "none")
     check_user_error(rc, err, "none", "no such dataset")
-    rc, _, err = run_main(capsys, "benchmark", "--arms", "ann-control", "--seeds", "0", "--work", tmp_path / "w",
-                          "--out", tmp_path / "o", "--data", data)
+    rc, _, err = run_main(
+        capsys,
+        "benchmark",
+        "--arms",
+        "ann-control",
+        "--seeds",
+        "0",
+        "--work",
+        tmp_path / "w",
+        "--out",
+        tmp_path / "o",
+        "--data",
+        data,
+    )
     check_user_error(rc, err, "seed 0's is not trained", "include the arm 'ann'")
     rc, _, err = run_main(capsys, "benchmark", "--seeds", "0", "--out", tmp_path / "o", "--set", "model=fsve-full")
     check_user_error(rc, err, "--set model")
@@ -141,8 +178,24 @@ def data(tmp_path_factory):
 
 def _argv(data: Path, work: Path, out: Path, epochs: int) -> list[str]:
     sets = [x for s in [*SMALL_SETS, f"train.epochs={epochs}"] for x in ("--set", s)]
-    return ["benchmark", "--seeds", "0", "--data", str(data), "--work", str(work), "--out", str(out),
-            "--threads", "1", "--energy-clips", "2", "--convert-timesteps", "2", *sets]
+    return [
+        "benchmark",
+        "--seeds",
+        "0",
+        "--data",
+        str(data),
+        "--work",
+        str(work),
+        "--out",
+        str(out),
+        "--threads",
+        "1",
+        "--energy-clips",
+        "2",
+        "--convert-timesteps",
+        "2",
+        *sets,
+    ]
 
 
 @pytest.mark.slow
@@ -150,8 +203,9 @@ def test_protocol_killed_mid_training_continues_where_it_stopped(data, tmp_path)
     work, out = tmp_path / "work", tmp_path / "out"
     argv = [sys.executable, "-m", "spklip_energy.cli", *_argv(data, work, out, epochs=12)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
     ann = work / "seed0" / "ann"
     control = work / "seed0" / "ann-control" / "last.pt"
     deadline = time.time() + 240
@@ -169,8 +223,9 @@ def test_protocol_killed_mid_training_continues_where_it_stopped(data, tmp_path)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert [r["arm"] for r in result["rows"]] == list(DEFAULT_ARMS)
-    assert (ann / "arm.json").read_bytes() == ann_record and (ann / "last.pt").stat().st_mtime_ns == ann_ckpt, \
+    assert (ann / "arm.json").read_bytes() == ann_record and (ann / "last.pt").stat().st_mtime_ns == ann_ckpt, (
         "a finished arm is reused, not redone"
+    )
     from spklip_energy.checkpoint import load_checkpoint
 
     history = load_checkpoint(control).card["train"]["history"]
@@ -193,8 +248,15 @@ def test_parallel_jobs_give_the_same_table(data, tmp_path):
     from spklip_energy.benchmark import run_benchmark
 
     sets = {"height": 32, "width": 32, "hsfe.input_pool": 1, "train.pretrain_epochs": 1, "train.epochs": 1}
-    common = dict(seeds=[0, 1], data=str(data), threads=1, energy_clips=2, convert_timesteps=(2,),
-                  arms=("ann", "ann-control", "converted"), overrides=sets)
+    common = dict(
+        seeds=[0, 1],
+        data=str(data),
+        threads=1,
+        energy_clips=2,
+        convert_timesteps=(2,),
+        arms=("ann", "ann-control", "converted"),
+        overrides=sets,
+    )
     one = run_benchmark(BenchmarkPlan(**common, work=tmp_path / "one", jobs=1))
     two = run_benchmark(BenchmarkPlan(**common, work=tmp_path / "two", jobs=2))
     for a, b in zip(one["records"], two["records"], strict=True):
@@ -204,8 +266,9 @@ def test_parallel_jobs_give_the_same_table(data, tmp_path):
     # the QCFS arm with bias calibration, from the same seed's ANN: its sweep and record
     from spklip_energy.benchmark import run_arm
 
-    plan = BenchmarkPlan(**(common | {"arms": ("ann", "converted-qcfs-bc"), "seeds": [0]}), qcfs_timesteps=(1, 2),
-                         work=tmp_path / "one")
+    plan = BenchmarkPlan(
+        **(common | {"arms": ("ann", "converted-qcfs-bc"), "seeds": [0]}), qcfs_timesteps=(1, 2), work=tmp_path / "one"
+    )
     rec = run_arm(plan, 0, "converted-qcfs-bc", lambda line: None)
     assert [p["label"] for p in rec["sweep"]] == ["ANN", "QCFS ANN (L=8)", "T=1", "T=2"]
     assert rec["kept_timesteps"] == 2 and rec["top1"] == rec["sweep"][-1]["top1"]
@@ -220,15 +283,24 @@ def test_a_finished_arm_of_another_config_is_not_reused(tmp_path):
     from tests.export_helpers import SMALL, small_checkpoint
 
     data = small_digits(tmp_path / "digits")
-    plan = BenchmarkPlan(seeds=[0], arms=("ann", "fsve-full", "fsve-full-ann-hsfe"), data=str(data),
-                         work=tmp_path / "w", overrides={k: v for k, v in SMALL.items()})
+    plan = BenchmarkPlan(
+        seeds=[0],
+        arms=("ann", "fsve-full", "fsve-full-ann-hsfe"),
+        data=str(data),
+        work=tmp_path / "w",
+        overrides={k: v for k, v in SMALL.items()},
+    )
     run = plan.arm_dir(0, "fsve-full")
     run.mkdir(parents=True)
     ckpt = small_checkpoint(run, data, "fsve-full", name="last", **{"fsve.hsfe": "ann"})
-    (run / "arm.json").write_text(json.dumps({**_record("fsve-full", 0, [1, 0], 1e-4), "format": 1,
-                                              "checkpoint": str(ckpt)}))
-    with pytest.raises(ConfigError, match=r"fsve-full: arm 'fsve-full' was trained with fsve\.hsfe='ann', the plan "
-                                          r"asks for 'spiking'"):
+    (run / "arm.json").write_text(
+        json.dumps({**_record("fsve-full", 0, [1, 0], 1e-4), "format": 1, "checkpoint": str(ckpt)})
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"fsve-full: arm 'fsve-full' was trained with fsve\.hsfe='ann', the plan "
+        r"asks for 'spiking'",
+    ):
         run_arm(plan, 0, "fsve-full", lambda line: None)
     # the same checkpoint is what the opt-in arm means: reused as it is
     other = plan.arm_dir(0, "fsve-full-ann-hsfe")

@@ -106,9 +106,7 @@ def test_batched_input_matches_single_clips():
         assert np.array_equal(batch[i], simulate_spikes(frames[i], CameraConfig()))
 
 
-@pytest.mark.parametrize(
-    "kwargs", [{"theta": 0}, {"alpha": -1}, {"photons_per_step": 0}, {"hot_pixel_fraction": 2}]
-)
+@pytest.mark.parametrize("kwargs", [{"theta": 0}, {"alpha": -1}, {"photons_per_step": 0}, {"hot_pixel_fraction": 2}])
 def test_invalid_camera_settings_raise_config_error(kwargs):
     with pytest.raises(ConfigError):
         CameraConfig(**kwargs)
@@ -221,13 +219,16 @@ def _npz_member_encrypted(path):
     return path
 
 
-@pytest.mark.parametrize("name,make", [
-    ("trunc.png", _corrupt_png),
-    ("noise.npy", lambda p: p.write_bytes(b"\x93NUMPY\x01\x00\x10\x00{'descr': '<f4\n" + b" " * 8)),
-    ("short.npy", lambda p: p.write_bytes(b"\x93NUMPY")),
-    ("bad.npz", lambda p: p.write_bytes(b"PK\x03\x04" + b"\x00" * 30)),
-    ("locked.npz", _npz_member_encrypted),
-])
+@pytest.mark.parametrize(
+    "name,make",
+    [
+        ("trunc.png", _corrupt_png),
+        ("noise.npy", lambda p: p.write_bytes(b"\x93NUMPY\x01\x00\x10\x00{'descr': '<f4\n" + b" " * 8)),
+        ("short.npy", lambda p: p.write_bytes(b"\x93NUMPY")),
+        ("bad.npz", lambda p: p.write_bytes(b"PK\x03\x04" + b"\x00" * 30)),
+        ("locked.npz", _npz_member_encrypted),
+    ],
+)
 def test_corrupt_inputs_are_media_errors(tmp_path, name, make):
     path = tmp_path / name
     make(path)

@@ -44,9 +44,7 @@ def small_state_dict() -> dict[str, torch.Tensor]:
 
 
 def check_same_tensors(expected: dict, found: dict) -> None:
-    assert list(sorted(found)) == list(sorted(expected)), (
-        f"expected keys {sorted(expected)}, found {sorted(found)}"
-    )
+    assert list(sorted(found)) == list(sorted(expected)), f"expected keys {sorted(expected)}, found {sorted(found)}"
     for key, want in expected.items():
         got = found[key]
         assert got.dtype == want.dtype, f"{key}: expected dtype {want.dtype}, found {got.dtype}"
@@ -81,16 +79,12 @@ def test_round_trip_keeps_card_tensors_and_dtypes(tmp_path, suffix):
 @pytest.mark.parametrize("suffix", FORMS)
 def test_round_trip_from_module_then_load_state_dict_strict(tmp_path, suffix):
     torch.manual_seed(1)
-    model = torch.nn.Sequential(
-        torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2)
-    )
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2))
     model(torch.randn(5, 3))  # move the BN running statistics off their defaults
     path = save_checkpoint(tmp_path / f"m{suffix}", model, {"kind": "mlp"})
     ckpt = load_checkpoint(path)
     assert ckpt.config == {}, "a card without config reads as an empty config"
-    fresh = torch.nn.Sequential(
-        torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2)
-    )
+    fresh = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2))
     fresh.load_state_dict(ckpt.state_dict, strict=True)
     check_same_tensors(model.state_dict(), fresh.state_dict())
 

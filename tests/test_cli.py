@@ -20,9 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 # --------------------------------------------------------------------------- helpers
 
 
-def random_spikes(
-    frames: int, height: int, width: int, seed: int = 0, p: float = 0.2
-) -> np.ndarray:
+def random_spikes(frames: int, height: int, width: int, seed: int = 0, p: float = 0.2) -> np.ndarray:
     """A random 0/1 uint8 stream."""
     return (np.random.default_rng(seed).random((frames, height, width)) < p).astype(np.uint8)
 
@@ -41,9 +39,7 @@ HELP_CASES = [
 ]
 
 
-@pytest.mark.parametrize(
-    "verbs,purpose", HELP_CASES, ids=[" ".join(c[0]) or "top" for c in HELP_CASES]
-)
+@pytest.mark.parametrize("verbs,purpose", HELP_CASES, ids=[" ".join(c[0]) or "top" for c in HELP_CASES])
 def test_help(capsys, verbs, purpose):
     """``--help`` exits 0 and states the verb's purpose."""
     with pytest.raises(SystemExit) as info:
@@ -98,9 +94,7 @@ def test_make_digits_json(capsys, tmp_path):
     assert rc == 0, f"expected exit 0, found {rc}: {err}"
     summary = json.loads(stdout)
     assert summary["clips"] == 24, f"expected 24 clips, found {summary['clips']}"
-    assert summary["classes"] == list(MOTIONS), (
-        f"expected classes {list(MOTIONS)}, found {summary['classes']}"
-    )
+    assert summary["classes"] == list(MOTIONS), f"expected classes {list(MOTIONS)}, found {summary['classes']}"
     assert summary["clips_per_split"] == {"train": 8, "val": 8, "test": 8}, (
         f"expected 8 clips per split, found {summary['clips_per_split']}"
     )
@@ -118,9 +112,7 @@ def test_make_digits_json(capsys, tmp_path):
     assert summary["mean_spikes_per_pixel"] == pytest.approx(total / (24 * 256)), (
         f"expected {total / (24 * 256)} spikes per pixel, found {summary['mean_spikes_per_pixel']}"
     )
-    assert summary["clips_measured"] == 24, (
-        f"expected 24 clips measured, found {summary['clips_measured']}"
-    )
+    assert summary["clips_measured"] == 24, f"expected 24 clips measured, found {summary['clips_measured']}"
     check_no_leftovers(tmp_path)
 
 
@@ -166,9 +158,7 @@ def test_inspect(capsys, tmp_path):
     s = json.loads(stdout)
     total = sum(int(v.sum()) for v in streams.values())
     assert s["clips"] == 3 and s["classes"] == ["a", "b"], f"expected 3 clips in a, b; found {s}"
-    assert s["clips_per_split"] == {"train": 2, "val": 1}, (
-        f"expected train 2 / val 1, found {s['clips_per_split']}"
-    )
+    assert s["clips_per_split"] == {"train": 2, "val": 1}, f"expected train 2 / val 1, found {s['clips_per_split']}"
     assert s["firing_rate"] == pytest.approx(total / (3 * 10 * 128)), (
         f"expected rate {total / 3840}, found {s['firing_rate']}"
     )
@@ -176,9 +166,7 @@ def test_inspect(capsys, tmp_path):
     s = json.loads(stdout)
     first = int(streams["a/x.dat"].sum())
     assert s["clips_measured"] == 1, f"expected 1 clip measured, found {s['clips_measured']}"
-    assert s["firing_rate"] == pytest.approx(first / 1280), (
-        f"expected rate {first / 1280}, found {s['firing_rate']}"
-    )
+    assert s["firing_rate"] == pytest.approx(first / 1280), f"expected rate {first / 1280}, found {s['firing_rate']}"
     rc, stdout, err = run_main(capsys, "data", "inspect", root / "manifest.jsonl")
     assert rc == 0, f"expected exit 0, found {rc}: {err}"
     assert "3 clips in 2 classes" in stdout, f"expected '3 clips in 2 classes' in {stdout!r}"
@@ -219,9 +207,7 @@ def test_show_json_and_png(capsys, tmp_path, stream):
     s = json.loads(stdout)
     total = int(spikes.sum())
     assert s["frames"] == 40, f"expected 40 frames, found {s['frames']}"
-    assert (s["height"], s["width"]) == (16, 24), (
-        f"expected 16x24, found {s['height']}x{s['width']}"
-    )
+    assert (s["height"], s["width"]) == (16, 24), f"expected 16x24, found {s['height']}x{s['width']}"
     assert s["spikes"] == total, f"expected {total} spikes, found {s['spikes']}"
     assert s["firing_rate"] == pytest.approx(total / spikes.size), (
         f"expected firing rate {total / spikes.size}, found {s['firing_rate']}"
@@ -229,9 +215,7 @@ def test_show_json_and_png(capsys, tmp_path, stream):
     assert s["mean_spikes_per_pixel"] == pytest.approx(total / (16 * 24)), (
         f"expected {total / 384} spikes per pixel, found {s['mean_spikes_per_pixel']}"
     )
-    assert s["firing_rate_hz"] == pytest.approx(total / spikes.size * 20000), (
-        "expected the rate in Hz"
-    )
+    assert s["firing_rate_hz"] == pytest.approx(total / spikes.size * 20000), "expected the rate in Hz"
     assert s["preview"] == str(png), f"expected preview {png}, found {s.get('preview')}"
     assert png.read_bytes()[:8] == PNG_MAGIC, "expected a PNG file"
     check_no_leftovers(tmp_path)
@@ -262,13 +246,9 @@ def test_show_range_head_columns_text(capsys, stream):
     part = spikes[10:30, :, :20]
     assert (s["frames"], s["width"]) == (20, 20), f"expected 20 frames of width 20, found {s}"
     assert s["spikes"] == int(part.sum()), f"expected {int(part.sum())} spikes, found {s['spikes']}"
-    assert s["mean_spikes_per_pixel"] == pytest.approx(part.sum() / (16 * 20)), (
-        "expected mean over 16x20 pixels"
-    )
+    assert s["mean_spikes_per_pixel"] == pytest.approx(part.sum() / (16 * 20)), "expected mean over 16x20 pixels"
     rc, stdout, err = run_main(capsys, "data", "show", path, "--height", 16, "--width", 24)
-    assert rc == 0 and stdout.startswith(str(path)), (
-        f"expected a line about {path}, found {stdout!r}"
-    )
+    assert rc == 0 and stdout.startswith(str(path)), f"expected a line about {path}, found {stdout!r}"
     assert "frames 40" in stdout, f"expected 'frames 40' in {stdout!r}"
 
 
@@ -291,15 +271,11 @@ def test_simulate_npy_exact(capsys, tmp_path):
         f"expected spikes on frames 9, 19, 29 only, found frames {sorted(set(np.nonzero(spikes)[0].tolist()))}"
     )
     s = json.loads(stdout)
-    assert s["spikes"] == 288 and s["input_frames"] == 30, (
-        f"expected 288 spikes from 30 frames, found {s}"
-    )
+    assert s["spikes"] == 288 and s["input_frames"] == 30, f"expected 288 spikes from 30 frames, found {s}"
     assert s["mean_spikes_per_pixel"] == pytest.approx(3.0), (
         f"expected 3 spikes per pixel, found {s['mean_spikes_per_pixel']}"
     )
-    assert s["camera"]["theta"] == 5.0, (
-        f"expected theta 5 in the camera record, found {s['camera']}"
-    )
+    assert s["camera"]["theta"] == 5.0, f"expected theta 5 in the camera record, found {s['camera']}"
     check_no_leftovers(tmp_path)
 
 
@@ -315,9 +291,7 @@ def test_simulate_upsample(capsys, tmp_path):
         f"expected one spike per pixel on frame 9, found {int(spikes.sum())}"
     )
     s = json.loads(stdout)
-    assert (s["input_frames"], s["frames"], s["upsample"]) == (5, 13, 3), (
-        f"expected 5 -> 13 frames, found {s}"
-    )
+    assert (s["input_frames"], s["frames"], s["upsample"]) == (5, 13, 3), f"expected 5 -> 13 frames, found {s}"
 
 
 def test_simulate_image_folder(capsys, tmp_path):
@@ -342,9 +316,7 @@ def test_simulate_image_folder(capsys, tmp_path):
     assert png.read_bytes()[:8] == PNG_MAGIC, "expected a PNG preview"
     assert json.loads(stdout)["input_frames"] == 6, "expected 6 input frames"
     rc, stdout, err = run_main(capsys, "data", "simulate", folder, out, "--max-frames", 3, "--json")
-    assert rc == 0 and read_dat(out, 10, 14).shape[0] == 3, (
-        "expected --max-frames 3 to keep 3 frames"
-    )
+    assert rc == 0 and read_dat(out, 10, 14).shape[0] == 3, "expected --max-frames 3 to keep 3 frames"
 
 
 def test_simulate_video(capsys, tmp_path):
@@ -386,13 +358,9 @@ def test_index_then_inspect(capsys, tmp_path):
         "classes": ["jump", "sit"],
     }, f"expected 2 clips in jump, sit; found {s}"
     recs = [json.loads(x) for x in (root / "manifest.jsonl").read_text().splitlines()]
-    assert [(r["path"], r["frames"]) for r in recs] == [("jump/v1.dat", 6), ("sit/v2", 6)], (
-        f"found {recs}"
-    )
+    assert [(r["path"], r["frames"]) for r in recs] == [("jump/v1.dat", 6), ("sit/v2", 6)], f"found {recs}"
     other = tmp_path / "elsewhere" / "m.jsonl"
-    rc, stdout, err = run_main(
-        capsys, "data", "index", root, "--height", 8, "--width", 8, "--out", other
-    )
+    rc, stdout, err = run_main(capsys, "data", "index", root, "--height", 8, "--width", 8, "--out", other)
     assert rc == 0 and other.is_file(), f"expected a manifest at {other}: {err}"
     assert "indexed 2 clips in 2 classes" in stdout, f"expected the summary, found {stdout!r}"
     rc, stdout, err = run_main(capsys, "data", "inspect", root, "--json")

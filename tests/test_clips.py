@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from data_helpers import check_equal
 from torch.utils.data import DataLoader
 
 from spklip_energy.data import clips as clips_mod
@@ -28,19 +29,6 @@ from spklip_energy.errors import ConfigError
 SMALL = dict(clips_per_class=3, height=16, width=16, frames=20)
 
 
-def check_equal(expected: np.ndarray, found: np.ndarray, what: str) -> None:
-    """Assert equal shapes and values, reporting the first difference."""
-    expected, found = np.asarray(expected), np.asarray(found)
-    assert found.shape == expected.shape, (
-        f"{what}: expected shape {expected.shape}, found {found.shape}"
-    )
-    bad = np.argwhere(found != expected)
-    assert bad.size == 0, (
-        f"{what}: {len(bad)} values differ; first at {tuple(bad[0])}: "
-        f"expected {expected[tuple(bad[0])]}, found {found[tuple(bad[0])]}"
-    )
-
-
 @pytest.fixture
 def digits(tmp_path) -> Path:
     """A small spike-digits dataset: 8 classes x 3 clips of 20 frames, 16x16."""
@@ -56,9 +44,7 @@ def wide_set(tmp_path) -> Path:
     for i in range(2):
         spikes = (rng.random((30, 12, 20)) < 0.5).astype(np.uint8)
         write_dat(root / "cls" / f"c{i}.dat", spikes)
-        lines.append(
-            {"path": f"cls/c{i}.dat", "label": "cls", "frames": 30, "height": 12, "width": 20}
-        )
+        lines.append({"path": f"cls/c{i}.dat", "label": "cls", "frames": 30, "height": 12, "width": 20})
     (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     return root
 
@@ -77,33 +63,23 @@ def test_items_match_files(digits):
     )
     for i, rec in enumerate(m.clips):
         item = ds[i]
-        assert set(item) == {"spikes", "label", "caption", "index"}, (
-            f"expected 4 keys, found {sorted(item)}"
-        )
+        assert set(item) == {"spikes", "label", "caption", "index"}, f"expected 4 keys, found {sorted(item)}"
         s = item["spikes"]
         assert isinstance(s, torch.Tensor), f"expected a tensor, found {type(s).__name__}"
         assert s.dtype == torch.uint8, f"expected uint8, found {s.dtype}"
-        assert tuple(s.shape) == (20, 16, 16), (
-            f"expected shape (20, 16, 16), found {tuple(s.shape)}"
-        )
+        assert tuple(s.shape) == (20, 16, 16), f"expected shape (20, 16, 16), found {tuple(s.shape)}"
         values = set(torch.unique(s).tolist())
         assert values <= {0, 1}, f"expected values 0/1, found {sorted(values)}"
         assert item["label"] == MOTIONS.index(rec.label), (
             f"expected label {MOTIONS.index(rec.label)}, found {item['label']}"
         )
         assert item["label"] == rec.extra["label_index"], "expected the manifest's label_index"
-        assert item["caption"] == rec.caption, (
-            f"expected caption {rec.caption!r}, found {item['caption']!r}"
-        )
+        assert item["caption"] == rec.caption, f"expected caption {rec.caption!r}, found {item['caption']!r}"
         assert item["index"] == i, f"expected index {i}, found {item['index']}"
         check_equal(read_dat(rec.path, 16, 16), s.numpy(), f"item {i} vs. read_dat")
     assert ds.captions == [c.caption for c in m.clips], "expected captions in manifest order"
-    assert ds.labels == [MOTIONS.index(c.label) for c in m.clips], (
-        "expected labels in manifest order"
-    )
-    assert ds.class_prompts == [m.class_prompts[c] for c in MOTIONS], (
-        "expected prompts in class order"
-    )
+    assert ds.labels == [MOTIONS.index(c.label) for c in m.clips], "expected labels in manifest order"
+    assert ds.class_prompts == [m.class_prompts[c] for c in MOTIONS], "expected prompts in class order"
 
 
 def test_accepts_manifest_object(digits):
@@ -143,9 +119,7 @@ def test_longer_selection_zero_pads_end(wide_set):
     check_equal(full, s[:30], "first 30 frames")
     assert not s[30:].any(), f"expected zero padding, found {int(s[30:].sum())} spikes"
     for offset in ("start", "center"):
-        s2 = SpikeClips(wide_set, selection=ClipSelection(frames=45, offset=offset))[0][
-            "spikes"
-        ].numpy()
+        s2 = SpikeClips(wide_set, selection=ClipSelection(frames=45, offset=offset))[0]["spikes"].numpy()
         check_equal(s, s2, f"offset={offset} on a short clip")
 
 
@@ -162,9 +136,7 @@ def test_shorter_selection(wide_set, n, offset):
 def test_centre_offset_value(wide_set):
     """The centre window of 10 in 30 frames starts at frame 10."""
     full = read_dat(wide_set / "cls" / "c0.dat", 12, 20)
-    s = SpikeClips(wide_set, selection=ClipSelection(frames=10, offset="center"))[0][
-        "spikes"
-    ].numpy()
+    s = SpikeClips(wide_set, selection=ClipSelection(frames=10, offset="center"))[0]["spikes"].numpy()
     check_equal(full[10:20], s, "centre window")
 
 
@@ -226,12 +198,7 @@ def test_unequal_lengths_need_frames(wide_set):
     rng = np.random.default_rng(3)
     write_dat(wide_set / "cls" / "c2.dat", (rng.random((12, 12, 20)) < 0.5).astype(np.uint8))
     with open(wide_set / "manifest.jsonl", "a") as fh:
-        fh.write(
-            json.dumps(
-                {"path": "cls/c2.dat", "label": "cls", "frames": 12, "height": 12, "width": 20}
-            )
-            + "\n"
-        )
+        fh.write(json.dumps({"path": "cls/c2.dat", "label": "cls", "frames": 12, "height": 12, "width": 20}) + "\n")
     with pytest.raises(ConfigError, match="differ in length"):
         SpikeClips(wide_set)
     ds = SpikeClips(wide_set, selection=ClipSelection(frames=20))
@@ -280,8 +247,7 @@ def test_spike_clips_over_parted_clip(parted_clip):
     rec, full = parted_clip
     root = rec.path.parent.parent
     (root / "manifest.jsonl").write_text(
-        json.dumps({"path": "wave/clip0", "label": "wave", "frames": 21, "height": 6, "width": 12})
-        + "\n"
+        json.dumps({"path": "wave/clip0", "label": "wave", "frames": 21, "height": 6, "width": 12}) + "\n"
     )
     ds = SpikeClips(root, selection=ClipSelection(frames=9, offset="center"))
     check_equal(full[6:15], ds[0]["spikes"].numpy(), "centre window of 9 across parts")
@@ -292,26 +258,18 @@ def test_spike_clips_over_parted_clip(parted_clip):
 
 def test_dataloader_workers_match_indexing(digits):
     """A DataLoader with 2 workers yields the same batches as direct indexing."""
-    ds = SpikeClips(
-        digits, split="train", selection=ClipSelection(frames=16, offset="center", crop=(12, 12))
-    )
+    ds = SpikeClips(digits, split="train", selection=ClipSelection(frames=16, offset="center", crop=(12, 12)))
     loader = DataLoader(ds, batch_size=4, num_workers=2, shuffle=False)
     seen = 0
     for b, batch in enumerate(loader):
         idx = list(range(4 * b, min(4 * b + 4, len(ds))))
         items = [ds[i] for i in idx]
         expected = torch.stack([it["spikes"] for it in items])
-        assert batch["spikes"].dtype == torch.uint8, (
-            f"expected uint8, found {batch['spikes'].dtype}"
-        )
+        assert batch["spikes"].dtype == torch.uint8, f"expected uint8, found {batch['spikes'].dtype}"
         check_equal(expected.numpy(), batch["spikes"].numpy(), f"batch {b} spikes")
         assert batch["label"].tolist() == [it["label"] for it in items], f"batch {b}: labels differ"
-        assert list(batch["caption"]) == [it["caption"] for it in items], (
-            f"batch {b}: captions differ"
-        )
-        assert batch["index"].tolist() == idx, (
-            f"batch {b}: expected indices {idx}, found {batch['index'].tolist()}"
-        )
+        assert list(batch["caption"]) == [it["caption"] for it in items], f"batch {b}: captions differ"
+        assert batch["index"].tolist() == idx, f"batch {b}: expected indices {idx}, found {batch['index'].tolist()}"
         seen += len(idx)
     assert seen == len(ds), f"expected {len(ds)} items, found {seen}"
 
@@ -322,9 +280,7 @@ def test_dataloader_workers_match_indexing(digits):
 def test_builtin_root(monkeypatch, tmp_path):
     """SPKLIP_ENERGY_DATA wins; otherwise $XDG_CACHE_HOME/spklip-energy."""
     monkeypatch.setenv("SPKLIP_ENERGY_DATA", str(tmp_path / "data"))
-    assert builtin_root() == tmp_path / "data", (
-        f"expected {tmp_path / 'data'}, found {builtin_root()}"
-    )
+    assert builtin_root() == tmp_path / "data", f"expected {tmp_path / 'data'}, found {builtin_root()}"
     monkeypatch.delenv("SPKLIP_ENERGY_DATA")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     expected = tmp_path / "cache" / "spklip-energy"
@@ -337,14 +293,10 @@ def test_builtin_dataset_env(monkeypatch, tmp_path):
     monkeypatch.setattr(digits_mod, "DigitsConfig", functools.partial(DigitsConfig, **SMALL))
     path = builtin_dataset()
     assert path.parent == tmp_path, f"expected a folder in {tmp_path}, found {path}"
-    assert "sim" in path.name and "3x20x16x16" in path.name, (
-        f"expected the config in the name, found {path.name}"
-    )
+    assert "sim" in path.name and "3x20x16x16" in path.name, f"expected the config in the name, found {path.name}"
     assert (path / "manifest.jsonl").is_file(), f"expected {path / 'manifest.jsonl'}"
     ds = SpikeClips(path, split="test")
-    assert tuple(ds[0]["spikes"].shape) == (20, 16, 16), (
-        f"expected (20, 16, 16), found {tuple(ds[0]['spikes'].shape)}"
-    )
+    assert tuple(ds[0]["spikes"].shape) == (20, 16, 16), f"expected (20, 16, 16), found {tuple(ds[0]['spikes'].shape)}"
 
     def boom(*args, **kwargs):
         raise AssertionError("expected the cached dataset to be reused, found a regeneration")
@@ -352,7 +304,5 @@ def test_builtin_dataset_env(monkeypatch, tmp_path):
     monkeypatch.setattr(digits_mod, "generate_digits", boom)
     again = builtin_dataset()
     assert again == path, f"expected {path}, found {again}"
-    assert builtin_dataset(variant="sim", seed=0) == path, (
-        "expected the same cache for the same variant/seed"
-    )
+    assert builtin_dataset(variant="sim", seed=0) == path, "expected the same cache for the same variant/seed"
     assert clips_mod.builtin_root() == tmp_path, "expected builtin_root to follow the env var"

@@ -30,10 +30,17 @@ from spklip_energy.errors import CheckpointError, ConfigError
 from spklip_energy.model import build_spklip, preset_config
 from spklip_energy.model.io import load_spklip, save_spklip
 from spklip_energy.model.tokenizer import SpikeTextTokenizer
+from spklip_energy.stats import accuracy_summary
 
 # the tiny preset on 32x32 clips, HSFE features at 16x16, two temporal blocks
-TINY = {"height": 32, "width": 32, "hsfe.input_pool": 2, "hsfe.n_blocks": 2, "train.batch_size": 8,
-        "train.pretrain_epochs": 1}
+TINY = {
+    "height": 32,
+    "width": 32,
+    "hsfe.input_pool": 2,
+    "hsfe.n_blocks": 2,
+    "train.batch_size": 8,
+    "train.pretrain_epochs": 1,
+}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -47,8 +54,14 @@ def _spikes(b, cfg, p=0.1, seed=0):
 def _cnn() -> nn.Sequential:
     torch.manual_seed(0)
     net = nn.Sequential(
-        nn.Conv2d(2, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AvgPool2d(2),
-        nn.Conv2d(8, 8, 1), nn.ReLU(), nn.Conv2d(8, 4, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(2, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.AvgPool2d(2),
+        nn.Conv2d(8, 8, 1),
+        nn.ReLU(),
+        nn.Conv2d(8, 4, 3, padding=1),
+        nn.ReLU(),
     )
     with torch.no_grad():
         net[1].weight.uniform_(0.5, 1.5)
@@ -203,6 +216,7 @@ def test_scaled_spikes_are_sops_and_neuron_updates_are_neurons_times_t():
         def hook(mod, args, out):
             neurons[name] = args[0].numel()
             spikes[name] = spikes.get(name, 0) + int(out.sum())
+
         return hook
 
     nodes = [(n, m) for n, m in snn.named_modules() if isinstance(m, BaseNode)]
@@ -281,13 +295,19 @@ def test_cli_no_calibration_data(ann_ckpt, data, tmp_path, capsys):
     with pytest.raises(ConfigError, match="--calib must be at least 1, got 0"):
         convert_checkpoint(ann_ckpt, "cnn", [4], tmp_path / "c.pt", calib=0)
     test_only = data / "test_only.jsonl"
-    test_only.write_text("".join(ln + "\n" for ln in (data / "manifest.jsonl").read_text().splitlines()
-                                 if json.loads(ln)["split"] != "train"))
-    assert main(["convert", str(ann_ckpt), "--layers", "cnn", "--data", str(test_only),
-                 "--out", str(tmp_path / "c.pt")]) == 2
+    test_only.write_text(
+        "".join(
+            ln + "\n" for ln in (data / "manifest.jsonl").read_text().splitlines() if json.loads(ln)["split"] != "train"
+        )
+    )
+    assert (
+        main(["convert", str(ann_ckpt), "--layers", "cnn", "--data", str(test_only), "--out", str(tmp_path / "c.pt")])
+        == 2
+    )
     assert "no calibration data" in _error_line(capsys)
-    assert _code(["convert", str(ann_ckpt), "--layers", "cnn", "--timesteps", "4,x",
-                  "--out", str(tmp_path / "c.pt")]) == 2
+    assert (
+        _code(["convert", str(ann_ckpt), "--layers", "cnn", "--timesteps", "4,x", "--out", str(tmp_path / "c.pt")]) == 2
+    )
     assert "--timesteps" in _error_line(capsys)
 
 
@@ -308,17 +328,42 @@ def test_broken_conversion_record_is_a_checkpoint_error(tiny, tmp_path):
 def test_cli_convert_end_to_end_then_eval_report_compare(data, tmp_path, capsys):
     sets = sum((["--set", f"{k}={v}"] for k, v in TINY.items()), [])
     run = tmp_path / "run"
-    assert main(["train", "--preset", "tiny", *sets, "--data", str(data), "--epochs", "1", "--out", str(run),
-                 "--json"]) == 0
+    assert (
+        main(["train", "--preset", "tiny", *sets, "--data", str(data), "--epochs", "1", "--out", str(run), "--json"])
+        == 0
+    )
     ann = json.loads(capsys.readouterr().out)["checkpoint"]
     out = tmp_path / "conv.pt"
-    assert main(["convert", ann, "--layers", "all", "--timesteps", "2,1", "--calib", "4", "--samples", "2",
-                 "--out", str(out), "--json"]) == 0
+    assert (
+        main(
+            [
+                "convert",
+                ann,
+                "--layers",
+                "all",
+                "--timesteps",
+                "2,1",
+                "--calib",
+                "4",
+                "--samples",
+                "2",
+                "--out",
+                str(out),
+                "--json",
+            ]
+        )
+        == 0
+    )
     res = json.loads(capsys.readouterr().out)
     assert [r["timesteps"] for r in res["rows"]] == [None, 1, 2] and res["kept_timesteps"] == 2
     ann_row, t1, t2 = res["rows"]
     assert ann_row["sops"] < t1["sops"] < t2["sops"] and t2["neuron_updates"] == 2 * t1["neuron_updates"] > 0
-    assert all(0 <= r["top1"] <= 1 and r["total_j"] > 0 and not r["not_counted"] for r in res["rows"])
+    for r in res["rows"]:  # each accuracy is k of the evaluated clips, inside its own Wilson interval
+        k = round(r["top1"] * r["clips"])
+        assert r["clips"] > 0 and r["top1"] == pytest.approx(k / r["clips"])
+        ci = accuracy_summary([1] * k + [0] * (r["clips"] - k))
+        assert r["top1_ci"] == pytest.approx([ci["ci_low"], ci["ci_high"]])
+        assert r["total_j"] > 0 and not r["not_counted"]
     assert open(res["plot"], "rb").read(4) == b"\x89PNG" and res["plot"].endswith("conv.convert.png")
     card = load_checkpoint(out).card
     assert card["kind"] == "spklip-converted" and card["conversion"]["timesteps"] == 2
@@ -328,13 +373,18 @@ def test_cli_convert_end_to_end_then_eval_report_compare(data, tmp_path, capsys)
     assert main(["eval", str(out), "--json"]) == 0
     ev = json.loads(capsys.readouterr().out)
     assert ev["top1"] == pytest.approx(t2["top1"])
-    assert main(["report", str(out), "--data", str(data), "--samples", "2", "--out", str(tmp_path / "rep"),
-                 "--json"]) == 0
+    assert (
+        main(["report", str(out), "--data", str(data), "--samples", "2", "--out", str(tmp_path / "rep"), "--json"]) == 0
+    )
     rep = json.loads(capsys.readouterr().out)
     assert rep["checkpoint"]["kind"] == "spklip-converted" and rep["checkpoint"]["spiking"] is True
     assert rep["counts"]["sops"] > 0 and rep["counts"]["neuron_updates"] > 0 and rep["not_counted"] == []
     assert any("scaled spikes" in w for w in rep["warnings"])  # the counting convention is stated
-    assert main(["compare", ann, str(out), "--data", str(data), "--samples", "2", "--out", str(tmp_path / "cmp"),
-                 "--json"]) == 0
+    assert (
+        main(
+            ["compare", ann, str(out), "--data", str(data), "--samples", "2", "--out", str(tmp_path / "cmp"), "--json"]
+        )
+        == 0
+    )
     rows = json.loads(capsys.readouterr().out)["rows"]
     assert [r["kind"] for r in rows] == ["spklip", "spklip-converted"] and rows[1]["sops"] > rows[0]["sops"]

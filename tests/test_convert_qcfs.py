@@ -20,8 +20,14 @@ from spklip_energy.convert.sweep import sweep_steps
 from spklip_energy.data.digits import DigitsConfig, generate_digits
 from spklip_energy.model import build_spklip, preset_config
 
-TINY = {"height": 32, "width": 32, "hsfe.input_pool": 2, "hsfe.n_blocks": 2, "train.batch_size": 8,
-        "train.pretrain_epochs": 1}
+TINY = {
+    "height": 32,
+    "width": 32,
+    "hsfe.input_pool": 2,
+    "hsfe.n_blocks": 2,
+    "train.batch_size": 8,
+    "train.pretrain_epochs": 1,
+}
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -85,8 +91,14 @@ def test_converted_if_hand_case_counts_and_bias_current():
 
 def test_bias_calibration_moves_mean_outputs_onto_the_ann():
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(2, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 6, 3, padding=1), nn.ReLU(),
-                        nn.Conv2d(6, 4, 3, padding=1), nn.ReLU()).eval()
+    net = nn.Sequential(
+        nn.Conv2d(2, 6, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(6, 6, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(6, 4, 3, padding=1),
+        nn.ReLU(),
+    ).eval()
     x = _x(n=32)
     with torch.no_grad():
         ann_mean = net(x).mean(dim=(0, 2, 3))
@@ -161,7 +173,9 @@ def test_records_of_format_1_still_build_their_legacy_neurons(tiny):
 def test_layer_sweep_adds_one_unit_at_a_time():
     assert sweep_steps(["stem", "layer1", "layer2"]) == [["stem"], ["stem", "layer1"], ["stem", "layer1", "layer2"]]
     assert sweep_steps(["hsfe", "stem", "layer1", "layer2", "layer3", "layer4"])[-2:] == [
-        ["stem", "layer1", "layer2", "layer3", "layer4"], ["stem", "layer1", "layer2", "layer3", "layer4", "hsfe"]]
+        ["stem", "layer1", "layer2", "layer3", "layer4"],
+        ["stem", "layer1", "layer2", "layer3", "layer4", "hsfe"],
+    ]
 
 
 # --------------------------------------------------------------------------- the verb
@@ -172,8 +186,10 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("qcfs")
     data = generate_digits(root / "digits", DigitsConfig(clips_per_class=3, height=32, width=32, frames=250))
     sets = sum((["--set", f"{k}={v}"] for k, v in TINY.items()), [])
-    assert main(["train", "--preset", "tiny", *sets, "--data", str(data), "--epochs", "1",
-                 "--out", str(root / "run")]) == 0
+    assert (
+        main(["train", "--preset", "tiny", *sets, "--data", str(data), "--epochs", "1", "--out", str(root / "run")])
+        == 0
+    )
     return data, root / "run" / "last.pt"
 
 
@@ -196,9 +212,36 @@ def test_cli_qcfs_sweep_layers_then_eval_report_export(trained, tmp_path, capsys
     data, ann = trained
     capsys.readouterr()
     out = tmp_path / "q.pt"
-    assert main(["convert", str(ann), "--layers", "stem,layer1", "--method", "qcfs", "--levels", "2",
-                 "--finetune-epochs", "1", "--bias-calib", "--sweep-layers", "--timesteps", "1,2", "--calib", "4",
-                 "--samples", "2", "--models", "paper,lemaire-sj", "--out", str(out), "--json"]) == 0
+    assert (
+        main(
+            [
+                "convert",
+                str(ann),
+                "--layers",
+                "stem,layer1",
+                "--method",
+                "qcfs",
+                "--levels",
+                "2",
+                "--finetune-epochs",
+                "1",
+                "--bias-calib",
+                "--sweep-layers",
+                "--timesteps",
+                "1,2",
+                "--calib",
+                "4",
+                "--samples",
+                "2",
+                "--models",
+                "paper,lemaire-sj",
+                "--out",
+                str(out),
+                "--json",
+            ]
+        )
+        == 0
+    )
     res = json.loads(capsys.readouterr().out)
     labels = [r["label"] for r in res["rows"]]
     assert labels == ["ANN", "QCFS ANN (L=2)", "T=1", "T=2"]
@@ -218,13 +261,31 @@ def test_cli_qcfs_sweep_layers_then_eval_report_export(trained, tmp_path, capsys
     assert card["eval"]["top1"] == t2["top1"]
     assert main(["eval", str(out), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["top1"] == pytest.approx(t2["top1"])
-    assert main(["report", str(out), "--data", str(data), "--samples", "2", "--out", str(tmp_path / "rep"),
-                 "--json"]) == 0
+    assert (
+        main(["report", str(out), "--data", str(data), "--samples", "2", "--out", str(tmp_path / "rep"), "--json"]) == 0
+    )
     rep = json.loads(capsys.readouterr().out)
     assert rep["counts"]["neuron_updates"] > 0 and rep["not_counted"] == []
     # ONNX: the T-step loop unrolled, soft-reset IF with θ/2 start and bias currents, checked by onnxruntime
-    assert main(["export", str(out), "--format", "onnx", "--out", str(tmp_path / "onnx"), "--verify",
-                 "--data", str(data), "--samples", "2", "--json"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                str(out),
+                "--format",
+                "onnx",
+                "--out",
+                str(tmp_path / "onnx"),
+                "--verify",
+                "--data",
+                str(data),
+                "--samples",
+                "2",
+                "--json",
+            ]
+        )
+        == 0
+    )
     exp = json.loads(capsys.readouterr().out)
     assert exp["verify"]["visual"]["max_rel_error"] < 1e-3 and exp["visual"]["time_steps"] == 2
     # NIR has no subtractive reset: refused with one line
@@ -244,15 +305,36 @@ def test_cli_bad_conversion_options_are_one_line(trained, tmp_path, capsys):
     assert "--levels" in _error_line(capsys)
     assert main(["convert", str(ann), "--layers", "cnn", "--method", "qcfs", "--levels", "100000", "--out", c]) == 2
     assert "--levels 100000" in _error_line(capsys)
-    assert _code(["convert", str(ann), "--layers", "cnn", "--method", "qcfs", "--finetune-epochs", "-1",
-                  "--out", c]) == 2
+    assert (
+        _code(["convert", str(ann), "--layers", "cnn", "--method", "qcfs", "--finetune-epochs", "-1", "--out", c]) == 2
+    )
     assert "--finetune-epochs" in capsys.readouterr().err
     assert main(["convert", str(ann), "--layers", "cnn", "--models", "lemaire", "--out", c]) == 2
     assert "lemaire" in _error_line(capsys)
     test_only = data / "test_only_qcfs.jsonl"  # beside the clips it names
-    test_only.write_text("".join(ln + "\n" for ln in (data / "manifest.jsonl").read_text().splitlines()
-                                 if json.loads(ln)["split"] != "train"))
-    assert main(["convert", str(ann), "--layers", "cnn", "--method", "qcfs", "--finetune-epochs", "1",
-                 "--data", str(test_only), "--out", c]) == 2
+    test_only.write_text(
+        "".join(
+            ln + "\n" for ln in (data / "manifest.jsonl").read_text().splitlines() if json.loads(ln)["split"] != "train"
+        )
+    )
+    assert (
+        main(
+            [
+                "convert",
+                str(ann),
+                "--layers",
+                "cnn",
+                "--method",
+                "qcfs",
+                "--finetune-epochs",
+                "1",
+                "--data",
+                str(test_only),
+                "--out",
+                c,
+            ]
+        )
+        == 2
+    )
     assert "--finetune-epochs needs training clips" in _error_line(capsys)
     assert not (tmp_path / "c.pt").exists()

@@ -155,9 +155,7 @@ def test_preset_numbers_match_constants_file(name: str) -> None:
         assert p.e_neuron_pj is None
         assert any("neuron updates are not charged" in w for w in p.warnings)
     else:
-        assert close(p.e_neuron_pj, neuron), (
-            f"{name} neuron: expected {neuron}, found {p.e_neuron_pj}"
-        )
+        assert close(p.e_neuron_pj, neuron), f"{name} neuron: expected {neuron}, found {p.e_neuron_pj}"
     assert p.word_bits == bits
     assert p.sources
 
@@ -174,9 +172,7 @@ def test_paper_preset_memory_and_grouping() -> None:
     assert p.default_capable and not p.unverified and not p.mixes_nodes
 
 
-@pytest.mark.parametrize(
-    "name", ["horowitz-fp32", "horowitz-fp16", "horowitz-int32", "horowitz-int8"]
-)
+@pytest.mark.parametrize("name", ["horowitz-fp32", "horowitz-fp16", "horowitz-int32", "horowitz-int8"])
 def test_horowitz_presets_use_the_sram_tiers(name: str) -> None:
     p = get_preset(name)
     assert p.memory_model == "sram-tiers"
@@ -274,13 +270,9 @@ def test_chip_presets_are_flagged_and_never_default(name: str) -> None:
 
 def test_unverified_flag_texts() -> None:
     (loihi,) = get_preset("loihi").flags
-    assert loihi.startswith(
-        "UNVERIFIED: Loihi 23.6 pJ per synaptic op seen only in secondary citations"
-    )
+    assert loihi.startswith("UNVERIFIED: Loihi 23.6 pJ per synaptic op seen only in secondary citations")
     (truenorth,) = get_preset("truenorth").flags
-    assert truenorth.startswith(
-        "UNVERIFIED: TrueNorth ~26 pJ per synaptic event seen only in secondary citations"
-    )
+    assert truenorth.startswith("UNVERIFIED: TrueNorth ~26 pJ per synaptic event seen only in secondary citations")
     assert any("do not ship" in w for w in get_preset("loihi").warnings)
 
 
@@ -414,12 +406,8 @@ def test_paper_table6_arithmetic_is_reproduced() -> None:
     assert abs(saving - 16.6) <= 0.05, f"saving: expected 16.6 %, found {saving}"
     ann_mem_ratio = 100 * ann_memory / ann_total
     snn_mem_ratio = 100 * snn_memory / snn_total
-    assert abs(ann_mem_ratio - 0.26) <= 0.05, (
-        f"ANN memory ratio: expected 0.26 %, found {ann_mem_ratio}"
-    )
-    assert abs(snn_mem_ratio - 68.99) <= 0.05, (
-        f"SNN memory ratio: expected 68.99 %, found {snn_mem_ratio}"
-    )
+    assert abs(ann_mem_ratio - 0.26) <= 0.05, f"ANN memory ratio: expected 0.26 %, found {ann_mem_ratio}"
+    assert abs(snn_mem_ratio - 68.99) <= 0.05, f"SNN memory ratio: expected 68.99 %, found {snn_mem_ratio}"
     compute_cut = 100 * (1 - snn_compute / ann_compute)
     assert abs(compute_cut - 74.05) <= 0.1, f"compute cut: expected 74.05 %, found {compute_cut}"
 
@@ -486,9 +474,7 @@ def test_load_yaml_cost_file(tmp_path: Path, suffix: str) -> None:
 
 
 def _toml_without(key: str) -> str:
-    return (
-        "\n".join(line for line in GOOD_TOML.splitlines() if not line.startswith(key + " ")) + "\n"
-    )
+    return "\n".join(line for line in GOOD_TOML.splitlines() if not line.startswith(key + " ")) + "\n"
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from data_helpers import check_equal
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -62,18 +63,6 @@ def loop_write_bytes(spikes: np.ndarray, flipud: bool = False) -> bytes:
 def random_stream(rng: np.random.Generator, frames: int, height: int, width: int, p: float = 0.3):
     """A random 0/1 uint8 stream of shape ``[frames, height, width]``."""
     return (rng.random((frames, height, width)) < p).astype(np.uint8)
-
-
-def check_equal(expected: np.ndarray, found: np.ndarray, what: str) -> None:
-    """Assert bit-exact equality of shape and values, with an expected/found message."""
-    assert found.shape == expected.shape, (
-        f"{what}: expected shape {expected.shape}, found {found.shape}"
-    )
-    bad = np.argwhere(found != expected)
-    assert bad.size == 0, (
-        f"{what}: {len(bad)} values differ; first at {tuple(bad[0])}: "
-        f"expected {expected[tuple(bad[0])]}, found {found[tuple(bad[0])]}"
-    )
 
 
 # --------------------------------------------------------------------------- bit-exact decoding
@@ -242,9 +231,7 @@ def big_clip(tmp_path_factory):
     return path, spikes
 
 
-@pytest.mark.parametrize(
-    "start,count", [(0, 1), (0, None), (17, 5), (150, 10), (199, 1), (199, None), (0, 200)]
-)
+@pytest.mark.parametrize("start,count", [(0, 1), (0, None), (17, 5), (150, 10), (199, 1), (199, None), (0, 200)])
 def test_frame_range_equals_slice(big_clip, start, count):
     path, spikes = big_clip
     full = read_dat(path, 240, 320)
@@ -270,9 +257,7 @@ def test_frame_range_maps_only_its_bytes(big_clip, monkeypatch):
     frame_bytes = 240 * 320 // 8
     offset, shape = calls[0].get("offset"), calls[0].get("shape")
     assert offset == 150 * frame_bytes, f"expected offset {150 * frame_bytes}, found {offset}"
-    assert tuple(np.atleast_1d(shape)) == (10 * frame_bytes,), (
-        f"expected shape ({10 * frame_bytes},), found {shape}"
-    )
+    assert tuple(np.atleast_1d(shape)) == (10 * frame_bytes,), f"expected shape ({10 * frame_bytes},), found {shape}"
 
 
 def test_dat_info(big_clip):
@@ -404,9 +389,7 @@ def test_fuzz_read_dat(case, start, count, head, flipud):
         path = Path(tmp) / "fuzz.dat"
         path.write_bytes(data)
         try:
-            out = read_dat(
-                path, height, width, flipud=flipud, start=start, count=count, head_columns=head
-            )
+            out = read_dat(path, height, width, flipud=flipud, start=start, count=count, head_columns=head)
         except (DatError, ConfigError) as exc:  # a file without those frames; an argument out of range
             event(type(exc).__name__)
             assert not valid, f"expected {n} frames from frame {start}, found {type(exc).__name__}: {exc}"
@@ -417,9 +400,7 @@ def test_fuzz_read_dat(case, start, count, head, flipud):
         f"count={count} head={head}; found shape {out.shape}"
     )
     assert out.dtype == np.uint8, f"expected uint8, found {out.dtype}"
-    assert out.shape == (n, height, width - head), (
-        f"expected shape {(n, height, width - head)}, found {out.shape}"
-    )
+    assert out.shape == (n, height, width - head), f"expected shape {(n, height, width - head)}, found {out.shape}"
     bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8), bitorder="little")
     expected = bits[start * hw : (start + n) * hw].reshape(n, height, width)[:, :, : width - head]
     if flipud:

@@ -76,7 +76,10 @@ def test_captions_name_digit_motion_speed_and_position():
     labels = np.arange(1797) % 10
     specs = plan_clips(DigitsConfig(clips_per_class=10), labels)
     direction_words = {
-        "left": "left", "right": "right", "rotate_cw": "clockwise", "rotate_ccw": "counterclockwise",
+        "left": "left",
+        "right": "right",
+        "rotate_cw": "clockwise",
+        "rotate_ccw": "counterclockwise",
     }
     for s in specs:
         cap = s.caption
@@ -106,8 +109,14 @@ def test_rendered_motion_goes_the_named_way(motion):
     ink0 = (frames[0] > 0.6).astype(float)
     ink1 = (frames[-1] > 0.6).astype(float)
     (x0, y0), (x1, y1) = _centroid(ink0), _centroid(ink1)
-    moved = {"left": x1 - x0 < -5, "right": x1 - x0 > 5, "up": y1 - y0 < -5, "down": y1 - y0 > 5,
-             "zoom_in": ink1.sum() > 1.5 * ink0.sum(), "zoom_out": ink1.sum() < 0.67 * ink0.sum()}
+    moved = {
+        "left": x1 - x0 < -5,
+        "right": x1 - x0 > 5,
+        "up": y1 - y0 < -5,
+        "down": y1 - y0 > 5,
+        "zoom_in": ink1.sum() > 1.5 * ink0.sum(),
+        "zoom_out": ink1.sum() < 0.67 * ink0.sum(),
+    }
     assert moved[motion], f"{motion}: centroid {(x0, y0)} -> {(x1, y1)}, area {ink0.sum()} -> {ink1.sum()}"
 
 
@@ -155,11 +164,14 @@ def test_overwrite_replaces_a_generated_dataset(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == sorted(["dataset.json", "manifest.jsonl", *MOTIONS])
 
 
-@pytest.mark.parametrize("foreign,needle", [
-    ("notes.txt", "holds 'notes.txt'"),
-    ("left/notes.txt", "left/ holds 'notes.txt'"),
-    ("left/train_00000.dat/x", "left/ holds 'train_00000.dat'"),  # a folder where a clip would be
-])
+@pytest.mark.parametrize(
+    "foreign,needle",
+    [
+        ("notes.txt", "holds 'notes.txt'"),
+        ("left/notes.txt", "left/ holds 'notes.txt'"),
+        ("left/train_00000.dat/x", "left/ holds 'train_00000.dat'"),  # a folder where a clip would be
+    ],
+)
 def test_overwrite_keeps_a_folder_with_foreign_entries(tmp_path, foreign, needle):
     """A user's file at the top or inside a class folder is never deleted by --overwrite."""
     out = generate_digits(tmp_path / "d", DigitsConfig(**SMALL))
@@ -186,9 +198,7 @@ def test_failure_midway_leaves_nothing(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize(
-    "kwargs", [{"variant": "real"}, {"clips_per_class": 2}, {"height": 8}, {"frames": 1}]
-)
+@pytest.mark.parametrize("kwargs", [{"variant": "real"}, {"clips_per_class": 2}, {"height": 8}, {"frames": 1}])
 def test_invalid_config(kwargs):
     with pytest.raises(ConfigError):
         DigitsConfig(**kwargs)

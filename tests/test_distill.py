@@ -57,10 +57,33 @@ def data(tmp_path_factory):
 def test_train_with_a_teacher_and_bad_teachers(tmp_path, data, capsys):
     ann = small_checkpoint(tmp_path, data, "spklip", name="ann")
     sets = sum((["--set", f"{k}={v}"] for k, v in SMALL.items()), [])
-    common = ["--model", "fsve-full", "--preset", "tiny", *sets, "--data", str(data), "--epochs", "1",
-              "--set", "train.pretrain_epochs=1", "--set", "train.distill_logits=0.5"]
-    rc, out, err = run_main(capsys, "train", *common, "--init", str(ann), "--teacher", str(ann),
-                            "--out", str(tmp_path / "student"), "--json")
+    common = [
+        "--model",
+        "fsve-full",
+        "--preset",
+        "tiny",
+        *sets,
+        "--data",
+        str(data),
+        "--epochs",
+        "1",
+        "--set",
+        "train.pretrain_epochs=1",
+        "--set",
+        "train.distill_logits=0.5",
+    ]
+    rc, out, err = run_main(
+        capsys,
+        "train",
+        *common,
+        "--init",
+        str(ann),
+        "--teacher",
+        str(ann),
+        "--out",
+        str(tmp_path / "student"),
+        "--json",
+    )
     assert rc == 0, err
     card = load_checkpoint(json.loads(out)["checkpoint"]).card
     rec = card["teacher"]
@@ -87,7 +110,8 @@ def test_train_with_a_teacher_and_bad_teachers(tmp_path, data, capsys):
         (junk, ("junk.pt",)),
     ):
         run = tmp_path / f"bad-{teacher.stem}"
-        rc, _, err = run_main(capsys, "train", *common, "--init", str(ann), "--teacher", str(teacher),
-                              "--out", str(run))
+        rc, _, err = run_main(
+            capsys, "train", *common, "--init", str(ann), "--teacher", str(teacher), "--out", str(run)
+        )
         check_user_error(rc, err, *needles)
         assert not (run / "last.pt").exists()

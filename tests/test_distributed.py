@@ -41,8 +41,13 @@ def _sets() -> list[str]:
 
 
 def _torchrun(*args, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           *map(str, args)], capture_output=True, text=True, cwd=REPO, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=timeout,
+    )
 
 
 # --------------------------------------------------------------------------- batches
@@ -101,8 +106,22 @@ def two_runs(data, tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     cfg = preset_config("tiny", {"model": "spklip", **SETS})
     one = train(cfg, data, root / "one", epochs=1)
-    r = run_sub("train", "--preset", "tiny", *_sets(), "--data", data, "--epochs", "1", "--out", root / "two",
-                "--nproc", "2", "--json", timeout=600)
+    r = run_sub(
+        "train",
+        "--preset",
+        "tiny",
+        *_sets(),
+        "--data",
+        data,
+        "--epochs",
+        "1",
+        "--out",
+        root / "two",
+        "--nproc",
+        "2",
+        "--json",
+        timeout=600,
+    )
     return one, r, root
 
 
@@ -150,9 +169,29 @@ def test_resume_on_two_processes_then_distributed_eval_equals_one_process(two_ru
 @pytest.mark.slow
 def test_a_killed_rank_ends_the_run_with_one_clear_line(data, tmp_path):
     run = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "spklip_energy.cli", "train", "--preset", "tiny", *_sets(),
-                             "--data", str(data), "--epochs", "50", "--out", str(run), "--nproc", "2"],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "spklip_energy.cli",
+            "train",
+            "--preset",
+            "tiny",
+            *_sets(),
+            "--data",
+            str(data),
+            "--epochs",
+            "50",
+            "--out",
+            str(run),
+            "--nproc",
+            "2",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         victim = None
         deadline = time.monotonic() + 240
@@ -184,8 +223,9 @@ def _worker_of_rank(root: int, rank: int) -> int | None:
         seen.add(pid)
         try:
             env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-            children = [int(c) for t in Path(f"/proc/{pid}/task").iterdir()
-                        for c in (t / "children").read_text().split()]
+            children = [
+                int(c) for t in Path(f"/proc/{pid}/task").iterdir() for c in (t / "children").read_text().split()
+            ]
         except (OSError, ValueError):
             continue
         if pid != root and f"RANK={rank}".encode() in env:
@@ -200,8 +240,13 @@ def test_nproc_bad_values_are_one_line(capsys, tmp_path):
     rc, _, err = run_main(capsys, "train", "--nproc", "0", "--out", tmp_path / "x")
     check_user_error(rc, err, "--nproc")
     env = {k: v for k, v in os.environ.items() if k not in ("MASTER_ADDR", "MASTER_PORT")}
-    r = subprocess.run([sys.executable, "-m", "spklip_energy.cli", "train", "--out", str(tmp_path / "y")],
-                       capture_output=True, text=True, cwd=REPO, env={**env, "WORLD_SIZE": "2", "RANK": "0"})
+    r = subprocess.run(
+        [sys.executable, "-m", "spklip_energy.cli", "train", "--out", str(tmp_path / "y")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**env, "WORLD_SIZE": "2", "RANK": "0"},
+    )
     check_user_error(r.returncode, r.stderr, "MASTER_ADDR", "torchrun")
     assert not (tmp_path / "y").exists()
 
@@ -215,8 +260,22 @@ def test_distributed_report_counts_equal_one_process(two_runs, data, tmp_path):
     ck = root / "two" / "last.pt"
     # 8 test clips in batches of 3, 3 and 2: rank 0 profiles two batches, rank 1 one
     single, per_layer = analyse_checkpoint(ck, data=data, samples=8, batch_size=3)
-    r = run_sub("report", ck, "--data", data, "--samples", "8", "--batch-size", "3", "--out", tmp_path / "rep",
-                "--nproc", "2", "--json", timeout=600)
+    r = run_sub(
+        "report",
+        ck,
+        "--data",
+        data,
+        "--samples",
+        "8",
+        "--batch-size",
+        "3",
+        "--out",
+        tmp_path / "rep",
+        "--nproc",
+        "2",
+        "--json",
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     dist = json.loads(r.stdout)
     assert dist["data"]["samples"] == single["data"]["samples"] == 8

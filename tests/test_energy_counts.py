@@ -103,23 +103,38 @@ def test_linear_sops_are_spikes_times_outputs():
     p=st.floats(0.0, 1.0),
     seed=st.integers(0, 10_000),
 )
-def test_conv_sops_equal_input_convolved_with_ones(groups, cin_per_group, cout_per_group, k, stride,
-                                                    dilation, padding, mode, h, w, p, seed):
+def test_conv_sops_equal_input_convolved_with_ones(
+    groups, cin_per_group, cout_per_group, k, stride, dilation, padding, mode, h, w, p, seed
+):
     if mode == "reflect" and padding >= min(h, w):
         padding = min(h, w) - 1
     span = dilation * (k - 1) + 1
     if span > min(h, w) + 2 * padding:
         return
-    conv = nn.Conv2d(groups * cin_per_group, groups * cout_per_group, k, stride, padding, dilation,
-                     groups, bias=False, padding_mode=mode)
+    conv = nn.Conv2d(
+        groups * cin_per_group,
+        groups * cout_per_group,
+        k,
+        stride,
+        padding,
+        dilation,
+        groups,
+        bias=False,
+        padding_mode=mode,
+    )
     x = _spike((2, groups * cin_per_group, h, w), p, seed)
     got = profile(conv, x).totals["sops"]
     assert got == _brute_conv_sops(conv, x), f"expected {_brute_conv_sops(conv, x)}, found {got}"
 
 
 @settings(max_examples=30, deadline=None)
-@given(k=st.integers(1, 4), stride=st.integers(1, 3), padding=st.integers(0, 2), ceil=st.booleans(),
-       seed=st.integers(0, 1000))
+@given(
+    k=st.integers(1, 4),
+    stride=st.integers(1, 3),
+    padding=st.integers(0, 2),
+    ceil=st.booleans(),
+    seed=st.integers(0, 1000),
+)
 def test_avg_pool_sops_equal_window_sums(k, stride, padding, ceil, seed):
     if padding > k // 2:
         padding = k // 2

@@ -51,8 +51,11 @@ class _SyncCounter(TorchDispatchMode):
         self.n = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func in (torch.ops.aten._local_scalar_dense.default, torch.ops.aten.item.default,
-                    torch.ops.aten.is_nonzero.default):
+        if func in (
+            torch.ops.aten._local_scalar_dense.default,
+            torch.ops.aten.item.default,
+            torch.ops.aten.is_nonzero.default,
+        ):
             self.n += 1
         return func(*args, **(kwargs or {}))
 
@@ -91,7 +94,9 @@ def test_conv_sops_exact_for_1d_3d_and_string_padding(conv, shape):
     x = _spike(shape, 0.35, seed=3)
     got = profile(conv, x).totals
     want = _brute_sops(conv, x)
-    assert got["sops"] == want and got["macs"] == 0, f"expected {want} SOPs and 0 MACs, found {got['sops']} / {got['macs']}"
+    assert got["sops"] == want and got["macs"] == 0, (
+        f"expected {want} SOPs and 0 MACs, found {got['sops']} / {got['macs']}"
+    )
 
 
 def test_conv_transpose_is_listed_not_counted_not_zero():
@@ -104,8 +109,11 @@ def test_conv_transpose_is_listed_not_counted_not_zero():
 
 
 def test_conv_on_empty_batch_counts_zero():
-    for m, x in ((nn.Conv2d(2, 3, 3), torch.zeros(0, 2, 5, 5)), (nn.AvgPool2d(2), torch.zeros(0, 2, 4, 4)),
-                 (nn.Linear(3, 2), torch.zeros(0, 3))):
+    for m, x in (
+        (nn.Conv2d(2, 3, 3), torch.zeros(0, 2, 5, 5)),
+        (nn.AvgPool2d(2), torch.zeros(0, 2, 4, 4)),
+        (nn.Linear(3, 2), torch.zeros(0, 3)),
+    ):
         t = profile(m, x).totals
         assert t["sops"] == 0 and t["macs"] == 0, f"{type(m).__name__}: expected 0 ops, found {t['sops']}/{t['macs']}"
 
@@ -227,7 +235,10 @@ def test_adaptive_avg_pool_1d_3d_and_avg_pool_1d_ceil():
     for a in range(2):
         for b in range(3):
             for c in range(2):
-                sl = [slice((i * n) // o, -((-(i + 1) * n) // o)) for i, n, o in zip((a, b, c), (5, 7, 3), out, strict=True)]
+                sl = [
+                    slice((i * n) // o, -((-(i + 1) * n) // o))
+                    for i, n, o in zip((a, b, c), (5, 7, 3), out, strict=True)
+                ]
                 want += int(x[..., sl[0], sl[1], sl[2]].sum())
     found = profile(nn.AdaptiveAvgPool3d(out), x).totals["sops"]
     assert found == want, f"AdaptiveAvgPool3d: expected {want}, found {found}"
@@ -250,11 +261,29 @@ def test_other_rules_have_no_host_sync():
     from spikingjelly.activation_based import layer, neuron
 
     cases = [
-        (nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                       nn.Linear(36, 3), nn.LayerNorm(3), nn.Softmax(-1)).eval(), (torch.rand(2, 3, 8, 8),)),
-        (nn.Sequential(layer.Conv2d(1, 4, 3, step_mode="m"), neuron.LIFNode(step_mode="m"),
-                       layer.MaxPool2d(2, step_mode="m"), layer.Flatten(step_mode="m"),
-                       layer.Linear(36, 3, step_mode="m")), (torch.rand(3, 2, 1, 8, 8),)),
+        (
+            nn.Sequential(
+                nn.Conv2d(3, 4, 3),
+                nn.BatchNorm2d(4),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+                nn.Flatten(),
+                nn.Linear(36, 3),
+                nn.LayerNorm(3),
+                nn.Softmax(-1),
+            ).eval(),
+            (torch.rand(2, 3, 8, 8),),
+        ),
+        (
+            nn.Sequential(
+                layer.Conv2d(1, 4, 3, step_mode="m"),
+                neuron.LIFNode(step_mode="m"),
+                layer.MaxPool2d(2, step_mode="m"),
+                layer.Flatten(step_mode="m"),
+                layer.Linear(36, 3, step_mode="m"),
+            ),
+            (torch.rand(3, 2, 1, 8, 8),),
+        ),
         (nn.MultiheadAttention(8, 2).eval(), (torch.rand(3, 2, 8),) * 3),
     ]
     for model, args in cases:
@@ -288,7 +317,9 @@ def test_threshold_dependent_batch_norm_multi_step():
     x = torch.rand(t_steps, b, 3, 4, 4)
     r = profile(bn, x, samples=b)
     assert r.totals["macs"] == x.numel(), f"expected {x.numel()} MACs, found {r.totals['macs']}"
-    assert r.totals["weight_reads"] == 6 * t_steps, f"expected {6 * t_steps} weight reads, found {r.totals['weight_reads']}"
+    assert r.totals["weight_reads"] == 6 * t_steps, (
+        f"expected {6 * t_steps} weight reads, found {r.totals['weight_reads']}"
+    )
     assert r.per_layer.loc[0, "act_buffer"] == 48, f"expected act buffer 48, found {r.per_layer.loc[0, 'act_buffer']}"
 
 
@@ -361,8 +392,7 @@ def test_per_step_loop_container_reads_weights_once_per_step():
     stack and its child is also called T times: T^2 weight reads."""
     from spikingjelly.activation_based import layer, neuron
 
-    lrc = layer.LinearRecurrentContainer(neuron.IFNode(step_mode="s"), in_features=4, out_features=4,
-                                         step_mode="m")
+    lrc = layer.LinearRecurrentContainer(neuron.IFNode(step_mode="s"), in_features=4, out_features=4, step_mode="m")
     r = profile(lrc, torch.rand(3, 2, 4), samples=2)
     want = _params(lrc) * 3
     assert r.totals["weight_reads"] == want, f"expected {want} weight reads (x T=3), found {r.totals['weight_reads']}"
@@ -426,9 +456,13 @@ def test_sj_neuron_single_step_loop_equals_multi_step(cls_name):
     p = _params(single)
     for r, mode in ((rs, "s"), (rm, "m")):
         t = r.totals
-        assert t["neuron_updates"] == t_steps * b * n, f"{mode}: expected {t_steps * b * n} updates, found {t['neuron_updates']}"
+        assert t["neuron_updates"] == t_steps * b * n, (
+            f"{mode}: expected {t_steps * b * n} updates, found {t['neuron_updates']}"
+        )
         assert t["state_reads"] == t["state_writes"] == t_steps * b * n
-        assert t["weight_reads"] == p * t_steps, f"{mode}: expected {p * t_steps} weight reads, found {t['weight_reads']}"
+        assert t["weight_reads"] == p * t_steps, (
+            f"{mode}: expected {p * t_steps} weight reads, found {t['weight_reads']}"
+        )
 
 
 def test_snntorch_init_hidden_neurons():
@@ -436,9 +470,14 @@ def test_snntorch_init_hidden_neurons():
 
     t_steps, b, n = 4, 2, 5
     x = torch.rand(t_steps, b, n)
-    for m, states in ((snn.Leaky(beta=0.5, init_hidden=True), 1), (snn.Synaptic(alpha=0.5, beta=0.5, init_hidden=True), 2)):
+    for m, states in (
+        (snn.Leaky(beta=0.5, init_hidden=True), 1),
+        (snn.Synaptic(alpha=0.5, beta=0.5, init_hidden=True), 2),
+    ):
         t = profile(m, forward=lambda mod: [mod(x[i]) for i in range(t_steps)]).totals
-        assert t["neuron_updates"] == t_steps * b * n, f"{type(m).__name__}: expected {t_steps * b * n}, found {t['neuron_updates']}"
+        assert t["neuron_updates"] == t_steps * b * n, (
+            f"{type(m).__name__}: expected {t_steps * b * n}, found {t['neuron_updates']}"
+        )
         assert t["state_reads"] == states * t_steps * b * n, f"{type(m).__name__}: state reads {t['state_reads']}"
         registry = getattr(snn.SpikingNeuron, "instances", None)
         if isinstance(registry, list) and m in registry:
@@ -560,12 +599,14 @@ def test_bool_and_integer_inputs():
 def digits(tmp_path_factory):
     from spklip_energy.data.digits import DigitsConfig, generate_digits
 
-    return generate_digits(tmp_path_factory.mktemp("d") / "digits",
-                           DigitsConfig(clips_per_class=3, frames=40, height=16, width=16))
+    return generate_digits(
+        tmp_path_factory.mktemp("d") / "digits", DigitsConfig(clips_per_class=3, frames=40, height=16, width=16)
+    )
 
 
-@pytest.mark.parametrize("kind", ["test-ann-cnn", "test-sj-snn", "test-sj-snn-single", "test-snntorch-snn",
-                                  "sj-ms-resnet18"])
+@pytest.mark.parametrize(
+    "kind", ["test-ann-cnn", "test-sj-snn", "test-sj-snn-single", "test-snntorch-snn", "sj-ms-resnet18"]
+)
 def test_report_summary_json_valid_and_consistent(tmp_path, digits, kind):
     from spklip_energy.analysis import analyse_checkpoint
     from spklip_energy.checkpoint import save_checkpoint

@@ -141,8 +141,9 @@ def test_ms_resnet18_equals_spikingjelly_lemaire_and_spikesim():
 def test_fsve_full_equals_spikingjelly_on_the_layers_both_support(tmp_path):
     from spklip_energy.model import build_spklip, preset_config
 
-    cfg = preset_config("tiny", {"height": 32, "width": 32, "hsfe.input_pool": 1, "model": "fsve-full",
-                                 "fsve.hsfe": "spiking"})
+    cfg = preset_config(
+        "tiny", {"height": 32, "width": 32, "hsfe.input_pool": 1, "model": "fsve-full", "fsve.hsfe": "spiking"}
+    )
     enc = build_spklip(cfg, seed=1).eval().visual
     torch.manual_seed(0)
     x = (torch.rand(1, cfg.frames, 32, 32) < 0.3).float()
@@ -162,8 +163,10 @@ def test_spikesim_reproduces_the_authors_vgg9_example():
     chans = [(3, 64, 1), (64, 64, 2), (64, 128, 1), (128, 128, 2), (128, 256, 1), (256, 256, 1), (256, 256, 2)]
     mods = []
     for cin, cout, stride in chans:
-        mods += [layer.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False, step_mode="m"),
-                 neuron.LIFNode(step_mode="m")]
+        mods += [
+            layer.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False, step_mode="m"),
+            neuron.LIFNode(step_mode="m"),
+        ]
     net = nn.Sequential(*mods).eval()
     x = (torch.rand(5, 1, 3, 32, 32) < 0.2).float()
     layers, n = _layers(net, x)
@@ -177,8 +180,12 @@ def test_spikesim_reproduces_the_authors_vgg9_example():
 
 
 def test_spikesim_lists_what_it_cannot_price_and_skips_anns():
-    net = nn.Sequential(layer.Conv2d(2, 4, 3, padding=1, step_mode="m"), neuron.LIFNode(step_mode="m"),
-                        layer.Flatten(step_mode="m"), layer.Linear(4 * 36, 3, step_mode="m")).eval()
+    net = nn.Sequential(
+        layer.Conv2d(2, 4, 3, padding=1, step_mode="m"),
+        neuron.LIFNode(step_mode="m"),
+        layer.Flatten(step_mode="m"),
+        layer.Linear(4 * 36, 3, step_mode="m"),
+    ).eval()
     nn.init.constant_(net[0].weight, 0.5)  # the LIF fires, so the linear layer has work to price
     layers, n = _layers(net, (torch.rand(2, 1, 2, 6, 6) < 0.5).float())
     assert layers["sops"][3] > 0
@@ -226,8 +233,7 @@ def test_eyeriss_bound_by_hand_on_one_dense_layer():
 # --------------------------------------------------------------------------- the fair baseline
 
 
-@pytest.mark.parametrize(("steps", "bits"), [(1, 1), (2, 2), (3, 2), (4, 3), (5, 3), (7, 3), (8, 4), (15, 4),
-                                             (16, 5)])
+@pytest.mark.parametrize(("steps", "bits"), [(1, 1), (2, 2), (3, 2), (4, 3), (5, 3), (7, 3), (8, 4), (15, 4), (16, 5)])
 def test_snn_bits_is_ceil_log2_t_plus_1(steps, bits):
     assert snn_bits(steps) == bits
 
@@ -251,8 +257,12 @@ def test_quantized_pricing_of_an_ann_layer_by_hand():
 def _small_snn():
     """A real-valued input into conv + LIF, whose spikes feed a second conv + LIF (T = 4, 2 samples)."""
     torch.manual_seed(3)
-    net = nn.Sequential(layer.Conv2d(2, 8, 3, padding=1, step_mode="m"), neuron.LIFNode(step_mode="m"),
-                        layer.Conv2d(8, 8, 3, padding=1, step_mode="m"), neuron.LIFNode(step_mode="m")).eval()
+    net = nn.Sequential(
+        layer.Conv2d(2, 8, 3, padding=1, step_mode="m"),
+        neuron.LIFNode(step_mode="m"),
+        layer.Conv2d(8, 8, 3, padding=1, step_mode="m"),
+        neuron.LIFNode(step_mode="m"),
+    ).eval()
     nn.init.constant_(net[0].weight, 0.3)
     return _layers(net, torch.rand(4, 2, 2, 8, 8))
 
@@ -331,22 +341,25 @@ def test_unknown_model_is_one_clear_error():
         resolve_models("paper,lemaire")
 
 
-@pytest.mark.parametrize(("text", "needle"), [
-    ("[lemaire]\ne_add_pj = -0.1\n", "lemaire.e_add_pj must be >= 0"),
-    ("[lemaire]\ne_add_pj = nan\n", "lemaire.e_add_pj must be finite"),
-    ("[lemaire]\ne_mul_pj = \"3.1\"\n", "lemaire.e_mul_pj must be a number, got the string '3.1'"),
-    ("[lemaire]\nfifo = 0\n", "lemaire.fifo must be a whole number >= 1"),
-    ("[lemaire]\nbuffers = \"batch\"\n", "lemaire.buffers must be one of sample, traced"),
-    ("[spikesim]\nxbar = 6.5\n", "spikesim.xbar must be a whole number"),
-    ("[spikesim]\nadc = 1.0\n", "unknown key spikesim.adc"),
-    ("[eyeriss]\ndram_passes = 0.5\n", "eyeriss.dram_passes must be >= 1"),
-    ("[eyeriss]\nbatch = 0\n", "eyeriss.batch must be a whole number >= 1"),
-    ("[eyeriss]\nrf = 0\n", "eyeriss.rf must be > 0"),
-    ("[eyeriss]\nrf = 3\narray = 2\ngb = 6\ndram = 200\n", "must not fall going outwards"),
-    ("[eyriss]\nrf = 1\n", "unknown section 'eyriss'"),
-    ("lemaire = 3\n", "section lemaire must be a table"),
-    ("[lemaire\n", "is not valid TOML"),
-])
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("[lemaire]\ne_add_pj = -0.1\n", "lemaire.e_add_pj must be >= 0"),
+        ("[lemaire]\ne_add_pj = nan\n", "lemaire.e_add_pj must be finite"),
+        ('[lemaire]\ne_mul_pj = "3.1"\n', "lemaire.e_mul_pj must be a number, got the string '3.1'"),
+        ("[lemaire]\nfifo = 0\n", "lemaire.fifo must be a whole number >= 1"),
+        ('[lemaire]\nbuffers = "batch"\n', "lemaire.buffers must be one of sample, traced"),
+        ("[spikesim]\nxbar = 6.5\n", "spikesim.xbar must be a whole number"),
+        ("[spikesim]\nadc = 1.0\n", "unknown key spikesim.adc"),
+        ("[eyeriss]\ndram_passes = 0.5\n", "eyeriss.dram_passes must be >= 1"),
+        ("[eyeriss]\nbatch = 0\n", "eyeriss.batch must be a whole number >= 1"),
+        ("[eyeriss]\nrf = 0\n", "eyeriss.rf must be > 0"),
+        ("[eyeriss]\nrf = 3\narray = 2\ngb = 6\ndram = 200\n", "must not fall going outwards"),
+        ("[eyriss]\nrf = 1\n", "unknown section 'eyriss'"),
+        ("lemaire = 3\n", "section lemaire must be a table"),
+        ("[lemaire\n", "is not valid TOML"),
+    ],
+)
 def test_bad_model_files_name_the_entry(tmp_path, text, needle):
     f = tmp_path / "models.toml"
     f.write_text(text)
@@ -357,8 +370,9 @@ def test_bad_model_files_name_the_entry(tmp_path, text, needle):
 
 def test_model_file_parameters_reach_the_models(tmp_path):
     f = tmp_path / "models.yaml"
-    f.write_text("lemaire:\n  fifo: 10\n  buffers: traced\neyeriss:\n  batch: 4\n  dram_passes: 2\n"
-                 "spikesim:\n  xbar: 128\n")
+    f.write_text(
+        "lemaire:\n  fifo: 10\n  buffers: traced\neyeriss:\n  batch: 4\n  dram_passes: 2\nspikesim:\n  xbar: 128\n"
+    )
     lab, ey, ss = resolve_models("lemaire-lab,eyeriss,spikesim", model_file=f)
     assert (lab.fifo, lab.buffers, ey.batch, ey.dram_passes, ss.xbar) == (10, "traced", 4, 2.0, 128)
     assert math.isclose(ss.cycle_pj(3, 3), SpikeSimModel(xbar=128).cycle_pj(3, 3))
@@ -389,8 +403,9 @@ def test_cli_report_models_all_json_names_every_model_and_writes_the_plots(tmp_p
 
     data, ck = zoo
     out = tmp_path / "r"
-    rc, text, err = run_main(capsys, "report", ck["test-sj-snn"], "--data", data, "--samples", "2", "--out", out,
-                             "--models", "all", "--json")
+    rc, text, err = run_main(
+        capsys, "report", ck["test-sj-snn"], "--data", data, "--samples", "2", "--out", out, "--models", "all", "--json"
+    )
     assert rc == 0, err
     em = json.loads(text)["energy_models"]
     names = [m["name"] for m in em["models"]]
@@ -401,8 +416,21 @@ def test_cli_report_models_all_json_names_every_model_and_writes_the_plots(tmp_p
     assert (out / "energy_models.png").stat().st_size > 0 and (out / "break_even.png").stat().st_size > 0
     md = (out / "report.md").read_text()
     assert "Energy under published models" in md and "Break-even input rates per spiking layer" in md
-    rc, text, err = run_main(capsys, "report", ck["test-ann-cnn"], "--data", data, "--samples", "2", "--out",
-                             tmp_path / "a", "--models", "lemaire-lab,loihi", "--snn-steps", "5")
+    rc, text, err = run_main(
+        capsys,
+        "report",
+        ck["test-ann-cnn"],
+        "--data",
+        data,
+        "--samples",
+        "2",
+        "--out",
+        tmp_path / "a",
+        "--models",
+        "lemaire-lab,loihi",
+        "--snn-steps",
+        "5",
+    )
     assert rc == 0, err
     assert "lemaire-lab        q3" in text and "loihi" in text and "int8" in text
 
@@ -414,8 +442,21 @@ def test_cli_compare_prices_the_ann_at_the_snns_bits(tmp_path, zoo, capsys):
 
     data, ck = zoo
     out = tmp_path / "cmp"
-    rc, text, err = run_main(capsys, "compare", ck["test-ann-cnn"], ck["test-sj-snn"], "--data", data,
-                             "--samples", "2", "--out", out, "--json", "--weight-bits", "4")
+    rc, text, err = run_main(
+        capsys,
+        "compare",
+        ck["test-ann-cnn"],
+        ck["test-sj-snn"],
+        "--data",
+        data,
+        "--samples",
+        "2",
+        "--out",
+        out,
+        "--json",
+        "--weight-bits",
+        "4",
+    )
     assert rc == 0, err
     rows = json.loads(text)["rows"]
     snn_t = rows[1]["energy_models"]["steps"]
@@ -431,12 +472,15 @@ def test_cli_compare_prices_the_ann_at_the_snns_bits(tmp_path, zoo, capsys):
     assert f"lemaire-lab@q{bits}_low_j" in df.columns and math.isnan(df.loc[1, f"lemaire-lab@q{bits}_low_j"])
 
 
-@pytest.mark.parametrize(("args", "needles"), [
-    (["--models", "lemaire,paper"], ["unknown energy model 'lemaire'"]),
-    (["--weight-bits", "0"], ["--weight-bits"]),
-    (["--models", "eyeriss", "--model-file", "BAD"], ["eyeriss.dram_passes must be >= 1"]),
-    (["--model-file", "MISSING"], ["model file", "does not exist"]),
-])
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["--models", "lemaire,paper"], ["unknown energy model 'lemaire'"]),
+        (["--weight-bits", "0"], ["--weight-bits"]),
+        (["--models", "eyeriss", "--model-file", "BAD"], ["eyeriss.dram_passes must be >= 1"]),
+        (["--model-file", "MISSING"], ["model file", "does not exist"]),
+    ],
+)
 def test_cli_bad_model_options_are_one_line_exit_2(tmp_path, zoo, capsys, args, needles):
     from cli_helpers import check_user_error, run_main
 

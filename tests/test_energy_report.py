@@ -82,7 +82,7 @@ def test_snn_and_ann_reports_written_and_parsed_back(tmp_path, data):
         for row in ("Computational energy (J)", "Memory access energy (J)", "Total energy (J)", "Memory energy ratio"):
             assert row in md
         html = paths["report.html"].read_text()
-        assert "data:image/png;base64," in html and "<img" in html and "src=\"energy_per_layer" not in html
+        assert "data:image/png;base64," in html and "<img" in html and 'src="energy_per_layer' not in html
         assert paths["energy_per_layer.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         spiking = kind != "test-ann-cnn"
         assert (back["counts"]["sops"] > 0) == spiking
@@ -105,8 +105,10 @@ def test_cli_report_json_and_table6(tmp_path, data, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert summary["checkpoint"]["kind"] == "test-sj-snn"
     assert (out / "report.html").exists()
-    assert main(["report", str(ck), "--data", str(data), "--samples", "2", "--out", str(out),
-                 "--preset", "horowitz-int8"]) == 0
+    assert (
+        main(["report", str(ck), "--data", str(data), "--samples", "2", "--out", str(out), "--preset", "horowitz-int8"])
+        == 0
+    )
     text = capsys.readouterr().out
     assert "Memory energy ratio" in text and "horowitz-int8" in text
 
@@ -115,8 +117,9 @@ def test_cli_compare_ratios_to_first(tmp_path, data, capsys):
     ann = _ckpt(tmp_path, "test-ann-cnn", eval={"top1": 0.5})
     snn = _ckpt(tmp_path, "test-sj-snn", eval={"top1": 0.25})
     out = tmp_path / "cmp"
-    assert main(["compare", str(ann), str(snn), "--data", str(data), "--samples", "2", "--out", str(out),
-                 "--json"]) == 0
+    assert (
+        main(["compare", str(ann), str(snn), "--data", str(data), "--samples", "2", "--out", str(out), "--json"]) == 0
+    )
     res = json.loads(capsys.readouterr().out)
     assert [r["name"] for r in res["rows"]] == ["test-ann-cnn", "test-sj-snn"]
     df = pd.read_csv(out / "comparison.csv")
@@ -141,8 +144,9 @@ def test_cli_bad_inputs_one_line_exit_2(tmp_path, data):
     card = default_card("test-sj-snn", height=32, width=32)
     save_checkpoint(big, build_model(card), card)
     nan_costs = tmp_path / "costs.toml"
-    nan_costs.write_text('name = "x"\ne_mac_pj = nan\ne_ac_pj = 1\ne_neuron_pj = 1\ne_mem_word_pj = 1\n'
-                         'sources = ["me"]\n')
+    nan_costs.write_text(
+        'name = "x"\ne_mac_pj = nan\ne_ac_pj = 1\ne_neuron_pj = 1\ne_mem_word_pj = 1\nsources = ["me"]\n'
+    )
     out = tmp_path / "out"
     cases = [
         (["report", str(tmp_path / "missing.pt")], "missing.pt"),
@@ -153,7 +157,11 @@ def test_cli_bad_inputs_one_line_exit_2(tmp_path, data):
         (["report", str(big), "--data", str(data)], "32x32"),
     ]
     for args, needle in cases:
-        r = _run(*args, "--out", str(out), "--data", str(data)) if "--data" not in args else _run(*args, "--out", str(out))
+        r = (
+            _run(*args, "--out", str(out), "--data", str(data))
+            if "--data" not in args
+            else _run(*args, "--out", str(out))
+        )
         lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
         assert r.returncode == 2, f"{args}: expected exit 2, found {r.returncode}: {r.stderr[-500:]}"
         assert len(lines) == 1 and "Traceback" not in r.stderr, f"{args}: {r.stderr}"

@@ -53,8 +53,12 @@ def msresnet_ckpt(tmp_path_factory, data):
 
 @pytest.fixture(scope="module")
 def plain_ckpt(tmp_path_factory, data):
-    return _checkpoint(tmp_path_factory.mktemp("plain"), data, "fsve-hybrid",
-                       **{"fsve.cnn": "plain", "fsve.layers": [1, 1, 1], "fsve.time_steps": 3})
+    return _checkpoint(
+        tmp_path_factory.mktemp("plain"),
+        data,
+        "fsve-hybrid",
+        **{"fsve.cnn": "plain", "fsve.layers": [1, 1, 1], "fsve.time_steps": 3},
+    )
 
 
 def _incoming(graph, node: str) -> set[str]:
@@ -80,8 +84,10 @@ def test_file_written_and_read_back_equal(tmp_path, msresnet_ckpt):
         assert type(got.nodes[name]) is type(node), name
         for attr in ARRAYS:
             if hasattr(node, attr) and getattr(node, attr) is not None:
-                assert np.array_equal(np.asarray(getattr(got.nodes[name], attr)), np.asarray(getattr(node, attr))), \
-                    (name, attr)
+                assert np.array_equal(np.asarray(getattr(got.nodes[name], attr)), np.asarray(getattr(node, attr))), (
+                    name,
+                    attr,
+                )
     assert got.nodes["layer1.0.conv1"].metadata["folded_bn"] == "visual.starnet.spatial.layer1.0.bn1"
     assert got.metadata["module"] == "visual.starnet.spatial" and got.metadata["kind"] == "fsve-full"
     types = {type(n).__name__ for n in got.nodes.values()}
@@ -109,8 +115,9 @@ def test_file_written_and_read_back_equal(tmp_path, msresnet_ckpt):
     x = (torch.rand(3, 8, 16, 16, generator=torch.Generator().manual_seed(0)) < 0.3).float()
     with torch.no_grad():
         want_y = block.bn1(block.conv1(x.unsqueeze(0)))[0]  # multi-step layers: [T=1, N, C, H, W]
-    got_y = F.conv2d(x, torch.from_numpy(conv.weight), torch.from_numpy(conv.bias), tuple(conv.stride),
-                     tuple(conv.padding))
+    got_y = F.conv2d(
+        x, torch.from_numpy(conv.weight), torch.from_numpy(conv.bias), tuple(conv.stride), tuple(conv.padding)
+    )
     assert torch.allclose(got_y, want_y, atol=1e-5)
 
 
@@ -182,12 +189,24 @@ def test_chain_of_project_parts_with_an_if_neuron(tmp_path):
         bn.running_mean.copy_(torch.randn(4, generator=g) * 0.1)
         bn.running_var.copy_(torch.rand(4, generator=g) + 0.5)
         bn.bias.copy_(torch.randn(4, generator=g) * 0.1)
-    net = nn.Sequential(conv, bn, make_lif(0.5, 0.25), layer.AvgPool2d(2, step_mode="m"),
-                        layer.Flatten(start_dim=1, step_mode="m"), layer.Linear(4 * 4 * 4, 5, step_mode="m"),
-                        neuron.IFNode(v_threshold=0.3, v_reset=0.0, step_mode="m")).eval()
+    net = nn.Sequential(
+        conv,
+        bn,
+        make_lif(0.5, 0.25),
+        layer.AvgPool2d(2, step_mode="m"),
+        layer.Flatten(start_dim=1, step_mode="m"),
+        layer.Linear(4 * 4 * 4, 5, step_mode="m"),
+        neuron.IFNode(v_threshold=0.3, v_reset=0.0, step_mode="m"),
+    ).eval()
     graph = module_graph(net, (2, 8, 8), "chain")
-    assert [type(graph.nodes[k]).__name__ for k in ("0", "2", "3", "4", "5", "6")] == \
-        ["Conv2d", "LIF", "AvgPool2d", "Flatten", "Affine", "IF"]
+    assert [type(graph.nodes[k]).__name__ for k in ("0", "2", "3", "4", "5", "6")] == [
+        "Conv2d",
+        "LIF",
+        "AvgPool2d",
+        "Flatten",
+        "Affine",
+        "IF",
+    ]
     assert "1" not in graph.nodes  # the BN is folded into node "0"
     nir.write(tmp_path / "chain.nir", graph)
     x = torch.rand(4, 2, 8, 8, generator=g)
@@ -204,8 +223,9 @@ def test_ann_and_converted_checkpoints_are_refused(tmp_path, data, msresnet_ckpt
         write_nir(ann, tmp_path / "out", {})
     assert "\n" not in str(exc.value)
     spiking = load_spklip(msresnet_ckpt)
-    converted = LoadedSPKLIP(spiking.model, spiking.tokenizer, {**spiking.card, "kind": "spklip-converted"},
-                             spiking.checkpoint)
+    converted = LoadedSPKLIP(
+        spiking.model, spiking.tokenizer, {**spiking.card, "kind": "spklip-converted"}, spiking.checkpoint
+    )
     with pytest.raises(ConfigError, match=r"'spklip-converted' checkpoint cannot be exported to NIR") as exc:
         write_nir(converted, tmp_path / "out", {})
     assert "\n" not in str(exc.value)
@@ -238,7 +258,23 @@ def test_export_pipeline_writes_the_nir_folder(tmp_path, msresnet_ckpt, data, ca
     assert meta["format"] == "nir" and meta["kind"] == "fsve-full" and meta["nir"]["file"] == NIR_FILE
     assert meta["verify"]["ok"] and meta["verify"]["clips"] == 1
     # the CLI prints one line per importer and exits 0 when both reproduce the project's spikes
-    assert main(["export", str(msresnet_ckpt), "--format", "nir", "--out", str(tmp_path / "cli"), "--verify",
-                 "--data", str(data), "--samples", "1"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                str(msresnet_ckpt),
+                "--format",
+                "nir",
+                "--out",
+                str(tmp_path / "cli"),
+                "--verify",
+                "--data",
+                str(data),
+                "--samples",
+                "1",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "snntorch: ok, identical spikes" in out and "spikingjelly: ok, identical spikes" in out

@@ -104,8 +104,9 @@ def test_fsve_full_export_is_unrolled_and_verified(tmp_path, data):
     loaded = load_spklip(ck)
     loaded.model.eval()
     x = _spikes(3, loaded.model.cfg, seed=5)
-    got = ort.InferenceSession(str(tmp_path / "out" / "visual.onnx"),
-                               providers=["CPUExecutionProvider"]).run(None, {"spikes": x.numpy()})[0]
+    got = ort.InferenceSession(str(tmp_path / "out" / "visual.onnx"), providers=["CPUExecutionProvider"]).run(
+        None, {"spikes": x.numpy()}
+    )[0]
     with torch.no_grad():
         want = loaded.model.visual(x)
     assert got.shape == tuple(want.shape)
@@ -114,8 +115,25 @@ def test_fsve_full_export_is_unrolled_and_verified(tmp_path, data):
 
 def test_cli_end_to_end_json(tmp_path, ann_ckpt, data, capsys):
     out = tmp_path / "cli"
-    assert main(["export", str(ann_ckpt), "--format", "onnx", "--out", str(out), "--verify", "--data", str(data),
-                 "--samples", "2", "--json"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                str(ann_ckpt),
+                "--format",
+                "onnx",
+                "--out",
+                str(out),
+                "--verify",
+                "--data",
+                str(data),
+                "--samples",
+                "2",
+                "--json",
+            ]
+        )
+        == 0
+    )
     res = json.loads(capsys.readouterr().out)
     assert res["verify"]["ok"] and res["verify"]["clips"] == 2 and res["opset"] == 17
     assert set(res["files"]) == {"export.json", "text.onnx", "visual.onnx"}
@@ -131,8 +149,10 @@ def test_cli_verify_failure_exits_1_with_one_line(tmp_path, ann_ckpt, data, caps
     import spklip_energy.export.verify as verify
 
     monkeypatch.setattr(verify, "ANN_TOLERANCE", 0.0)  # nothing can pass
-    assert main(["export", str(ann_ckpt), "--out", str(tmp_path / "v"), "--verify", "--data", str(data),
-                 "--samples", "1"]) == 1
+    assert (
+        main(["export", str(ann_ckpt), "--out", str(tmp_path / "v"), "--verify", "--data", str(data), "--samples", "1"])
+        == 1
+    )
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert len(err) == 1 and "verification failed" in err[0]
 
@@ -167,8 +187,9 @@ def test_bad_input_is_one_line_and_nothing_written(tmp_path, ann_ckpt):
         cases.append(([str(ann_ckpt), "--out", str(locked / "sub")], "locked"))
     try:
         for args, needle in cases:
-            r = subprocess.run([sys.executable, "-m", "spklip_energy.cli", "export", *args],
-                               capture_output=True, text=True)
+            r = subprocess.run(
+                [sys.executable, "-m", "spklip_energy.cli", "export", *args], capture_output=True, text=True
+            )
             lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
             assert r.returncode == 2, (args, r.stderr[-400:])
             assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr

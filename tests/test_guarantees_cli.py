@@ -131,8 +131,22 @@ def test_preview_columns_ceiling_is_the_previews_own(capsys):
 
 def test_validated_values_reach_the_verb(capsys, tmp_path):
     """The validators return converted values: a good option is accepted, not only bad ones refused."""
-    args = cli.build_parser().parse_args(["convert", "x.pt", "--layers", "cnn", "--out", "o.pt",
-                                          "--timesteps", "4, 8", "--percentile", "99.5", "--device", "cpu"])
+    args = cli.build_parser().parse_args(
+        [
+            "convert",
+            "x.pt",
+            "--layers",
+            "cnn",
+            "--out",
+            "o.pt",
+            "--timesteps",
+            "4, 8",
+            "--percentile",
+            "99.5",
+            "--device",
+            "cpu",
+        ]
+    )
     assert args.timesteps == [4, 8] and args.percentile == 99.5 and args.device == "cpu"
     assert cli.build_parser().parse_args(["adapt", "x.pt"]).shots == [2, 4, 6, 8]
 
@@ -192,8 +206,15 @@ def test_compare_folder_is_replaced_whole(capsys, tmp_path, data):
     rc, _, err = run_main(capsys, "compare", ann, snn, "--data", data, "--samples", "1", "--out", out)
     assert rc == 0, err
     names = set(files_under(out))
-    assert names == {"comparison.md", "comparison.csv", "comparison.html", "comparison.json", "energy_vs_accuracy.png",
-                     "energy_models.png", OUTPUT_MARKER}
+    assert names == {
+        "comparison.md",
+        "comparison.csv",
+        "comparison.html",
+        "comparison.json",
+        "energy_vs_accuracy.png",
+        "energy_models.png",
+        OUTPUT_MARKER,
+    }
     assert "stale" not in (out / "comparison.md").read_text()
 
 
@@ -205,8 +226,14 @@ def test_default_report_folder_is_outside_the_source_packages(tmp_path, data):
     existed = home.exists()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     try:
-        r = subprocess.run([sys.executable, "-m", "spklip_energy.cli", "report", str(ck), "--data", str(data),
-                            "--samples", "1"], cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+        r = subprocess.run(
+            [sys.executable, "-m", "spklip_energy.cli", "report", str(ck), "--data", str(data), "--samples", "1"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
         assert r.returncode == 0, r.stderr
         assert {p.name for p in (REPO / "reports").iterdir()} == before
         assert (home / "summary.json").is_file()
@@ -255,13 +282,27 @@ def test_stale_temporaries_of_killed_runs_are_removed_at_the_next_start(capsys, 
     ck_tmp.write_bytes(b"half a checkpoint")
     live = tmp_path / f".last.pt.{os.getpid()}.busy.tmp"  # a running writer's temporary stays
     live.write_bytes(b"being written")
-    rc, _, err = run_main(capsys, "data", "make-digits", tmp_path / "ds", "--clips-per-class", "3",
-                          "--frames", "8", "--height", "16", "--width", "16", "--json")
+    rc, _, err = run_main(
+        capsys,
+        "data",
+        "make-digits",
+        tmp_path / "ds",
+        "--clips-per-class",
+        "3",
+        "--frames",
+        "8",
+        "--height",
+        "16",
+        "--width",
+        "16",
+        "--json",
+    )
     assert rc == 0, err
     assert not ds_tmp.exists()
     assert ck_tmp.exists(), "a temporary of another target is not this write's business"
-    rc, _, err = run_main(capsys, "zoo", "init", "test-ann-cnn", tmp_path / "last.pt", "--set", "height=16",
-                          "--set", "width=16")
+    rc, _, err = run_main(
+        capsys, "zoo", "init", "test-ann-cnn", tmp_path / "last.pt", "--set", "height=16", "--set", "width=16"
+    )
     assert rc == 0, err
     assert not ck_tmp.exists() and live.exists()
 
@@ -280,14 +321,17 @@ def test_a_failed_write_leaves_no_temporary(tmp_path):
 def test_duplicate_yaml_key_is_one_warning_line(capsys, tmp_path, data):
     ck = _ckpt(tmp_path, "test-ann-cnn")
     costs = tmp_path / "mine.yaml"
-    costs.write_text("name: mine\ne_mac_pj: 4.6\ne_ac_pj: 0.9\ne_mac_pj: 3.0\ne_neuron_pj: 0.9\n"
-                     "e_mem_word_pj: 5\nsources: [me]\n")
-    rc, out, err = run_main(capsys, "report", ck, "--data", data, "--samples", "1", "--costs", costs,
-                            "--out", tmp_path / "r", "--json")
+    costs.write_text(
+        "name: mine\ne_mac_pj: 4.6\ne_ac_pj: 0.9\ne_mac_pj: 3.0\ne_neuron_pj: 0.9\ne_mem_word_pj: 5\nsources: [me]\n"
+    )
+    rc, out, err = run_main(
+        capsys, "report", ck, "--data", data, "--samples", "1", "--costs", costs, "--out", tmp_path / "r", "--json"
+    )
     assert rc == 0, err
     lines = [ln for ln in err.splitlines() if "e_mac_pj" in ln]
-    assert lines == [f"spklip-energy: warning: cost file {costs}: duplicate key 'e_mac_pj' on line 4; "
-                     "the last value is used"], err
+    assert lines == [
+        f"spklip-energy: warning: cost file {costs}: duplicate key 'e_mac_pj' on line 4; the last value is used"
+    ], err
     assert json.loads(out)["cost_model"]["e_mac_pj"] == 3.0
 
 
@@ -341,8 +385,10 @@ def test_report_never_deletes_what_it_did_not_write(capsys, tmp_path, data):
     assert files_under(out) == before
 
 
-@pytest.mark.parametrize("case", ["eval-png-over-manifest", "simulate-over-input", "show-png-not-png",
-                                  "index-not-jsonl", "convert-plot-over-card"])
+@pytest.mark.parametrize(
+    "case",
+    ["eval-png-over-manifest", "simulate-over-input", "show-png-not-png", "index-not-jsonl", "convert-plot-over-card"],
+)
 def test_file_outputs_never_replace_another_kind_of_file(capsys, tmp_path, data, case):
     import numpy as np
 
@@ -354,11 +400,24 @@ def test_file_outputs_never_replace_another_kind_of_file(capsys, tmp_path, data,
     argv, victim = {
         "eval-png-over-manifest": (["eval", tmp_path / "x.pt", "--out-png", manifest], manifest),
         "simulate-over-input": (["data", "simulate", frames, frames], frames),
-        "show-png-not-png": (["data", "show", tmp_path / "a.dat", "--height", "8", "--width", "8",
-                              "--out", fake_png], fake_png),
+        "show-png-not-png": (
+            ["data", "show", tmp_path / "a.dat", "--height", "8", "--width", "8", "--out", fake_png],
+            fake_png,
+        ),
         "index-not-jsonl": (["data", "index", data, "--height", "16", "--width", "16", "--out", frames], frames),
-        "convert-plot-over-card": (["convert", tmp_path / "x.pt", "--layers", "cnn", "--out", tmp_path / "c.pt",
-                                    "--plot", data / "dataset.json"], data / "dataset.json"),
+        "convert-plot-over-card": (
+            [
+                "convert",
+                tmp_path / "x.pt",
+                "--layers",
+                "cnn",
+                "--out",
+                tmp_path / "c.pt",
+                "--plot",
+                data / "dataset.json",
+            ],
+            data / "dataset.json",
+        ),
     }[case]
     before = victim.read_bytes()
     rc, _, err = run_main(capsys, *argv)
@@ -377,8 +436,9 @@ def test_cost_file_aliases_and_non_name_keys_are_one_line(capsys, tmp_path, data
     keys = tmp_path / "keys.yaml"
     keys.write_text(head + "sources: [me]\n1: 2\nzz: 3\n")
     for path, needle in ((bomb, "alias"), (keys, "found 1")):
-        rc, _, err = run_main(capsys, "report", ck, "--data", data, "--samples", "1", "--costs", path,
-                              "--out", tmp_path / "r")
+        rc, _, err = run_main(
+            capsys, "report", ck, "--data", data, "--samples", "1", "--costs", path, "--out", tmp_path / "r"
+        )
         check_user_error(rc, err, str(path), needle)
     assert not (tmp_path / "r").exists()
 
@@ -387,8 +447,21 @@ def test_index_never_replaces_a_manifest_without_overwrite(capsys, tmp_path):
     import shutil
 
     root = tmp_path / "ds"
-    rc, _, err = run_main(capsys, "data", "make-digits", root, "--clips-per-class", "3", "--frames", "8",
-                          "--height", "16", "--width", "16", "--json")
+    rc, _, err = run_main(
+        capsys,
+        "data",
+        "make-digits",
+        root,
+        "--clips-per-class",
+        "3",
+        "--frames",
+        "8",
+        "--height",
+        "16",
+        "--width",
+        "16",
+        "--json",
+    )
     assert rc == 0, err
     manifest = root / "manifest.jsonl"
     before = manifest.read_bytes()  # captions and splits an index cannot recreate

@@ -153,8 +153,9 @@ def test_show_bad_range_is_one_line(tmp_path, capsys, option, value):
 def test_show_columns_must_be_positive(tmp_path, capsys, value):
     path = write_dat(tmp_path / "s.dat", np.zeros((60, H, W), dtype=np.uint8))
     out = tmp_path / "p.png"
-    rc, stdout, err = run_main(capsys, "data", "show", path, "--height", H, "--width", W, "--out", out,
-                          "--columns", value)
+    rc, stdout, err = run_main(
+        capsys, "data", "show", path, "--height", H, "--width", W, "--out", out, "--columns", value
+    )
     check_user_error(rc, err, "columns", value)
     assert stdout == "" and not out.exists(), "expected no output and no preview"
 
@@ -233,11 +234,22 @@ def test_simulate_bad_settings_are_one_line(tmp_path, capsys, frames_npy, option
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"theta": math.nan}, {"theta": -1.0}, {"alpha": math.inf}, {"alpha": 0},
-        {"photons_per_step": math.nan}, {"photons_per_step": 0}, {"photons_per_step": 1e300},
-        {"dark_current": math.nan}, {"dark_current": -1}, {"hot_pixel_current": math.inf},
-        {"row_artifact_current": -0.1}, {"hot_pixel_fraction": 1.5}, {"hot_pixel_fraction": math.nan},
-        {"row_artifact_fraction": -0.01}, {"random_init": "yes"}, {"theta": "x"},
+        {"theta": math.nan},
+        {"theta": -1.0},
+        {"alpha": math.inf},
+        {"alpha": 0},
+        {"photons_per_step": math.nan},
+        {"photons_per_step": 0},
+        {"photons_per_step": 1e300},
+        {"dark_current": math.nan},
+        {"dark_current": -1},
+        {"hot_pixel_current": math.inf},
+        {"row_artifact_current": -0.1},
+        {"hot_pixel_fraction": 1.5},
+        {"hot_pixel_fraction": math.nan},
+        {"row_artifact_fraction": -0.01},
+        {"random_init": "yes"},
+        {"theta": "x"},
     ],
 )
 def test_camera_config_validates_every_field(kwargs):
@@ -305,8 +317,7 @@ def test_array_sized_from_its_header_before_reading(tmp_path, monkeypatch):
     frames it keeps (memory-mapped)."""
     src = tmp_path / "claims.npy"
     with open(src, "wb") as fh:
-        np.lib.format.write_array_header_1_0(
-            fh, {"descr": "<f4", "fortran_order": False, "shape": (10**6, 1000, 1000)})
+        np.lib.format.write_array_header_1_0(fh, {"descr": "<f4", "fortran_order": False, "shape": (10**6, 1000, 1000)})
     monkeypatch.setenv("SPKLIP_MAX_MEMORY", "1GiB")
     with pytest.raises(ResourceError, match=r"claims\.npy.*1000000 frames"):
         load_frames(src)
@@ -357,7 +368,9 @@ def test_make_digits_refuses_huge_sizes(tmp_path, capsys, option, value):
     out = tmp_path / "ds"
     rc, stdout, err = run_main(capsys, "data", "make-digits", out, option, value, "--json")
     check_user_error(rc, err, str(value))
-    assert stdout == "" and list(tmp_path.iterdir()) == [], f"expected nothing written, found {list(tmp_path.iterdir())}"
+    assert stdout == "" and list(tmp_path.iterdir()) == [], (
+        f"expected nothing written, found {list(tmp_path.iterdir())}"
+    )
 
 
 @pytest.mark.parametrize(
@@ -373,8 +386,21 @@ def test_make_digits_bad_values_are_one_line(tmp_path, capsys, option, value):
 def test_make_digits_memory_estimated_per_clip(tmp_path, capsys, monkeypatch):
     """Per-clip memory (render + batch) over the limit is refused before rendering."""
     monkeypatch.setenv("SPKLIP_MAX_MEMORY", "10MB")
-    rc, stdout, err = run_main(capsys, "data", "make-digits", tmp_path / "ds", "--clips-per-class", 3,
-                          "--frames", 2, "--height", 1000, "--width", 1000, "--json")
+    rc, stdout, err = run_main(
+        capsys,
+        "data",
+        "make-digits",
+        tmp_path / "ds",
+        "--clips-per-class",
+        3,
+        "--frames",
+        2,
+        "--height",
+        1000,
+        "--width",
+        1000,
+        "--json",
+    )
     check_user_error(rc, err, "height 1000", "memory")
     assert list(tmp_path.iterdir()) == []
 
@@ -383,8 +409,7 @@ def test_make_digits_overwrite_keeps_a_folder_with_a_users_file(tmp_path, capsys
     """--overwrite replaces a dataset it wrote, never a folder holding something else: one line naming
     the first foreign entry, the folder as it was."""
     out = tmp_path / "ds"
-    args = ("data", "make-digits", out, "--clips-per-class", 3, "--frames", 4, "--height", 16, "--width", 16,
-            "--json")
+    args = ("data", "make-digits", out, "--clips-per-class", 3, "--frames", 4, "--height", 16, "--width", 16, "--json")
     rc, stdout, err = run_main(capsys, *args)
     assert rc == 0, err
     (out / "thesis.tex").write_text("mine")
@@ -399,12 +424,15 @@ def test_make_digits_overwrite_keeps_a_folder_with_a_users_file(tmp_path, capsys
     assert json.loads((out / "dataset.json").read_text())["config"]["seed"] == 5
 
 
-@pytest.mark.parametrize("kwargs,needle", [
-    ({"clips_per_class": 2}, "clips_per_class must be at least 3, got 2"),
-    ({"height": 15}, "height must be at least 16, got 15"),
-    ({"width": 8}, "width must be at least 16, got 8"),
-    ({"frames": 1}, "frames must be at least 2, got 1"),
-])
+@pytest.mark.parametrize(
+    "kwargs,needle",
+    [
+        ({"clips_per_class": 2}, "clips_per_class must be at least 3, got 2"),
+        ({"height": 15}, "height must be at least 16, got 15"),
+        ({"width": 8}, "width must be at least 16, got 8"),
+        ({"frames": 1}, "frames must be at least 2, got 1"),
+    ],
+)
 def test_digits_config_minimums(kwargs, needle):
     with pytest.raises(ConfigError, match=needle):
         DigitsConfig(**kwargs)
@@ -425,8 +453,21 @@ def test_make_digits_checks_free_disk_space(tmp_path, capsys, monkeypatch):
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**6, 10**6 - 1000, 1000))
     out = tmp_path / "ds"
-    rc, stdout, err = run_main(capsys, "data", "make-digits", out, "--clips-per-class", 3, "--frames", 20,
-                          "--height", 16, "--width", 16, "--json")
+    rc, stdout, err = run_main(
+        capsys,
+        "data",
+        "make-digits",
+        out,
+        "--clips-per-class",
+        3,
+        "--frames",
+        20,
+        "--height",
+        16,
+        "--width",
+        16,
+        "--json",
+    )
     check_user_error(rc, err, str(out), "disk")
     assert list(tmp_path.iterdir()) == []
 
@@ -434,9 +475,14 @@ def test_make_digits_checks_free_disk_space(tmp_path, capsys, monkeypatch):
 @pytest.mark.parametrize(
     "kwargs,needle",
     [
-        ({"seed": -1}, "seed"), ({"seed": 2**40}, "seed"), ({"seed": 1.5}, "seed"),
-        ({"clips_per_class": "many"}, "clips_per_class"), ({"clips_per_class": 3.5}, "clips_per_class"),
-        ({"frames": True}, "frames"), ({"height": None}, "height"), ({"variant": "real"}, "variant"),
+        ({"seed": -1}, "seed"),
+        ({"seed": 2**40}, "seed"),
+        ({"seed": 1.5}, "seed"),
+        ({"clips_per_class": "many"}, "clips_per_class"),
+        ({"clips_per_class": 3.5}, "clips_per_class"),
+        ({"frames": True}, "frames"),
+        ({"height": None}, "height"),
+        ({"variant": "real"}, "variant"),
     ],
 )
 def test_digits_config_validates_every_field(kwargs, needle):
@@ -450,8 +496,9 @@ def test_digits_config_work_ceiling():
     with pytest.raises(ResourceError, match="frames 1000000000000"):
         DigitsConfig(frames=10**12)
     with pytest.raises(ConfigError, match="batch_clips"):
-        generate_digits("/nonexistent/never", DigitsConfig(clips_per_class=3, height=16, width=16, frames=2),
-                        batch_clips=0)
+        generate_digits(
+            "/nonexistent/never", DigitsConfig(clips_per_class=3, height=16, width=16, frames=2), batch_clips=0
+        )
 
 
 def test_write_failure_names_the_users_folder_not_the_temporary(tmp_path, capsys, monkeypatch):
@@ -463,8 +510,21 @@ def test_write_failure_names_the_users_folder_not_the_temporary(tmp_path, capsys
 
     monkeypatch.setattr(digits_mod, "encode_dat", full)
     out = tmp_path / "ds"
-    rc, stdout, err = run_main(capsys, "data", "make-digits", out, "--clips-per-class", 3, "--frames", 4,
-                          "--height", 16, "--width", 16, "--json")
+    rc, stdout, err = run_main(
+        capsys,
+        "data",
+        "make-digits",
+        out,
+        "--clips-per-class",
+        3,
+        "--frames",
+        4,
+        "--height",
+        16,
+        "--width",
+        16,
+        "--json",
+    )
     line = check_user_error(rc, err, str(out), "No space left")
     assert ".tmp" not in line, f"expected no temporary name in {line!r}"
     assert list(tmp_path.iterdir()) == [], f"expected nothing left, found {list(tmp_path.iterdir())}"
@@ -480,8 +540,9 @@ def test_builtin_generation_removes_stale_temporaries(tmp_path, monkeypatch):
     """Temporaries in the dataset cache left by killed runs (a dead process's, or unnamed ones older
     than this process) are removed when generation starts; a live run's and a fresh one stay."""
     monkeypatch.setenv("SPKLIP_ENERGY_DATA", str(tmp_path))
-    monkeypatch.setattr(digits_mod, "DigitsConfig",
-                        functools.partial(DigitsConfig, clips_per_class=3, height=16, width=16, frames=4))
+    monkeypatch.setattr(
+        digits_mod, "DigitsConfig", functools.partial(DigitsConfig, clips_per_class=3, height=16, width=16, frames=4)
+    )
     other = "digits-v1-sensor-seed7-32x250x64x64"
     dead = tmp_path / f".{other}.{_dead_pid()}.k3j4h5.tmp"
     old = tmp_path / f".{other}.a8b7c6d5.tmp"
@@ -544,8 +605,9 @@ def test_clip_paths_outside_the_dataset_are_refused(tmp_path, capsys, small_set,
 
 def test_paths_that_stay_inside_are_accepted(small_set):
     (small_set / "walk" / "alias.dat").symlink_to(small_set / "walk" / "a.dat")
-    write_jsonl(small_set / "manifest.jsonl",
-                [record("walk/a.dat"), record("walk/../walk/b.dat"), record("walk/alias.dat")])
+    write_jsonl(
+        small_set / "manifest.jsonl", [record("walk/a.dat"), record("walk/../walk/b.dat"), record("walk/alias.dat")]
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SpklipWarning)  # alias.dat is a.dat
         m = load_manifest(small_set)
@@ -577,9 +639,16 @@ def test_index_refuses_a_clip_linked_outside(tmp_path):
 
 
 def test_duplicate_records_warn_naming_the_lines(small_set):
-    write_jsonl(small_set / "manifest.jsonl", [
-        record("walk/a.dat", id="x1"), record("walk/b.dat", id="x2"), record("walk/./a.dat", id="x3"),
-        record("walk/b.dat", id="x4"), record("walk/a.dat", id="x1")])
+    write_jsonl(
+        small_set / "manifest.jsonl",
+        [
+            record("walk/a.dat", id="x1"),
+            record("walk/b.dat", id="x2"),
+            record("walk/./a.dat", id="x3"),
+            record("walk/b.dat", id="x4"),
+            record("walk/a.dat", id="x1"),
+        ],
+    )
     with pytest.warns(SpklipWarning) as caught:
         m = load_manifest(small_set)
     assert len(m.clips) == 5
@@ -640,8 +709,7 @@ def test_training_clips_receive_head_columns_and_flipud(tmp_path):
     cfg = preset_config("tiny")
     root = tmp_path / "sps"
     spikes = make_clip(root / "walk" / "v.dat", cfg.frames, seed=5, height=cfg.height, width=cfg.width + 16)
-    write_jsonl(root / "manifest.jsonl", index_folder(root, cfg.height, cfg.width + 16, head_columns=16,
-                                                      flipud=True))
+    write_jsonl(root / "manifest.jsonl", index_folder(root, cfg.height, cfg.width + 16, head_columns=16, flipud=True))
     ds = clips_for(cfg, load_manifest(root), "train")
     np.testing.assert_array_equal(ds[0]["spikes"].numpy(), spikes[:, ::-1, : cfg.width])
 
@@ -656,8 +724,10 @@ def test_index_folder_checks_head_columns_and_flipud(sps_like, head, flip):
 @pytest.mark.parametrize("value", [32, -1, 1.5, "x", True])
 def test_manifest_head_columns_checked(sps_like, value):
     root, _ = sps_like
-    write_jsonl(root / "manifest.jsonl", [{"path": "walk/v.dat", "label": "walk", "frames": 6, "height": 8,
-                                           "width": 32, "head_columns": value}])
+    write_jsonl(
+        root / "manifest.jsonl",
+        [{"path": "walk/v.dat", "label": "walk", "frames": 6, "height": 8, "width": 32, "head_columns": value}],
+    )
     with pytest.raises(ManifestError, match=r"manifest\.jsonl:1.*head_columns"):
         load_manifest(root)
 
@@ -665,8 +735,9 @@ def test_manifest_head_columns_checked(sps_like, value):
 def test_cli_index_writes_head_columns_and_flipud(sps_like, capsys):
     """`data index --head-columns 16 --flipud` puts both into every record (needs the CLI to pass them)."""
     root, spikes = sps_like
-    rc, stdout, err = run_main(capsys, "data", "index", root, "--height", 8, "--width", 32, "--head-columns", 16,
-                          "--flipud", "--json")
+    rc, stdout, err = run_main(
+        capsys, "data", "index", root, "--height", 8, "--width", 32, "--head-columns", 16, "--flipud", "--json"
+    )
     assert rc == 0, err
     recs = [json.loads(line) for line in (root / "manifest.jsonl").read_text().splitlines()]
     assert [(r["head_columns"], r["flipud"]) for r in recs] == [(16, True)]
@@ -684,8 +755,14 @@ def test_cli_index_head_columns_out_of_range(sps_like, capsys, value):
 
 def test_clip_selection_checks_and_sizes(small_set):
     write_jsonl(small_set / "manifest.jsonl", [record("walk/a.dat"), record("walk/b.dat")])
-    for kwargs in ({"frames": 0}, {"frames": 2.5}, {"crop": (0, 4)}, {"crop": (4,)}, {"head_columns": -1},
-                   {"flipud": "yes"}):
+    for kwargs in (
+        {"frames": 0},
+        {"frames": 2.5},
+        {"crop": (0, 4)},
+        {"crop": (4,)},
+        {"head_columns": -1},
+        {"flipud": "yes"},
+    ):
         with pytest.raises(ConfigError):
             ClipSelection(**kwargs)
     with pytest.raises(ResourceError, match="frames 1000000000000"):
@@ -703,34 +780,37 @@ def inspect_refused(capsys, dataset: Path, *needles) -> str:
     return check_user_error(rc, err, *needles)
 
 
-@pytest.mark.parametrize("field,value,needle", [
-    ("frames", "5", "field 'frames' must be a JSON number without a fraction, got a string '5'"),
-    ("frames", 5.5, "field 'frames' must be a JSON number without a fraction"),
-    ("frames", True, "field 'frames' must be a JSON number without a fraction, got a boolean True"),
-    ("frames", [5], "field 'frames' must be a JSON number without a fraction, got a list"),
-    ("height", "8", "field 'height' must be a JSON number without a fraction, got a string '8'"),
-    ("width", " 16", "field 'width' must be a JSON number without a fraction"),
-    ("head_columns", "0", "field 'head_columns' must be a JSON number without a fraction"),
-    ("head_columns", 16, "field 'head_columns' must be in [0, 16) (the frame width is 16), got 16"),
-    ("label_index", 10**9, "field 'label_index' must be in [0, 1)"),
-    ("label_index", -1, "field 'label_index' must be in [0, 1)"),
-    ("label_index", 1, "field 'label_index' must be in [0, 1) (the dataset's 1 classes), got 1"),
-    ("label_index", "x", "field 'label_index' must be a JSON number without a fraction, got a string 'x'"),
-    ("label_index", False, "field 'label_index' must be a JSON number without a fraction, got a boolean False"),
-    ("split", 3, "field 'split' must be a string, got an integer 3"),
-    ("caption", 5, "field 'caption' must be a string, got an integer 5"),
-    ("caption", ["a", "b"], "field 'caption' must be a string, got a list"),
-    ("label", 7.0, "field 'label' must be a string or a JSON integer, got a number 7.0"),
-    ("label", True, "field 'label' must be a string or a JSON integer, got a boolean True"),
-    ("label", ["walk"], "field 'label' must be a string or a JSON integer, got a list"),
-    ("label", None, "record lacks field(s) label"),  # a required field: null is no value
-    ("frames", None, "record lacks field(s) frames"),
-    ("path", 5, "field 'path' must be a string"),
-    ("flipud", "yes", "field 'flipud' must be a JSON boolean (true or false), got a string 'yes'"),
-    ("flipud", 1, "field 'flipud' must be a JSON boolean"),
-    ("id", [1], "field 'id' must be a string or a JSON integer, got a list"),
-    ("id", 1.5, "field 'id' must be a string or a JSON integer"),
-])
+@pytest.mark.parametrize(
+    "field,value,needle",
+    [
+        ("frames", "5", "field 'frames' must be a JSON number without a fraction, got a string '5'"),
+        ("frames", 5.5, "field 'frames' must be a JSON number without a fraction"),
+        ("frames", True, "field 'frames' must be a JSON number without a fraction, got a boolean True"),
+        ("frames", [5], "field 'frames' must be a JSON number without a fraction, got a list"),
+        ("height", "8", "field 'height' must be a JSON number without a fraction, got a string '8'"),
+        ("width", " 16", "field 'width' must be a JSON number without a fraction"),
+        ("head_columns", "0", "field 'head_columns' must be a JSON number without a fraction"),
+        ("head_columns", 16, "field 'head_columns' must be in [0, 16) (the frame width is 16), got 16"),
+        ("label_index", 10**9, "field 'label_index' must be in [0, 1)"),
+        ("label_index", -1, "field 'label_index' must be in [0, 1)"),
+        ("label_index", 1, "field 'label_index' must be in [0, 1) (the dataset's 1 classes), got 1"),
+        ("label_index", "x", "field 'label_index' must be a JSON number without a fraction, got a string 'x'"),
+        ("label_index", False, "field 'label_index' must be a JSON number without a fraction, got a boolean False"),
+        ("split", 3, "field 'split' must be a string, got an integer 3"),
+        ("caption", 5, "field 'caption' must be a string, got an integer 5"),
+        ("caption", ["a", "b"], "field 'caption' must be a string, got a list"),
+        ("label", 7.0, "field 'label' must be a string or a JSON integer, got a number 7.0"),
+        ("label", True, "field 'label' must be a string or a JSON integer, got a boolean True"),
+        ("label", ["walk"], "field 'label' must be a string or a JSON integer, got a list"),
+        ("label", None, "record lacks field(s) label"),  # a required field: null is no value
+        ("frames", None, "record lacks field(s) frames"),
+        ("path", 5, "field 'path' must be a string"),
+        ("flipud", "yes", "field 'flipud' must be a JSON boolean (true or false), got a string 'yes'"),
+        ("flipud", 1, "field 'flipud' must be a JSON boolean"),
+        ("id", [1], "field 'id' must be a string or a JSON integer, got a list"),
+        ("id", 1.5, "field 'id' must be a string or a JSON integer"),
+    ],
+)
 def test_jsonl_record_fields_are_strictly_typed(small_set, capsys, field, value, needle):
     """Each field of a JSONL record has one JSON type; the refusal names the manifest line and the value."""
     rec = {**record("walk/b.dat"), field: value}
@@ -741,9 +821,13 @@ def test_jsonl_record_fields_are_strictly_typed(small_set, capsys, field, value,
 
 
 def test_jsonl_optional_fields_of_the_right_type_are_read(small_set):
-    write_jsonl(small_set / "manifest.jsonl", [
-        record("walk/a.dat", label_index=0, split="holdout-2", caption="", id="a", flipud=False, head_columns=0),
-        record("walk/b.dat", caption="a person walks", id=7)])
+    write_jsonl(
+        small_set / "manifest.jsonl",
+        [
+            record("walk/a.dat", label_index=0, split="holdout-2", caption="", id="a", flipud=False, head_columns=0),
+            record("walk/b.dat", caption="a person walks", id=7),
+        ],
+    )
     a, b = load_manifest(small_set).clips
     assert (a.split, a.caption, a.extra, a.flipud) == ("holdout-2", "walk", {"label_index": 0, "id": "a"}, False)
     assert (b.split, b.caption, b.extra) == ("train", "a person walks", {"id": 7})  # absent: the defaults
@@ -753,8 +837,10 @@ def test_jsonl_null_optional_fields_are_absent(small_set, capsys):
     """pandas writes null for a missing value: an optional field holding null takes its default, as an
     empty CSV cell does (it used to be refused)."""
     nulls = dict(caption=None, split=None, head_columns=None, flipud=None, label_index=None, id=None)
-    write_jsonl(small_set / "manifest.jsonl", [record("walk/a.dat", **nulls),
-                                               record("walk/b.dat", split="val", caption=None, id=None)])
+    write_jsonl(
+        small_set / "manifest.jsonl",
+        [record("walk/a.dat", **nulls), record("walk/b.dat", split="val", caption=None, id=None)],
+    )
     a, b = load_manifest(small_set).clips
     assert (a.caption, a.split, a.head_columns, a.flipud, a.extra) == ("walk", "train", 0, False, {}), a
     assert (b.caption, b.split, b.extra) == ("walk", "val", {}), b
@@ -768,8 +854,10 @@ def test_integer_labels_are_read_as_their_text(tmp_path, capsys):
     root = tmp_path / "set"
     for name in ("3/a.dat", "10/b.dat"):
         make_clip(root / name, 5)
-    write_jsonl(root / "manifest.jsonl", [record("3/a.dat", label=3, label_index=1),
-                                          record("10/b.dat", label="10", label_index=0)])
+    write_jsonl(
+        root / "manifest.jsonl",
+        [record("3/a.dat", label=3, label_index=1), record("10/b.dat", label="10", label_index=0)],
+    )
     m = load_manifest(root)
     assert [c.label for c in m.clips] == ["3", "10"] and m.classes == ["10", "3"], m
     (root / "dataset.json").write_text(json.dumps({"classes": [3, "10"], "class_prompts": {"3": "three"}}))
@@ -787,68 +875,80 @@ def write_csv(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-@pytest.mark.parametrize("field,value,needle", [
-    ("frames", "5.0", "field 'frames' must be a whole number written in digits, got a string '5.0'"),
-    ("frames", "1e1", "field 'frames' must be a whole number written in digits"),
-    ("frames", "\u0665", "field 'frames' must be a whole number written in digits"),  # an Arabic-Indic five
-    ("height", "true", "field 'height' must be a whole number written in digits"),
-    ("width", "0x10", "field 'width' must be a whole number written in digits"),
-    ("head_columns", "1.5", "field 'head_columns' must be a whole number written in digits"),
-    ("label_index", "x", "field 'label_index' must be a whole number written in digits"),
-    ("label_index", "3", "field 'label_index' must be in [0, 1)"),
-    ("label_index", "-1", "field 'label_index' must be in [0, 1)"),
-    ("flipud", "maybe", "field 'flipud' must be true or false (or 1/0, yes/no), got a string 'maybe'"),
-])
+@pytest.mark.parametrize(
+    "field,value,needle",
+    [
+        ("frames", "5.0", "field 'frames' must be a whole number written in digits, got a string '5.0'"),
+        ("frames", "1e1", "field 'frames' must be a whole number written in digits"),
+        ("frames", "\u0665", "field 'frames' must be a whole number written in digits"),  # an Arabic-Indic five
+        ("height", "true", "field 'height' must be a whole number written in digits"),
+        ("width", "0x10", "field 'width' must be a whole number written in digits"),
+        ("head_columns", "1.5", "field 'head_columns' must be a whole number written in digits"),
+        ("label_index", "x", "field 'label_index' must be a whole number written in digits"),
+        ("label_index", "3", "field 'label_index' must be in [0, 1)"),
+        ("label_index", "-1", "field 'label_index' must be in [0, 1)"),
+        ("flipud", "maybe", "field 'flipud' must be true or false (or 1/0, yes/no), got a string 'maybe'"),
+    ],
+)
 def test_csv_record_fields_are_parsed_strictly_from_their_text(small_set, capsys, field, value, needle):
-    rows = [{**record("walk/a.dat"), "label_index": 0, "flipud": "no", "head_columns": 0},
-            {**record("walk/b.dat"), "label_index": 0, "flipud": "no", "head_columns": 0, field: value}]
+    rows = [
+        {**record("walk/a.dat"), "label_index": 0, "flipud": "no", "head_columns": 0},
+        {**record("walk/b.dat"), "label_index": 0, "flipud": "no", "head_columns": 0, field: value},
+    ]
     write_csv(small_set / "manifest.csv", rows)
     inspect_refused(capsys, small_set, "manifest.csv:3", needle)
 
 
 def test_csv_text_fields_are_read(small_set):
-    write_csv(small_set / "manifest.csv", [
-        {**record("walk/a.dat"), "frames": " 5 ", "label_index": "0", "flipud": "Yes", "split": "", "caption": ""},
-        {**record("walk/b.dat"), "frames": "+5", "label_index": "", "flipud": "", "split": "val", "caption": "c"}])
+    write_csv(
+        small_set / "manifest.csv",
+        [
+            {**record("walk/a.dat"), "frames": " 5 ", "label_index": "0", "flipud": "Yes", "split": "", "caption": ""},
+            {**record("walk/b.dat"), "frames": "+5", "label_index": "", "flipud": "", "split": "val", "caption": "c"},
+        ],
+    )
     a, b = load_manifest(small_set).clips
     assert (a.frames, a.extra["label_index"], a.flipud, a.split, a.caption) == (5, 0, True, "train", "walk")
     assert (b.frames, b.flipud, b.split, b.caption) == (5, False, "val", "c") and "label_index" not in b.extra
 
 
-@pytest.mark.parametrize("field,value,needle", [
-    ("flipud", "yes", "field 'flipud' must be a JSON boolean (true or false), got a string 'yes'"),
-    ("flipud", [True], "field 'flipud' must be a JSON boolean"),
-    ("flipud", 1, "field 'flipud' must be a JSON boolean"),
-    ("flipud", {}, "field 'flipud' must be a JSON boolean"),
-    ("name", 5, "field 'name' must be a string, got an integer 5"),
-    ("name", ["x"], "field 'name' must be a string, got a list"),
-    ("name", {}, "field 'name' must be a string, got an object"),
-    ("format_version", "1", "field 'format_version' must be a positive JSON integer, got a string '1'"),
-    ("format_version", 0, "field 'format_version' must be a positive JSON integer"),
-    ("format_version", 1.5, "field 'format_version' must be a positive JSON integer"),
-    ("format_version", True, "field 'format_version' must be a positive JSON integer"),
-    ("config", 5, "field 'config' must be an object, got an integer 5"),
-    ("config", [], "field 'config' must be an object, got a list"),
-    ("config", None, "field 'config' must be an object, got null"),
-    ("camera", "sim", "field 'camera' must be an object"),
-    ("classes", 5, "field 'classes' must be a non-empty list of class names"),
-    ("classes", "walk", "field 'classes' must be a non-empty list of class names"),
-    ("classes", [], "field 'classes' must be a non-empty list of class names"),
-    ("classes", ["walk", 3.0], "field 'classes' must be a non-empty list of class names"),
-    ("classes", ["walk", True], "field 'classes' must be a non-empty list of class names"),
-    ("classes", ["walk", None], "field 'classes' must be a non-empty list of class names"),
-    ("classes", ["walk", ""], "field 'classes' must be a non-empty list of class names"),
-    ("classes", ["walk", 3, "3"], "field 'classes' names '3' more than once"),
-    ("classes", ["walk", "walk"], "field 'classes' names 'walk' more than once"),
-    ("classes", ["run"], "clips use labels not in 'classes': 'walk'"),
-    ("class_prompts", 5, "field 'class_prompts' must be an object mapping class names to prompt strings"),
-    ("class_prompts", ["a walk"], "field 'class_prompts' must be an object"),
-    ("class_prompts", {"walk": 3}, "field 'class_prompts' must be an object"),
-    ("symmetries", [], "field 'symmetries' must be an object of flips"),
-    ("symmetries", {"hflip": {"classes": {"walk": 1}}}, "field 'symmetries' must be an object of flips"),
-    ("clips", -1, "field 'clips' must be a non-negative JSON integer"),
-    ("source", 5, "field 'source' must be a string"),
-])
+@pytest.mark.parametrize(
+    "field,value,needle",
+    [
+        ("flipud", "yes", "field 'flipud' must be a JSON boolean (true or false), got a string 'yes'"),
+        ("flipud", [True], "field 'flipud' must be a JSON boolean"),
+        ("flipud", 1, "field 'flipud' must be a JSON boolean"),
+        ("flipud", {}, "field 'flipud' must be a JSON boolean"),
+        ("name", 5, "field 'name' must be a string, got an integer 5"),
+        ("name", ["x"], "field 'name' must be a string, got a list"),
+        ("name", {}, "field 'name' must be a string, got an object"),
+        ("format_version", "1", "field 'format_version' must be a positive JSON integer, got a string '1'"),
+        ("format_version", 0, "field 'format_version' must be a positive JSON integer"),
+        ("format_version", 1.5, "field 'format_version' must be a positive JSON integer"),
+        ("format_version", True, "field 'format_version' must be a positive JSON integer"),
+        ("config", 5, "field 'config' must be an object, got an integer 5"),
+        ("config", [], "field 'config' must be an object, got a list"),
+        ("config", None, "field 'config' must be an object, got null"),
+        ("camera", "sim", "field 'camera' must be an object"),
+        ("classes", 5, "field 'classes' must be a non-empty list of class names"),
+        ("classes", "walk", "field 'classes' must be a non-empty list of class names"),
+        ("classes", [], "field 'classes' must be a non-empty list of class names"),
+        ("classes", ["walk", 3.0], "field 'classes' must be a non-empty list of class names"),
+        ("classes", ["walk", True], "field 'classes' must be a non-empty list of class names"),
+        ("classes", ["walk", None], "field 'classes' must be a non-empty list of class names"),
+        ("classes", ["walk", ""], "field 'classes' must be a non-empty list of class names"),
+        ("classes", ["walk", 3, "3"], "field 'classes' names '3' more than once"),
+        ("classes", ["walk", "walk"], "field 'classes' names 'walk' more than once"),
+        ("classes", ["run"], "clips use labels not in 'classes': 'walk'"),
+        ("class_prompts", 5, "field 'class_prompts' must be an object mapping class names to prompt strings"),
+        ("class_prompts", ["a walk"], "field 'class_prompts' must be an object"),
+        ("class_prompts", {"walk": 3}, "field 'class_prompts' must be an object"),
+        ("symmetries", [], "field 'symmetries' must be an object of flips"),
+        ("symmetries", {"hflip": {"classes": {"walk": 1}}}, "field 'symmetries' must be an object of flips"),
+        ("clips", -1, "field 'clips' must be a non-negative JSON integer"),
+        ("source", 5, "field 'source' must be a string"),
+    ],
+)
 def test_dataset_json_fields_are_type_checked(small_set, capsys, field, value, needle):
     write_jsonl(small_set / "manifest.jsonl", [record("walk/a.dat"), record("walk/b.dat")])
     (small_set / "dataset.json").write_text(json.dumps({"name": "mine", "classes": ["walk", "run"], field: value}))
@@ -857,9 +957,19 @@ def test_dataset_json_fields_are_type_checked(small_set, capsys, field, value, n
 
 def test_dataset_json_of_the_right_types_is_read(small_set):
     write_jsonl(small_set / "manifest.jsonl", [record("walk/a.dat", label_index=1), record("walk/b.dat")])
-    meta = {"name": "mine", "format_version": 3, "classes": ["run", "walk"], "class_prompts": {"walk": "walking"},
-            "symmetries": {"hflip": {"classes": {}, "words": {"left": "right"}}}, "config": {"frames": 10**9},
-            "camera": {}, "flipud": True, "clips": 2, "source": "here", "mine": [1, {"x": None}]}
+    meta = {
+        "name": "mine",
+        "format_version": 3,
+        "classes": ["run", "walk"],
+        "class_prompts": {"walk": "walking"},
+        "symmetries": {"hflip": {"classes": {}, "words": {"left": "right"}}},
+        "config": {"frames": 10**9},
+        "camera": {},
+        "flipud": True,
+        "clips": 2,
+        "source": "here",
+        "mine": [1, {"x": None}],
+    }
     (small_set / "dataset.json").write_text(json.dumps(meta))
     m = load_manifest(small_set)
     assert m.classes == ["run", "walk"] and m.class_prompts == {"run": "run", "walk": "walking"} and m.meta == meta
@@ -875,7 +985,7 @@ def test_many_duplicate_records_are_one_short_warning(small_set):
     msg = str(caught[0].message)
     assert "\n" not in msg and len(msg) < 400, msg
     assert "lines 1, 2, 3, 4, 5 and 19995 more list the same clip 'walk/a.dat'" in msg, msg
-    assert "lines 1, 2, 3, 4, 5 and 19995 more list the same id \"same\"" in msg, msg
+    assert 'lines 1, 2, 3, 4, 5 and 19995 more list the same id "same"' in msg, msg
 
 
 # --------------------------------------------------------------------------- light imports
@@ -884,8 +994,7 @@ def test_many_duplicate_records_are_one_short_warning(small_set):
 def test_preview_columns_ceiling_imports_no_torch():
     """``data.preview.MAX_COLUMNS`` can be read (for the CLI's --columns type) without importing torch:
     the package's names are imported on first use."""
-    code = ("import sys; from spklip_energy.data.preview import MAX_COLUMNS; "
-            "print(MAX_COLUMNS, 'torch' in sys.modules)")
+    code = "import sys; from spklip_energy.data.preview import MAX_COLUMNS; print(MAX_COLUMNS, 'torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.split() == ["100", "False"], (done.stdout, done.stderr)
 

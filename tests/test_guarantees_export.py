@@ -48,9 +48,19 @@ def refused(argv, capsys, *needles) -> str:
 
 def small_net() -> NetxNet:
     rng = np.random.default_rng(0)
-    return NetxNet([NetxLayer("input", (1, 16, 16), NetxNeuron(4096, 4096, 0)),
-                    NetxLayer("conv", (4, 8, 8), NetxNeuron(4096, 1024, 40),
-                              weight=rng.integers(-30, 60, (4, 1, 3, 3)), stride=(2, 2), padding=(1, 1))])
+    return NetxNet(
+        [
+            NetxLayer("input", (1, 16, 16), NetxNeuron(4096, 4096, 0)),
+            NetxLayer(
+                "conv",
+                (4, 8, 8),
+                NetxNeuron(4096, 1024, 40),
+                weight=rng.integers(-30, 60, (4, 1, 3, 3)),
+                stride=(2, 2),
+                padding=(1, 1),
+            ),
+        ]
+    )
 
 
 @pytest.fixture
@@ -63,8 +73,9 @@ def test_huge_declared_weight_is_refused_from_its_header(net_file, capsys):
         del h["layer/1/weight"]
         h["layer/1"].create_dataset("weight", shape=(10**6, 10**6), dtype="f4")
     assert net_file.stat().st_size < 100_000
-    line = refused(["simulate", net_file], capsys, str(net_file), "/layer/1/weight", "[1000000, 1000000]",
-                   "over the limit")
+    line = refused(
+        ["simulate", net_file], capsys, str(net_file), "/layer/1/weight", "[1000000, 1000000]", "over the limit"
+    )
     assert "TiB" in line
     with pytest.raises(ResourceError):
         read_netx(net_file)
@@ -73,27 +84,36 @@ def test_huge_declared_weight_is_refused_from_its_header(net_file, capsys):
 def test_the_sum_over_layers_is_checked(tmp_path, monkeypatch):
     rng = np.random.default_rng(1)
     layers = [NetxLayer("input", (8, 8, 8), NetxNeuron(4096, 4096, 0))]
-    layers += [NetxLayer("conv", (8, 8, 8), NetxNeuron(4096, 1024, 40), weight=rng.integers(-9, 9, (8, 8, 3, 3)),
-                         padding=(1, 1)) for _ in range(6)]
+    layers += [
+        NetxLayer(
+            "conv", (8, 8, 8), NetxNeuron(4096, 1024, 40), weight=rng.integers(-9, 9, (8, 8, 3, 3)), padding=(1, 1)
+        )
+        for _ in range(6)
+    ]
     path = write_netx(tmp_path / "deep.net", NetxNet(layers))
     per_weight = 8 * 8 * 9 * (4 + 16)  # float32 values, read as float64 and kept as int64
     limits.set_memory_limit(3 * per_weight)  # every dataset fits, the six weights together do not
     try:
-        with pytest.raises(ResourceError, match=r"reading .*deep\.net would need .*declared shapes of its \d+ datasets"):
+        with pytest.raises(
+            ResourceError, match=r"reading .*deep\.net would need .*declared shapes of its \d+ datasets"
+        ):
             read_netx(path)
     finally:
         limits.set_memory_limit(None)
     assert len(read_netx(path).layers) == 7
 
 
-@pytest.mark.parametrize("case, needle", [
-    ("external-link", "/layer/1/weight is an external link to"),
-    ("soft-link", "/layer/1/weight is a soft link to /layer/0/shape"),
-    ("external-storage", "/layer/1/weight keeps its data in the external file"),
-    ("virtual", "/layer/1/weight is a virtual dataset"),
-    ("layer-link", "/layer is a SoftLink"),
-    ("neuron-link", "/layer/1/neuron/vThMant is an external link"),
-])
+@pytest.mark.parametrize(
+    "case, needle",
+    [
+        ("external-link", "/layer/1/weight is an external link to"),
+        ("soft-link", "/layer/1/weight is a soft link to /layer/0/shape"),
+        ("external-storage", "/layer/1/weight keeps its data in the external file"),
+        ("virtual", "/layer/1/weight is a virtual dataset"),
+        ("layer-link", "/layer is a SoftLink"),
+        ("neuron-link", "/layer/1/neuron/vThMant is an external link"),
+    ],
+)
 def test_data_outside_the_file_is_refused(net_file, tmp_path, case, needle, capsys):
     secret = tmp_path / "secret.bin"
     secret.write_bytes(np.arange(36, dtype=np.float32).tobytes())
@@ -123,39 +143,59 @@ def test_data_outside_the_file_is_refused(net_file, tmp_path, case, needle, caps
     refused(["simulate", net_file], capsys, str(net_file), needle)
 
 
-@pytest.mark.parametrize("field, value, needle", [
-    ("layer/1/neuron/vThMant", np.float64(np.inf), "neuron vThMant must be an integer"),
-    ("layer/1/neuron/iDecay", np.float64(np.nan), "neuron iDecay must be an integer"),
-    ("layer/1/groups", np.int64(2**40), "groups must be an integer within"),
-    ("layer/1/weight", np.full((4, 1, 3, 3), 1e300), "weight holds values beyond"),
-    ("layer/1/stride", np.array([np.inf, 1.0]), "stride must hold integers"),
-    ("layer/1/shape", np.array([4, 8]), "shape must be (C, H, W)"),
-    ("layer/1/shape", np.array([4.5, 8, 8]), "shape holds non-integer values"),
-    ("layer/1/stride", np.arange(10**5), "stride must be a scalar or a pair, found 100000 values"),
-    # scalar fields hold exactly one value: every one read_netx reads as a scalar
-    ("layer/1/neuron/iDecay", np.full(5, 4096), "layer 1: neuron iDecay must be a scalar (one value), found 5 values"),
-    ("layer/1/neuron/vDecay", np.full(3, 1024), "layer 1: neuron vDecay must be a scalar (one value), found 3 values"),
-    ("layer/1/neuron/vThMant", np.full((2, 2), 40), "layer 1: neuron vThMant must be a scalar (one value), found 4 "
-                                                    "values of shape [2, 2]"),
-    ("layer/0/neuron/vThMant", np.zeros(0), "layer 0: neuron vThMant must be a scalar (one value), found 0 values"),
-    ("layer/1/neuron/vDecay", h5py.Empty("f4"), "layer 1: neuron vDecay must be a scalar (one value), found an "
-                                                "empty dataset"),
-    ("layer/1/neuron/messageBits", np.zeros(2), "layer 1: neuron messageBits must be a scalar (one value)"),
-    ("layer/1/neuron/type", np.array([b"CUBA", b"CUBA"]), "layer 1: neuron type must be a scalar (one value)"),
-    ("layer/1/groups", np.array([1, 1]), "layer 1: groups must be a scalar (one value), found 2 values"),
-    ("layer/1/type", np.array([b"conv"] * 3), "layer 1: type must be a scalar (one value), found 3 values"),
-    ("layer/0/weight", np.ones(3), "layer 0: weight must be a scalar (one value), found 3 values"),
-    ("layer/0/bias", np.float64(np.nan), "layer 0: bias must be a finite number"),
-    ("simulation/Ts", np.arange(3), "simulation: Ts must be a scalar (one value), found 3 values"),
-    # numbers are numbers: complex, boolean or text values are refused, not cast (numpy would drop the
-    # imaginary part with a warning on stderr)
-    ("layer/1/weight", np.ones((4, 1, 3, 3), np.complex64), "weight must hold integers or real numbers, found "
-                                                            "complex64"),
-    ("layer/1/weight", np.ones((4, 1, 3, 3), bool), "weight must hold integers or real numbers, found bool"),
-    ("layer/1/stride", np.array([b"2", b"2"]), "stride must hold integers or real numbers"),
-    ("layer/1/neuron/iDecay", np.complex128(4096), "neuron iDecay must be an integer, found"),
-    ("layer/1/neuron/vThMant", np.bool_(True), "neuron vThMant must be an integer, found"),
-])
+@pytest.mark.parametrize(
+    "field, value, needle",
+    [
+        ("layer/1/neuron/vThMant", np.float64(np.inf), "neuron vThMant must be an integer"),
+        ("layer/1/neuron/iDecay", np.float64(np.nan), "neuron iDecay must be an integer"),
+        ("layer/1/groups", np.int64(2**40), "groups must be an integer within"),
+        ("layer/1/weight", np.full((4, 1, 3, 3), 1e300), "weight holds values beyond"),
+        ("layer/1/stride", np.array([np.inf, 1.0]), "stride must hold integers"),
+        ("layer/1/shape", np.array([4, 8]), "shape must be (C, H, W)"),
+        ("layer/1/shape", np.array([4.5, 8, 8]), "shape holds non-integer values"),
+        ("layer/1/stride", np.arange(10**5), "stride must be a scalar or a pair, found 100000 values"),
+        # scalar fields hold exactly one value: every one read_netx reads as a scalar
+        (
+            "layer/1/neuron/iDecay",
+            np.full(5, 4096),
+            "layer 1: neuron iDecay must be a scalar (one value), found 5 values",
+        ),
+        (
+            "layer/1/neuron/vDecay",
+            np.full(3, 1024),
+            "layer 1: neuron vDecay must be a scalar (one value), found 3 values",
+        ),
+        (
+            "layer/1/neuron/vThMant",
+            np.full((2, 2), 40),
+            "layer 1: neuron vThMant must be a scalar (one value), found 4 values of shape [2, 2]",
+        ),
+        ("layer/0/neuron/vThMant", np.zeros(0), "layer 0: neuron vThMant must be a scalar (one value), found 0 values"),
+        (
+            "layer/1/neuron/vDecay",
+            h5py.Empty("f4"),
+            "layer 1: neuron vDecay must be a scalar (one value), found an empty dataset",
+        ),
+        ("layer/1/neuron/messageBits", np.zeros(2), "layer 1: neuron messageBits must be a scalar (one value)"),
+        ("layer/1/neuron/type", np.array([b"CUBA", b"CUBA"]), "layer 1: neuron type must be a scalar (one value)"),
+        ("layer/1/groups", np.array([1, 1]), "layer 1: groups must be a scalar (one value), found 2 values"),
+        ("layer/1/type", np.array([b"conv"] * 3), "layer 1: type must be a scalar (one value), found 3 values"),
+        ("layer/0/weight", np.ones(3), "layer 0: weight must be a scalar (one value), found 3 values"),
+        ("layer/0/bias", np.float64(np.nan), "layer 0: bias must be a finite number"),
+        ("simulation/Ts", np.arange(3), "simulation: Ts must be a scalar (one value), found 3 values"),
+        # numbers are numbers: complex, boolean or text values are refused, not cast (numpy would drop the
+        # imaginary part with a warning on stderr)
+        (
+            "layer/1/weight",
+            np.ones((4, 1, 3, 3), np.complex64),
+            "weight must hold integers or real numbers, found complex64",
+        ),
+        ("layer/1/weight", np.ones((4, 1, 3, 3), bool), "weight must hold integers or real numbers, found bool"),
+        ("layer/1/stride", np.array([b"2", b"2"]), "stride must hold integers or real numbers"),
+        ("layer/1/neuron/iDecay", np.complex128(4096), "neuron iDecay must be an integer, found"),
+        ("layer/1/neuron/vThMant", np.bool_(True), "neuron vThMant must be an integer, found"),
+    ],
+)
 def test_malformed_fields_are_one_line(net_file, field, value, needle, capsys):
     with h5py.File(net_file, "a") as h:
         if field in h:
@@ -168,8 +208,12 @@ def test_malformed_fields_are_one_line(net_file, field, value, needle, capsys):
 def test_scalar_fields_of_one_value_in_any_shape_are_read(net_file):
     """netx itself writes ``type`` as a (1,) array and neuron values as () scalars: both are one value."""
     with h5py.File(net_file, "a") as h:
-        for field, value in (("layer/1/neuron/iDecay", np.array([4095])), ("layer/1/neuron/vThMant", np.array([[41]])),
-                             ("layer/1/groups", np.array([1])), ("simulation/Ts", 1)):
+        for field, value in (
+            ("layer/1/neuron/iDecay", np.array([4095])),
+            ("layer/1/neuron/vThMant", np.array([[41]])),
+            ("layer/1/groups", np.array([1])),
+            ("simulation/Ts", 1),
+        ):
             if field in h:
                 del h[field]
             h.create_dataset(field, data=value)
@@ -181,8 +225,18 @@ def test_scalar_fields_of_one_value_in_any_shape_are_read(net_file):
 # They hit the superblock, object headers, B-trees, local heaps and data, each a different h5py failure
 # (OSError on opening, RuntimeError iterating a group, KeyError opening an object, UnicodeDecodeError on a
 # name, a link listed but missing ...) at a different step of reading.
-CORRUPTIONS = [(3, 0, None, 40), (0, 8, 96, 20), (1, 96, 2048, 40), (2, 2048, 8192, 40), (4, 8192, None, 40),
-               (5, 0, None, 40), (7, 0, None, 40), (11, 0, None, 60), (12, 0, None, 60), (13, 0, None, 60)]
+CORRUPTIONS = [
+    (3, 0, None, 40),
+    (0, 8, 96, 20),
+    (1, 96, 2048, 40),
+    (2, 2048, 8192, 40),
+    (4, 8192, None, 40),
+    (5, 0, None, 40),
+    (7, 0, None, 40),
+    (11, 0, None, 60),
+    (12, 0, None, 60),
+    (13, 0, None, 60),
+]
 
 
 def _corrupted(src: Path, dst: Path, seed: int, lo: int, hi: int | None, n: int) -> Path:
@@ -208,13 +262,20 @@ def test_corrupt_net_files_are_one_line_through_the_cli(net_file, tmp_path, caps
     assert corrupt >= len(CORRUPTIONS) // 2, f"expected most flips to read as corrupt HDF5, found {corrupt}"
 
 
-@pytest.mark.parametrize("exc", [RuntimeError("Link iteration failed (bad heap free list)"),
-                                 OSError("Can't synchronously read data (bad heap index)"),
-                                 KeyError("Unable to synchronously open object (bad object header)"),
-                                 ValueError("Invalid dataspace"), TypeError("unexpected dtype")])
+@pytest.mark.parametrize(
+    "exc",
+    [
+        RuntimeError("Link iteration failed (bad heap free list)"),
+        OSError("Can't synchronously read data (bad heap index)"),
+        KeyError("Unable to synchronously open object (bad object header)"),
+        ValueError("Invalid dataspace"),
+        TypeError("unexpected dtype"),
+    ],
+)
 @pytest.mark.parametrize("where", ["iterate", "read"])
 def test_any_h5py_error_while_reading_is_one_line_naming_the_file(net_file, monkeypatch, exc, where):
     """Whatever h5py raises, at whichever later read, read_netx turns it into one ConfigError line."""
+
     def fail(*args, **kwargs):
         raise exc
 
@@ -303,15 +364,19 @@ def test_simulate_huge_steps_refused_before_anything_is_read(net_file, tmp_path,
     dat = write_dat(tmp_path / "c.dat", (np.random.default_rng(0).random((20, 16, 16)) < 0.2).astype(np.uint8))
     tracemalloc.start()
     try:
-        refused(["simulate", net_file, "--data", dat, "--steps", 10**9], capsys, "--steps 1000000000",
-                "g.net")
+        refused(["simulate", net_file, "--data", dat, "--steps", 10**9], capsys, "--steps 1000000000", "g.net")
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     assert peak < 50 * 2**20
     # with memory to spare, the work ceiling refuses it (an hour of CPU, docs/lava.md)
-    line = refused(["--max-memory", "1e18", "simulate", net_file, "--data", dat, "--steps", 10**11], capsys,
-                   "--steps 100000000000", "synaptic operations", f"{engine.MAX_SYNAPTIC_OPS:,}")
+    line = refused(
+        ["--max-memory", "1e18", "simulate", net_file, "--data", dat, "--steps", 10**11],
+        capsys,
+        "--steps 100000000000",
+        "synaptic operations",
+        f"{engine.MAX_SYNAPTIC_OPS:,}",
+    )
     assert "about an hour" in line
     # the .dat frames themselves set the steps: fine
     code, out, _ = cli(["simulate", net_file, "--data", dat, "--json"], capsys)
@@ -341,13 +406,29 @@ def test_simulate_checks_work_and_memory_itself(monkeypatch):
 
 def test_memory_estimate_covers_what_the_engine_allocates():
     rng = np.random.default_rng(2)
-    net = NetxNet([NetxLayer("input", (3, 12, 12), NetxNeuron(4096, 1024, 10)),
-                   NetxLayer("conv", (6, 12, 12), NetxNeuron(4096, 1024, 30), weight=rng.integers(-9, 9, (6, 3, 3, 3)),
-                             padding=(1, 1)),
-                   NetxLayer("conv", (4, 6, 6), NetxNeuron(4096, 1024, 30), weight=rng.integers(-9, 9, (4, 2, 3, 3)),
-                             stride=(2, 2), padding=(1, 1), groups=2),
-                   NetxLayer("flatten", (144, 1, 1)),
-                   NetxLayer("dense", (5, 1, 1), NetxNeuron(4096, 1024, 30), weight=rng.integers(-9, 9, (5, 144)))])
+    net = NetxNet(
+        [
+            NetxLayer("input", (3, 12, 12), NetxNeuron(4096, 1024, 10)),
+            NetxLayer(
+                "conv",
+                (6, 12, 12),
+                NetxNeuron(4096, 1024, 30),
+                weight=rng.integers(-9, 9, (6, 3, 3, 3)),
+                padding=(1, 1),
+            ),
+            NetxLayer(
+                "conv",
+                (4, 6, 6),
+                NetxNeuron(4096, 1024, 30),
+                weight=rng.integers(-9, 9, (4, 2, 3, 3)),
+                stride=(2, 2),
+                padding=(1, 1),
+                groups=2,
+            ),
+            NetxLayer("flatten", (144, 1, 1)),
+            NetxLayer("dense", (5, 1, 1), NetxNeuron(4096, 1024, 30), weight=rng.integers(-9, 9, (5, 144))),
+        ]
+    )
     a = rng.integers(0, 2, (30, 2, 3, 12, 12)) * 20
     for record in (False, True):
         tracemalloc.start()
@@ -373,36 +454,45 @@ def ann_ckpt(tmp_path_factory, data):
 def test_convert_huge_timesteps_refused_before_loading(tmp_path, capsys):
     missing = tmp_path / "never-read.pt"  # a checkpoint that does not exist: the options are checked first
     out = tmp_path / "c.pt"
-    line = refused(["convert", missing, "--layers", "cnn", "--timesteps", "8,1000000000", "--out", out], capsys,
-                   "--timesteps", "1,000,000,000", f"at most {MAX_TIMESTEPS:,}")
+    line = refused(
+        ["convert", missing, "--layers", "cnn", "--timesteps", "8,1000000000", "--out", out],
+        capsys,
+        "--timesteps",
+        "1,000,000,000",
+        f"at most {MAX_TIMESTEPS:,}",
+    )
     assert "never-read" not in line and not out.exists()
     assert parse_timesteps("16,4,4") == [4, 16] and parse_timesteps([MAX_TIMESTEPS]) == [MAX_TIMESTEPS]
     with pytest.raises(ConfigError, match=f"--timesteps must be at most {MAX_TIMESTEPS:,}, got 1,025"):
         parse_timesteps([4, MAX_TIMESTEPS + 1])
 
 
-@pytest.mark.parametrize("kwargs, needle", [
-    ({"timesteps": "4,x"}, "--timesteps"),
-    ({"timesteps": [0]}, "--timesteps must be at least 1"),
-    ({"timesteps": [4, 8], "keep": 16}, "--keep 16 is not one of --timesteps 4,8"),
-    ({"keep": 0}, "--keep must be at least 1"),
-    ({"calib": 0}, "--calib must be at least 1"),
-    ({"samples": 0}, "--samples must be at least 1"),
-    ({"batch_size": 0}, "--batch-size must be at least 1"),
-    ({"batch_size": 2.5}, "--batch-size expects an integer"),
-    ({"percentile": float("nan"), "method": "percentile"}, "--percentile must be a finite number"),
-    ({"percentile": 0, "method": "robust"}, "--percentile must be above 0"),
-    ({"percentile": 101}, "--percentile must be at most 100"),
-    ({"method": "mean"}, "unknown method 'mean'"),
-    ({"layers": "stem,bogus"}, "unknown layer 'bogus'"),
-    ({"device": "tpu"}, "unknown device"),
-    ({"seed": -1}, "seed must be at least 0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, needle",
+    [
+        ({"timesteps": "4,x"}, "--timesteps"),
+        ({"timesteps": [0]}, "--timesteps must be at least 1"),
+        ({"timesteps": [4, 8], "keep": 16}, "--keep 16 is not one of --timesteps 4,8"),
+        ({"keep": 0}, "--keep must be at least 1"),
+        ({"calib": 0}, "--calib must be at least 1"),
+        ({"samples": 0}, "--samples must be at least 1"),
+        ({"batch_size": 0}, "--batch-size must be at least 1"),
+        ({"batch_size": 2.5}, "--batch-size expects an integer"),
+        ({"percentile": float("nan"), "method": "percentile"}, "--percentile must be a finite number"),
+        ({"percentile": 0, "method": "robust"}, "--percentile must be above 0"),
+        ({"percentile": 101}, "--percentile must be at most 100"),
+        ({"method": "mean"}, "unknown method 'mean'"),
+        ({"layers": "stem,bogus"}, "unknown layer 'bogus'"),
+        ({"device": "tpu"}, "unknown device"),
+        ({"seed": -1}, "seed must be at least 0"),
+    ],
+)
 def test_convert_library_checks_every_option_before_loading(tmp_path, kwargs, needle):
     args = {"layers": "cnn", "timesteps": [4], **kwargs}
     with pytest.raises(ConfigError) as info:
-        convert_checkpoint(tmp_path / "never-read.pt", args.pop("layers"), args.pop("timesteps"), tmp_path / "c.pt",
-                           **args)
+        convert_checkpoint(
+            tmp_path / "never-read.pt", args.pop("layers"), args.pop("timesteps"), tmp_path / "c.pt", **args
+        )
     assert needle in str(info.value) and "never-read" not in str(info.value)
 
 
@@ -415,15 +505,14 @@ def test_converted_card_keeps_its_timesteps_above_the_limit_of_new_conversions(a
 
     loaded = load_spklip(ann_ckpt)
     cfg = loaded.model.cfg
-    clips = (torch.rand(2, cfg.frames, cfg.height, cfg.width, generator=torch.Generator().manual_seed(0)) < 0.1)
+    clips = torch.rand(2, cfg.frames, cfg.height, cfg.width, generator=torch.Generator().manual_seed(0)) < 0.1
     conv, spec = convert_spklip(loaded.model, "layer4", 2, [clips.float()], "max")
     path = save_spklip(tmp_path / "conv.pt", conv, loaded.tokenizer, {"conversion": spec})
     ck = load_checkpoint(path)
     big = MAX_TIMESTEPS + 24
     save_checkpoint(path, ck.state_dict, {**ck.card, "conversion": {**spec, "timesteps": big}})
     assert [run.timesteps for run in converted_runs(load_spklip(path).model)] == [big]
-    code, out, err = cli(["report", path, "--data", data, "--samples", "1", "--out", tmp_path / "r", "--json"],
-                         capsys)
+    code, out, err = cli(["report", path, "--data", data, "--samples", "1", "--out", tmp_path / "r", "--json"], capsys)
     assert code == 0, err
     for bad in (0, -3, "many", True):
         save_checkpoint(path, ck.state_dict, {**ck.card, "conversion": {**spec, "timesteps": bad}})
@@ -443,8 +532,13 @@ def _poisoned(src: Path, dst: Path) -> tuple[Path, str]:
 
 def test_nonfinite_weights_are_refused_by_convert_and_export(ann_ckpt, data, tmp_path, capsys):
     bad, name = _poisoned(ann_ckpt, tmp_path / "nan.pt")
-    refused(["convert", bad, "--layers", "cnn", "--timesteps", "2", "--data", data, "--out", tmp_path / "c.pt"],
-            capsys, "nan.pt", repr(name), "NaN or Inf")
+    refused(
+        ["convert", bad, "--layers", "cnn", "--timesteps", "2", "--data", data, "--out", tmp_path / "c.pt"],
+        capsys,
+        "nan.pt",
+        repr(name),
+        "NaN or Inf",
+    )
     assert not (tmp_path / "c.pt").exists()
     for fmt in ("onnx", "lava"):
         refused(["export", bad, "--format", fmt, "--out", tmp_path / fmt], capsys, "nan.pt", repr(name))
@@ -477,8 +571,9 @@ def _measured_peak(visual, cfg, clips: int, dtype) -> int:
         x = (torch.rand(clips, cfg.frames, cfg.height, cfg.width, generator=g) < 0.05).to(dtype)
         visual(x)
         del x
-    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
-                    key=lambda e: e.start_ns())
+    events = sorted(
+        (e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"), key=lambda e: e.start_ns()
+    )
     assert events, "the profiler recorded no allocations"
     held = peak = 0
     for e in events:
@@ -487,18 +582,36 @@ def _measured_peak(visual, cfg, clips: int, dtype) -> int:
     return peak
 
 
-@pytest.mark.parametrize("preset, overrides, converted, clips", [
-    ("tiny", {}, "", 2),
-    ("tiny", {"hsfe.input_pool": 1, "starnet.stem_strides": [2, 2, 2], "height": 128, "width": 128}, "", 1),
-    ("reference", {"height": 60, "width": 80}, "", 1),  # the reference preset at a quarter of its resolution
-    ("small", {}, "", 1),
-    ("tiny", {"model": "fsve-hybrid", "fsve.width": 32}, "", 1),
-    ("tiny", {"model": "fsve-full"}, "", 2),
-    ("tiny", {"model": "fsve-full", "fsve.hsfe_encoding": "repeat", "fsve.time_steps": 4, "hsfe.input_pool": 1}, "", 1),
-    ("tiny", {}, "all", 1),
-    ("tiny", {"hsfe.input_pool": 1, "starnet.width": 32}, "cnn", 1),
-], ids=["tiny", "tiny-128-strided", "reference-60x80", "small", "fsve-hybrid", "fsve-full-spiking",
-                       "fsve-full-spiking-repeat-T4-unpooled", "converted-all", "converted-cnn"])
+@pytest.mark.parametrize(
+    "preset, overrides, converted, clips",
+    [
+        ("tiny", {}, "", 2),
+        ("tiny", {"hsfe.input_pool": 1, "starnet.stem_strides": [2, 2, 2], "height": 128, "width": 128}, "", 1),
+        ("reference", {"height": 60, "width": 80}, "", 1),  # the reference preset at a quarter of its resolution
+        ("small", {}, "", 1),
+        ("tiny", {"model": "fsve-hybrid", "fsve.width": 32}, "", 1),
+        ("tiny", {"model": "fsve-full"}, "", 2),
+        (
+            "tiny",
+            {"model": "fsve-full", "fsve.hsfe_encoding": "repeat", "fsve.time_steps": 4, "hsfe.input_pool": 1},
+            "",
+            1,
+        ),
+        ("tiny", {}, "all", 1),
+        ("tiny", {"hsfe.input_pool": 1, "starnet.width": 32}, "cnn", 1),
+    ],
+    ids=[
+        "tiny",
+        "tiny-128-strided",
+        "reference-60x80",
+        "small",
+        "fsve-hybrid",
+        "fsve-full-spiking",
+        "fsve-full-spiking-repeat-T4-unpooled",
+        "converted-all",
+        "converted-cnn",
+    ],
+)
 def test_forward_memory_estimate_covers_the_measured_peak(preset, overrides, converted, clips):
     """The one estimate of a visual forward pass (report, convert, export --verify) is at least what torch
     allocates at the peak, for float32 clips (what it assumes), and at most four times what it allocates
@@ -512,7 +625,7 @@ def test_forward_memory_estimate_covers_the_measured_peak(preset, overrides, con
     model = build_spklip(cfg).eval()
     layers = []
     if converted:
-        calib = (torch.rand(2, cfg.frames, cfg.height, cfg.width, generator=torch.Generator().manual_seed(1)) < 0.05)
+        calib = torch.rand(2, cfg.frames, cfg.height, cfg.width, generator=torch.Generator().manual_seed(1)) < 0.05
         model, spec = convert_spklip(model, converted, 2, [calib.float()])
         layers = spec["layers"]
     estimate = visual_forward_bytes(cfg, clips, layers)
@@ -551,8 +664,9 @@ def test_report_checks_the_forward_pass_not_only_the_clips(ann_ckpt, data, tmp_p
     assert need > 2 * clips_only
     out = tmp_path / "r"
     argv = ["report", ann_ckpt, "--data", data, "--samples", batch, "--batch-size", batch, "--out", out]
-    line = refused(["--max-memory", str((need + clips_only) // 2), *argv], capsys, f"batch_size {batch}",
-                   "over the limit")
+    line = refused(
+        ["--max-memory", str((need + clips_only) // 2), *argv], capsys, f"batch_size {batch}", "over the limit"
+    )
     assert "forward pass" in line and not out.exists()
     code, _, err = cli(["--max-memory", str(need + 2**20), *argv], capsys)
     assert code == 0, err
@@ -563,13 +677,20 @@ def test_report_checks_the_forward_pass_not_only_the_clips(ann_ckpt, data, tmp_p
 
 @pytest.fixture(scope="module")
 def plain_ckpt(tmp_path_factory, data):
-    return small_checkpoint(tmp_path_factory.mktemp("plain"), data, "fsve-hybrid", calibrate=True,
-                            **{"fsve.cnn": "plain", "fsve.layers": [1, 1, 1]})
+    return small_checkpoint(
+        tmp_path_factory.mktemp("plain"),
+        data,
+        "fsve-hybrid",
+        calibrate=True,
+        **{"fsve.cnn": "plain", "fsve.layers": [1, 1, 1]},
+    )
 
 
-FILES = {"onnx": {"visual.onnx", "text.onnx", "export.json"},
-         "nir": {"visual_cnn.nir", "export.json"},
-         "lava": {"visual_cnn.net", "host.onnx", "export.json"}}
+FILES = {
+    "onnx": {"visual.onnx", "text.onnx", "export.json"},
+    "nir": {"visual_cnn.nir", "export.json"},
+    "lava": {"visual_cnn.net", "host.onnx", "export.json"},
+}
 
 
 @pytest.mark.parametrize("verify", [False, True], ids=["plain", "verify"])
@@ -602,8 +723,10 @@ def test_lava_export_then_simulate_limits(plain_ckpt, data, tmp_path, capsys):
     assert code == 0, err
     assert json.loads(stdout)["schedule"]["per_block"] == 2
     rec = json.loads((out / "export.json").read_text())
-    for key, value, needle in (("time_steps", 10**12, "fsve.time_steps 1000000000000"),
-                               ("time_steps", "2", "config fsve.time_steps must be a positive integer")):
+    for key, value, needle in (
+        ("time_steps", 10**12, "fsve.time_steps 1000000000000"),
+        ("time_steps", "2", "config fsve.time_steps must be a positive integer"),
+    ):
         bad = json.loads(json.dumps(rec))
         bad["config"]["fsve"][key] = value
         (out / "export.json").write_text(json.dumps(bad))
@@ -637,8 +760,17 @@ def test_export_overwrite_replaces_only_a_folder_of_export_files(ann_ckpt, tmp_p
     refused(["export", ann_ckpt, "--out", out, "--overwrite"], capsys, str(out), "'results'")
     (out / "results").rmdir()
     refused(["export", ann_ckpt, "--out", out], capsys, str(out), "--overwrite")
-    assert {"visual.onnx", "text.onnx", "visual_cnn.nir", "hsfe_mtf.nir", "hsfe_sa_gate.nir", "hsfe_trunk.nir",
-            "visual_cnn.net", "host.onnx", "export.json"} == export_files()
+    assert {
+        "visual.onnx",
+        "text.onnx",
+        "visual_cnn.nir",
+        "hsfe_mtf.nir",
+        "hsfe_sa_gate.nir",
+        "hsfe_trunk.nir",
+        "visual_cnn.net",
+        "host.onnx",
+        "export.json",
+    } == export_files()
     assert check_out(out, overwrite=True) == out
     code, stdout, err = cli(["export", ann_ckpt, "--out", out, "--overwrite", "--json"], capsys)
     assert code == 0, err
@@ -646,21 +778,27 @@ def test_export_overwrite_replaces_only_a_folder_of_export_files(ann_ckpt, tmp_p
     assert (out / "visual.onnx").read_bytes() != b"an earlier export"
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["--opset", "99"], "--opset 99 is not supported"),
-    (["--opset", "x"], "--opset"),
-    (["--samples", "0", "--verify"], "--samples"),
-    (["--format", "tflite"], "tflite"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--opset", "99"], "--opset 99 is not supported"),
+        (["--opset", "x"], "--opset"),
+        (["--samples", "0", "--verify"], "--samples"),
+        (["--format", "tflite"], "tflite"),
+    ],
+)
 def test_export_options_are_one_line(ann_ckpt, tmp_path, argv, needle, capsys):
     refused(["export", ann_ckpt, "--out", tmp_path / "o", *argv], capsys, needle)
     assert not (tmp_path / "o").exists()
 
 
 def test_export_library_validates_opset_and_samples(ann_ckpt, tmp_path):
-    for kwargs, needle in (({"opset": "x"}, "--opset expects an integer"), ({"opset": 13.5}, "--opset"),
-                           ({"samples": 0}, "--samples must be at least 1"),
-                           ({"samples": "many"}, "--samples expects an integer")):
+    for kwargs, needle in (
+        ({"opset": "x"}, "--opset expects an integer"),
+        ({"opset": 13.5}, "--opset"),
+        ({"samples": 0}, "--samples must be at least 1"),
+        ({"samples": "many"}, "--samples expects an integer"),
+    ):
         with pytest.raises(ConfigError, match=needle):
             export_checkpoint(ann_ckpt, tmp_path / "o", **kwargs)
     assert not (tmp_path / "o").exists()
@@ -668,15 +806,45 @@ def test_export_library_validates_opset_and_samples(ann_ckpt, tmp_path):
 
 # --------------------------------------------------------------------------- fuzz: the netx reader
 
-FIELDS = ["layer", "layer/0", "layer/1", "layer/0/shape", "layer/0/type", "layer/0/neuron", "layer/1/type",
-          "layer/1/shape", "layer/1/weight", "layer/1/bias", "layer/1/stride", "layer/1/padding", "layer/1/dilation",
-          "layer/1/groups", "layer/1/neuron", "layer/1/neuron/type", "layer/1/neuron/iDecay",
-          "layer/1/neuron/vDecay", "layer/1/neuron/vThMant", "layer/1/neuron/messageBits", "layer/2",
-          "layer/2/type", "layer/2/shape", "layer/2/weight", "layer/2/bias", "layer/3", "layer/x", "simulation/Ts",
-          "simulation", "layer/0/weight", "layer/1/extra", "layer/1/neuron/refDelay", "extra"]
+FIELDS = [
+    "layer",
+    "layer/0",
+    "layer/1",
+    "layer/0/shape",
+    "layer/0/type",
+    "layer/0/neuron",
+    "layer/1/type",
+    "layer/1/shape",
+    "layer/1/weight",
+    "layer/1/bias",
+    "layer/1/stride",
+    "layer/1/padding",
+    "layer/1/dilation",
+    "layer/1/groups",
+    "layer/1/neuron",
+    "layer/1/neuron/type",
+    "layer/1/neuron/iDecay",
+    "layer/1/neuron/vDecay",
+    "layer/1/neuron/vThMant",
+    "layer/1/neuron/messageBits",
+    "layer/2",
+    "layer/2/type",
+    "layer/2/shape",
+    "layer/2/weight",
+    "layer/2/bias",
+    "layer/3",
+    "layer/x",
+    "simulation/Ts",
+    "simulation",
+    "layer/0/weight",
+    "layer/1/extra",
+    "layer/1/neuron/refDelay",
+    "extra",
+]
 
-numbers = st.one_of(st.integers(-5, 70), st.integers(-(2**40), 2**40),
-                    st.floats(allow_nan=True, allow_infinity=True, width=32))
+numbers = st.one_of(
+    st.integers(-5, 70), st.integers(-(2**40), 2**40), st.floats(allow_nan=True, allow_infinity=True, width=32)
+)
 values = st.one_of(
     numbers,
     st.lists(numbers, min_size=0, max_size=6),
@@ -684,9 +852,26 @@ values = st.one_of(
     st.tuples(st.integers(0, 5), st.integers(0, 5), st.integers(1, 4), st.integers(1, 4)),  # a weight-like shape
 )
 edits = st.tuples(
-    st.sampled_from(["keep", "delete", "value", "dtype", "huge", "empty", "group", "soft", "external", "storage",
-                     "virtual", "zeros"]),
-    st.sampled_from(FIELDS), values, st.sampled_from(["f4", "f8", "i1", "i8", "u2", "S4", "b1"]))
+    st.sampled_from(
+        [
+            "keep",
+            "delete",
+            "value",
+            "dtype",
+            "huge",
+            "empty",
+            "group",
+            "soft",
+            "external",
+            "storage",
+            "virtual",
+            "zeros",
+        ]
+    ),
+    st.sampled_from(FIELDS),
+    values,
+    st.sampled_from(["f4", "f8", "i1", "i8", "u2", "S4", "b1"]),
+)
 
 
 def _dataset(parent, name, kind: str, value, dtype: str, tmp: Path) -> None:
@@ -728,12 +913,23 @@ def _dataset(parent, name, kind: str, value, dtype: str, tmp: Path) -> None:
 
 def _fuzz_net(dense: bool) -> NetxNet:
     rng = np.random.default_rng(0)
-    layers = [NetxLayer("input", (2, 6, 6), NetxNeuron(4096, 1024, 10)),
-              NetxLayer("conv", (3, 3, 3), NetxNeuron(4096, 1024, 20), weight=rng.integers(-9, 9, (3, 2, 3, 3)),
-                        bias=rng.integers(-3, 3, 3), stride=(2, 2), padding=(1, 1))]
+    layers = [
+        NetxLayer("input", (2, 6, 6), NetxNeuron(4096, 1024, 10)),
+        NetxLayer(
+            "conv",
+            (3, 3, 3),
+            NetxNeuron(4096, 1024, 20),
+            weight=rng.integers(-9, 9, (3, 2, 3, 3)),
+            bias=rng.integers(-3, 3, 3),
+            stride=(2, 2),
+            padding=(1, 1),
+        ),
+    ]
     if dense:
-        layers += [NetxLayer("flatten", (27, 1, 1)),
-                   NetxLayer("dense", (4, 1, 1), NetxNeuron(4096, 1024, 20), weight=rng.integers(-9, 9, (4, 27)))]
+        layers += [
+            NetxLayer("flatten", (27, 1, 1)),
+            NetxLayer("dense", (4, 1, 1), NetxNeuron(4096, 1024, 20), weight=rng.integers(-9, 9, (4, 27))),
+        ]
     return NetxNet(layers, attrs={"Ts": 1, "tSample": 8})
 
 
@@ -775,11 +971,13 @@ def test_fuzz_read_netx_returns_or_raises_a_spklip_error(dense, mutations):
 def test_fuzz_unusual_files(tmp_path):
     """Hand-made cases the mutations above do not reach: no layer group, a file that is not HDF5, a layer
     group that is a dataset, numbered layers with a gap, and one with a million layer names."""
-    cases = {"empty": lambda h: None,
-             "layer-dataset": lambda h: h.create_dataset("layer", data=1),
-             "gap": lambda h: [h.create_group(f"layer/{i}") for i in (0, 2)],
-             "many": lambda h: [h.create_group(f"layer/n{i}") for i in range(2000)],
-             "odd-name": lambda h: h.create_group("layer/0").__setitem__("a\nb", h5py.SoftLink("/x\ny" * 99))}
+    cases = {
+        "empty": lambda h: None,
+        "layer-dataset": lambda h: h.create_dataset("layer", data=1),
+        "gap": lambda h: [h.create_group(f"layer/{i}") for i in (0, 2)],
+        "many": lambda h: [h.create_group(f"layer/n{i}") for i in range(2000)],
+        "odd-name": lambda h: h.create_group("layer/0").__setitem__("a\nb", h5py.SoftLink("/x\ny" * 99)),
+    }
     for name, build in cases.items():
         with h5py.File(tmp_path / f"{name}.net", "w") as h:
             build(h)

@@ -51,8 +51,9 @@ def test_input_layer_reproduces_lava_bit_exactly():
     net = read_netx(GT / "tiny.net")
     bias = np.load(GT / "gts/tinynet/input_bias.npy").transpose(2, 1, 0)  # XYZ -> CHW
     lay = net.layers[0]
-    s, _, _ = cuba_lif_run(np.zeros((15, 3, 16, 16), np.int64), lay.neuron.i_decay, lay.neuron.v_decay,
-                           lay.neuron.v_th_mant, bias)
+    s, _, _ = cuba_lif_run(
+        np.zeros((15, 3, 16, 16), np.int64), lay.neuron.i_decay, lay.neuron.v_decay, lay.neuron.v_th_mant, bias
+    )
     gt = np.load(GT / "gts/tinynet/input.npy")[0]  # C H W T
     assert s.sum() > 100
     assert np.array_equal(s.transpose(1, 2, 3, 0), gt[..., 1:].astype(bool))  # Lava is one step ahead
@@ -65,8 +66,9 @@ def test_conv_block_current_and_spikes_bit_exact():
     x = np.load(GT / "gts/tinynet/input.npy")[0].transpose(3, 0, 1, 2)  # T C H W
     a = _conv(x, lay)
     # Lava's test_conv resets u and v after its first step: start from step 1 with zero state
-    s, _, tr = cuba_lif_run(a[1:], lay.neuron.i_decay, lay.neuron.v_decay, lay.neuron.v_th_mant,
-                            lay.bias.reshape(-1, 1, 1), record=True)
+    s, _, tr = cuba_lif_run(
+        a[1:], lay.neuron.i_decay, lay.neuron.v_decay, lay.neuron.v_th_mant, lay.bias.reshape(-1, 1, 1), record=True
+    )
     u_gt = np.load(GT / "gts/tinynet/current.npy")[0].transpose(3, 0, 1, 2) * 64
     s_gt = np.load(GT / "gts/tinynet/layer1.npy")[0].transpose(3, 0, 1, 2)
     assert np.array_equal(tr["u"], u_gt[1:].astype(np.int64))
@@ -100,14 +102,17 @@ def _random_net(rng) -> NetxNet:
     w1 = rng.integers(-40, 41, (6, 2, 3, 3))
     w2 = rng.integers(-20, 21, (4, 3, 3, 3))  # groups 2: 6 -> 4 channels
     w3 = rng.integers(-100, 101, (5, 4 * 3 * 4))
-    return NetxNet([
-        NetxLayer("input", (2, 9, 8), neuron(20)),
-        NetxLayer("conv", (6, 5, 4), neuron(30), weight=w1, bias=rng.integers(-50, 50, 6), stride=(2, 2),
-                  padding=(1, 1)),
-        NetxLayer("conv", (4, 3, 4), neuron(25), weight=w2, stride=(1, 1), padding=(0, 1), groups=2),
-        NetxLayer("flatten", (48, 1, 1)),
-        NetxLayer("dense", (5, 1, 1), neuron(40), weight=w3, bias=rng.integers(-9, 9, 5)),
-    ])
+    return NetxNet(
+        [
+            NetxLayer("input", (2, 9, 8), neuron(20)),
+            NetxLayer(
+                "conv", (6, 5, 4), neuron(30), weight=w1, bias=rng.integers(-50, 50, 6), stride=(2, 2), padding=(1, 1)
+            ),
+            NetxLayer("conv", (4, 3, 4), neuron(25), weight=w2, stride=(1, 1), padding=(0, 1), groups=2),
+            NetxLayer("flatten", (48, 1, 1)),
+            NetxLayer("dense", (5, 1, 1), neuron(40), weight=w3, bias=rng.integers(-9, 9, 5)),
+        ]
+    )
 
 
 def test_numpy_engine_and_torch_twin_agree_and_counts_equal_hook_counter(tmp_path):
@@ -132,8 +137,9 @@ def test_numpy_engine_and_torch_twin_agree_and_counts_equal_hook_counter(tmp_pat
 
 def test_synaptic_events_count_fan_out_at_the_borders():
     """One spike in a corner of a padded 3x3 conv drives 4 output positions per channel."""
-    lay = NetxLayer("conv", (2, 4, 4), NetxNeuron(4096, 0, 1000), weight=np.ones((2, 1, 3, 3), np.int64),
-                    padding=(1, 1))
+    lay = NetxLayer(
+        "conv", (2, 4, 4), NetxNeuron(4096, 0, 1000), weight=np.ones((2, 1, 3, 3), np.int64), padding=(1, 1)
+    )
     net = NetxNet([NetxLayer("input", (1, 4, 4), NetxNeuron(4096, 4096, 0)), lay])
     a = np.zeros((3, 1, 1, 4, 4), np.int64)
     a[0, 0, 0, 0, 0] = 1  # fires at step 0, delivered at step 1
@@ -162,8 +168,9 @@ def data(tmp_path_factory):
 
 def _checkpoint(tmp: Path, data: Path, cnn: str, hsfe: str = "ann") -> Path:
     """An FSVE with the ANN front end (the deployable one: netx holds the CNN, the host the HSFE)."""
-    return small_checkpoint(tmp, data, "fsve-full", calibrate=True, name=f"fsve-{cnn}-{hsfe}",
-                            **{"fsve.cnn": cnn, "fsve.hsfe": hsfe})
+    return small_checkpoint(
+        tmp, data, "fsve-full", calibrate=True, name=f"fsve-{cnn}-{hsfe}", **{"fsve.cnn": cnn, "fsve.hsfe": hsfe}
+    )
 
 
 def test_fsve_plain_exports_to_netx_and_simulates(tmp_path, data):
@@ -197,8 +204,22 @@ def test_fsve_plain_exports_to_netx_and_simulates(tmp_path, data):
     assert summary["seconds"]["simulation"] < 10
     # report NET.net --preset loihi: hook counts on the torch twin, equal to the simulator's, flag carried
     net_file = tmp_path / "lava" / "visual_cnn.net"
-    assert main(["report", str(net_file), "--data", str(data), "--preset", "loihi", "--out",
-                 str(tmp_path / "rep"), "--json"]) == 0
+    assert (
+        main(
+            [
+                "report",
+                str(net_file),
+                "--data",
+                str(data),
+                "--preset",
+                "loihi",
+                "--out",
+                str(tmp_path / "rep"),
+                "--json",
+            ]
+        )
+        == 0
+    )
     rep = json.loads((tmp_path / "rep" / "summary.json").read_text())
     assert rep["counts_agree_with_simulator"] and rep["counts"]["sops"] == summary["totals"]["synaptic_events"]
     assert rep["not_counted"] == [] and any(w.startswith("UNVERIFIED") for w in rep["warnings"])
@@ -227,9 +248,19 @@ def test_spiking_front_end_is_refused_naming_it(tmp_path, data, capsys):
 
 def test_simulate_cli_json_and_bad_inputs(tmp_path, data, capsys):
     rng = np.random.default_rng(0)
-    net = NetxNet([NetxLayer("input", (1, 32, 32), NetxNeuron(4096, 4096, 0)),
-                   NetxLayer("conv", (4, 16, 16), NetxNeuron(4096, 1024, 40),
-                             weight=rng.integers(-30, 60, (4, 1, 3, 3)), stride=(2, 2), padding=(1, 1))])
+    net = NetxNet(
+        [
+            NetxLayer("input", (1, 32, 32), NetxNeuron(4096, 4096, 0)),
+            NetxLayer(
+                "conv",
+                (4, 16, 16),
+                NetxNeuron(4096, 1024, 40),
+                weight=rng.integers(-30, 60, (4, 1, 3, 3)),
+                stride=(2, 2),
+                padding=(1, 1),
+            ),
+        ]
+    )
     path = write_netx(tmp_path / "g.net", net)
     clip = (rng.random((40, 32, 32)) < 0.2).astype(np.uint8)
     dat = write_dat(tmp_path / "c.dat", clip)
@@ -326,19 +357,32 @@ def _mutate(h, case: str) -> None:
         g.create_dataset("weight", data=np.zeros((4, 1, 3, 3), np.float32))
 
 
-@pytest.mark.parametrize("case, msg", [
-    ("stride", "stride [0, 0] must be at least 1"),
-    ("dilation", "dilation [0, 0] must be at least 1"),
-    ("padding", "padding [-1, -1] must be at least 0"),
-    ("empty-type", "type must be a scalar"),
-    ("bad-vth", "neuron vThMant must be an integer, found 'abc'"),
-    ("neuron-dataset", "'neuron' is not a group"),
-    ("weight-shape", "does not map"),
-])
+@pytest.mark.parametrize(
+    "case, msg",
+    [
+        ("stride", "stride [0, 0] must be at least 1"),
+        ("dilation", "dilation [0, 0] must be at least 1"),
+        ("padding", "padding [-1, -1] must be at least 0"),
+        ("empty-type", "type must be a scalar"),
+        ("bad-vth", "neuron vThMant must be an integer, found 'abc'"),
+        ("neuron-dataset", "'neuron' is not a group"),
+        ("weight-shape", "does not map"),
+    ],
+)
 def test_malformed_netx_files_are_one_line(tmp_path, case, msg, capsys):
-    net = NetxNet([NetxLayer("input", (1, 8, 8), NetxNeuron(4096, 4096, 1)),
-                   NetxLayer("conv", (2, 4, 4), NetxNeuron(4096, 1024, 40), weight=np.ones((2, 1, 3, 3), np.int64),
-                             stride=(2, 2), padding=(1, 1))])
+    net = NetxNet(
+        [
+            NetxLayer("input", (1, 8, 8), NetxNeuron(4096, 4096, 1)),
+            NetxLayer(
+                "conv",
+                (2, 4, 4),
+                NetxNeuron(4096, 1024, 40),
+                weight=np.ones((2, 1, 3, 3), np.int64),
+                stride=(2, 2),
+                padding=(1, 1),
+            ),
+        ]
+    )
     path = write_netx(tmp_path / "m.net", net)
     with h5py.File(path, "a") as h:
         _mutate(h, case)

@@ -52,9 +52,7 @@ def raises_naming(source, *needles: str) -> ManifestError:
 def small_set(tmp_path) -> Path:
     """A hand-made dataset: two classes, two clips each, 5 frames of 8x16."""
     root = tmp_path / "set"
-    for i, (label, name) in enumerate(
-        [("walk", "a.dat"), ("walk", "b.dat"), ("run", "c.dat"), ("run", "d.dat")]
-    ):
+    for i, (label, name) in enumerate([("walk", "a.dat"), ("walk", "b.dat"), ("run", "c.dat"), ("run", "d.dat")]):
         make_clip(root / label / name, 5, seed=i)
     return root
 
@@ -62,9 +60,7 @@ def small_set(tmp_path) -> Path:
 @pytest.fixture
 def digits(tmp_path) -> Path:
     """A small built-in spike-digits dataset (3 clips per class, 20 frames of 16x16)."""
-    return generate_digits(
-        tmp_path / "digits", DigitsConfig(clips_per_class=3, height=16, width=16, frames=20)
-    )
+    return generate_digits(tmp_path / "digits", DigitsConfig(clips_per_class=3, height=16, width=16, frames=20))
 
 
 # --------------------------------------------------------------------------- valid datasets
@@ -77,30 +73,20 @@ def test_generated_dataset(digits):
     assert m.root == digits, f"expected root {digits}, found {m.root}"
     assert m.classes == list(MOTIONS), f"expected classes {list(MOTIONS)}, found {m.classes}"
     assert len(m.clips) == 3 * len(MOTIONS), f"expected 24 clips, found {len(m.clips)}"
-    assert m.meta["name"] == "spike-digits", (
-        f"expected meta name spike-digits, found {m.meta.get('name')}"
-    )
-    assert set(m.class_prompts) == set(MOTIONS), (
-        f"expected prompts for every class, found {sorted(m.class_prompts)}"
-    )
-    assert m.class_prompts["left"] != "left", (
-        "expected a sentence as the prompt of 'left', found the bare label"
-    )
+    assert m.meta["name"] == "spike-digits", f"expected meta name spike-digits, found {m.meta.get('name')}"
+    assert set(m.class_prompts) == set(MOTIONS), f"expected prompts for every class, found {sorted(m.class_prompts)}"
+    assert m.class_prompts["left"] != "left", "expected a sentence as the prompt of 'left', found the bare label"
     for split in ("train", "val", "test"):
         n = len(m.split(split))
         assert n == len(MOTIONS), f"expected {len(MOTIONS)} clips in split {split}, found {n}"
     assert m.split(None) == m.clips, "expected split(None) to return every clip"
     for c in m.clips:
         assert isinstance(c, ClipRecord), f"expected ClipRecord, found {type(c).__name__}"
-        assert c.path.is_absolute() and c.path.is_file(), (
-            f"expected an existing absolute path, found {c.path}"
-        )
+        assert c.path.is_absolute() and c.path.is_file(), f"expected an existing absolute path, found {c.path}"
         assert (c.frames, c.height, c.width) == (20, 16, 16), (
             f"expected 20x16x16, found {c.frames}x{c.height}x{c.width}"
         )
-        assert c.caption.startswith("a handwritten"), (
-            f"expected a digit caption, found {c.caption!r}"
-        )
+        assert c.caption.startswith("a handwritten"), f"expected a digit caption, found {c.caption!r}"
         assert m.label_index(c.label) == c.extra["label_index"], (
             f"expected label index {c.extra['label_index']}, found {m.label_index(c.label)}"
         )
@@ -135,38 +121,24 @@ def test_jsonl_defaults_and_extra_fields(small_set):
     a, b, c, d = m.clips
     assert a.caption == "a person walks", f"expected the given caption, found {a.caption!r}"
     assert a.split == "val", f"expected split val, found {a.split!r}"
-    assert a.extra == {"camera": "cam1", "score": 0.5}, (
-        f"expected extra camera/score, found {a.extra}"
-    )
+    assert a.extra == {"camera": "cam1", "score": 0.5}, f"expected extra camera/score, found {a.extra}"
     assert b.extra == {"tags": ["x", "y"]}, f"expected extra tags, found {b.extra}"
     for rec in (b, c, d):
         assert rec.caption == rec.label, f"expected caption {rec.label!r}, found {rec.caption!r}"
         assert rec.split == "train", f"expected split train, found {rec.split!r}"
     assert m.classes == ["run", "walk"], f"expected sorted labels as classes, found {m.classes}"
-    assert m.class_prompts == {"run": "run", "walk": "walk"}, (
-        f"expected label prompts, found {m.class_prompts}"
-    )
+    assert m.class_prompts == {"run": "run", "walk": "walk"}, f"expected label prompts, found {m.class_prompts}"
     assert m.meta == {}, f"expected no meta without dataset.json, found {m.meta}"
-    assert a.path == (small_set / "walk" / "a.dat").resolve(), (
-        f"expected an absolute path, found {a.path}"
-    )
+    assert a.path == (small_set / "walk" / "a.dat").resolve(), f"expected an absolute path, found {a.path}"
 
 
 def test_jsonl_blank_lines_and_integral_floats(small_set):
     """Blank lines are skipped; integral floats (as pandas writes counts) are whole numbers; numeric
     strings are not numbers in JSON and are refused, naming the line."""
-    text = (
-        "\n"
-        + json.dumps(record("walk/a.dat", frames=5.0))
-        + "\n   \n"
-        + json.dumps(record("run/c.dat"))
-        + "\n"
-    )
+    text = "\n" + json.dumps(record("walk/a.dat", frames=5.0)) + "\n   \n" + json.dumps(record("run/c.dat")) + "\n"
     (small_set / "manifest.jsonl").write_text(text)
     m = load_manifest(small_set)
-    assert [c.frames for c in m.clips] == [5, 5], (
-        f"expected frames [5, 5], found {[c.frames for c in m.clips]}"
-    )
+    assert [c.frames for c in m.clips] == [5, 5], f"expected frames [5, 5], found {[c.frames for c in m.clips]}"
     assert all(isinstance(c.frames, int) for c in m.clips), "expected integer frames"
     (small_set / "manifest.jsonl").write_text(json.dumps({**record("run/c.dat"), "height": " 8"}) + "\n")
     with pytest.raises(ManifestError, match=r"manifest.jsonl:1: field 'height' must be a JSON number"):
@@ -190,14 +162,10 @@ def test_csv_manifest(small_set):
     assert (a.caption, a.split) == ("someone walking", "test"), (
         f"expected caption/split, found {a.caption!r}/{a.split!r}"
     )
-    assert (b.caption, b.split) == ("walk", "train"), (
-        f"expected defaults walk/train, found {b.caption!r}/{b.split!r}"
-    )
+    assert (b.caption, b.split) == ("walk", "train"), f"expected defaults walk/train, found {b.caption!r}/{b.split!r}"
     assert c.split == "val", f"expected split val, found {c.split!r}"
     assert a.extra == {"subject": "s01"}, f"expected extra subject s01, found {a.extra}"
-    assert (a.frames, a.height, a.width) == (5, H, W), (
-        f"expected 5x{H}x{W}, found {a.frames}x{a.height}x{a.width}"
-    )
+    assert (a.frames, a.height, a.width) == (5, H, W), f"expected 5x{H}x{W}, found {a.frames}x{a.height}x{a.width}"
 
 
 def test_jsonl_preferred_over_csv(small_set):
@@ -249,18 +217,12 @@ def test_check_files_false_skips_file_checks(small_set):
 
 def test_dataset_json_classes_and_prompts(small_set):
     """dataset.json fixes the class order and prompts (missing prompts default to the class name)."""
-    write_jsonl(
-        small_set / "manifest.jsonl", [record("walk/a.dat"), record("run/c.dat", label="run")]
-    )
+    write_jsonl(small_set / "manifest.jsonl", [record("walk/a.dat"), record("run/c.dat", label="run")])
     (small_set / "dataset.json").write_text(
-        json.dumps(
-            {"classes": ["walk", "run", "jump"], "class_prompts": {"walk": "a person walking"}}
-        )
+        json.dumps({"classes": ["walk", "run", "jump"], "class_prompts": {"walk": "a person walking"}})
     )
     m = load_manifest(small_set)
-    assert m.classes == ["walk", "run", "jump"], (
-        f"expected dataset.json class order, found {m.classes}"
-    )
+    assert m.classes == ["walk", "run", "jump"], f"expected dataset.json class order, found {m.classes}"
     assert m.class_prompts == {"walk": "a person walking", "run": "run", "jump": "jump"}, (
         f"expected prompts with defaults, found {m.class_prompts}"
     )
@@ -305,10 +267,7 @@ def test_unknown_manifest_type(small_set):
 def test_invalid_json_line(small_set):
     """An invalid JSON line is named with its line number."""
     (small_set / "manifest.jsonl").write_text(
-        json.dumps(record("walk/a.dat"))
-        + "\n{not json\n"
-        + json.dumps(record("run/c.dat", label="run"))
-        + "\n"
+        json.dumps(record("walk/a.dat")) + "\n{not json\n" + json.dumps(record("run/c.dat", label="run")) + "\n"
     )
     raises_naming(small_set, "manifest.jsonl:2", "JSON")
 
@@ -341,9 +300,7 @@ def test_missing_field_csv(small_set):
 
 def test_csv_row_too_long(small_set):
     """A CSV row with more cells than the header is named with its line."""
-    (small_set / "manifest.csv").write_text(
-        "path,label,frames,height,width\nwalk/a.dat,walk,5,8,16,surplus\n"
-    )
+    (small_set / "manifest.csv").write_text("path,label,frames,height,width\nwalk/a.dat,walk,5,8,16,surplus\n")
     raises_naming(small_set, "manifest.csv:2", "more cells")
 
 
@@ -477,18 +434,12 @@ def test_index_folder(tmp_path):
     expected = [("jump/v1.dat", "jump", 4), ("jump/v2.dat", "jump", 6), ("sit/v3", "sit", 7)]
     assert got == expected, f"expected {expected}, found {got}"
     for r in records:
-        assert r["caption"] == r["label"], (
-            f"expected caption {r['label']!r}, found {r['caption']!r}"
-        )
-        assert (r["height"], r["width"], r["split"]) == (H, W, "train"), (
-            f"expected {H}x{W} train, found {r}"
-        )
+        assert r["caption"] == r["label"], f"expected caption {r['label']!r}, found {r['caption']!r}"
+        assert (r["height"], r["width"], r["split"]) == (H, W, "train"), f"expected {H}x{W} train, found {r}"
     write_jsonl(root / "manifest.jsonl", records)
     m = load_manifest(root)
     assert m.classes == ["jump", "sit"], f"expected classes jump, sit; found {m.classes}"
-    assert [c.frames for c in m.clips] == [4, 6, 7], (
-        f"expected frames [4, 6, 7], found {[c.frames for c in m.clips]}"
-    )
+    assert [c.frames for c in m.clips] == [4, 6, 7], f"expected frames [4, 6, 7], found {[c.frames for c in m.clips]}"
 
 
 def test_index_folder_errors(tmp_path):
@@ -545,9 +496,7 @@ json_scalars = st.one_of(
 )
 json_values = st.recursive(
     json_scalars,
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
-    ),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
     max_leaves=6,
 )
 
@@ -597,9 +546,7 @@ csv_cells = st.one_of(
 )
 csv_rows = st.one_of(
     st.lists(csv_cells, max_size=9),
-    st.tuples(odd_paths, st.sampled_from(["walk", "run"]), csv_cells, csv_cells, csv_cells).map(
-        list
-    ),
+    st.tuples(odd_paths, st.sampled_from(["walk", "run"]), csv_cells, csv_cells, csv_cells).map(list),
     st.tuples(odd_paths, st.sampled_from(["walk", "run"])).map(lambda r: [*r, 5, H, W]),
 )
 raw_manifests = st.one_of(
@@ -607,9 +554,9 @@ raw_manifests = st.one_of(
     st.tuples(st.sampled_from(["manifest.jsonl", "manifest.csv"]), st.text(max_size=200)),
     st.tuples(
         st.just("manifest.csv"),
-        st.tuples(
-            st.lists(csv_cells, max_size=8) | st.just(CSV_HEADER), st.lists(csv_rows, max_size=4)
-        ).map(lambda hr: csv_text([hr[0], *hr[1]])),
+        st.tuples(st.lists(csv_cells, max_size=8) | st.just(CSV_HEADER), st.lists(csv_rows, max_size=4)).map(
+            lambda hr: csv_text([hr[0], *hr[1]])
+        ),
     ),
 )
 truncations = st.dictionaries(st.sampled_from(list(CLIPS)), st.integers(0, 200), max_size=2)
@@ -675,9 +622,7 @@ def test_fuzz_json_records(lines, truncate):
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     meta=json_values
-    | st.fixed_dictionaries(
-        {"classes": st.just(["walk", "run"]) | json_values, "class_prompts": json_values}
-    )
+    | st.fixed_dictionaries({"classes": st.just(["walk", "run"]) | json_values, "class_prompts": json_values})
     | st.fixed_dictionaries({"class_prompts": json_values})
 )
 def test_fuzz_dataset_json(meta):

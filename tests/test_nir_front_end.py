@@ -44,16 +44,27 @@ def data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def default_ckpt(tmp_path_factory, data):
     """The tiny preset's spiking front end with sub-windows (SA, one trunk block), calibrated BN statistics."""
-    return small_checkpoint(tmp_path_factory.mktemp("fe"), data, "fsve-full", calibrate=True,
-                            **{"fsve.hsfe_encoding": "subwindows"})
+    return small_checkpoint(
+        tmp_path_factory.mktemp("fe"), data, "fsve-full", calibrate=True, **{"fsve.hsfe_encoding": "subwindows"}
+    )
 
 
 @pytest.fixture(scope="module")
 def other_ckpt(tmp_path_factory, data):
     """Other members of the class: repeat encoding, no SA, two trunk blocks, three branches, three steps."""
-    return small_checkpoint(tmp_path_factory.mktemp("fe2"), data, "fsve-full", calibrate=True,
-                            **{"fsve.hsfe_encoding": "repeat", "hsfe.sa": False, "hsfe.trunk_blocks": 2,
-                               "hsfe.branches": 3, "fsve.time_steps": 3})
+    return small_checkpoint(
+        tmp_path_factory.mktemp("fe2"),
+        data,
+        "fsve-full",
+        calibrate=True,
+        **{
+            "fsve.hsfe_encoding": "repeat",
+            "hsfe.sa": False,
+            "hsfe.trunk_blocks": 2,
+            "hsfe.branches": 3,
+            "fsve.time_steps": 3,
+        },
+    )
 
 
 def _w(node) -> torch.Tensor:
@@ -153,8 +164,13 @@ def test_a_changed_front_end_is_caught(tmp_path, default_ckpt, data):
     nir.write(tmp_path / "changed.nir", graph)
     spikes, _ = verify_inputs(loaded, data, 1)
     part = front_end_parts(loaded)[0]
-    res = compare_importers(tmp_path / "changed.nir", part.reference, part_inputs(loaded, spikes)["mtf"],
-                            loaded.model.cfg.fsve.time_steps, widened=part.widened)
+    res = compare_importers(
+        tmp_path / "changed.nir",
+        part.reference,
+        part_inputs(loaded, spikes)["mtf"],
+        loaded.model.cfg.fsve.time_steps,
+        widened=part.widened,
+    )
     for importer in ("snntorch", "spikingjelly"):
         fig = res[importer]
         assert fig["spike_agreement"] < 1.0 and fig["max_rel_error"] > 1e-3, fig
@@ -179,8 +195,9 @@ def test_ann_front_end_writes_no_parts(tmp_path, data):
 
 def test_cli_exports_and_verifies_the_parts(tmp_path, capsys, default_ckpt, data):
     out = tmp_path / "nir"
-    rc, stdout, err = run_main(capsys, "export", default_ckpt, "--format", "nir", "--out", out, "--verify",
-                                "--data", data, "--samples", "1")
+    rc, stdout, err = run_main(
+        capsys, "export", default_ckpt, "--format", "nir", "--out", out, "--verify", "--data", data, "--samples", "1"
+    )
     assert rc == 0, err
     assert sorted(p.name for p in out.iterdir()) == sorted(["export.json", NIR_FILE, MTF_FILE, GATE_FILE, TRUNK_FILE])
     for f in (MTF_FILE, GATE_FILE, TRUNK_FILE):
@@ -217,6 +234,10 @@ def test_folded_first_layer_matches_per_step_convolution(default_ckpt):
     with torch.no_grad():
         want = br.bn1(br.conv1(block[:, br.lo : br.hi]))  # [T, N, C, H, W]
         for t in range(steps.shape[0]):
-            got = F.conv2d(steps[t].double(), _w(node), torch.from_numpy(np.asarray(node.bias)).double(),
-                           padding=tuple(node.padding))
+            got = F.conv2d(
+                steps[t].double(),
+                _w(node),
+                torch.from_numpy(np.asarray(node.bias)).double(),
+                padding=tuple(node.padding),
+            )
             assert torch.allclose(got.float(), want[t], atol=1e-4), t

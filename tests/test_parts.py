@@ -34,57 +34,75 @@ PNG = b"\x89PNG\r\n\x1a\n"
 # --------------------------------------------------------------------------- the mapping
 
 
-@pytest.mark.parametrize("name,part", [
-    ("hsfe.pool", "HSFE"),
-    ("hsfe.branches.0.conv1", "HSFE"),
-    ("hsfe.sa.conv1", "HSFE"),
-    ("hsfe.head.0", "HSFE"),
-    ("hsfe.trunk.0.body.1", "HSFE"),
-    ("hsfe.out_lif", "HSFE"),
-    ("visual.hsfe.trunk.0.body.1", "HSFE"),  # names of a profile of the whole model
-    ("starnet.spatial.stem.0", "CNN"),
-    ("starnet.spatial.layer1.0.conv1", "CNN"),
-    ("starnet.spatial.layer4.0.downsample.1", "CNN"),
-    ("starnet.spatial.stages.3.lif", "CNN"),  # the FSVE's plain spiking CNN
-    ("starnet.spatial.attnpool", "heads"),
-    ("starnet.spatial.attnpool.proj", "heads"),
-    ("starnet.spatial.head", "heads"),
-    ("starnet.spatial.head_lif", "heads"),
-    ("starnet.spatial.avgpool", "heads"),
-    ("starnet.spatial.flatten", "heads"),
-    ("starnet.pool", "heads"),  # BlockPooling: the no-STAR-Net ablation
-    ("starnet.flatten", "heads"),
-    ("starnet.proj", "heads"),
-    ("starnet.position", "temporal Transformer"),
-    ("starnet.temporal.layers.0.self_attn", "temporal Transformer"),
-    ("starnet.temporal.layers.1.attn.qk", "temporal Transformer"),
-    # converted runs: a CNN run is CNN; a run from the HSFE is HSFE for unit 0, CNN for the units after it
-    ("starnet.spatial.stem.net.0.spiking_0.if_node", "CNN"),
-    ("starnet.spatial.layer2.pre.0.0.conv1", "CNN"),
-    ("hsfe.snn.pre.0.head.0", "HSFE"),
-    ("hsfe.snn.net.0.trunk.body.0", "HSFE"),
-    ("hsfe.snn.net.1.0", "CNN"),
-    ("hsfe.snn.net.3.0.conv1", "CNN"),
-    # unknown names
-    ("starnet", "other"),
-    ("starnet.cls_token", "other"),
-    ("encoder_norm", "other"),
-    ("<root>", "other"),
-    ("hsfe_like.conv", "other"),
-])
+@pytest.mark.parametrize(
+    "name,part",
+    [
+        ("hsfe.pool", "HSFE"),
+        ("hsfe.branches.0.conv1", "HSFE"),
+        ("hsfe.sa.conv1", "HSFE"),
+        ("hsfe.head.0", "HSFE"),
+        ("hsfe.trunk.0.body.1", "HSFE"),
+        ("hsfe.out_lif", "HSFE"),
+        ("visual.hsfe.trunk.0.body.1", "HSFE"),  # names of a profile of the whole model
+        ("starnet.spatial.stem.0", "CNN"),
+        ("starnet.spatial.layer1.0.conv1", "CNN"),
+        ("starnet.spatial.layer4.0.downsample.1", "CNN"),
+        ("starnet.spatial.stages.3.lif", "CNN"),  # the FSVE's plain spiking CNN
+        ("starnet.spatial.attnpool", "heads"),
+        ("starnet.spatial.attnpool.proj", "heads"),
+        ("starnet.spatial.head", "heads"),
+        ("starnet.spatial.head_lif", "heads"),
+        ("starnet.spatial.avgpool", "heads"),
+        ("starnet.spatial.flatten", "heads"),
+        ("starnet.pool", "heads"),  # BlockPooling: the no-STAR-Net ablation
+        ("starnet.flatten", "heads"),
+        ("starnet.proj", "heads"),
+        ("starnet.position", "temporal Transformer"),
+        ("starnet.temporal.layers.0.self_attn", "temporal Transformer"),
+        ("starnet.temporal.layers.1.attn.qk", "temporal Transformer"),
+        # converted runs: a CNN run is CNN; a run from the HSFE is HSFE for unit 0, CNN for the units after it
+        ("starnet.spatial.stem.net.0.spiking_0.if_node", "CNN"),
+        ("starnet.spatial.layer2.pre.0.0.conv1", "CNN"),
+        ("hsfe.snn.pre.0.head.0", "HSFE"),
+        ("hsfe.snn.net.0.trunk.body.0", "HSFE"),
+        ("hsfe.snn.net.1.0", "CNN"),
+        ("hsfe.snn.net.3.0.conv1", "CNN"),
+        # unknown names
+        ("starnet", "other"),
+        ("starnet.cls_token", "other"),
+        ("encoder_norm", "other"),
+        ("<root>", "other"),
+        ("hsfe_like.conv", "other"),
+    ],
+)
 def test_part_of(name, part):
     assert part_of(name) == part
 
 
 def test_assign_parts_places_the_rows_of_a_converted_run_by_their_neighbours():
-    names = ["hsfe.pool", "hsfe.snn", "hsfe.snn.pre.0.head.0", "hsfe.snn.net.0.trunk.body.0",
-             "hsfe.snn.net.spike_add_0", "hsfe.snn.net.1.0", "hsfe.snn.net.2.0.conv1", "hsfe.snn.net.spike_add_1",
-             "hsfe.snn.readout", "starnet.spatial.attnpool"]
+    names = [
+        "hsfe.pool",
+        "hsfe.snn",
+        "hsfe.snn.pre.0.head.0",
+        "hsfe.snn.net.0.trunk.body.0",
+        "hsfe.snn.net.spike_add_0",
+        "hsfe.snn.net.1.0",
+        "hsfe.snn.net.2.0.conv1",
+        "hsfe.snn.net.spike_add_1",
+        "hsfe.snn.readout",
+        "starnet.spatial.attnpool",
+    ]
     assert part_of("hsfe.snn.net.spike_add_1") == part_of("hsfe.snn.readout") == "HSFE"  # by name alone
     assert assign_parts(names) == ["HSFE", "CNN", "HSFE", "HSFE", "HSFE", "CNN", "CNN", "CNN", "CNN", "heads"]
     # a run of the HSFE alone: all of it is HSFE
-    alone = ["hsfe.snn", "hsfe.snn.pre.0.head.0", "hsfe.snn.net.0.trunk.body.0", "hsfe.snn.net.spike_add_0",
-             "hsfe.snn.readout", "starnet.spatial.stem.0"]
+    alone = [
+        "hsfe.snn",
+        "hsfe.snn.pre.0.head.0",
+        "hsfe.snn.net.0.trunk.body.0",
+        "hsfe.snn.net.spike_add_0",
+        "hsfe.snn.readout",
+        "starnet.spatial.stem.0",
+    ]
     assert assign_parts(alone) == ["HSFE"] * 5 + ["CNN"]
     assert assign_parts(["starnet.temporal.layers.0.linear1", "x"]) == ["temporal Transformer", "other"]
 
@@ -105,8 +123,7 @@ def checkpoints(tmp_path_factory, data):
 
 @pytest.fixture(scope="module")
 def analysed(checkpoints, data):
-    return {model: analyse_checkpoint(path, data=data, samples=2, batch_size=2)
-            for model, path in checkpoints.items()}
+    return {model: analyse_checkpoint(path, data=data, samples=2, batch_size=2) for model, path in checkpoints.items()}
 
 
 def _check_parts_add_up(summary: dict, per_layer: pd.DataFrame) -> None:
@@ -210,8 +227,20 @@ def _main_json(*argv) -> dict:
 
 def test_compare_has_energy_by_part(checkpoints, analysed, data, tmp_path):
     out = tmp_path / "cmp"
-    res = _main_json("compare", checkpoints["spklip"], checkpoints["fsve-full"], "--data", data, "--samples", "2",
-                     "--batch-size", "2", "--out", out, "--json")
+    res = _main_json(
+        "compare",
+        checkpoints["spklip"],
+        checkpoints["fsve-full"],
+        "--data",
+        data,
+        "--samples",
+        "2",
+        "--batch-size",
+        "2",
+        "--out",
+        out,
+        "--json",
+    )
     assert (out / "energy_by_part.png").read_bytes()[:8] == PNG
     doc = json.loads((out / "comparison.json").read_text())
     assert [r["kind"] for r in doc["rows"]] == ["spklip", "fsve-full"]

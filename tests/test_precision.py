@@ -38,8 +38,13 @@ def test_resolution_and_refusals():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
-    not torch.cuda.is_available(), reason="no CUDA device here"))])
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")),
+    ],
+)
 def test_bf16_training_follows_fp32_and_is_recorded(data, tmp_path, device):
     cfg = preset_config("tiny", {"model": "spklip", **SETS})
     full = train(cfg, data, tmp_path / "fp32", epochs=1, device=device, precision="fp32")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from data_helpers import check_equal
 
 from spklip_energy.data.reconstruct import firing_rate, tfi, tfp
 from spklip_energy.errors import SpklipError
@@ -55,21 +56,6 @@ def random_stream(seed: int, frames: int, height: int, width: int, rate: float) 
     return (rng.random((frames, height, width)) < p).astype(np.uint8)
 
 
-def check_equal(expected: np.ndarray, found: np.ndarray, what: str) -> None:
-    """Assert bit-exact equality of dtype, shape and values, with an expected/found message."""
-    assert found.dtype == expected.dtype, (
-        f"{what}: expected dtype {expected.dtype}, found {found.dtype}"
-    )
-    assert found.shape == expected.shape, (
-        f"{what}: expected shape {expected.shape}, found {found.shape}"
-    )
-    bad = np.argwhere(found != expected)
-    assert bad.size == 0, (
-        f"{what}: {len(bad)} values differ; first at {tuple(bad[0])}: "
-        f"expected {expected[tuple(bad[0])]}, found {found[tuple(bad[0])]}"
-    )
-
-
 # --------------------------------------------------------------------------- bit-exact parity
 
 RATES = [0.0, 0.02, 0.1, 0.3, 0.5, 0.9, 1.0]
@@ -79,7 +65,7 @@ RATES = [0.0, 0.02, 0.1, 0.3, 0.5, 0.9, 1.0]
 @pytest.mark.parametrize("half_window", [0, 1, 2, 5, 16, 32])
 def test_tfp_matches_spikecv(rate, half_window):
     spikes = random_stream(int(rate * 100) + half_window, 2 * half_window + 23, 9, 11, rate)
-    check_equal(spikecv_tfp(spikes, half_window), tfp(spikes, half_window), f"TFP r={half_window}")
+    check_equal(spikecv_tfp(spikes, half_window), tfp(spikes, half_window), f"TFP r={half_window}", dtype=True)
 
 
 @pytest.mark.parametrize("window", [*range(1, 65), 100, 127, 200])
@@ -91,33 +77,33 @@ def test_tfp_every_window_length(window):
     spikes = np.zeros((n + 8, 1, n + 1), dtype=np.uint8)
     for k in range(n + 1):
         spikes[:k, 0, k] = 1
-    check_equal(spikecv_tfp(spikes, r), tfp(spikes, r), f"TFP r={r} all counts")
+    check_equal(spikecv_tfp(spikes, r), tfp(spikes, r), f"TFP r={r} all counts", dtype=True)
 
 
 @pytest.mark.parametrize("rate", RATES)
 @pytest.mark.parametrize("half_window", [1, 2, 5, 20])
 def test_tfi_matches_spikecv(rate, half_window):
     spikes = random_stream(int(rate * 1000) + half_window, 2 * half_window + 31, 8, 10, rate)
-    check_equal(spikecv_tfi(spikes, half_window), tfi(spikes, half_window), f"TFI w={half_window}")
+    check_equal(spikecv_tfi(spikes, half_window), tfi(spikes, half_window), f"TFI w={half_window}", dtype=True)
 
 
 def test_tfi_long_sparse_stream():
     """Intervals beyond 255 (and missing spikes on either side) at a very low rate."""
     spikes = random_stream(5, 700, 4, 6, 0.004)
-    check_equal(spikecv_tfi(spikes, 20), tfi(spikes, 20), "TFI sparse, 700 frames")
+    check_equal(spikecv_tfi(spikes, 20), tfi(spikes, 20), "TFI sparse, 700 frames", dtype=True)
 
 
 @pytest.mark.parametrize("dtype", [np.bool_, np.int64, np.float32])
 def test_input_dtypes(dtype):
     spikes = random_stream(9, 60, 5, 5, 0.2)
-    check_equal(spikecv_tfp(spikes, 4), tfp(spikes.astype(dtype), 4), f"TFP {np.dtype(dtype)}")
-    check_equal(spikecv_tfi(spikes, 4), tfi(spikes.astype(dtype), 4), f"TFI {np.dtype(dtype)}")
+    check_equal(spikecv_tfp(spikes, 4), tfp(spikes.astype(dtype), 4), f"TFP {np.dtype(dtype)}", dtype=True)
+    check_equal(spikecv_tfi(spikes, 4), tfi(spikes.astype(dtype), 4), f"TFI {np.dtype(dtype)}", dtype=True)
 
 
 def test_defaults_match_spikecv():
     spikes = random_stream(11, 80, 6, 7, 0.15)
-    check_equal(spikecv_tfp(spikes, 16), tfp(spikes), "TFP default r=16")
-    check_equal(spikecv_tfi(spikes, 20), tfi(spikes), "TFI default w=20")
+    check_equal(spikecv_tfp(spikes, 16), tfp(spikes), "TFP default r=16", dtype=True)
+    check_equal(spikecv_tfi(spikes, 20), tfi(spikes), "TFI default w=20", dtype=True)
 
 
 # --------------------------------------------------------------------------- analytic values
@@ -147,7 +133,7 @@ def test_tfi_missing_side_is_zero():
     found = tfi(spikes, 0)[:, 0, 0]
     expected = np.zeros(30, dtype=np.uint8)
     expected[11:15] = 255 // 4  # between the two spikes (and at the second)
-    check_equal(expected, found, "TFI two spikes")
+    check_equal(expected, found, "TFI two spikes", dtype=True)
 
 
 def test_firing_rate():

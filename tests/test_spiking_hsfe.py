@@ -106,8 +106,11 @@ def test_spiking_front_end_units_and_counts():
     hsfe.eval()
     # neuron updates: one per neuron per step, for every LIF of the front end; each reads and writes its membrane
     sizes = {}
-    hooks = [mod.register_forward_hook(lambda mod, a, o, n=n: sizes.__setitem__(n, o.numel()))
-             for n, mod in hsfe.named_modules() if isinstance(mod, neuron.LIFNode)]
+    hooks = [
+        mod.register_forward_hook(lambda mod, a, o, n=n: sizes.__setitem__(n, o.numel()))
+        for n, mod in hsfe.named_modules()
+        if isinstance(mod, neuron.LIFNode)
+    ]
     df = profile(m.visual, x[:1], samples=1).per_layer
     for h in hooks:
         h.remove()
@@ -144,8 +147,12 @@ def test_encodings_split_or_repeat_the_block():
             conv = branch.conv1
             with torch.no_grad():
                 got = conv(blocks[:, branch.lo : branch.hi])
-                want = torch.stack([F.conv2d(written[t, :, branch.lo : branch.hi], conv.folded_weight(), conv.bias,
-                                             padding=1) for t in range(steps)])
+                want = torch.stack(
+                    [
+                        F.conv2d(written[t, :, branch.lo : branch.hi], conv.folded_weight(), conv.bias, padding=1)
+                        for t in range(steps)
+                    ]
+                )
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     # and each spike is read once in both encodings: the same SOPs in the first layer
     counts = {}
@@ -194,8 +201,9 @@ def test_old_checkpoints_load_with_the_ann_front_end(tmp_path):
     tok = SpikeTextTokenizer.train(["a moving digit"], cfg.text.vocab_size)
     save_spklip(tmp_path / "new.pt", m, tok, {})
     ck = load_checkpoint(tmp_path / "new.pt")
-    old_state = {(k.replace(".conv1.mask", ".mask.weight") if ".branches." in k else k): v
-                 for k, v in ck.state_dict.items()}
+    old_state = {
+        (k.replace(".conv1.mask", ".mask.weight") if ".branches." in k else k): v for k, v in ck.state_dict.items()
+    }
     assert any(k.endswith(".mask.weight") for k in old_state)
     assert set(legacy_state(old_state)) == set(ck.state_dict)
     card = dict(ck.card)
@@ -217,7 +225,22 @@ def test_unknown_front_end_and_encoding_are_one_line(tmp_path, capsys):
         preset_config("tiny", {"model": "fsve-full", "fsve.hsfe_encoding": "subwindows", "fsve.time_steps": 80})
     data = small_digits(tmp_path / "digits")
     sets = sum((["--set", f"{k}={v}"] for k, v in SMALL.items()), [])
-    rc, _, err = run_main(capsys, "train", "--model", "fsve-full", "--preset", "tiny", *sets, "--set",
-                          "fsve.hsfe=spiky", "--data", str(data), "--epochs", "1", "--out", str(tmp_path / "run"))
+    rc, _, err = run_main(
+        capsys,
+        "train",
+        "--model",
+        "fsve-full",
+        "--preset",
+        "tiny",
+        *sets,
+        "--set",
+        "fsve.hsfe=spiky",
+        "--data",
+        str(data),
+        "--epochs",
+        "1",
+        "--out",
+        str(tmp_path / "run"),
+    )
     check_user_error(rc, err, "fsve.hsfe", "'spiky'")
     assert not (tmp_path / "run").exists()

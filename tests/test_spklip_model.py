@@ -190,8 +190,10 @@ def test_resume_after_interruption_equals_straight_run(tmp_path, data):
 def test_cli_train_eval_report_adapt(tmp_path, data, capsys):
     run = tmp_path / "run"
     sets = sum((["--set", f"{k}={v}"] for k, v in SMALL.items()), [])
-    assert main(["train", "--preset", "tiny", *sets, "--data", str(data), "--epochs", "1", "--out", str(run),
-                 "--json"]) == 0
+    assert (
+        main(["train", "--preset", "tiny", *sets, "--data", str(data), "--epochs", "1", "--out", str(run), "--json"])
+        == 0
+    )
     res = json.loads(capsys.readouterr().out)
     ck = res["checkpoint"]
     assert res["history"][0]["epoch"] == 1
@@ -206,8 +208,12 @@ def test_cli_train_eval_report_adapt(tmp_path, data, capsys):
     rep = json.loads(capsys.readouterr().out)
     assert rep["checkpoint"]["kind"] == "spklip" and rep["counts"]["macs"] > 0
     assert rep["not_counted"] == [] and rep["accuracy"] == ev["top1"]
-    assert main(["adapt", ck, "--data", str(data), "--shots", "1", "--epochs", "1", "--out",
-                 str(tmp_path / "ad"), "--json"]) == 0
+    assert (
+        main(
+            ["adapt", ck, "--data", str(data), "--shots", "1", "--epochs", "1", "--out", str(tmp_path / "ad"), "--json"]
+        )
+        == 0
+    )
     ad = json.loads(capsys.readouterr().out)
     assert ad["results"][0]["shots"] == 1
     assert all(m.startswith("visual.starnet.temporal.layers.") for m in ad["trainable_modules"])
@@ -246,8 +252,16 @@ def test_pretrain_then_locked_visual_trains_only_the_text_side(tmp_path, data):
     from spklip_energy.checkpoint import load_checkpoint
     from spklip_energy.model.io import load_spklip
 
-    cfg = preset_config("tiny", {**SMALL, "train.pretrain_epochs": 1, "train.lock_visual": True,
-                                 "train.augment": "flip", "train.class_loss": 1.0})
+    cfg = preset_config(
+        "tiny",
+        {
+            **SMALL,
+            "train.pretrain_epochs": 1,
+            "train.lock_visual": True,
+            "train.augment": "flip",
+            "train.class_loss": 1.0,
+        },
+    )
     res = train(cfg, data, tmp_path / "run", epochs=1)
     card = load_checkpoint(res.checkpoint).card
     pre = card["pretrain"]
@@ -255,16 +269,22 @@ def test_pretrain_then_locked_visual_trains_only_the_text_side(tmp_path, data):
     trained = load_spklip(res.checkpoint).model
     fresh = build_spklip(cfg)
     # pre-training moved the visual encoder, the contrastive stage the text tower
-    vis_changed = any(not torch.equal(a, b) for a, b in zip(trained.visual.state_dict().values(),
-                                                             fresh.visual.state_dict().values(), strict=True))
-    txt_changed = any(not torch.equal(a, b) for a, b in zip(trained.text.state_dict().values(),
-                                                             fresh.text.state_dict().values(), strict=True))
+    vis_changed = any(
+        not torch.equal(a, b)
+        for a, b in zip(trained.visual.state_dict().values(), fresh.visual.state_dict().values(), strict=True)
+    )
+    txt_changed = any(
+        not torch.equal(a, b)
+        for a, b in zip(trained.text.state_dict().values(), fresh.text.state_dict().values(), strict=True)
+    )
     assert vis_changed and txt_changed
     # resuming the locked stage leaves the visual encoder exactly as pre-training left it
     res2 = train(cfg, data, tmp_path / "run", epochs=2, resume=True)
     again = load_spklip(res2.checkpoint).model
     for (name, a), b in zip(trained.visual.state_dict().items(), again.visual.state_dict().values(), strict=True):
         assert torch.equal(a, b), f"{name} changed while locked"
-    assert any(not torch.equal(a, b) for a, b in zip(trained.text.state_dict().values(),
-                                                      again.text.state_dict().values(), strict=True))
+    assert any(
+        not torch.equal(a, b)
+        for a, b in zip(trained.text.state_dict().values(), again.text.state_dict().values(), strict=True)
+    )
     assert load_checkpoint(res2.checkpoint).card["pretrain"] == pre

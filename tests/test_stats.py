@@ -169,25 +169,28 @@ def test_aggregate_seeds_mean_std_and_pooled():
     assert one["mean"] == 0.5 and math.isnan(one["std"])
 
 
-@pytest.mark.parametrize("call,needle", [
-    (lambda: proportion_ci(5, 4), "exceed"),
-    (lambda: proportion_ci(-1, 4), "at least 0"),
-    (lambda: proportion_ci(2.5, 4), "whole number"),
-    (lambda: proportion_ci(True, 4), "whole number"),
-    (lambda: proportion_ci(2, 4, level=1.0), "strictly between"),
-    (lambda: proportion_ci(2, 4, level=0), "strictly between"),
-    (lambda: proportion_ci(2, 4, level=float("nan")), "strictly between"),
-    (lambda: proportion_ci(2, 4, method="wald"), "unknown interval method"),
-    (lambda: accuracy_summary([0, 1, 2]), "only 0 and 1"),
-    (lambda: accuracy_summary([[0, 1], [1, 0]]), "one-dimensional"),
-    (lambda: accuracy_summary("10x1"), "string of '0' and '1'"),
-    (lambda: mcnemar_exact([1, 0, 1], [1, 0]), "same clips"),
-    (lambda: paired_bootstrap([1, 0], [0, 1], resamples=0), "resamples"),
-    (lambda: aggregate_seeds([]), "non-empty"),
-    (lambda: aggregate_seeds([(3, 0)]), "exceed"),
-    (lambda: aggregate_seeds([(0, 0)]), "no clips"),
-    (lambda: aggregate_seeds([(1, 2, 3)]), "two numbers"),
-])
+@pytest.mark.parametrize(
+    "call,needle",
+    [
+        (lambda: proportion_ci(5, 4), "exceed"),
+        (lambda: proportion_ci(-1, 4), "at least 0"),
+        (lambda: proportion_ci(2.5, 4), "whole number"),
+        (lambda: proportion_ci(True, 4), "whole number"),
+        (lambda: proportion_ci(2, 4, level=1.0), "strictly between"),
+        (lambda: proportion_ci(2, 4, level=0), "strictly between"),
+        (lambda: proportion_ci(2, 4, level=float("nan")), "strictly between"),
+        (lambda: proportion_ci(2, 4, method="wald"), "unknown interval method"),
+        (lambda: accuracy_summary([0, 1, 2]), "only 0 and 1"),
+        (lambda: accuracy_summary([[0, 1], [1, 0]]), "one-dimensional"),
+        (lambda: accuracy_summary("10x1"), "string of '0' and '1'"),
+        (lambda: mcnemar_exact([1, 0, 1], [1, 0]), "same clips"),
+        (lambda: paired_bootstrap([1, 0], [0, 1], resamples=0), "resamples"),
+        (lambda: aggregate_seeds([]), "non-empty"),
+        (lambda: aggregate_seeds([(3, 0)]), "exceed"),
+        (lambda: aggregate_seeds([(0, 0)]), "no clips"),
+        (lambda: aggregate_seeds([(1, 2, 3)]), "two numbers"),
+    ],
+)
 def test_bad_inputs_raise_config_error(call, needle):
     with pytest.raises(ConfigError, match=needle):
         call()
@@ -214,10 +217,13 @@ def test_per_clip_metrics_and_their_means():
 
 def _summary(evaluation: dict | None, top1=None) -> dict:
     return {
-        "checkpoint": {"kind": "spklip"}, "accuracy": top1, "evaluation": evaluation,
+        "checkpoint": {"kind": "spklip"},
+        "accuracy": top1,
+        "evaluation": evaluation,
         "counts_per_sample": {"macs": 1.0, "sops": 0.0, "neuron_updates": 0.0, "mem_accesses": 1.0},
         "energy_per_sample": {"memory_j": 1.0, "total_j": 2.0},
-        "table6_per_sample": {"computational_energy_j": 1.0}, "energy": {"memory_ratio": 0.5},
+        "table6_per_sample": {"computational_energy_j": 1.0},
+        "energy": {"memory_ratio": 0.5},
         "measured_top1_on_profiled_samples": None,
     }
 
@@ -229,10 +235,26 @@ def test_comparison_rows_from_old_and_new_cards():
     bare = comparison_row(_summary({"top1": 0.5}, 0.5), "bare")
     assert bare["accuracy"] == 0.5 and bare["acc_ci_low"] is None and bare["eval_clips"] is None
     ids = [f"c/{i}.dat" for i in range(40)]
-    base = _summary({"top1": 0.75, "clips": 40, "split": "test", "data": "d",
-                     "per_clip": {"ids": ids, "top1": "1" * 30 + "0" * 10}}, 0.75)
-    other = _summary({"top1": 0.55, "clips": 40, "split": "test", "data": "d",
-                      "per_clip": {"ids": ids, "top1": "1" * 20 + "0" * 18 + "11"}}, 0.55)
+    base = _summary(
+        {
+            "top1": 0.75,
+            "clips": 40,
+            "split": "test",
+            "data": "d",
+            "per_clip": {"ids": ids, "top1": "1" * 30 + "0" * 10},
+        },
+        0.75,
+    )
+    other = _summary(
+        {
+            "top1": 0.55,
+            "clips": 40,
+            "split": "test",
+            "data": "d",
+            "per_clip": {"ids": ids, "top1": "1" * 20 + "0" * 18 + "11"},
+        },
+        0.55,
+    )
     row = comparison_row(other, "other", ("base", base))
     assert (row["only_this_right"], row["only_baseline_right"]) == (2, 10)
     assert row["p_value"] == pytest.approx(2 * sum(math.comb(12, i) for i in range(3)) / 2**12)
@@ -242,8 +264,9 @@ def test_comparison_rows_from_old_and_new_cards():
     assert comparison_row(moved, "m", ("base", base))["paired"].startswith(NOT_PAIRED)
     shuffled = _summary({**other["evaluation"], "per_clip": {"ids": ids[::-1], "top1": "1" * 40}}, 1.0)
     assert comparison_row(shuffled, "s", ("base", base))["paired"].startswith(NOT_PAIRED)
-    no_clips = comparison_row(_summary({"top1": 0.5, "clips": 40, "split": "test", "data": "d"}, 0.5), "n",
-                              ("base", base))
+    no_clips = comparison_row(
+        _summary({"top1": 0.5, "clips": 40, "split": "test", "data": "d"}, 0.5), "n", ("base", base)
+    )
     assert no_clips["paired"].startswith(NO_PER_CLIP) and no_clips["p_value"] is None
 
 
@@ -265,14 +288,18 @@ def evaluated(tmp_path_factory):
     data = small_digits(tmp / "digits")
     copy = tmp / "digits-copy"
     shutil.copytree(data, copy)
-    cks = {"a": small_checkpoint(tmp, data, "spklip", name="a"),
-           "b": small_checkpoint(tmp, data, "fsve-hybrid", calibrate=True, name="b")}
+    cks = {
+        "a": small_checkpoint(tmp, data, "spklip", name="a"),
+        "b": small_checkpoint(tmp, data, "fsve-hybrid", calibrate=True, name="b"),
+    }
     cks["c"] = tmp / "c.pt"
     shutil.copy(cks["a"], cks["c"])
     cks["fresh"] = tmp / "fresh.pt"
     shutil.copy(cks["a"], cks["fresh"])
-    evals = {name: _main_json("eval", cks[name], "--data", src, "--json")
-             for name, src in (("a", data), ("b", data), ("c", copy))}
+    evals = {
+        name: _main_json("eval", cks[name], "--data", src, "--json")
+        for name, src in (("a", data), ("b", data), ("c", copy))
+    }
     return {"data": data, "cks": cks, "evals": evals, "tmp": tmp}
 
 
@@ -301,8 +328,21 @@ def test_eval_text_shows_the_intervals(evaluated, capsys):
 
 def test_compare_pairs_checkpoints_evaluated_on_the_same_clips(evaluated, capsys):
     cks, out = evaluated["cks"], evaluated["tmp"] / "cmp"
-    rc, text, err = run_main(capsys, "compare", cks["a"], cks["b"], cks["c"], cks["fresh"], "--data",
-                             evaluated["data"], "--samples", "1", "--out", out, "--json")
+    rc, text, err = run_main(
+        capsys,
+        "compare",
+        cks["a"],
+        cks["b"],
+        cks["c"],
+        cks["fresh"],
+        "--data",
+        evaluated["data"],
+        "--samples",
+        "1",
+        "--out",
+        out,
+        "--json",
+    )
     assert rc == 0, err
     res = json.loads(text)
     rows = {r["name"]: r for r in res["rows"]}
@@ -316,26 +356,63 @@ def test_compare_pairs_checkpoints_evaluated_on_the_same_clips(evaluated, capsys
     assert rows["fresh"]["paired"].startswith(NO_PER_CLIP) and rows["fresh"]["accuracy"] is None
     s = evaluated["evals"]["a"]["intervals"]["top1"]
     assert (rows["a"]["acc_ci_low"], rows["a"]["acc_ci_high"], rows["a"]["eval_clips"]) == pytest.approx(
-        (s["ci_low"], s["ci_high"], s["n"]))
+        (s["ci_low"], s["ci_high"], s["n"])
+    )
     # the written files carry the same
     df = pd.read_csv(out / "comparison.csv")
     assert df.loc[1, "p_value"] == pytest.approx(rows["b"]["p_value"]) and df.loc[2, "paired"].startswith(NOT_PAIRED)
     assert json.loads((out / "comparison.json").read_text())["rows"][1]["p_value"] == pytest.approx(
-        rows["b"]["p_value"])
+        rows["b"]["p_value"]
+    )
     md = (out / "comparison.md").read_text()
     assert "McNemar p" in md and NOT_PAIRED in md and NO_PER_CLIP in md and fmt_ci(s) in md
 
 
 def test_compare_baseline_option(evaluated, capsys):
     cks = evaluated["cks"]
-    rc, text, err = run_main(capsys, "compare", cks["a"], cks["b"], "--data", evaluated["data"], "--samples", "1",
-                             "--out", evaluated["tmp"] / "cmp2", "--baseline", "b")
+    rc, text, err = run_main(
+        capsys,
+        "compare",
+        cks["a"],
+        cks["b"],
+        "--data",
+        evaluated["data"],
+        "--samples",
+        "1",
+        "--out",
+        evaluated["tmp"] / "cmp2",
+        "--baseline",
+        "b",
+    )
     assert rc == 0, err
     assert "Δ top-1 vs b" in text and "Ratios (×) are to the baseline, b." in text
-    rc, text, err = run_main(capsys, "compare", cks["a"], cks["b"], "--data", evaluated["data"], "--samples", "1",
-                             "--out", evaluated["tmp"] / "cmp2", "--baseline", "2", "--json")
+    rc, text, err = run_main(
+        capsys,
+        "compare",
+        cks["a"],
+        cks["b"],
+        "--data",
+        evaluated["data"],
+        "--samples",
+        "1",
+        "--out",
+        evaluated["tmp"] / "cmp2",
+        "--baseline",
+        "2",
+        "--json",
+    )
     rows = json.loads(text)["rows"]
     assert rc == 0 and rows[1]["paired"] == "baseline" and rows[0]["p_value"] is not None
-    rc, _, err = run_main(capsys, "compare", cks["a"], cks["b"], "--data", evaluated["data"], "--out",
-                          evaluated["tmp"] / "cmp3", "--baseline", "nope")
+    rc, _, err = run_main(
+        capsys,
+        "compare",
+        cks["a"],
+        cks["b"],
+        "--data",
+        evaluated["data"],
+        "--out",
+        evaluated["tmp"] / "cmp3",
+        "--baseline",
+        "nope",
+    )
     check_user_error(rc, err, "--baseline", "nope")

@@ -20,8 +20,13 @@ from spklip_energy.model.text import TextEncoder
 from spklip_energy.model.tokenizer import EOT_ID, PAD_ID, SOT_ID, UNK_ID, SpikeTextTokenizer
 
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-MOTIONS = ["drifts slowly to the left", "moves quickly to the right", "rises towards the top",
-           "falls to the bottom", "stays still"]
+MOTIONS = [
+    "drifts slowly to the left",
+    "moves quickly to the right",
+    "rises towards the top",
+    "falls to the bottom",
+    "stays still",
+]
 PLACES = ["near the top", "near the bottom", "in the centre", "at the left edge", "at the right edge"]
 
 
@@ -89,11 +94,19 @@ def test_training_is_deterministic(tokenizer):
     again = SpikeTextTokenizer.train(captions(), vocab_size=300)
     assert again.to_json() == tokenizer.to_json()
     # another process has other hash seeds (Python's and the Rust trainer's)
-    code = ("import json, sys; from spklip_energy.model.tokenizer import SpikeTextTokenizer as T; "
-            "sys.stdout.write(T.train(json.load(sys.stdin), 300).to_json())")
-    out = subprocess.run([sys.executable, "-c", code], input=json.dumps(captions()), capture_output=True,
-                         text=True, check=True, cwd=Path(__file__).resolve().parents[1],
-                         env={**os.environ, "PYTHONHASHSEED": "123"})
+    code = (
+        "import json, sys; from spklip_energy.model.tokenizer import SpikeTextTokenizer as T; "
+        "sys.stdout.write(T.train(json.load(sys.stdin), 300).to_json())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        input=json.dumps(captions()),
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+        env={**os.environ, "PYTHONHASHSEED": "123"},
+    )
     assert out.stdout == tokenizer.to_json()
 
 
@@ -244,18 +257,17 @@ def test_adapter_starts_as_identity():
 def test_clip_initialisation_scales():
     torch.manual_seed(0)
     width, layers = 256, 4
-    enc = TextEncoder(small_cfg(width=width, layers=layers, heads=4, vocab_size=2000, context_length=64),
-                      embed_dim=128)
+    enc = TextEncoder(small_cfg(width=width, layers=layers, heads=4, vocab_size=2000, context_length=64), embed_dim=128)
     block = enc.blocks[0]
-    proj_std = width ** -0.5 * (2 * layers) ** -0.5
+    proj_std = width**-0.5 * (2 * layers) ** -0.5
     cases = [
         (enc.token_embedding.weight, 0.02),
         (enc.positional_embedding.weight, 0.01),
-        (block.attn.in_proj_weight, width ** -0.5),
+        (block.attn.in_proj_weight, width**-0.5),
         (block.attn.out_proj.weight, proj_std),
         (block.mlp.c_fc.weight, (2 * width) ** -0.5),
         (block.mlp.c_proj.weight, proj_std),
-        (enc.text_projection.weight, width ** -0.5),
+        (enc.text_projection.weight, width**-0.5),
     ]
     for param, std in cases:
         assert abs(param.std().item() / std - 1) < 0.05, f"expected std {std}, found {param.std().item()}"
@@ -348,8 +360,7 @@ def test_soft_targets_share_mass_within_a_class():
     hard = clip_loss(v, t, 5.0)
     torch.testing.assert_close(clip_loss(v, t, 5.0, labels=torch.arange(4), soft=True), hard)
     torch.testing.assert_close(clip_loss(v, t, 5.0, labels=labels), hard)
-    torch.testing.assert_close(ClipLoss(soft=True)(v, t, 5.0, labels),
-                               clip_loss(v, t, 5.0, labels=labels, soft=True))
+    torch.testing.assert_close(ClipLoss(soft=True)(v, t, 5.0, labels), clip_loss(v, t, 5.0, labels=labels, soft=True))
     with pytest.raises(ConfigError, match="labels"):
         clip_loss(v, t, 5.0, soft=True)
 

@@ -57,7 +57,9 @@ def test_cached_features_train_the_same_model(data, tmp_path, monkeypatch, model
     assert calls["cached"] == calls["stored"] <= 4 * train_clips, "features are computed once per clip and state"
 
 
-@pytest.mark.parametrize("p, shape", [(2, (3, 5, 16, 16)), (3, (2, 4, 17, 20)), (4, (1, 2, 9, 9)), (12, (1, 1, 24, 24))])
+@pytest.mark.parametrize(
+    "p, shape", [(2, (3, 5, 16, 16)), (3, (2, 4, 17, 20)), (4, (1, 2, 9, 9)), (12, (1, 1, 24, 24))]
+)
 def test_integer_pooling_equals_float_avgpool(p, shape):
     g = torch.Generator().manual_seed(p)
     x = (torch.rand(shape, generator=g) < 0.3).to(torch.uint8)
@@ -74,7 +76,7 @@ def test_visual_encoder_same_features_for_uint8_and_float_spikes():
 
     cfg = preset_config("tiny", {})
     model = build_spklip(cfg).eval()
-    x = (torch.rand(2, cfg.frames, cfg.height, cfg.width, generator=torch.Generator().manual_seed(0)) < 0.05)
+    x = torch.rand(2, cfg.frames, cfg.height, cfg.width, generator=torch.Generator().manual_seed(0)) < 0.05
     with torch.no_grad():
         a = model.encode_spikes(x.to(torch.uint8))
         b = model.encode_spikes(x.float())
@@ -107,14 +109,21 @@ def _front_end(spiking: bool, overrides: dict):
         for name, param in module.named_parameters():
             if name.endswith(("mask", "conv1.bias")):
                 param.add_(torch.randn(param.shape) * 0.3)
-    blocks = (torch.rand(6, cfg.hsfe.block_frames(), 16, 16, generator=torch.Generator().manual_seed(1)) < 0.15)
+    blocks = torch.rand(6, cfg.hsfe.block_frames(), 16, 16, generator=torch.Generator().manual_seed(1)) < 0.15
     return module.train(), blocks.to(torch.uint8)
 
 
-@pytest.mark.parametrize("spiking, overrides", [
-    (False, {}), (False, {"hsfe.slicing": False}), (False, {"hsfe.input_pool": 1, "hsfe.branches": 2}),
-    (True, {}), (True, {"fsve.hsfe_encoding": "repeat"}), (True, {"fsve.time_steps": 4, "hsfe.slicing": False}),
-])
+@pytest.mark.parametrize(
+    "spiking, overrides",
+    [
+        (False, {}),
+        (False, {"hsfe.slicing": False}),
+        (False, {"hsfe.input_pool": 1, "hsfe.branches": 2}),
+        (True, {}),
+        (True, {"fsve.hsfe_encoding": "repeat"}),
+        (True, {"fsve.time_steps": 4, "hsfe.slicing": False}),
+    ],
+)
 def test_fused_branches_compute_what_the_branches_compute(spiking, overrides, monkeypatch):
     module, blocks = _front_end(spiking, overrides)
     branch_type = SpikingMTFBranch if spiking else MTFBranch

@@ -28,9 +28,7 @@ def random_spikes(shape=(2, 40, 64, 64), p=0.3, seed=0) -> torch.Tensor:
 
 
 def check_same_state(expected: dict, found: dict, what: str) -> None:
-    assert list(found) == list(expected), (
-        f"{what}: expected keys {list(expected)}, found {list(found)}"
-    )
+    assert list(found) == list(expected), f"{what}: expected keys {list(expected)}, found {list(found)}"
     for key in expected:
         assert torch.equal(found[key], expected[key]), f"{what}: {key} differs"
 
@@ -170,9 +168,7 @@ def test_snntorch_models_are_not_kept_alive_by_snntorch():
 def test_run_model_rejects_the_wrong_layout():
     ann_card, snn_card = zoo.default_card("test-ann-cnn"), zoo.default_card("test-sj-snn")
     snn_input = zoo.prepare_input(snn_card, random_spikes())
-    with pytest.raises(
-        SpklipError, match=r"must have shape \[B, 4, 64, 64\], found \[4, 2, 1, 64, 64\]"
-    ):
+    with pytest.raises(SpklipError, match=r"must have shape \[B, 4, 64, 64\], found \[4, 2, 1, 64, 64\]"):
         zoo.run_model(zoo.build_model(ann_card), ann_card, snn_input)
 
 
@@ -275,8 +271,6 @@ def test_checkpoint_round_trip_reproduces_outputs(tmp_path, kind, suffix):
         found = zoo.run_model(rebuilt, ckpt.card, x)
         fresh = zoo.run_model(zoo.build_model(card).eval(), card, x)
     assert torch.equal(found, expected), f"{kind}{suffix}: reloaded model gives other logits"
-    assert not torch.equal(fresh, expected), (
-        "the perturbation had no effect; the test proves nothing"
-    )
+    assert not torch.equal(fresh, expected), "the perturbation had no effect; the test proves nothing"
     # a Checkpoint itself is accepted where a card is
     assert zoo.resolve_config(ckpt)[1] == card["config"]

@@ -95,8 +95,9 @@ def load_model_file(path: str | os.PathLike) -> dict[str, dict]:
             raise ConfigError(f"{where}: section {section} must be a table of keys, got {describe_value(table)}")
         unknown = [k for k in table if k not in _FILE_KEYS[section]]
         if unknown:
-            raise ConfigError(f"{where}: unknown key {section}.{unknown[0]}; valid keys: "
-                              f"{', '.join(_FILE_KEYS[section])}")
+            raise ConfigError(
+                f"{where}: unknown key {section}.{unknown[0]}; valid keys: {', '.join(_FILE_KEYS[section])}"
+            )
         vals: dict[str, Any] = {}
         for key, value in table.items():
             what = f"{where}: {section}.{key}"
@@ -116,8 +117,9 @@ def load_model_file(path: str | os.PathLike) -> dict[str, dict]:
     ey = out.get("eyeriss", {})
     levels = [ey.get(k) for k in ("rf", "array", "gb", "dram")]
     if all(v is not None for v in levels) and sorted(levels) != levels:
-        raise ConfigError(f"{where}: eyeriss access costs must not fall going outwards (rf <= array <= gb <= dram), "
-                          f"got {levels}")
+        raise ConfigError(
+            f"{where}: eyeriss access costs must not fall going outwards (rf <= array <= gb <= dram), got {levels}"
+        )
     return out
 
 
@@ -138,8 +140,9 @@ def _build(name: str, params: dict[str, dict]) -> EnergyModel:
     raise AssertionError(name)  # pragma: no cover - names are checked first
 
 
-def resolve_models(spec: str | list[str] | None = None, model_file: str | os.PathLike | None = None
-                   ) -> list[EnergyModel]:
+def resolve_models(
+    spec: str | list[str] | None = None, model_file: str | os.PathLike | None = None
+) -> list[EnergyModel]:
     """Model objects for ``spec``: a comma-separated string or list of names, ``default``
     (:data:`DEFAULT_MODELS`) or ``all`` (:data:`ALL_MODELS`); an unknown name is a ConfigError."""
     if spec is None:
@@ -178,8 +181,14 @@ def counted_layers(source) -> Layers:
     return Layers.from_frame(source[source["counted"].fillna(False).astype(bool)])
 
 
-def estimate_models(per_layer, samples: int, models: list[EnergyModel],
-                    steps: int | list[int] | None = None, weight_bits: int = 8, snn_steps: int | None = None) -> dict:
+def estimate_models(
+    per_layer,
+    samples: int,
+    models: list[EnergyModel],
+    steps: int | list[int] | None = None,
+    weight_bits: int = 8,
+    snn_steps: int | None = None,
+) -> dict:
     """Every model's energy for one profiled network (a ProfileResult, its per-layer table or its
     :class:`Layers`), JSON-ready.
 
@@ -197,7 +206,7 @@ def estimate_models(per_layer, samples: int, models: list[EnergyModel],
     estimates, fair = [], {}
     setup = FairSetup.of(rows, samples, own_steps) if spiking else None
     for m in models:
-        for p in ([NATIVE] if spiking else pricings):
+        for p in [NATIVE] if spiking else pricings:
             estimates.append(summarise(m, rows, PriceContext(samples=samples, spiking=spiking, precision=p)).to_dict())
         if spiking:
             fair[m.name] = break_even(m, rows, samples, pricings, setup)
@@ -206,12 +215,31 @@ def estimate_models(per_layer, samples: int, models: list[EnergyModel],
         "estimates": estimates,
         "spiking": spiking,
         "steps": t,
-        "pricings": [{"name": p.name, "label": p.label(), "act_bits": p.act_bits, "weight_bits": p.weight_bits}
-                     for p in pricings],
+        "pricings": [
+            {"name": p.name, "label": p.label(), "act_bits": p.act_bits, "weight_bits": p.weight_bits} for p in pricings
+        ],
         "break_even": fair or None,
     }
 
 
-__all__ = ["ALL_MODELS", "DEFAULT_MODELS", "KNOWN", "NATIVE", "DataMovementModel", "EnergyModel", "Estimate",
-           "LemaireModel", "ModelInfo", "PresetModel", "PriceContext", "Precision", "SpikeSimModel",
-           "estimate_models", "load_model_file", "quantized", "resolve_models", "snn_bits", "summarise"]
+__all__ = [
+    "ALL_MODELS",
+    "DEFAULT_MODELS",
+    "KNOWN",
+    "NATIVE",
+    "DataMovementModel",
+    "EnergyModel",
+    "Estimate",
+    "LemaireModel",
+    "ModelInfo",
+    "PresetModel",
+    "PriceContext",
+    "Precision",
+    "SpikeSimModel",
+    "estimate_models",
+    "load_model_file",
+    "quantized",
+    "resolve_models",
+    "snn_bits",
+    "summarise",
+]

@@ -80,9 +80,16 @@ class ModelInfo:
     bound: bool = False  # True: the model gives a best-to-worst range
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "title": self.title, "citation": self.citation, "status": self.status,
-                "node": self.node, "assumptions": list(self.assumptions), "constants": dict(self.constants),
-                "bound": self.bound}
+        return {
+            "name": self.name,
+            "title": self.title,
+            "citation": self.citation,
+            "status": self.status,
+            "node": self.node,
+            "assumptions": list(self.assumptions),
+            "constants": dict(self.constants),
+            "bound": self.bound,
+        }
 
 
 class EnergyModel:
@@ -131,9 +138,17 @@ class Estimate:
         return self.low_j is not None and math.isclose(self.low_j, self.high_j, rel_tol=1e-12)
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "precision": self.precision, "low_j": self.low_j, "high_j": self.high_j,
-                "components_j": self.components_j, "priced_layers": self.priced_layers,
-                "not_priced": self.not_priced, "priced_ops_share": self.priced_ops_share, "note": self.note}
+        return {
+            "model": self.model,
+            "precision": self.precision,
+            "low_j": self.low_j,
+            "high_j": self.high_j,
+            "components_j": self.components_j,
+            "priced_layers": self.priced_layers,
+            "not_priced": self.not_priced,
+            "priced_ops_share": self.priced_ops_share,
+            "note": self.note,
+        }
 
 
 def summarise(model: EnergyModel, layers: Layers, ctx: PriceContext) -> Estimate:
@@ -146,8 +161,9 @@ def summarise(model: EnergyModel, layers: Layers, ctx: PriceContext) -> Estimate
     scale = PJ / max(ctx.samples, 1)
     ops = layers["macs"] + layers["sops"]
     total_ops = float(ops.sum())
-    not_priced = [{"name": layers["name"][i], "type": layers["type"][i], "reason": p.reason[i]}
-                  for i in np.flatnonzero(~ok)]
+    not_priced = [
+        {"name": layers["name"][i], "type": layers["type"][i], "reason": p.reason[i]} for i in np.flatnonzero(~ok)
+    ]
     return Estimate(
         model=model.name,
         precision=ctx.precision.name,

@@ -36,15 +36,24 @@ from ..costs import CONSTANTS, HOROWITZ_2014
 from .base import EnergyModel, ModelInfo, PriceContext
 from .table import Layers, Priced
 
-EYERISS = ("Chen, Emer, Sze, ISCA 2016, Table IV (normalised energy per 16-bit access, 65 nm), as reproduced in "
-           "Sze et al., Proc. IEEE 105(12):2295, 2017; status S (secondaries)")
+EYERISS = (
+    "Chen, Emer, Sze, ISCA 2016, Table IV (normalised energy per 16-bit access, 65 nm), as reproduced in "
+    "Sze et al., Proc. IEEE 105(12):2295, 2017; status S (secondaries)"
+)
 LEVELS = {"rf": 1.0, "array": 2.0, "gb": 6.0, "dram": 200.0}
 WORD_BITS = 16
 
 
 class DataMovementModel(EnergyModel):
-    def __init__(self, rf: float = LEVELS["rf"], array: float = LEVELS["array"], gb: float = LEVELS["gb"],
-                 dram: float = LEVELS["dram"], dram_passes: float = 1.0, batch: int = 1) -> None:
+    def __init__(
+        self,
+        rf: float = LEVELS["rf"],
+        array: float = LEVELS["array"],
+        gb: float = LEVELS["gb"],
+        dram: float = LEVELS["dram"],
+        dram_passes: float = 1.0,
+        batch: int = 1,
+    ) -> None:
         self.levels = {"rf": float(rf), "array": float(array), "gb": float(gb), "dram": float(dram)}
         self.dram_passes, self.batch = float(dram_passes), int(batch)
         self.scale = CONSTANTS["fp16_mac_pj"].value
@@ -65,10 +74,13 @@ class DataMovementModel(EnergyModel):
                 "mixes process nodes (65 nm ratios, 45 nm MAC)",
                 "quantized pricing: int8 arithmetic, data movement scaled by bits / 16",
             ),
-            constants={**{f"{k}_norm": {"value": v, "unit": "x MAC", "source": EYERISS, "status": "S"}
-                          for k, v in self.levels.items()},
-                       "scale_pj": {"value": self.scale, "unit": "pJ", "source": HOROWITZ_2014 + " fp16 MAC",
-                                    "status": "S+"}},
+            constants={
+                **{
+                    f"{k}_norm": {"value": v, "unit": "x MAC", "source": EYERISS, "status": "S"}
+                    for k, v in self.levels.items()
+                },
+                "scale_pj": {"value": self.scale, "unit": "pJ", "source": HOROWITZ_2014 + " fp16 MAC", "status": "S+"},
+            },
             bound=True,
         )
 
@@ -101,5 +113,10 @@ class DataMovementModel(EnergyModel):
         worst = worst_w * w_scale + worst_io * a_scale + 2 * upd * gb * self.scale
         ok = np.ones(len(layers), bool)
         reason = np.where(busy | layers.is_("neuron"), "", "no arithmetic: fused into its neighbours")
-        return Priced(compute + best, compute + worst, ok, reason.astype(object),
-                      {"compute": compute, "movement_best": best, "movement_worst": worst})
+        return Priced(
+            compute + best,
+            compute + worst,
+            ok,
+            reason.astype(object),
+            {"compute": compute, "movement_best": best, "movement_worst": worst},
+        )

@@ -65,21 +65,42 @@ def _leak(layers: Layers) -> float:
 
 def _spiking_side(syn: Layers, rate: float, leak: float) -> Layers:
     """The synaptic layers with every input spiking at ``rate``, followed by the neurons they drive."""
-    per_spike = np.divide(syn["sops"], syn["in_spikes"], out=syn.fan_in() * syn["act_writes"] / syn["in_elems"],
-                          where=syn["in_spikes"] > 0)
+    per_spike = np.divide(
+        syn["sops"],
+        syn["in_spikes"],
+        out=syn.fan_in() * syn["act_writes"] / syn["in_elems"],
+        where=syn["in_spikes"] > 0,
+    )
     spikes = rate * syn["in_elems"]
     a = syn.with_cols(in_spikes=spikes, sops=spikes * per_spike)
     n_out = syn["act_writes"]
     zero = np.zeros(len(syn))
-    neurons = Layers({
-        **{k: zero.copy() for k, v in syn.cols.items() if v.dtype == float},
-        "name": np.array([f"{x} (its neurons)" for x in syn["name"]], dtype=object),
-        "type": np.full(len(syn), "neurons", dtype=object), "family": np.full(len(syn), "neuron", dtype=object),
-        "leak": np.full(len(syn), leak), "has_bias": np.zeros(len(syn), bool), "binary": np.zeros(len(syn), bool),
-    }).with_cols(neuron_updates=n_out, state_reads=n_out, state_writes=n_out, act_reads=n_out, act_writes=n_out,
-                 in_call=syn["out_call"], out_call=syn["out_call"], out_call_step=syn["out_call_step"],
-                 state_buffer=syn["out_buffer"], in_buffer=syn["out_buffer"], out_buffer=syn["out_buffer"],
-                 act_buffer=syn["out_buffer"], calls=syn["calls"], mem_accesses=4 * n_out)
+    neurons = Layers(
+        {
+            **{k: zero.copy() for k, v in syn.cols.items() if v.dtype == float},
+            "name": np.array([f"{x} (its neurons)" for x in syn["name"]], dtype=object),
+            "type": np.full(len(syn), "neurons", dtype=object),
+            "family": np.full(len(syn), "neuron", dtype=object),
+            "leak": np.full(len(syn), leak),
+            "has_bias": np.zeros(len(syn), bool),
+            "binary": np.zeros(len(syn), bool),
+        }
+    ).with_cols(
+        neuron_updates=n_out,
+        state_reads=n_out,
+        state_writes=n_out,
+        act_reads=n_out,
+        act_writes=n_out,
+        in_call=syn["out_call"],
+        out_call=syn["out_call"],
+        out_call_step=syn["out_call_step"],
+        state_buffer=syn["out_buffer"],
+        in_buffer=syn["out_buffer"],
+        out_buffer=syn["out_buffer"],
+        act_buffer=syn["out_buffer"],
+        calls=syn["calls"],
+        mem_accesses=4 * n_out,
+    )
     return Layers.concat(a, neurons)
 
 
@@ -89,10 +110,20 @@ def ann_twin(syn: Layers, samples: int, steps: int | None = None) -> Layers:
     t = layer_steps(syn, samples) if steps is None else np.full(len(syn), float(steps))
     outs = syn["act_writes"] / t
     reads, weights = syn["act_reads"] / t, syn["weight_reads"] / t
-    return syn.with_cols(macs=outs * syn.fan_in(), sops=0.0, in_spikes=0.0, out_spikes=0.0, act_reads=reads,
-                         act_writes=outs, weight_reads=weights, in_call=syn["in_call"] / t,
-                         out_call=syn["out_call"] / t, calls=np.maximum(np.round(syn["calls"] / t), 1.0),
-                         mem_accesses=weights + reads + outs, binary=False)
+    return syn.with_cols(
+        macs=outs * syn.fan_in(),
+        sops=0.0,
+        in_spikes=0.0,
+        out_spikes=0.0,
+        act_reads=reads,
+        act_writes=outs,
+        weight_reads=weights,
+        in_call=syn["in_call"] / t,
+        out_call=syn["out_call"] / t,
+        calls=np.maximum(np.round(syn["calls"] / t), 1.0),
+        mem_accesses=weights + reads + outs,
+        binary=False,
+    )
 
 
 @dataclass
@@ -113,8 +144,11 @@ class FairSetup:
             return None
         syn = layers.take(idx)
         leak = _leak(layers)
-        return cls(syn, Layers.concat(_spiking_side(syn, 0.0, leak), _spiking_side(syn, 1.0, leak)),
-                   ann_twin(syn, samples, steps))
+        return cls(
+            syn,
+            Layers.concat(_spiking_side(syn, 0.0, leak), _spiking_side(syn, 1.0, leak)),
+            ann_twin(syn, samples, steps),
+        )
 
 
 def _mid(priced) -> np.ndarray:
@@ -122,8 +156,9 @@ def _mid(priced) -> np.ndarray:
     return np.where(priced.priced, (priced.low + priced.high) / 2, np.nan)
 
 
-def break_even(model: EnergyModel, layers: Layers, samples: int, pricings: list[Precision],
-               setup: FairSetup | None = None) -> dict:
+def break_even(
+    model: EnergyModel, layers: Layers, samples: int, pricings: list[Precision], setup: FairSetup | None = None
+) -> dict:
     """Per spiking synaptic layer and for the network: break-even input rates under ``model``.
 
     Returns ``{"layers": [...], "network": {...}}``; each layer has its measured input rate, spikes
@@ -139,8 +174,8 @@ def break_even(model: EnergyModel, layers: Layers, samples: int, pricings: list[
     syn = setup.syn
     k = len(syn)
     sides = _mid(model.price(setup.sides, PriceContext(samples=samples, spiking=True)))
-    e0 = sides[:k] + sides[k:2 * k]
-    e1 = sides[2 * k:3 * k] + sides[3 * k:]
+    e0 = sides[:k] + sides[k : 2 * k]
+    e1 = sides[2 * k : 3 * k] + sides[3 * k :]
     rate = syn["in_spikes"] / syn["in_elems"]
     measured = e0 + (e1 - e0) * rate
     ann = {}
@@ -156,20 +191,41 @@ def break_even(model: EnergyModel, layers: Layers, samples: int, pricings: list[
     rates, per_syn = rate.tolist(), per_synapse.tolist()
     snn_j, snn0_j = _js(measured, scale), _js(e0, scale)
     ann_j = {name: _js(e, scale) for name, e in ann.items()}
-    out_layers = [{"name": names[j], "type": types[j], "input_rate": rates[j], "spikes_per_synapse": per_syn[j],
-                   "dampfhoffer": dampfhoffer_flag(per_syn[j]), "snn_j": snn_j[j], "snn_no_spikes_j": snn0_j[j],
-                   "pricings": {name: {"ann_j": ann_j[name][j], "break_even_rate": cross[name][0][j],
-                                       "verdict": cross[name][1][j]} for name in ann}}
-                  for j in range(k)]
+    out_layers = [
+        {
+            "name": names[j],
+            "type": types[j],
+            "input_rate": rates[j],
+            "spikes_per_synapse": per_syn[j],
+            "dampfhoffer": dampfhoffer_flag(per_syn[j]),
+            "snn_j": snn_j[j],
+            "snn_no_spikes_j": snn0_j[j],
+            "pricings": {
+                name: {"ann_j": ann_j[name][j], "break_even_rate": cross[name][0][j], "verdict": cross[name][1][j]}
+                for name in ann
+            },
+        }
+        for j in range(k)
+    ]
     mean_rate = float(syn["in_spikes"].sum() / syn["in_elems"].sum())
     # uniform scaling s of every layer's rate: E(s) = sum e0 + s * sum (e1 - e0) * rate
     s0, slope = float(np.nansum(e0)), float(np.nansum((e1 - e0) * rate))
-    network = {"input_rate": mean_rate, "snn_j": (s0 + slope) * scale, "snn_no_spikes_j": s0 * scale,
-               "spikes_per_synapse": float(syn["sops"].sum() / synapses.sum()), "layers": k, "pricings": {}}
+    network = {
+        "input_rate": mean_rate,
+        "snn_j": (s0 + slope) * scale,
+        "snn_no_spikes_j": s0 * scale,
+        "spikes_per_synapse": float(syn["sops"].sum() / synapses.sum()),
+        "layers": k,
+        "pricings": {},
+    }
     for name, e in ann.items():
         total = float(np.nansum(e))
-        r, verdict = crossings(np.array([s0]), np.array([s0 + slope / mean_rate if mean_rate else s0]),
-                               np.array([total]), np.array([mean_rate]))
+        r, verdict = crossings(
+            np.array([s0]),
+            np.array([s0 + slope / mean_rate if mean_rate else s0]),
+            np.array([total]),
+            np.array([mean_rate]),
+        )
         network["pricings"][name] = {"ann_j": total * scale, "break_even_rate": r[0], "verdict": verdict[0]}
     network["dampfhoffer"] = dampfhoffer_flag(network["spikes_per_synapse"])
     return {"layers": out_layers, "network": network}
@@ -196,8 +252,13 @@ def crossings(e0, e1, e_ann, rate) -> tuple[list, list]:
     rates (None where there is none) and a verdict at the measured ``rate`` (:data:`VERDICTS`). Plain Python
     over the few layers of a network: faster than numpy's per-call overhead here."""
     rates, verdicts = [], []
-    for a, b, c, m in zip(np.asarray(e0, float).tolist(), np.asarray(e1, float).tolist(),
-                          np.asarray(e_ann, float).tolist(), np.asarray(rate, float).tolist(), strict=True):
+    for a, b, c, m in zip(
+        np.asarray(e0, float).tolist(),
+        np.asarray(e1, float).tolist(),
+        np.asarray(e_ann, float).tolist(),
+        np.asarray(rate, float).tolist(),
+        strict=True,
+    ):
         if a != a or b != b or c != c:
             key, r = "not priced", None
         elif b - a <= 0:
@@ -222,5 +283,14 @@ def dampfhoffer_flag(spikes_per_synapse: float) -> str:
     return f"above {hi:g}: not competitive with the ANN implementations studied"
 
 
-__all__ = ["DAMPFHOFFER_BAND", "NATIVE", "FairSetup", "ann_twin", "break_even", "dampfhoffer_flag", "layer_steps",
-           "network_steps", "spiking_synapses"]
+__all__ = [
+    "DAMPFHOFFER_BAND",
+    "NATIVE",
+    "FairSetup",
+    "ann_twin",
+    "break_even",
+    "dampfhoffer_flag",
+    "layer_steps",
+    "network_steps",
+    "spiking_synapses",
+]

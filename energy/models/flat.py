@@ -35,11 +35,21 @@ class PresetModel(EnergyModel):
             citation="; ".join(cost.sources),
             status="U" if cost.unverified else "S+",
             node="mixed (see flags)" if cost.mixes_nodes else "45 nm",
-            assumptions=(cost.description, *cost.warnings, *cost.flags,
-                         "quantized pricing: int8 arithmetic (Horowitz 45 nm), memory scaled by the bits moved"),
-            constants={k: {"value": CONSTANTS[k].value, "unit": CONSTANTS[k].unit, "source": CONSTANTS[k].source,
-                           "status": _STATUS.get(CONSTANTS[k].status, CONSTANTS[k].status)}
-                       for k in cost.constant_keys},
+            assumptions=(
+                cost.description,
+                *cost.warnings,
+                *cost.flags,
+                "quantized pricing: int8 arithmetic (Horowitz 45 nm), memory scaled by the bits moved",
+            ),
+            constants={
+                k: {
+                    "value": CONSTANTS[k].value,
+                    "unit": CONSTANTS[k].unit,
+                    "source": CONSTANTS[k].source,
+                    "status": _STATUS.get(CONSTANTS[k].status, CONSTANTS[k].status),
+                }
+                for k in cost.constant_keys
+            },
         )
 
     def _memory_pj(self, words: np.ndarray, buffer: np.ndarray, bits_scale: float) -> np.ndarray:
@@ -71,9 +81,17 @@ class PresetModel(EnergyModel):
         elif cost.e_mem_word_pj is not None:
             memory = (layers["weight_reads"] * wgt + state + io * act) * cost.e_mem_word_pj
         else:
-            memory = (self._memory_pj(layers["weight_reads"], layers["weight_buffer"], wgt)
-                      + self._memory_pj(state, layers["state_buffer"], 1.0)
-                      + self._memory_pj(io, layers["act_buffer"], act))
+            memory = (
+                self._memory_pj(layers["weight_reads"], layers["weight_buffer"], wgt)
+                + self._memory_pj(state, layers["state_buffer"], 1.0)
+                + self._memory_pj(io, layers["act_buffer"], act)
+            )
         total = compute + neuron + memory
-        return Priced.point(total, np.ones(len(layers), bool), np.full(len(layers), "", dtype=object),
-                            compute=compute, neuron=neuron, memory=memory)
+        return Priced.point(
+            total,
+            np.ones(len(layers), bool),
+            np.full(len(layers), "", dtype=object),
+            compute=compute,
+            neuron=neuron,
+            memory=memory,
+        )

@@ -60,17 +60,23 @@ from .base import EnergyModel, ModelInfo, PriceContext
 from .table import Layers, Priced
 
 KIB = 1024
-LEMAIRE_2022 = ("Lemaire et al., ICONIP 2022, doi 10.1007/978-3-031-30105-6_48 (arXiv 2210.13107); formulas as "
-                "rebuilt in shared/reference/energy-models.md §1 from LEAT-EDGE/qualia-plugin-snn@15165fe and "
-                "spikingjelly 2.0.0 op_counter/analytical_energy.py")
+LEMAIRE_2022 = (
+    "Lemaire et al., ICONIP 2022, doi 10.1007/978-3-031-30105-6_48 (arXiv 2210.13107); formulas as "
+    "rebuilt in shared/reference/energy-models.md §1 from LEAT-EDGE/qualia-plugin-snn@15165fe and "
+    "spikingjelly 2.0.0 op_counter/analytical_energy.py"
+)
 #: the authors' lab's linear fit (qualia-plugin-snn EnergyEstimationMetric.py line 2173; reproduced in the sheet
 #: as the least-squares line through Horowitz's (8 kB, 10), (32 kB, 20), (1 MB, 100 pJ))
 LAB_SLOPE_PJ_PER_BIT = 1.09e-5
 LAB_INTERCEPT_PJ = 13.2
 #: spikingjelly 2.0.0's breakpoints: (capacity bytes, pJ per 4-byte word), lines 106-111 and 142-152
 SJ_WORD_BYTES = 4
-SJ_BREAKPOINTS = ((0.0, 0.0), (8 * KIB, CONSTANTS["sram_8kb_64bit_pj"].value),
-                  (32 * KIB, CONSTANTS["sram_32kb_64bit_pj"].value), (1024 * KIB, CONSTANTS["sram_1mb_64bit_pj"].value))
+SJ_BREAKPOINTS = (
+    (0.0, 0.0),
+    (8 * KIB, CONSTANTS["sram_8kb_64bit_pj"].value),
+    (32 * KIB, CONSTANTS["sram_32kb_64bit_pj"].value),
+    (1024 * KIB, CONSTANTS["sram_1mb_64bit_pj"].value),
+)
 DEFAULT_FIFO = 1000  # spikes per FIFO: spikingjelly's default, "follows the paper"; the lab's CIFAR config too
 MEMORY_MODES = ("lab", "sj")
 BUFFER_MODES = ("sample", "traced")
@@ -79,17 +85,26 @@ BUFFER_MODES = ("sample", "traced")
 class LemaireModel(EnergyModel):
     """Lemaire et al. 2022 with the ``lab`` or ``sj`` memory mode (see the module doc)."""
 
-    def __init__(self, memory: str = "lab", buffers: str = "sample", fifo: int = DEFAULT_FIFO,
-                 e_add_pj: float | None = None, e_mul_pj: float | None = None) -> None:
+    def __init__(
+        self,
+        memory: str = "lab",
+        buffers: str = "sample",
+        fifo: int = DEFAULT_FIFO,
+        e_add_pj: float | None = None,
+        e_mul_pj: float | None = None,
+    ) -> None:
         if memory not in MEMORY_MODES or buffers not in BUFFER_MODES:
             raise ValueError(f"memory must be one of {MEMORY_MODES} and buffers one of {BUFFER_MODES}")
         self.memory, self.buffers, self.fifo = memory, buffers, int(fifo)
         self.e_add = CONSTANTS["int32_add_pj"].value if e_add_pj is None else float(e_add_pj)
         self.e_mul = CONSTANTS["int32_mult_pj"].value if e_mul_pj is None else float(e_mul_pj)
-        mem = (f"memory per element access = {LAB_SLOPE_PJ_PER_BIT:g} x buffer bits + {LAB_INTERCEPT_PJ:g} pJ "
-               "(the authors' lab's linear fit)" if memory == "lab" else
-               "memory per 4-byte word by buffer size, piecewise linear through 0 / 8 KiB / 32 KiB / 1 MiB -> "
-               "0 / 10 / 20 / 100 pJ, clamped above 1 MiB (spikingjelly 2.0.0)")
+        mem = (
+            f"memory per element access = {LAB_SLOPE_PJ_PER_BIT:g} x buffer bits + {LAB_INTERCEPT_PJ:g} pJ "
+            "(the authors' lab's linear fit)"
+            if memory == "lab"
+            else "memory per 4-byte word by buffer size, piecewise linear through 0 / 8 KiB / 32 KiB / 1 MiB -> "
+            "0 / 10 / 20 / 100 pJ, clamped above 1 MiB (spikingjelly 2.0.0)"
+        )
         self.info = ModelInfo(
             name=f"lemaire-{memory}" + ("" if buffers == "sample" else f"-{buffers}"),
             title=f"Lemaire et al. 2022 analytical model, {memory} memory mode",
@@ -99,8 +114,9 @@ class LemaireModel(EnergyModel):
             assumptions=(
                 f"operations and addressing: N_acc x {self.e_add:g} pJ + N_mac x ({self.e_mul:g} + {self.e_add:g}) pJ",
                 mem,
-                "buffers sized for one sample at one time step" if buffers == "sample" else
-                "buffers sized by the traced tensors of one call (batch and, for a multi-step input, T included), "
+                "buffers sized for one sample at one time step"
+                if buffers == "sample"
+                else "buffers sized by the traced tensors of one call (batch and, for a multi-step input, T included), "
                 "as spikingjelly 2.0.0 does",
                 f"spike traffic through a FIFO of {self.fifo} spikes",
                 "priced: convolutions, linear layers, IF and LIF neurons; normalisation, pooling, attention "
@@ -110,22 +126,50 @@ class LemaireModel(EnergyModel):
                 "buffers of elements x bits (lab)",
             ),
             constants={
-                "e_add_pj": {"value": self.e_add, "unit": "pJ", "source": HOROWITZ_2014 + " (int32 add)",
-                             "status": "S+"},
-                "e_mul_pj": {"value": self.e_mul, "unit": "pJ", "source": HOROWITZ_2014 + " (int32 mult)",
-                             "status": "S+"},
-                **({"lab_slope_pj_per_bit": {"value": LAB_SLOPE_PJ_PER_BIT, "unit": "pJ/bit",
-                                             "source": "qualia-plugin-snn@15165fe line 2173", "status": "S+"},
-                    "lab_intercept_pj": {"value": LAB_INTERCEPT_PJ, "unit": "pJ per access",
-                                         "source": "qualia-plugin-snn@15165fe line 2173", "status": "S+"}}
-                   if memory == "lab" else
-                   {f"sram_{int(c // KIB)}kib_word_pj": {"value": pj, "unit": "pJ per 4-byte word",
-                                                         "source": "spikingjelly 2.0.0 analytical_energy.py "
-                                                                   "lines 106-111 (Horowitz points)",
-                                                         "status": "S+"}
-                    for c, pj in SJ_BREAKPOINTS[1:]}),
-                "fifo_spikes": {"value": self.fifo, "unit": "spikes", "source": "spikingjelly 2.0.0 line 206; "
-                                "qualia CIFAR config", "status": "S"},
+                "e_add_pj": {
+                    "value": self.e_add,
+                    "unit": "pJ",
+                    "source": HOROWITZ_2014 + " (int32 add)",
+                    "status": "S+",
+                },
+                "e_mul_pj": {
+                    "value": self.e_mul,
+                    "unit": "pJ",
+                    "source": HOROWITZ_2014 + " (int32 mult)",
+                    "status": "S+",
+                },
+                **(
+                    {
+                        "lab_slope_pj_per_bit": {
+                            "value": LAB_SLOPE_PJ_PER_BIT,
+                            "unit": "pJ/bit",
+                            "source": "qualia-plugin-snn@15165fe line 2173",
+                            "status": "S+",
+                        },
+                        "lab_intercept_pj": {
+                            "value": LAB_INTERCEPT_PJ,
+                            "unit": "pJ per access",
+                            "source": "qualia-plugin-snn@15165fe line 2173",
+                            "status": "S+",
+                        },
+                    }
+                    if memory == "lab"
+                    else {
+                        f"sram_{int(c // KIB)}kib_word_pj": {
+                            "value": pj,
+                            "unit": "pJ per 4-byte word",
+                            "source": "spikingjelly 2.0.0 analytical_energy.py lines 106-111 (Horowitz points)",
+                            "status": "S+",
+                        }
+                        for c, pj in SJ_BREAKPOINTS[1:]
+                    }
+                ),
+                "fifo_spikes": {
+                    "value": self.fifo,
+                    "unit": "spikes",
+                    "source": "spikingjelly 2.0.0 line 206; qualia CIFAR config",
+                    "status": "S",
+                },
             },
         )
 
@@ -169,8 +213,9 @@ class LemaireModel(EnergyModel):
             "out_writes_spikes": np.where(neu, theta_out, 0.0),
             "in_cap": layers["in_call"] if traced else layers["in_buffer"],
             "out_cap": layers["out_call"] if traced else layers["out_buffer"],
-            "pot_cap": layers["out_call_step"] if traced else np.where(layers["state_buffer"] > 0,
-                                                                       layers["state_buffer"], layers["out_buffer"]),
+            "pot_cap": layers["out_call_step"]
+            if traced
+            else np.where(layers["state_buffer"] > 0, layers["state_buffer"], layers["out_buffer"]),
             "param_cap": layers["weight_buffer"],
         }
         c["priced"] = syn | neu
@@ -188,13 +233,31 @@ class LemaireModel(EnergyModel):
         addressing = c["acc_addr"] * self.e_add + c["mac_addr"] * (self.e_mul + self.e_add)
         fifo = float(self.fifo)
         acc = self._access_pj
-        inout = (acc(c["in_event_reads"], fifo, 32) + acc(c["in_dense_reads"], c["in_cap"], a_bits)
-                 + acc(c["out_writes_dense"], c["out_cap"], a_bits) + acc(c["out_writes_spikes"], fifo, 32))
+        inout = (
+            acc(c["in_event_reads"], fifo, 32)
+            + acc(c["in_dense_reads"], c["in_cap"], a_bits)
+            + acc(c["out_writes_dense"], c["out_cap"], a_bits)
+            + acc(c["out_writes_spikes"], fifo, 32)
+        )
         params = acc(c["param_reads"], c["param_cap"], w_bits)
         potential = 2 * acc(c["pot_accesses"], c["pot_cap"], 32)
         ok = c["priced"]
-        reason = np.where(ok, np.where(c["mixed"], "spike and real-valued calls mixed: addressing approximate", ""),
-                          np.where(layers.is_("neuron"), "neuron type neither IF nor LIF",
-                                   "outside the Lemaire model (only conv, linear, IF/LIF)"))
-        return Priced.point(ops + addressing + inout + params + potential, ok, reason, ops=ops,
-                            addressing=addressing, inout=inout, params=params, potential=potential)
+        reason = np.where(
+            ok,
+            np.where(c["mixed"], "spike and real-valued calls mixed: addressing approximate", ""),
+            np.where(
+                layers.is_("neuron"),
+                "neuron type neither IF nor LIF",
+                "outside the Lemaire model (only conv, linear, IF/LIF)",
+            ),
+        )
+        return Priced.point(
+            ops + addressing + inout + params + potential,
+            ok,
+            reason,
+            ops=ops,
+            addressing=addressing,
+            inout=inout,
+            params=params,
+            potential=potential,
+        )

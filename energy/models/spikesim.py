@@ -20,8 +20,10 @@ import numpy as np
 from .base import EnergyModel, ModelInfo, PriceContext
 from .table import Layers, Priced
 
-SPIKESIM = ("Moitra et al., SpikeSim, IEEE TCAD 2023, doi 10.1109/TCAD.2023.3274918; constants from "
-            "Intelligent-Computing-Lab-Yale/SpikeSim@a83c451 ela_spikesim.py (spikingjelly 2.0.0 pins c2627bc)")
+SPIKESIM = (
+    "Moitra et al., SpikeSim, IEEE TCAD 2023, doi 10.1109/TCAD.2023.3274918; constants from "
+    "Intelligent-Computing-Lab-Yale/SpikeSim@a83c451 ela_spikesim.py (spikingjelly 2.0.0 pins c2627bc)"
+)
 #: pJ, from the authors' code (shared/reference/energy-models.md §6, status P)
 CONSTANTS = {
     "tile_buffer_pj": 397.0,
@@ -67,8 +69,14 @@ class SpikeSimModel(EnergyModel):
         """E_cyc for a ``kh x kw`` kernel (pJ; numbers or arrays)."""
         c, b = self.c, self.xbar / 8.0
         xbar = c["rram_xbar_pj"] if self.device == "rram" else c["sram_xbar_pj"]
-        patch = (c["htree_pj"] + c["mem_fetch_pj"] + c["tile_buffer_pj"] + b * 16.0 * c["sub_pj"]
-                 + b * c["temp_buffer_pj"] + b * b * (c["adc_pj"] + c["mux_pj"]))
+        patch = (
+            c["htree_pj"]
+            + c["mem_fetch_pj"]
+            + c["tile_buffer_pj"]
+            + b * 16.0 * c["sub_pj"]
+            + b * c["temp_buffer_pj"]
+            + b * b * (c["adc_pj"] + c["mux_pj"])
+        )
         return patch + c["neuron_pj"] + b * kh * kw * xbar
 
     def cycles(self, layers: Layers) -> np.ndarray:
@@ -87,6 +95,9 @@ class SpikeSimModel(EnergyModel):
         kh, kw = np.nan_to_num(layers["kernel_h"]), np.nan_to_num(layers["kernel_w"])
         energy = np.where(ok, np.nan_to_num(cyc) * self.cycle_pj(kh, kw), 0.0)
         grouped = layers.is_("conv") & (layers["groups"] != 1)
-        reason = np.where(ok, "", np.where(grouped, "grouped convolution: outside SpikeSim",
-                                           "not a 2-D convolution: outside SpikeSim"))
+        reason = np.where(
+            ok,
+            "",
+            np.where(grouped, "grouped convolution: outside SpikeSim", "not a 2-D convolution: outside SpikeSim"),
+        )
         return Priced.point(energy, ok, reason, pe_cycle=energy)

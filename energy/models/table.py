@@ -14,10 +14,37 @@ import numpy as np
 import pandas as pd
 
 #: numeric columns (float64, missing values 0)
-NUMERIC = ("calls", "macs", "sops", "neuron_updates", "weight_reads", "state_reads", "state_writes", "act_reads",
-           "act_writes", "mem_accesses", "weight_buffer", "state_buffer", "act_buffer", "in_buffer", "out_buffer",
-           "in_call", "out_call", "out_call_step", "in_spikes", "in_elems", "out_spikes", "out_elems",
-           "in_channels", "out_channels", "groups", "kernel", "kernel_strided", "kernel_h", "kernel_w")
+NUMERIC = (
+    "calls",
+    "macs",
+    "sops",
+    "neuron_updates",
+    "weight_reads",
+    "state_reads",
+    "state_writes",
+    "act_reads",
+    "act_writes",
+    "mem_accesses",
+    "weight_buffer",
+    "state_buffer",
+    "act_buffer",
+    "in_buffer",
+    "out_buffer",
+    "in_call",
+    "out_call",
+    "out_call_step",
+    "in_spikes",
+    "in_elems",
+    "out_spikes",
+    "out_elems",
+    "in_channels",
+    "out_channels",
+    "groups",
+    "kernel",
+    "kernel_strided",
+    "kernel_h",
+    "kernel_w",
+)
 #: other columns (object arrays)
 LABELS = ("name", "type", "family")
 
@@ -34,18 +61,21 @@ class Layers:
         n = len(df)
         cols: dict[str, np.ndarray] = {}
         for c in NUMERIC:
-            cols[c] = (pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-                       if c in df else np.zeros(n))
+            cols[c] = (
+                pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=float, na_value=np.nan) if c in df else np.zeros(n)
+            )
             if c not in ("kernel_h", "kernel_w"):
                 cols[c] = np.nan_to_num(cols[c], nan=0.0)
         for c in LABELS:
             cols[c] = df[c].to_numpy(dtype=object) if c in df else np.full(n, "", dtype=object)
         leak = df["leak"].to_numpy(dtype=object) if "leak" in df else np.full(n, None, dtype=object)
         cols["leak"] = np.array([1.0 if v is True else 0.0 if v is False else np.nan for v in leak])
-        cols["has_bias"] = np.array([v is True or v == 1.0 for v in df["has_bias"]]) if "has_bias" in df \
-            else np.zeros(n, bool)
-        cols["binary"] = df["binary_input"].fillna(False).astype(bool).to_numpy() if "binary_input" in df \
-            else np.zeros(n, bool)
+        cols["has_bias"] = (
+            np.array([v is True or v == 1.0 for v in df["has_bias"]]) if "has_bias" in df else np.zeros(n, bool)
+        )
+        cols["binary"] = (
+            df["binary_input"].fillna(False).astype(bool).to_numpy() if "binary_input" in df else np.zeros(n, bool)
+        )
         return cls(cols)
 
     @classmethod
@@ -56,8 +86,9 @@ class Layers:
         cols = {c: (table if c in ("kernel_h", "kernel_w") else filled)[:, j].copy() for j, c in enumerate(NUMERIC)}
         for c in LABELS:
             cols[c] = np.array([r.get(c, "") for r in records], dtype=object)
-        cols["leak"] = np.array([1.0 if r.get("leak") is True else 0.0 if r.get("leak") is False else np.nan
-                                 for r in records], dtype=float)
+        cols["leak"] = np.array(
+            [1.0 if r.get("leak") is True else 0.0 if r.get("leak") is False else np.nan for r in records], dtype=float
+        )
         cols["has_bias"] = np.array([r.get("has_bias") is True for r in records], dtype=bool)
         cols["binary"] = np.array([bool(r.get("binary_input")) for r in records], dtype=bool)
         return cls(cols)

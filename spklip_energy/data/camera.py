@@ -79,8 +79,9 @@ class CameraConfig:
         self.alpha = check_positive_float(self.alpha, "alpha")
         self.random_init = check_bool(self.random_init, "random_init")
         if self.photons_per_step is not None:
-            self.photons_per_step = check_float(self.photons_per_step, "photons_per_step", 0.0,
-                                                MAX_PHOTONS_PER_STEP, strict_min=True)
+            self.photons_per_step = check_float(
+                self.photons_per_step, "photons_per_step", 0.0, MAX_PHOTONS_PER_STEP, strict_min=True
+            )
         for name in ("dark_current", "hot_pixel_current", "row_artifact_current"):
             setattr(self, name, check_nonneg_float(getattr(self, name), name))
         for name in ("hot_pixel_fraction", "row_artifact_fraction"):
@@ -134,8 +135,11 @@ def simulate_spikes(
         raise MediaError(f"frames must hold real numbers, got dtype {dtype}")
     n_el = int(np.prod(shape, dtype=object))
     # float32 input copy, uint8 output, a few float32 per-step planes of N*H*W
-    check_memory(n_el * 5 + 8 * n_el // max(shape[-3], 1) * 4, f"simulating spikes of shape {shape}",
-                 f"{shape[-3]} frames of {shape[-2]}x{shape[-1]}" + (f", {shape[0]} clips" if len(shape) == 4 else ""))
+    check_memory(
+        n_el * 5 + 8 * n_el // max(shape[-3], 1) * 4,
+        f"simulating spikes of shape {shape}",
+        f"{shape[-3]} frames of {shape[-2]}x{shape[-1]}" + (f", {shape[0]} clips" if len(shape) == 4 else ""),
+    )
     try:
         x = np.asarray(frames, dtype=np.float32)
     except (TypeError, ValueError) as exc:
@@ -147,7 +151,8 @@ def simulate_spikes(
     if cfg.photons_per_step is not None and float(x.max()) * cfg.photons_per_step > MAX_PHOTONS_PER_STEP:
         raise MediaError(
             f"frames reach intensity {float(x.max()):g}; with photons_per_step {cfg.photons_per_step:g} "
-            "the photon counts overflow (intensities are expected in [0, 1])")
+            "the photon counts overflow (intensities are expected in [0, 1])"
+        )
     batched = x.ndim == 4
     if not batched:
         x = x[None]
@@ -188,9 +193,11 @@ def upsample_linear(frames: np.ndarray, factor: int) -> np.ndarray:
     n_out = (t_len - 1) * factor + 1
     plane = int(np.prod(shape[1:], dtype=object))
     # the result, its two gathered inputs and one product (float32), and three index arrays
-    check_memory(n_out * plane * 4 * 4 + n_out * 8 * 3,
-                 f"up-sampling {t_len} frames of {'x'.join(map(str, shape[1:]))} to {n_out} frames",
-                 f"upsample factor {factor}")
+    check_memory(
+        n_out * plane * 4 * 4 + n_out * 8 * 3,
+        f"up-sampling {t_len} frames of {'x'.join(map(str, shape[1:]))} to {n_out} frames",
+        f"upsample factor {factor}",
+    )
     x = np.asarray(frames, dtype=np.float32)
     pos = np.arange((t_len - 1) * factor + 1, dtype=np.float64) / factor
     i0 = np.minimum(np.floor(pos).astype(np.int64), t_len - 2)
@@ -220,9 +227,13 @@ def to_grayscale(image: np.ndarray) -> np.ndarray:
 #: What numpy and zipfile raise for an array file they cannot read (a bad header, truncated data, a
 #: corrupt or unsupported archive member). Anything else (a bug, MemoryError) is not caught.
 _ARRAY_ERRORS: tuple[type[BaseException], ...] = (
-    ValueError, OSError, EOFError, SyntaxError,
+    ValueError,
+    OSError,
+    EOFError,
+    SyntaxError,
     tokenize.TokenError,  # numpy re-parses an old-style header with tokenize
-    zipfile.BadZipFile, zlib.error,
+    zipfile.BadZipFile,
+    zlib.error,
     NotImplementedError,  # zipfile: a compression method or feature it does not support
 )
 try:
@@ -240,8 +251,17 @@ def _image_errors() -> tuple[type[BaseException], ...]:
     guarded, so these cannot come from this project's own code."""
     from PIL import Image
 
-    return (ValueError, OSError, EOFError, SyntaxError, struct.error, Image.DecompressionBombError, IndexError,
-            TypeError, ZeroDivisionError)
+    return (
+        ValueError,
+        OSError,
+        EOFError,
+        SyntaxError,
+        struct.error,
+        Image.DecompressionBombError,
+        IndexError,
+        TypeError,
+        ZeroDivisionError,
+    )
 
 
 #: imageio-ffmpeg reports a video it cannot open as OSError and a frame it cannot read as RuntimeError.
@@ -257,8 +277,11 @@ def _check_frames_memory(src: Path, n_frames: int, frame_shape: tuple[int, ...],
     """Refuse loading ``n_frames`` frames (the decoded copies plus the float32 stack) over the limit."""
     h, w = _gray_plane(frame_shape)
     pixels = int(np.prod(frame_shape, dtype=object)) if frame_shape else 0
-    check_memory(n_frames * (pixels * itemsize + h * w * 4 * 2), f"{src}: loading {n_frames} frames of {h}x{w}",
-                 f"{n_frames} frames; use fewer with max_frames (--max-frames)")
+    check_memory(
+        n_frames * (pixels * itemsize + h * w * 4 * 2),
+        f"{src}: loading {n_frames} frames of {h}x{w}",
+        f"{n_frames} frames; use fewer with max_frames (--max-frames)",
+    )
 
 
 def _stack(frames: list[np.ndarray], source: Path) -> np.ndarray:
@@ -286,8 +309,9 @@ def _array_header(fh, src: Path) -> tuple[tuple[int, ...], np.dtype]:
 
 def _check_array(src: Path, shape: tuple[int, ...], dtype: np.dtype) -> None:
     if dtype.kind not in _NUMERIC_KINDS or dtype.hasobject or dtype.fields:
-        raise MediaError(f"{src}: array of dtype {dtype} does not hold intensities "
-                         "(expected integers, floats or booleans)")
+        raise MediaError(
+            f"{src}: array of dtype {dtype} does not hold intensities (expected integers, floats or booleans)"
+        )
     if len(shape) not in (3, 4):
         raise MediaError(f"{src}: expected an array [T, H, W], got shape {shape}")
     if 0 in shape:

@@ -36,8 +36,10 @@ class ClipSelection:
         if self.crop is not None:
             if isinstance(self.crop, (str, bytes)) or len(self.crop) != 2:
                 raise ConfigError(f"crop must be (height, width), got {self.crop!r}")
-            self.crop = (check_positive_int(self.crop[0], "crop height"),
-                         check_positive_int(self.crop[1], "crop width"))
+            self.crop = (
+                check_positive_int(self.crop[0], "crop height"),
+                check_positive_int(self.crop[1], "crop width"),
+            )
         self.flipud = check_bool(self.flipud, "flipud")
         self.head_columns = check_nonneg_int(self.head_columns, "head_columns")
 
@@ -114,8 +116,11 @@ class SpikeClips(Dataset):
         if crop is not None and (crop[0] > min(h) or crop[1] > min(w)):
             raise ConfigError(f"crop {crop[0]}x{crop[1]} is larger than the clips ({min(h)}x{min(w)})")
         # one item: the frames read (and padded) at the largest clip size, and the padded copy
-        check_memory(2 * self.frames * max(h) * max(w), f"{self.manifest.root}: one item of {self.frames} "
-                     f"frames of {max(h)}x{max(w)}", f"frames {self.frames}")
+        check_memory(
+            2 * self.frames * max(h) * max(w),
+            f"{self.manifest.root}: one item of {self.frames} frames of {max(h)}x{max(w)}",
+            f"frames {self.frames}",
+        )
         self.height, self.width = crop if crop is not None else (h.pop(), w.pop())
 
     def __len__(self) -> int:
@@ -130,8 +135,10 @@ class SpikeClips(Dataset):
         """Each clip's path relative to the dataset folder (POSIX form), in dataset order: what
         identifies the clips a model was evaluated on, so that two evaluations can be paired."""
         base = Path(self.manifest.root).resolve()
-        return [c.path.relative_to(base).as_posix() if c.path.is_relative_to(base) else c.path.as_posix()
-                for c in self.clips]
+        return [
+            c.path.relative_to(base).as_posix() if c.path.is_relative_to(base) else c.path.as_posix()
+            for c in self.clips
+        ]
 
     @property
     def labels(self) -> list[int]:

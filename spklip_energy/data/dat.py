@@ -62,8 +62,7 @@ def _check_geometry(height: int, width: int, where: object = None) -> tuple[int,
     return h, w
 
 
-def check_head_columns(value, width: int, name: str = "head_columns",
-                       error: type[SpklipError] = ConfigError) -> int:
+def check_head_columns(value, width: int, name: str = "head_columns", error: type[SpklipError] = ConfigError) -> int:
     """The number of right-most head columns to drop from frames ``width`` columns wide: an integer in
     ``[0, width)``, so that at least one image column is left.
 
@@ -104,8 +103,7 @@ def dat_info(path: str | os.PathLike, height: int, width: int) -> DatInfo:
     frames = (n_bytes * 8) // bits_per_frame
     if n_bytes == 0 or frames == 0:
         raise DatError(
-            f"{p}: {n_bytes} bytes is less than one {height}x{width} frame "
-            f"({(bits_per_frame + 7) // 8} bytes)"
+            f"{p}: {n_bytes} bytes is less than one {height}x{width} frame ({(bits_per_frame + 7) // 8} bytes)"
         )
     if (frames * bits_per_frame + 7) // 8 != n_bytes:
         raise DatError(
@@ -155,13 +153,12 @@ def read_dat(
     if whole:
         count = info.frames - start
     if start + count > info.frames:
-        raise DatError(
-            f"{path}: cannot read {count} frames from frame {start}; the file has {info.frames}"
-        )
+        raise DatError(f"{path}: cannot read {count} frames from frame {start}; the file has {info.frames}")
     check_memory(
         decoded_bytes(count, height, width, head_columns),
         f"{path}: decoding {count} frames of {height}x{width - head_columns}",
-        f"all {count} frames from frame {start}; read fewer with --count" if whole
+        f"all {count} frames from frame {start}; read fewer with --count"
+        if whole
         else f"--count {count} from frame {start}",
     )
     hw = height * width

@@ -76,14 +76,23 @@ CLASS_PROMPTS = {
 SYMMETRIES = {
     "hflip": {
         "classes": {"left": "right", "rotate_cw": "rotate_ccw"},
-        "words": {"left": "right", "right": "left", "clockwise": "counterclockwise",
-                  "counterclockwise": "clockwise"},
+        "words": {"left": "right", "right": "left", "clockwise": "counterclockwise", "counterclockwise": "clockwise"},
     },
     "vflip": {
         "classes": {"up": "down", "rotate_cw": "rotate_ccw"},
-        "words": {"up": "down", "down": "up", "top": "bottom", "bottom": "top", "rises": "falls",
-                  "falls": "rises", "floats": "sinks", "sinks": "floats", "upwards": "downwards",
-                  "clockwise": "counterclockwise", "counterclockwise": "clockwise"},
+        "words": {
+            "up": "down",
+            "down": "up",
+            "top": "bottom",
+            "bottom": "top",
+            "rises": "falls",
+            "falls": "rises",
+            "floats": "sinks",
+            "sinks": "floats",
+            "upwards": "downwards",
+            "clockwise": "counterclockwise",
+            "counterclockwise": "clockwise",
+        },
     },
 }
 
@@ -135,9 +144,14 @@ MOTION_SPEED_CLASSES = tuple(f"{m}_{s}" for m in MOTIONS for s in SPEEDS)
 TASKS = ("motion", "motion-speed")
 
 _MOTION_PHRASES = {
-    "left": "moving {s}to the left", "right": "moving {s}to the right", "up": "moving {s}up",
-    "down": "moving {s}down", "rotate_cw": "rotating {s}clockwise", "rotate_ccw": "rotating {s}counterclockwise",
-    "zoom_in": "growing {s}larger", "zoom_out": "shrinking {s}",
+    "left": "moving {s}to the left",
+    "right": "moving {s}to the right",
+    "up": "moving {s}up",
+    "down": "moving {s}down",
+    "rotate_cw": "rotating {s}clockwise",
+    "rotate_ccw": "rotating {s}counterclockwise",
+    "zoom_in": "growing {s}larger",
+    "zoom_out": "shrinking {s}",
 }
 
 
@@ -150,8 +164,11 @@ def class_prompts(task: str) -> dict[str, str]:
     """The text prompt of every class of a task."""
     if task == "motion":
         return dict(CLASS_PROMPTS)
-    return {f"{m}_{s}": "a handwritten digit " + _MOTION_PHRASES[m].format(s=s + " ").strip()
-            for m in MOTIONS for s in SPEEDS}
+    return {
+        f"{m}_{s}": "a handwritten digit " + _MOTION_PHRASES[m].format(s=s + " ").strip()
+        for m in MOTIONS
+        for s in SPEEDS
+    }
 
 
 def clip_class(task: str, motion: str, speed: str) -> str:
@@ -163,8 +180,13 @@ def task_symmetries(task: str) -> dict:
     """:data:`SYMMETRIES` with the class maps written for the task's classes."""
     if task == "motion":
         return SYMMETRIES
-    return {name: {"classes": {f"{a}_{s}": f"{b}_{s}" for a, b in sym["classes"].items() for s in SPEEDS},
-                   "words": sym["words"]} for name, sym in SYMMETRIES.items()}
+    return {
+        name: {
+            "classes": {f"{a}_{s}": f"{b}_{s}" for a, b in sym["classes"].items() for s in SPEEDS},
+            "words": sym["words"],
+        }
+        for name, sym in SYMMETRIES.items()
+    }
 
 
 _DIGIT_HALF_SIZE = 0.42  # digit half-size, in half frame heights
@@ -225,19 +247,25 @@ class DigitsConfig:
         if self.split_clips is not None:
             parts = tuple(self.split_clips) if isinstance(self.split_clips, (list, tuple)) else ()
             if len(parts) != 3:
-                raise ConfigError(f"split_clips must be three counts (train, val, test), got "
-                                  f"{short_repr(self.split_clips)}")
+                raise ConfigError(
+                    f"split_clips must be three counts (train, val, test), got {short_repr(self.split_clips)}"
+                )
             self.split_clips = tuple(check_int(n, f"split_clips[{i}]", 1) for i, n in enumerate(parts))
             self.clips_per_class = sum(self.split_clips)
         self.clips_per_class = check_int(self.clips_per_class, "clips_per_class", 3)  # a clip per split
-        check_count(self.clips_per_class, MAX_CLIPS_PER_CLASS, "clips per class",
-                    f"clips_per_class {self.clips_per_class}")
+        check_count(
+            self.clips_per_class, MAX_CLIPS_PER_CLASS, "clips per class", f"clips_per_class {self.clips_per_class}"
+        )
         self.height, self.width = check_int(self.height, "height", 16), check_int(self.width, "width", 16)
         self.frames = check_int(self.frames, "frames", 2)
         self.seed = check_seed(self.seed, "seed")
-        check_count(self.pixel_frames, MAX_PIXEL_FRAMES,
-                    "the dataset's size in pixel-frames (clips x frames x height x width)", self._sizes(),
-                    "generate fewer or smaller clips")
+        check_count(
+            self.pixel_frames,
+            MAX_PIXEL_FRAMES,
+            "the dataset's size in pixel-frames (clips x frames x height x width)",
+            self._sizes(),
+            "generate fewer or smaller clips",
+        )
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -256,25 +284,28 @@ class DigitsConfig:
     def builtin_name(self) -> str:
         """The folder name of this dataset in the built-in cache."""
         tag = "" if self.preset in ("quick", "custom") else f"{self.preset}-"
-        return (f"digits-v{FORMAT_VERSION}-{tag}{self.variant}-seed{self.seed}-"
-                f"{self.clips_per_class}x{self.frames}x{self.height}x{self.width}")
+        return (
+            f"digits-v{FORMAT_VERSION}-{tag}{self.variant}-seed{self.seed}-"
+            f"{self.clips_per_class}x{self.frames}x{self.height}x{self.width}"
+        )
 
     @property
     def pixel_frames(self) -> int:
         return self.clips * self.frames * self.height * self.width
 
     def _sizes(self) -> str:
-        return (f"clips_per_class {self.clips_per_class}, frames {self.frames}, "
-                f"height {self.height}, width {self.width}")
+        return f"clips_per_class {self.clips_per_class}, frames {self.frames}, height {self.height}, width {self.width}"
 
     def check_resources(self, batch_clips: int = 16) -> None:
         """Refuse a dataset whose generation would need more memory than the limit allows."""
         per_clip = self.frames * self.height * self.width
         batch = min(batch_clips, self.clips)
         render = _RENDER_BYTES + _DISTRACTOR_BYTES * self.distractors
-        check_memory(per_clip * (render + _BATCH_BYTES * batch) + self.clips * _RECORD_BYTES,
-                     f"generating spike-digits clips of {self.frames} frames of {self.height}x{self.width}",
-                     f"{self._sizes()}, {batch} clips per batch")
+        check_memory(
+            per_clip * (render + _BATCH_BYTES * batch) + self.clips * _RECORD_BYTES,
+            f"generating spike-digits clips of {self.frames} frames of {self.height}x{self.width}",
+            f"{self._sizes()}, {batch} clips per batch",
+        )
 
     def disk_bytes(self) -> int:
         """Bytes the dataset takes on disk (clips, manifest and dataset.json)."""
@@ -417,9 +448,13 @@ def _plan_distractor(rng: np.random.Generator, pool: np.ndarray) -> Distractor:
     region and drifting in a random direction by a random fraction of the full travel."""
     direction = rng.uniform(0.0, 2.0 * math.pi)
     travel = _MAX_TRAVEL * rng.uniform(0.25, 1.0)
-    return Distractor(sample_index=int(rng.choice(pool)), x0=float(rng.uniform(-0.6, 0.6)),
-                      y0=float(rng.uniform(-0.6, 0.6)), dx=float(travel * math.cos(direction)),
-                      dy=float(travel * math.sin(direction)))
+    return Distractor(
+        sample_index=int(rng.choice(pool)),
+        x0=float(rng.uniform(-0.6, 0.6)),
+        y0=float(rng.uniform(-0.6, 0.6)),
+        dx=float(travel * math.cos(direction)),
+        dy=float(travel * math.sin(direction)),
+    )
 
 
 def _trajectory(spec: ClipSpec, n_frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -466,8 +501,9 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
     return (lo + (hi - lo) * tex).astype(np.float32)
 
 
-def _ink(image: np.ndarray, cx: np.ndarray, cy: np.ndarray, angle: np.ndarray, scale: np.ndarray,
-         height: int, width: int) -> np.ndarray:
+def _ink(
+    image: np.ndarray, cx: np.ndarray, cy: np.ndarray, angle: np.ndarray, scale: np.ndarray, height: int, width: int
+) -> np.ndarray:
     """Coverage ``[T, H, W]`` in [0, 1] of an 8x8 digit image placed, turned and scaled per frame."""
     import torch
     import torch.nn.functional as F
@@ -492,8 +528,9 @@ def _ink(image: np.ndarray, cx: np.ndarray, cy: np.ndarray, angle: np.ndarray, s
     return ink[:, 0].numpy().clip(0.0, 1.0)
 
 
-def render_clip(spec: ClipSpec, digit_image: np.ndarray, cfg: DigitsConfig,
-                distractor_images: list[np.ndarray] | None = None) -> np.ndarray:
+def render_clip(
+    spec: ClipSpec, digit_image: np.ndarray, cfg: DigitsConfig, distractor_images: list[np.ndarray] | None = None
+) -> np.ndarray:
     """Grayscale frames ``[T, H, W]`` in [0, 1] of one clip (before the camera).
 
     ``distractor_images``: the 8x8 handwriting of each of ``spec.distractors``, drawn under the
@@ -561,15 +598,18 @@ def _check_replaceable(target: Path) -> None:
     for motion in sorted(OUTPUT_NAMES - {"dataset.json", "manifest.jsonl"}):
         folder = target / motion
         if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
-            raise ConfigError(f"{target}: {motion!r} is not a class folder this command wrote; "
-                              "move it or choose another output folder")
+            raise ConfigError(
+                f"{target}: {motion!r} is not a class folder this command wrote; "
+                "move it or choose another output folder"
+            )
         if folder.is_dir():
-            foreign = sorted(p.name for p in folder.iterdir()
-                             if not (_CLIP_NAME.fullmatch(p.name) and p.is_file()))
+            foreign = sorted(p.name for p in folder.iterdir() if not (_CLIP_NAME.fullmatch(p.name) and p.is_file()))
             if foreign:
                 more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
-                raise ConfigError(f"{target}: folder {motion}/ holds {foreign[0]!r}{more}, which this command "
-                                  "did not write and would replace; move it or choose another output folder")
+                raise ConfigError(
+                    f"{target}: folder {motion}/ holds {foreign[0]!r}{more}, which this command "
+                    "did not write and would replace; move it or choose another output folder"
+                )
 
 
 def _check_disk(target: Path, cfg: DigitsConfig) -> None:
@@ -585,7 +625,8 @@ def _check_disk(target: Path, cfg: DigitsConfig) -> None:
     if need > free:
         raise ResourceError(
             f"{target}: the dataset needs {fmt_bytes(need)} on disk ({cfg._sizes()}), "
-            f"only {fmt_bytes(free)} is free there")
+            f"only {fmt_bytes(free)} is free there"
+        )
 
 
 def _generate(
@@ -604,8 +645,12 @@ def _generate(
             (tmp / cls).mkdir()
         for b0 in range(0, len(specs), batch_clips):
             batch = specs[b0 : b0 + batch_clips]
-            frames = np.stack([render_clip(s, images[s.sample_index], cfg,
-                                           [images[d.sample_index] for d in s.distractors]) for s in batch])
+            frames = np.stack(
+                [
+                    render_clip(s, images[s.sample_index], cfg, [images[d.sample_index] for d in s.distractors])
+                    for s in batch
+                ]
+            )
             spikes = simulate_spikes(frames, camera, seed=[cfg.seed, 3, b0])
             for spec, clip in zip(batch, spikes, strict=True):
                 label = spec.label or spec.motion

@@ -165,8 +165,7 @@ def _inside_dataset(root: Path, rel: str | os.PathLike, where: object) -> Path:
     except (OSError, ValueError, RuntimeError) as exc:  # NUL byte, lone surrogate, symlink loop ...
         raise ManifestError(f"{where}: unusable clip path {str(rel)!r} ({exc})") from None
     if path != base and base not in path.parents:
-        raise ManifestError(f"{where}: clip path {str(rel)!r} leads outside the dataset folder {root} "
-                            f"(to {path})")
+        raise ManifestError(f"{where}: clip path {str(rel)!r} leads outside the dataset folder {root} (to {path})")
     return path
 
 
@@ -186,13 +185,20 @@ def _parse_record(raw: dict, root: Path, where: str, text: bool = False) -> Clip
     label = _label_field(raw, where)
     head = 0
     if _given(raw, "head_columns", text):
-        head = check_head_columns(_int_field(raw, "head_columns", where, text), values["width"],
-                                  f"{where}: field 'head_columns'", ManifestError)
+        head = check_head_columns(
+            _int_field(raw, "head_columns", where, text),
+            values["width"],
+            f"{where}: field 'head_columns'",
+            ManifestError,
+        )
     flip = _bool_field(raw, "flipud", where, text) if _given(raw, "flipud", text) else False
     caption = _str_field(raw, "caption", where) if _given(raw, "caption", text) else ""
     split = _str_field(raw, "split", where) if _given(raw, "split", text) else ""
-    extra = {k: v for k, v in raw.items()
-             if k not in REQUIRED_FIELDS + _GEOMETRY_FIELDS + _OPTIONAL_EXTRA + ("caption", "split")}
+    extra = {
+        k: v
+        for k, v in raw.items()
+        if k not in REQUIRED_FIELDS + _GEOMETRY_FIELDS + _OPTIONAL_EXTRA + ("caption", "split")
+    }
     if _given(raw, "label_index", text):
         extra["label_index"] = _int_field(raw, "label_index", where, text)  # its range: load_manifest
     if _given(raw, "id", text):
@@ -200,8 +206,9 @@ def _parse_record(raw: dict, root: Path, where: str, text: bool = False) -> Clip
             raise ManifestError(f"{where}: field 'id' must be a string or a JSON integer, got {found(raw['id'])}")
         extra["id"] = raw["id"]
     if os.path.isabs(rel):
-        raise ManifestError(f"{where}: clip path {rel!r} is absolute; paths must be relative to the "
-                            f"dataset folder {root}")
+        raise ManifestError(
+            f"{where}: clip path {rel!r} is absolute; paths must be relative to the dataset folder {root}"
+        )
     path = _inside_dataset(root, rel, where)
     return ClipRecord(
         path=path,
@@ -325,8 +332,7 @@ def load_manifest(source: str | os.PathLike, check_files: bool = True) -> Manife
         present = [src / n for n in MANIFEST_NAMES if (src / n).is_file()]
         if not present:
             raise ManifestError(
-                f"{src}: no manifest.jsonl or manifest.csv (index a plain folder with "
-                "`spklip-energy data index`)"
+                f"{src}: no manifest.jsonl or manifest.csv (index a plain folder with `spklip-energy data index`)"
             )
         manifest_path, root = present[0], src
     else:
@@ -342,14 +348,17 @@ def load_manifest(source: str | os.PathLike, check_files: bool = True) -> Manife
     classes = list(meta["classes"]) if "classes" in meta else labels
     unknown = sorted(set(labels) - set(classes))
     if unknown:
-        shown = ", ".join(short_repr(u) for u in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5
-                                                            else "")
+        shown = ", ".join(short_repr(u) for u in unknown[:5]) + (
+            f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        )
         raise ManifestError(f"{meta_path}: clips use labels not in 'classes': {shown}")
     for rec, (_, where, _) in zip(clips, rows, strict=True):
         index = rec.extra.get("label_index")
         if index is not None and not 0 <= index < len(classes):
-            raise ManifestError(f"{where}: field 'label_index' must be in [0, {len(classes)}) (the dataset's "
-                                f"{len(classes)} classes), got {index}")
+            raise ManifestError(
+                f"{where}: field 'label_index' must be in [0, {len(classes)}) (the dataset's "
+                f"{len(classes)} classes), got {index}"
+            )
     if check_files:
         for rec, (_, where, _) in zip(clips, rows, strict=True):
             _check_clip_file(rec, where)
@@ -379,12 +388,15 @@ def _is_symmetries(value) -> bool:
 DATASET_FIELDS = {
     "name": (lambda v: isinstance(v, str), "a string"),
     "format_version": (lambda v: type(v) is int and v >= 1, "a positive JSON integer"),
-    "classes": (lambda v: isinstance(v, list) and v and all((isinstance(c, str) and c) or type(c) is int
-                                                            for c in v),
-                "a non-empty list of class names (non-empty strings or JSON integers)"),
+    "classes": (
+        lambda v: isinstance(v, list) and v and all((isinstance(c, str) and c) or type(c) is int for c in v),
+        "a non-empty list of class names (non-empty strings or JSON integers)",
+    ),
     "class_prompts": (_is_str_map, "an object mapping class names to prompt strings"),
-    "symmetries": (_is_symmetries, 'an object of flips, each {"classes": {...}, "words": {...}} mapping '
-                   "strings to strings"),
+    "symmetries": (
+        _is_symmetries,
+        'an object of flips, each {"classes": {...}, "words": {...}} mapping strings to strings',
+    ),
     "config": (lambda v: isinstance(v, dict), "an object"),
     "camera": (lambda v: isinstance(v, dict), "an object"),
     "flipud": (lambda v: isinstance(v, bool), "a JSON boolean (true or false)"),

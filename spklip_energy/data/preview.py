@@ -115,7 +115,9 @@ def save_image_grid(
     rows, cols, h, w = images.shape
     cell = 1.35
     fig, axes = plt.subplots(
-        rows, cols, figsize=(cell * cols * max(w / h, 0.5) + 0.6, cell * rows + (0.5 if title else 0.2)),
+        rows,
+        cols,
+        figsize=(cell * cols * max(w / h, 0.5) + 0.6, cell * rows + (0.5 if title else 0.2)),
         squeeze=False,
     )
     for r in range(rows):

@@ -44,8 +44,11 @@ def tfp(spikes: np.ndarray, half_window: int = 16) -> np.ndarray:
     if T - 2 * r <= 0:
         raise SpklipError(f"a stream of {T} frames is too short for TFP half window {r}")
     # int32 cumulative sums and window counts, the float32 mean and the uint8 result
-    check_memory(13 * s.size + 4 * s[0].size, f"TFP of {T} frames of {'x'.join(map(str, s.shape[1:]))}",
-                 f"{T} frames; reconstruct a shorter range")
+    check_memory(
+        13 * s.size + 4 * s[0].size,
+        f"TFP of {T} frames of {'x'.join(map(str, s.shape[1:]))}",
+        f"{T} frames; reconstruct a shorter range",
+    )
     n = 2 * r + 1
     csum = np.zeros((T + 1,) + s.shape[1:], dtype=np.int32)
     np.cumsum(s, axis=0, dtype=np.int32, out=csum[1:])
@@ -61,8 +64,11 @@ def tfi(spikes: np.ndarray, half_window: int = 20) -> np.ndarray:
     if T - 2 * w <= 0:
         raise SpklipError(f"a stream of {T} frames is too short for TFI half window {w}")
     # boolean copy, five int32 index planes, the float32 interval and the uint8 result
-    check_memory(26 * s.size, f"TFI of {T} frames of {'x'.join(map(str, s.shape[1:]))}",
-                 f"{T} frames; reconstruct a shorter range")
+    check_memory(
+        26 * s.size,
+        f"TFI of {T} frames of {'x'.join(map(str, s.shape[1:]))}",
+        f"{T} frames; reconstruct a shorter range",
+    )
     s = s.astype(bool, copy=False)
     t = np.arange(T, dtype=np.int32).reshape(-1, 1, 1)
     # last spike at or before t (-1 if none), then shifted: last spike strictly before t

@@ -74,8 +74,9 @@ def draw_flips(n: int, flips: list[Flip], generator: torch.Generator, p: float =
     return states
 
 
-def apply_flips(spikes: torch.Tensor, labels: torch.Tensor, captions: list[str], flips: list[Flip],
-                states: list[tuple]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def apply_flips(
+    spikes: torch.Tensor, labels: torch.Tensor, captions: list[str], flips: list[Flip], states: list[tuple]
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Mirror the clips ``[B, F, H, W]`` as :func:`draw_flips` chose; labels and captions follow."""
     if not flips:
         return spikes, labels, captions
@@ -92,9 +93,15 @@ def apply_flips(spikes: torch.Tensor, labels: torch.Tensor, captions: list[str],
     return spikes, labels, captions
 
 
-def flip_batch(spikes: torch.Tensor, labels: torch.Tensor, captions: list[str], flips: list[Flip],
-               generator: torch.Generator, p: float = 0.5, states: list | None = None,
-               ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def flip_batch(
+    spikes: torch.Tensor,
+    labels: torch.Tensor,
+    captions: list[str],
+    flips: list[Flip],
+    generator: torch.Generator,
+    p: float = 0.5,
+    states: list | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Mirror each clip ``[B, F, H, W]`` with probability ``p`` per declared flip; labels and
     captions follow. Deterministic for ``generator``. ``states``, when given (an empty list), receives
     each clip's flips as a tuple of booleans (one per flip), e.g. to key a cache of features."""

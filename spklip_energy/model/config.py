@@ -215,8 +215,7 @@ def _from_dict(klass, data: Any, where: str):
         raise ConfigError(f"{where}: {exc}") from None
 
 
-_NESTED = {"hsfe": HSFEConfig, "starnet": StarNetConfig, "fsve": FSVEConfig, "text": TextConfig,
-           "train": TrainConfig}
+_NESTED = {"hsfe": HSFEConfig, "starnet": StarNetConfig, "fsve": FSVEConfig, "text": TextConfig, "train": TrainConfig}
 _NESTED_NAMES = {klass.__name__: klass for klass in _NESTED.values()}
 
 
@@ -292,8 +291,9 @@ def _check_types(obj: Any, prefix: str = "") -> None:
                 raise ConfigError(f"config field {prefix}{f.name} must be an object, got {short_repr(value)}")
             _check_types(value, f"{prefix}{f.name}.")
         elif annotation == "int" and _type_ok(annotation, value) and abs(value) > MAX_CONFIG_INT:
-            raise ConfigError(f"config field {prefix}{f.name} is {value:,}, beyond any usable size "
-                              f"(at most {MAX_CONFIG_INT:,})")
+            raise ConfigError(
+                f"config field {prefix}{f.name} is {value:,}, beyond any usable size (at most {MAX_CONFIG_INT:,})"
+            )
         elif not _type_ok(annotation, value):
             if annotation.startswith("tuple["):
                 inner = annotation[6:-1].split(",")[0].strip()
@@ -307,8 +307,13 @@ def _check_types(obj: Any, prefix: str = "") -> None:
 def _check_depth(value: int, name: str) -> None:
     from ..limits import check_count
 
-    check_count(value, MAX_DEPTH, "a depth field (blocks, branches, layers)", f"config field {name}={value}",
-                "deeper models are not supported")
+    check_count(
+        value,
+        MAX_DEPTH,
+        "a depth field (blocks, branches, layers)",
+        f"config field {name}={value}",
+        "deeper models are not supported",
+    )
 
 
 def validate(cfg: SPKLIPConfig) -> None:
@@ -316,8 +321,18 @@ def validate(cfg: SPKLIPConfig) -> None:
     _check_types(cfg)  # from here on every field has its annotated type
     _positive(cfg, "", "frames", "height", "width", "embed_dim")
     h = cfg.hsfe
-    _positive(h, "hsfe.", "n_blocks", "window_radius", "window_step", "branches", "branch_width", "sa_hidden",
-              "features", "input_pool")
+    _positive(
+        h,
+        "hsfe.",
+        "n_blocks",
+        "window_radius",
+        "window_step",
+        "branches",
+        "branch_width",
+        "sa_hidden",
+        "features",
+        "input_pool",
+    )
     check_nonneg_int(h.channel_step, "config field hsfe.channel_step")
     # CLIP clamps the learned logit scale at log(100); a clamp or start beyond exp() of float32 overflows
     check_float(cfg.logit_scale_init, "config field logit_scale_init", 0.0, 20.0)
@@ -384,8 +399,9 @@ def validate(cfg: SPKLIPConfig) -> None:
     if f.hsfe_encoding not in ("subwindows", "repeat"):
         raise ConfigError(f"fsve.hsfe_encoding must be 'subwindows' or 'repeat', got {short_repr(f.hsfe_encoding)}")
     if cfg.front_end == "spiking" and f.hsfe_encoding == "subwindows" and f.time_steps > h.block_frames():
-        raise ConfigError(f"fsve.time_steps={f.time_steps} sub-windows need at least as many frames per block "
-                          f"({h.block_frames()})")
+        raise ConfigError(
+            f"fsve.time_steps={f.time_steps} sub-windows need at least as many frames per block ({h.block_frames()})"
+        )
     if cfg.embed_dim % f.attn_heads:
         raise ConfigError(f"fsve.attn_heads={f.attn_heads} must divide embed_dim={cfg.embed_dim}")
     if cfg.model != "spklip":
@@ -447,12 +463,20 @@ def _small() -> SPKLIPConfig:
         width=64,
         embed_dim=128,
         hsfe=HSFEConfig(branch_width=8, features=32, trunk_blocks=2, input_scale=20.0),
-        starnet=StarNetConfig(width=16, layers=(1, 1, 1, 1), heads=4, temporal_layers=2, temporal_heads=4,
-                              temporal_ffn=256, temporal_position=True),
+        starnet=StarNetConfig(
+            width=16,
+            layers=(1, 1, 1, 1),
+            heads=4,
+            temporal_layers=2,
+            temporal_heads=4,
+            temporal_ffn=256,
+            temporal_position=True,
+        ),
         fsve=FSVEConfig(width=16, layers=(1, 1, 1, 1), attn_layers=2, attn_heads=4),
         text=TextConfig(width=64, layers=2, heads=4, context_length=32, vocab_size=1024, adapter_width=32),
-        train=TrainConfig(lr=1e-3, batch_size=16, epochs=20, weight_decay=5e-4, warmup_epochs=1,
-                          schedule="cosine", prompt_mix=0.5),
+        train=TrainConfig(
+            lr=1e-3, batch_size=16, epochs=20, weight_decay=5e-4, warmup_epochs=1, schedule="cosine", prompt_mix=0.5
+        ),
     )
 
 
@@ -463,14 +487,32 @@ def _tiny() -> SPKLIPConfig:
         width=64,
         embed_dim=64,
         hsfe=HSFEConfig(branch_width=4, sa_hidden=4, features=16, trunk_blocks=1, input_pool=2, input_scale=20.0),
-        starnet=StarNetConfig(width=8, layers=(1, 1, 1, 1), stem_strides=(1, 1, 1), heads=4, temporal_layers=1,
-                              temporal_heads=2,
-                              temporal_ffn=128, temporal_position=True, dropout=0.0),
+        starnet=StarNetConfig(
+            width=8,
+            layers=(1, 1, 1, 1),
+            stem_strides=(1, 1, 1),
+            heads=4,
+            temporal_layers=1,
+            temporal_heads=2,
+            temporal_ffn=128,
+            temporal_position=True,
+            dropout=0.0,
+        ),
         fsve=FSVEConfig(width=8, layers=(1, 1, 1, 1), attn_layers=1, attn_heads=2, mlp_ratio=2),
         text=TextConfig(width=32, layers=1, heads=2, context_length=32, vocab_size=512, adapter_width=16),
-        train=TrainConfig(lr=2e-3, batch_size=16, epochs=25, weight_decay=5e-4, warmup_epochs=1,
-                          schedule="cosine", prompt_mix=0.5, augment="flip", pretrain_epochs=40,
-                          lock_visual=True, class_loss=1.0),
+        train=TrainConfig(
+            lr=2e-3,
+            batch_size=16,
+            epochs=25,
+            weight_decay=5e-4,
+            warmup_epochs=1,
+            schedule="cosine",
+            prompt_mix=0.5,
+            augment="flip",
+            pretrain_epochs=40,
+            lock_visual=True,
+            class_loss=1.0,
+        ),
     )
 
 
@@ -553,8 +595,11 @@ def config_differences(a: SPKLIPConfig | dict, b: SPKLIPConfig | dict) -> list[t
     """``(dotted key, value in a, value in b)`` for every field where two configs differ."""
     fa, fb = flat_config(a), flat_config(b)
     missing = object()
-    return [(k, fa.get(k, missing), fb.get(k, missing)) for k in list(fa) + [k for k in fb if k not in fa]
-            if fa.get(k, missing) != fb.get(k, missing)]
+    return [
+        (k, fa.get(k, missing), fb.get(k, missing))
+        for k in list(fa) + [k for k in fb if k not in fa]
+        if fa.get(k, missing) != fb.get(k, missing)
+    ]
 
 
 def size_cause(cfg: SPKLIPConfig, limit: int = 4) -> str:
@@ -680,8 +725,19 @@ def visual_forward_bytes(cfg: SPKLIPConfig, clips: int = 1, converted: tuple[str
     per_clip = held + max(gather, hsfe, feat + after)
     return math.ceil(HEADROOM * 4 * (clips * per_clip + _largest_conv_weight(cfg)))
 
+
 __all__ = [
-    "HSFEConfig", "PRESETS", "SPKLIPConfig", "StarNetConfig", "TextConfig", "TrainConfig",
-    "apply_overrides", "config_differences", "flat_config", "preset_config", "size_cause", "validate",
+    "HSFEConfig",
+    "PRESETS",
+    "SPKLIPConfig",
+    "StarNetConfig",
+    "TextConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "config_differences",
+    "flat_config",
+    "preset_config",
+    "size_cause",
+    "validate",
     "visual_forward_bytes",
 ]

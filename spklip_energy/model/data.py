@@ -27,17 +27,20 @@ def clips_for(cfg: SPKLIPConfig, manifest: Manifest, split: str | None) -> Spike
     w = min(c.image_width for c in sample)  # head columns (sps10) are dropped on reading
     if h < cfg.height or w < cfg.width:
         raise MediaError(
-            f"{manifest.root}: clips are {h}x{w}, smaller than preset {cfg.preset!r} needs "
-            f"({cfg.height}x{cfg.width})"
+            f"{manifest.root}: clips are {h}x{w}, smaller than preset {cfg.preset!r} needs ({cfg.height}x{cfg.width})"
         )
-    crop = None if (h, w) == (cfg.height, cfg.width) and all(
-        (c.height, c.image_width) == (h, w) for c in sample) else (cfg.height, cfg.width)
+    crop = (
+        None
+        if (h, w) == (cfg.height, cfg.width) and all((c.height, c.image_width) == (h, w) for c in sample)
+        else (cfg.height, cfg.width)
+    )
     sel = ClipSelection(frames=cfg.frames, offset="start", crop=crop)
     return SpikeClips(manifest, split=split, selection=sel)
 
 
-def load_splits(cfg: SPKLIPConfig, data: str | os.PathLike, splits: tuple[str, ...] = ("train", "val"),
-                progress=None) -> tuple[Manifest, dict[str, SpikeClips]]:
+def load_splits(
+    cfg: SPKLIPConfig, data: str | os.PathLike, splits: tuple[str, ...] = ("train", "val"), progress=None
+) -> tuple[Manifest, dict[str, SpikeClips]]:
     """Load a dataset and the requested splits (a missing split is an error)."""
     root = resolve_data(data, progress=progress)
     manifest = load_manifest(root)

@@ -36,8 +36,9 @@ def embedding_distance(student: torch.Tensor, teacher: torch.Tensor) -> torch.Te
     return (1.0 - F.cosine_similarity(student, teacher, dim=-1)).mean()
 
 
-def logit_distillation(student: torch.Tensor, teacher: torch.Tensor, prompts: torch.Tensor, scale: float,
-                       temperature: float) -> torch.Tensor:
+def logit_distillation(
+    student: torch.Tensor, teacher: torch.Tensor, prompts: torch.Tensor, scale: float, temperature: float
+) -> torch.Tensor:
     """``tau^2 * KL(p_t || p_s)`` over the class prompts ``prompts [K, D]`` (see the module docstring)."""
     p = F.normalize(prompts, dim=-1)
     zs = scale * F.normalize(student, dim=-1) @ p.T
@@ -73,14 +74,19 @@ class Teacher:
         s = student.float()
         loss = self.weight * embedding_distance(s, t) if self.weight > 0 else s.new_zeros(())
         if self.logits_weight > 0:
-            loss = loss + self.logits_weight * logit_distillation(s, t, self.prompts.to(s.device), self.scale,
-                                                                  self.temperature)
+            loss = loss + self.logits_weight * logit_distillation(
+                s, t, self.prompts.to(s.device), self.scale, self.temperature
+            )
         return loss
 
     def record(self) -> dict:
-        return {"from": str(Path(self.loaded.checkpoint.path).resolve()), "kind": self.loaded.checkpoint.kind,
-                "distill_weight": self.weight, "distill_logits": self.logits_weight,
-                "distill_temperature": self.temperature}
+        return {
+            "from": str(Path(self.loaded.checkpoint.path).resolve()),
+            "kind": self.loaded.checkpoint.kind,
+            "distill_weight": self.weight,
+            "distill_logits": self.logits_weight,
+            "distill_temperature": self.temperature,
+        }
 
 
 def check_teacher(loaded: LoadedSPKLIP, cfg: SPKLIPConfig, tokenizer: SpikeTextTokenizer, path: str) -> None:
@@ -90,20 +96,26 @@ def check_teacher(loaded: LoadedSPKLIP, cfg: SPKLIPConfig, tokenizer: SpikeTextT
     if loaded.checkpoint.kind == "spklip-converted":
         raise ConfigError(f"--teacher {path}: a converted checkpoint; teach with the ANN it was converted from")
     if (t.frames, t.height, t.width) != (cfg.frames, cfg.height, cfg.width):
-        raise ConfigError(f"--teacher {path}: it reads clips of {t.frames}x{t.height}x{t.width} frames, this "
-                          f"student {cfg.frames}x{cfg.height}x{cfg.width}")
+        raise ConfigError(
+            f"--teacher {path}: it reads clips of {t.frames}x{t.height}x{t.width} frames, this "
+            f"student {cfg.frames}x{cfg.height}x{cfg.width}"
+        )
     if t.embed_dim != cfg.embed_dim:
-        raise ConfigError(f"--teacher {path}: its embeddings have {t.embed_dim} dimensions, the student's "
-                          f"{cfg.embed_dim}")
+        raise ConfigError(
+            f"--teacher {path}: its embeddings have {t.embed_dim} dimensions, the student's {cfg.embed_dim}"
+        )
     if t.text != cfg.text:
         raise ConfigError(f"--teacher {path}: its text tower differs from the student's")
     if loaded.tokenizer.to_json() != tokenizer.to_json():
-        raise ConfigError(f"--teacher {path}: its tokenizer differs from the student's (start the student with "
-                          "--init from the teacher, or from a checkpoint with the same tokenizer)")
+        raise ConfigError(
+            f"--teacher {path}: its tokenizer differs from the student's (start the student with "
+            "--init from the teacher, or from a checkpoint with the same tokenizer)"
+        )
 
 
-def load_teacher(path: str | os.PathLike, cfg: SPKLIPConfig, tokenizer: SpikeTextTokenizer, prompts: list[str],
-                 device: torch.device) -> Teacher:
+def load_teacher(
+    path: str | os.PathLike, cfg: SPKLIPConfig, tokenizer: SpikeTextTokenizer, prompts: list[str], device: torch.device
+) -> Teacher:
     """Load and check ``path`` as the teacher of a student with ``cfg`` and ``tokenizer``; its class-prompt
     embeddings of ``prompts`` are computed once."""
     from .training import LockedFeatures  # training imports this module
@@ -118,8 +130,9 @@ def load_teacher(path: str | os.PathLike, cfg: SPKLIPConfig, tokenizer: SpikeTex
         emb = model.encode_text(tokens).float()
         scale = float(model.logit_scale())
     tr = cfg.train
-    return Teacher(loaded, emb, scale, LockedFeatures(model, device), tr.distill_weight, tr.distill_logits,
-                   tr.distill_temperature)
+    return Teacher(
+        loaded, emb, scale, LockedFeatures(model, device), tr.distill_weight, tr.distill_logits, tr.distill_temperature
+    )
 
 
 __all__ = ["Teacher", "check_teacher", "embedding_distance", "load_teacher", "logit_distillation"]

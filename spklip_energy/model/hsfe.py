@@ -61,13 +61,17 @@ class SpikeAvgPool2d(nn.AvgPool2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p = self.p
-        if (x.is_floating_point() or p * p * 255 > 32767 or x.dim() < 2 or torch.jit.is_tracing()
-                or torch.onnx.is_in_onnx_export()):
+        if (
+            x.is_floating_point()
+            or p * p * 255 > 32767
+            or x.dim() < 2
+            or torch.jit.is_tracing()
+            or torch.onnx.is_in_onnx_export()
+        ):
             return super().forward(x if x.is_floating_point() else x.float())
         h, w = x.shape[-2] // p, x.shape[-1] // p
         y = x[..., : h * p, : w * p].reshape(*x.shape[:-2], h, p, w, p)
-        narrow = (x.dtype == torch.uint8 and x.device.type == "cpu" and x.numel() > 0
-                  and int(x.max()) * p * p <= 255)
+        narrow = x.dtype == torch.uint8 and x.device.type == "cpu" and x.numel() > 0 and int(x.max()) * p * p <= 255
         rows = y.select(-3, 0).to(torch.uint8 if narrow else torch.int16)  # [..., h, w, p]
         for i in range(1, p):
             rows = rows + y.select(-3, i)
@@ -84,8 +88,16 @@ class MaskedConv2d(nn.Conv2d):
     (accumulate-only, counted as SOPs whatever ``M`` has learnt). ``mask=False`` keeps only the scale.
     The counting rules see a :class:`torch.nn.Conv2d`."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
-                 padding: int = 1, mask: bool = True, scale: float = 1.0) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        padding: int = 1,
+        mask: bool = True,
+        scale: float = 1.0,
+    ) -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding)
         self.mask = nn.Parameter(torch.ones(in_channels)) if mask else None
         self.scale = float(scale)
@@ -109,8 +121,10 @@ def legacy_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     suffix = ".mask.weight"
     if not any(k.endswith(suffix) and ".branches." in k for k in state):
         return state
-    return {(k[: -len(suffix)] + ".conv1.mask" if k.endswith(suffix) and ".branches." in k else k): v
-            for k, v in state.items()}
+    return {
+        (k[: -len(suffix)] + ".conv1.mask" if k.endswith(suffix) and ".branches." in k else k): v
+        for k, v in state.items()
+    }
 
 
 class MTFBranch(nn.Module):
@@ -148,8 +162,10 @@ class BasicBlock(nn.Module):
     def __init__(self, width: int) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(width, width, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(width, width, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(width, width, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(width, width, 3, padding=1),
+            nn.ReLU(),
             nn.Conv2d(width, width, 3, padding=1),
         )
         self.act = nn.ReLU()
@@ -169,8 +185,7 @@ def runs_as_written(modules: list[nn.Module]) -> bool:
     equivalent: something watches them (a forward hook or pre-hook on any, or a global one: the
     energy profiler counts layer by layer) or the graph is being traced or exported (ONNX, torch.jit),
     which should show the layers as the architecture has them."""
-    if (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export()
-            or _fx_tracing()):
+    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export() or _fx_tracing():
         return True
     if _module._global_forward_hooks or _module._global_forward_pre_hooks:
         return True
@@ -215,8 +230,13 @@ class HSFE(nn.Module):
     def mtf(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled blocks -> the branches' maps ``[N, branches, H, W]``: fused (module docstring) unless
         the layers are watched or exported, or a branch is not the plain conv-ReLU-conv any more."""
-        plain = all(type(b) is MTFBranch and type(b.act) is nn.ReLU and type(b.conv2) is nn.Conv2d
-                    and type(b.conv1) is MaskedConv2d for b in self.branches)
+        plain = all(
+            type(b) is MTFBranch
+            and type(b.act) is nn.ReLU
+            and type(b.conv2) is nn.Conv2d
+            and type(b.conv1) is MaskedConv2d
+            for b in self.branches
+        )
         if not plain or runs_as_written([self.branches]):
             return torch.cat([branch(x) for branch in self.branches], dim=1)
         first = self.branches[0].conv1
@@ -227,8 +247,9 @@ class HSFE(nn.Module):
         # here: mkldnn's grouped kernels are poor at 4 channels a group)
         seconds = [branch.conv2 for branch in self.branches]
         width = seconds[0].in_channels
-        w2 = torch.cat([F.pad(c.weight, (0, 0, 0, 0, k * width, (len(seconds) - 1 - k) * width))
-                        for k, c in enumerate(seconds)])
+        w2 = torch.cat(
+            [F.pad(c.weight, (0, 0, 0, 0, k * width, (len(seconds) - 1 - k) * width)) for k, c in enumerate(seconds)]
+        )
         b2 = None if any(c.bias is None for c in seconds) else torch.cat([c.bias for c in seconds])
         return F.conv2d(hidden, w2, b2, seconds[0].stride, seconds[0].padding)
 
@@ -238,5 +259,16 @@ def feature_size(cfg: HSFEConfig, height: int, width: int) -> tuple[int, int]:
     return height // cfg.input_pool, width // cfg.input_pool
 
 
-__all__ = ["HSFE", "MTFBranch", "MaskedConv2d", "SpatialAttention", "SpikeAvgPool2d", "block_indices", "feature_size",
-           "fused_branch_weights", "legacy_state", "runs_as_written", "temporal_blocks"]
+__all__ = [
+    "HSFE",
+    "MTFBranch",
+    "MaskedConv2d",
+    "SpatialAttention",
+    "SpikeAvgPool2d",
+    "block_indices",
+    "feature_size",
+    "fused_branch_weights",
+    "legacy_state",
+    "runs_as_written",
+    "temporal_blocks",
+]

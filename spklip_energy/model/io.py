@@ -101,8 +101,11 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, ck: Checkpoint) -> None:
     def bad(problem: str) -> CheckpointError:
         return CheckpointError(f"{where}: the optimizer state to resume from is malformed ({problem})")
 
-    if not isinstance(layout, dict) or not isinstance(layout.get("param_groups"), list) \
-            or not isinstance(layout.get("state"), dict):
+    if (
+        not isinstance(layout, dict)
+        or not isinstance(layout.get("param_groups"), list)
+        or not isinstance(layout.get("state"), dict)
+    ):
         raise bad("expected an object with a 'param_groups' list and a 'state' object")
     groups = layout["param_groups"]
     if len(groups) != len(optimizer.param_groups):
@@ -113,8 +116,10 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, ck: Checkpoint) -> None:
         if not isinstance(ids, list) or not all(isinstance(x, int) and not isinstance(x, bool) for x in ids):
             raise bad(f"parameter group {i} has no list of parameter ids")
         if len(ids) != len(current["params"]):
-            raise bad(f"parameter group {i} holds {len(ids)} parameters, the model being trained "
-                      f"{len(current['params'])} (a different config or --set?)")
+            raise bad(
+                f"parameter group {i} holds {len(ids)} parameters, the model being trained "
+                f"{len(current['params'])} (a different config or --set?)"
+            )
         for key, value in saved.items():
             if key != "params" and key in current and not _same_kind(value, current[key]):
                 raise bad(f"parameter group {i} has {key!r} = {short_repr(value)}")
@@ -146,13 +151,17 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, ck: Checkpoint) -> None:
             if tensor is None:
                 raise bad(f"tensor {TRAIN_PREFIX}optim.{idx}.{key} is missing")
             if key != "step" and tuple(tensor.shape) != tuple(params[pid].shape):
-                raise bad(f"tensor {TRAIN_PREFIX}optim.{idx}.{key} has shape {list(tensor.shape)}, "
-                          f"its parameter {list(params[pid].shape)}")
+                raise bad(
+                    f"tensor {TRAIN_PREFIX}optim.{idx}.{key} has shape {list(tensor.shape)}, "
+                    f"its parameter {list(params[pid].shape)}"
+                )
             if not tensor.is_floating_point():
                 raise bad(f"tensor {TRAIN_PREFIX}optim.{idx}.{key} is {tensor.dtype}, not floating point")
             if not bool(torch.isfinite(tensor).all()) or (key == "exp_avg_sq" and bool((tensor < 0).any())):
-                raise bad(f"tensor {TRAIN_PREFIX}optim.{idx}.{key} holds "
-                          f"{'NaN or Inf' if not bool(torch.isfinite(tensor).all()) else 'negative second moments'}")
+                raise bad(
+                    f"tensor {TRAIN_PREFIX}optim.{idx}.{key} holds "
+                    f"{'NaN or Inf' if not bool(torch.isfinite(tensor).all()) else 'negative second moments'}"
+                )
             restored[key] = tensor
         state[pid] = restored
     try:
@@ -166,11 +175,15 @@ def _same_kind(saved, current) -> bool:
     if current is None or isinstance(current, bool):
         return saved is None or isinstance(saved, bool)
     if isinstance(current, (int, float)):
-        return isinstance(saved, int) and not isinstance(saved, bool) or isinstance(saved, float) \
-            and math.isfinite(saved)
+        return (
+            isinstance(saved, int) and not isinstance(saved, bool) or isinstance(saved, float) and math.isfinite(saved)
+        )
     if isinstance(current, (list, tuple)):
-        return isinstance(saved, (list, tuple)) and len(saved) == len(current) and all(
-            _same_kind(a, b) for a, b in zip(saved, current, strict=True))
+        return (
+            isinstance(saved, (list, tuple))
+            and len(saved) == len(current)
+            and all(_same_kind(a, b) for a, b in zip(saved, current, strict=True))
+        )
     return type(saved) is type(current)
 
 
@@ -184,12 +197,18 @@ def restore_rng(ck: Checkpoint) -> None:
             raise ValueError(f"a {rng.dtype} tensor of shape {list(rng.shape)}, not a 1-D uint8 one")
         torch.set_rng_state(rng)
     except (RuntimeError, ValueError, TypeError) as exc:
-        raise CheckpointError(f"{ck.path}: the random state {TRAIN_PREFIX}rng.torch to resume from is "
-                              f"malformed ({first_line(exc, 160)})") from None
+        raise CheckpointError(
+            f"{ck.path}: the random state {TRAIN_PREFIX}rng.torch to resume from is malformed ({first_line(exc, 160)})"
+        ) from None
 
 
-def save_spklip(path: str | os.PathLike, model: SPKLIP, tokenizer: SpikeTextTokenizer, card_extra: dict,
-                optimizer: torch.optim.Optimizer | None = None) -> Path:
+def save_spklip(
+    path: str | os.PathLike,
+    model: SPKLIP,
+    tokenizer: SpikeTextTokenizer,
+    card_extra: dict,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> Path:
     """Write a SPKLIP checkpoint atomically (with optimizer and RNG state when given)."""
     card = {
         "kind": CONVERTED_KIND if "conversion" in card_extra else model.cfg.model,
@@ -224,8 +243,7 @@ def card_config(ck: Checkpoint) -> SPKLIPConfig:
         raise ResourceError(f"{ck.path}: {exc}") from None
     expected = "spklip" if ck.kind == CONVERTED_KIND else ck.kind
     if cfg.model != expected:
-        raise CheckpointError(f"{ck.path}: its card says kind {ck.kind!r} but its config says model "
-                              f"{cfg.model!r}")
+        raise CheckpointError(f"{ck.path}: its card says kind {ck.kind!r} but its config says model {cfg.model!r}")
     if ck.kind == CONVERTED_KIND and not isinstance(ck.card.get("conversion"), dict):
         raise CheckpointError(f"{ck.path}: a {CONVERTED_KIND!r} card needs a 'conversion' object")
     return cfg
@@ -266,8 +284,7 @@ def load_spklip(path_or_ck: str | os.PathLike | Checkpoint) -> LoadedSPKLIP:
         raise CheckpointError(f"{ck.path}: {exc}") from None
     weights = model_state(ck)
     what = f"the {ck.kind!r} model its card describes"
-    meta = build_on_meta(lambda: build_spklip(cfg), f"building the model of checkpoint {ck.path}",
-                         size_cause(cfg))
+    meta = build_on_meta(lambda: build_spklip(cfg), f"building the model of checkpoint {ck.path}", size_cause(cfg))
     if ck.kind != CONVERTED_KIND:  # a converted structure is only known once built for real
         check_weights_fit(meta, weights, str(ck.path), what)
     del meta
@@ -282,8 +299,9 @@ def load_spklip(path_or_ck: str | os.PathLike | Checkpoint) -> LoadedSPKLIP:
         except ConfigError as exc:
             raise CheckpointError(f"{ck.path}: conversion record in the checkpoint is invalid ({exc})") from None
         except (KeyError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"{ck.path}: conversion record in the checkpoint is invalid "
-                                  f"({first_line(exc)})") from None
+            raise CheckpointError(
+                f"{ck.path}: conversion record in the checkpoint is invalid ({first_line(exc)})"
+            ) from None
         check_weights_fit(model, weights, str(ck.path), what)
     try:
         model.load_state_dict(weights, strict=True)

@@ -59,8 +59,9 @@ def _check_features(spike_features: torch.Tensor, text_features: torch.Tensor) -
         )
 
 
-def contrastive_logits(spike_features: torch.Tensor, text_features: torch.Tensor,
-                       scale: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
+def contrastive_logits(
+    spike_features: torch.Tensor, text_features: torch.Tensor, scale: torch.Tensor | float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(logits_per_spike [N, M], logits_per_text [M, N])`` = ``scale`` · cosine similarities.
 
     ``scale`` is the already exponentiated temperature (what :class:`LogitScale` returns).
@@ -78,8 +79,13 @@ def soft_targets(labels: torch.Tensor) -> torch.Tensor:
     return same / same.sum(dim=1, keepdim=True)
 
 
-def clip_loss(spike_features: torch.Tensor, text_features: torch.Tensor, scale: torch.Tensor | float,
-              labels: torch.Tensor | None = None, soft: bool = False) -> torch.Tensor:
+def clip_loss(
+    spike_features: torch.Tensor,
+    text_features: torch.Tensor,
+    scale: torch.Tensor | float,
+    labels: torch.Tensor | None = None,
+    soft: bool = False,
+) -> torch.Tensor:
     """Symmetric cross entropy over the batch; pair ``i`` is spike ``i`` with text ``i``.
 
     ``labels`` (``[B]`` class ids) are used only when ``soft`` is true: then
@@ -111,8 +117,13 @@ class ClipLoss(nn.Module):
         super().__init__()
         self.soft = soft
 
-    def forward(self, spike_features: torch.Tensor, text_features: torch.Tensor,
-                scale: torch.Tensor | float, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        spike_features: torch.Tensor,
+        text_features: torch.Tensor,
+        scale: torch.Tensor | float,
+        labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         return clip_loss(spike_features, text_features, scale, labels=labels, soft=self.soft)
 
     def extra_repr(self) -> str:
@@ -122,8 +133,9 @@ class ClipLoss(nn.Module):
 __all__ = ["ClipLoss", "LogitScale", "clip_loss", "contrastive_logits", "soft_targets"]
 
 
-def class_prompt_loss(spike_features: torch.Tensor, prompt_features: torch.Tensor, logit_scale: torch.Tensor,
-                      labels: torch.Tensor) -> torch.Tensor:
+def class_prompt_loss(
+    spike_features: torch.Tensor, prompt_features: torch.Tensor, logit_scale: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
     """Cross-entropy of each clip against the text embeddings of all class prompts.
 
     The zero-shot classifier that ``eval`` uses, trained directly (as action-CLIP

@@ -26,7 +26,7 @@ def topk_hits(similarity: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> dict
     c = similarity.shape[1]
     order = similarity.argsort(dim=1, descending=True)
     truth = labels.to(order.device)[:, None]
-    return {f"top{k}": (order[:, :min(k, c)] == truth).any(dim=1).cpu().numpy() for k in ks}
+    return {f"top{k}": (order[:, : min(k, c)] == truth).any(dim=1).cpu().numpy() for k in ks}
 
 
 def _rate(hits: np.ndarray) -> float:
@@ -59,8 +59,7 @@ def retrieval_hits(similarity: torch.Tensor, captions: list[str], ks=(1, 5, 10))
     _, group = np.unique(np.asarray(captions, dtype=object), return_inverse=True)
     group = np.asarray(group).reshape(-1)
     order = similarity.argsort(dim=1, descending=True).cpu().numpy()
-    return {f"R@{k}": (group[order[:, :k]] == group[:, None]).any(axis=1) if n else np.zeros(0, dtype=bool)
-            for k in ks}
+    return {f"R@{k}": (group[order[:, :k]] == group[:, None]).any(axis=1) if n else np.zeros(0, dtype=bool) for k in ks}
 
 
 def retrieval_recall(similarity: torch.Tensor, captions: list[str], ks=(1, 5, 10)) -> dict[str, float]:

@@ -64,7 +64,7 @@ _RUN = re.compile(r"hsfe\.snn(?:\.|$)")
 
 
 def _local(name: str) -> str:
-    return name[len("visual."):] if name.startswith("visual.") else name
+    return name[len("visual.") :] if name.startswith("visual.") else name
 
 
 def part_of(name: str) -> str:

@@ -15,8 +15,12 @@ def training_curves_png(history: list[dict]) -> bytes:
     a.plot(ep, [h["train_loss"] for h in history], marker="o")
     a.set_xlabel("epoch")
     a.set_ylabel("contrastive loss (train)")
-    for key, label in (("val_top1", "val top-1 (zero-shot class)"), ("val_top5", "val top-5"),
-                       ("val_R@1", "val text→video R@1"), ("val_R@5", "val text→video R@5")):
+    for key, label in (
+        ("val_top1", "val top-1 (zero-shot class)"),
+        ("val_top5", "val top-5"),
+        ("val_R@1", "val text→video R@1"),
+        ("val_R@5", "val text→video R@5"),
+    ):
         b.plot(ep, [100 * h[key] for h in history], marker="o", label=label)
     b.set_xlabel("epoch")
     b.set_ylabel("%")
@@ -39,8 +43,15 @@ def confusion_png(cm: np.ndarray, classes: list[str], title: str) -> bytes:
     for i in range(cm.shape[0]):
         for j in range(cm.shape[1]):
             if cm[i, j]:
-                ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7,
-                        color="white" if cm[i, j] > cm.max() / 2 else "black")
+                ax.text(
+                    j,
+                    i,
+                    int(cm[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if cm[i, j] > cm.max() / 2 else "black",
+                )
     fig.colorbar(im, ax=ax, fraction=0.046)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()

@@ -89,8 +89,10 @@ class MAPResNet(nn.Module):
         w = cfg.width
         s1, s2, s3 = cfg.stem_strides
         self.stem = nn.Sequential(
-            *_conv_bn_relu(in_channels, w // 2, s1), *_conv_bn_relu(w // 2, w // 2, s2),
-            *_conv_bn_relu(w // 2, w, s3), nn.AvgPool2d(2),
+            *_conv_bn_relu(in_channels, w // 2, s1),
+            *_conv_bn_relu(w // 2, w // 2, s2),
+            *_conv_bn_relu(w // 2, w, s3),
+            nn.AvgPool2d(2),
         )
         stages, inplanes = [], w
         for i, (blocks, stride) in enumerate(zip(cfg.layers, (1, 2, 2, 2), strict=True)):
@@ -114,8 +116,9 @@ class MAPResNet(nn.Module):
 class StarNet(nn.Module):
     """MAPResNet per block, Transformer over blocks, mean over blocks."""
 
-    def __init__(self, cfg: StarNetConfig, in_channels: int, height: int, width: int, embed_dim: int,
-                 n_blocks: int) -> None:
+    def __init__(
+        self, cfg: StarNetConfig, in_channels: int, height: int, width: int, embed_dim: int, n_blocks: int
+    ) -> None:
         super().__init__()
         self.n_blocks = n_blocks
         self.spatial = MAPResNet(cfg, in_channels, height, width, embed_dim)

@@ -89,11 +89,9 @@ class ResidualAttentionBlock(nn.Module):
         self.mlp.add_module("c_proj", nn.Linear(4 * width, width))
         self.adapter = TextAdapter(width, adapter_width) if adapter_width else None
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None,
-                key_padding_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None, key_padding_mask: torch.Tensor) -> torch.Tensor:
         h = self.ln_1(x)
-        x = x + self.attn(h, h, h, key_padding_mask=key_padding_mask, attn_mask=attn_mask,
-                          need_weights=False)[0]
+        x = x + self.attn(h, h, h, key_padding_mask=key_padding_mask, attn_mask=attn_mask, need_weights=False)[0]
         x = x + self.mlp(self.ln_2(x))
         if self.adapter is not None:
             x = self.adapter(x)
@@ -137,8 +135,8 @@ class TextEncoder(nn.Module):
     def _init_parameters(self, layers: int) -> None:
         """CLIP's initialisation (``clip/model.py`` ``initialize_parameters``)."""
         width = self.width
-        attn_std = width ** -0.5
-        proj_std = width ** -0.5 * (2 * layers) ** -0.5
+        attn_std = width**-0.5
+        proj_std = width**-0.5 * (2 * layers) ** -0.5
         fc_std = (2 * width) ** -0.5
         nn.init.normal_(self.token_embedding.weight, std=0.02)
         nn.init.normal_(self.positional_embedding.weight, std=0.01)
@@ -147,7 +145,7 @@ class TextEncoder(nn.Module):
             nn.init.normal_(block.attn.out_proj.weight, std=proj_std)
             nn.init.normal_(block.mlp.c_fc.weight, std=fc_std)
             nn.init.normal_(block.mlp.c_proj.weight, std=proj_std)
-        nn.init.normal_(self.text_projection.weight, std=width ** -0.5)
+        nn.init.normal_(self.text_projection.weight, std=width**-0.5)
 
     def _check(self, tokens: torch.Tensor) -> None:
         if not isinstance(tokens, torch.Tensor) or tokens.dim() != 2:
@@ -157,16 +155,13 @@ class TextEncoder(nn.Module):
             raise ConfigError(f"text tokens must be integer ids, found dtype {tokens.dtype}")
         if tokens.shape[1] > self.context_length:
             raise ConfigError(
-                f"text tokens have length {tokens.shape[1]}, expected at most "
-                f"context_length={self.context_length}"
+                f"text tokens have length {tokens.shape[1]}, expected at most context_length={self.context_length}"
             )
         if torch.jit.is_tracing() or torch.compiler.is_compiling() or tokens.numel() == 0:
             return
         lo, hi = int(tokens.min()), int(tokens.max())
         if lo < 0 or hi >= self.vocab_size:
-            raise ConfigError(
-                f"text token ids must lie in [0, {self.vocab_size}), found range [{lo}, {hi}]"
-            )
+            raise ConfigError(f"text token ids must lie in [0, {self.vocab_size}), found range [{lo}, {hi}]")
 
     def hidden_states(self, tokens: torch.Tensor) -> torch.Tensor:
         """Per-token features after ``ln_final``: ``[B, L]`` → ``[B, L, width]``."""
@@ -203,6 +198,10 @@ class TextEncoder(nn.Module):
 
 
 __all__ = [
-    "PositionalEmbedding", "QuickGELU", "ResidualAttentionBlock", "TextAdapter", "TextEncoder",
+    "PositionalEmbedding",
+    "QuickGELU",
+    "ResidualAttentionBlock",
+    "TextAdapter",
+    "TextEncoder",
     "TextProjection",
 ]

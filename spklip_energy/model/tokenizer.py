@@ -60,9 +60,7 @@ class SpikeTextTokenizer:
         for expected_id, token in enumerate(SPECIAL_TOKENS):
             found = tokenizer.token_to_id(token)
             if found != expected_id:
-                raise ConfigError(
-                    f"tokenizer special token {token} must have id {expected_id}, found {found}"
-                )
+                raise ConfigError(f"tokenizer special token {token} must have id {expected_id}, found {found}")
         self._tok = tokenizer
 
     # ------------------------------------------------------------------ building

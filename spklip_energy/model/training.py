@@ -59,15 +59,15 @@ class DivergedError(ConfigError):
     """Training reached a NaN or infinite loss (or weights); the learning rate is usually too high."""
 
 
-def _check_finite_loss(loss: torch.Tensor, stage: str, epoch: int, step: int, steps: int, lr: float,
-                       kept: str) -> None:
+def _check_finite_loss(loss: torch.Tensor, stage: str, epoch: int, step: int, steps: int, lr: float, kept: str) -> None:
     """Stop with a :class:`DivergedError` before a NaN/Inf loss reaches the weights."""
     value = float(loss.detach())
     if math.isfinite(value):
         return
     raise DivergedError(
         f"{stage} diverged: the loss became {value} at epoch {epoch}, step {step} of {steps} "
-        f"(learning rate {lr:.3g}); lower the learning rate (e.g. --set train.lr={lr / 10:.3g}); {kept}")
+        f"(learning rate {lr:.3g}); lower the learning rate (e.g. --set train.lr={lr / 10:.3g}); {kept}"
+    )
 
 
 def _check_finite_weights(model: torch.nn.Module, stage: str, epoch: int, lr: float, kept: str) -> None:
@@ -75,7 +75,8 @@ def _check_finite_weights(model: torch.nn.Module, stage: str, epoch: int, lr: fl
     if bad:
         raise DivergedError(
             f"{stage} diverged: weights such as {bad[0]!r} became NaN or infinite in epoch {epoch} "
-            f"(learning rate {lr:.3g}); lower the learning rate (e.g. --set train.lr={lr / 10:.3g}); {kept}")
+            f"(learning rate {lr:.3g}); lower the learning rate (e.g. --set train.lr={lr / 10:.3g}); {kept}"
+        )
 
 
 def _loader(ds, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
@@ -111,8 +112,9 @@ def _global_view(batch: dict, global_size: int, flips: list, flip_rng: torch.Gen
 
 
 @torch.no_grad()
-def embed_clips(model: SPKLIP, ds, device: torch.device, batch_size: int = 16,
-                world: World | None = None) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def embed_clips(
+    model: SPKLIP, ds, device: torch.device, batch_size: int = 16, world: World | None = None
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Normalised clip embeddings ``[N, D]``, labels ``[N]`` and captions of a dataset.
 
     In a distributed run (``world``) each rank embeds one contiguous part of the clips and every rank
@@ -132,11 +134,12 @@ def embed_clips(model: SPKLIP, ds, device: torch.device, batch_size: int = 16,
         captions += list(batch["caption"])
     if not world.distributed:
         return torch.cat(feats), torch.cat(labels), captions
-    mine = (torch.cat(feats) if feats else torch.zeros(0, model.cfg.embed_dim),
-            torch.cat(labels) if labels else torch.zeros(0, dtype=torch.long))
+    mine = (
+        torch.cat(feats) if feats else torch.zeros(0, model.cfg.embed_dim),
+        torch.cat(labels) if labels else torch.zeros(0, dtype=torch.long),
+    )
     parts = gather_objects((mine, captions), world)
-    return (torch.cat([p[0][0] for p in parts]), torch.cat([p[0][1] for p in parts]),
-            [c for p in parts for c in p[1]])
+    return (torch.cat([p[0][0] for p in parts]), torch.cat([p[0][1] for p in parts]), [c for p in parts for c in p[1]])
 
 
 @torch.no_grad()
@@ -149,8 +152,14 @@ def embed_texts(model: SPKLIP, tokenizer: SpikeTextTokenizer, texts: list[str], 
     return torch.cat(out)
 
 
-def evaluate_model(model: SPKLIP, tokenizer: SpikeTextTokenizer, ds, device: torch.device,
-                   batch_size: int = 16, embedded: tuple | None = None) -> dict:
+def evaluate_model(
+    model: SPKLIP,
+    tokenizer: SpikeTextTokenizer,
+    ds,
+    device: torch.device,
+    batch_size: int = 16,
+    embedded: tuple | None = None,
+) -> dict:
     """Zero-shot class accuracy against class prompts, and text-to-video retrieval.
 
     Besides the figures (``top1``, ``top5``, ``R@1``, ``R@5``, ``R@10``), ``intervals``
@@ -215,8 +224,13 @@ def _clip_keys(batch: dict, states: list, n: int) -> list[tuple]:
     return [(int(i), st) for i, st in zip(batch["index"], states or [()] * n, strict=True)]
 
 
-def _optimizer_step(loss: torch.Tensor, opt: torch.optim.Optimizer, params: list, grad_clip: float,
-                    scaler: torch.amp.GradScaler | None = None) -> None:
+def _optimizer_step(
+    loss: torch.Tensor,
+    opt: torch.optim.Optimizer,
+    params: list,
+    grad_clip: float,
+    scaler: torch.amp.GradScaler | None = None,
+) -> None:
     """Backward, clip the gradient norm of ``params``, step (through the AMP scaler when given)."""
     opt.zero_grad(set_to_none=True)
     if scaler is not None:
@@ -254,16 +268,21 @@ class _Towers(torch.nn.Module):
         super().__init__()
         self.model, self.locked, self.world = model, locked, world
 
-    def forward(self, spikes: torch.Tensor, keys: list[tuple], tokens: torch.Tensor,
-                prompt_tokens: torch.Tensor | None):
+    def forward(
+        self, spikes: torch.Tensor, keys: list[tuple], tokens: torch.Tensor, prompt_tokens: torch.Tensor | None
+    ):
         m = self.model
         if self.locked is not None:
             out = SPKLIPOutput(self.locked(spikes, keys), m.encode_text(tokens), m.logit_scale())
         else:
             out = m(spikes.to(tokens.device), tokens)
         prompts = m.encode_text(prompt_tokens) if prompt_tokens is not None else None
-        return (gather_rows(out.spike_features, self.world), gather_rows(out.text_features, self.world),
-                out.logit_scale, prompts)
+        return (
+            gather_rows(out.spike_features, self.world),
+            gather_rows(out.text_features, self.world),
+            out.logit_scale,
+            prompts,
+        )
 
 
 def _parallel(module: torch.nn.Module, world: World, dev: torch.device) -> torch.nn.Module:
@@ -279,15 +298,29 @@ def _parallel(module: torch.nn.Module, world: World, dev: torch.device) -> torch
     # statistics, and are synchronised once when DDP starts
     import inspect
 
-    sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(
-        DistributedDataParallel.__init__).parameters else {"broadcast_buffers": False})
-    return DistributedDataParallel(module, device_ids=[dev.index] if dev.type == "cuda" else None,
-                                   static_graph=True, **sync)
+    sync = (
+        {"forward_sync_buffers": False}
+        if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters
+        else {"broadcast_buffers": False}
+    )
+    return DistributedDataParallel(
+        module, device_ids=[dev.index] if dev.type == "cuda" else None, static_graph=True, **sync
+    )
 
 
-def pretrain_visual(model: SPKLIP, train_ds, val_ds, tokenizer: SpikeTextTokenizer, cfg: SPKLIPConfig,
-                    dev: torch.device, flips: list, progress: Progress | None = None, teacher=None,
-                    world: World | None = None, precision: str = "fp32") -> dict:
+def pretrain_visual(
+    model: SPKLIP,
+    train_ds,
+    val_ds,
+    tokenizer: SpikeTextTokenizer,
+    cfg: SPKLIPConfig,
+    dev: torch.device,
+    flips: list,
+    progress: Progress | None = None,
+    teacher=None,
+    world: World | None = None,
+    precision: str = "fp32",
+) -> dict:
     """Supervised pre-training of the visual encoder on the training labels.
 
     A cosine classifier with free class vectors (scale 1/0.07, as CLIP's initial
@@ -305,8 +338,7 @@ def pretrain_visual(model: SPKLIP, train_ds, val_ds, tokenizer: SpikeTextTokeniz
     g = torch.Generator().manual_seed(seed + 17)
     head = torch.nn.Parameter((torch.randn(len(train_ds.classes), cfg.embed_dim, generator=g) * 0.1).to(dev))
     params = list(model.visual.parameters()) + [head]
-    opt = torch.optim.AdamW(params, lr=cfg.train.lr, betas=tuple(cfg.train.betas),
-                            weight_decay=cfg.train.weight_decay)
+    opt = torch.optim.AdamW(params, lr=cfg.train.lr, betas=tuple(cfg.train.betas), weight_decay=cfg.train.weight_decay)
     classifier = _parallel(_Classifier(model.visual, head, world), world, dev)
     scaler = grad_scaler(precision, dev)
     epochs = cfg.train.pretrain_epochs
@@ -325,23 +357,45 @@ def pretrain_visual(model: SPKLIP, train_ds, val_ds, tokenizer: SpikeTextTokeniz
                 emb, logits = classifier(spikes.to(dev), scale)
                 loss = torch.nn.functional.cross_entropy(logits.float(), labels.to(dev))
                 if teacher is not None:
-                    targets = gather_rows(teacher.targets(spikes, _clip_keys(batch, states, len(spikes))), world,
-                                          differentiable=False)
+                    targets = gather_rows(
+                        teacher.targets(spikes, _clip_keys(batch, states, len(spikes))), world, differentiable=False
+                    )
                     loss = loss + teacher.loss_from(gather_rows(emb, world), targets)
-            _check_finite_loss(loss, "pre-training of the visual encoder", epoch + 1, step + 1, steps,
-                               opt.param_groups[0]["lr"], "nothing was written")
+            _check_finite_loss(
+                loss,
+                "pre-training of the visual encoder",
+                epoch + 1,
+                step + 1,
+                steps,
+                opt.param_groups[0]["lr"],
+                "nothing was written",
+            )
             _optimizer_step(loss, opt, params, cfg.train.grad_clip, scaler)
             seen += len(labels)
             loss_sum += float(loss.detach()) * len(labels)
             if progress:
-                progress({"epoch": epoch + 1, "epochs": epochs, "step": step + 1, "steps": steps,
-                          "loss": float(loss.detach()), "clips_per_s": seen / max(time.perf_counter() - t0, 1e-9),
-                          "stage": "pretrain"})
-        _check_finite_weights(model.visual, "pre-training of the visual encoder", epoch + 1,
-                              opt.param_groups[0]["lr"], "nothing was written")
+                progress(
+                    {
+                        "epoch": epoch + 1,
+                        "epochs": epochs,
+                        "step": step + 1,
+                        "steps": steps,
+                        "loss": float(loss.detach()),
+                        "clips_per_s": seen / max(time.perf_counter() - t0, 1e-9),
+                        "stage": "pretrain",
+                    }
+                )
+        _check_finite_weights(
+            model.visual,
+            "pre-training of the visual encoder",
+            epoch + 1,
+            opt.param_groups[0]["lr"],
+            "nothing was written",
+        )
         clips, labels, _ = embed_clips(model, val_ds, dev, world=world)
-        acc = float((clips @ torch.nn.functional.normalize(head.detach().cpu(), dim=-1).T).argmax(1)
-                    .eq(labels).float().mean())
+        acc = float(
+            (clips @ torch.nn.functional.normalize(head.detach().cpu(), dim=-1).T).argmax(1).eq(labels).float().mean()
+        )
         history.append({"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "val_top1": acc})
     opt.zero_grad(set_to_none=True)  # no stale gradients may reach the next stage's clipping
     return {"epochs": epochs, "method": "supervised cosine classifier on the training labels", "history": history}
@@ -361,23 +415,31 @@ def _init_from(model: SPKLIP, init: str | os.PathLike) -> tuple[SpikeTextTokeniz
         except AttributeError:
             return False
 
-    take = {k: v for k, v in src.model.state_dict().items()
-            if k in own and own[k].shape == v.shape and same_layer(k)}
+    take = {k: v for k, v in src.model.state_dict().items() if k in own and own[k].shape == v.shape and same_layer(k)}
     if model.cfg.front_end == "spiking" and src.model.cfg.front_end == "ann":
         # the ANN front end's convolutions into their spiking twins
         from ..fsve.hsfe import ann_twin
 
         prefix = "visual.hsfe."
         for k, v in src.model.state_dict().items():
-            twin = ann_twin(k[len(prefix):]) if k.startswith(prefix) else None
+            twin = ann_twin(k[len(prefix) :]) if k.startswith(prefix) else None
             if twin is not None and own.get(prefix + twin, v.new_empty(0)).shape == v.shape:
                 take[prefix + twin] = v
     if not take:
         raise ConfigError(f"{init}: no weight matches this model (different preset?)")
     model.load_state_dict(take, strict=False)
-    parts = sorted({".".join(k.split(".")[:3 if k.startswith("visual.starnet.") else 2 if k.startswith("visual.")
-                                else 1]) for k in take})
-    return src.tokenizer, {"from": str(Path(init).resolve()), "kind": src.checkpoint.kind, "tensors": len(take), "parts": parts}
+    parts = sorted(
+        {
+            ".".join(k.split(".")[: 3 if k.startswith("visual.starnet.") else 2 if k.startswith("visual.") else 1])
+            for k in take
+        }
+    )
+    return src.tokenizer, {
+        "from": str(Path(init).resolve()),
+        "kind": src.checkpoint.kind,
+        "tensors": len(take),
+        "parts": parts,
+    }
 
 
 @dataclass
@@ -400,8 +462,9 @@ def _lr_at(cfg: SPKLIPConfig, epoch: int, step: int, steps_per_epoch: int, epoch
     return cfg.train.lr
 
 
-def pair_texts(captions: list[str], labels: list[int], prompts: list[str], mix: float,
-               generator: torch.Generator) -> tuple[list[str], torch.Tensor]:
+def pair_texts(
+    captions: list[str], labels: list[int], prompts: list[str], mix: float, generator: torch.Generator
+) -> tuple[list[str], torch.Tensor]:
     """The text of each clip in a batch: its caption, or with probability ``mix`` its class
     prompt; plus ids that are equal exactly where texts are equal (soft contrastive targets)."""
     use_prompt = (torch.rand(len(captions), generator=generator) < mix).tolist() if mix > 0 else [False] * len(captions)
@@ -445,18 +508,23 @@ def _resume_conflicts(loaded, last: Path, cfg: SPKLIPConfig | None, data, init) 
             raise ConfigError(
                 f"{last}: --resume continues the run with the config it was started with, and the requested "
                 f"one differs ({option}: the run has {ran!r}, requested {asked!r}{more}); repeat the run's "
-                "options, or choose a new --out")
+                "options, or choose a new --out"
+            )
     stored = loaded.card.get("data", {})
     if data is not None and not _same_data(stored, data):
-        raise ConfigError(f"{last}: --resume continues the run on its own data {stored.get('path')!r}, "
-                          f"but --data {str(data)!r} was requested; drop --data or give the same one")
+        raise ConfigError(
+            f"{last}: --resume continues the run on its own data {stored.get('path')!r}, "
+            f"but --data {str(data)!r} was requested; drop --data or give the same one"
+        )
     if init is not None:
         began = loaded.card.get("init", {}).get("from")
         if not isinstance(began, str | None):
             raise CheckpointError(f"{last}: its card's init.from is {began!r}, not a checkpoint path")
         if began is None or Path(began).resolve() != Path(init).resolve():
-            raise ConfigError(f"{last}: --init {str(init)!r} cannot change a run being resumed "
-                              f"(it started from {began or 'fresh weights'!r})")
+            raise ConfigError(
+                f"{last}: --init {str(init)!r} cannot change a run being resumed "
+                f"(it started from {began or 'fresh weights'!r})"
+            )
 
 
 def _resume_state(loaded, last: Path) -> tuple[list[dict], int]:
@@ -547,12 +615,12 @@ def train(
         _resume_conflicts(loaded, last, cfg, data, init)
         began = loaded.card.get("teacher", {}).get("from") if isinstance(loaded.card.get("teacher"), dict) else None
         if teacher is not None and (began is None or Path(began).resolve() != Path(teacher).resolve()):
-            raise ConfigError(f"{last}: --teacher {str(teacher)!r} cannot change a run being resumed "
-                              f"(it was started with {began!r})")
+            raise ConfigError(
+                f"{last}: --teacher {str(teacher)!r} cannot change a run being resumed (it was started with {began!r})"
+            )
         teacher = began
         cfg, tokenizer, model = loaded.model.cfg, loaded.tokenizer, loaded.model
-        check_memory(TRAINING_MEMORY_FACTOR * module_nbytes(model), f"training the model of {last}",
-                     size_cause(cfg))
+        check_memory(TRAINING_MEMORY_FACTOR * module_nbytes(model), f"training the model of {last}", size_cause(cfg))
         history, start = _resume_state(loaded, last)
         data = loaded.card.get("data", {}).get("path", data if data is not None else "builtin")
     else:
@@ -563,8 +631,9 @@ def train(
         history, start, loaded = [], 0, None
         data = "builtin" if data is None else data
         # sized on the meta device before any data is read or memory taken
-        build_on_meta(lambda: build_spklip(cfg), f"training preset {cfg.preset!r}", size_cause(cfg),
-                      TRAINING_MEMORY_FACTOR)
+        build_on_meta(
+            lambda: build_spklip(cfg), f"training preset {cfg.preset!r}", size_cause(cfg), TRAINING_MEMORY_FACTOR
+        )
     if epochs is None and resume:  # finish the run as planned: its own total, else the config's
         planned = loaded.card.get("train", {}).get("epochs")
         epochs = planned if isinstance(planned, int) and not isinstance(planned, bool) and planned >= 1 else None
@@ -592,14 +661,26 @@ def train(
     flips = dataset_flips(train_ds.manifest) if cfg.train.augment == "flip" else []
     pretrain_record = loaded.card.get("pretrain") if resume else None
     if not resume and cfg.train.pretrain_epochs > 0:
-        pretrain_record = pretrain_visual(model, train_ds, val_ds, tokenizer, cfg, dev, flips, progress,
-                                          teacher=teacher_obj, world=world, precision=precision)
+        pretrain_record = pretrain_visual(
+            model,
+            train_ds,
+            val_ds,
+            tokenizer,
+            cfg,
+            dev,
+            flips,
+            progress,
+            teacher=teacher_obj,
+            world=world,
+            precision=precision,
+        )
     if cfg.train.lock_visual:
         for p in model.visual.parameters():
             p.requires_grad_(False)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(trainable, lr=cfg.train.lr, betas=tuple(cfg.train.betas),
-                            weight_decay=cfg.train.weight_decay)
+    opt = torch.optim.AdamW(
+        trainable, lr=cfg.train.lr, betas=tuple(cfg.train.betas), weight_decay=cfg.train.weight_decay
+    )
     if resume:
         restore_optimizer(opt, loaded.checkpoint)
         restore_rng(loaded.checkpoint)
@@ -620,8 +701,11 @@ def train(
         "classes": list(train_ds.classes),
         "class_prompts": train_ds.class_prompts,
     }
-    kept = f"the checkpoint of the last finished epoch ({last}) is kept" if start or resume else \
-        "no epoch finished, so no checkpoint was written"
+    kept = (
+        f"the checkpoint of the last finished epoch ({last}) is kept"
+        if start or resume
+        else "no epoch finished, so no checkpoint was written"
+    )
     prompt_tokens = tokenizer.encode(list(train_ds.class_prompts), cfg.text.context_length).to(dev)
     spiking = cfg.model != "spklip"
     kernel = ""
@@ -646,18 +730,21 @@ def train(
                 group["lr"] = _lr_at(cfg, epoch, step, steps, total_epochs)
             # flips and text pairing drawn for the whole global batch (the same on every rank)
             spikes, states, labels, captions, (lo, hi) = _global_view(batch, size, flips, flip_rng, world)
-            texts, text_ids = pair_texts(captions, labels.tolist(), train_ds.class_prompts,
-                                         cfg.train.prompt_mix, text_rng)
+            texts, text_ids = pair_texts(
+                captions, labels.tolist(), train_ds.class_prompts, cfg.train.prompt_mix, text_rng
+            )
             tokens = tokenizer.encode(texts[lo:hi], cfg.text.context_length).to(dev)
             keys = _clip_keys(batch, states, len(spikes))
             with autocast(precision, dev):
                 # features of the global batch: every term below is the global batch's loss
                 clip_f, text_f, scale, prompt_f = towers(spikes, keys, tokens, class_prompts)
                 loss = cfg.train.contrastive_weight * clip_loss(
-                    clip_f.float(), text_f.float(), scale, labels=text_ids.to(dev), soft=True)
+                    clip_f.float(), text_f.float(), scale, labels=text_ids.to(dev), soft=True
+                )
                 if cfg.train.class_loss > 0:
                     loss = loss + cfg.train.class_loss * class_prompt_loss(
-                        clip_f.float(), prompt_f.float(), scale, labels.to(dev))
+                        clip_f.float(), prompt_f.float(), scale, labels.to(dev)
+                    )
                 if teacher_obj is not None and locked is None:  # a locked tower has nothing left to learn
                     targets = gather_rows(teacher_obj.targets(spikes, keys), world, differentiable=False)
                     loss = loss + teacher_obj.loss_from(clip_f, targets)
@@ -666,8 +753,16 @@ def train(
             seen += size
             loss_sum += float(loss.detach()) * size
             if progress:
-                progress({"epoch": epoch + 1, "epochs": total_epochs, "step": step + 1, "steps": steps,
-                          "loss": float(loss.detach()), "clips_per_s": seen / max(time.perf_counter() - t0, 1e-9)})
+                progress(
+                    {
+                        "epoch": epoch + 1,
+                        "epochs": total_epochs,
+                        "step": step + 1,
+                        "steps": steps,
+                        "loss": float(loss.detach()),
+                        "clips_per_s": seen / max(time.perf_counter() - t0, 1e-9),
+                    }
+                )
         _check_finite_weights(model, "training", epoch + 1, opt.param_groups[0]["lr"], kept)
         train_s = time.perf_counter() - t0
         rates_summary = None
@@ -706,10 +801,18 @@ def train(
             record["firing_rates"] = rates_summary
             record["lif_kernel"] = kernel
         history.append(record)
-        card = {**card_base, "train": {"epoch": epoch + 1, "epochs": total_epochs, "history": history,
-                                       "seed": cfg.train.seed, "device": dev.type, "precision": precision,
-                                       **({"processes": world.size, "backend": world.backend}
-                                          if world.distributed else {})}}
+        card = {
+            **card_base,
+            "train": {
+                "epoch": epoch + 1,
+                "epochs": total_epochs,
+                "history": history,
+                "seed": cfg.train.seed,
+                "device": dev.type,
+                "precision": precision,
+                **({"processes": world.size, "backend": world.backend} if world.distributed else {}),
+            },
+        }
         if world.main:  # one writer; the others wait so that no rank runs ahead of the checkpoint
             save_spklip(last, model, tokenizer, card, optimizer=opt)
             _write_metrics(run, history)
@@ -718,9 +821,15 @@ def train(
     return TrainResult(run, last, history, start)
 
 
-def write_eval(ckpt_path: str | os.PathLike, data: str | os.PathLike | None, split: str = "test",
-               device: str = "cpu", out_png: str | os.PathLike | None = None, world: World | None = None,
-               precision: str = "fp32") -> dict:
+def write_eval(
+    ckpt_path: str | os.PathLike,
+    data: str | os.PathLike | None,
+    split: str = "test",
+    device: str = "cpu",
+    out_png: str | os.PathLike | None = None,
+    world: World | None = None,
+    precision: str = "fp32",
+) -> dict:
     """Evaluate a checkpoint and record the results in its card (atomic rewrite).
 
     In a distributed run (``world``) the ranks embed one part of the clips each and every rank gets the
@@ -761,8 +870,11 @@ def write_eval(ckpt_path: str | os.PathLike, data: str | os.PathLike | None, spl
     if out_png is not None:
         from .plots import confusion_png
 
-        png = confusion_png(np.array(res["confusion"]), res["classes"],
-                            f"zero-shot confusion ({split}, top-1 {100 * res['top1']:.1f} %)")
+        png = confusion_png(
+            np.array(res["confusion"]),
+            res["classes"],
+            f"zero-shot confusion ({split}, top-1 {100 * res['top1']:.1f} %)",
+        )
         with atomic_path(out_png) as tmp:
             tmp.write_bytes(png)
     ck = loaded.checkpoint
@@ -784,8 +896,17 @@ def few_shot_modules(model: SPKLIP) -> list[str]:
     return ["visual.starnet.proj"]
 
 
-def adapt(ckpt_path: str | os.PathLike, data: str | os.PathLike, shots: list[int], *, epochs: int = 30,
-          lr: float = 1e-3, seed: int = 0, device: str = "cpu", progress: Progress | None = None) -> dict:
+def adapt(
+    ckpt_path: str | os.PathLike,
+    data: str | os.PathLike,
+    shots: list[int],
+    *,
+    epochs: int = 30,
+    lr: float = 1e-3,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: Progress | None = None,
+) -> dict:
     """Few-shot adaptation (paper section 4.3): train only the final two layers of STAR-Net on
     ``k`` clips per class (class prompts as texts, text tower and temperature frozen), test on
     the remaining clips, for each ``k`` in ``shots``."""
@@ -838,15 +959,23 @@ def adapt(ckpt_path: str | os.PathLike, data: str | os.PathLike, shots: list[int
                     raise DivergedError(
                         f"few-shot adaptation with {k} shots diverged: the loss became {float(loss.detach())} in "
                         f"epoch {ep + 1} (learning rate {lr:.3g}); lower --lr (e.g. --lr {lr / 10:.3g}); nothing "
-                        "was written")
+                        "was written"
+                    )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
             if progress:
                 progress({"shots": k, "epoch": ep + 1, "epochs": epochs, "loss": float(loss)})
         after = _subset_accuracy(model, tok, sub_test, ds_all, dev)
-        results.append({"shots": k, "top1_before": before, "top1_after": after, "train_clips": len(train_idx),
-                        "test_clips": len(test_idx)})
+        results.append(
+            {
+                "shots": k,
+                "top1_before": before,
+                "top1_after": after,
+                "train_clips": len(train_idx),
+                "test_clips": len(test_idx),
+            }
+        )
     return {"results": results, "trainable_modules": trainable, "data": str(data), "seed": seed, "epochs": epochs}
 
 
