@@ -22,26 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from spklip_energy.data.dat import read_dat, write_dat
+from spklip_energy.data.dat import read_dat_loop as spikecv_read
 
 TARGET_MS = 10.0
 TARGET_RATIO = 50.0
-
-
-def spikecv_read(path: Path, height: int, width: int, flipud: bool = False) -> np.ndarray:
-    """SpikeCV ``load_dat.py`` decoding: int8 bytes, one comparator test per frame."""
-    raw = np.fromfile(path, dtype=np.int8)
-    img_size = height * width
-    frame_bytes = img_size // 8
-    n_frames = len(raw) // frame_bytes
-    pix_id = np.arange(img_size).reshape(height, width)
-    comparator = np.left_shift(1, np.mod(pix_id, 8))
-    byte_id = pix_id // 8
-    out = np.zeros((n_frames, height, width), dtype=np.uint8)
-    for t in range(n_frames):
-        cur = raw[t * frame_bytes : (t + 1) * frame_bytes]
-        frame = np.bitwise_and(cur[byte_id], comparator) == comparator
-        out[t] = np.flipud(frame) if flipud else frame
-    return out
 
 
 def median_ms(fn, repeat: int) -> float:

@@ -20,30 +20,10 @@ from spklip_energy.data.dat import (
     read_dat_folder,
     write_dat,
 )
+from spklip_energy.data.dat import read_dat_loop as spikecv_read
 from spklip_energy.errors import ConfigError, DatError, ManifestError
 
 # --------------------------------------------------------------------------- references
-
-
-def spikecv_read(path: Path, height: int, width: int, flipud: bool = True) -> np.ndarray:
-    """Decode a ``.dat`` file the way SpikeCV's ``load_dat.py`` does (per-frame comparator loop).
-
-    Bytes are read as int8, as in SpikeCV; the bit test still holds through sign
-    extension. Only valid when ``height * width`` is a multiple of 8.
-    """
-    raw = np.fromfile(path, dtype=np.int8)
-    img_size = height * width
-    frame_bytes = img_size // 8
-    n_frames = len(raw) // frame_bytes
-    pix_id = np.arange(img_size).reshape(height, width)
-    comparator = np.left_shift(1, np.mod(pix_id, 8))
-    byte_id = pix_id // 8
-    out = np.zeros((n_frames, height, width), dtype=np.uint8)
-    for t in range(n_frames):
-        cur = raw[t * frame_bytes : (t + 1) * frame_bytes]
-        frame = np.bitwise_and(cur[byte_id], comparator) == comparator
-        out[t] = np.flipud(frame) if flipud else frame
-    return out
 
 
 def loop_write_bytes(spikes: np.ndarray, flipud: bool = False) -> bytes:

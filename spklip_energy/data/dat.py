@@ -195,6 +195,24 @@ def _read_aligned(raw: np.ndarray, count: int, height: int, width: int, flipud: 
     return flat.reshape(count, height, out_width)
 
 
+def read_dat_loop(path: str | os.PathLike, height: int, width: int, *, flipud: bool) -> np.ndarray:
+    """SpikeCV's ``load_dat.py`` decoding written out as its per-frame loop (int8 bytes, one comparator
+    test per pixel and frame): the reference :func:`read_dat` is checked against (tests/test_dat.py) and
+    timed against (benchmarks/bench_read_dat.py). Byte-aligned frames only (``height * width`` a
+    multiple of 8), no size checks: for files this project wrote or tests made."""
+    raw = np.fromfile(path, dtype=np.int8)
+    pixels = height * width
+    frame_bytes = pixels // 8
+    pix = np.arange(pixels).reshape(height, width)
+    comparator, byte_of = np.left_shift(1, np.mod(pix, 8)), pix // 8
+    frames = len(raw) // frame_bytes
+    out = np.zeros((frames, height, width), dtype=np.uint8)
+    for t in range(frames):
+        frame = np.bitwise_and(raw[t * frame_bytes : (t + 1) * frame_bytes][byte_of], comparator) == comparator
+        out[t] = np.flipud(frame) if flipud else frame
+    return out
+
+
 def encode_dat(spikes: np.ndarray, flipud: bool = False) -> bytes:
     """Pack a ``[T, H, W]`` array of 0/1 spikes into ``.dat`` bytes (see module doc)."""
     arr = np.asarray(spikes)
