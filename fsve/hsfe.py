@@ -38,7 +38,13 @@ import torch.nn.functional as F
 from spikingjelly.activation_based import functional, layer
 
 from ..model.config import SPKLIPConfig
-from ..model.hsfe import MaskedConv2d, fused_branch_weights, runs_as_written
+from ..model.hsfe import (
+    MaskedConv2d,
+    fused_branch_weights,
+    integer_pooling_applies,
+    pool_integer_windows,
+    runs_as_written,
+)
 from .neurons import make_lif
 
 
@@ -107,27 +113,19 @@ def encode_steps(blocks: torch.Tensor, steps: int, encoding: str) -> torch.Tenso
 
 class SpikeMaxPool2d(nn.MaxPool2d):
     """``MaxPool2d(p)`` (kernel = stride = p, no padding) that pools integer spike frames as integers, the
-    maximum of each p x p window (elementwise maxima over a reshaped view), before converting them to float: about 10x faster
-    than :class:`torch.nn.MaxPool2d` on the float frames of a training batch, the same result. Float
-    input, ONNX export and tracing take the parent's path."""
+    maximum of each p x p window by elementwise maxima over a reshaped view
+    (:func:`~spklip_energy.model.hsfe.pool_integer_windows`; 20x faster than ``amax`` over the view), before
+    converting them to float: about 10x faster than :class:`torch.nn.MaxPool2d` on the float frames of a
+    training batch, the same result. Float input, ONNX export and tracing take the parent's path."""
 
     def __init__(self, p: int) -> None:
         super().__init__(p)
         self.p = p
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p = self.p
-        if x.is_floating_point() or x.dim() < 2 or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        if not integer_pooling_applies(x):
             return super().forward(x if x.is_floating_point() else x.float())
-        h, w = x.shape[-2] // p, x.shape[-1] // p
-        y = x[..., : h * p, : w * p].reshape(*x.shape[:-2], h, p, w, p)
-        rows = y.select(-3, 0)  # [..., h, w, p]; elementwise maxima are 20x faster than amax over the view
-        for i in range(1, p):
-            rows = torch.maximum(rows, y.select(-3, i))
-        out = rows.select(-1, 0)
-        for j in range(1, p):
-            out = torch.maximum(out, rows.select(-1, j))
-        return out.float()
+        return pool_integer_windows(x, self.p, torch.maximum).float()
 
 
 class _Units:

@@ -36,6 +36,7 @@ from .data.preview import save_image_grid
 from .data.reconstruct import tfp
 from .model.config import preset_config
 from .model.training import train, write_eval
+from .progress import UnitShares
 from .reports.writer import write_comparison, write_report
 from .zoo import build_model, default_card
 
@@ -321,12 +322,16 @@ def _unit(kind: str, model: str, common: dict, progress) -> dict:
     return res
 
 
+def _unit_label(kind: str, model: str) -> str:
+    return f"{kind} {model}" if kind == "train" else "QCFS conversion"
+
+
 def _unit_worker(kind: str, model: str, common: dict, queue) -> dict:
     """A unit in a worker process: one torch thread, progress sent to the parent through ``queue``."""
     import torch
 
     torch.set_num_threads(1)
-    label = f"{kind} {model}" if kind == "train" else "QCFS conversion"
+    label = _unit_label(kind, model)
 
     def progress(name: str, done: int, total: int) -> None:
         queue.put((label, name, done, total))
@@ -356,33 +361,18 @@ def _run_units(units: list[tuple[str, str]], common: dict, jobs: int, progress) 
     ctx = multiprocessing.get_context("spawn")
     manager = ctx.Manager()
     queue = manager.Queue()
-    labels = {(k, m): (f"{k} {m}" if k == "train" else "QCFS conversion") for k, m in units}
-    state = {label: 0.0 for label in labels.values()}
-    phases: dict[str, list[str]] = {label: [] for label in labels.values()}
-    title = f"{len(units)} units after the ANN, {jobs} at a time: " + ", ".join(labels.values())
-
-    def share(label: str, name: str | None, fraction: float) -> float:
-        """A unit's done share, never decreasing: its first phase (training, fine-tuning) is 85 % of it,
-        each later one (evaluation, profiles, exports) half of what is left."""
-        if name is None:
-            return 1.0
-        seen = phases[label]
-        if not seen or seen[-1] != name:
-            seen.append(name)
-        if len(seen) == 1:
-            return 0.85 * fraction
-        left = 0.15 * 0.5 ** (len(seen) - 2)
-        return max(state[label], 1.0 - left + 0.5 * left * fraction)
+    labels = [_unit_label(k, m) for k, m in units]
+    shares = UnitShares(labels)
+    title = f"{len(units)} units after the ANN, {jobs} at a time: " + ", ".join(labels)
 
     def drain() -> None:
         while True:
             item = queue.get()
             if item is None:
                 return
-            label, name, done, total = item
-            state[label] = share(label, name, min(done / max(total, 1), 1.0))
+            shares.update(*item)
             if progress:
-                progress(title, round(100 * sum(state.values())), 100 * len(state))
+                progress(title, *shares.percent())
 
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()

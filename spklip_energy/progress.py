@@ -40,3 +40,33 @@ def phased_progress(enabled: bool = True) -> tuple[Callable[[str, int, int], Non
             state["close"]()
 
     return update, close
+
+
+class UnitShares:
+    """One bar's worth of progress for units of work that run side by side, each in named phases.
+
+    ``update(label, phase, done, total)`` as a unit reports (``phase`` None: the unit finished); a unit's
+    done share never decreases: its first phase (training, fine-tuning) counts for 85 % of it, each later
+    one (evaluation, profiles, exports) for half of what is left. ``percent()`` is ``(done, total)`` in
+    hundredths of a unit, for a ``progress(name, done, total)`` callback."""
+
+    def __init__(self, labels: list[str]) -> None:
+        self.state = {label: 0.0 for label in labels}
+        self.phases: dict[str, list[str]] = {label: [] for label in labels}
+
+    def update(self, label: str, phase: str | None, done: int, total: int) -> None:
+        self.state[label] = self._share(label, phase, min(done / max(total, 1), 1.0))
+
+    def _share(self, label: str, phase: str | None, fraction: float) -> float:
+        if phase is None:
+            return 1.0
+        seen = self.phases[label]
+        if not seen or seen[-1] != phase:
+            seen.append(phase)
+        if len(seen) == 1:
+            return 0.85 * fraction
+        left = 0.15 * 0.5 ** (len(seen) - 2)
+        return max(self.state[label], 1.0 - left + 0.5 * left * fraction)
+
+    def percent(self) -> tuple[int, int]:
+        return round(100 * sum(self.state.values())), 100 * len(self.state)

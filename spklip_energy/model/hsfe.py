@@ -47,13 +47,35 @@ def temporal_blocks(spikes: torch.Tensor, cfg: HSFEConfig, dtype: torch.dtype | 
     return blocks if dtype is None else blocks.to(dtype)
 
 
+def pool_integer_windows(x: torch.Tensor, p: int, combine, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Reduce each p x p window (kernel = stride = p, no padding) of integer frames ``[..., H, W]`` with the
+    elementwise ``combine`` (``torch.add``, ``torch.maximum``) over a reshaped view, in ``dtype`` (None:
+    the input's): elementwise calls over strided views are many times faster than converting to float
+    first or reducing the view with ``sum``/``amax``. Returns ``[..., H // p, W // p]``, still integer."""
+    h, w = x.shape[-2] // p, x.shape[-1] // p
+    y = x[..., : h * p, : w * p].reshape(*x.shape[:-2], h, p, w, p)
+    rows = y.select(-3, 0) if dtype is None else y.select(-3, 0).to(dtype)  # [..., h, w, p]
+    for i in range(1, p):
+        rows = combine(rows, y.select(-3, i))
+    out = rows.select(-1, 0)
+    for j in range(1, p):
+        out = combine(out, rows.select(-1, j))
+    return out
+
+
+def integer_pooling_applies(x: torch.Tensor) -> bool:
+    """Whether a spike pool may take its integer path: integer input, not traced or exported."""
+    return not (x.is_floating_point() or x.dim() < 2 or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export())
+
+
 class SpikeAvgPool2d(nn.AvgPool2d):
     """``AvgPool2d(p)`` (kernel = stride = p, no padding) that pools integer spike frames exactly with
-    integer additions over a reshaped view before converting them to float: 8x faster than converting
-    first and pooling in float on a training batch (one core), with the same result (the mean of p*p
-    integers is exact in float32). The sums stay in uint8 when they cannot overflow it (binary spikes;
-    checked with one maximum on the CPU, 3 ms against the 20 ms that int16 sums would add there), else
-    int16. Float input, ONNX export and tracing take :class:`torch.nn.AvgPool2d`'s own path."""
+    integer additions over a reshaped view (:func:`pool_integer_windows`) before converting them to float:
+    8x faster than converting first and pooling in float on a training batch (one core), with the same
+    result (the mean of p*p integers is exact in float32). The sums stay in uint8 when they cannot
+    overflow it (binary spikes; checked with one maximum on the CPU, 3 ms against the 20 ms that int16
+    sums would add there), else int16. Float input, ONNX export and tracing take
+    :class:`torch.nn.AvgPool2d`'s own path."""
 
     def __init__(self, p: int) -> None:
         super().__init__(p)
@@ -61,24 +83,11 @@ class SpikeAvgPool2d(nn.AvgPool2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p = self.p
-        if (
-            x.is_floating_point()
-            or p * p * 255 > 32767
-            or x.dim() < 2
-            or torch.jit.is_tracing()
-            or torch.onnx.is_in_onnx_export()
-        ):
+        if not integer_pooling_applies(x) or p * p * 255 > 32767:
             return super().forward(x if x.is_floating_point() else x.float())
-        h, w = x.shape[-2] // p, x.shape[-1] // p
-        y = x[..., : h * p, : w * p].reshape(*x.shape[:-2], h, p, w, p)
         narrow = x.dtype == torch.uint8 and x.device.type == "cpu" and x.numel() > 0 and int(x.max()) * p * p <= 255
-        rows = y.select(-3, 0).to(torch.uint8 if narrow else torch.int16)  # [..., h, w, p]
-        for i in range(1, p):
-            rows = rows + y.select(-3, i)
-        out = rows.select(-1, 0)
-        for j in range(1, p):
-            out = out + rows.select(-1, j)
-        return out.float().div_(p * p)
+        sums = pool_integer_windows(x, p, torch.add, torch.uint8 if narrow else torch.int16)
+        return sums.float().div_(p * p)
 
 
 class MaskedConv2d(nn.Conv2d):
