@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from energy import profile
+from spklip import build_spklip, preset_config
 from spklip_energy.benchmark import BenchmarkPlan, run_benchmarks, work_dir
-from spklip_energy.energy import profile
-from spklip_energy.model import build_spklip, preset_config
 from spklip_energy.stats import (
     decode_hits,
     fmt_difference,

@@ -31,8 +31,8 @@ import time
 
 import torch
 
+from spklip import build_spklip, preset_config
 from spklip_energy.demo import DEMO_MODELS
-from spklip_energy.model import build_spklip, preset_config
 
 
 def _front_end(visual: torch.nn.Module) -> torch.nn.Module:

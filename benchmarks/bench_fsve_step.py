@@ -18,8 +18,8 @@ import time
 
 import torch
 
-from spklip_energy.model import build_spklip, preset_config
-from spklip_energy.model.loss import clip_loss
+from spklip import build_spklip, preset_config
+from spklip.loss import clip_loss
 
 TARGET = 3.0
 #: name -> config overrides; the target applies to "fsve-full" (its defaults)

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from spklip_energy.data.digits import DigitsConfig, generate_digits
+from spikedata.digits import DigitsConfig, generate_digits
 
 
 def _time(batch: int, cfg: DigitsConfig) -> float:

@@ -1,7 +1,7 @@
 """onnxruntime vs torch eager: the ANN visual encoder of the tiny preset, batch 8, CPU.
 
 Builds ``build_spklip(preset_config("tiny"))`` fresh (untrained weights; speed does
-not depend on them), exports ``model.visual`` to ONNX with ``spklip_energy.export``'s
+not depend on them), exports ``model.visual`` to ONNX with ``export``'s
 exporter, then times torch eager (``no_grad``, eval) and onnxruntime
 (CPUExecutionProvider, graph optimisations on) interleaved, same threads for
 both, and prints the medians and their ratio (eager / ORT; > 1 means ORT is faster).
@@ -21,8 +21,8 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from spklip_energy.export.onnx_export import export_module
-from spklip_energy.model import build_spklip, preset_config
+from export.onnx_export import export_module
+from spklip import build_spklip, preset_config
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 Model: spikingjelly's MS-ResNet-18 at [T=4, B=2, 3, 64, 64] (the case of the
 peer figure in the issue), plus this project's zoo models. For each: the median
-time of a plain forward, of a forward under ``spklip_energy.energy.profile``
+time of a plain forward, of a forward under ``energy.profile``
 (all counts: MACs, SOPs, neuron updates, memory, rates), of ``profile`` plus
 every published energy model (``--models all``: the presets, Lemaire in both
 memory modes, SpikeSim, the data-movement bound, and the break-even rates of
@@ -23,8 +23,8 @@ import time
 
 import torch
 
-from spklip_energy.energy import Profiler, profile
-from spklip_energy.energy.models import PriceContext, estimate_models, resolve_models, summarise
+from energy import Profiler, profile
+from energy.models import PriceContext, estimate_models, resolve_models, summarise
 from spklip_energy.zoo import build_model, default_card, prepare_input, reset_states
 
 TARGET = 1.25

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from spklip_energy.data.dat import read_dat, write_dat
-from spklip_energy.data.dat import read_dat_loop as spikecv_read
+from spikedata.dat import read_dat, write_dat
+from spikedata.dat import read_dat_loop as spikecv_read
 
 TARGET_MS = 10.0
 TARGET_RATIO = 50.0

@@ -31,7 +31,7 @@ sys.exit(rc)
 
 
 def _dataset(root: Path, clips: int) -> Path:
-    from spklip_energy.data.digits import MOTIONS, DigitsConfig, generate_digits
+    from spikedata.digits import MOTIONS, DigitsConfig, generate_digits
 
     per_class = -(-clips // len(MOTIONS))
     return generate_digits(root, DigitsConfig(clips_per_class=per_class + 2, split_clips=(1, 1, per_class)))
@@ -40,11 +40,11 @@ def _dataset(root: Path, clips: int) -> Path:
 def _checkpoint(path: Path, preset: str, data: Path) -> Path:
     import torch
 
-    from spklip_energy.model.config import preset_config
-    from spklip_energy.model.data import load_splits
-    from spklip_energy.model.io import save_spklip
-    from spklip_energy.model.spklip import build_spklip
-    from spklip_energy.model.tokenizer import SpikeTextTokenizer
+    from spklip.config import preset_config
+    from spklip.data import load_splits
+    from spklip.io import save_spklip
+    from spklip.model import build_spklip
+    from spklip.tokenizer import SpikeTextTokenizer
 
     cfg = preset_config(preset, {"model": "spklip"})
     torch.manual_seed(0)

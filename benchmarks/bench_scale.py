@@ -31,11 +31,11 @@ import torch
 
 def _step_rate(preset: str, batch: int, steps: int, device: str) -> dict:
     """Run in one process of a (possibly one-process) world: clips/s of the contrastive step."""
+    from spklip.config import preset_config
+    from spklip.loss import clip_loss
+    from spklip.model import build_spklip
+    from spklip.training import _optimizer_step, _parallel, _Towers
     from spklip_energy.distributed import close_world, init_world, local_device, split_bounds
-    from spklip_energy.model.config import preset_config
-    from spklip_energy.model.loss import clip_loss
-    from spklip_energy.model.spklip import build_spklip
-    from spklip_energy.model.training import _optimizer_step, _parallel, _Towers
     from spklip_energy.precision import autocast, grad_scaler, resolve_precision
 
     world = init_world(torch.device(device))

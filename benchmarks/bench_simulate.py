@@ -18,14 +18,14 @@ from pathlib import Path
 
 import torch
 
-from spklip_energy.data import builtin_dataset
-from spklip_energy.data.manifest import load_manifest
-from spklip_energy.export import export_checkpoint
-from spklip_energy.export.simulate import run_simulation
-from spklip_energy.model import build_spklip, preset_config
-from spklip_energy.model.data import clips_for
-from spklip_energy.model.io import save_spklip
-from spklip_energy.model.tokenizer import SpikeTextTokenizer
+from export import export_checkpoint
+from export.simulate import run_simulation
+from spikedata import builtin_dataset
+from spikedata.manifest import load_manifest
+from spklip import build_spklip, preset_config
+from spklip.data import clips_for
+from spklip.io import save_spklip
+from spklip.tokenizer import SpikeTextTokenizer
 
 
 def untrained_checkpoint(root: Path, out: Path) -> Path:

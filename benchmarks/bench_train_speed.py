@@ -27,16 +27,16 @@ from pathlib import Path
 
 import torch
 
-from spklip_energy.data.clips import SpikeClips
-from spklip_energy.model import preset_config
-from spklip_energy.model import training as T
+from spikedata.clips import SpikeClips
+from spklip import preset_config
+from spklip import training as T
 
 
 def _subset(data: str, clips: int, out: Path) -> Path:
     """A copy of the first ``clips`` train clips and ``clips // 4`` val clips of a dataset."""
     import shutil
 
-    from spklip_energy.model.data import resolve_data
+    from spklip.data import resolve_data
 
     root = resolve_data(data)
     keep = {"train": clips, "val": max(clips // 4, 1)}

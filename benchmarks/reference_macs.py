@@ -18,8 +18,8 @@ import time
 
 import torch
 
-from spklip_energy.energy import profile
-from spklip_energy.model import build_spklip, preset_config
+from energy import profile
+from spklip import build_spklip, preset_config
 
 
 def conv(hw: int, cin: int, cout: int, k: int) -> int:

@@ -34,8 +34,9 @@ from spikingjelly.activation_based.ann2snn.modules import VoltageHook
 from spikingjelly.activation_based.ann2snn.recipes.rate_coding import ChannelVoltageHook
 from torch import fx
 
-from ..errors import ConfigError, short_repr
-from ..options import check_percentile
+from spklip_energy.errors import ConfigError, short_repr
+from spklip_energy.options import check_percentile
+
 from .layers import ConversionError
 from .neurons import ConvertedIF
 

@@ -11,7 +11,7 @@ into the next layer's weights (and ``1/s`` into the threshold), so:
   the *events* of its output;
 * a **convolution** whose input carries events does
   ``SOPs = (C_out / groups) * sum_p events(p) * coverage(p)`` (the border-exact
-  coverage of :mod:`spklip_energy.energy.rules`), no MACs;
+  coverage of :mod:`energy.rules`), no MACs;
 * **average pooling** of events accumulates each event once per window containing it
   (SOPs); its output carries the window sums of the events, so that the following
   convolution is charged what the folded pooling + convolution kernel costs;
@@ -36,8 +36,8 @@ import torch
 import torch.nn.functional as F
 from spikingjelly.activation_based.ann2snn.modules import ChannelVoltageScaler, VoltageScaler
 
-from ..energy.counts import Counts
-from ..energy.rules import (
+from energy.counts import Counts
+from energy.rules import (
     CallContext,
     _coverage,
     _first_tensor,
@@ -50,6 +50,7 @@ from ..energy.rules import (
     pool_key,
     register_rule,
 )
+
 from .ratecode import Accumulate, EventAvgPool2d, EventConv2d, RateCoded, SpikeAdd
 
 _KEY = "_convert_events"

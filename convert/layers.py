@@ -18,7 +18,7 @@ rate-coded wrapper (:mod:`.ratecode`).
 
 from __future__ import annotations
 
-from ..errors import ConfigError
+from spklip_energy.errors import ConfigError
 
 #: Convertible units in data-flow order.
 UNITS: tuple[str, ...] = ("hsfe", "stem", "layer1", "layer2", "layer3", "layer4")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..reports.plots import _plt, _png
+from reports.plots import _plt, _png
 
 
 def sweep_png(rows: list[dict], title: str, layer_rows: list[dict] | None = None) -> bytes:

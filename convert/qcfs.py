@@ -37,8 +37,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import ConfigError
-from ..options import check_positive_int
+from spklip_energy.errors import ConfigError
+from spklip_energy.options import check_positive_int
+
 from .layers import ConversionError
 
 #: the most quantisation levels ``--levels`` accepts (a QCFS network is meant to convert at T ≈ L)
@@ -174,8 +175,8 @@ def finetune_visual(
     ``teacher``: the un-quantized visual encoder (frozen) for the distillation term. Returns what was measured:
     per epoch the mean loss and the train-batch top-1 of the zero-shot classifier.
     """
-    from ..model.augment import dataset_flips, flip_batch
-    from ..model.training import _check_finite_loss, _loader, _optimizer_step
+    from spklip.augment import dataset_flips, flip_batch
+    from spklip.training import _check_finite_loss, _loader, _optimizer_step
 
     cfg = model.cfg
     epochs = check_positive_int(epochs, "--finetune-epochs")

@@ -33,9 +33,10 @@ from spikingjelly.activation_based import functional
 from spikingjelly.activation_based import layer as sj_layer
 from torch import fx
 
-from ..errors import ConfigError
-from ..model.hsfe import HSFE
-from ..options import check_positive_int
+from spklip.hsfe import HSFE
+from spklip_energy.errors import ConfigError
+from spklip_energy.options import check_positive_int
+
 from .layers import ConversionError
 
 
@@ -135,7 +136,7 @@ class HSFETrunk(nn.Module):
 class ConvertedHSFE(HSFE):
     """An HSFE whose head and trunk (and, with a longer run, STAR-Net's CNN) are the run ``snn``.
 
-    Same inputs and outputs as :class:`~spklip_energy.model.hsfe.HSFE`: MTF
+    Same inputs and outputs as :class:`~spklip.hsfe.HSFE`: MTF
     branches and spatial attention stay analog; their output feeds ``snn``.
     """
 

@@ -21,7 +21,8 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn as nn
 
-from ..model.spklip import SPKLIP
+from spklip.model import SPKLIP
+
 from .calibrate import build_snn, captured_inputs, check_method, neuron_name
 from .layers import ConversionError, parse_layers, runs
 from .ratecode import ConvertedHSFE, HSFETrunk, RateCoded, check_timesteps, split_static

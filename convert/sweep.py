@@ -2,7 +2,7 @@
 
 :func:`convert_checkpoint` loads an ANN SPKLIP checkpoint, calibrates the
 chosen layers on train-split clips, and for the ANN and each T measures
-zero-shot top-1 on the test split (:func:`~spklip_energy.model.training.evaluate_model`)
+zero-shot top-1 on the test split (:func:`~spklip.training.evaluate_model`)
 and energy per clip (hook-based counter, ``paper`` cost preset by default), then
 writes the converted checkpoint (kind ``spklip-converted``) and the plot. It never
 prints; progress goes through ``progress(phase, done, total)``.
@@ -18,20 +18,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..atomic import atomic_path
-from ..checkpoint import Checkpoint, load_checkpoint, refuse_nonfinite
-from ..energy.estimate import estimate_energy, resolve_cost
-from ..energy.profiler import profile
-from ..errors import ConfigError
-from ..limits import check_memory
-from ..model.config import visual_forward_bytes
-from ..options import (
+from energy.estimate import estimate_energy, resolve_cost
+from energy.profiler import profile
+from spklip.config import visual_forward_bytes
+from spklip_energy.atomic import atomic_path
+from spklip_energy.checkpoint import Checkpoint, load_checkpoint, refuse_nonfinite
+from spklip_energy.errors import ConfigError
+from spklip_energy.limits import check_memory
+from spklip_energy.options import (
     check_int_list,
     check_positive_float,
     check_positive_int,
     check_seed,
     pick_device,
 )
+
 from .calibrate import check_method
 from .layers import CNN, NOT_CONVERTIBLE, ConversionError, parse_layers, runs
 from .ratecode import MAX_TIMESTEPS, set_timesteps
@@ -49,7 +50,7 @@ def check_ann_checkpoint(ck: Checkpoint) -> None:
         return
     spiking = ck.kind in SPIKING_KINDS
     if not spiking:
-        from ..zoo import MODEL_KINDS
+        from spklip_energy.zoo import MODEL_KINDS
 
         spec = MODEL_KINDS.get(ck.kind)
         spiking = bool(spec and spec.spiking)
@@ -114,7 +115,7 @@ def energy_per_clip(visual: torch.nn.Module, batches: list[torch.Tensor], cost="
         "not_counted": [r["name"] for r in res.not_counted],
     }
     if models:
-        from ..energy.models import estimate_models
+        from energy.models import estimate_models
 
         est = estimate_models(res, n, list(models))
         out["models"] = {x["model"]: [x["low_j"], x["high_j"]] for x in est["estimates"] if x["precision"] == "native"}
@@ -182,11 +183,12 @@ def convert_checkpoint(
     Writes the converted checkpoint (for ``keep``, default the largest T) to ``out`` and the
     plot to ``plot`` (default: ``out`` with suffix ``.convert.png``). Returns a JSON-ready dict.
     """
-    from ..data.manifest import load_manifest
-    from ..energy.models import resolve_models
-    from ..model.data import clips_for, resolve_data
-    from ..model.io import load_spklip, save_spklip
-    from ..model.training import evaluate_model
+    from energy.models import resolve_models
+    from spikedata.manifest import load_manifest
+    from spklip.data import clips_for, resolve_data
+    from spklip.io import load_spklip, save_spklip
+    from spklip.training import evaluate_model
+
     from .biascal import calibrate_bias, reset_bias
     from .neurons import V_INITS
     from .qcfs import DEFAULT_LEVELS, check_levels, finetune_visual, quantize_activations, to_relu

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, SpklipWarning
+from spklip_energy.errors import ConfigError, SpklipWarning
 
 __all__ = [
     "CONSTANTS",

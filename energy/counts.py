@@ -19,7 +19,7 @@ largest activation. ``in_buffer`` / ``out_buffer`` split the activation buffer i
 the layer's input and output (per sample and step), and ``in_call`` / ``out_call`` /
 ``out_call_step`` keep the size of the traced tensors themselves (whole batch; the output
 per step of a multi-step call): the published energy models size their buffers by one or
-the other (see :mod:`spklip_energy.energy.models`).
+the other (see :mod:`energy.models`).
 """
 
 from __future__ import annotations

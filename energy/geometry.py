@@ -1,7 +1,7 @@
 """What the published energy models need to know about a layer besides its counts.
 
 The hook counter records what a layer *did* (operations, accesses, spikes); the
-analytical models of :mod:`spklip_energy.energy.models` also need what it *is*:
+analytical models of :mod:`energy.models` also need what it *is*:
 a convolution's channels, kernel and stride, a linear layer's widths, whether a
 neuron leaks. :func:`layer_geometry` reads that from the module once, when the
 profile is summed, so that no energy model runs the model again.

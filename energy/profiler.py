@@ -2,7 +2,7 @@
 
 The profiler only plans which modules to hook, attaches hooks, runs the model
 once on real input, removes the hooks and sums what the rules of
-:mod:`spklip_energy.energy.rules` return. It never prints.
+:mod:`energy.rules` return. It never prints.
 
 Which modules are counted: walking the module tree from the root, a module whose
 type has a rule is hooked (and, for most rules, its children are covered by it);
@@ -21,7 +21,8 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from ..errors import ConfigError
+from spklip_energy.errors import ConfigError
+
 from .counts import Counts, materialise
 from .geometry import layer_geometry
 from .rules import CallContext, RuleEntry, find_rule
@@ -131,7 +132,7 @@ class ProfileResult:
 
     @cached_property
     def layers(self):
-        """The counted layers as :class:`~spklip_energy.energy.models.table.Layers`."""
+        """The counted layers as :class:`~energy.models.table.Layers`."""
         from .models.table import Layers
 
         return Layers.from_records([r for r in self.records if r["counted"]])
@@ -246,7 +247,7 @@ class Profiler:
 def _merge_ranks(sites: list[_Site], world) -> None:
     """Replace each site's running record and call count with the sums over every rank (exact: the
     counts are integers, the buffer sizes maxima, the spike flags an or)."""
-    from ..distributed import gather_objects
+    from spklip_energy.distributed import gather_objects
 
     mine = [(s.calls, materialise(s.records[:1])[0] if s.records else None) for s in sites]
     for site, parts in zip(sites, zip(*gather_objects(mine, world), strict=True), strict=True):

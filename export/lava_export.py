@@ -38,9 +38,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import CheckpointError, ConfigError
-from ..model.hsfe import feature_size, temporal_blocks
-from ..model.io import LoadedSPKLIP
+from spklip.hsfe import feature_size, temporal_blocks
+from spklip.io import LoadedSPKLIP
+from spklip_energy.errors import CheckpointError, ConfigError
+
 from .netx_format import NetxLayer, NetxNet, NetxNeuron, write_netx
 from .onnx_export import DEFAULT_OPSET, export_module
 from .spiking import check_lif
@@ -56,8 +57,8 @@ INPUT_VTH_MANT = 1024
 
 def find_spiking_cnn(loaded: LoadedSPKLIP) -> tuple[str, nn.Module]:
     """(module path, module) of the checkpoint's spiking CNN; ConfigError for anything else."""
-    from ..fsve.msresnet import SpikingCNN
-    from ..fsve.plaincnn import SpikingPlainCNN
+    from fsve.msresnet import SpikingCNN
+    from fsve.plaincnn import SpikingPlainCNN
 
     kind = loaded.card.get("kind")
     if loaded.model.cfg.model == "spklip":

@@ -16,7 +16,7 @@ at Lava time step ``ts = 1..T``; the input LIF adds it to its ``a_in`` (scaled `
 the same ``ts``. Sinks store what arrives at ``ts`` at index ``ts - 1``.
 
 ``OUT.npz`` holds, in the project's layout so that it compares directly with
-``spklip_energy.export.loihi_engine.simulate(net, a_in)`` (``a_in`` ``[T, N, C, H, W]``):
+``export.loihi_engine.simulate(net, a_in)`` (``a_in`` ``[T, N, C, H, W]``):
 
 - ``out``: spikes of the output layer ``[T, N, C, H, W]`` (dense layers: ``[T, N, n, 1, 1]``), uint8;
   index ``t`` is Lava's time step ``ts = t + 1``;

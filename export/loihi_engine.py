@@ -38,8 +38,9 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ..errors import ConfigError
-from ..limits import check_count, check_memory
+from spklip_energy.errors import ConfigError
+from spklip_energy.limits import check_count, check_memory
+
 from .netx_format import NetxLayer, NetxNet
 
 U_WRAP = 1 << 24

@@ -5,7 +5,7 @@
 these sizes) and :class:`LoihiCubaLIF` populations (int64 arithmetic identical to
 :mod:`.loihi_engine`), runs it multi-step on ``[S, N, C, H, W]`` with the same
 one-step synaptic delay, and so gives the hook-based counter
-(:func:`spklip_energy.energy.profile`) the same quantised network on the same
+(:func:`energy.profile`) the same quantised network on the same
 input as ``simulate``. It is a second, independent implementation of the
 dynamics: tests require its spikes and counts to equal the numpy engine's.
 """
@@ -15,7 +15,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ..energy.rules import _preserving, neuron_counts, register_rule
+from energy.rules import _preserving, neuron_counts, register_rule
+
 from .netx_format import NetxNet
 
 

@@ -41,8 +41,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, first_line, short_repr
-from ..limits import check_memory
+from spklip_energy.errors import ConfigError, first_line, short_repr
+from spklip_energy.limits import check_memory
 
 #: netx layer types this project reads, simulates and writes.
 LAYER_TYPES = ("input", "conv", "dense", "flatten")

@@ -68,9 +68,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..errors import ConfigError, first_line
-from ..model.hsfe import feature_size, temporal_blocks
-from ..model.io import CONVERTED_KIND, LoadedSPKLIP
+from spklip.hsfe import feature_size, temporal_blocks
+from spklip.io import CONVERTED_KIND, LoadedSPKLIP
+from spklip_energy.errors import ConfigError, first_line
 
 NIR_FILE = "visual_cnn.nir"
 #: the discretisation step every NIR converter assumes (seconds)
@@ -83,8 +83,8 @@ OUTPUT_TOLERANCE, OUTPUT_AGREEMENT = 1e-4, 0.95
 
 def _cnn_orders() -> dict[type, tuple[str, ...]]:
     """The FSVE's spiking CNN classes and their children in forward order."""
-    from ..fsve.msresnet import SpikingCNN
-    from ..fsve.plaincnn import SpikingPlainCNN
+    from fsve.msresnet import SpikingCNN
+    from fsve.plaincnn import SpikingPlainCNN
 
     return {
         SpikingCNN: ("stem", "layer1", "layer2", "layer3", "layer4", "head_lif", "avgpool", "flatten", "head"),

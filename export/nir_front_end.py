@@ -1,6 +1,6 @@
 """``export --format nir`` of a spiking front end (``fsve.hsfe=spiking``): its chain parts as NIR graphs.
 
-The spiking HSFE (:class:`~spklip_energy.fsve.hsfe.SpikingHSFE`) is written as up to
+The spiking HSFE (:class:`~fsve.hsfe.SpikingHSFE`) is written as up to
 three graphs beside ``visual_cnn.nir``, each for one time step of its dynamics, with
 the conventions of :mod:`.nir_export` (LIF mapping, BN/tdBN folded into the
 preceding convolution, membrane sums as several edges into one node). Node names
@@ -52,9 +52,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..errors import ConfigError
-from ..model.hsfe import feature_size, temporal_blocks
-from ..model.io import LoadedSPKLIP
+from spklip.hsfe import feature_size, temporal_blocks
+from spklip.io import LoadedSPKLIP
+from spklip_energy.errors import ConfigError
+
 from .nir_export import _Graph, compare_importers, neuron_node
 
 PATH = "visual.hsfe"
@@ -92,7 +93,7 @@ class _Reference(nn.Module):
 
 def spiking_front_end(loaded: LoadedSPKLIP) -> nn.Module | None:
     """The checkpoint's :class:`SpikingHSFE`, or None when its front end is the ANN's."""
-    from ..fsve.hsfe import SpikingHSFE
+    from fsve.hsfe import SpikingHSFE
 
     hsfe = getattr(loaded.model.visual, "hsfe", None)
     return hsfe if isinstance(hsfe, SpikingHSFE) else None
@@ -202,7 +203,7 @@ def gate_graph(hsfe: nn.Module, shape: tuple[int, int, int], kind: str) -> nir.N
 
 def trunk_graph(hsfe: nn.Module, shape: tuple[int, int, int], kind: str) -> nir.NIRGraph:
     """The SA's output ``[branches, H, W]`` -> the front end's spikes ``[features, H, W]``."""
-    from ..fsve.hsfe import MSBlock
+    from fsve.hsfe import MSBlock
 
     g = _Graph()
     inp = g.add("input", nir.Input(input_type={"input": np.array(shape)}), [])
@@ -349,7 +350,7 @@ def part_inputs(loaded: LoadedSPKLIP, spikes: torch.Tensor) -> dict[str, torch.T
     own forward of the front end."""
     from spikingjelly.activation_based import functional
 
-    from ..fsve.hsfe import encode_steps
+    from fsve.hsfe import encode_steps
 
     hsfe = spiking_front_end(loaded)
     cfg = loaded.model.cfg

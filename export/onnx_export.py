@@ -20,9 +20,10 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointError, ConfigError, first_line
-from ..model.io import CONVERTED_KIND, LoadedSPKLIP
-from ..options import check_int
+from spklip.io import CONVERTED_KIND, LoadedSPKLIP
+from spklip_energy.errors import CheckpointError, ConfigError, first_line
+from spklip_energy.options import check_int
+
 from .spiking import onnx_friendly
 
 DEFAULT_OPSET = 17

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import torch
 
-from ..atomic import atomic_dir, check_output_dir
-from ..checkpoint import load_checkpoint, refuse_nonfinite
-from ..errors import CheckpointError, ConfigError
-from ..model.io import LoadedSPKLIP, load_spklip
-from ..options import check_positive_int
+from spklip.io import LoadedSPKLIP, load_spklip
+from spklip_energy.atomic import atomic_dir, check_output_dir
+from spklip_energy.checkpoint import load_checkpoint, refuse_nonfinite
+from spklip_energy.errors import CheckpointError, ConfigError
+from spklip_energy.options import check_positive_int
+
 from .onnx_export import DEFAULT_OPSET, check_opset, write_onnx
 from .verify import verify_onnx
 

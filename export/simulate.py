@@ -28,8 +28,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import ConfigError, first_line
-from ..options import check_positive_int
+from spklip_energy.errors import ConfigError, first_line
+from spklip_energy.options import check_positive_int
+
 from .loihi_engine import SimResult, check_simulation, simulate
 from .netx_format import NetxNet, read_netx
 
@@ -71,16 +72,16 @@ def _export_record(net_path: Path) -> dict | None:
 
 def _clip_for(data: str, rec: dict | None, frames: int | None, height: int | None, width: int | None) -> np.ndarray:
     """One clip ``[frames, H, W]`` (uint8) from ``builtin``, a dataset folder or a ``.dat`` file."""
-    from ..data.dat import read_dat
+    from spikedata.dat import read_dat
 
     p = Path(data)
     if data != "builtin" and p.suffix == ".dat":
         if height is None or width is None:
             raise ConfigError(f"{p}: the frame size is unknown (the network's input layer is not (1, H, W))")
         return read_dat(p, height, width, count=frames)
-    from ..data.clips import ClipSelection, read_clip
-    from ..data.manifest import load_manifest
-    from ..model.data import resolve_data
+    from spikedata.clips import ClipSelection, read_clip
+    from spikedata.manifest import load_manifest
+    from spklip.data import resolve_data
 
     m = load_manifest(resolve_data(data))
     recs = [c for c in m.clips if c.split == "test"] or list(m.clips)
@@ -133,7 +134,7 @@ def host_inputs(net_path: Path, rec: dict, clip: np.ndarray) -> np.ndarray:
 
 def loihi_energy(res: SimResult) -> dict:
     """Energy of the synaptic events at the ``loihi`` preset (flags and warnings carried)."""
-    from ..energy.costs import get_preset
+    from energy.costs import get_preset
 
     model = get_preset("loihi")
     t = res.totals()
@@ -346,10 +347,11 @@ def analyse_netx(
     the simulator's own counts beside the hook counter's."""
     import torch
 
-    from ..analysis import priced_summary
-    from ..energy import profile
-    from ..energy.estimate import resolve_cost
-    from ..energy.models import resolve_models
+    from energy import profile
+    from energy.estimate import resolve_cost
+    from energy.models import resolve_models
+    from spklip_energy.analysis import priced_summary
+
     from .loihi_torch import NetxTorch
 
     model = resolve_cost(cost)
@@ -393,7 +395,8 @@ def hook_counts(net: NetxNet, a_in: np.ndarray, reset_interval: int | None = Non
     """SOPs and neuron updates of the same fixed-point network as torch modules, from the hook counter."""
     import torch
 
-    from ..energy import profile
+    from energy import profile
+
     from .loihi_torch import NetxTorch
 
     x = torch.from_numpy(np.ascontiguousarray(a_in))

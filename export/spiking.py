@@ -25,7 +25,7 @@ neuron update); neuron state starts at zero in every run, as
 ``functional.reset_net`` does at the start of every forward.
 
 The IF neurons of a converted checkpoint (``IFNode``, ``HalfThresholdIFNode``,
-:class:`~spklip_energy.convert.neurons.ConvertedIF`: single-step, soft reset) run inside the
+:class:`~convert.neurons.ConvertedIF`: single-step, soft reset) run inside the
 rate-coded wrapper's Python loop over T, which the tracer unrolls; their
 ``single_step_forward`` is swapped for the same arithmetic without spikingjelly's
 surrogate function (:func:`if_step`)::
@@ -45,7 +45,7 @@ from collections.abc import Iterator
 import torch
 import torch.nn as nn
 
-from ..errors import CheckpointError
+from spklip_energy.errors import CheckpointError
 
 
 def lif_recurrence(x_seq: torch.Tensor, decay: float, v_threshold: float) -> torch.Tensor:

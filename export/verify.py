@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..limits import check_memory
-from ..model.data import clips_for, resolve_data
-from ..model.io import LoadedSPKLIP
-from ..options import check_positive_int
+from spklip.data import clips_for, resolve_data
+from spklip.io import LoadedSPKLIP
+from spklip_energy.limits import check_memory
+from spklip_energy.options import check_positive_int
+
 from .onnx_export import TEXT_FILE, VISUAL_FILE, is_spiking
 
 ANN_TOLERANCE = 1e-4
@@ -54,7 +55,7 @@ def verify_inputs(
     loaded: LoadedSPKLIP, data: str | os.PathLike = "builtin", samples: int = 4, progress=None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``samples`` test-split clips (float32) and the class-prompt tokens."""
-    from ..data.manifest import load_manifest
+    from spikedata.manifest import load_manifest
 
     samples = check_positive_int(samples, "--samples")
     cfg = loaded.model.cfg

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import math
 
-from ..energy.counts import Counts
-from ..energy.rules import (
+from energy.counts import Counts
+from energy.rules import (
     CallContext,
     _select,
     _spike_rate,
@@ -22,6 +22,7 @@ from ..energy.rules import (
     neuron_counts,
     register_rule,
 )
+
 from .esdsa import SpikeMatMul
 from .neurons import Heaviside, SpikeNorm
 

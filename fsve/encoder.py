@@ -22,8 +22,9 @@ import torch
 import torch.nn as nn
 from spikingjelly.activation_based import functional
 
-from ..model.config import SPKLIPConfig
-from ..model.starnet import BlockPosition
+from spklip.config import SPKLIPConfig
+from spklip.starnet import BlockPosition
+
 from .esdsa import SpikingTransformer
 from .msresnet import SpikingCNN
 from .plaincnn import SpikingPlainCNN

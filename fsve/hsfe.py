@@ -1,6 +1,6 @@
 """The spiking HSFE: the FSVE's front end, reading the camera's spikes as they are.
 
-The ANN HSFE (:mod:`spklip_energy.model.hsfe`) with every unit made spiking, as the
+The ANN HSFE (:mod:`spklip.hsfe`) with every unit made spiking, as the
 authors' public spiking HSFE does (each convolution followed by tdBN and a LIF, SA
 gated by a LIF instead of a sigmoid, residual blocks with tdBN and LIFs), and the
 trunk's residual blocks written as MS-ResNet blocks (membrane shortcuts), so that
@@ -15,7 +15,7 @@ every convolution reads binary spikes:
   or one convolution whose current is repeated).
 * **downsampling** (``hsfe.input_pool`` = p > 1): a p x p max pool, the OR of the
   pixels' spikes, so the input stays binary (the ANN averages them into fractions).
-* **MTF**: per branch, its frames -> :class:`~spklip_energy.model.hsfe.MaskedConv2d`
+* **MTF**: per branch, its frames -> :class:`~spklip.hsfe.MaskedConv2d`
   (the temporal mask folded into the weights: accumulate-only on spikes at any mask
   value) -> tdBN -> LIF -> conv3x3 (w -> 1) -> tdBN -> LIF.
 * **SA**: ``est * LIF(tdBN(conv(LIF(tdBN(conv(est))))))``: a spike gate on spike maps
@@ -37,14 +37,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 from spikingjelly.activation_based import functional, layer
 
-from ..model.config import SPKLIPConfig
-from ..model.hsfe import (
+from spklip.config import SPKLIPConfig
+from spklip.hsfe import (
     MaskedConv2d,
     fused_branch_weights,
     integer_pooling_applies,
     pool_integer_windows,
     runs_as_written,
 )
+
 from .neurons import make_lif
 
 
@@ -114,7 +115,7 @@ def encode_steps(blocks: torch.Tensor, steps: int, encoding: str) -> torch.Tenso
 class SpikeMaxPool2d(nn.MaxPool2d):
     """``MaxPool2d(p)`` (kernel = stride = p, no padding) that pools integer spike frames as integers, the
     maximum of each p x p window by elementwise maxima over a reshaped view
-    (:func:`~spklip_energy.model.hsfe.pool_integer_windows`; 20x faster than ``amax`` over the view), before
+    (:func:`~spklip.hsfe.pool_integer_windows`; 20x faster than ``amax`` over the view), before
     converting them to float: about 10x faster than :class:`torch.nn.MaxPool2d` on the float frames of a
     training batch, the same result. Float input, ONNX export and tracing take the parent's path."""
 
@@ -243,7 +244,7 @@ class SpikingHSFE(nn.Module):
         """Pooled blocks -> the branches' spike maps, concatenated: ``[T, N, branches, H, W]``.
 
         The branches' first convolutions run as one per step over the whole block (their weights at
-        their own frames, zeros elsewhere: :func:`~spklip_energy.model.hsfe.fused_branch_weights`), the
+        their own frames, zeros elsewhere: :func:`~spklip.hsfe.fused_branch_weights`), the
         same currents as each branch's :class:`StepMaskedConv2d`, in ``T`` calls instead of
         ``T x branches``; each branch then goes on with its own tdBN and LIFs. As written, one branch
         after another, whenever the layers are watched (the energy profiler) or traced or exported."""

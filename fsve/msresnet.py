@@ -6,7 +6,7 @@ convolution, the shortcut carries membrane potential, so every convolution but t
 stem's and the downsampling 1x1s reads spikes). Two things differ from the paper
 and are changed here:
 
-* neurons: :func:`~spklip_energy.fsve.neurons.make_lif` (leak, threshold and
+* neurons: :func:`~fsve.neurons.make_lif` (leak, threshold and
   Eq. 8's surrogate width from :class:`FSVEConfig`) instead of spikingjelly's
   ``Rect(alpha=2)``;
 * normalisation: with ``norm="tdbn"`` every BatchNorm becomes spikingjelly's
@@ -28,7 +28,8 @@ import torch.nn as nn
 from spikingjelly.activation_based import layer, neuron
 from spikingjelly.activation_based.model.ms_resnet import MSResNet
 
-from ..model.config import FSVEConfig
+from spklip.config import FSVEConfig
+
 from .neurons import make_lif
 
 

@@ -6,7 +6,7 @@ features), then per stage ``layers[i]`` blocks of ``LIF -> conv3x3 -> BN`` twice
 (the first convolution of stages 2.. has stride 2), a final LIF, global average
 pooling and a linear layer. Every convolution after the stem reads spikes and
 feeds exactly one LIF population, so with BN folded into the convolution it is
-one netx ``conv`` layer (:mod:`spklip_energy.export.lava_export`). The residual
+one netx ``conv`` layer (:mod:`export.lava_export`). The residual
 additions of MS-ResNet have no netx form (netx layers form a chain), which is why
 this variant exists.
 """
@@ -17,7 +17,8 @@ import torch
 import torch.nn as nn
 from spikingjelly.activation_based import layer
 
-from ..model.config import FSVEConfig
+from spklip.config import FSVEConfig
+
 from .msresnet import use_tdbn
 from .neurons import make_lif
 

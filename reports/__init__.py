@@ -1,6 +1,6 @@
 """Rendering of counts and comparisons: Table-6 text, Markdown, HTML, CSV, JSON and plots.
 
-Nothing here counts: it renders what :mod:`spklip_energy.energy` measured.
+Nothing here counts: it renders what :mod:`energy` measured.
 """
 
 from .render import table6_text

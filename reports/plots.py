@@ -145,7 +145,7 @@ def benchmark_png(rows: list[dict], title: str) -> bytes:
 def conversion_png(curves: dict[str, list[dict]], titles: dict[str, str], title: str, cost: str) -> bytes | None:
     """Every conversion method on one figure: top-1 against T (mean over seeds, pooled 95 % Wilson interval)
     and energy per clip against T, the ANN (and a QCFS ANN) as horizontal lines. ``curves``: from
-    :func:`~spklip_energy.reports.render.conversion_curves`."""
+    :func:`~reports.render.conversion_curves`."""
     if not curves:
         return None
     plt = _plt()
@@ -188,7 +188,7 @@ def conversion_png(curves: dict[str, list[dict]], titles: dict[str, str], title:
     return _png(fig)
 
 
-#: one colour per model part (spklip_energy.model.parts.PARTS), the same in every plot
+#: one colour per model part (spklip.parts.PARTS), the same in every plot
 PART_COLORS = {
     "HSFE": "#4c72b0",
     "CNN": "#dd8452",

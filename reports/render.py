@@ -7,7 +7,8 @@ import html
 
 import pandas as pd
 
-from ..stats import RESAMPLES, fmt_difference, fmt_interval, fmt_mean_std
+from spklip_energy.stats import RESAMPLES, fmt_difference, fmt_interval, fmt_mean_std
+
 from . import models as energy_models
 
 #: Per-layer columns shown in reports, in order.
@@ -158,7 +159,7 @@ def part_rows(summary: dict) -> list[list[str]]:
 
 
 PART_NOTE = (
-    "Parts of the visual encoder (spklip_energy/model/parts.py): HSFE: the front end; CNN: the "
+    "Parts of the visual encoder (spklip/parts.py): HSFE: the front end; CNN: the "
     "per-block CNN (STAR-Net's ResNet, or the FSVE's spiking CNN); temporal Transformer: block position "
     "and the Transformer over blocks; heads: from the CNN's features to the block embedding (attention "
     "pool, or global pool, final linear and its LIF; BlockPooling's projection). Counts and energy of "
@@ -432,7 +433,7 @@ def comparison_frame(rows: list[dict], baseline: int = 0) -> pd.DataFrame:
     (``rows[baseline]``, the first by default); ``df.attrs["baseline"]`` names it. A row's energy by
     part (``energy_by_part_j``) becomes one column per part (:func:`part_column`; NaN where a model has
     no such part), ``df.attrs["parts"]`` lists them in display order."""
-    from ..model.parts import PARTS
+    from spklip.parts import PARTS
 
     df = pd.DataFrame.from_records(rows)
     base = rows[baseline]
@@ -497,7 +498,7 @@ def _comparison_notes(base: str | None, paired: bool, parts: bool = False) -> st
     if parts:
         notes.append(
             "Energy by part (J): the total energy per sample of each part of the visual encoder "
-            "(spklip_energy/model/parts.py), with its share of the model's total; — where a model has "
+            "(spklip/parts.py), with its share of the model's total; — where a model has "
             "no such part or is not a SPKLIP model."
         )
     return "\n\n".join(notes) + "\n"
@@ -669,7 +670,7 @@ def conversion_curves(result: dict) -> dict[str, list[dict]]:
     """Per conversion arm of a benchmark result, one point per sweep row (ANN, QCFS ANN, each T) over seeds:
     ``label``, ``timesteps``, ``seeds``, top-1 ``mean``/``std`` over seeds, the ``pooled`` 95 % Wilson interval
     (from each seed's top-1 on its test clips) and the mean energy per clip ``total_j``."""
-    from ..stats import aggregate_seeds
+    from spklip_energy.stats import aggregate_seeds
 
     n = result.get("test_clips")
     out: dict[str, list[dict]] = {}
@@ -703,7 +704,7 @@ def conversion_curves(result: dict) -> dict[str, list[dict]]:
 def convert_sweep_markdown(result: dict) -> str | None:
     """Each conversion arm's accuracy and energy against T over seeds (None without one): top-1 mean ± std over
     seeds and the pooled 95 % Wilson interval (from each seed's top-1 on its test clips)."""
-    from ..benchmark import ARM_TITLES
+    from spklip_energy.benchmark import ARM_TITLES
 
     parts = []
     for arm, curve in conversion_curves(result).items():

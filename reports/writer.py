@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..atomic import replace_output_dir
+from spklip_energy.atomic import replace_output_dir
+
 from . import plots, render
 
 REPORT_FILES = frozenset(
@@ -198,7 +199,7 @@ def write_benchmark(out_dir: str | os.PathLike, result: dict) -> dict[str, Path]
     """Write the protocol's table (Markdown, CSV), its JSON record and the accuracy-vs-energy plot."""
     title = f"A.7 protocol: {result['data']}, preset {result['preset']}, seeds {', '.join(map(str, result['seeds']))}"
     png = plots.benchmark_png(result["rows"], title)
-    from ..benchmark import ARM_TITLES
+    from spklip_energy.benchmark import ARM_TITLES
 
     conv_png = plots.conversion_png(
         render.conversion_curves(result),

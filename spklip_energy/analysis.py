@@ -3,7 +3,7 @@
 ``analyse_checkpoint`` loads a checkpoint, builds its model, runs it on N clips
 under the hook-based counter and prices the counts with a cost model; it
 returns a JSON-ready summary and the per-layer table. Rendering is
-:mod:`spklip_energy.reports`' job.
+:mod:`reports`' job.
 """
 
 from __future__ import annotations
@@ -17,13 +17,14 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from energy.estimate import estimate_energy, resolve_cost
+from energy.models import estimate_models, resolve_models
+from energy.profiler import REUSE_MODES, profile
+from energy.rules import __doc__ as _rules_doc
+from spikedata.clips import SpikeClips, resolve_builtin
+
 from . import __version__
 from .checkpoint import Checkpoint, load_checkpoint, nonfinite_weights
-from .data.clips import SpikeClips, resolve_builtin
-from .energy.estimate import estimate_energy, resolve_cost
-from .energy.models import estimate_models, resolve_models
-from .energy.profiler import REUSE_MODES, profile
-from .energy.rules import __doc__ as _rules_doc
 from .errors import ConfigError, SpklipWarning
 from .limits import check_memory
 from .options import check_int, check_int_list, check_positive_int
@@ -55,7 +56,7 @@ def load_clips(
 ) -> tuple[SpikeClips, str]:
     """The clips behind ``--data`` (``builtin``, ``builtin-bench``, ... or a dataset folder/manifest), as the
     model needs them."""
-    from .data.manifest import load_manifest
+    from spikedata.manifest import load_manifest
 
     root = resolve_builtin(data, progress=progress)
     if root is not None:
@@ -106,7 +107,7 @@ def analyse_checkpoint(
     counts in total and per sample, energy, Table 6 rows, energy by model part for
     SPKLIP kinds (:func:`part_summary`; None for the zoo's), cost model with sources,
     warnings, conventions) and ``energy_models``: the energy under each published model of
-    ``models`` (:func:`~spklip_energy.energy.models.estimate_models`; ``model_file`` sets their
+    ``models`` (:func:`~energy.models.estimate_models`; ``model_file`` sets their
     parameters; a network without neurons is also priced at int8 and, given ``steps``, at the
     activation bits of a ``steps``-step SNN with ``weight_bits``-bit weights); ``per_layer`` has
     counts and energy per layer (and, for SPKLIP kinds, each layer's ``part``).
@@ -187,16 +188,16 @@ PART_FIGURES = ("macs", "sops", "neuron_updates", "mem_accesses", "compute_j", "
 
 def _is_spklip(kind: str) -> bool:
     """Whether ``kind`` is a SPKLIP checkpoint kind (whose profiled module is the visual encoder)."""
-    from .model.io import KINDS
+    from spklip.io import KINDS
 
     return kind in KINDS
 
 
 def with_parts(per_layer: pd.DataFrame) -> pd.DataFrame:
-    """``per_layer`` of a SPKLIP visual encoder with a ``part`` column (:mod:`spklip_energy.model.parts`):
+    """``per_layer`` of a SPKLIP visual encoder with a ``part`` column (:mod:`spklip.parts`):
     counted layers are placed in network order (a converted run's own rows need their neighbours),
     layers without a rule by name alone."""
-    from .model.parts import assign_parts, part_of
+    from spklip.parts import assign_parts, part_of
 
     df = per_layer.copy()
     counted = _counted(df)
@@ -212,11 +213,11 @@ def part_summary(per_layer: pd.DataFrame, n: int) -> dict:
 
     Returns ``{part: {"layers": counted layers, "macs", "sops", "neuron_updates",
     "mem_accesses", "compute_j", "neuron_j", "memory_j", "total_j" (per sample), "share":
-    fraction of the total energy}}`` in :data:`~spklip_energy.model.parts.PARTS` order, for
+    fraction of the total energy}}`` in :data:`~spklip.parts.PARTS` order, for
     the parts that have at least one layer (counted or not). Only counted layers carry
     counts and energy, so the parts add up to the summary's totals.
     """
-    from .model.parts import PARTS
+    from spklip.parts import PARTS
 
     counted = per_layer[_counted(per_layer)]
     total = float(counted["total_j"].sum()) if len(counted) and "total_j" in counted else 0.0
@@ -261,7 +262,7 @@ def priced_summary(
 ) -> tuple[dict, pd.DataFrame]:
     """The model-independent part of a report summary for a :class:`ProfileResult` covering ``n`` samples:
     counts in total and per sample, energy (``cost_model``), the Table 6 rows, cost model, the energy under
-    each of ``energy_models`` (default: :data:`~spklip_energy.energy.models.DEFAULT_MODELS`), warnings and
+    each of ``energy_models`` (default: :data:`~energy.models.DEFAULT_MODELS`), warnings and
     conventions; and the per-layer table (layers without a rule appended)."""
     energy = estimate_energy(result, cost_model)
     models = estimate_models(

@@ -176,11 +176,11 @@ def source_package_dirs() -> tuple[Path, ...]:
     dirs = []
     for name in (
         "spklip_energy",
-        "spklip_energy.fsve",
-        "spklip_energy.convert",
-        "spklip_energy.energy",
-        "spklip_energy.export",
-        "spklip_energy.reports",
+        "fsve",
+        "convert",
+        "energy",
+        "export",
+        "reports",
     ):
         with contextlib.suppress(ImportError, ValueError):
             spec = importlib.util.find_spec(name)

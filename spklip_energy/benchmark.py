@@ -153,12 +153,12 @@ class BenchmarkPlan:
 
     def config(self, arm: str, seed: int):
         """The config an arm trains with: the preset, the overrides, its model and the seed."""
-        from .model.config import preset_config
+        from spklip.config import preset_config
 
         return preset_config(self.preset, {**(self.overrides or {}), **ARM_CONFIG[arm], "train.seed": seed})
 
     def __post_init__(self) -> None:
-        from .model.config import PRESETS
+        from spklip.config import PRESETS
 
         self.seeds = [check_seed(s, "seed") for s in check_int_list(self.seeds, "seeds", minimum=0)]
         if len(set(self.seeds)) != len(self.seeds):
@@ -187,8 +187,8 @@ class BenchmarkPlan:
     def preflight(self) -> None:
         """Check what the work needs before any of it starts: the data (train, val and test splits) and, for
         arms after ``ann`` run without it, each seed's trained ANN."""
-        from .data.manifest import load_manifest
-        from .model.data import resolve_data
+        from spikedata.manifest import load_manifest
+        from spklip.data import resolve_data
 
         manifest = load_manifest(resolve_data(self.data))
         missing = [s for s in ("train", "val", "test") if not manifest.split(s)]
@@ -246,7 +246,7 @@ def _trained(last: Path) -> bool:
 
 def _train_arm(plan: BenchmarkPlan, seed: int, arm: str, run: Path, ann: Path | None, progress) -> float:
     """Train (or finish training) an arm; returns the seconds spent in this call."""
-    from .model.training import train
+    from spklip.training import train
 
     t0 = time.perf_counter()
     last = run / "last.pt"
@@ -268,7 +268,7 @@ def _train_arm(plan: BenchmarkPlan, seed: int, arm: str, run: Path, ann: Path | 
 
 
 def _convert_arm(plan: BenchmarkPlan, run: Path, ann: Path, arm: str = "converted") -> tuple[float, dict]:
-    from .convert.sweep import convert_checkpoint
+    from convert.sweep import convert_checkpoint
 
     t0 = time.perf_counter()
     run.mkdir(parents=True, exist_ok=True)
@@ -303,8 +303,9 @@ def _convert_arm(plan: BenchmarkPlan, run: Path, ann: Path, arm: str = "converte
 def _check_same_config(plan: BenchmarkPlan, seed: int, arm: str, run: Path) -> None:
     """Refuse to reuse a finished arm whose checkpoint was trained with another config than the plan's for
     it (an arm whose meaning changed, or other --set values): the table would mix models."""
+    from spklip.io import trained_differently
+
     from .checkpoint import load_checkpoint
-    from .model.io import trained_differently
 
     diff = trained_differently(load_checkpoint(run / "last.pt"), plan.config(arm, seed))
     if diff:
@@ -320,8 +321,9 @@ def run_arm(
 ) -> dict:
     """Train (or convert), evaluate and profile one arm of one seed; returns its record (``arm.json``).
     ``commit``: the code's git commit as the job started (files edited while it runs do not count)."""
+    from spklip.training import write_eval
+
     from .analysis import analyse_checkpoint
-    from .model.training import write_eval
 
     run = plan.arm_dir(seed, arm)
     record_path = run / "arm.json"

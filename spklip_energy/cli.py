@@ -14,9 +14,10 @@ import sys
 import warnings
 from pathlib import Path
 
+from spikedata.preview import MAX_COLUMNS
+
 from . import __version__
 from . import options as opt
-from .data.preview import MAX_COLUMNS
 from .errors import ConfigError, LostRankError, SpklipError
 
 EXIT_USER_ERROR = 2
@@ -75,9 +76,10 @@ def _fmt_stats(stats: dict) -> str:
 
 
 def cmd_data_show(args: argparse.Namespace) -> int:
+    from spikedata.dat import read_dat
+    from spikedata.preview import save_preview, stream_stats
+
     from .atomic import check_file_target
-    from .data.dat import read_dat
-    from .data.preview import save_preview, stream_stats
 
     if args.out:
         check_file_target(args.out, ".png")  # before the work, not after it
@@ -104,10 +106,11 @@ def cmd_data_show(args: argparse.Namespace) -> int:
 
 
 def cmd_data_simulate(args: argparse.Namespace) -> int:
+    from spikedata.camera import CameraConfig, load_frames, simulate_spikes, upsample_linear
+    from spikedata.dat import write_dat
+    from spikedata.preview import save_preview, stream_stats
+
     from .atomic import check_file_target
-    from .data.camera import CameraConfig, load_frames, simulate_spikes, upsample_linear
-    from .data.dat import write_dat
-    from .data.preview import save_preview, stream_stats
 
     check_file_target(args.output, ".dat")  # never over the input or another kind of file
     if args.preview:
@@ -141,7 +144,8 @@ def cmd_data_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_data_make_digits(args: argparse.Namespace) -> int:
-    from .data.digits import digits_preset, generate_digits
+    from spikedata.digits import digits_preset, generate_digits
+
     from .progress import progress_callback
 
     cfg = digits_preset(
@@ -166,8 +170,8 @@ def cmd_data_make_digits(args: argparse.Namespace) -> int:
 def _dataset_summary(root: Path, max_clips: int | None = None) -> dict:
     import numpy as np
 
-    from .data.clips import ClipSelection, read_clip
-    from .data.manifest import load_manifest
+    from spikedata.clips import ClipSelection, read_clip
+    from spikedata.manifest import load_manifest
 
     m = load_manifest(root)
     splits: dict[str, int] = {}
@@ -214,8 +218,9 @@ def cmd_data_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_data_index(args: argparse.Namespace) -> int:
+    from spikedata.manifest import index_folder
+
     from .atomic import atomic_path, check_file_target
-    from .data.manifest import index_folder
     from .errors import ConfigError
 
     records = index_folder(args.root, args.height, args.width, head_columns=args.head_columns, flipud=args.flipud)
@@ -281,9 +286,10 @@ def _launch_processes(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from spklip.config import preset_config
+    from spklip.training import train
+
     from .distributed import joined, local_device
-    from .model.config import preset_config
-    from .model.training import train
     from .options import pick_device
 
     if args.nproc is not None:
@@ -363,9 +369,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from spklip.training import write_eval
+
     from .atomic import check_file_target
     from .distributed import joined, local_device
-    from .model.training import write_eval
     from .options import pick_device
     from .stats import describe_ci, fmt_ci
 
@@ -401,9 +408,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_adapt(args: argparse.Namespace) -> int:
+    from spklip.plots import shots_png
+    from spklip.training import adapt
+
     from .atomic import check_output_dir, replace_output_dir
-    from .model.plots import shots_png
-    from .model.training import adapt
 
     files = frozenset({"few_shot.json", "few_shot.png"})
     out = check_output_dir(args.out, files)  # before the work, not after it
@@ -426,8 +434,9 @@ def cmd_adapt(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
+    from convert.sweep import convert_checkpoint, sweep_table
+
     from .atomic import check_file_target
-    from .convert.sweep import convert_checkpoint, sweep_table
     from .progress import phased_progress
 
     if args.plot:
@@ -480,7 +489,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_checkpoint
+    from export import export_checkpoint
 
     res = export_checkpoint(
         args.checkpoint,
@@ -574,7 +583,7 @@ def _importer_brief(r: dict) -> str:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from .export.simulate import run_simulation
+    from export.simulate import run_simulation
 
     res, _ = run_simulation(args.network, args.data, args.steps, engine=args.engine)
     lines = [
@@ -631,17 +640,18 @@ def _report_out(args: argparse.Namespace) -> Path:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from reports import table6_text, write_report
+    from reports.writer import REPORT_FILES
+
     from .analysis import analyse_checkpoint
     from .atomic import check_output_dir
     from .progress import progress_callback
-    from .reports import table6_text, write_report
-    from .reports.writer import REPORT_FILES
 
     if args.nproc is not None:
         return _launch_processes(args)
     out = check_output_dir(_report_out(args), REPORT_FILES)  # before the work, not after it
     if Path(args.checkpoint).suffix == ".net":  # a netx network: its torch twin on the simulate input
-        from .export.simulate import analyse_netx
+        from export.simulate import analyse_netx
 
         summary, per_layer = analyse_netx(
             args.checkpoint,
@@ -685,11 +695,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from reports.render import comparison_frame, comparison_markdown
+    from reports.writer import COMPARISON_FILES, write_comparison
+
     from .analysis import analyse_checkpoint, comparison_row, price_fairly
     from .atomic import check_output_dir
     from .progress import progress_callback
-    from .reports.render import comparison_frame, comparison_markdown
-    from .reports.writer import COMPARISON_FILES, write_comparison
 
     check_output_dir(args.out, COMPARISON_FILES)  # before the work, not after it
     summaries = []
@@ -756,10 +767,11 @@ def _baseline_index(value: str | None, names: list[str], paths: list) -> int:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
+    from reports.render import benchmark_markdown, convert_sweep_markdown
+    from reports.writer import BENCHMARK_FILES, write_benchmark
+
     from .atomic import check_output_dir
     from .benchmark import BenchmarkPlan, run_benchmark, work_dir
-    from .reports.render import benchmark_markdown, convert_sweep_markdown
-    from .reports.writer import BENCHMARK_FILES, write_benchmark
 
     plan = BenchmarkPlan(
         seeds=args.seeds,
@@ -841,9 +853,10 @@ def cmd_zoo_init(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from reports.render import comparison_frame, comparison_markdown, table6_text
+
     from .demo import run_demo
     from .progress import phased_progress
-    from .reports.render import comparison_frame, comparison_markdown, table6_text
 
     update, close = phased_progress(enabled=not args.json)
     try:
@@ -936,7 +949,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 + "\n"
             )
     if result.get("convert_sweep"):
-        from .convert.sweep import sweep_table
+        from convert.sweep import sweep_table
 
         print(
             "ANN -> SNN conversion of the tiny SPKLIP's CNN (QCFS: fine-tuned with the quantized activation, "

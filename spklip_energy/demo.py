@@ -27,17 +27,18 @@ from pathlib import Path
 
 import numpy as np
 
+from reports.writer import write_comparison, write_report
+from spikedata.clips import ClipSelection, read_clip
+from spikedata.digits import MOTIONS, DigitsConfig, generate_digits
+from spikedata.manifest import load_manifest
+from spikedata.preview import save_image_grid
+from spikedata.reconstruct import tfp
+from spklip.config import preset_config
+from spklip.training import train, write_eval
+
 from .analysis import analyse_checkpoint, comparison_row, price_fairly
 from .checkpoint import save_checkpoint
-from .data.clips import ClipSelection, read_clip
-from .data.digits import MOTIONS, DigitsConfig, generate_digits
-from .data.manifest import load_manifest
-from .data.preview import save_image_grid
-from .data.reconstruct import tfp
-from .model.config import preset_config
-from .model.training import train, write_eval
 from .progress import UnitShares
-from .reports.writer import write_comparison, write_report
 from .zoo import build_model, default_card
 
 #: The reference models the demo compares, ANN first (ratios are to it).
@@ -111,9 +112,10 @@ def _train_and_measure(
 def _stale(last: Path, cfg, teacher: Path | None) -> bool:
     """Whether a finished run was trained as another model than ``cfg``, or with(out) another teacher
     (a demo folder from an earlier version); an unreadable one is retrained too."""
+    from spklip.io import trained_differently
+
     from .checkpoint import load_checkpoint
     from .errors import CheckpointError, ConfigError
-    from .model.io import trained_differently
 
     try:
         ck = load_checkpoint(last)
@@ -194,7 +196,7 @@ def run_demo(
                 converted = res
         checkpoints = [str(ann)] + [done[("train", m)]["checkpoint"] for m in DEMO_MODELS if m != "spklip"]
         if "lava" in deploy:  # simulate the exported network on one clip (fixed-point reference)
-            from .export.simulate import run_simulation
+            from export.simulate import run_simulation
 
             deploy["simulate"], _ = run_simulation(Path(deploy["lava"]["net"]), str(data))
         report_dir = out / "report-fsve-full-tiny"
@@ -242,7 +244,7 @@ def run_demo(
 
 def _export_onnx(ckpt: Path, data: Path, out: Path, progress) -> dict:
     """Both encoders to ONNX, checked against torch with onnxruntime on 4 test clips."""
-    from .export import export_checkpoint
+    from export import export_checkpoint
 
     step = (lambda done, total: progress(f"exporting {out.name} to ONNX", done, total)) if progress else None
     rec = export_checkpoint(ckpt, out, "onnx", overwrite=True, verify=True, data=data, samples=4, progress=step)
@@ -257,7 +259,7 @@ def _export_onnx(ckpt: Path, data: Path, out: Path, progress) -> dict:
 
 def _deploy_nir(full: Path, data: Path, out: Path, progress) -> dict:
     """The spiking CNN and front end to NIR, read back by snnTorch and spikingjelly."""
-    from .export import export_checkpoint
+    from export import export_checkpoint
 
     step = (lambda done, total: progress("exporting fsve-full to NIR", done, total)) if progress else None
     nir = export_checkpoint(
@@ -268,7 +270,7 @@ def _deploy_nir(full: Path, data: Path, out: Path, progress) -> dict:
 
 def _deploy_lava(plain: Path, data: Path, out: Path, progress) -> dict:
     """The chain FSVE to Lava netx, checked against the float model (``simulate`` runs after)."""
-    from .export import export_checkpoint
+    from export import export_checkpoint
 
     step = (lambda done, total: progress("exporting fsve-full-plain to Lava netx", done, total)) if progress else None
     lava = export_checkpoint(
@@ -403,7 +405,7 @@ def _convert_ann(
     """Convert the ANN's STAR-Net CNN to IF neurons with QCFS: accuracy and energy against T and stage by stage
     (table and plot, every default energy model), the checkpoint for the largest T, its evaluation and energy
     summary."""
-    from .convert.sweep import convert_checkpoint, sweep_table
+    from convert.sweep import convert_checkpoint, sweep_table
 
     path = out / "checkpoints" / "spklip-converted-tiny.pt"
     sweep = convert_checkpoint(

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from spikedata.clips import ClipSelection, SpikeClips
+from spikedata.manifest import Manifest
+
 from .checkpoint import Checkpoint
-from .data.clips import ClipSelection, SpikeClips
-from .data.manifest import Manifest
 from .errors import MediaError
 
 
@@ -68,8 +69,8 @@ def _zoo_runner(ck: Checkpoint) -> Runner:
 
 
 def _spklip_runner(ck: Checkpoint) -> Runner:
-    from .model.data import clips_for
-    from .model.io import load_spklip
+    from spklip.data import clips_for
+    from spklip.io import load_spklip
 
     loaded = load_spklip(ck)
     model = loaded.model.eval()
@@ -93,7 +94,7 @@ _RUNNERS: dict[str, Callable[[Checkpoint], Runner]] = {
     "spklip": _spklip_runner,
     "fsve-hybrid": _spklip_runner,
     "fsve-full": _spklip_runner,
-    "spklip-converted": _spklip_runner,  # spiking: ANN layers converted to IF neurons (spklip_energy.convert)
+    "spklip-converted": _spklip_runner,  # spiking: ANN layers converted to IF neurons (convert)
 }
 
 

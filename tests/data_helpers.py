@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spklip_energy.data.dat import write_dat
+from spikedata.dat import write_dat
 
 H, W = 8, 16  # 16 bytes per frame: byte-aligned frames
 

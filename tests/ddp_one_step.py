@@ -13,13 +13,13 @@ import sys
 
 import torch
 
+from spklip.config import preset_config
+from spklip.data import load_splits
+from spklip.loss import clip_loss
+from spklip.model import build_spklip
+from spklip.tokenizer import SpikeTextTokenizer
+from spklip.training import _Classifier, _parallel, _Towers
 from spklip_energy.distributed import World, close_world, gather_rows, init_world, split_bounds
-from spklip_energy.model.config import preset_config
-from spklip_energy.model.data import load_splits
-from spklip_energy.model.loss import clip_loss
-from spklip_energy.model.spklip import build_spklip
-from spklip_energy.model.tokenizer import SpikeTextTokenizer
-from spklip_energy.model.training import _Classifier, _parallel, _Towers
 
 SIZES = {"height": 32, "width": 32, "hsfe.input_pool": 1}
 

@@ -7,11 +7,11 @@ from pathlib import Path
 import torch
 from spikingjelly.activation_based import functional
 
-from spklip_energy.data.digits import DigitsConfig, generate_digits
-from spklip_energy.data.manifest import load_manifest
-from spklip_energy.model import build_spklip, preset_config
-from spklip_energy.model.io import save_spklip
-from spklip_energy.model.tokenizer import SpikeTextTokenizer
+from spikedata.digits import DigitsConfig, generate_digits
+from spikedata.manifest import load_manifest
+from spklip import build_spklip, preset_config
+from spklip.io import save_spklip
+from spklip.tokenizer import SpikeTextTokenizer
 
 #: 32x32 frames and no input pooling: the tiny preset at a quarter of the pixels
 SMALL = {"height": 32, "width": 32, "hsfe.input_pool": 1}
@@ -27,7 +27,7 @@ def calibrate_cnn_bn(model, data: Path, clips: int = 4) -> None:
     test clips, so every layer
     fires as in a trained model (a freshly initialised CNN is almost silent and would make comparisons
     vacuous). The rest of the model stays in eval mode."""
-    from spklip_energy.model.data import clips_for
+    from spklip.data import clips_for
 
     parts = [model.visual.starnet.spatial]
     if model.cfg.front_end == "spiking":  # its spikes are the CNN's input: calibrated too

@@ -6,16 +6,16 @@ import math
 
 import torch
 
-from spklip_energy.data.digits import MOTIONS, SYMMETRIES
-from spklip_energy.data.manifest import Manifest
-from spklip_energy.model.augment import (
+from spikedata.digits import MOTIONS, SYMMETRIES
+from spikedata.manifest import Manifest
+from spklip.augment import (
     FLIP_DIMS,
     apply_flips,
     dataset_flips,
     draw_flips,
     flip_batch,
 )
-from spklip_energy.model.loss import class_prompt_loss
+from spklip.loss import class_prompt_loss
 
 
 def _manifest(meta):

@@ -9,8 +9,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from spklip_energy.data.clips import BUILTIN_DATA, builtin_root
-from spklip_energy.data.digits import (
+from spikedata.clips import BUILTIN_DATA, builtin_root
+from spikedata.digits import (
     MOTION_SPEED_CLASSES,
     MOTIONS,
     SPEEDS,
@@ -71,7 +71,7 @@ QUICK_PLAN_DIGEST = "f7f7bdb4ecfa0b42"
 
 
 def test_speed_classes_differ_in_travel_only():
-    from spklip_energy.data.digits import ClipSpec
+    from spikedata.digits import ClipSpec
 
     slow = ClipSpec(0, "test", "left", 3, 0, "slowly", "in the middle", "moves {s} to the left", 1)
     quick = ClipSpec(0, "test", "left", 3, 0, "quickly", "in the middle", "moves {s} to the left", 1)

@@ -83,7 +83,7 @@ def test_aggregate_against_hand_values():
 def test_recipe_arms_are_paired_with_the_arm_they_differ_from():
     """fsve-full-kd against fsve-full (what --teacher brings), fsve-full against fsve-full-scratch: pooled
     McNemar and per-seed differences against hand values, and the second table of benchmark.md."""
-    from spklip_energy.reports.render import benchmark_markdown
+    from reports.render import benchmark_markdown
 
     plan = BenchmarkPlan(seeds=[0, 1], arms=("ann", "ann-control", "fsve-full-scratch", "fsve-full", "fsve-full-kd"))
     hits = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spklip_energy.data.camera import (
+from spikedata.camera import (
     MAX_PHOTONS_PER_STEP,
     CameraConfig,
     load_frames,
@@ -242,7 +242,7 @@ def test_bugs_and_memory_errors_are_not_called_unreadable_files(tmp_path, monkey
     programming error or MemoryError propagates as itself."""
     import imageio.v2 as iio
 
-    from spklip_energy.data import camera
+    from spikedata import camera
 
     np.save(tmp_path / "a.npy", np.zeros((2, 3, 3), dtype=np.float32))
     iio.imwrite(tmp_path / "a.png", np.zeros((3, 3), dtype=np.uint8))

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from cli_helpers import check_no_leftovers, check_user_error, files_under, run_main, run_sub
 
+from spikedata.dat import read_dat, write_dat
+from spikedata.digits import MOTIONS
 from spklip_energy.cli import main
-from spklip_energy.data.dat import read_dat, write_dat
-from spklip_energy.data.digits import MOTIONS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 REPO = Path(__file__).resolve().parents[1]
@@ -583,9 +583,9 @@ def test_demo_retrains_a_run_of_another_model(tmp_path):
     reused as the current full FSVE."""
     from export_helpers import small_checkpoint, small_digits
 
+    from spklip.io import card_config
     from spklip_energy.checkpoint import load_checkpoint
     from spklip_energy.demo import _stale
-    from spklip_energy.model.io import card_config
 
     data = small_digits(tmp_path / "digits")
     old = small_checkpoint(tmp_path, data, "fsve-full", name="old", **{"fsve.hsfe": "ann"})

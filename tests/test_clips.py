@@ -12,18 +12,18 @@ import torch
 from data_helpers import check_equal
 from torch.utils.data import DataLoader
 
-from spklip_energy.data import clips as clips_mod
-from spklip_energy.data import digits as digits_mod
-from spklip_energy.data.clips import (
+from spikedata import clips as clips_mod
+from spikedata import digits as digits_mod
+from spikedata.clips import (
     ClipSelection,
     SpikeClips,
     builtin_dataset,
     builtin_root,
     read_clip,
 )
-from spklip_energy.data.dat import read_dat, write_dat
-from spklip_energy.data.digits import MOTIONS, DigitsConfig, generate_digits
-from spklip_energy.data.manifest import ClipRecord, load_manifest
+from spikedata.dat import read_dat, write_dat
+from spikedata.digits import MOTIONS, DigitsConfig, generate_digits
+from spikedata.manifest import ClipRecord, load_manifest
 from spklip_energy.errors import ConfigError
 
 SMALL = dict(clips_per_class=3, height=16, width=16, frames=20)

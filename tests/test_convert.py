@@ -1,4 +1,4 @@
-"""ANN-to-SNN conversion (spklip_energy.convert): rate coding, reset, round trip, energy, the convert verb."""
+"""ANN-to-SNN conversion (convert): rate coding, reset, round trip, energy, the convert verb."""
 
 from __future__ import annotations
 
@@ -9,9 +9,7 @@ import torch
 import torch.nn as nn
 from spikingjelly.activation_based.neuron import BaseNode
 
-from spklip_energy.checkpoint import load_checkpoint, save_checkpoint
-from spklip_energy.cli import main
-from spklip_energy.convert import (
+from convert import (
     ConversionError,
     RateCoded,
     apply_conversion,
@@ -22,14 +20,16 @@ from spklip_energy.convert import (
     runs,
     set_timesteps,
 )
-from spklip_energy.convert.ratecode import EventAvgPool2d, EventConv2d
-from spklip_energy.convert.sweep import convert_checkpoint
-from spklip_energy.data.digits import DigitsConfig, generate_digits
-from spklip_energy.energy import profile
+from convert.ratecode import EventAvgPool2d, EventConv2d
+from convert.sweep import convert_checkpoint
+from energy import profile
+from spikedata.digits import DigitsConfig, generate_digits
+from spklip import build_spklip, preset_config
+from spklip.io import load_spklip, save_spklip
+from spklip.tokenizer import SpikeTextTokenizer
+from spklip_energy.checkpoint import load_checkpoint, save_checkpoint
+from spklip_energy.cli import main
 from spklip_energy.errors import CheckpointError, ConfigError
-from spklip_energy.model import build_spklip, preset_config
-from spklip_energy.model.io import load_spklip, save_spklip
-from spklip_energy.model.tokenizer import SpikeTextTokenizer
 from spklip_energy.stats import accuracy_summary
 
 # the tiny preset on 32x32 clips, HSFE features at 16x16, two temporal blocks

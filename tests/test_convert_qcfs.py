@@ -1,4 +1,4 @@
-"""Conversion-aware methods (spklip_energy.convert.qcfs, .neurons, .biascal) and the convert verb's new options."""
+"""Conversion-aware methods (convert.qcfs, .neurons, .biascal) and the convert verb's new options."""
 
 from __future__ import annotations
 
@@ -9,16 +9,16 @@ import torch
 import torch.nn as nn
 from spikingjelly.activation_based import neuron as sj_neuron
 
+from convert import apply_conversion, convert_module, convert_spklip, converted_runs
+from convert.biascal import calibrate_bias
+from convert.neurons import ConvertedIF
+from convert.qcfs import QCFS, quantize_activations, to_relu
+from convert.structure import _subnet
+from convert.sweep import sweep_steps
+from spikedata.digits import DigitsConfig, generate_digits
+from spklip import build_spklip, preset_config
 from spklip_energy.checkpoint import load_checkpoint
 from spklip_energy.cli import main
-from spklip_energy.convert import apply_conversion, convert_module, convert_spklip, converted_runs
-from spklip_energy.convert.biascal import calibrate_bias
-from spklip_energy.convert.neurons import ConvertedIF
-from spklip_energy.convert.qcfs import QCFS, quantize_activations, to_relu
-from spklip_energy.convert.structure import _subnet
-from spklip_energy.convert.sweep import sweep_steps
-from spklip_energy.data.digits import DigitsConfig, generate_digits
-from spklip_energy.model import build_spklip, preset_config
 
 TINY = {
     "height": 32,

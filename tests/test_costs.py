@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from spklip_energy.energy.costs import (
+from energy.costs import (
     CONSTANTS,
     DEFAULT_CAPABLE_PRESETS,
     DEFAULT_PRESET,

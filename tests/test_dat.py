@@ -12,7 +12,7 @@ from data_helpers import check_equal
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from spklip_energy.data.dat import (
+from spikedata.dat import (
     check_head_columns,
     dat_info,
     encode_dat,
@@ -20,7 +20,7 @@ from spklip_energy.data.dat import (
     read_dat_folder,
     write_dat,
 )
-from spklip_energy.data.dat import read_dat_loop as spikecv_read
+from spikedata.dat import read_dat_loop as spikecv_read
 from spklip_energy.errors import ConfigError, DatError, ManifestError
 
 # --------------------------------------------------------------------------- references

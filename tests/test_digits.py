@@ -8,8 +8,8 @@ import re
 import numpy as np
 import pytest
 
-from spklip_energy.data.dat import read_dat
-from spklip_energy.data.digits import (
+from spikedata.dat import read_dat
+from spikedata.digits import (
     CLASS_PROMPTS,
     DIGIT_WORDS,
     MOTIONS,
@@ -187,7 +187,7 @@ def test_overwrite_keeps_a_folder_with_foreign_entries(tmp_path, foreign, needle
 
 
 def test_failure_midway_leaves_nothing(tmp_path, monkeypatch):
-    import spklip_energy.data.digits as digits
+    import spikedata.digits as digits
 
     def boom(*a, **k):
         raise RuntimeError("disk full")

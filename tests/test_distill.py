@@ -10,11 +10,11 @@ import torch
 from cli_helpers import check_user_error, run_main
 from export_helpers import SMALL, small_checkpoint, small_digits
 
+from spklip import build_spklip, preset_config
+from spklip.distill import embedding_distance, logit_distillation
+from spklip.io import save_spklip
+from spklip.tokenizer import SpikeTextTokenizer
 from spklip_energy.checkpoint import load_checkpoint, save_checkpoint
-from spklip_energy.model import build_spklip, preset_config
-from spklip_energy.model.distill import embedding_distance, logit_distillation
-from spklip_energy.model.io import save_spklip
-from spklip_energy.model.tokenizer import SpikeTextTokenizer
 from spklip_energy.zoo import build_model
 
 

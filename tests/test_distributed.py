@@ -22,10 +22,10 @@ import torch
 from cli_helpers import REPO, check_user_error, run_sub
 from torch.utils.data import DataLoader
 
-from spklip_energy.data.digits import DigitsConfig, generate_digits
+from spikedata.digits import DigitsConfig, generate_digits
+from spklip.config import preset_config
+from spklip.training import train, write_eval
 from spklip_energy.distributed import GlobalBatches, World, split_bounds
-from spklip_energy.model.config import preset_config
-from spklip_energy.model.training import train, write_eval
 
 SETS = {"height": 32, "width": 32, "hsfe.input_pool": 1, "train.batch_size": 8, "train.pretrain_epochs": 1}
 
@@ -133,7 +133,7 @@ def test_two_processes_train_as_one_and_only_rank_0_writes(two_runs):
     h1, h2 = one.history[0], res["history"][0]
     assert h2["processes"] == 2 and h2["train_clips_per_s_per_process"] > 0
     assert abs(h2["train_loss"] - h1["train_loss"]) <= 0.02 * abs(h1["train_loss"]), (h1, h2)
-    from spklip_energy.model.io import load_spklip
+    from spklip.io import load_spklip
 
     p1 = load_spklip(root / "one" / "last.pt").card["pretrain"]["history"][0]["loss"]
     card = load_spklip(root / "two" / "last.pt").card

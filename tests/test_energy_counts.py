@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spklip_energy.energy import profile
+from energy import profile
 from spklip_energy.errors import ConfigError
 
 

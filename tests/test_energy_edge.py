@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from spklip_energy.energy import Profiler, profile
+from energy import Profiler, profile
 
 warnings.filterwarnings("ignore", message=".*Triton.*")
 
@@ -597,7 +597,7 @@ def test_bool_and_integer_inputs():
 
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
-    from spklip_energy.data.digits import DigitsConfig, generate_digits
+    from spikedata.digits import DigitsConfig, generate_digits
 
     return generate_digits(
         tmp_path_factory.mktemp("d") / "digits", DigitsConfig(clips_per_class=3, frames=40, height=16, width=16)
@@ -608,9 +608,9 @@ def digits(tmp_path_factory):
     "kind", ["test-ann-cnn", "test-sj-snn", "test-sj-snn-single", "test-snntorch-snn", "sj-ms-resnet18"]
 )
 def test_report_summary_json_valid_and_consistent(tmp_path, digits, kind):
+    from reports.writer import summary_json
     from spklip_energy.analysis import analyse_checkpoint
     from spklip_energy.checkpoint import save_checkpoint
-    from spklip_energy.reports.writer import summary_json
     from spklip_energy.zoo import build_model, default_card
 
     card = default_card(kind, height=16, width=16)

@@ -1,4 +1,4 @@
-"""The published energy models (spklip_energy.energy.models): hand cases, equality with spikingjelly
+"""The published energy models (energy.models): hand cases, equality with spikingjelly
 2.0.0's estimators, the quantized-ANN baseline, break-even rates, bad model files."""
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from spikingjelly.activation_based.op_counter.analytical_energy import (
 )
 from spikingjelly.activation_based.op_counter.spikesim import estimate_spikesim_energy
 
-from spklip_energy.energy import profile
-from spklip_energy.energy.costs import PRESETS
-from spklip_energy.energy.estimate import estimate_energy
-from spklip_energy.energy.models import (
+from energy import profile
+from energy.costs import PRESETS
+from energy.estimate import estimate_energy
+from energy.models import (
     DataMovementModel,
     LemaireModel,
     Precision,
@@ -32,14 +32,14 @@ from spklip_energy.energy.models import (
     snn_bits,
     summarise,
 )
-from spklip_energy.energy.models.fair import (
+from energy.models.fair import (
     _spiking_side,
     ann_twin,
     break_even,
     crossings,
     spiking_synapses,
 )
-from spklip_energy.energy.models.table import Layers
+from energy.models.table import Layers
 from spklip_energy.errors import ConfigError
 
 REL = 1e-6
@@ -139,7 +139,7 @@ def test_ms_resnet18_equals_spikingjelly_lemaire_and_spikesim():
 
 @pytest.mark.slow
 def test_fsve_full_equals_spikingjelly_on_the_layers_both_support(tmp_path):
-    from spklip_energy.model import build_spklip, preset_config
+    from spklip import build_spklip, preset_config
 
     cfg = preset_config(
         "tiny", {"height": 32, "width": 32, "hsfe.input_pool": 1, "model": "fsve-full", "fsve.hsfe": "spiking"}
@@ -383,8 +383,8 @@ def test_model_file_parameters_reach_the_models(tmp_path):
 
 @pytest.fixture
 def zoo(tmp_path):
+    from spikedata.digits import DigitsConfig, generate_digits
     from spklip_energy.checkpoint import save_checkpoint
-    from spklip_energy.data.digits import DigitsConfig, generate_digits
     from spklip_energy.zoo import build_model, default_card
 
     data = generate_digits(tmp_path / "digits", DigitsConfig(clips_per_class=3, frames=40, height=16, width=16))

@@ -11,13 +11,13 @@ import pandas as pd
 import pytest
 import torch
 
+from energy import profile
+from energy.costs import get_preset
+from reports import write_report
+from spikedata.digits import DigitsConfig, generate_digits
 from spklip_energy.analysis import analyse_checkpoint
 from spklip_energy.checkpoint import save_checkpoint
 from spklip_energy.cli import main
-from spklip_energy.data.digits import DigitsConfig, generate_digits
-from spklip_energy.energy import profile
-from spklip_energy.energy.costs import get_preset
-from spklip_energy.reports import write_report
 from spklip_energy.zoo import build_model, default_card
 
 SIZE = dict(height=16, width=16)

@@ -14,8 +14,7 @@ import torch.nn.functional as F
 from export_helpers import small_checkpoint, small_digits
 from spikingjelly.activation_based import layer, neuron
 
-from spklip_energy.errors import ConfigError
-from spklip_energy.export.nir_export import (
+from export.nir_export import (
     DT,
     NIR_FILE,
     build_nir,
@@ -26,9 +25,10 @@ from spklip_energy.export.nir_export import (
     verify_nir,
     write_nir,
 )
-from spklip_energy.export.verify import verify_inputs
-from spklip_energy.fsve import make_lif
-from spklip_energy.model.io import LoadedSPKLIP, load_spklip
+from export.verify import verify_inputs
+from fsve import make_lif
+from spklip.io import LoadedSPKLIP, load_spklip
+from spklip_energy.errors import ConfigError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 #: stated bounds: fraction of identical spikes, and fraction of output elements within 1e-4 relative
@@ -249,8 +249,8 @@ def test_unmappable_modules_are_named(msresnet_ckpt, plain_ckpt):
 
 
 def test_export_pipeline_writes_the_nir_folder(tmp_path, msresnet_ckpt, data, capsys):
+    from export.pipeline import export_checkpoint
     from spklip_energy.cli import main
-    from spklip_energy.export.pipeline import export_checkpoint
 
     rec = export_checkpoint(msresnet_ckpt, tmp_path / "out", "nir", verify=True, data=data, samples=1)
     assert set(rec["files"]) == {"export.json", NIR_FILE, "hsfe_mtf.nir", "hsfe_sa_gate.nir", "hsfe_trunk.nir"}

@@ -14,12 +14,12 @@ import pytest
 import torch
 from export_helpers import small_checkpoint, small_digits
 
+from export import export_checkpoint
+from export.spiking import lif_recurrence, onnx_friendly
+from spklip.io import load_spklip
+from spklip.tokenizer import SpikeTextTokenizer
 from spklip_energy.cli import main
 from spklip_energy.errors import CheckpointError, ConfigError
-from spklip_energy.export import export_checkpoint
-from spklip_energy.export.spiking import lif_recurrence, onnx_friendly
-from spklip_energy.model.io import load_spklip
-from spklip_energy.model.tokenizer import SpikeTextTokenizer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -75,7 +75,7 @@ def test_ann_export_checks_and_matches_torch_at_any_batch(tmp_path, ann_ckpt, da
 
 
 def test_export_lif_is_spikingjellys_lif():
-    from spklip_energy.fsve import make_lif
+    from fsve import make_lif
 
     lif = make_lif(v_threshold=0.5, decay=0.25)
     x = torch.rand(6, 4, 9, generator=torch.Generator().manual_seed(0))
@@ -146,7 +146,7 @@ def test_cli_end_to_end_json(tmp_path, ann_ckpt, data, capsys):
 
 
 def test_cli_verify_failure_exits_1_with_one_line(tmp_path, ann_ckpt, data, capsys, monkeypatch):
-    import spklip_energy.export.verify as verify
+    import export.verify as verify
 
     monkeypatch.setattr(verify, "ANN_TOLERANCE", 0.0)  # nothing can pass
     assert (

@@ -8,8 +8,8 @@ import pytest
 import torch
 from spikingjelly.activation_based import functional, layer
 
-from spklip_energy.energy import profile
-from spklip_energy.fsve import (
+from energy import profile
+from fsve import (
     ESDSA,
     Heaviside,
     SpikeMatMul,
@@ -18,8 +18,8 @@ from spklip_energy.fsve import (
     make_lif,
     rect_spike,
 )
-from spklip_energy.fsve.firing import FiringRates
-from spklip_energy.model import build_spklip, preset_config
+from fsve.firing import FiringRates
+from spklip import build_spklip, preset_config
 
 SMALL = {"height": 32, "width": 32, "hsfe.input_pool": 1, "train.batch_size": 8, "train.pretrain_epochs": 1}
 
@@ -222,7 +222,7 @@ def test_fsve_config_errors():
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    from spklip_energy.data.digits import DigitsConfig, generate_digits
+    from spikedata.digits import DigitsConfig, generate_digits
 
     root = tmp_path_factory.mktemp("fsve") / "digits"
     return generate_digits(root, DigitsConfig(clips_per_class=3, height=32, width=32, frames=250))

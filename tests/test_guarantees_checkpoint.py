@@ -20,9 +20,14 @@ from cli_helpers import check_user_error, run_main
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from spikedata.digits import DigitsConfig, generate_digits
+from spklip import training
+from spklip.config import preset_config
+from spklip.io import load_spklip, model_state, save_spklip
+from spklip.model import build_spklip
+from spklip.tokenizer import SpikeTextTokenizer
 from spklip_energy import limits, zoo
 from spklip_energy.checkpoint import FORMAT, build_on_meta, load_checkpoint, save_checkpoint
-from spklip_energy.data.digits import DigitsConfig, generate_digits
 from spklip_energy.errors import (
     CheckpointError,
     ConfigError,
@@ -30,11 +35,6 @@ from spklip_energy.errors import (
     SpklipError,
     SpklipWarning,
 )
-from spklip_energy.model import training
-from spklip_energy.model.config import preset_config
-from spklip_energy.model.io import load_spklip, model_state, save_spklip
-from spklip_energy.model.spklip import build_spklip
-from spklip_energy.model.tokenizer import SpikeTextTokenizer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -166,8 +166,8 @@ def test_build_on_meta_refuses_sizes_but_lets_builder_bugs_through():
 
 
 def test_size_causes_name_what_differs_from_the_defaults():
+    from spklip.config import size_cause
     from spklip_energy.checkpoint import CARD_FORMAT_VERSION, config_cause
-    from spklip_energy.model.config import size_cause
 
     assert zoo.CARD_FORMAT_VERSION is CARD_FORMAT_VERSION
     assert size_cause(preset_config("tiny")) == "preset 'tiny'"

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from cli_helpers import REPO, check_no_leftovers, check_user_error, files_under, run_main
 
+from spikedata.digits import DigitsConfig, generate_digits
 from spklip_energy import cli
 from spklip_energy.atomic import OUTPUT_MARKER, atomic_path
 from spklip_energy.checkpoint import save_checkpoint
-from spklip_energy.data.digits import DigitsConfig, generate_digits
 from spklip_energy.zoo import build_model, default_card
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -121,7 +121,7 @@ def test_bad_option_values_are_one_line_before_any_work(capsys, tmp_path, monkey
 
 
 def test_preview_columns_ceiling_is_the_previews_own(capsys):
-    from spklip_energy.data.preview import MAX_COLUMNS
+    from spikedata.preview import MAX_COLUMNS
 
     base = ["data", "show", "f.dat", "--height", "8", "--width", "8", "--columns"]
     assert cli.build_parser().parse_args([*base, str(MAX_COLUMNS)]).columns == MAX_COLUMNS
@@ -184,7 +184,7 @@ def test_report_folder_is_whole_or_absent(capsys, tmp_path, data, monkeypatch):
         raise ConfigError("rendering failed on purpose")
 
     with monkeypatch.context() as m:
-        m.setattr("spklip_energy.reports.render.report_html", fail)
+        m.setattr("reports.render.report_html", fail)
         rc, _, err = run_main(capsys, "report", ann, "--data", data, "--samples", "1", "--out", out)
     check_user_error(rc, err, "on purpose")
     assert files_under(out) == first, "a failed run changed the previous report"

@@ -24,15 +24,15 @@ import pytest
 from cli_helpers import check_user_error, run_main
 from data_helpers import H, W, make_clip, write_jsonl
 
-from spklip_energy.data import clips as clips_mod
-from spklip_energy.data import digits as digits_mod
-from spklip_energy.data.camera import CameraConfig, load_frames, simulate_spikes, upsample_linear
-from spklip_energy.data.clips import ClipSelection, SpikeClips, builtin_dataset, read_clip
-from spklip_energy.data.dat import read_dat, write_dat
-from spklip_energy.data.digits import DigitsConfig, generate_digits
-from spklip_energy.data.manifest import index_folder, load_manifest
-from spklip_energy.data.preview import save_preview, stream_stats
-from spklip_energy.data.reconstruct import tfi, tfp
+from spikedata import clips as clips_mod
+from spikedata import digits as digits_mod
+from spikedata.camera import CameraConfig, load_frames, simulate_spikes, upsample_linear
+from spikedata.clips import ClipSelection, SpikeClips, builtin_dataset, read_clip
+from spikedata.dat import read_dat, write_dat
+from spikedata.digits import DigitsConfig, generate_digits
+from spikedata.manifest import index_folder, load_manifest
+from spikedata.preview import save_preview, stream_stats
+from spikedata.reconstruct import tfi, tfp
 from spklip_energy.errors import (
     ConfigError,
     DatError,
@@ -703,8 +703,8 @@ def test_index_carries_head_columns_and_flipud_to_reading(sps_like):
 def test_training_clips_receive_head_columns_and_flipud(tmp_path):
     """model.data.clips_for sizes clips by their image width: an sps10-like 64x(64+16) clip indexed with
     head_columns=16 and flipud feeds the tiny preset (64x64) exactly the image, rows flipped."""
-    from spklip_energy.model.config import preset_config
-    from spklip_energy.model.data import clips_for
+    from spklip.config import preset_config
+    from spklip.data import clips_for
 
     cfg = preset_config("tiny")
     root = tmp_path / "sps"
@@ -994,17 +994,17 @@ def test_many_duplicate_records_are_one_short_warning(small_set):
 def test_preview_columns_ceiling_imports_no_torch():
     """``data.preview.MAX_COLUMNS`` can be read (for the CLI's --columns type) without importing torch:
     the package's names are imported on first use."""
-    code = "import sys; from spklip_energy.data.preview import MAX_COLUMNS; print(MAX_COLUMNS, 'torch' in sys.modules)"
+    code = "import sys; from spikedata.preview import MAX_COLUMNS; print(MAX_COLUMNS, 'torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.split() == ["100", "False"], (done.stdout, done.stderr)
 
 
 def test_data_package_exports_resolve():
-    import spklip_energy.data as data
+    import spikedata as data
 
     assert sorted(data.__all__) == sorted(data._EXPORTS)
     for name in data.__all__:
-        module = importlib.import_module(f"spklip_energy.data.{data._EXPORTS[name]}")
+        module = importlib.import_module(f"spikedata.{data._EXPORTS[name]}")
         assert getattr(data, name) is getattr(module, name), name
     with pytest.raises(AttributeError):
         data.no_such_name  # noqa: B018

@@ -18,17 +18,17 @@ from export_helpers import small_checkpoint, small_digits
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from convert.ratecode import MAX_TIMESTEPS
+from convert.sweep import convert_checkpoint, parse_timesteps
+from export import export_checkpoint
+from export import loihi_engine as engine
+from export.netx_format import NetxLayer, NetxNet, NetxNeuron, read_netx, write_netx
+from export.simulate import run_simulation
+from spikedata.dat import write_dat
+from spklip.io import load_spklip
 from spklip_energy import limits
 from spklip_energy.checkpoint import load_checkpoint, save_checkpoint
-from spklip_energy.convert.ratecode import MAX_TIMESTEPS
-from spklip_energy.convert.sweep import convert_checkpoint, parse_timesteps
-from spklip_energy.data.dat import write_dat
 from spklip_energy.errors import CheckpointError, ConfigError, ResourceError, SpklipError
-from spklip_energy.export import export_checkpoint
-from spklip_energy.export import loihi_engine as engine
-from spklip_energy.export.netx_format import NetxLayer, NetxNet, NetxNeuron, read_netx, write_netx
-from spklip_energy.export.simulate import run_simulation
-from spklip_energy.model.io import load_spklip
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -313,7 +313,7 @@ def test_file_system_errors_on_open_are_not_called_corrupt(net_file, monkeypatch
 
 def test_a_bug_in_the_reader_is_not_called_a_malformed_file(net_file, monkeypatch):
     """Only h5py's calls are guarded: the reader's own TypeError (a bug) is not a one-line file error."""
-    import spklip_energy.export.netx_format as netx_format
+    import export.netx_format as netx_format
 
     def bug(*args, **kwargs):
         raise TypeError("a bug in the reader")
@@ -340,7 +340,7 @@ def test_hdf5_files_are_told_by_their_signature(net_file, tmp_path):
 def test_onnxruntime_failures_are_one_line_and_bugs_are_not(tmp_path, monkeypatch):
     import onnxruntime
 
-    from spklip_energy.export.simulate import host_inputs
+    from export.simulate import host_inputs
 
     rec = {"config": {"frames": 4, "height": 8, "width": 8}, "host": {"file": "host.onnx"}}
     (tmp_path / "host.onnx").write_bytes(b"not an onnx model")
@@ -499,9 +499,9 @@ def test_convert_library_checks_every_option_before_loading(tmp_path, kwargs, ne
 def test_converted_card_keeps_its_timesteps_above_the_limit_of_new_conversions(ann_ckpt, data, tmp_path, capsys):
     """MAX_TIMESTEPS bounds new conversions only: a checkpoint saved with a larger T (possible before the
     limit existed) still loads and reports; a T that is not a positive integer is refused naming the file."""
-    from spklip_energy.convert import convert_spklip
-    from spklip_energy.convert.structure import converted_runs
-    from spklip_energy.model.io import save_spklip
+    from convert import convert_spklip
+    from convert.structure import converted_runs
+    from spklip.io import save_spklip
 
     loaded = load_spklip(ann_ckpt)
     cfg = loaded.model.cfg
@@ -547,7 +547,7 @@ def test_nonfinite_weights_are_refused_by_convert_and_export(ann_ckpt, data, tmp
 
 
 def test_convert_batch_memory_is_estimated_before_any_forward(ann_ckpt, data, tmp_path, monkeypatch):
-    import spklip_energy.convert.sweep as sweep
+    import convert.sweep as sweep
 
     calls = []
     monkeypatch.setattr(sweep, "visual_forward_bytes", lambda c, b, layers: calls.append(b) or 10**18)
@@ -617,9 +617,9 @@ def test_forward_memory_estimate_covers_the_measured_peak(preset, overrides, con
     allocates at the peak, for float32 clips (what it assumes), and at most four times what it allocates
     for the uint8 clips datasets give (a quarter of the input's bytes, pooled as integers without a float
     copy of the blocks)."""
-    from spklip_energy.convert import convert_spklip
-    from spklip_energy.model import build_spklip, preset_config
-    from spklip_energy.model.config import visual_forward_bytes
+    from convert import convert_spklip
+    from spklip import build_spklip, preset_config
+    from spklip.config import visual_forward_bytes
 
     cfg = preset_config(preset, overrides)
     model = build_spklip(cfg).eval()
@@ -635,8 +635,8 @@ def test_forward_memory_estimate_covers_the_measured_peak(preset, overrides, con
 
 
 def test_forward_memory_estimate_scales_with_clips_and_the_stem_strides():
-    from spklip_energy.model import preset_config
-    from spklip_energy.model.config import visual_forward_bytes
+    from spklip import preset_config
+    from spklip.config import visual_forward_bytes
 
     ref = preset_config("reference")
     one, eight = visual_forward_bytes(ref, 1), visual_forward_bytes(ref, 8)
@@ -745,7 +745,7 @@ def test_export_overwrite_replaces_only_a_folder_of_export_files(ann_ckpt, tmp_p
     without ``--overwrite`` no non-empty folder is."""
     from cli_helpers import files_under
 
-    from spklip_energy.export.pipeline import check_out, export_files
+    from export.pipeline import check_out, export_files
 
     out = tmp_path / "o"
     out.mkdir()

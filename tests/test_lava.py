@@ -13,16 +13,16 @@ import torch
 from cli_helpers import check_user_error, run_main
 from export_helpers import SMALL, small_checkpoint, small_digits
 
+from energy import profile
+from export import export_checkpoint
+from export.loihi_engine import _conv, cuba_lif_run, simulate
+from export.loihi_torch import NetxTorch
+from export.netx_format import NetxLayer, NetxNet, NetxNeuron, read_netx, write_netx
+from export.simulate import run_simulation
+from spikedata.dat import write_dat
+from spklip import build_spklip, preset_config
 from spklip_energy.cli import main
-from spklip_energy.data.dat import write_dat
-from spklip_energy.energy import profile
 from spklip_energy.errors import ConfigError, DatError
-from spklip_energy.export import export_checkpoint
-from spklip_energy.export.loihi_engine import _conv, cuba_lif_run, simulate
-from spklip_energy.export.loihi_torch import NetxTorch
-from spklip_energy.export.netx_format import NetxLayer, NetxNet, NetxNeuron, read_netx, write_netx
-from spklip_energy.export.simulate import run_simulation
-from spklip_energy.model import build_spklip, preset_config
 
 GT = Path(__file__).resolve().parents[1].parent / "shared" / "lava-netx-gt"
 needs_gt = pytest.mark.skipif(not (GT / "tiny.net").is_file(), reason="../shared/lava-netx-gt not present")
@@ -394,7 +394,7 @@ def test_malformed_netx_files_are_one_line(tmp_path, case, msg, capsys):
 
 
 def test_missing_lava_environment_is_one_line(tmp_path, monkeypatch, capsys):
-    import spklip_energy.export.simulate as sim
+    import export.simulate as sim
 
     monkeypatch.setattr(sim, "lava_python", lambda: None)
     net = write_netx(tmp_path / "r.net", _random_net(np.random.default_rng(0)))

@@ -11,10 +11,10 @@ import pytest
 from export_helpers import small_digits
 from test_lava import GT, _random_net
 
+from export.loihi_engine import simulate
+from export.netx_format import read_netx, write_netx
+from export.simulate import lava_python, run_lava
 from spklip_energy.cli import main
-from spklip_energy.export.loihi_engine import simulate
-from spklip_energy.export.netx_format import read_netx, write_netx
-from spklip_energy.export.simulate import lava_python, run_lava
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
@@ -60,8 +60,8 @@ def test_simulate_engine_both_on_an_fsve_export(tmp_path, capsys):
     """The clip's 5 blocks pipelined with per-layer resets (netx reset_interval), in one Lava network."""
     from test_lava import _checkpoint
 
-    from spklip_energy.export import export_checkpoint
-    from spklip_energy.export.simulate import run_simulation
+    from export import export_checkpoint
+    from export.simulate import run_simulation
 
     data = small_digits(tmp_path / "digits")
     ckpt = _checkpoint(tmp_path, data, "plain")

@@ -14,8 +14,8 @@ from data_helpers import H, W, make_clip, write_jsonl
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from spklip_energy.data.digits import MOTIONS, DigitsConfig, generate_digits
-from spklip_energy.data.manifest import ClipRecord, Manifest, index_folder, load_manifest
+from spikedata.digits import MOTIONS, DigitsConfig, generate_digits
+from spikedata.manifest import ClipRecord, Manifest, index_folder, load_manifest
 from spklip_energy.errors import ManifestError
 
 # --------------------------------------------------------------------------- helpers

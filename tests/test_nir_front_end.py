@@ -15,10 +15,9 @@ import torch.nn.functional as F
 from cli_helpers import check_user_error, run_main
 from export_helpers import small_checkpoint, small_digits
 
-from spklip_energy.errors import ConfigError
-from spklip_energy.export.lava_export import fold_bn
-from spklip_energy.export.nir_export import NIR_FILE, compare_importers, write_nir
-from spklip_energy.export.nir_front_end import (
+from export.lava_export import fold_bn
+from export.nir_export import NIR_FILE, compare_importers, write_nir
+from export.nir_front_end import (
     GATE_FILE,
     MTF_FILE,
     TRUNK_FILE,
@@ -28,10 +27,11 @@ from spklip_energy.export.nir_front_end import (
     verify_front_end,
     write_parts,
 )
-from spklip_energy.export.verify import verify_inputs
-from spklip_energy.fsve.hsfe import encode_steps
-from spklip_energy.model.hsfe import temporal_blocks
-from spklip_energy.model.io import load_spklip
+from export.verify import verify_inputs
+from fsve.hsfe import encode_steps
+from spklip.hsfe import temporal_blocks
+from spklip.io import load_spklip
+from spklip_energy.errors import ConfigError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

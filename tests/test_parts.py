@@ -12,19 +12,19 @@ import pytest
 import torch
 from export_helpers import SMALL, small_checkpoint, small_digits
 
+from convert import convert_spklip
+from reports import write_report
+from reports.render import comparison_frame, comparison_markdown
+from spikedata.digits import DigitsConfig, generate_digits
+from spikedata.manifest import load_manifest
+from spklip import build_spklip, preset_config
+from spklip.data import clips_for
+from spklip.io import save_spklip
+from spklip.parts import PARTS, assign_parts, part_of
+from spklip.tokenizer import SpikeTextTokenizer
 from spklip_energy.analysis import PART_FIGURES, analyse_checkpoint, comparison_row
 from spklip_energy.checkpoint import save_checkpoint
 from spklip_energy.cli import main
-from spklip_energy.convert import convert_spklip
-from spklip_energy.data.digits import DigitsConfig, generate_digits
-from spklip_energy.data.manifest import load_manifest
-from spklip_energy.model import build_spklip, preset_config
-from spklip_energy.model.data import clips_for
-from spklip_energy.model.io import save_spklip
-from spklip_energy.model.parts import PARTS, assign_parts, part_of
-from spklip_energy.model.tokenizer import SpikeTextTokenizer
-from spklip_energy.reports import write_report
-from spklip_energy.reports.render import comparison_frame, comparison_markdown
 from spklip_energy.zoo import build_model, default_card
 
 pytestmark = pytest.mark.usefixtures("one_thread")

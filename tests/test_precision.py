@@ -6,11 +6,11 @@ import pytest
 import torch
 from cli_helpers import check_user_error, run_main
 
-from spklip_energy.data.digits import DigitsConfig, generate_digits
+from spikedata.digits import DigitsConfig, generate_digits
+from spklip.config import preset_config
+from spklip.io import load_spklip
+from spklip.training import embed_clips, train
 from spklip_energy.errors import ConfigError
-from spklip_energy.model.config import preset_config
-from spklip_energy.model.io import load_spklip
-from spklip_energy.model.training import embed_clips, train
 from spklip_energy.precision import autocast, grad_scaler, resolve_precision
 
 SETS = {"height": 32, "width": 32, "hsfe.input_pool": 1, "train.batch_size": 8, "train.pretrain_epochs": 1}
@@ -56,7 +56,7 @@ def test_bf16_training_follows_fp32_and_is_recorded(data, tmp_path, device):
     assert all(t.dtype == torch.float32 for t in loaded.model.state_dict().values() if t.is_floating_point())
     # evaluation under bf16 autocast: the same embeddings to bf16's precision
     model, dev = loaded.model.to(device), torch.device(device)
-    from spklip_energy.model.data import load_splits
+    from spklip.data import load_splits
 
     _, splits = load_splits(loaded.model.cfg, data, ("test",))
     f32 = embed_clips(model, splits["test"], dev)[0]

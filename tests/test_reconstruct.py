@@ -7,7 +7,7 @@ import pytest
 import torch
 from data_helpers import check_equal
 
-from spklip_energy.data.reconstruct import firing_rate, tfi, tfp
+from spikedata.reconstruct import firing_rate, tfi, tfp
 from spklip_energy.errors import SpklipError
 
 # --------------------------------------------------------------------------- references

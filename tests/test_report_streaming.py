@@ -11,7 +11,7 @@ import pytest
 import torch
 from spikingjelly.activation_based import functional
 
-from spklip_energy.energy.profiler import Profiler, profile
+from energy.profiler import Profiler, profile
 from spklip_energy.zoo import build_model
 
 COUNTED = ("macs", "sops", "neuron_updates", "mem_reads", "mem_writes")

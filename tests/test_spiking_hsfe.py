@@ -9,14 +9,14 @@ from cli_helpers import check_user_error, run_main
 from export_helpers import SMALL, small_digits
 from spikingjelly.activation_based import layer, neuron
 
+from energy import profile
+from fsve.hsfe import SpikingHSFE, ann_twin, encode_steps, step_windows
+from spklip import build_spklip, preset_config
+from spklip.hsfe import MaskedConv2d, legacy_state, temporal_blocks
+from spklip.io import load_spklip, save_spklip
+from spklip.tokenizer import SpikeTextTokenizer
 from spklip_energy.checkpoint import load_checkpoint, save_checkpoint
-from spklip_energy.energy import profile
 from spklip_energy.errors import ConfigError
-from spklip_energy.fsve.hsfe import SpikingHSFE, ann_twin, encode_steps, step_windows
-from spklip_energy.model import build_spklip, preset_config
-from spklip_energy.model.hsfe import MaskedConv2d, legacy_state, temporal_blocks
-from spklip_energy.model.io import load_spklip, save_spklip
-from spklip_energy.model.tokenizer import SpikeTextTokenizer
 
 
 def _spikes(shape, rate=0.08, seed=0) -> torch.Tensor:
@@ -177,7 +177,7 @@ def test_state_is_reset_between_clips():
 
 
 def test_init_maps_the_ann_front_end_into_its_spiking_twin(tmp_path):
-    from spklip_energy.model.training import _init_from
+    from spklip.training import _init_from
 
     ann = build_spklip(preset_config("tiny", {"model": "spklip"}), seed=5)
     tok = SpikeTextTokenizer.train(["a moving digit", "a still digit"], ann.cfg.text.vocab_size)

@@ -9,14 +9,14 @@ import sys
 import pytest
 import torch
 
+from energy import profile
+from spikedata.digits import DigitsConfig, generate_digits
+from spklip import build_spklip, preset_config
+from spklip.hsfe import block_indices, temporal_blocks
+from spklip.metrics import retrieval_recall, topk_accuracy
+from spklip.training import train
 from spklip_energy.cli import main
-from spklip_energy.data.digits import DigitsConfig, generate_digits
-from spklip_energy.energy import profile
 from spklip_energy.errors import ConfigError
-from spklip_energy.model import build_spklip, preset_config
-from spklip_energy.model.hsfe import block_indices, temporal_blocks
-from spklip_energy.model.metrics import retrieval_recall, topk_accuracy
-from spklip_energy.model.training import train
 
 # a 32x32 variant of tiny that fits the small test dataset
 SMALL = {"height": 32, "width": 32, "hsfe.input_pool": 1, "train.batch_size": 8, "train.pretrain_epochs": 1}
@@ -155,7 +155,7 @@ def test_topk_and_retrieval_on_hand_made_similarities():
 
 
 def _weights(path):
-    from spklip_energy.model.io import load_spklip, model_state
+    from spklip.io import load_spklip, model_state
 
     return model_state(load_spklip(path).checkpoint)
 
@@ -249,8 +249,8 @@ def test_cli_bad_input(tmp_path, data):
 
 @pytest.mark.slow
 def test_pretrain_then_locked_visual_trains_only_the_text_side(tmp_path, data):
+    from spklip.io import load_spklip
     from spklip_energy.checkpoint import load_checkpoint
-    from spklip_energy.model.io import load_spklip
 
     cfg = preset_config(
         "tiny",

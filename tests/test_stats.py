@@ -17,11 +17,11 @@ from cli_helpers import check_user_error, run_main
 from export_helpers import small_checkpoint, small_digits
 from scipy import stats as sps
 
+from spklip.metrics import retrieval_hits, retrieval_recall, topk_accuracy, topk_hits
 from spklip_energy.analysis import NO_PER_CLIP, NOT_PAIRED, comparison_row
 from spklip_energy.checkpoint import load_checkpoint
 from spklip_energy.cli import main
 from spklip_energy.errors import ConfigError
-from spklip_energy.model.metrics import retrieval_hits, retrieval_recall, topk_accuracy, topk_hits
 from spklip_energy.stats import (
     accuracy_summary,
     aggregate_seeds,

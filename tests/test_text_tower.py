@@ -13,11 +13,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from spklip.config import TextConfig
+from spklip.loss import ClipLoss, LogitScale, clip_loss, contrastive_logits
+from spklip.text import TextEncoder
+from spklip.tokenizer import EOT_ID, PAD_ID, SOT_ID, UNK_ID, SpikeTextTokenizer
 from spklip_energy.errors import ConfigError
-from spklip_energy.model.config import TextConfig
-from spklip_energy.model.loss import ClipLoss, LogitScale, clip_loss, contrastive_logits
-from spklip_energy.model.text import TextEncoder
-from spklip_energy.model.tokenizer import EOT_ID, PAD_ID, SOT_ID, UNK_ID, SpikeTextTokenizer
 
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 MOTIONS = [
@@ -95,7 +95,7 @@ def test_training_is_deterministic(tokenizer):
     assert again.to_json() == tokenizer.to_json()
     # another process has other hash seeds (Python's and the Rust trainer's)
     code = (
-        "import json, sys; from spklip_energy.model.tokenizer import SpikeTextTokenizer as T; "
+        "import json, sys; from spklip.tokenizer import SpikeTextTokenizer as T; "
         "sys.stdout.write(T.train(json.load(sys.stdin), 300).to_json())"
     )
     out = subprocess.run(

@@ -8,11 +8,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from spklip_energy.fsve.hsfe import SpikeMaxPool2d, SpikingHSFE, SpikingMTFBranch
-from spklip_energy.model import preset_config
-from spklip_energy.model.hsfe import HSFE, MTFBranch, SpikeAvgPool2d
-from spklip_energy.model.io import load_spklip
-from spklip_energy.model.training import LockedFeatures, train
+from fsve.hsfe import SpikeMaxPool2d, SpikingHSFE, SpikingMTFBranch
+from spklip import preset_config
+from spklip.hsfe import HSFE, MTFBranch, SpikeAvgPool2d
+from spklip.io import load_spklip
+from spklip.training import LockedFeatures, train
 from tests.export_helpers import SMALL, small_digits
 
 
@@ -72,7 +72,7 @@ def test_integer_pooling_equals_float_avgpool(p, shape):
 
 
 def test_visual_encoder_same_features_for_uint8_and_float_spikes():
-    from spklip_energy.model import build_spklip
+    from spklip import build_spklip
 
     cfg = preset_config("tiny", {})
     model = build_spklip(cfg).eval()

@@ -24,7 +24,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ...errors import ConfigError
+from spklip_energy.errors import ConfigError
+
 from ..costs import PRESETS, describe_value, read_table
 from .base import (
     NATIVE,
@@ -170,7 +171,7 @@ def resolve_models(
 
 
 def counted_layers(source) -> Layers:
-    """The counted layers of a :class:`~spklip_energy.energy.ProfileResult` (its fast path), a per-layer
+    """The counted layers of a :class:`~energy.ProfileResult` (its fast path), a per-layer
     table, or :class:`Layers` themselves, as the columns the models price."""
     if isinstance(source, Layers):
         return source

@@ -1,6 +1,6 @@
 """The one interface every energy model implements, and how its per-layer prices add up.
 
-An energy model prices the counted layers of one :class:`~spklip_energy.energy.ProfileResult`
+An energy model prices the counted layers of one :class:`~energy.ProfileResult`
 (the counts of one forward run plus each layer's geometry, :mod:`..geometry`, as the numpy
 columns of :class:`.table.Layers`); it never runs the model. :meth:`EnergyModel.price` returns a
 :class:`.table.Priced`: per layer a low and a high energy in pJ (equal for a point estimate; a

@@ -1,6 +1,6 @@
 """Today's per-operation presets (:mod:`..costs`) as energy models, unchanged.
 
-Natively a preset prices exactly as :func:`~spklip_energy.energy.estimate.estimate_energy` always
+Natively a preset prices exactly as :func:`~energy.estimate.estimate_energy` always
 has (paper Eqs. 12-13, Horowitz tiers). For a quantized pricing of a non-spiking network the MACs
 and accumulates are charged at the Horowitz 45 nm int8 figures (Horowitz has no narrower
 arithmetic, so a network with fewer activation bits is charged int8 arithmetic: an upper bound on
@@ -21,8 +21,8 @@ _STATUS = {"primary-crosschecked": "S+", "derived": "S+", "UNVERIFIED": "U"}
 
 
 class PresetModel(EnergyModel):
-    """One :class:`~spklip_energy.energy.costs.CostModel` as an energy model (vectorised; per layer it
-    equals :func:`~spklip_energy.energy.estimate.estimate_energy`, which ``tests/test_energy_models.py``
+    """One :class:`~energy.costs.CostModel` as an energy model (vectorised; per layer it
+    equals :func:`~energy.estimate.estimate_energy`, which ``tests/test_energy_models.py``
     checks)."""
 
     def __init__(self, cost: CostModel) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import (
+from spklip_energy.checkpoint import (
     CARD_FORMAT_VERSION,
     TRAIN_STATE_PREFIX,
     Checkpoint,
@@ -26,11 +26,12 @@ from ..checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from ..errors import CheckpointError, ConfigError, ResourceError, first_line, short_repr
-from ..options import check_float
+from spklip_energy.errors import CheckpointError, ConfigError, ResourceError, first_line, short_repr
+from spklip_energy.options import check_float
+
 from .config import SPKLIPConfig, size_cause, visual_forward_bytes
 from .hsfe import legacy_state
-from .spklip import SPKLIP, build_spklip
+from .model import SPKLIP, build_spklip
 from .tokenizer import SpikeTextTokenizer
 
 KIND = "spklip"
@@ -55,13 +56,13 @@ class LoadedSPKLIP:
         record = self.card.get("conversion") if self.card.get("kind") == CONVERTED_KIND else None
         if not isinstance(record, dict):
             return []
-        from ..convert.layers import parse_layers
+        from convert.layers import parse_layers
 
         return parse_layers(record["layers"], self.model.cfg.starnet.enabled)  # checked when it was rebuilt
 
     def forward_bytes(self, clips: int) -> int:
         """Peak memory of one forward pass of ``clips`` clips through its visual encoder
-        (:func:`~spklip_energy.model.config.visual_forward_bytes`)."""
+        (:func:`~spklip.config.visual_forward_bytes`)."""
         return visual_forward_bytes(self.model.cfg, clips, self.converted)
 
 
@@ -290,7 +291,7 @@ def load_spklip(path_or_ck: str | os.PathLike | Checkpoint) -> LoadedSPKLIP:
     del meta
     model = build_spklip(cfg)
     if ck.kind == CONVERTED_KIND:
-        from ..convert import (
+        from convert import (
             apply_conversion,  # the converted structure, thresholds come with the weights
         )
 

@@ -6,14 +6,15 @@ its child layers are counted by their own rules.
 
 from __future__ import annotations
 
-from ..energy.counts import Counts
-from ..energy.rules import (
+from energy.counts import Counts
+from energy.rules import (
     CallContext,
     _elementwise_free,
     _first_tensor,
     base_counts,
     register_rule,
 )
+
 from .starnet import AttentionPool2d, BlockPosition
 from .text import PositionalEmbedding, QuickGELU, TextProjection
 

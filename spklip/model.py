@@ -1,8 +1,8 @@
 """The SPKLIP model: spike visual encoder (HSFE + STAR-Net), text encoder, learnable temperature.
 
 With ``cfg.model`` ``fsve-hybrid`` or ``fsve-full`` STAR-Net is replaced by the
-spiking encoder of :mod:`spklip_energy.fsve.encoder`, and with ``cfg.front_end`` ``spiking``
-(``fsve-full``'s default) the HSFE by the spiking one of :mod:`spklip_energy.fsve.hsfe`,
+spiking encoder of :mod:`fsve.encoder`, and with ``cfg.front_end`` ``spiking``
+(``fsve-full``'s default) the HSFE by the spiking one of :mod:`fsve.hsfe`,
 which hands the spiking CNN spikes ``[T, B * n, C, H', W']`` (text tower unchanged).
 
 ``SPKLIP.encode_spikes``: spikes ``[B, F, H, W]`` (binary; uint8, bool or float)
@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from ..errors import MediaError
+from spklip_energy.errors import MediaError
+
 from .config import SPKLIPConfig
 from .hsfe import HSFE, feature_size, temporal_blocks
 from .loss import LogitScale
@@ -42,14 +43,14 @@ class SpikeVisualEncoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         if cfg.front_end == "spiking":
-            from ..fsve.hsfe import SpikingHSFE  # spikingjelly is only needed for the FSVE
+            from fsve.hsfe import SpikingHSFE  # spikingjelly is only needed for the FSVE
 
             self.hsfe = SpikingHSFE(cfg)
         else:
             self.hsfe = HSFE(cfg.hsfe)
         h, w = feature_size(cfg.hsfe, cfg.height, cfg.width)
         if cfg.model != "spklip":
-            from ..fsve.encoder import SpikingStarNet  # spikingjelly is only needed for the FSVE
+            from fsve.encoder import SpikingStarNet  # spikingjelly is only needed for the FSVE
 
             self.starnet = SpikingStarNet(cfg, cfg.hsfe.features)
         elif cfg.starnet.enabled:

@@ -10,8 +10,8 @@ Public entry points:
 * :func:`load_manifest`, :class:`SpikeClips` - loading any manifest-described set.
 
 The names are imported on first use, so that importing one light submodule
-(``spklip_energy.data.preview`` for its ``MAX_COLUMNS``, ``spklip_energy.data.dat``)
-does not import torch through :mod:`~spklip_energy.data.clips`.
+(``spikedata.preview`` for its ``MAX_COLUMNS``, ``spikedata.dat``)
+does not import torch through :mod:`~spikedata.clips`.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ __all__ = [  # the keys of _EXPORTS
 
 def __getattr__(name: str):
     module = _EXPORTS.get(name)
-    if module is None:  # an AttributeError lets ``from spklip_energy.data import clips`` import the submodule
+    if module is None:  # an AttributeError lets ``from spikedata import clips`` import the submodule
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value

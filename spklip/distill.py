@@ -13,7 +13,7 @@ locked):
   teacher's text space.
 
 The teacher is frozen and in eval mode, so its embedding of a clip (and flip state) never
-changes: it is computed once and reused (:class:`~spklip_energy.model.training.LockedFeatures`).
+changes: it is computed once and reused (:class:`~spklip.training.LockedFeatures`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError
+from spklip_energy.errors import ConfigError
+
 from .config import SPKLIPConfig
 from .io import LoadedSPKLIP, load_spklip
 from .tokenizer import SpikeTextTokenizer

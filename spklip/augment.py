@@ -13,7 +13,7 @@ and ``words`` swaps whole words of the caption. A flip the dataset does not
 declare is not applied, except that ``hflip`` is label-preserving for datasets
 that declare nothing (the usual left-right augmentation of action datasets such
 as HMDB51/UCF101). The built-in spike-digits data declares both flips
-(:data:`spklip_energy.data.digits.SYMMETRIES`).
+(:data:`spikedata.digits.SYMMETRIES`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..data.manifest import Manifest
+from spikedata.manifest import Manifest
 
 FLIP_DIMS = {"hflip": -1, "vflip": -2}
 
@@ -43,7 +43,7 @@ class Flip:
 
 def dataset_flips(manifest: Manifest) -> list[Flip]:
     """The flips a dataset allows, from its ``symmetries`` (see the module docstring)."""
-    from ..data.digits import DATASET_NAME, SYMMETRIES
+    from spikedata.digits import DATASET_NAME, SYMMETRIES
 
     meta = manifest.meta or {}
     sym = meta.get("symmetries")

@@ -10,10 +10,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..atomic import remove_stale_siblings
-from ..errors import ConfigError, DatError
-from ..limits import check_memory
-from ..options import check_bool, check_nonneg_int, check_positive_int
+from spklip_energy.atomic import remove_stale_siblings
+from spklip_energy.errors import ConfigError, DatError
+from spklip_energy.limits import check_memory
+from spklip_energy.options import check_bool, check_nonneg_int, check_positive_int
+
 from .dat import check_head_columns, read_dat
 from .manifest import ClipRecord, Manifest, load_manifest
 

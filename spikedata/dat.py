@@ -31,10 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_path
-from ..errors import ConfigError, DatError, SpklipError
-from ..limits import check_memory
-from ..options import check_int, check_nonneg_int, check_positive_int
+from spklip_energy.atomic import atomic_path
+from spklip_energy.errors import ConfigError, DatError, SpklipError
+from spklip_energy.limits import check_memory
+from spklip_energy.options import check_int, check_nonneg_int, check_positive_int
 
 #: Geometry of the sps10 real spike camera as stored on disk (rows, raw columns, head columns).
 SPS10_HEIGHT, SPS10_RAW_WIDTH, SPS10_HEAD_COLUMNS = 250, 416, 16

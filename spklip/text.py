@@ -26,7 +26,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from spklip_energy.errors import ConfigError
+
 from .config import TextConfig
 from .tokenizer import EOT_ID, PAD_ID
 
@@ -104,12 +105,12 @@ class TextEncoder(nn.Module):
     Parameters
     ----------
     cfg:
-        the text tower's :class:`~spklip_energy.model.config.TextConfig`.
+        the text tower's :class:`~spklip.config.TextConfig`.
     embed_dim:
         size of the joint spike-text space.
     eot_id, pad_id:
         the tokenizer's ``<eot>`` and ``<pad>`` ids (those of
-        :class:`~spklip_energy.model.tokenizer.SpikeTextTokenizer` by default).
+        :class:`~spklip.tokenizer.SpikeTextTokenizer` by default).
     """
 
     def __init__(self, cfg: TextConfig, embed_dim: int, eot_id: int = EOT_ID, pad_id: int = PAD_ID) -> None:

@@ -3,7 +3,7 @@
 Each clip moves one up-scaled handwritten digit (scikit-learn's bundled copy of
 the UCI optical-digits set: 1 797 real 8x8 handwriting samples, nothing is
 downloaded) over a static textured background, then runs the spike-camera
-simulator (:mod:`spklip_energy.data.camera`). The label is the motion class;
+simulator (:mod:`spikedata.camera`). The label is the motion class;
 the caption is a sentence built from digit, motion, speed and position, so that
 instance-level text-to-video retrieval has something to find.
 
@@ -47,10 +47,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_dir, check_output_dir
-from ..errors import ConfigError, ResourceError, short_repr
-from ..limits import check_count, check_memory, fmt_bytes
-from ..options import check_fraction, check_int, check_positive_int, check_seed
+from spklip_energy.atomic import atomic_dir, check_output_dir
+from spklip_energy.errors import ConfigError, ResourceError, short_repr
+from spklip_energy.limits import check_count, check_memory, fmt_bytes
+from spklip_energy.options import check_fraction, check_int, check_positive_int, check_seed
+
 from .camera import CameraConfig, simulate_spikes
 from .dat import encode_dat
 
@@ -72,7 +73,7 @@ CLASS_PROMPTS = {
 }
 
 #: How the classes and caption words change when a clip is mirrored (see
-#: :mod:`spklip_energy.model.augment`); written into ``dataset.json``.
+#: :mod:`spklip.augment`); written into ``dataset.json``.
 SYMMETRIES = {
     "hflip": {
         "classes": {"left": "right", "rotate_cw": "rotate_ccw"},

@@ -55,8 +55,9 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import DatError, ManifestError, SpklipWarning, found, json_type, short_repr
-from ..options import check_bool, check_positive_int
+from spklip_energy.errors import DatError, ManifestError, SpklipWarning, found, json_type, short_repr
+from spklip_energy.options import check_bool, check_positive_int
+
 from .dat import check_head_columns, dat_info
 
 MANIFEST_NAMES = ("manifest.jsonl", "manifest.csv")
@@ -439,7 +440,7 @@ def index_folder(
     Each class folder holds clips as ``.dat`` files or as folders of ``.dat``
     files (SPKLIP's layout). The caption is the class name. ``head_columns``
     (0 <= N < width) and ``flipud`` describe how the files are stored; they go
-    into every record, so that :func:`~spklip_energy.data.clips.read_clip` and
+    into every record, so that :func:`~spikedata.clips.read_clip` and
     training read the clips accordingly.
     """
     height = check_positive_int(height, "height")

@@ -13,8 +13,8 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from ..errors import ConfigError, short_repr
-from ..options import (
+from spklip_energy.errors import ConfigError, short_repr
+from spklip_energy.options import (
     MAX_INT,
     check_float,
     check_fraction,
@@ -101,7 +101,7 @@ class FSVEConfig:
     mlp_ratio: int = 4
     sn_alpha: float = 1.0  # initial alpha of the SN thresholds alpha * E|x| (Eq. 9)
     attn_threshold: float = 0.5  # V_th of the attention SN; compared with Q K^T as V_th / scale (Eq. 11)
-    # the front end: "spiking" (spklip_energy.fsve.hsfe: tdBN + LIF everywhere, reading the camera's spikes),
+    # the front end: "spiking" (fsve.hsfe: tdBN + LIF everywhere, reading the camera's spikes),
     # "ann" (the ANN HSFE, analog features repeated over the steps), "auto": spiking for fsve-full, ann
     # for fsve-hybrid (cards written before this field existed mean "ann")
     hsfe: str = "auto"
@@ -139,12 +139,12 @@ class TrainConfig:
     warmup_epochs: int = 0  # linear warm-up (the paper uses none)
     schedule: str = "constant"  # after warm-up: "constant" (paper) or "cosine" decay to 0
     prompt_mix: float = 0.0  # probability a clip is paired with its class prompt instead of its caption
-    augment: str = "none"  # "flip": label-aware mirror flips (spklip_energy.model.augment); "none"
+    augment: str = "none"  # "flip": label-aware mirror flips (spklip.augment); "none"
     pretrain_epochs: int = 0  # supervised pre-training of the visual encoder on the labels first (0: none)
     lock_visual: bool = False  # contrastive stage trains only the text side (LiT); with pretrain_epochs
     contrastive_weight: float = 1.0  # weight of the contrastive loss of Eq. 6
     class_loss: float = 0.0  # weight of a cross-entropy against all class prompts, added to Eq. 6 (paper: 0)
-    # distillation from a trained SPKLIP (train --teacher; spklip_energy.model.distill), unused without one:
+    # distillation from a trained SPKLIP (train --teacher; spklip.distill), unused without one:
     distill_weight: float = 1.0  # weight of 1 - cos(student, teacher) between visual embeddings
     distill_logits: float = 0.0  # weight of tau^2 KL(teacher || student) over the teacher's class prompts
     distill_temperature: float = 2.0  # tau of that KL
@@ -305,7 +305,7 @@ def _check_types(obj: Any, prefix: str = "") -> None:
 
 
 def _check_depth(value: int, name: str) -> None:
-    from ..limits import check_count
+    from spklip_energy.limits import check_count
 
     check_count(
         value,
@@ -606,7 +606,7 @@ def size_cause(cfg: SPKLIPConfig, limit: int = 4) -> str:
     """The config values behind a model's size, for a resource message: those that differ from its preset
     (training values aside), as :func:`spklip_energy.checkpoint.config_cause` words them."""
     # imported here: the config module stays free of torch; a model build, which this names, loads it anyway
-    from ..checkpoint import config_cause
+    from spklip_energy.checkpoint import config_cause
 
     base = PRESETS[cfg.preset]() if cfg.preset in PRESETS else SPKLIPConfig(preset=cfg.preset)
     values = {k: v for k, v in flat_config(cfg).items() if not k.startswith("train.") and k != "preset"}
@@ -688,7 +688,7 @@ def visual_forward_bytes(cfg: SPKLIPConfig, clips: int = 1, converted: tuple[str
     ``fsve.time_steps`` steps (:data:`SNN_COPIES`). A spiking front end (``cfg.front_end``) holds its
     pooled blocks ``[n, 2r+1, H/p, W/p]`` (its first convolution reads them once for all steps) and
     :data:`SNN_COPIES` maps of its widest unit per step. A converted model (``converted``: the units of
-    :mod:`spklip_energy.convert.layers`, ``hsfe``, ``stem``, ``layer1`` ..) also holds, for a whole
+    :mod:`convert.layers`, ``hsfe``, ``stem``, ``layer1`` ..) also holds, for a whole
     rate-coded run, a membrane per ReLU of its units and :data:`RUN_COPIES` activations. Once per pass: a
     copy of the largest convolution weight. Times :data:`HEADROOM`. The weights themselves are not
     included (``checkpoint.build_on_meta`` sizes those).

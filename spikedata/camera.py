@@ -33,9 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, MediaError, first_line
-from ..limits import check_memory
-from ..options import (
+from spklip_energy.errors import ConfigError, MediaError, first_line
+from spklip_energy.limits import check_memory
+from spklip_energy.options import (
     check_bool,
     check_float,
     check_fraction,

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError
+from spklip_energy.errors import ConfigError
 
 
 class LogitScale(nn.Module):

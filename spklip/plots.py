@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..reports.plots import _plt, _png
+from reports.plots import _plt, _png
 
 
 def training_curves_png(history: list[dict]) -> bytes:

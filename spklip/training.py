@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..atomic import atomic_path
-from ..checkpoint import build_on_meta, module_nbytes, nonfinite_tensors
-from ..data.clips import BUILTIN_DATA
-from ..distributed import (
+from spikedata.clips import BUILTIN_DATA
+from spklip_energy.atomic import atomic_path
+from spklip_energy.checkpoint import build_on_meta, module_nbytes, nonfinite_tensors
+from spklip_energy.distributed import (
     GlobalBatches,
     World,
     barrier,
@@ -30,23 +30,24 @@ from ..distributed import (
     split_bounds,
     sync_batchnorm,
 )
-from ..errors import CheckpointError, ConfigError
-from ..limits import check_memory
-from ..options import (
+from spklip_energy.errors import CheckpointError, ConfigError
+from spklip_energy.limits import check_memory
+from spklip_energy.options import (
     check_int_list,
     check_positive_float,
     check_positive_int,
     check_seed,
     pick_device,
 )
-from ..precision import autocast, grad_scaler, resolve_precision
+from spklip_energy.precision import autocast, grad_scaler, resolve_precision
+
 from .augment import apply_flips, dataset_flips, draw_flips
 from .config import SPKLIPConfig, apply_overrides, config_differences, size_cause
 from .data import clips_for, load_splits, resolve_data
 from .io import load_spklip, restore_optimizer, restore_rng, save_spklip
 from .loss import class_prompt_loss, clip_loss
 from .metrics import chance_recall, confusion_matrix, retrieval_hits, topk_accuracy, topk_hits
-from .spklip import SPKLIP, SPKLIPOutput, build_spklip
+from .model import SPKLIP, SPKLIPOutput, build_spklip
 from .tokenizer import SpikeTextTokenizer
 
 Progress = Callable[[dict], None]
@@ -171,7 +172,7 @@ def evaluate_model(
     ``embedded``: the clips' ``(embeddings, labels, captions)`` as :func:`embed_clips` returns them,
     when they are already known (a locked visual tower's do not change between epochs).
     """
-    from ..stats import accuracy_summary, encode_hits
+    from spklip_energy.stats import accuracy_summary, encode_hits
 
     clips, labels, captions = embedded if embedded is not None else embed_clips(model, ds, device, batch_size)
     prompts = embed_texts(model, tokenizer, ds.class_prompts, device)
@@ -328,7 +329,7 @@ def pretrain_visual(
     epochs with the preset's optimiser and schedule. With ``train.lock_visual`` the
     contrastive stage then trains only the text side against this locked tower,
     as LiT (Zhai et al., 2022) does with a supervised image model. With a ``teacher``
-    (:class:`~spklip_energy.model.distill.Teacher`) its distillation terms are added to the loss.
+    (:class:`~spklip.distill.Teacher`) its distillation terms are added to the loss.
     In a distributed run (``world``) every rank computes the loss of the global batch from gathered
     embeddings (:mod:`spklip_energy.distributed`).
     Returns what it measured: per epoch the loss and the validation accuracy of the classifier.
@@ -418,7 +419,7 @@ def _init_from(model: SPKLIP, init: str | os.PathLike) -> tuple[SpikeTextTokeniz
     take = {k: v for k, v in src.model.state_dict().items() if k in own and own[k].shape == v.shape and same_layer(k)}
     if model.cfg.front_end == "spiking" and src.model.cfg.front_end == "ann":
         # the ANN front end's convolutions into their spiking twins
-        from ..fsve.hsfe import ann_twin
+        from fsve.hsfe import ann_twin
 
         prefix = "visual.hsfe."
         for k, v in src.model.state_dict().items():
@@ -569,7 +570,7 @@ def train(
     and every weight whose name, shape and layer type match (for a spiking variant started from
     the ANN: the HSFE front end, the text tower and the temperature).
 
-    ``teacher``: a trained SPKLIP checkpoint to distil from (:mod:`spklip_energy.model.distill`,
+    ``teacher``: a trained SPKLIP checkpoint to distil from (:mod:`spklip.distill`,
     weights ``train.distill_*``), in the pre-training and in any stage that trains the visual encoder;
     it must read the same clips and share the student's text tower and tokenizer.
 
@@ -710,7 +711,7 @@ def train(
     spiking = cfg.model != "spklip"
     kernel = ""
     if spiking:
-        from ..fsve.neurons import lif_kernel
+        from fsve.neurons import lif_kernel
 
         kernel = lif_kernel(dev)
     locked = LockedFeatures(model, dev) if cfg.train.lock_visual else None
@@ -769,7 +770,7 @@ def train(
         if locked is not None and val_embedded is not None:
             val, rates_summary = evaluate_model(model, tokenizer, val_ds, dev, embedded=val_embedded), val_rates
         elif spiking:
-            from ..fsve.firing import FiringRates
+            from fsve.firing import FiringRates
 
             with FiringRates(model.visual) as rates:
                 val_embedded = embed_clips(model, val_ds, dev, world=world)
@@ -852,7 +853,7 @@ def write_eval(
     src = data if data is not None else loaded.card.get("data", {}).get("path", "builtin")
     if not isinstance(src, (str, os.PathLike)):
         raise CheckpointError(f"{ckpt_path}: its card's data.path is {src!r}, not a path; pass --data")
-    from ..data.manifest import load_manifest
+    from spikedata.manifest import load_manifest
 
     if world.main:  # a built-in dataset is generated once
         resolve_data(src)
@@ -880,7 +881,7 @@ def write_eval(
     ck = loaded.checkpoint
     card = dict(ck.card)
     card["eval"] = {k: v for k, v in res.items() if k != "confusion"} | {"confusion": res["confusion"]}
-    from ..checkpoint import save_checkpoint
+    from spklip_energy.checkpoint import save_checkpoint
 
     save_checkpoint(ck.path, ck.state_dict, card)
     barrier(world)
@@ -916,7 +917,7 @@ def adapt(
     seed = check_seed(seed, "seed")
     dev = pick_device(device)
     base = load_spklip(ckpt_path)
-    from ..data.manifest import load_manifest
+    from spikedata.manifest import load_manifest
 
     manifest = load_manifest(resolve_data(data))
     ds_all = clips_for(base.model.cfg, manifest, None)

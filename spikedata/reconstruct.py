@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import SpklipError
-from ..limits import check_memory
-from ..options import check_nonneg_int
+from spklip_energy.errors import SpklipError
+from spklip_energy.limits import check_memory
+from spklip_energy.options import check_nonneg_int
 
 #: Interval SpikeCV substitutes where a pixel has no spike on one side.
 TFI_MISSING_INTERVAL = 257

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_path
-from ..errors import SpklipError
-from ..limits import check_count
-from ..options import check_positive_float, check_positive_int
+from spklip_energy.atomic import atomic_path
+from spklip_energy.errors import SpklipError
+from spklip_energy.limits import check_count
+from spklip_energy.options import check_positive_float, check_positive_int
+
 from .reconstruct import tfi, tfp
 
 #: Most time points one preview grid shows (a wider grid is unreadable and slow to draw).

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-from ..errors import ConfigError
+from spklip_energy.errors import ConfigError
 
 PAD_TOKEN, SOT_TOKEN, EOT_TOKEN, UNK_TOKEN = "<pad>", "<sot>", "<eot>", "<unk>"
 SPECIAL_TOKENS = (PAD_TOKEN, SOT_TOKEN, EOT_TOKEN, UNK_TOKEN)  # their ids are their positions

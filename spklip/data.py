@@ -5,14 +5,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..data.clips import ClipSelection, SpikeClips, resolve_builtin
-from ..data.manifest import Manifest, load_manifest
-from ..errors import ConfigError, MediaError
+from spikedata.clips import ClipSelection, SpikeClips, resolve_builtin
+from spikedata.manifest import Manifest, load_manifest
+from spklip_energy.errors import ConfigError, MediaError
+
 from .config import SPKLIPConfig
 
 
 def resolve_data(data: str | os.PathLike, progress=None) -> Path:
-    """``builtin``, ``builtin-bench``, ... (:data:`~spklip_energy.data.clips.BUILTIN_DATA`) -> the cached
+    """``builtin``, ``builtin-bench``, ... (:data:`~spikedata.clips.BUILTIN_DATA`) -> the cached
     built-in dataset; else the given path."""
     return resolve_builtin(data, progress=progress) or Path(data)
 

@@ -24,8 +24,8 @@ relative to it (a leading ``visual.`` is accepted too). The parts, in display or
 * **other**: any name this mapping does not know. No layer of the current SPKLIP
   variants falls here: energy under "other" means the mapping needs a new prefix.
 
-Converted checkpoints (``spklip-converted``, :mod:`spklip_energy.convert`) replace the
-converted units by a rate-coded run (:class:`~spklip_energy.convert.ratecode.RateCoded`)
+Converted checkpoints (``spklip-converted``, :mod:`convert`) replace the
+converted units by a rate-coded run (:class:`~convert.ratecode.RateCoded`)
 with children ``pre`` (the static layers on the analog input), ``net`` (neurons and
 everything after them) and ``readout`` (the accumulation over T steps):
 
