@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from energy.record import EnergyReport
+
 CHILD = """
 import resource, sys
 from spklip_energy.cli import main
@@ -89,10 +91,8 @@ def main() -> None:
             if r.returncode:
                 raise SystemExit(f"report on {n} clips failed:\n{r.stderr[-2000:]}")
             peak = int(next(line.split()[1] for line in r.stderr.splitlines() if line.startswith("PEAK_KIB")))
-            summary = json.loads(r.stdout)
-            rows.append(
-                {"clips": summary["data"]["samples"], "peak_mib": peak / 1024, "seconds": time.perf_counter() - t0}
-            )
+            summary = EnergyReport.from_json(json.loads(r.stdout), f"report --json on {n} clips")
+            rows.append({"clips": summary.data.samples, "peak_mib": peak / 1024, "seconds": time.perf_counter() - t0})
     first, last = rows[0], rows[-1]
     growth = (last["peak_mib"] - first["peak_mib"]) / max(last["clips"] - first["clips"], 1) * 100
     result = {

@@ -24,8 +24,9 @@ into the next layer's weights (and ``1/s`` into the threshold), so:
 * IF neurons are spikingjelly ``BaseNode``s and use the library rule: one update per
   neuron and step, membrane read and write.
 
-Events are tracked per profile in the call context (``ctx.__dict__`` under
-``_convert_events``), keyed by tensor identity as the context's own spike marks are.
+Events are tracked per profile in the call context's scratch space
+(``ctx.scratch["convert.events"]``), keyed by tensor identity as the context's own
+spike marks are, and forgotten when the tensor is freed.
 """
 
 from __future__ import annotations
@@ -39,21 +40,22 @@ from spikingjelly.activation_based.ann2snn.modules import ChannelVoltageScaler, 
 from energy.counts import Counts
 from energy.rules import (
     CallContext,
-    _coverage,
-    _first_tensor,
-    _no_reuse_weights,
-    _pool_coverage,
-    _spike_rate,
     avg_pool_rule,
     base_counts,
+    conv_coverage,
+    conv_key,
     conv_rule,
+    first_tensor,
+    no_reuse_weights,
+    pool_coverage,
     pool_key,
+    record_spike_rate,
     register_rule,
 )
 
 from .ratecode import Accumulate, EventAvgPool2d, EventConv2d, RateCoded, SpikeAdd
 
-_KEY = "_convert_events"
+_KEY = "convert.events"  # this module's entry in CallContext.scratch
 SCALER_NOTE = (
     "converted runs: ann2snn's threshold-balancing scalers are folded into the neighbouring weights and "
     "thresholds (no operations or memory charged); layers fed by scaled spikes are charged SOPs per event"
@@ -61,7 +63,8 @@ SCALER_NOTE = (
 
 
 def _events_map(ctx: CallContext) -> dict:
-    return ctx.__dict__.setdefault(_KEY, {})
+    """This profile's table ``id(tensor) -> (weakref to the tensor, events per element)``."""
+    return ctx.scratch.setdefault(_KEY, {})
 
 
 def set_events(ctx: CallContext, t: torch.Tensor | None, events: torch.Tensor) -> None:
@@ -93,7 +96,7 @@ def events_of(ctx: CallContext, t) -> torch.Tensor | None:
 def scaler_rule(module, inputs, output, ctx: CallContext) -> Counts:
     ev = events_of(ctx, inputs[0])
     if ev is not None:
-        set_events(ctx, _first_tensor(output), ev)
+        set_events(ctx, first_tensor(output), ev)
     return Counts(notes=[SCALER_NOTE])
 
 
@@ -108,23 +111,13 @@ def event_conv_rule(module: EventConv2d, inputs, output, ctx: CallContext) -> Co
         return conv_rule(module, inputs, output, ctx)
     c, x, out = base_counts(module, inputs, output, ctx, sample_dims=3)
     spatial = tuple(x.shape[-2:])
-    key = (
-        "conv",
-        module.kernel_size,
-        module.stride,
-        module.padding,
-        module.dilation,
-        module.padding_mode,
-        spatial,
-        x.device,
-    )
-    cov = ctx.cached(key, lambda: _coverage(module, spatial, x.device))
+    cov = ctx.cached(conv_key(module, spatial, x.device), lambda: conv_coverage(module, spatial, x.device))
     per_pixel = _events_per_pixel(ev, spatial)
     c.sops = (per_pixel * cov).sum() * (module.out_channels // module.groups)
     c.binary_input = True
-    _spike_rate(c, x, True, per_pixel.sum())
+    record_spike_rate(c, x, True, per_pixel.sum())
     if ctx.reuse == "none":
-        _no_reuse_weights(c, module, out)
+        no_reuse_weights(c, module, out)
     return c
 
 
@@ -135,11 +128,11 @@ def event_avg_pool_rule(module: EventAvgPool2d, inputs, output, ctx: CallContext
         return avg_pool_rule(module, inputs, output, ctx)
     c, x, out = base_counts(module, inputs, output, ctx, sample_dims=3)
     spatial = tuple(x.shape[-2:])
-    cov = ctx.cached(pool_key(module, spatial, x.device), lambda: _pool_coverage(module, spatial, x.device))
+    cov = ctx.cached(pool_key(module, spatial, x.device), lambda: pool_coverage(module, spatial, x.device))
     per_pixel = _events_per_pixel(ev, spatial)
     c.sops = (per_pixel * cov).sum()
     c.binary_input = True
-    _spike_rate(c, x, True, per_pixel.sum())
+    record_spike_rate(c, x, True, per_pixel.sum())
     window_sums = F.avg_pool2d(
         ev.float(),
         module.kernel_size,
@@ -169,7 +162,7 @@ def spike_add_rule(module, inputs, output, ctx: CallContext) -> Counts:
 
 
 def out_dims(output) -> int:
-    out = _first_tensor(output)
+    out = first_tensor(output)
     return out.dim() if out is not None else 1
 
 
@@ -192,7 +185,7 @@ def accumulate_rule(module, inputs, output, ctx: CallContext) -> Counts:
 @register_rule(RateCoded, covers_children=False)
 def rate_coded_rule(module: RateCoded, inputs, output, ctx: CallContext) -> Counts:
     """The wrapper's own work: dividing the accumulated output by T, once per call."""
-    out = _first_tensor(output)
+    out = first_tensor(output)
     c = Counts()
     if out is not None:
         c.macs = out.numel()

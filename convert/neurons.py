@@ -45,6 +45,13 @@ class ConvertedIF(neuron.IFNode):
             x = x + self.bias.to(x.dtype).view(shape)
         return super().single_step_forward(x)
 
+    def neuron_spec(self):
+        """The dynamics exporters translate (:class:`fsve.neurons.NeuronSpec`): IF, soft reset, ``v_init``,
+        the bias current."""
+        from fsve.neurons import describe_if
+
+        return describe_if(self)
+
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, v_init={self.v_init:g}θ, bias={'per-channel' if self.bias.numel() else 'none'}"
 

@@ -25,7 +25,8 @@ import torch.nn as nn
 
 FAMILIES = ("conv", "linear", "neuron", "other")
 
-#: neuron classes (by class name anywhere in the MRO) that leak / do not leak
+#: library neuron classes (by class name anywhere in the MRO) that leak / do not leak; a neuron class of this
+#: project says it itself: its ``neuron_spec()`` (fsve.neurons.NeuronSpec) has ``leaky``
 _LEAKY = frozenset(
     {
         "LIFNode",
@@ -65,7 +66,13 @@ def _names(module: nn.Module) -> set[str]:
 
 
 def neuron_leak(module: nn.Module) -> bool | None:
-    """True for a leaky neuron type, False for an integrate-and-fire one, None when unknown."""
+    """True for a leaky neuron type, False for an integrate-and-fire one, None when unknown.
+
+    A module that describes itself (a ``neuron_spec()`` method returning an object with ``leaky``, as
+    fsve.neurons.NeuronSpec) is taken at its word; library classes are known by name."""
+    own = getattr(module, "neuron_spec", None)
+    if callable(own):
+        return bool(own().leaky)
     names = _names(module)
     if names & _LEAKY:
         return True

@@ -170,6 +170,7 @@ class Profiler:
         if reuse not in REUSE_MODES:
             raise ConfigError(f"unknown weight-reuse mode {reuse!r}; choose one of {', '.join(REUSE_MODES)}")
         self.model, self.reuse, self.extra_rules = model, reuse, extra_rules
+        # one context per profile: spike marks, caches and the rules' scratch state live exactly as long as it
         self.ctx = CallContext(reuse=reuse)
         self.sites = _plan(model, extra_rules)
         missing = [s for s in self.sites if s.entry is None]

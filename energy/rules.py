@@ -4,43 +4,32 @@ A rule is ``rule(module, inputs, output, ctx) -> Counts`` for one call of the
 module. Rules are registered with :func:`register_rule` for one or more types;
 lookup walks the module's MRO, so spikingjelly's wrappers (which subclass the
 torch layers) use the torch rules. Adding a layer type is one decorated
-function.
+function, written next to the layer it counts (docs/energy.md, "Writing a
+counting rule").
 
-Conventions (NB: choices, not facts; reports repeat them):
+The public API for rule authors is :data:`__all__`: the registry
+(:func:`register_rule`, :func:`find_rule`, :class:`RuleEntry`, :data:`RULES`),
+the per-profile :class:`CallContext` (spike marks, non-zero counts, cached
+coverage maps, time steps, and :attr:`CallContext.scratch` for a rule module's
+own state), the building blocks (:func:`base_counts`, :func:`neuron_counts`,
+:func:`select`, :func:`record_spike_rate`, :func:`no_reuse_weights`, the
+coverage maps and their cache keys, the tensor and shape helpers) and the
+built-in rules, which a rule may call to fall back on (``conv_rule``,
+``preserving_rule``, ...). Names with a leading underscore are private.
 
-* A layer's input counts as **binary spikes** when its producer is a spiking
-  neuron (or the model input was binary, or it passed through a spike-preserving
-  layer such as max-pooling or flatten); otherwise it is decided from the actual
-  tensor, on the device, with no host sync (``x*x - x`` has no non-zero; on the
-  CPU a strided sample is checked first).
-* **Convolution on spikes**: SOPs = sum over input pixels of ``spike x coverage``
-  times ``C_out / groups``, where ``coverage[p]`` is the number of output positions
-  whose receptive field contains ``p``. Coverage is computed once per geometry as
-  the gradient of a one-channel all-ones convolution, so it is exact at the borders
-  for any padding (mode included), stride, dilation and groups.
-* **Dense MACs**: output elements x fan-in. Bias additions are not counted as
-  operations (their reads are counted as memory).
-* **Normalisation**: BatchNorm one MAC per element (inference: folded scale and
-  shift); LayerNorm/GroupNorm three per element (mean, variance, affine);
-  Softmax three per element (exp, sum, divide).
-* **Pooling**: average pooling accumulates (SOPs on spikes, MACs otherwise); max
-  pooling charges no arithmetic (comparisons are not counted) and keeps spikes binary.
-* **Neurons**: one update per neuron per time step; each update reads and writes
-  its membrane potential (one word each).
-* **Memory** (32-bit words): inputs read once and outputs written once per call;
-  weights read once per call and time step (``reuse="layer"``, weight-stationary)
-  or once per MAC/SOP (``reuse="none"``, the no-reuse bound).
-* Element-wise arithmetic written inline in a ``forward`` (residual additions,
-  for instance) is not visible to module hooks and is not counted.
+The counting conventions (NB: choices, not facts; reports repeat them) are the
+:data:`CONVENTIONS` tuple; they are listed at the end of this docstring.
 """
 
 from __future__ import annotations
 
 import math
+import textwrap
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -48,12 +37,64 @@ import torch.nn.functional as F
 
 from .counts import Counts
 
+#: ``rule(module, inputs, output, ctx) -> Counts``: the counts of one call of ``module`` (``inputs``: its
+#: positional arguments plus its tensor keyword arguments; ``output``: what it returned).
 Rule = Callable[[nn.Module, tuple, object, "CallContext"], Counts]
+
+#: The counting conventions every report states (choices, not facts), one sentence group each, in plain text.
+CONVENTIONS: tuple[str, ...] = (
+    "A layer's input counts as binary spikes when its producer is a spiking neuron (or the model input was "
+    "binary, or it passed through a spike-preserving layer such as max-pooling or flatten); otherwise it is "
+    "decided from the actual tensor, on the device, with no host sync (x*x - x has no non-zero; on the CPU a "
+    "strided sample is checked first).",
+    "Convolution on spikes: SOPs = sum over input pixels of spike x coverage times C_out / groups, where "
+    "coverage[p] is the number of output positions whose receptive field contains p. Coverage is computed once "
+    "per geometry as the gradient of a one-channel all-ones convolution, so it is exact at the borders for any "
+    "padding (mode included), stride, dilation and groups.",
+    "Dense MACs: output elements x fan-in. Bias additions are not counted as operations (their reads are "
+    "counted as memory).",
+    "Normalisation: BatchNorm one MAC per element (inference: folded scale and shift); LayerNorm/GroupNorm three "
+    "per element (mean, variance, affine); Softmax three per element (exp, sum, divide).",
+    "Pooling: average pooling accumulates (SOPs on spikes, MACs otherwise); max pooling charges no arithmetic "
+    "(comparisons are not counted) and keeps spikes binary.",
+    "Neurons: one update per neuron per time step; each update reads and writes its membrane potential (one "
+    "word each).",
+    "Memory (32-bit words): inputs read once and outputs written once per call; weights read once per call and "
+    'time step (reuse="layer", weight-stationary) or once per MAC/SOP (reuse="none", the no-reuse bound).',
+    "Element-wise arithmetic written inline in a forward (residual additions, for instance) is not visible to "
+    "module hooks and is not counted.",
+)
+
+
+def _render_conventions(items: tuple[str, ...], width: int = 88) -> str:
+    """The conventions as a reST bullet list (wrapped only at spaces, so joining a bullet's lines with one
+    space gives the sentence back)."""
+    lines = ["", "Conventions:", ""]
+    for item in items:
+        lines += textwrap.wrap(
+            item,
+            width,
+            initial_indent="* ",
+            subsequent_indent="  ",
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __doc__ is not None:  # None under python -OO
+    __doc__ += _render_conventions(CONVENTIONS)
 
 
 @dataclass(frozen=True)
 class RuleEntry:
-    """A registered rule and whether it accounts for the module's children too."""
+    """A registered rule and how the profiler treats the modules it counts.
+
+    ``covers_children``: True (the default) when the rule's counts include the work of the module's
+    children, which are then not hooked; False when it counts only the module's own work (arithmetic
+    written in its ``forward``) and the children are counted by their own rules. ``spiking``: the module is
+    a stateful spiking neuron (the per-layer table's ``spiking`` column; the energy models price it as one).
+    """
 
     fn: Rule
     covers_children: bool = True  # False: counts only the module's own work; children hooked too
@@ -64,9 +105,11 @@ RULES: dict[type, RuleEntry] = {}
 
 
 def register_rule(*types: type, covers_children: bool = True, spiking: bool = False, replace: bool = False):
-    """Decorator registering ``fn`` as the counting rule for ``types``.
+    """Decorator registering ``fn`` as the counting rule for ``types`` (and their subclasses, unless they
+    have their own rule), with the :class:`RuleEntry` flags ``covers_children`` and ``spiking``.
 
-    Refuses a type that already has a rule unless ``replace=True``.
+    Refuses a type that already has a rule unless ``replace=True``, and anything that is not a class. Returns
+    ``fn`` unchanged, so ``register_rule(T)(existing_rule)`` reuses a rule for another type.
     """
 
     def deco(fn: Rule) -> Rule:
@@ -100,14 +143,35 @@ _SHARED_MAPS_MAX = 256
 
 @dataclass
 class CallContext:
-    """Per-profile state the rules share: known spike tensors, caches, options."""
+    """Per-profile state the rules share: known spike tensors, caches, options.
+
+    One context lives for one :class:`~energy.profiler.Profiler` (one ``profile`` call): every hooked call of
+    every forward run inside it gets the same ``ctx``. Rules read and write it only through these members:
+
+    * ``reuse`` - the weight-reuse mode, ``"layer"`` (weights read once per call and step) or ``"none"``
+      (one weight read per MAC/SOP: call :func:`no_reuse_weights`);
+    * :meth:`is_spike`, :meth:`mark_spike`, :meth:`known_spike` - whether a tensor holds binary spikes;
+    * :meth:`nnz` - non-zero elements of a tensor, counted once per tensor;
+    * :meth:`steps` and ``step_stack`` - time steps of a call (the stack is pushed by the profiler around
+      multi-step containers);
+    * :meth:`param_stats` - a module's parameter sizes, cached;
+    * :meth:`cached` - coverage maps by geometry key (:func:`conv_key`, :func:`pool_key`);
+    * ``scratch`` - a rule module's own per-profile state (below).
+
+    ``scratch`` is a plain ``dict[str, Any]``, empty when the profile starts and dropped with the context, so
+    nothing leaks from one profile into the next. Each rule module keeps its state under one key that names
+    it (``ctx.scratch.setdefault("convert.events", {})``); values are whatever that module needs. State keyed
+    by tensor identity must not keep tensors alive: hold a weak reference and drop the entry when the tensor
+    is freed, as :mod:`convert.count_rules` does.
+    """
 
     reuse: str = "layer"  # "layer" or "none"
     _spikes: dict = field(default_factory=dict)  # id -> weakref of tensors known to be spikes
     _nnz: dict = field(default_factory=dict)  # id -> (weakref, nnz tensor)
-    _coverage: dict = field(default_factory=dict)
+    _maps: dict = field(default_factory=dict)  # coverage maps of this profile, by geometry key
     step_stack: list = field(default_factory=list)  # time steps of enclosing multi-step containers
     _params: dict = field(default_factory=dict)  # (id(module), recurse) -> (elements, words, bytes)
+    scratch: dict[str, Any] = field(default_factory=dict)  # rule modules' own state, one key per module
 
     def param_stats(self, module: nn.Module, recurse: bool = True) -> tuple[int, int, int]:
         """(elements, 32-bit words, bytes) of the module's parameters, cached per module."""
@@ -118,10 +182,13 @@ class CallContext:
 
     # spike bookkeeping -------------------------------------------------------
     def mark_spike(self, t) -> None:
+        """Declare ``t`` a binary spike tensor (a layer fed by it counts SOPs without checking its values);
+        anything but a tensor is ignored. The mark is forgotten when ``t`` is freed."""
         if isinstance(t, torch.Tensor):
             self._spikes[id(t)] = _forgetting_ref(self._spikes, t)
 
     def known_spike(self, t: torch.Tensor) -> bool:
+        """True if ``t`` itself was marked with :meth:`mark_spike` (no look at its values)."""
         ref = self._spikes.get(id(t))
         return ref is not None and ref() is t
 
@@ -144,6 +211,8 @@ class CallContext:
         return _binary_values(t)
 
     def nnz(self, t: torch.Tensor) -> torch.Tensor:
+        """Non-zero elements of ``t`` (a 0-dim int64 tensor on ``t``'s device, no host sync), counted once
+        per tensor and profile."""
         entry = self._nnz.get(id(t))
         if entry is not None and entry[0]() is t:
             return entry[1]
@@ -159,15 +228,16 @@ class CallContext:
         return self.step_stack[-1] if self.step_stack else 1
 
     def cached(self, key, make: Callable[[], torch.Tensor]) -> torch.Tensor:
-        """A coverage map by its geometry key: kept for this profile and, across profiles, in a small
-        process-wide cache (a map depends on the geometry alone, and making one costs a backward pass)."""
-        if key not in self._coverage:
+        """A coverage map by its geometry key (:func:`conv_key`, :func:`pool_key`), made by ``make()`` the first
+        time: kept for this profile and, across profiles, in a small process-wide cache (a map depends on the
+        geometry alone, and making one costs a backward pass)."""
+        if key not in self._maps:
             shared = _SHARED_MAPS.pop(key, None)
-            self._coverage[key] = make() if shared is None else shared
-            _SHARED_MAPS[key] = self._coverage[key]  # most recently used last
+            self._maps[key] = make() if shared is None else shared
+            _SHARED_MAPS[key] = self._maps[key]  # most recently used last
             while len(_SHARED_MAPS) > _SHARED_MAPS_MAX:
                 _SHARED_MAPS.popitem(last=False)
-        return self._coverage[key]
+        return self._maps[key]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -194,11 +264,14 @@ def _binary_values(t: torch.Tensor) -> torch.Tensor:
     return ~torch.any(t * t - t)
 
 
-def _tensors(xs: Iterable) -> list[torch.Tensor]:
+def tensors(xs: Iterable) -> list[torch.Tensor]:
+    """The tensors among ``xs`` (a rule's ``inputs``), in order; other arguments are dropped."""
     return [x for x in xs if isinstance(x, torch.Tensor)]
 
 
-def _first_tensor(out) -> torch.Tensor | None:
+def first_tensor(out) -> torch.Tensor | None:
+    """``out`` itself if it is a tensor, else the first tensor of a tuple or list (a module's output such as
+    snnTorch's ``(spikes, membrane)``), else None."""
     if isinstance(out, torch.Tensor):
         return out
     if isinstance(out, (tuple, list)):
@@ -208,7 +281,8 @@ def _first_tensor(out) -> torch.Tensor | None:
     return None
 
 
-def _bytes(t: torch.Tensor) -> int:
+def tensor_bytes(t: torch.Tensor) -> int:
+    """Bytes ``t`` holds in its own dtype (elements x element size): the ``*_bytes`` fields of :class:`Counts`."""
     return t.numel() * t.element_size()
 
 
@@ -221,8 +295,14 @@ def _param_stats(module: nn.Module, recurse: bool) -> tuple[int, int, int]:
     return elems, elems, nbytes
 
 
-def _select(binary, if_binary, if_not):
-    """``if_binary`` where the input is binary, ``if_not`` elsewhere (bool or 0-dim tensor)."""
+def select(binary, if_binary, if_not):
+    """``if_binary`` if the input is binary, else ``if_not``, without a host sync.
+
+    ``binary`` is what :meth:`CallContext.is_spike` returned: a bool gives back one of the two values
+    unchanged; a 0-dim bool tensor (an accelerator's answer) gives a 0-dim tensor, float64 when both values
+    are numbers (``torch.where``). The values are counts in whatever unit the caller stores (SOPs, MACs,
+    elements).
+    """
     if isinstance(binary, torch.Tensor):
         a = if_binary if isinstance(if_binary, torch.Tensor) else float(if_binary)
         b = if_not if isinstance(if_not, torch.Tensor) else float(if_not)
@@ -235,30 +315,35 @@ def _select(binary, if_binary, if_not):
 def base_counts(
     module: nn.Module, inputs: tuple, output, ctx: CallContext, sample_dims: int, recurse_params: bool = True
 ) -> tuple[Counts, torch.Tensor | None, torch.Tensor | None]:
-    """Activation traffic, rates and weight reads common to every layer rule.
+    """Activation traffic, buffer sizes and weight reads common to every layer rule.
 
     ``sample_dims`` is the number of trailing dims of one sample at one time step
     (3 for a 2-D convolution's ``[C, H, W]``, 1 for a linear layer's features).
+    Returns ``(counts, x, out)``: a :class:`Counts` with every input tensor read once and the output written
+    once (32-bit words in ``act_reads`` / ``act_writes``, dtype bytes alongside), the module's parameters read
+    once per time step (``weight_reads``, words; ``reuse="layer"``), and the buffer sizes (elements per sample
+    and step); ``x`` is the first input tensor and ``out`` the first output tensor (either may be None).
+    Operations (``macs``, ``sops``) are left at 0 for the rule to fill.
     """
-    xs = _tensors(inputs)
-    out = _first_tensor(output)
+    xs = tensors(inputs)
+    out = first_tensor(output)
     c = Counts()
     x = xs[0] if xs else None
     for t in xs:
         c.act_reads += t.numel()
-        c.act_read_bytes += _bytes(t)
+        c.act_read_bytes += tensor_bytes(t)
     if out is not None:
         c.act_writes = out.numel()
-        c.act_write_bytes = _bytes(out)
+        c.act_write_bytes = tensor_bytes(out)
     elems, words, nbytes = ctx.param_stats(module, recurse_params)
     c.weight_buffer = elems
     steps = 1
     if x is not None:
         steps = ctx.steps(module, x, sample_dims)
-        c.in_buffer = _per_sample(x, sample_dims)
+        c.in_buffer = per_sample(x, sample_dims)
         c.in_call = x.numel()
         if out is not None:
-            c.out_buffer = _per_sample(out, sample_dims)
+            c.out_buffer = per_sample(out, sample_dims)
             c.out_call = out.numel()
             c.out_call_step = out.numel() // _call_steps(module, x)
         c.act_buffer = max(c.in_buffer, c.out_buffer)
@@ -272,19 +357,24 @@ def _call_steps(module: nn.Module, x: torch.Tensor) -> int:
     return int(x.shape[0]) if getattr(module, "step_mode", "s") == "m" and x.dim() >= 2 else 1
 
 
-def _spike_rate(c: Counts, x: torch.Tensor, binary, nnz) -> None:
-    """Record the input spike rate (only for spike inputs: rates of real values mean little)."""
+def record_spike_rate(c: Counts, x: torch.Tensor, binary, nnz) -> None:
+    """Record the input spike rate in ``c`` (returns nothing): ``c.in_numel`` = elements of ``x``,
+    ``c.in_nnz`` = ``nnz`` (non-zero elements, e.g. :meth:`CallContext.nnz`) where ``binary``, NaN where not
+    (rates of real values mean little; the profiler reports NaN rates as missing)."""
     c.in_numel = x.numel()
-    c.in_nnz = nnz if binary is True else _select(binary, nnz, float("nan"))
+    c.in_nnz = nnz if binary is True else select(binary, nnz, float("nan"))
 
 
-def _per_sample(t: torch.Tensor, sample_dims: int) -> int:
-    """Elements of one sample at one time step: the product of the trailing dims."""
+def per_sample(t: torch.Tensor, sample_dims: int) -> int:
+    """Elements of one sample at one time step: the product of ``t``'s ``sample_dims`` trailing dims (all of
+    ``t`` when it has fewer dims, or for ``sample_dims`` 0). The unit of the ``*_buffer`` fields."""
     return math.prod(t.shape[-sample_dims:]) if t.dim() >= sample_dims and sample_dims > 0 else t.numel()
 
 
-def _no_reuse_weights(c: Counts, module: nn.Module, out: torch.Tensor | None) -> None:
-    """Charge one weight read per operation (and one bias read per output)."""
+def no_reuse_weights(c: Counts, module: nn.Module, out: torch.Tensor | None) -> None:
+    """For ``ctx.reuse == "none"``: replace ``c``'s weight reads (returns nothing) by one read per operation
+    (``c.macs + c.sops``, so call it after filling them) plus one bias read per element of ``out`` when the
+    module has a bias; ``weight_read_bytes`` at the module weight's element size (4 bytes without one)."""
     bias = getattr(module, "bias", None)
     per_op = c.macs + c.sops
     c.weight_reads = per_op + (out.numel() if (bias is not None and out is not None) else 0)
@@ -296,8 +386,12 @@ def _no_reuse_weights(c: Counts, module: nn.Module, out: torch.Tensor | None) ->
 # --------------------------------------------------------------------------- convolution
 
 
-def _coverage(module: nn.Module, spatial: tuple[int, ...], device) -> torch.Tensor:
-    """Number of output positions whose receptive field holds each input position."""
+def conv_coverage(module: nn.Module, spatial: tuple[int, ...], device) -> torch.Tensor:
+    """For a convolution ``module`` (1-, 2- or 3-D) and an input of spatial size ``spatial``: a float64
+    tensor of shape ``spatial`` on ``device`` whose entry ``p`` is the number of output positions whose
+    receptive field holds input position ``p`` (exact at the borders, for any padding mode, stride and
+    dilation). SOPs of a spike input = sum of spikes x coverage x ``C_out / groups``. Cache it with
+    ``ctx.cached(conv_key(...), ...)``: making one costs a backward pass."""
     nd = len(spatial)
     conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[nd]
     with torch.inference_mode(False), torch.enable_grad():
@@ -312,8 +406,24 @@ def _coverage(module: nn.Module, spatial: tuple[int, ...], device) -> torch.Tens
     return grad[0, 0].round()
 
 
+def conv_key(module: nn.Module, spatial: tuple[int, ...], device) -> tuple:
+    """The geometry a convolution's coverage map depends on: the key of :meth:`CallContext.cached` for
+    :func:`conv_coverage` (kernel, stride, padding and its mode, dilation, input size, device)."""
+    return (
+        "conv",
+        module.kernel_size,
+        module.stride,
+        module.padding,
+        module.dilation,
+        module.padding_mode,
+        spatial,
+        device,
+    )
+
+
 @register_rule(nn.Conv1d, nn.Conv2d, nn.Conv3d)
 def conv_rule(module: nn.Conv2d, inputs, output, ctx: CallContext) -> Counts:
+    """Convolutions: SOPs by coverage on spikes (:func:`conv_coverage`), else output elements x fan-in MACs."""
     nd = len(module.kernel_size)
     c, x, out = base_counts(module, inputs, output, ctx, sample_dims=nd + 1)
     fan_in = (module.in_channels // module.groups) * math.prod(module.kernel_size)
@@ -324,30 +434,21 @@ def conv_rule(module: nn.Conv2d, inputs, output, ctx: CallContext) -> Counts:
         c.macs = dense
     else:
         spatial = tuple(x.shape[-nd:])
-        key = (
-            "conv",
-            module.kernel_size,
-            module.stride,
-            module.padding,
-            module.dilation,
-            module.padding_mode,
-            spatial,
-            x.device,
-        )
-        cov = ctx.cached(key, lambda: _coverage(module, spatial, x.device))
+        cov = ctx.cached(conv_key(module, spatial, x.device), lambda: conv_coverage(module, spatial, x.device))
         # float32 sums of 0/1 are exact below 2**24 per pixel; the weighted sum runs in float64
         per_pixel = x.reshape((-1,) + spatial).sum(0, dtype=torch.float32).double()
         sops = (per_pixel * cov).sum() * (module.out_channels // module.groups)
-        c.sops = _select(binary, sops, 0)
-        c.macs = _select(binary, 0, dense)
-        _spike_rate(c, x, binary, per_pixel.sum())
+        c.sops = select(binary, sops, 0)
+        c.macs = select(binary, 0, dense)
+        record_spike_rate(c, x, binary, per_pixel.sum())
     if ctx.reuse == "none":
-        _no_reuse_weights(c, module, out)
+        no_reuse_weights(c, module, out)
     return c
 
 
 @register_rule(nn.Linear)
 def linear_rule(module: nn.Linear, inputs, output, ctx: CallContext) -> Counts:
+    """Linear layers: non-zero inputs x out_features SOPs on spikes, else output elements x in_features MACs."""
     c, x, out = base_counts(module, inputs, output, ctx, sample_dims=1)
     dense = out.numel() * module.in_features
     binary = ctx.is_spike(x)
@@ -356,11 +457,11 @@ def linear_rule(module: nn.Linear, inputs, output, ctx: CallContext) -> Counts:
         c.macs = dense
     else:
         nnz = ctx.nnz(x)
-        c.sops = _select(binary, nnz * module.out_features, 0)
-        c.macs = _select(binary, 0, dense)
-        _spike_rate(c, x, binary, nnz)
+        c.sops = select(binary, nnz * module.out_features, 0)
+        c.macs = select(binary, 0, dense)
+        record_spike_rate(c, x, binary, nnz)
     if ctx.reuse == "none":
-        _no_reuse_weights(c, module, out)
+        no_reuse_weights(c, module, out)
     return c
 
 
@@ -381,7 +482,11 @@ def _pool_windows_1d(n_in: int, k: int, s: int, p: int, ceil_mode: bool) -> torc
     return cov
 
 
-def _pool_coverage(module, spatial: tuple[int, ...], device) -> torch.Tensor:
+def pool_coverage(module, spatial: tuple[int, ...], device) -> torch.Tensor:
+    """For an average-pooling ``module`` (``kernel_size``, ``stride``, ``padding``, ``ceil_mode``) and an input
+    of spatial size ``spatial``: a float64 tensor of shape ``spatial`` on ``device`` whose entry ``p`` is the
+    number of pooling windows that hold input position ``p`` (PyTorch's output-size rule). Accumulates of a
+    spike input = sum of spikes x coverage. Cache key: :func:`pool_key`."""
     nd = len(spatial)
 
     def per_dim(v):
@@ -396,7 +501,9 @@ def _pool_coverage(module, spatial: tuple[int, ...], device) -> torch.Tensor:
     return grid.to(device)
 
 
-def _adaptive_coverage(out_size, spatial: tuple[int, ...], device) -> torch.Tensor:
+def adaptive_coverage(out_size, spatial: tuple[int, ...], device) -> torch.Tensor:
+    """As :func:`pool_coverage`, for adaptive average pooling to ``out_size`` (an int, or one size per
+    spatial dim with None for "unchanged"): windows holding each input position, float64 on ``device``."""
     nd = len(spatial)
     sizes = (out_size,) * nd if isinstance(out_size, int) else tuple(out_size)
     axes = []
@@ -413,8 +520,9 @@ def _adaptive_coverage(out_size, spatial: tuple[int, ...], device) -> torch.Tens
     return grid.to(device)
 
 
-def _nd(module) -> int:
-    """Spatial dims from the torch base class name (AvgPool2d -> 2), so subclasses work too."""
+def spatial_dims(module) -> int:
+    """Spatial dims of a 1-, 2- or 3-D layer, from the torch base class name (AvgPool2d -> 2), so subclasses
+    work too; TypeError when no class in the MRO ends in ``<digit>d``."""
     for klass in type(module).__mro__:
         n = klass.__name__
         if n.endswith("d") and n[-2:-1].isdigit():
@@ -423,13 +531,14 @@ def _nd(module) -> int:
 
 
 def pool_key(module, spatial: tuple[int, ...], device) -> tuple:
-    """The geometry a pooling layer's coverage map depends on (its repr leaves ``ceil_mode`` out)."""
+    """The geometry a pooling layer's coverage map depends on (its repr leaves ``ceil_mode`` out): the key of
+    :meth:`CallContext.cached` for :func:`pool_coverage` and :func:`adaptive_coverage`."""
     attrs = ("kernel_size", "stride", "padding", "ceil_mode", "output_size")
     return ("pool", type(module).__name__, *(repr(getattr(module, a, None)) for a in attrs), spatial, device)
 
 
 def _avg_pool(module, inputs, output, ctx: CallContext, cov_fn) -> Counts:
-    nd = _nd(module)
+    nd = spatial_dims(module)
     c, x, out = base_counts(module, inputs, output, ctx, sample_dims=nd + 1)
     spatial = tuple(x.shape[-nd:])
     cov = ctx.cached(pool_key(module, spatial, x.device), lambda: cov_fn(spatial, x.device))
@@ -441,27 +550,31 @@ def _avg_pool(module, inputs, output, ctx: CallContext, cov_fn) -> Counts:
         c.macs = dense
     else:
         per_pixel = x.reshape((-1,) + spatial).sum(0, dtype=torch.float32).double()
-        c.sops = _select(binary, (per_pixel * cov).sum(), 0)
-        c.macs = _select(binary, 0, dense)
-        _spike_rate(c, x, binary, per_pixel.sum())
+        c.sops = select(binary, (per_pixel * cov).sum(), 0)
+        c.macs = select(binary, 0, dense)
+        record_spike_rate(c, x, binary, per_pixel.sum())
     return c
 
 
 @register_rule(nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
 def avg_pool_rule(module, inputs, output, ctx):
-    return _avg_pool(module, inputs, output, ctx, lambda s, d: _pool_coverage(module, s, d))
+    """Average pooling: an accumulate per (input, window holding it); SOPs on spikes, else MACs."""
+    return _avg_pool(module, inputs, output, ctx, lambda s, d: pool_coverage(module, s, d))
 
 
 @register_rule(nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)
 def adaptive_avg_pool_rule(module, inputs, output, ctx):
-    return _avg_pool(module, inputs, output, ctx, lambda s, d: _adaptive_coverage(module.output_size, s, d))
+    """Adaptive average pooling, as :func:`avg_pool_rule` with the adaptive windows."""
+    return _avg_pool(module, inputs, output, ctx, lambda s, d: adaptive_coverage(module.output_size, s, d))
 
 
 # --------------------------------------------------------------------------- free and spike-preserving layers
 
 
-def _whole_sample(module, inputs) -> int:
-    """Trailing dims of one sample and step: all but the batch (and T for a multi-step call)."""
+def whole_sample(module, inputs) -> int:
+    """The ``sample_dims`` for :func:`base_counts` of a shape-agnostic layer: the number of trailing dims of
+    one sample and step of the first input tensor, i.e. all but the batch (and T for a multi-step call);
+    at least 1, and 1 when there is no input tensor."""
     x = next((t for t in inputs if isinstance(t, torch.Tensor)), None)
     if x is None:
         return 1
@@ -469,16 +582,18 @@ def _whole_sample(module, inputs) -> int:
     return max(x.dim() - lead, 1)
 
 
-def _preserving(module, inputs, output, ctx: CallContext) -> Counts:
-    """No arithmetic; the output is spikes when the input was."""
-    c, x, out = base_counts(module, inputs, output, ctx, sample_dims=_whole_sample(module, inputs))
+def preserving_rule(module, inputs, output, ctx: CallContext) -> Counts:
+    """Rule of a spike-preserving layer (max-pooling, flatten, identity, dropout): no arithmetic, memory
+    only (:func:`base_counts`); when the input is known to be spikes the output is marked as spikes too and
+    the input and output spike rates are recorded (not for dropout in training mode, which scales)."""
+    c, x, out = base_counts(module, inputs, output, ctx, sample_dims=whole_sample(module, inputs))
     if x is not None:
         binary = ctx.is_spike(x)
         c.binary_input = binary
         scales = getattr(module, "training", False) and getattr(module, "p", 0) > 0  # dropout in train mode
         if binary is True and out is not None and not scales:
             ctx.mark_spike(out)
-            _spike_rate(c, x, True, ctx.nnz(x))
+            record_spike_rate(c, x, True, ctx.nnz(x))
             c.out_numel, c.out_nnz = out.numel(), ctx.nnz(out)
     return c
 
@@ -497,12 +612,13 @@ register_rule(
     nn.Dropout1d,
     nn.Dropout2d,
     nn.Dropout3d,
-)(_preserving)
+)(preserving_rule)
 
 
-def _elementwise_free(module, inputs, output, ctx: CallContext) -> Counts:
-    """Activation functions: no MACs (as in the paper's accounting); memory only."""
-    c, x, _ = base_counts(module, inputs, output, ctx, sample_dims=_whole_sample(module, inputs))
+def elementwise_free_rule(module, inputs, output, ctx: CallContext) -> Counts:
+    """Rule of an activation function: no operations (as in the paper's accounting), memory only
+    (:func:`base_counts`)."""
+    c, x, _ = base_counts(module, inputs, output, ctx, sample_dims=whole_sample(module, inputs))
     return c
 
 
@@ -520,7 +636,7 @@ register_rule(
     nn.Hardsigmoid,
     nn.Mish,
     nn.Softplus,
-)(_elementwise_free)
+)(elementwise_free_rule)
 
 
 # --------------------------------------------------------------------------- normalisation
@@ -528,20 +644,22 @@ register_rule(
 
 @register_rule(nn.modules.batchnorm._BatchNorm)
 def batch_norm_rule(module, inputs, output, ctx):
+    """BatchNorm (inference: folded scale and shift): one MAC per output element."""
     # BatchNorm1d/2d/3d and spikingjelly's threshold-dependent variants: [C], [C, H, W], [C, D, H, W]
     try:
-        nd = {1: 1, 2: 3, 3: 4}[_nd(module)]
+        nd = {1: 1, 2: 3, 3: 4}[spatial_dims(module)]
     except (TypeError, KeyError):
         nd = 1
     c, x, out = base_counts(module, inputs, output, ctx, sample_dims=nd)
     c.macs = out.numel()
     if ctx.reuse == "none" and getattr(module, "weight", None) is not None:
-        _no_reuse_weights(c, module, out)
+        no_reuse_weights(c, module, out)
     return c
 
 
 @register_rule(nn.LayerNorm, nn.GroupNorm)
 def layer_norm_rule(module, inputs, output, ctx):
+    """LayerNorm / GroupNorm: three MACs per output element (mean, variance, affine)."""
     c, x, out = base_counts(module, inputs, output, ctx, sample_dims=1)
     c.macs = 3 * out.numel()
     return c
@@ -549,6 +667,7 @@ def layer_norm_rule(module, inputs, output, ctx):
 
 @register_rule(nn.Softmax, nn.LogSoftmax)
 def softmax_rule(module, inputs, output, ctx):
+    """Softmax / LogSoftmax: three MACs per output element (exp, sum, divide)."""
     c, x, out = base_counts(module, inputs, output, ctx, sample_dims=1)
     c.macs = 3 * out.numel()
     return c
@@ -556,6 +675,7 @@ def softmax_rule(module, inputs, output, ctx):
 
 @register_rule(nn.Embedding)
 def embedding_rule(module, inputs, output, ctx):
+    """Embedding lookups: no operations; one weight read per output element (the rows used)."""
     c, x, out = base_counts(module, inputs, output, ctx, sample_dims=1)
     # a lookup: reads one row per token, not the whole table
     c.weight_reads = out.numel()
@@ -568,7 +688,9 @@ def embedding_rule(module, inputs, output, ctx):
 
 @register_rule(nn.MultiheadAttention)
 def mha_rule(module: nn.MultiheadAttention, inputs, output, ctx: CallContext) -> Counts:
-    xs = _tensors(inputs)
+    """Multi-head attention: the Q/K/V projections (SOPs for spike inputs), Q.K^T, softmax, A.V and the output
+    projection."""
+    xs = tensors(inputs)
     q, k = xs[0], xs[1] if len(xs) > 1 else xs[0]
     v = xs[2] if len(xs) > 2 else k
     c, _, out = base_counts(module, (q, k, v), output, ctx, sample_dims=1)
@@ -588,8 +710,8 @@ def mha_rule(module: nn.MultiheadAttention, inputs, output, ctx: CallContext) ->
         if binary is False:
             macs = macs + dense
         else:
-            sops = sops + _select(binary, ctx.nnz(t) * e, 0)
-            macs = macs + _select(binary, 0, dense)
+            sops = sops + select(binary, ctx.nnz(t) * e, 0)
+            macs = macs + select(binary, 0, dense)
     scores = n * h * lq * ls * dh  # Q K^T
     mix = n * h * lq * ls * dh  # A V
     softmax = 3 * n * h * lq * ls
@@ -614,7 +736,16 @@ def neuron_counts(
     state_tensors: int = 1,
     recurse: bool = True,
 ) -> Counts:
-    """One update per neuron and step; membrane read + write per update; outputs are spikes."""
+    """The counts of a stateful spiking neuron's call (a neuron rule returns them, usually as they are).
+
+    ``x`` is the input (``[T, B, ...]`` for a multi-step module, else ``[B, ...]``), ``spikes`` the output.
+    One neuron update per element of ``x`` (per neuron and step); each update reads and writes
+    ``state_tensors`` 32-bit words of state (1: a membrane; 2: e.g. synaptic current and membrane; 0: a
+    stateless unit); the input is read and the output written once; the module's parameters (``recurse``:
+    with its children's) are read once per step. Records the output spike rate and marks ``spikes`` as
+    spikes unless the neuron is known to emit analog or scaled values (LIAF, non-spiking surrogates, graded
+    spikes). Buffer sizes are elements per sample and step.
+    """
     c = Counts()
     n = x.numel()
     c.neuron_updates = n
@@ -622,7 +753,7 @@ def neuron_counts(
     c.state_writes = n * state_tensors
     c.state_bytes = 2 * n * state_tensors * x.element_size()
     c.act_reads = n
-    c.act_read_bytes = _bytes(x)
+    c.act_read_bytes = tensor_bytes(x)
     c.binary_input = ctx.is_spike(x) if ctx.known_spike(x) else False
     elems, words, nbytes = ctx.param_stats(module, recurse)
     multi = getattr(module, "step_mode", "s") == "m" and x.dim() >= 2
@@ -631,15 +762,15 @@ def neuron_counts(
     c.weight_read_bytes = nbytes * steps
     c.weight_buffer = elems
     step_shape = x.shape[1:] if multi else x.shape
-    per_sample = math.prod(step_shape[1:]) if len(step_shape) > 1 else math.prod(step_shape)
-    c.state_buffer = per_sample * state_tensors
-    c.act_buffer = c.in_buffer = c.out_buffer = per_sample
+    sample_step = math.prod(step_shape[1:]) if len(step_shape) > 1 else math.prod(step_shape)
+    c.state_buffer = sample_step * state_tensors
+    c.act_buffer = c.in_buffer = c.out_buffer = sample_step
     c.in_call = n
     c.out_call = n
     c.out_call_step = n // steps
     if spikes is not None:
         c.act_writes = spikes.numel()
-        c.act_write_bytes = _bytes(spikes)
+        c.act_write_bytes = tensor_bytes(spikes)
         c.out_numel = spikes.numel()
         c.out_nnz = ctx.nnz(spikes)
         if _emits_binary(module):
@@ -657,7 +788,7 @@ def _emits_binary(module) -> bool:
 
 
 def _spikingjelly_neuron(module, inputs, output, ctx):
-    return neuron_counts(module, inputs[0], _first_tensor(output), ctx)
+    return neuron_counts(module, inputs[0], first_tensor(output), ctx)
 
 
 def _snntorch_neuron(module, inputs, output, ctx):
@@ -665,7 +796,7 @@ def _snntorch_neuron(module, inputs, output, ctx):
     names = {k.__name__ for k in type(module).__mro__}
     states = 2 if names & {"Synaptic", "RSynaptic", "Alpha"} else 1
     # children (RLeaky/RSynaptic recurrent layers, SConv2dLSTM's conv) are hooked on their own
-    return neuron_counts(module, inputs[0], _first_tensor(output), ctx, state_tensors=states, recurse=False)
+    return neuron_counts(module, inputs[0], first_tensor(output), ctx, state_tensors=states, recurse=False)
 
 
 def _register_library_neurons() -> None:
@@ -674,7 +805,7 @@ def _register_library_neurons() -> None:
         from spikingjelly.activation_based.neuron import BaseNode
 
         register_rule(BaseNode, spiking=True)(_spikingjelly_neuron)
-        register_rule(sj_layer.Dropout, sj_layer.Dropout2d)(_preserving)
+        register_rule(sj_layer.Dropout, sj_layer.Dropout2d)(preserving_rule)
         from spikingjelly.activation_based.layer.attention import SpikingSelfAttention
 
         @register_rule(SpikingSelfAttention, covers_children=False)
@@ -693,3 +824,41 @@ def _register_library_neurons() -> None:
 
 
 _register_library_neurons()
+
+
+__all__ = [
+    "CONVENTIONS",
+    "RULES",
+    "CallContext",
+    "Rule",
+    "RuleEntry",
+    "adaptive_avg_pool_rule",
+    "adaptive_coverage",
+    "avg_pool_rule",
+    "base_counts",
+    "batch_norm_rule",
+    "conv_coverage",
+    "conv_key",
+    "conv_rule",
+    "elementwise_free_rule",
+    "embedding_rule",
+    "find_rule",
+    "first_tensor",
+    "layer_norm_rule",
+    "linear_rule",
+    "mha_rule",
+    "neuron_counts",
+    "no_reuse_weights",
+    "per_sample",
+    "pool_coverage",
+    "pool_key",
+    "preserving_rule",
+    "record_spike_rate",
+    "register_rule",
+    "select",
+    "softmax_rule",
+    "spatial_dims",
+    "tensor_bytes",
+    "tensors",
+    "whole_sample",
+]

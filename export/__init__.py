@@ -1,10 +1,19 @@
 """Deployment exports of SPKLIP checkpoints.
 
-Now: ONNX (``visual.onnx`` + ``text.onnx`` + ``export.json``, optional
-onnxruntime verification); see ``docs/export.md``. Planned: NIR, Lava netx and
-the fixed-point CUBA-LIF simulator, as further entries of :data:`FORMATS`.
+Formats (:data:`.formats.FORMATS`): ONNX (``docs/export.md``), NIR (``docs/nir.md``) and Lava netx
+(``docs/lava.md``), each verifiable against the torch model; ``simulate`` runs a netx file on the
+fixed-point CUBA-LIF engine. Importing the package loads no exporter until one is used.
 """
 
-from .pipeline import FORMATS, export_checkpoint
+from .formats import FORMATS
+
+
+def __getattr__(name: str):
+    if name == "export_checkpoint":  # the pipeline loads torch and the checkpoint readers
+        from .pipeline import export_checkpoint
+
+        return export_checkpoint
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["FORMATS", "export_checkpoint"]

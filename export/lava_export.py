@@ -41,32 +41,24 @@ import torch.nn.functional as F
 from spklip.hsfe import feature_size, temporal_blocks
 from spklip.io import LoadedSPKLIP
 from spklip_energy.errors import CheckpointError, ConfigError
+from spklip_energy.recording import recording
 
+from .cnn import find_spiking_cnn, fold_bn
+from .loihi_fixed import A_IN_MAX, BIAS_MAX, DECAY_UNIT, VTH_MAX, WEIGHT_RANGE, v_decay_of
 from .netx_format import NetxLayer, NetxNet, NetxNeuron, write_netx
 from .onnx_export import DEFAULT_OPSET, export_module
-from .spiking import check_lif
+from .spiking import lif_spec
 
 NET_FILE, HOST_FILE = "visual_cnn.net", "host.onnx"
-WEIGHT_RANGE = (-256, 254)
-BIAS_MAX = (1 << 12) - 1  # 13-bit signed bias mantissa
-VTH_MAX = (1 << 17) - 1
-A_IN_MAX = (1 << 15) - 1  # a_in is int16 in Lava's LIF
 #: fixed-point resolution of the input layer: its threshold mantissa (the host scales features by vThMant / V_th)
 INPUT_VTH_MANT = 1024
 
 
-def find_spiking_cnn(loaded: LoadedSPKLIP) -> tuple[str, nn.Module]:
-    """(module path, module) of the checkpoint's spiking CNN; ConfigError for anything else."""
-    from fsve.msresnet import SpikingCNN
+def chain_cnn(loaded: LoadedSPKLIP) -> tuple[str, nn.Module]:
+    """(module path, module) of the checkpoint's spiking CNN when it is a netx chain; ConfigError otherwise."""
     from fsve.plaincnn import SpikingPlainCNN
 
-    kind = loaded.card.get("kind")
-    if loaded.model.cfg.model == "spklip":
-        raise ConfigError(
-            f"{loaded.checkpoint.path}: a {kind!r} checkpoint has no spiking network to put on "
-            "Loihi (use --format onnx, or convert/train an FSVE)"
-        )
-    if loaded.model.cfg.front_end == "spiking":
+    if loaded.model.cfg.model != "spklip" and loaded.model.cfg.front_end == "spiking":
         raise ConfigError(
             f"{loaded.checkpoint.path}: visual.hsfe: the spiking front end has no netx form (netx "
             "layers form one chain; visual.hsfe.branches run side by side and are concatenated, "
@@ -74,30 +66,19 @@ def find_spiking_cnn(loaded: LoadedSPKLIP) -> tuple[str, nn.Module]:
             "--format nir (its chain parts, docs/nir.md) or onnx, or deploy a model trained with "
             "fsve.hsfe=ann"
         )
-    for name, mod in loaded.model.named_modules():
-        if isinstance(mod, SpikingPlainCNN):
-            return name, mod
-        if isinstance(mod, SpikingCNN):
-            block = next(n for n, m in mod.named_modules() if hasattr(m, "downsample") and hasattr(m, "conv2"))
-            raise ConfigError(
-                f"{name}.{block}: MS-ResNet membrane-shortcut addition has no netx form (netx layers "
-                "form a chain); train with fsve.cnn=plain to deploy the CNN to Loihi"
-            )
-    raise ConfigError(f"{loaded.checkpoint.path}: no spiking CNN found in a {kind!r} checkpoint")
+    name, cnn = find_spiking_cnn(loaded, "Loihi")
+    if not isinstance(cnn, SpikingPlainCNN):
+        block = next(n for n, m in cnn.named_modules() if hasattr(m, "downsample") and hasattr(m, "conv2"))
+        raise ConfigError(
+            f"{name}.{block}: MS-ResNet membrane-shortcut addition has no netx form (netx layers "
+            "form a chain); train with fsve.cnn=plain to deploy the CNN to Loihi"
+        )
+    return name, cnn
 
 
 def _neuron(v_th: float, retain: float, scale: float) -> NetxNeuron:
     """Loihi CUBA-LIF of a spikingjelly LIF ``v = retain * v + x`` (no current memory) at ``scale``."""
-    return NetxNeuron(i_decay=4096, v_decay=int(round((1.0 - retain) * 4096)), v_th_mant=int(round(v_th * scale)))
-
-
-def fold_bn(conv: nn.Conv2d, bn: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weight and bias of ``bn(conv(x))`` at eval statistics (tdBN is a BatchNorm2d)."""
-    g = bn.weight.detach().double() / torch.sqrt(bn.running_var.double() + bn.eps)
-    w = conv.weight.detach().double() * g.reshape(-1, 1, 1, 1)
-    b0 = conv.bias.detach().double() if conv.bias is not None else torch.zeros_like(g)
-    b = bn.bias.detach().double() + (b0 - bn.running_mean.double()) * g
-    return w, b
+    return NetxNeuron(i_decay=DECAY_UNIT, v_decay=v_decay_of(retain), v_th_mant=int(round(v_th * scale)))
 
 
 def layer_scale(w: torch.Tensor, b: torch.Tensor, v_th: float) -> int:
@@ -152,11 +133,12 @@ class HostFrontEnd(nn.Module):
 
 def build_netx(loaded: LoadedSPKLIP) -> tuple[NetxNet, dict, HostFrontEnd]:
     """The netx chain of the checkpoint's plain spiking CNN, its description and the host front end."""
-    path, cnn = find_spiking_cnn(loaded)
+    path, cnn = chain_cnn(loaded)
     cnn.eval()
     items = chain_of(cnn, path)
     cfg = loaded.model.cfg
-    retain0, v_th0 = check_lif(items[0][0], items[0][1], "Lava")
+    spec0 = lif_spec(items[0][0], items[0][1], "Lava")
+    retain0, v_th0 = spec0.decay, spec0.v_threshold
     scale0 = INPUT_VTH_MANT / v_th0
     with torch.no_grad():
         probe = torch.zeros(1, 1, cfg.hsfe.features, *_feature_hw(loaded))
@@ -165,7 +147,8 @@ def build_netx(loaded: LoadedSPKLIP) -> tuple[NetxNet, dict, HostFrontEnd]:
     described = [{"netx_layer": 0, "type": "input", "neuron": items[0][0], "scale": scale0, "shape": list(in_shape)}]
     shape = in_shape
     for k, (cn, conv, bnn, bn, ln, lif) in enumerate(items[1:], start=1):
-        retain, v_th = check_lif(ln, lif, "Lava")
+        spec = lif_spec(ln, lif, "Lava")
+        retain, v_th = spec.decay, spec.v_threshold
         w, b = fold_bn(conv, bn)
         if not (bool(torch.isfinite(w).all()) and bool(torch.isfinite(b).all())):
             raise CheckpointError(
@@ -263,20 +246,15 @@ def torch_reference_spikes(loaded: LoadedSPKLIP, spikes: torch.Tensor) -> list[n
     """The float spiking CNN's spikes per netx layer ``[T, B * blocks, ...]`` for clips ``spikes``."""
     from spikingjelly.activation_based import functional
 
-    path, cnn = find_spiking_cnn(loaded)
+    path, cnn = chain_cnn(loaded)
     items = chain_of(cnn, path)
     lifs = [items[0][1]] + [it[5] for it in items[1:]]
-    got: dict[int, torch.Tensor] = {}
-    hooks = [m.register_forward_hook(lambda mod, i, o, k=k: got.__setitem__(k, o.detach())) for k, m in enumerate(lifs)]
-    try:
-        with torch.no_grad():
-            loaded.model.eval()
-            functional.reset_net(loaded.model)
-            loaded.model.visual(spikes)
-    finally:
-        for hk in hooks:
-            hk.remove()
+    with recording(dict(enumerate(lifs))) as rec, torch.no_grad():
+        loaded.model.eval()
+        functional.reset_net(loaded.model)
+        loaded.model.visual(spikes)
+    got = rec.outputs
     return [got[k].numpy().astype(bool) for k in range(len(lifs))]
 
 
-__all__ = ["HOST_FILE", "NET_FILE", "build_netx", "find_spiking_cnn", "fold_bn", "torch_reference_spikes", "write_lava"]
+__all__ = ["HOST_FILE", "NET_FILE", "build_netx", "chain_cnn", "torch_reference_spikes", "write_lava"]

@@ -1,13 +1,7 @@
 """A bit-exact fixed-point reference of Loihi's CUBA-LIF running a netx chain (numpy, vectorised).
 
-Dynamics, per neuron and step (Lava's ``PyLifModelBitAcc``; all integers; see
-``docs/lava.md`` for the sources)::
-
-    u = trunc0(u * (4096 - iDecay) / 4096) + (a_in << 6)      # then wrapped to signed 24 bits
-    v = trunc0(v * (4096 - vDecay) / 4096) + u + (bias << 6)  # then clipped to +-(2**23 - 1)
-    s = v > (vThMant << 6);  v[s] = 0                          # u is not reset; no refractory period
-
-where ``trunc0`` divides by 4096 rounding toward zero (``sign(t) * (|t| >> 12)``).
+Dynamics: Loihi's CUBA-LIF in fixed point, :func:`.loihi_fixed.cuba_lif_step` (the formats and the
+step's sources are there).
 Synapses (conv: torch-layout cross-correlation, clamped to signed 24 bits; dense:
 ``W @ s``) deliver at step ``t`` the spikes their source layer sent at ``t - 1``,
 so every synaptic layer adds one step of latency; the input layer has no synapse
@@ -41,22 +35,14 @@ from numpy.lib.stride_tricks import sliding_window_view
 from spklip_energy.errors import ConfigError
 from spklip_energy.limits import check_count, check_memory
 
+from .loihi_fixed import clamp_synaptic, cuba_lif_step, state_bias
 from .netx_format import NetxLayer, NetxNet
 
-U_WRAP = 1 << 24
-V_MAX = (1 << 23) - 1
-A_CONV_MAX = (1 << 23) - 1
 #: ceiling on the synapses one run evaluates, steps x samples x synapses (the engine computes every synapse
 #: at every step, spike or not): about an hour on one CPU core at the ~5e9 per second measured here
 MAX_SYNAPTIC_OPS = 2 * 10**13
 #: ceiling on neuron updates (steps x samples x neurons): about an hour at the ~4e7 per second measured here
 MAX_NEURON_UPDATES = 10**11
-
-
-def _trunc_decay(x: np.ndarray, decay: int) -> np.ndarray:
-    """``sign(x * (4096 - decay)) * (|x * (4096 - decay)| >> 12)`` in int64."""
-    t = x * np.int64(4096 - decay)
-    return np.sign(t) * (np.abs(t) >> 12)
 
 
 @dataclass
@@ -81,16 +67,11 @@ def cuba_lif_run(
     shape = a_in.shape[1:]
     u = np.zeros(shape, dtype=np.int64)
     v = np.zeros(shape, dtype=np.int64)
-    b = np.zeros(shape, dtype=np.int64) if bias is None else np.broadcast_to(bias.astype(np.int64) << 6, shape)
-    vth = np.int64(v_th_mant) << 6
+    b = np.zeros(shape, dtype=np.int64) if bias is None else np.broadcast_to(state_bias(bias.astype(np.int64)), shape)
     spikes = np.zeros(a_in.shape, dtype=bool)
     trace = {"u": np.zeros(a_in.shape, np.int64), "v": np.zeros(a_in.shape, np.int64)} if record else {}
     for t in range(steps):
-        u = _trunc_decay(u, i_decay) + (a_in[t].astype(np.int64) << 6)
-        u = np.where(u > (1 << 23), u - U_WRAP, np.where(u <= -(1 << 23), u + U_WRAP, u))
-        v = np.clip(_trunc_decay(v, v_decay) + u + b, -V_MAX, V_MAX)
-        s = v > vth
-        v = np.where(s, 0, v)
+        u, v, s = cuba_lif_step(u, v, a_in[t].astype(np.int64), b, i_decay, v_decay, v_th_mant)
         spikes[t] = s
         if record:
             trace["u"][t], trace["v"][t] = u, v
@@ -115,7 +96,7 @@ def _conv(x: np.ndarray, lay: NetxLayer) -> np.ndarray:
         xg = win[:, gi * cin_g : (gi + 1) * cin_g]
         outs.append(np.einsum("mchwij,ocij->mohw", xg, wg, optimize=True))
     out = np.concatenate(outs, axis=1) if g > 1 else outs[0]
-    return np.clip(np.rint(out).astype(np.int64), -A_CONV_MAX - 1, A_CONV_MAX)
+    return clamp_synaptic(np.rint(out).astype(np.int64))
 
 
 def conv_fan_out(lay: NetxLayer, in_shape: tuple[int, int, int]) -> np.ndarray:

@@ -15,14 +15,10 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from energy.rules import _preserving, neuron_counts, register_rule
+from energy.rules import neuron_counts, preserving_rule, register_rule
 
+from .loihi_fixed import clamp_synaptic, cuba_lif_step, state_bias
 from .netx_format import NetxNet
-
-
-def _trunc_decay(x: torch.Tensor, decay: int) -> torch.Tensor:
-    t = x * (4096 - decay)
-    return torch.sign(t) * (t.abs() >> 12)
 
 
 class LoihiCubaLIF(nn.Module):
@@ -48,15 +44,10 @@ class LoihiCubaLIF(nn.Module):
         a = a_in.to(torch.int64)
         u = torch.zeros_like(a[0])
         v = torch.zeros_like(a[0])
-        b = torch.zeros_like(a[0]) if self.bias is None else (self.bias << 6).expand_as(a[0])
-        vth = self.v_th_mant << 6
+        b = torch.zeros_like(a[0]) if self.bias is None else state_bias(self.bias).expand_as(a[0])
         out = []
         for t in range(a.shape[0]):
-            u = _trunc_decay(u, self.i_decay) + (a[t] << 6)
-            u = torch.where(u > (1 << 23), u - (1 << 24), torch.where(u <= -(1 << 23), u + (1 << 24), u))
-            v = (_trunc_decay(v, self.v_decay) + u + b).clamp(-(1 << 23) + 1, (1 << 23) - 1)
-            s = v > vth
-            v = torch.where(s, torch.zeros_like(v), v)
+            u, v, s = cuba_lif_step(u, v, a[t], b, self.i_decay, self.v_decay, self.v_th_mant)
             out.append(s)
             if self.reset_interval and t % self.reset_interval == self.reset_offset % self.reset_interval:
                 u, v = torch.zeros_like(u), torch.zeros_like(v)
@@ -78,7 +69,7 @@ class _Delay(nn.Module):
         return torch.cat([torch.zeros_like(s[:1]), s[:-1]])
 
 
-register_rule(_Delay)(_preserving)  # no arithmetic; spikes stay spikes
+register_rule(_Delay)(preserving_rule)  # no arithmetic; spikes stay spikes
 
 
 class NetxTorch(nn.Module):
@@ -146,7 +137,7 @@ class NetxTorch(nn.Module):
                 x = x.reshape(steps * n, *x.shape[2:])
             a = torch.round(syn(x))
             if lay.type == "conv":
-                a = a.clamp(-(1 << 23), (1 << 23) - 1)
+                a = clamp_synaptic(a)
             s = self.neurons[str(i)](a.reshape(steps, n, *lay.shape) if lay.type == "conv" else a.reshape(steps, n, -1))
             out[i] = s
         return out

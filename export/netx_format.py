@@ -44,6 +44,8 @@ import numpy as np
 from spklip_energy.errors import ConfigError, first_line, short_repr
 from spklip_energy.limits import check_memory
 
+from .loihi_fixed import DECAY_UNIT, VTH_MAX, WEIGHT_RANGE
+
 #: netx layer types this project reads, simulates and writes.
 LAYER_TYPES = ("input", "conv", "dense", "flatten")
 #: netx layer types that netx itself refuses (pooling and friends): named in the error.
@@ -51,9 +53,9 @@ NETX_UNSUPPORTED = ("pool", "convT", "unpool", "average", "concat")
 #: neuron types netx maps to Loihi's CUBA-LIF.
 CUBA_TYPES = ("CUBA", "LOIHI")
 #: dense weights netx keeps losslessly; outside, its weight optimisation clips them (and warns)
-DENSE_RANGE = (-256, 254)
+DENSE_RANGE = WEIGHT_RANGE
 #: the default integrator netx gives a dense layer without a neuron group (vThMant = 1 << 18 - 1 = 1 << 17).
-DEFAULT_INTEGRATOR = {"i_decay": 0, "v_decay": 4096, "v_th_mant": 1 << 17}
+DEFAULT_INTEGRATOR = {"i_decay": 0, "v_decay": DECAY_UNIT, "v_th_mant": VTH_MAX + 1}
 #: integer fields (weights, biases, shapes) beyond this magnitude are refused: Loihi's registers are at most
 #: 24 bits wide, and the engine's int64 arithmetic (shifts by 6, sums of products) stays exact below it.
 INT_LIMIT = 1 << 31
@@ -76,9 +78,9 @@ class NetxNeuron:
 
     def check(self, where: str) -> None:
         for name, value, hi in (
-            ("iDecay", self.i_decay, 4096),
-            ("vDecay", self.v_decay, 4096),
-            ("vThMant", self.v_th_mant, (1 << 17) - 1 if self.type != "default" else 1 << 17),
+            ("iDecay", self.i_decay, DECAY_UNIT),
+            ("vDecay", self.v_decay, DECAY_UNIT),
+            ("vThMant", self.v_th_mant, VTH_MAX if self.type != "default" else VTH_MAX + 1),
         ):
             if not 0 <= value <= hi:
                 raise ConfigError(f"{where}: neuron {name}={value} is outside Loihi's range 0..{hi}")
@@ -123,7 +125,7 @@ class NetxNet:
 
     def warnings(self) -> list[str]:
         return [
-            f"layer {i}: {lay.extra['clipped_weights']} dense weights outside [-256, 254] clipped, as netx does"
+            f"layer {i}: {lay.extra['clipped_weights']} dense weights outside [{DENSE_RANGE[0]}, {DENSE_RANGE[1]}] clipped, as netx does"
             for i, lay in enumerate(self.layers)
             if lay.extra.get("clipped_weights")
         ]

@@ -49,7 +49,7 @@ Transformer on every step's embeddings, then the mean over steps and blocks;
 ``fsve-hybrid``: the mean over steps, block positions, STAR-Net's ANN
 Transformer). ``--format onnx`` holds the whole encoder.
 
-:func:`verify_nir` reads the file back (``nir.read``), imports it with snnTorch
+:func:`.nir_verify.verify_nir` reads the file back (``nir.read``), imports it with snnTorch
 (``snntorch.import_nir.import_from_nir``) and spikingjelly
 (``spikingjelly.activation_based.nir_exchange.import_from_nir``), runs both for
 the time steps on the HSFE features of real clips and compares outputs and
@@ -58,9 +58,6 @@ spikes with the project's torch CNN.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import os
 from pathlib import Path
 
 import nir
@@ -68,49 +65,16 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from spklip.hsfe import feature_size, temporal_blocks
-from spklip.io import CONVERTED_KIND, LoadedSPKLIP
-from spklip_energy.errors import ConfigError, first_line
+from fsve.neurons import describe_neuron
+from spklip.hsfe import feature_size
+from spklip.io import LoadedSPKLIP
+from spklip_energy.errors import ConfigError
+
+from .cnn import cnn_orders, find_spiking_cnn, fold_bn
 
 NIR_FILE = "visual_cnn.nir"
 #: the discretisation step every NIR converter assumes (seconds)
 DT = 1e-4
-#: --verify: an importer passes when at least this fraction of all its spikes equals the project's
-SPIKE_AGREEMENT = 0.99
-#: --verify: and its per-step outputs are within this relative error (|diff| / max|project|) on this fraction
-OUTPUT_TOLERANCE, OUTPUT_AGREEMENT = 1e-4, 0.95
-
-
-def _cnn_orders() -> dict[type, tuple[str, ...]]:
-    """The FSVE's spiking CNN classes and their children in forward order."""
-    from fsve.msresnet import SpikingCNN
-    from fsve.plaincnn import SpikingPlainCNN
-
-    return {
-        SpikingCNN: ("stem", "layer1", "layer2", "layer3", "layer4", "head_lif", "avgpool", "flatten", "head"),
-        SpikingPlainCNN: ("stem", "stages", "head_lif", "avgpool", "flatten", "head"),
-    }
-
-
-def find_cnn(loaded: LoadedSPKLIP) -> tuple[str, nn.Module]:
-    """(module path, module) of the checkpoint's spiking CNN; ConfigError for ANN and converted checkpoints."""
-    kind = loaded.card.get("kind")
-    where = loaded.checkpoint.path
-    if kind == CONVERTED_KIND:
-        raise ConfigError(
-            f"{where}: a {kind!r} checkpoint cannot be exported to NIR: its IF neurons reset by "
-            f"subtraction (rate-coded conversion needs it), which NIR {nir.__version__}'s neurons (IF, "
-            "LIF, CubaLIF: reset to v_reset) cannot express; use --format onnx"
-        )
-    if loaded.model.cfg.model == "spklip":
-        raise ConfigError(
-            f"{where}: a {kind!r} checkpoint is an ANN and has no spiking network to export to NIR "
-            "(use --format onnx, or train an fsve-hybrid/fsve-full model)"
-        )
-    for name, mod in loaded.model.named_modules():
-        if type(mod) in _cnn_orders():
-            return name, mod
-    raise ConfigError(f"{where}: no spiking CNN found in a {kind!r} checkpoint")
 
 
 def _f32(shape, value: float) -> np.ndarray:
@@ -122,32 +86,62 @@ def _pair(v) -> tuple[int, int]:
 
 
 def neuron_node(name: str, node: nn.Module, shape) -> nir.NIRNode:
-    """``nir.LIF`` / ``nir.IF`` of a spikingjelly neuron over a population of ``shape``."""
-    from spikingjelly.activation_based import neuron
-
-    if node.v_reset is None:
+    """``nir.LIF`` / ``nir.IF`` of a described neuron (:func:`fsve.neurons.describe_neuron`) over a population
+    of ``shape``."""
+    spec = describe_neuron(node)
+    if spec is None:
+        raise ConfigError(
+            f"{name}: {type(node).__name__} has no NIR equivalent (only neurons with a description, "
+            "fsve.neurons.describe_neuron: spikingjelly's LIFNode and IFNode, are exported)"
+        )
+    if spec.v_reset is None:
         raise ConfigError(
             f"{name}: {type(node).__name__} with a soft reset (v_reset=None) has no NIR equivalent "
             "(NIR neurons reset to v_reset)"
         )
-    if not isinstance(node.v_threshold, (int, float)):
+    if spec.v_threshold is None:
         raise ConfigError(f"{name}: {type(node).__name__} with a tensor-valued v_threshold is not exported")
-    vth, vr = float(node.v_threshold), float(node.v_reset)
+    if spec.bias is not None:
+        raise ConfigError(f"{name}: {type(node).__name__} with a bias current is not exported to NIR")
+    vth, vr = spec.v_threshold, spec.v_reset
     meta = {"module": name, "source_fires_at": "v >= v_threshold", "dt": DT}
-    if type(node) is neuron.LIFNode:
-        tau_sj = float(node.tau)
-        r = 1.0 if node.decay_input else tau_sj
+    if spec.family == "lif":
         return nir.LIF(
-            tau=_f32(shape, DT * tau_sj),
-            r=_f32(shape, r),
+            tau=_f32(shape, DT * spec.tau),
+            r=_f32(shape, 1.0 if spec.decay_input else spec.tau),
             v_leak=_f32(shape, vr),
             v_threshold=_f32(shape, vth),
             v_reset=_f32(shape, vr),
             metadata=meta,
         )
-    if type(node) is neuron.IFNode:
-        return nir.IF(r=_f32(shape, 1.0 / DT), v_threshold=_f32(shape, vth), v_reset=_f32(shape, vr), metadata=meta)
-    raise ConfigError(f"{name}: {type(node).__name__} has no NIR equivalent (only LIFNode and IFNode are exported)")
+    return nir.IF(r=_f32(shape, 1.0 / DT), v_threshold=_f32(shape, vth), v_reset=_f32(shape, vr), metadata=meta)
+
+
+def _wrong_rank(name: str, mod: nn.Module, shape) -> ConfigError:
+    return ConfigError(
+        f"{name}: {type(mod).__name__} on a {len(shape)}-d input {list(shape)} has no NIR "
+        "equivalent (Linear needs a flat input, Conv2d a [C, H, W] one)"
+    )
+
+
+def _builders() -> dict[type, object]:
+    """Layer class -> the :class:`_Graph` method that writes its NIR nodes (looked up along the MRO, nearest
+    class first, as the counting rules are): one table of what NIR can hold."""
+    from spikingjelly.activation_based import neuron
+    from spikingjelly.activation_based.model.ms_resnet import _MSBlock
+
+    return {
+        **dict.fromkeys(cnn_orders(), _Graph.cnn),
+        nn.Sequential: _Graph.children,
+        _MSBlock: _Graph.ms_block,
+        nn.Identity: _Graph.identity,
+        neuron.BaseNode: _Graph.neuron,
+        nn.Conv2d: _Graph.conv_alone,
+        nn.AdaptiveAvgPool2d: _Graph.avgpool,
+        nn.AvgPool2d: _Graph.avgpool,
+        nn.Flatten: _Graph.flatten,
+        nn.Linear: _Graph.linear,
+    }
 
 
 class _Graph:
@@ -181,48 +175,50 @@ class _Graph:
     # ------------------------------------------------------------------ modules
 
     def module(self, name: str, mod: nn.Module, terms: list[str], shape: tuple) -> tuple[list[str], tuple]:
-        from spikingjelly.activation_based import neuron
-        from spikingjelly.activation_based.model.ms_resnet import _MSBlock
-
-        if type(mod) in _cnn_orders():
-            return self.cnn(name, mod, terms, shape)
-        if isinstance(mod, nn.Sequential):
-            return self.sequence(name, list(mod.named_children()), terms, shape)
-        if type(mod) is _MSBlock:
-            return self.ms_block(name, mod, terms, shape)
-        if isinstance(mod, nn.Identity):
-            return terms, shape
-        if isinstance(mod, neuron.BaseNode):
-            return self.add(name, neuron_node(name, mod, shape), terms), shape
-        if isinstance(mod, nn.Conv2d) and len(shape) == 3:
-            return self.conv(name, mod, None, None, terms, shape)
-        if isinstance(mod, (nn.AdaptiveAvgPool2d, nn.AvgPool2d)):
-            return self.avgpool(name, mod, terms, shape)
-        if isinstance(mod, nn.Flatten):
-            start = mod.start_dim - 1 if mod.start_dim > 0 else mod.start_dim  # NIR dims exclude the batch axis
-            end = mod.end_dim - 1 if mod.end_dim > 0 else mod.end_dim
-            node = nir.Flatten(
-                input_type={"input": np.array(shape)}, start_dim=start, end_dim=end, metadata={"module": name}
-            )
-            return self.add(name, node, terms), tuple(int(s) for s in node.output_type["output"])
-        if isinstance(mod, nn.Linear) and len(shape) == 1:
-            w = mod.weight.detach().float().numpy()
-            meta = {"module": name}
-            node = (
-                nir.Affine(w, mod.bias.detach().float().numpy(), metadata=meta)
-                if mod.bias is not None
-                else nir.Linear(w, metadata=meta)
-            )
-            return self.add(name, node, terms), (mod.out_features,)
-        if isinstance(mod, (nn.Linear, nn.Conv2d)):
-            raise ConfigError(
-                f"{name}: {type(mod).__name__} on a {len(shape)}-d input {list(shape)} has no NIR "
-                "equivalent (Linear needs a flat input, Conv2d a [C, H, W] one)"
-            )
+        """The NIR nodes of ``mod``: the builder registered for the nearest class in its MRO
+        (:func:`_builders`), or a one-line ConfigError naming the module."""
+        builders = _builders()
+        for cls in type(mod).__mro__:
+            if cls in builders:
+                return builders[cls](self, name, mod, terms, shape)
         raise ConfigError(f"{name}: {type(mod).__name__} has no NIR equivalent")
 
+    def children(self, name: str, mod: nn.Sequential, terms, shape):
+        return self.sequence(name, list(mod.named_children()), terms, shape)
+
+    def identity(self, name: str, mod: nn.Module, terms, shape):
+        return terms, shape
+
+    def neuron(self, name: str, mod: nn.Module, terms, shape):
+        return self.add(name, neuron_node(name, mod, shape), terms), shape
+
+    def conv_alone(self, name: str, mod: nn.Conv2d, terms, shape):
+        if len(shape) != 3:
+            raise _wrong_rank(name, mod, shape)
+        return self.conv(name, mod, None, None, terms, shape)
+
+    def flatten(self, name: str, mod: nn.Flatten, terms, shape):
+        start = mod.start_dim - 1 if mod.start_dim > 0 else mod.start_dim  # NIR dims exclude the batch axis
+        end = mod.end_dim - 1 if mod.end_dim > 0 else mod.end_dim
+        node = nir.Flatten(
+            input_type={"input": np.array(shape)}, start_dim=start, end_dim=end, metadata={"module": name}
+        )
+        return self.add(name, node, terms), tuple(int(s) for s in node.output_type["output"])
+
+    def linear(self, name: str, mod: nn.Linear, terms, shape):
+        if len(shape) != 1:
+            raise _wrong_rank(name, mod, shape)
+        w = mod.weight.detach().float().numpy()
+        meta = {"module": name}
+        node = (
+            nir.Affine(w, mod.bias.detach().float().numpy(), metadata=meta)
+            if mod.bias is not None
+            else nir.Linear(w, metadata=meta)
+        )
+        return self.add(name, node, terms), (mod.out_features,)
+
     def cnn(self, name: str, mod: nn.Module, terms, shape):
-        order = _cnn_orders()[type(mod)]
+        order = cnn_orders()[type(mod)]
         children = dict(mod.named_children())
         extra = [c for c in children if c not in order]
         if extra:
@@ -263,7 +259,6 @@ class _Graph:
         return out + identity, s
 
     def conv(self, name: str, conv: nn.Conv2d, bn_name: str | None, bn, terms, shape):
-        from .lava_export import fold_bn
 
         if bn is not None:
             if bn.running_mean is None or not bn.affine:
@@ -344,7 +339,7 @@ def module_graph(module: nn.Module, shape: tuple, path: str = "net", metadata: d
 
 def build_nir(loaded: LoadedSPKLIP):
     """The NIR graph of the checkpoint's spiking CNN and the CNN's module path."""
-    path, cnn = find_cnn(loaded)
+    path, cnn = find_spiking_cnn(loaded, "NIR")
     cnn.eval()
     return module_graph(cnn, input_shape(loaded), path, {"kind": str(loaded.card.get("kind"))}), path
 
@@ -439,280 +434,11 @@ def write_nir(loaded: LoadedSPKLIP, folder: Path, opts: dict) -> dict:
 # --------------------------------------------------------------------------- verification
 
 
-def hsfe_features(loaded: LoadedSPKLIP, spikes: torch.Tensor) -> torch.Tensor:
-    """The graph's inputs for clips ``[B, frames, H, W]``: the ANN HSFE's features ``[B*blocks, C, H, W]``
-    (the same at every step), or the spiking HSFE's spikes ``[T, B*blocks, C, H, W]`` (one map per step)."""
-    visual = loaded.model.visual.eval()
-    with torch.no_grad():
-        return visual.hsfe(temporal_blocks(spikes[:, : visual.cfg.frames].float(), visual.cfg.hsfe))
-
-
-def step_input(x: torch.Tensor, t: int) -> torch.Tensor:
-    """Step ``t``'s input: ``x[t]`` of per-step inputs ``[T, N, ...]`` (5-D), else ``x`` itself."""
-    return x[t] if x.dim() == 5 else x
-
-
-def project_run(cnn: nn.Module, x: torch.Tensor, steps: int) -> tuple[torch.Tensor, dict, dict]:
-    """The project's CNN on ``x [N, C, H, W]`` repeated over ``steps`` (or per-step ``x [T, N, C, H, W]``): outputs ``[T, N, D]``, and per neuron
-    (names relative to the CNN) its spikes and pre-reset membrane ``u`` ``[T, N, ...]``."""
-    from spikingjelly.activation_based import functional, neuron
-
-    spikes: dict[str, torch.Tensor] = {}
-    inputs: dict[str, torch.Tensor] = {}
-    hooks = []
-    for n, m in cnn.named_modules():
-        if isinstance(m, neuron.BaseNode):
-
-            def hook(mod, args, out, n=n):
-                inputs[n], spikes[n] = args[0].detach(), out.detach()
-
-            hooks.append(m.register_forward_hook(hook))
-    try:
-        with torch.no_grad():
-            cnn.eval()
-            functional.reset_net(cnn)
-            out = cnn(x if x.dim() == 5 else x.unsqueeze(0).expand(steps, *x.shape))
-            functional.reset_net(cnn)
-    finally:
-        for h in hooks:
-            h.remove()
-    membranes = {}
-    for n, x_seq in inputs.items():
-        m = cnn.get_submodule(n)
-        membranes[n] = _membrane(m, x_seq)
-    return out, spikes, membranes
-
-
-def _membrane(node, x_seq: torch.Tensor) -> torch.Tensor:
-    """Pre-reset membrane potentials ``[T, ...]`` of a hard-reset LIF / IF from rest (spikingjelly's charge)."""
-    from spikingjelly.activation_based import neuron
-
-    vth, vr = float(node.v_threshold), float(node.v_reset if node.v_reset is not None else 0.0)
-    v = torch.full_like(x_seq[0], vr)
-    out = []
-    for t in range(x_seq.shape[0]):
-        if type(node) is neuron.LIFNode:
-            tau = float(node.tau)
-            h = v + (x_seq[t] - (v - vr)) / tau if node.decay_input else v - (v - vr) / tau + x_seq[t]
-        else:
-            h = v + x_seq[t]
-        s = h >= vth
-        v = torch.where(s, torch.full_like(h, vr), h)
-        out.append(h)
-    return torch.stack(out)
-
-
-def _capture(gm: nn.Module, names: list[str], store: dict) -> list:
-    """Hooks on the imported graph's neuron modules (sanitised names) appending each step's spikes to ``store``."""
-    hooks = []
-    mods = dict(gm.named_children())
-    for n in names:
-        key = n.replace(".", "_")
-        if key not in mods:
-            continue
-
-        def hook(mod, args, out, n=n):
-            s = out[0] if isinstance(out, tuple) else out
-            store.setdefault(n, []).append(s.detach().float())
-
-        hooks.append(mods[key].register_forward_hook(hook))
-    return hooks
-
-
-def run_snntorch(graph, x: torch.Tensor, steps: int, neurons: list[str]) -> tuple[torch.Tensor, dict]:
-    """snnTorch's import of ``graph`` on ``x [N, C, H, W]``: outputs ``[T, N, D]`` and spikes per neuron node.
-
-    snnTorch's importer maps ``nir.Flatten(start_dim=0)`` to ``torch.nn.Flatten(0)`` (no batch shift), so each
-    sample runs unbatched (``[C, H, W]``), its neurons reset before it (``init_hidden`` state)."""
-    from snntorch import utils as snn_utils
-    from snntorch.import_nir import import_from_nir
-
-    with contextlib.redirect_stdout(io.StringIO()):  # the importer prints warnings
-        net = import_from_nir(graph)
-    store: dict[str, list] = {}
-    hooks = _capture(net, neurons, store)
-    outs = []
-    try:
-        with torch.no_grad():
-            for i in range(x.shape[-4]):
-                snn_utils.reset(net)
-                steps_out = []
-                for t in range(steps):
-                    y = net(step_input(x, t)[i])
-                    steps_out.append((y[0] if isinstance(y, tuple) else y).detach())
-                outs.append(torch.stack(steps_out))
-    finally:
-        for h in hooks:
-            h.remove()
-    out = torch.stack(outs, dim=1)  # [T, N, D]
-    spikes = {n: torch.stack(v).reshape(x.shape[-4], steps, *v[0].shape).transpose(0, 1) for n, v in store.items()}
-    return out, spikes
-
-
-def run_spikingjelly(graph, x: torch.Tensor, steps: int, neurons: list[str]) -> tuple[torch.Tensor, dict]:
-    """spikingjelly's import of ``graph`` (single-step, explicit state passed between steps) on ``x``."""
-    from spikingjelly.activation_based.nir_exchange import import_from_nir
-
-    net = import_from_nir(graph, dt=DT, step_mode="s")
-    store: dict[str, list] = {}
-    hooks = _capture(net, neurons, store)
-    outs = []
-    try:
-        with torch.no_grad():
-            state = None
-            for t in range(steps):
-                y, state = net(step_input(x, t), state)
-                outs.append(y.detach())
-    finally:
-        for h in hooks:
-            h.remove()
-    return torch.stack(outs), {n: torch.stack(v) for n, v in store.items()}
-
-
-def compare_run(
-    ref_out: torch.Tensor, ref_spikes: dict, ref_u: dict, vth: dict, out: torch.Tensor, spikes: dict
-) -> dict:
-    """Output error and spike agreement of an importer's run against the project's."""
-    ref = ref_out.double()
-    got = out.double().reshape(ref.shape)
-    scale = ref.abs().amax(dim=-1, keepdim=True).clamp_min(1e-12)
-    rel = (got - ref).abs() / scale
-    total = same = 0
-    per_node = {}
-    first = None
-    for n, s_ref in ref_spikes.items():
-        if n not in spikes:
-            continue
-        s = spikes[n].reshape(s_ref.shape).bool()
-        eq = s == s_ref.bool()
-        total += eq.numel()
-        same += int(eq.sum())
-        per_node[n] = float(eq.float().mean())
-        if first is None and not bool(eq.all()):
-            t = int((~eq).flatten(1).any(1).nonzero()[0])  # the first step with a difference: fresh flips only
-            margin = (ref_u[n][t] - vth[n]).abs()[~eq[t]]
-            first = {
-                "node": n,
-                "step": t,
-                "differing_at_step": int((~eq[t]).sum()),
-                "differing_total": int((~eq).sum()),
-                "max_abs_v_minus_vth": float(margin.max()),
-            }
-    return {
-        "max_abs_diff": float((got - ref).abs().max()),
-        "max_rel_error": float(rel.max()),
-        "frac_elements_over_tol": float((rel > OUTPUT_TOLERANCE).double().mean()),
-        "spikes_compared": total,
-        "spike_agreement": same / total if total else None,
-        "spike_agreement_min_node": min(per_node.values()) if per_node else None,
-        "neuron_nodes_compared": len(per_node),
-        "first_differing_node": first,
-    }
-
-
-def compare_importers(
-    nir_path: str | os.PathLike,
-    module: nn.Module,
-    x: torch.Tensor,
-    steps: int,
-    widened: dict[str, tuple[int, int]] | None = None,
-) -> dict:
-    """Run ``module`` (the project's multi-step network) and both importers of the file ``nir_path`` on
-    ``x [N, C, H, W]`` (or per-step ``[T, N, C, H, W]``) for ``steps`` steps; figures per importer
-    (``{"ok": False, "reason": ...}`` when an importer cannot load or run the graph). ``widened``: neuron nodes
-    whose NIR population has ``channels`` channels where the project's has one, placed at ``channel``
-    (name -> (channel, channels)); their other channels are compared with silence."""
-    from spikingjelly.activation_based import neuron
-
-    ref_out, ref_spikes, ref_u = project_run(module, x, steps)
-    for n, (c, k) in (widened or {}).items():
-        for store in (ref_spikes, ref_u):
-            r = store[n]
-            wide = r.new_zeros(*r.shape[:-3], k, *r.shape[-2:])
-            wide[..., c : c + 1, :, :] = r
-            store[n] = wide
-    vth = {n: float(m.v_threshold) for n, m in module.named_modules() if isinstance(m, neuron.BaseNode)}
-    graph = nir.read(nir_path)
-    neurons = [n for n in ref_spikes if n in graph.nodes]
-    total = sum(s.numel() for s in ref_spikes.values())
-    res: dict = {
-        "nodes_read": len(graph.nodes),
-        "edges_read": len(graph.edges),
-        "project_spike_rate": (sum(float(s.sum()) for s in ref_spikes.values()) / total) if total else None,
-    }
-    for name, run in (("snntorch", run_snntorch), ("spikingjelly", run_spikingjelly)):
-        try:
-            out, sp = run(nir.read(nir_path), x, steps, neurons)  # a fresh graph each: importers may edit it
-            fig = compare_run(ref_out, ref_spikes, ref_u, vth, out, sp)
-            fig["ok"] = bool(
-                (fig["spike_agreement"] is None or fig["spike_agreement"] >= SPIKE_AGREEMENT)
-                and 1.0 - fig["frac_elements_over_tol"] >= OUTPUT_AGREEMENT
-            )
-            if name == "snntorch":
-                fig["note"] = (
-                    "snnTorch maps nir.Flatten(start_dim=0) to torch.nn.Flatten(0) without the batch "
-                    "shift: samples run unbatched, one at a time"
-                )
-            res[name] = fig
-        except Exception as exc:  # an importer's limitation is a finding, not a crash
-            res[name] = {"ok": False, "reason": first_line(exc, 300)}
-    return res
-
-
-def verify_nir(
-    loaded: LoadedSPKLIP, folder: Path, data: str | os.PathLike = "builtin", samples: int = 4, progress=None
-) -> dict:
-    """Read ``visual_cnn.nir`` back, import it with snnTorch and spikingjelly, compare with the project's CNN.
-
-    Inputs: the HSFE features of ``samples`` test clips of ``data`` (every temporal block), presented for
-    ``fsve.time_steps`` steps. ``ok``: both importers ran, reached :data:`SPIKE_AGREEMENT` identical spikes
-    and kept :data:`OUTPUT_AGREEMENT` of the output elements within :data:`OUTPUT_TOLERANCE` relative.
-    """
-    from .verify import verify_inputs
-
-    _, cnn = find_cnn(loaded)
-    spikes, _ = verify_inputs(loaded, data, samples, progress)
-    x = hsfe_features(loaded, spikes)
-    steps = loaded.model.cfg.fsve.time_steps
-    res = {
-        "clips": int(spikes.shape[0]),
-        "inputs": int(x.shape[-4]),
-        "input_shape": list(x.shape[-3:]),
-        "time_steps": steps,
-        "file": NIR_FILE,
-        "spike_agreement_required": SPIKE_AGREEMENT,
-        "output_tolerance": OUTPUT_TOLERANCE,
-        "output_agreement_required": OUTPUT_AGREEMENT,
-        **compare_importers(Path(folder) / NIR_FILE, cnn, x, steps),
-    }
-    res["ok"] = bool(res["snntorch"]["ok"] and res["spikingjelly"]["ok"])
-    if loaded.model.cfg.front_end == "spiking":
-        from .nir_front_end import verify_front_end
-
-        res["front_end"] = verify_front_end(loaded, folder, spikes)
-        res["ok"] = res["ok"] and res["front_end"]["ok"]
-    res["note"] = (
-        "project fires at v >= V_th, NIR and snnTorch at v > V_th, spikingjelly's importer at v >= V_th; "
-        "spikes can also differ where v is within float rounding of V_th (BN folded, summation order); "
-        "first_differing_node: the first neuron node whose spikes differ, its first step with a "
-        "difference and the largest |v - V_th| (project's v) among the spikes differing at that step"
-    )
-    return res
-
-
 __all__ = [
     "DT",
     "NIR_FILE",
     "build_nir",
-    "compare_importers",
-    "find_cnn",
-    "hsfe_features",
     "module_graph",
     "neuron_node",
-    "project_run",
-    "run_snntorch",
-    "step_input",
-    "run_spikingjelly",
-    "verify_nir",
     "write_nir",
 ]

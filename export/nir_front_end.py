@@ -38,7 +38,7 @@ Host side, per step (what no NIR node holds):
 
 :func:`verify_front_end` imports each part with snnTorch and spikingjelly and
 compares its spikes and outputs with the project's modules on the part's real
-inputs from test clips (:func:`.nir_export.compare_importers`).
+inputs from test clips (:func:`.nir_verify.compare_importers`).
 """
 
 from __future__ import annotations
@@ -56,7 +56,8 @@ from spklip.hsfe import feature_size, temporal_blocks
 from spklip.io import LoadedSPKLIP
 from spklip_energy.errors import ConfigError
 
-from .nir_export import _Graph, compare_importers, neuron_node
+from .nir_export import _Graph, neuron_node
+from .nir_verify import compare_importers
 
 PATH = "visual.hsfe"
 MTF_FILE, GATE_FILE, TRUNK_FILE = "hsfe_mtf.nir", "hsfe_sa_gate.nir", "hsfe_trunk.nir"
@@ -136,7 +137,7 @@ def _check_shapes(hsfe: nn.Module, frames: int, where: str) -> None:
 def mtf_graph(hsfe: nn.Module, shape: tuple[int, int, int], kind: str) -> tuple[nir.NIRGraph, dict]:
     """Input ``[frames, H, W]`` -> the branches' spikes ``[branches, H, W]`` (module docstring); returns the
     graph and the widened LIF nodes."""
-    from .lava_export import fold_bn
+    from .cnn import fold_bn
 
     frames, h, w = shape
     _check_shapes(hsfe, frames, PATH)
@@ -367,7 +368,7 @@ def part_inputs(loaded: LoadedSPKLIP, spikes: torch.Tensor) -> dict[str, torch.T
 
 def verify_front_end(loaded: LoadedSPKLIP, folder: Path, spikes: torch.Tensor) -> dict:
     """Each written part read back and run by snnTorch and spikingjelly against the project's modules on its
-    real inputs; ``{part: figures}`` (:func:`.nir_export.compare_importers`) plus ``ok`` for all."""
+    real inputs; ``{part: figures}`` (:func:`.nir_verify.compare_importers`) plus ``ok`` for all."""
     parts = front_end_parts(loaded)
     inputs = part_inputs(loaded, spikes)
     steps = loaded.model.cfg.fsve.time_steps

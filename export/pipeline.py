@@ -3,75 +3,32 @@
 ``export_checkpoint`` loads an SPKLIP checkpoint, writes the chosen format's files
 into a temporary sibling of ``out``, optionally verifies them, writes
 ``export.json`` and renames the folder into place. Formats register in
-:data:`FORMATS` (``onnx``, ``nir``, ``lava``).
+:data:`.formats.FORMATS` (``onnx``, ``nir``, ``lava``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from spklip.io import LoadedSPKLIP, load_spklip
+from spklip.io import load_spklip
 from spklip_energy.atomic import atomic_dir, check_output_dir
 from spklip_energy.checkpoint import load_checkpoint, refuse_nonfinite
 from spklip_energy.errors import CheckpointError, ConfigError
 from spklip_energy.options import check_positive_int
 
-from .onnx_export import DEFAULT_OPSET, check_opset, write_onnx
-from .verify import verify_onnx
-
-
-def _nir(loaded: LoadedSPKLIP, folder: Path, opts: dict) -> dict:
-    from .nir_export import write_nir
-
-    return write_nir(loaded, folder, opts)
-
-
-def _verify_nir(loaded: LoadedSPKLIP, folder: Path, data, samples: int, progress=None) -> dict:
-    from .nir_export import verify_nir
-
-    return verify_nir(loaded, folder, data, samples, progress)
-
-
-def _lava(loaded: LoadedSPKLIP, folder: Path, opts: dict) -> dict:
-    from .lava_export import write_lava
-
-    return write_lava(loaded, folder, opts)
-
-
-def _verify_lava(loaded: LoadedSPKLIP, folder: Path, data, samples: int, progress=None) -> dict:
-    from .simulate import verify_lava
-
-    return verify_lava(loaded, folder, data, samples, progress)
-
-
-def _onnx(loaded: LoadedSPKLIP, folder: Path, opts: dict) -> dict:
-    return write_onnx(loaded, folder, opts.get("opset", DEFAULT_OPSET))
-
-
-#: format name -> (writer(loaded, folder, options) -> description, verifier or None)
-FORMATS: dict[str, tuple[Callable, Callable | None]] = {
-    "onnx": (_onnx, verify_onnx),
-    "nir": (_nir, _verify_nir),
-    "lava": (_lava, _verify_lava),
-}
-
+from .formats import FORMATS
+from .onnx_export import DEFAULT_OPSET, check_opset
 
 RECORD_FILE = "export.json"
 
 
 def export_files() -> frozenset[str]:
     """Every file name an export of any format writes into its folder (the record included)."""
-    from .lava_export import HOST_FILE, NET_FILE
-    from .nir_export import NIR_FILE
-    from .nir_front_end import PART_FILES
-    from .onnx_export import TEXT_FILE, VISUAL_FILE
-
-    return frozenset({VISUAL_FILE, TEXT_FILE, NIR_FILE, *PART_FILES, NET_FILE, HOST_FILE, RECORD_FILE})
+    return frozenset({RECORD_FILE, *(name for f in FORMATS.values() for name in f.files())})
 
 
 def check_out(out: str | os.PathLike, overwrite: bool) -> Path:
@@ -112,7 +69,7 @@ def export_checkpoint(
     ck = load_checkpoint(checkpoint)
     refuse_nonfinite(ck, "an export of it would compute nothing but NaN")
     loaded = load_spklip(ck)
-    writer, verifier = FORMATS[fmt]
+    writer, verifier = FORMATS[fmt].write, FORMATS[fmt].verify
     torch_threads = torch.get_num_threads()
     try:
         with atomic_dir(out, overwrite=overwrite) as tmp:

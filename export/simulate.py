@@ -16,6 +16,10 @@ fixed-point simulator with ``--engine lava|both`` when its environment exists (`
 it runs :mod:`.lava_runner` there as a subprocess; ``docs/lava.md``).
 Energy: synaptic events at the ``loihi`` preset's per-op figure, which carries
 its UNVERIFIED flag into the output.
+
+Its input (:func:`simulation_input`) is also what ``report NET.net`` profiles
+(:func:`spklip_energy.analysis.analyse_netx`) and, pipelined the same way, what
+``export --format lava --verify`` runs (:mod:`.lava_verify`).
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -33,9 +36,6 @@ from spklip_energy.options import check_positive_int
 
 from .loihi_engine import SimResult, check_simulation, simulate
 from .netx_format import NetxNet, read_netx
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 
 def _export_record(net_path: Path) -> dict | None:
@@ -333,136 +333,16 @@ def run_simulation(
     return summary, res
 
 
-def analyse_netx(
-    net_path: str | os.PathLike,
-    data: str = "builtin",
-    steps: int | None = None,
-    cost="loihi",
-    reuse: str = "layer",
-    models="default",
-    model_file=None,
-) -> tuple[dict, pd.DataFrame]:
-    """``report NET.net``: the hook counter on the network's torch twin (:class:`.loihi_torch.NetxTorch`)
-    for the ``simulate`` input, priced by ``cost``; the summary has the checkpoint reports' keys, and
-    the simulator's own counts beside the hook counter's."""
-    import torch
-
-    from energy import profile
-    from energy.estimate import resolve_cost
-    from energy.models import resolve_models
-    from spklip_energy.analysis import priced_summary
-
-    from .loihi_torch import NetxTorch
-
-    model = resolve_cost(cost)
-    energy_models = resolve_models(models, model_file)
-    net, a_in, source, sched, rec = simulation_input(net_path, data, steps)
-    x = torch.from_numpy(np.ascontiguousarray(a_in))
-    n = sched.get("blocks") or int(a_in.shape[1])  # samples: the clip's blocks, or the .dat clip
-    result = profile(NetxTorch(net, sched["reset_interval"]), forward=lambda m: m(x), reuse=reuse, samples=n)
-    core, per_layer = priced_summary(result, model, n, reuse, energy_models)
-    sim = simulate(net, a_in, keep_spikes=False, reset_interval=sched["reset_interval"]).totals()
-    totals = result.totals
-    agree = int(totals["sops"]) == sim["synaptic_events"] and int(totals["neuron_updates"]) == sim["neuron_updates"]
-    c, h, w = net.input_shape
-    summary = {
-        "checkpoint": {
-            "path": str(net_path),
-            "kind": "netx",
-            "spiking": True,
-            "config": (rec or {}).get("config") or {"layers": net.describe()},
-        },
-        "data": {"source": source, "samples": n, "frames": int(a_in.shape[0]), "height": h, "width": w, "classes": []},
-        **core,
-        "simulator_counts": sim,
-        "counts_agree_with_simulator": agree,
-        "accuracy": None,
-        "evaluation": None,
-        "measured_top1_on_profiled_samples": None,
-    }
-    if not agree:
-        summary["warnings"].append("hook counts differ from the simulator's (a bug: please report)")
-    summary["conventions"].append(
-        "netx: samples are temporal blocks, pipelined (or one .dat clip); a synaptic "
-        "layer delivers at t the spikes of t-1; every step of the run is counted, "
-        "latency steps included; counts from the torch twin of the fixed-point "
-        "network, checked against the simulator"
-    )
-    return summary, per_layer
-
-
-def hook_counts(net: NetxNet, a_in: np.ndarray, reset_interval: int | None = None) -> dict:
-    """SOPs and neuron updates of the same fixed-point network as torch modules, from the hook counter."""
-    import torch
-
-    from energy import profile
-
-    from .loihi_torch import NetxTorch
-
-    x = torch.from_numpy(np.ascontiguousarray(a_in))
-    t = profile(NetxTorch(net, reset_interval), forward=lambda m: m(x)).totals
-    return {"sops": int(t["sops"]), "neuron_updates": int(t["neuron_updates"]), "macs": int(t["macs"])}
-
-
-def verify_lava(loaded, folder: Path, data, samples: int, progress=None) -> dict:
-    """Float torch CNN vs. the fixed-point netx export on test clips, run pipelined as ``simulate`` runs
-    it: spike agreement per layer (each layer's window of each block against the float model's steps),
-    and the counts of the hook counter vs. the simulator on the same run."""
-    from .lava_export import HOST_FILE, NET_FILE, torch_reference_spikes
-    from .verify import verify_inputs
-
-    spikes, _ = verify_inputs(loaded, data, samples, progress)
-    net = read_netx(folder / NET_FILE)
-    rec = {"config": loaded.model.cfg.to_dict(), "host": {"file": HOST_FILE}}
-    a = np.concatenate([host_inputs(folder / NET_FILE, rec, s.numpy()) for s in spikes])
-    per_block = loaded.model.cfg.fsve.time_steps
-    latency = sum(lay.synaptic for lay in net.layers)
-    a_in = pipeline(a, per_block, latency)
-    res = simulate(net, a_in, reset_interval=per_block)
-    counts = hook_counts(net, a_in, per_block)
-    ref = torch_reference_spikes(loaded, spikes)
-    per_layer = []
-    for i, r in enumerate(ref):
-        got = block_windows(res.spikes[i], i, a.shape[0], per_block)
-        per_layer.append(
-            {
-                "netx_layer": i,
-                "spike_agreement": float((got == r).mean()),
-                "torch_rate": float(r.mean()),
-                "loihi_rate": float(got.mean()),
-            }
-        )
-    sim = res.totals()
-    return {
-        "clips": int(spikes.shape[0]),
-        "blocks": int(a.shape[0]),
-        "steps": int(a_in.shape[0]),
-        "per_layer": per_layer,
-        "min_spike_agreement": min(p["spike_agreement"] for p in per_layer),
-        "counts": {
-            "simulator": {"synaptic_events": sim["synaptic_events"], "neuron_updates": sim["neuron_updates"]},
-            "hook_counter": counts,
-            "agree": counts["sops"] == sim["synaptic_events"] and counts["neuron_updates"] == sim["neuron_updates"],
-        },
-        "note": "float spikingjelly CNN vs. fixed-point netx export, pipelined with per-layer resets; "
-        "differences come from quantisation (8-bit weights, BN folding, threshold ties) and grow "
-        "with depth",
-    }
-
-
 __all__ = [
     "ENGINES",
     "block_windows",
     "onnxruntime_errors",
     "pipeline",
-    "analyse_netx",
     "compare_engines",
     "lava_python",
     "run_lava",
-    "hook_counts",
     "host_inputs",
     "simulation_input",
     "loihi_energy",
     "run_simulation",
-    "verify_lava",
 ]

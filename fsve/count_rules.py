@@ -16,11 +16,11 @@ import math
 from energy.counts import Counts
 from energy.rules import (
     CallContext,
-    _select,
-    _spike_rate,
     base_counts,
     neuron_counts,
+    record_spike_rate,
     register_rule,
+    select,
 )
 
 from .esdsa import SpikeMatMul
@@ -46,7 +46,7 @@ def spike_matmul_rule(module: SpikeMatMul, inputs, output, ctx: CallContext) -> 
         pairs = (a.sum(dim=-2, dtype=a.dtype if a.is_floating_point() else None).float() * b.sum(dim=-1).float()).sum()
         c.sops = pairs
         c.binary_input = True
-        _spike_rate(c, a, True, ctx.nnz(a))
+        record_spike_rate(c, a, True, ctx.nnz(a))
         return c
     if a_bin is True or b_bin is True:
         spikes, other_cols = (a, b.shape[-1]) if a_bin is True else (b, a.shape[-2])
@@ -54,9 +54,9 @@ def spike_matmul_rule(module: SpikeMatMul, inputs, output, ctx: CallContext) -> 
         reps = math.prod(out.shape[:-2]) // max(math.prod(spikes.shape[:-2]), 1)
         c.sops = nnz * other_cols * max(reps, 1)
         c.binary_input = True
-        _spike_rate(c, spikes, True, nnz)
+        record_spike_rate(c, spikes, True, nnz)
         return c
-    c.macs = _select(False, 0, dense)
+    c.macs = select(False, 0, dense)
     return c
 
 

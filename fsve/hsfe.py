@@ -46,7 +46,7 @@ from spklip.hsfe import (
     runs_as_written,
 )
 
-from .neurons import make_lif
+from .neurons import make_neuron
 
 
 class StepMaskedConv2d(MaskedConv2d):
@@ -136,7 +136,7 @@ class _Units:
         self.f = cfg.fsve
 
     def lif(self) -> nn.Module:
-        return make_lif(self.f.v_threshold, self.f.decay, self.f.lens)
+        return make_neuron(self.f)
 
     def conv(self, cin: int, cout: int) -> nn.Module:
         return layer.Conv2d(cin, cout, 3, padding=1, bias=False, step_mode="m")

@@ -6,7 +6,7 @@ convolution, the shortcut carries membrane potential, so every convolution but t
 stem's and the downsampling 1x1s reads spikes). Two things differ from the paper
 and are changed here:
 
-* neurons: :func:`~fsve.neurons.make_lif` (leak, threshold and
+* neurons: :func:`~fsve.neurons.make_neuron` (``fsve.neuron``; the LIF: leak, threshold and
   Eq. 8's surrogate width from :class:`FSVEConfig`) instead of spikingjelly's
   ``Rect(alpha=2)``;
 * normalisation: with ``norm="tdbn"`` every BatchNorm becomes spikingjelly's
@@ -25,12 +25,12 @@ import math
 
 import torch
 import torch.nn as nn
-from spikingjelly.activation_based import layer, neuron
+from spikingjelly.activation_based import layer
 from spikingjelly.activation_based.model.ms_resnet import MSResNet
 
 from spklip.config import FSVEConfig
 
-from .neurons import make_lif
+from .neurons import make_neuron
 
 
 def _tdbn_like(bn: nn.BatchNorm2d, alpha: float, v_th: float) -> layer.ThresholdDependentBatchNorm2d:
@@ -62,8 +62,8 @@ class SpikingCNN(nn.Module):
         super().__init__()
         self.cfg = cfg
 
-        def lif(**_ignored) -> neuron.LIFNode:
-            return make_lif(cfg.v_threshold, cfg.decay, cfg.lens)
+        def lif(**_ignored) -> nn.Module:
+            return make_neuron(cfg)
 
         body = MSResNet(
             T=cfg.time_steps,

@@ -12,9 +12,19 @@
   clip's spikes do not depend on what else is in the batch.
 * :class:`Heaviside`: a fixed-threshold SN, used for the attention map where
   Eq. 11 moves the scale into the threshold.
+* :class:`NeuronSpec` / :func:`describe_neuron`: the one description of a
+  membrane neuron's dynamics that the exporters (ONNX, NIR, Lava) translate and
+  :meth:`NeuronSpec.run` replays; :func:`register_neuron` describes a library
+  class, a class of this project defines ``neuron_spec()``.
+* :data:`FSVE_NEURONS` / :func:`make_neuron`: the neurons ``fsve.neuron`` can
+  name, each a factory of the FSVE's config (CONTRIBUTING.md: adding one).
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -40,6 +50,151 @@ def make_lif(v_threshold: float = 0.5, decay: float = 0.25, lens: float = 0.5) -
         surrogate_function=rect_surrogate(lens),
         detach_reset=True,
         step_mode="m",
+    )
+
+
+@dataclass(frozen=True)
+class NeuronSpec:
+    """A membrane neuron's dynamics in spikingjelly's terms, read from a module (:func:`describe_neuron`).
+
+    Per step, from ``v = v_init``::
+
+        charge  LIF: h = v - (v - v_reset) / tau + x     (decay_input: h = v + (x - (v - v_reset)) / tau)
+                IF:  h = v + x                            (plus ``bias`` along dim 1, when there is one)
+        fire    s = [h >= v_threshold]
+        reset   hard (v_reset a number): v = v_reset where s;   soft (v_reset None): v = h - s * v_threshold
+
+    (spikingjelly's ``LIFNode`` / ``IFNode`` expressions, so :meth:`run` replays them to the last bit).
+    """
+
+    family: str  # "lif" | "if"
+    v_threshold: float | None  # None: tensor-valued (no exporter takes it)
+    v_reset: float | None  # None: soft reset (subtract the threshold)
+    tau: float | None = None  # LIF membrane time constant in steps (> 1)
+    decay_input: bool = False
+    v_init: float = 0.0  # the potential after a reset of the state (spikingjelly's initial v)
+    step_mode: str = "m"
+    bias: torch.Tensor | None = None  # a per-channel input current (converted IF neurons)
+
+    @property
+    def decay(self) -> float:
+        """The share of ``v - v_reset`` kept per step: ``1 - 1/tau`` (LIF), 1 (IF)."""
+        return 1.0 - 1.0 / self.tau if self.family == "lif" else 1.0
+
+    @property
+    def leaky(self) -> bool:
+        return self.decay < 1.0
+
+    def problems(self, *, reset_to: float | None = None, step_mode: str | None = None) -> list[str]:
+        """What keeps this neuron from a target that needs a hard reset to ``reset_to`` (when given) and
+        ``step_mode`` (when given): short phrases, empty when nothing does."""
+        out = []
+        if self.family == "lif" and self.decay_input:
+            out.append("decay_input=True")
+        if reset_to is not None and (self.v_reset is None or float(self.v_reset) != reset_to):
+            out.append(f"v_reset={self.v_reset!r} (only a hard reset to {reset_to:g} is exported)")
+        if self.family == "lif" and not self.tau > 1.0:
+            out.append(f"tau={self.tau!r}")
+        if self.v_threshold is None:
+            out.append("a tensor-valued v_threshold")
+        elif not (math.isfinite(self.v_threshold) and self.v_threshold > 0):
+            out.append(f"v_threshold={self.v_threshold!r} (must be positive and finite)")
+        if step_mode is not None and self.step_mode != step_mode:
+            out.append(f"step_mode={self.step_mode!r}")
+        return out
+
+    def charge(self, v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The membrane potential ``h`` before firing, from the potential ``v`` after the last step."""
+        if self.family == "if":
+            if self.bias is not None:
+                shape = [1] * x.dim()
+                shape[1] = self.bias.numel()
+                x = x + self.bias.to(x.dtype).view(shape)
+            return v + x
+        vr = 0.0 if self.v_reset is None else float(self.v_reset)
+        return v + (x - (v - vr)) / self.tau if self.decay_input else v - (v - vr) / self.tau + x
+
+    def step(self, v: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One step: ``(spikes, v after the reset, h before it)``, spikes in ``x``'s dtype (traceable)."""
+        h = self.charge(v, x)
+        s = (h >= self.v_threshold).to(x.dtype)
+        if self.v_reset is None:
+            return s, h - s * self.v_threshold, h
+        if float(self.v_reset) == 0.0:
+            return s, h * (1.0 - s), h
+        return s, torch.where(s.bool(), torch.full_like(h, float(self.v_reset)), h), h
+
+    def run(self, x_seq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Spikes and pre-reset potentials ``[T, ...]`` of inputs ``x_seq [T, ...]`` from rest (traceable)."""
+        v = torch.full_like(x_seq[0], self.v_init)
+        spikes, potentials = [], []
+        for t in range(x_seq.shape[0]):
+            s, v, h = self.step(v, x_seq[t])
+            spikes.append(s)
+            potentials.append(h)
+        return torch.stack(spikes), torch.stack(potentials)
+
+
+#: library neuron classes this project can describe, by exact class (a subclass may change the dynamics:
+#: spikingjelly's LIAFNode subclasses LIFNode and emits analog values)
+_DESCRIBERS: dict[type, Callable[[nn.Module], NeuronSpec]] = {}
+
+
+def register_neuron(*classes: type) -> Callable:
+    """Decorator: ``describe(module) -> NeuronSpec`` for modules of exactly these library classes."""
+
+    def deco(describe: Callable[[nn.Module], NeuronSpec]) -> Callable[[nn.Module], NeuronSpec]:
+        for cls in classes:
+            _DESCRIBERS[cls] = describe
+        return describe
+
+    return deco
+
+
+def describe_neuron(module: nn.Module) -> NeuronSpec | None:
+    """The module's :class:`NeuronSpec`: its own ``neuron_spec()``, else the describer registered for its
+    exact class; None for anything else (exporters then refuse it by name)."""
+    own = getattr(module, "neuron_spec", None)
+    if callable(own):
+        return own()
+    describe = _DESCRIBERS.get(type(module))
+    return None if describe is None else describe(module)
+
+
+def _scalar(v) -> float | None:
+    return float(v) if isinstance(v, (int, float)) else None
+
+
+def _rest(node) -> float:
+    return float(node._memories_rv.get("v", 0.0))
+
+
+@register_neuron(neuron.LIFNode)
+def describe_lif(node) -> NeuronSpec:
+    """The spec of a spikingjelly ``LIFNode`` (or a subclass with its dynamics)."""
+    return NeuronSpec(
+        "lif",
+        _scalar(node.v_threshold),
+        None if node.v_reset is None else float(node.v_reset),
+        tau=float(node.tau),
+        decay_input=bool(node.decay_input),
+        v_init=_rest(node),
+        step_mode=node.step_mode,
+    )
+
+
+@register_neuron(neuron.IFNode, neuron.HalfThresholdIFNode)
+def describe_if(node) -> NeuronSpec:
+    """The spec of a spikingjelly ``IFNode`` (or a subclass with its dynamics; a ``bias`` buffer is its
+    per-channel input current)."""
+    bias = getattr(node, "bias", None)
+    return NeuronSpec(
+        "if",
+        _scalar(node.v_threshold),
+        None if node.v_reset is None else float(node.v_reset),
+        v_init=_rest(node),
+        step_mode=node.step_mode,
+        bias=bias.detach() if isinstance(bias, torch.Tensor) and bias.numel() else None,
     )
 
 
@@ -118,6 +273,17 @@ class Heaviside(nn.Module):
         return f"v_threshold={self.v_threshold}, scale={self.scale:.4g} (V_th/scale={self.integer_threshold():.4g})"
 
 
+#: the neurons ``fsve.neuron`` can name: a factory of the FSVE config (``v_threshold``, ``decay``, ``lens``)
+FSVE_NEURONS: dict[str, Callable] = {
+    "lif": lambda f: make_lif(f.v_threshold, f.decay, f.lens),
+}
+
+
+def make_neuron(f) -> nn.Module:
+    """One neuron of the kind the FSVE config ``f`` (``cfg.fsve``) names, with its dynamics."""
+    return FSVE_NEURONS[f.neuron](f)
+
+
 def lif_kernel(device: torch.device | str) -> str:
     """Which LIF implementation spikingjelly 2.0 runs on ``device``, for the training log.
 
@@ -136,4 +302,18 @@ def lif_kernel(device: torch.device | str) -> str:
     )
 
 
-__all__ = ["Heaviside", "SpikeNorm", "lif_kernel", "make_lif", "rect_spike", "rect_surrogate"]
+__all__ = [
+    "FSVE_NEURONS",
+    "Heaviside",
+    "NeuronSpec",
+    "SpikeNorm",
+    "describe_if",
+    "describe_lif",
+    "describe_neuron",
+    "lif_kernel",
+    "make_lif",
+    "make_neuron",
+    "rect_spike",
+    "rect_surrogate",
+    "register_neuron",
+]

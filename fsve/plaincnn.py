@@ -20,7 +20,7 @@ from spikingjelly.activation_based import layer
 from spklip.config import FSVEConfig
 
 from .msresnet import use_tdbn
-from .neurons import make_lif
+from .neurons import make_neuron
 
 #: BN weight at initialisation (spikingjelly's MS-ResNet uses the same 0.5 before tdBN replaces it).
 _BN_WEIGHT = 0.5
@@ -45,11 +45,11 @@ class SpikingPlainCNN(nn.Module):
             c_out = cfg.width * 2**i
             for b in range(n):
                 stride = 2 if (i > 0 and b == 0) else 1
-                chain += [make_lif(cfg.v_threshold, cfg.decay, cfg.lens), *_conv_bn(c, c_out, stride)]
-                chain += [make_lif(cfg.v_threshold, cfg.decay, cfg.lens), *_conv_bn(c_out, c_out, 1)]
+                chain += [make_neuron(cfg), *_conv_bn(c, c_out, stride)]
+                chain += [make_neuron(cfg), *_conv_bn(c_out, c_out, 1)]
                 c = c_out
         self.stages = nn.Sequential(*chain)
-        self.head_lif = make_lif(cfg.v_threshold, cfg.decay, cfg.lens)
+        self.head_lif = make_neuron(cfg)
         self.avgpool = layer.AdaptiveAvgPool2d((1, 1), step_mode="m")
         self.flatten = layer.Flatten(start_dim=1, step_mode="m")
         self.head = layer.Linear(c, embed_dim, step_mode="m")

@@ -1,4 +1,4 @@
-"""Renderings of the energy under the published models (``summary["energy_models"]``): ranges, the fair
+"""Renderings of the energy under the published models (an :class:`~energy.record.EnergyReport`'s ``energy_models``): ranges, the fair
 quantized-ANN baseline and break-even rates, as terminal lines and Markdown/HTML table rows. Never prices."""
 
 from __future__ import annotations

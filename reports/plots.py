@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from energy.record import PartFigures
 
 
 def _plt():
@@ -198,9 +202,9 @@ PART_COLORS = {
 }
 
 
-def energy_by_part_png(parts: dict, title: str) -> bytes:
-    """Horizontal stacked bars, one per model part: its compute, neuron and memory energy per sample (µJ),
-    labelled with its share of the total."""
+def energy_by_part_png(parts: dict[str, PartFigures], title: str) -> bytes:
+    """Horizontal stacked bars, one per model part (:attr:`~energy.record.EnergyReport.parts`): its compute,
+    neuron and memory energy per sample (µJ), labelled with its share of the total."""
     plt = _plt()
     names = list(parts)
     fig, ax = plt.subplots(figsize=(7.5, max(2.2, 0.45 * len(names) + 1.2)))
@@ -211,11 +215,11 @@ def energy_by_part_png(parts: dict, title: str) -> bytes:
         ("neuron_j", "#55a868", "neuron updates"),
         ("memory_j", "#c44e52", "memory"),
     ):
-        vals = [parts[n][col] * 1e6 for n in names]
+        vals = [getattr(parts[n], col) * 1e6 for n in names]
         ax.barh(y, vals, left=left, color=color, label=label)
         left = [a + b for a, b in zip(left, vals, strict=True)]
     ax.set_yticks(y)
-    ax.set_yticklabels([f"{n} ({100 * parts[n]['share']:.1f} %)" for n in names], fontsize=8)
+    ax.set_yticklabels([f"{n} ({100 * parts[n].share:.1f} %)" for n in names], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("energy per sample (µJ)")
     ax.set_title(title, fontsize=9)
@@ -252,7 +256,7 @@ def energy_by_part_comparison_png(rows: list[dict], title: str) -> bytes | None:
 def energy_ranges_png(variants: dict[str, dict], title: str) -> bytes | None:
     """Energy per sample under each published model, one horizontal bar (a range for a bound, a tick
     for a point estimate) per variant, pricing and model, on a log axis. ``variants`` maps a name to
-    its ``summary["energy_models"]``; None when nothing was priced."""
+    its report's ``energy_models``; None when nothing was priced."""
     bars = []  # (label, model, low, high)
     for name, em in variants.items():
         for e in em["estimates"]:

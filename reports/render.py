@@ -1,15 +1,20 @@
-"""Text, Markdown and HTML renderings of energy summaries and comparisons. Never counts."""
+"""Text, Markdown and HTML renderings of energy reports (:class:`~energy.record.EnergyReport`) and
+comparisons. Never counts."""
 
 from __future__ import annotations
 
 import base64
 import html
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from spklip_energy.stats import RESAMPLES, fmt_difference, fmt_interval, fmt_mean_std
 
 from . import models as energy_models
+
+if TYPE_CHECKING:  # the records come from energy (which imports torch); rendering does not need it loaded
+    from energy.record import EnergyReport, PartFigures
 
 #: Per-layer columns shown in reports, in order.
 LAYER_COLUMNS = [
@@ -49,38 +54,38 @@ def _j(x: float) -> str:
     return f"{x:.4g}"
 
 
-def table6_rows(summary: dict) -> list[tuple[str, str]]:
+def table6_rows(summary: EnergyReport) -> list[tuple[str, str]]:
     """The paper's Table 6 rows for one model, per sample."""
-    t = summary["table6_per_sample"]
+    t = summary.table6_per_sample
     return [
-        ("Computational energy (J)", _j(t["computational_energy_j"])),
-        ("Memory access energy (J)", _j(t["memory_access_energy_j"])),
-        ("Total energy (J)", _j(t["total_energy_j"])),
-        ("Memory energy ratio", f"{100 * t['memory_energy_ratio']:.2f} %"),
+        ("Computational energy (J)", _j(t.computational_energy_j)),
+        ("Memory access energy (J)", _j(t.memory_access_energy_j)),
+        ("Total energy (J)", _j(t.total_energy_j)),
+        ("Memory energy ratio", f"{100 * t.memory_energy_ratio:.2f} %"),
     ]
 
 
-def table6_text(summary: dict) -> str:
+def table6_text(summary: EnergyReport) -> str:
     """Terminal summary in the form of the paper's Table 6 (appendix A.6)."""
-    cm = summary["cost_model"]
+    cm = summary.cost_model
     rows = table6_rows(summary)
     width = max(len(r[0]) for r in rows) + 2
     lines = [
-        f"{summary['checkpoint']['kind']} ({summary['checkpoint']['path']}) - "
-        f"{summary['data']['samples']} sample(s) of {summary['data']['source']}",
-        f"cost model {cm['name']!r}, weight reuse {summary['reuse']!r}; energy per sample:",
+        f"{summary.checkpoint.kind} ({summary.checkpoint.path}) - "
+        f"{summary.data.samples} sample(s) of {summary.data.source}",
+        f"cost model {cm['name']!r}, weight reuse {summary.reuse!r}; energy per sample:",
     ]
     lines += [f"  {name:<{width}}{value:>12}" for name, value in rows]
-    c = summary["counts_per_sample"]
+    c = summary.counts_per_sample
     lines.append(
-        f"  MACs {_si(c['macs'])}, SOPs {_si(c['sops'])}, neuron updates {_si(c['neuron_updates'])}, "
-        f"memory accesses {_si(c['mem_accesses'])} (32-bit words)"
+        f"  MACs {_si(c.macs)}, SOPs {_si(c.sops)}, neuron updates {_si(c.neuron_updates)}, "
+        f"memory accesses {_si(c.mem_accesses)} (32-bit words)"
     )
-    e = summary["energy"]
-    lines.append(f"  memory-bound layers: {e['memory_bound_layers']} of {e['layers']}")
-    if summary.get("energy_models"):
-        lines += energy_models.text_lines(summary["energy_models"])
-    for w in summary["warnings"]:
+    e = summary.energy
+    lines.append(f"  memory-bound layers: {e.memory_bound_layers} of {e.layers}")
+    if summary.energy_models:
+        lines += energy_models.text_lines(summary.energy_models)
+    for w in summary.warnings:
         lines.append(f"  note: {w}")
     return "\n".join(lines)
 
@@ -130,31 +135,43 @@ def _uj(x: float) -> str:
     return f"{x * 1e6:.4g}"
 
 
-def part_rows(summary: dict) -> list[list[str]]:
-    """The energy-by-part table (per sample) of a summary, one row per part and a last row for the whole
-    encoder; no rows when the summary has no parts (not a SPKLIP checkpoint)."""
-    parts = summary.get("parts") or {}
+def part_rows(summary: EnergyReport) -> list[list[str]]:
+    """The energy-by-part table (per sample) of a report, one row per part and a last row for the whole
+    encoder; no rows when the report has no parts (not a SPKLIP checkpoint)."""
+    parts = summary.parts or {}
     if not parts:
         return []
+    from energy.record import PartFigures
 
-    def row(label: str, p: dict, share: str) -> list[str]:
+    def row(label: str, p: PartFigures, share: str) -> list[str]:
         return [
             label,
-            str(p["layers"]),
-            _si(p["macs"]),
-            _si(p["sops"]),
-            _si(p["neuron_updates"]),
-            _si(p["mem_accesses"]),
-            _uj(p["compute_j"]),
-            _uj(p["neuron_j"]),
-            _uj(p["memory_j"]),
-            _uj(p["total_j"]),
+            str(p.layers),
+            _si(p.macs),
+            _si(p.sops),
+            _si(p.neuron_updates),
+            _si(p.mem_accesses),
+            _uj(p.compute_j),
+            _uj(p.neuron_j),
+            _uj(p.memory_j),
+            _uj(p.total_j),
             share,
         ]
 
-    rows = [row(name, p, f"{100 * p['share']:.1f} %") for name, p in parts.items()]
-    c, e = summary["counts_per_sample"], summary["energy_per_sample"]
-    whole = {"layers": sum(p["layers"] for p in parts.values()), **c, **e}
+    rows = [row(name, p, f"{100 * p.share:.1f} %") for name, p in parts.items()]
+    c, e = summary.counts_per_sample, summary.energy_per_sample
+    whole = PartFigures(
+        layers=sum(p.layers for p in parts.values()),
+        macs=c.macs,
+        sops=c.sops,
+        neuron_updates=c.neuron_updates,
+        mem_accesses=c.mem_accesses,
+        compute_j=e.compute_j,
+        neuron_j=e.neuron_j,
+        memory_j=e.memory_j,
+        total_j=e.total_j,
+        share=1.0,
+    )
     return rows + [row("all parts", whole, "100 %")]
 
 
@@ -193,26 +210,26 @@ def _provenance_md(cm: dict) -> list[str]:
     return lines
 
 
-def report_markdown(summary: dict, per_layer: pd.DataFrame, images: dict[str, str]) -> str:
+def report_markdown(summary: EnergyReport, per_layer: pd.DataFrame, images: dict[str, str]) -> str:
     """The whole report as Markdown; ``images`` maps captions to relative PNG paths."""
-    ck, data = summary["checkpoint"], summary["data"]
+    ck, data = summary.checkpoint, summary.data
     parts = [
-        f"# Energy report: {ck['kind']}",
+        f"# Energy report: {ck.kind}",
         "",
-        f"Checkpoint `{ck['path']}` · data {data['source']} ({data['samples']} samples) · "
-        f"cost model `{summary['cost_model']['name']}` · weight reuse `{summary['reuse']}` · "
-        f"spklip-energy {summary['tool_version']}",
+        f"Checkpoint `{ck.path}` · data {data.source} ({data.samples} samples) · "
+        f"cost model `{summary.cost_model['name']}` · weight reuse `{summary.reuse}` · "
+        f"spklip-energy {summary.tool_version}",
         "",
         "## Summary (paper Table 6 form, per sample)",
         "",
         _md_table(["", "value"], [list(r) for r in table6_rows(summary)]),
         "",
-        f"Neuron-update energy is grouped with **{summary['neuron_energy_grouping']}** energy.",
+        f"Neuron-update energy is grouped with **{summary.neuron_energy_grouping}** energy.",
         "",
     ]
-    if summary.get("accuracy") is not None:
-        parts += [f"Accuracy recorded in the checkpoint: {summary['accuracy']}", ""]
-    c = summary["counts_per_sample"]
+    if summary.accuracy is not None:
+        parts += [f"Accuracy recorded in the checkpoint: {summary.accuracy}", ""]
+    c = summary.counts_per_sample
     parts += [
         "## Operation counts (per sample)",
         "",
@@ -220,12 +237,12 @@ def report_markdown(summary: dict, per_layer: pd.DataFrame, images: dict[str, st
             ["MACs", "SOPs", "neuron updates", "memory reads", "memory writes", "memory accesses"],
             [
                 [
-                    _si(c["macs"]),
-                    _si(c["sops"]),
-                    _si(c["neuron_updates"]),
-                    _si(c["mem_reads"]),
-                    _si(c["mem_writes"]),
-                    _si(c["mem_accesses"]),
+                    _si(c.macs),
+                    _si(c.sops),
+                    _si(c.neuron_updates),
+                    _si(c.mem_reads),
+                    _si(c.mem_writes),
+                    _si(c.mem_accesses),
                 ]
             ],
         ),
@@ -234,23 +251,19 @@ def report_markdown(summary: dict, per_layer: pd.DataFrame, images: dict[str, st
     by_part = part_rows(summary)
     if by_part:
         parts += ["## Energy by part (per sample)", "", _md_table(PART_HEADER, by_part), "", PART_NOTE, ""]
-    parts += _models_md(summary.get("energy_models"))
-    if summary["warnings"]:
-        parts += ["## Warnings and assumptions", ""] + [f"- {w}" for w in summary["warnings"]] + [""]
+    parts += _models_md(summary.energy_models)
+    if summary.warnings:
+        parts += ["## Warnings and assumptions", ""] + [f"- {w}" for w in summary.warnings] + [""]
     for caption, path in images.items():
         parts += [f"![{caption}]({path})", ""]
     cols, rows = per_layer_rows(per_layer)
     parts += ["## Per layer (whole profiled batch)", "", _md_table(cols, rows), ""]
-    if summary["not_counted"]:
-        parts += (
-            ["## Not counted", ""]
-            + [f"- `{r['name']}` ({r['type']}): {r['reason']}" for r in summary["not_counted"]]
-            + [""]
-        )
-    parts += ["## Cost model and sources", ""] + _provenance_md(summary["cost_model"]) + [""]
-    if summary.get("energy_models"):
-        parts += ["## Energy models and sources", ""] + energy_models.provenance_lines(summary["energy_models"]) + [""]
-    parts += ["## Counting conventions", ""] + [f"- {c}" for c in summary["conventions"]] + [""]
+    if summary.not_counted:
+        parts += ["## Not counted", ""] + [f"- `{r.name}` ({r.type}): {r.reason}" for r in summary.not_counted] + [""]
+    parts += ["## Cost model and sources", ""] + _provenance_md(summary.cost_model) + [""]
+    if summary.energy_models:
+        parts += ["## Energy models and sources", ""] + energy_models.provenance_lines(summary.energy_models) + [""]
+    parts += ["## Counting conventions", ""] + [f"- {c}" for c in summary.conventions] + [""]
     return "\n".join(parts)
 
 
@@ -326,19 +339,19 @@ def _img(png: bytes, alt: str) -> str:
     return f'<p><img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}"></p>'
 
 
-def report_html(summary: dict, per_layer: pd.DataFrame, images: dict[str, bytes]) -> str:
+def report_html(summary: EnergyReport, per_layer: pd.DataFrame, images: dict[str, bytes]) -> str:
     """A self-contained HTML page (plots embedded as data URIs)."""
-    ck, data = summary["checkpoint"], summary["data"]
+    ck, data = summary.checkpoint, summary.data
     h = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>Energy report: {html.escape(ck['kind'])}</title>",
+        f"<!doctype html><html><head><meta charset='utf-8'><title>Energy report: {html.escape(ck.kind)}</title>",
         f"<style>{_CSS}</style></head><body>",
-        f"<h1>Energy report: {html.escape(ck['kind'])}</h1>",
-        f"<p>Checkpoint <code>{html.escape(str(ck['path']))}</code> · data {html.escape(str(data['source']))} "
-        f"({data['samples']} samples) · cost model <code>{html.escape(summary['cost_model']['name'])}</code> · "
-        f"weight reuse <code>{html.escape(summary['reuse'])}</code></p>",
+        f"<h1>Energy report: {html.escape(ck.kind)}</h1>",
+        f"<p>Checkpoint <code>{html.escape(str(ck.path))}</code> · data {html.escape(str(data.source))} "
+        f"({data.samples} samples) · cost model <code>{html.escape(summary.cost_model['name'])}</code> · "
+        f"weight reuse <code>{html.escape(summary.reuse)}</code></p>",
         "<h2>Summary (paper Table 6 form, per sample)</h2>",
         _html_table(["", "value"], [list(r) for r in table6_rows(summary)]),
-        f"<p>Neuron-update energy is grouped with {html.escape(summary['neuron_energy_grouping'])} energy.</p>",
+        f"<p>Neuron-update energy is grouped with {html.escape(summary.neuron_energy_grouping)} energy.</p>",
     ]
     by_part = part_rows(summary)
     if by_part:
@@ -347,26 +360,26 @@ def report_html(summary: dict, per_layer: pd.DataFrame, images: dict[str, bytes]
             _html_table(PART_HEADER, by_part),
             f"<p>{html.escape(PART_NOTE)}</p>",
         ]
-    for title, header, rows, note in _models_sections(summary.get("energy_models")):
+    for title, header, rows, note in _models_sections(summary.energy_models):
         h += [f"<h2>{html.escape(title)}</h2>", _html_table(header, rows)] + (
             [f"<p>{html.escape(note)}</p>"] if note else []
         )
-    if summary["warnings"]:
+    if summary.warnings:
         h.append(
             "<h2>Warnings and assumptions</h2><ul>"
-            + "".join(f"<li class='warn'>{html.escape(w)}</li>" for w in summary["warnings"])
+            + "".join(f"<li class='warn'>{html.escape(w)}</li>" for w in summary.warnings)
             + "</ul>"
         )
     for caption, png in images.items():
         h.append(f"<h2>{html.escape(caption)}</h2>" + _img(png, caption))
     cols, rows = per_layer_rows(per_layer)
     h += ["<h2>Per layer (whole profiled batch)</h2>", _html_table(cols, rows)]
-    if summary["not_counted"]:
+    if summary.not_counted:
         h.append(
             "<h2>Not counted</h2><ul>"
             + "".join(
-                f"<li><code>{html.escape(r['name'])}</code> ({html.escape(r['type'])}): {html.escape(r['reason'])}</li>"
-                for r in summary["not_counted"]
+                f"<li><code>{html.escape(r.name)}</code> ({html.escape(r.type)}): {html.escape(r.reason)}</li>"
+                for r in summary.not_counted
             )
             + "</ul>"
         )
@@ -374,22 +387,22 @@ def report_html(summary: dict, per_layer: pd.DataFrame, images: dict[str, bytes]
         "<h2>Cost model and sources</h2><ul>"
         + "".join(
             f"<li>{html.escape(line.lstrip('- ').replace('**', ''))}</li>"
-            for line in _provenance_md(summary["cost_model"])
+            for line in _provenance_md(summary.cost_model)
         )
         + "</ul>"
     )
-    if summary.get("energy_models"):
+    if summary.energy_models:
         h.append(
             "<h2>Energy models and sources</h2><ul>"
             + "".join(
                 f"<li>{html.escape(line.strip().lstrip('- ').replace('**', ''))}</li>"
-                for line in energy_models.provenance_lines(summary["energy_models"])
+                for line in energy_models.provenance_lines(summary.energy_models)
             )
             + "</ul>"
         )
     h.append(
         "<h2>Counting conventions</h2><ul>"
-        + "".join(f"<li>{html.escape(c)}</li>" for c in summary["conventions"])
+        + "".join(f"<li>{html.escape(c)}</li>" for c in summary.conventions)
         + "</ul>"
     )
     h.append("</body></html>")

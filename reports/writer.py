@@ -10,12 +10,16 @@ import json
 import math
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from spklip_energy.atomic import replace_output_dir
 
 from . import plots, render
+
+if TYPE_CHECKING:
+    from energy.record import EnergyReport
 
 REPORT_FILES = frozenset(
     {
@@ -51,21 +55,27 @@ def _json_default(o):
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def summary_json(summary: dict) -> str:
-    return json.dumps(summary, indent=2, default=_json_default, allow_nan=False) + "\n"
+def _dumps(doc) -> str:
+    """Strict JSON (no NaN), indented, numpy scalars as numbers: the form of every JSON file written here."""
+    return json.dumps(doc, indent=2, default=_json_default, allow_nan=False) + "\n"
 
 
-def write_report(out_dir: str | os.PathLike, summary: dict, per_layer: pd.DataFrame) -> dict[str, Path]:
+def summary_json(summary: EnergyReport) -> str:
+    """The text of ``summary.json``: what ``report`` writes and what ``report --json`` prints."""
+    return _dumps(summary.to_json())
+
+
+def write_report(out_dir: str | os.PathLike, summary: EnergyReport, per_layer: pd.DataFrame) -> dict[str, Path]:
     """Write report.md, report.html, per_layer.csv, summary.json and the PNG plots into ``out_dir``
-    (energy_by_part.png only for a summary with parts: a SPKLIP checkpoint)."""
+    (energy_by_part.png only for a report with parts: a SPKLIP checkpoint)."""
     out = Path(out_dir)
-    kind = summary["checkpoint"]["kind"]
-    cost = summary["cost_model"]["name"]
+    kind = summary.checkpoint.kind
+    cost = summary.cost_model["name"]
     files: dict[str, bytes] = {}  # PNG file name -> bytes
     captions: dict[str, str] = {}  # caption -> PNG file name, in the order the report shows them
-    if summary.get("parts"):
+    if summary.parts:
         files["energy_by_part.png"] = plots.energy_by_part_png(
-            summary["parts"], f"{kind}: energy per sample by model part under '{cost}' (compute / neuron / memory)"
+            summary.parts, f"{kind}: energy per sample by model part under '{cost}' (compute / neuron / memory)"
         )
         captions["Energy by part"] = "energy_by_part.png"
     files["energy_per_layer.png"] = plots.energy_per_layer_png(
@@ -76,7 +86,7 @@ def write_report(out_dir: str | os.PathLike, summary: dict, per_layer: pd.DataFr
     if rate is not None:
         files["firing_rate.png"] = rate
         captions["Firing rate per layer"] = "firing_rate.png"
-    em = summary.get("energy_models")
+    em = summary.energy_models
     if em:
         ranges = plots.energy_ranges_png({kind: em}, f"{kind}: energy per sample under each published model")
         if ranges is not None:
@@ -117,7 +127,7 @@ def _finite_or_none(o):
 def comparison_json(rows: list[dict], cost_name: str, samples: int, baseline: int = 0) -> str:
     """The comparison rows as JSON, with the cost model, the samples profiled and the baseline's name."""
     doc = {"rows": rows, "cost_model": cost_name, "samples": samples, "baseline": rows[baseline]["name"]}
-    return summary_json(_finite_or_none(doc))
+    return _dumps(_finite_or_none(doc))
 
 
 def write_comparison(

@@ -91,6 +91,7 @@ class FSVEConfig:
     width: int = 64  # MS-ResNet base channels, doubling per stage
     layers: tuple[int, ...] = (2, 2, 2, 2)  # MS-ResNet blocks per stage (3 or 4 stages)
     stem_stride: int = 1  # stride of the 3x3 stem convolution (the stages then halve 4 times)
+    neuron: str = "lif"  # the neuron at every spiking site of the CNN and front end (fsve.neurons.FSVE_NEURONS)
     v_threshold: float = 0.5  # LIF firing threshold (public code 0.5)
     decay: float = 0.25  # membrane leak per step: u_t = decay * u_{t-1} * (1 - s_{t-1}) + x_t
     lens: float = 0.5  # half-width of the rectangular surrogate (Eq. 8)
@@ -316,10 +317,43 @@ def _check_depth(value: int, name: str) -> None:
     )
 
 
+#: the values a string field may take (the field's own comment says what each means)
+CHOICES: dict[str, tuple[str, ...]] = {
+    "fsve.norm": ("tdbn", "bn"),
+    "fsve.cnn": ("msresnet", "plain"),
+    "fsve.hsfe": ("auto", "spiking", "ann"),
+    "fsve.hsfe_encoding": ("subwindows", "repeat"),
+    "text.style": ("clip", "bert"),
+    "train.schedule": ("constant", "cosine"),
+    "train.augment": ("none", "flip"),
+}
+
+
+def _check_choice(cfg: SPKLIPConfig, field: str) -> None:
+    section, name = field.split(".")
+    value, allowed = getattr(getattr(cfg, section), name), CHOICES[field]
+    if value not in allowed:
+        words = ", ".join(repr(a) for a in allowed[:-1]) + f" or {allowed[-1]!r}"
+        raise ConfigError(f"{field} must be {words}, got {short_repr(value)}")
+
+
 def validate(cfg: SPKLIPConfig) -> None:
     """Check every field; raise ConfigError naming the first bad one."""
     _check_types(cfg)  # from here on every field has its annotated type
     _positive(cfg, "", "frames", "height", "width", "embed_dim")
+    # CLIP clamps the learned logit scale at log(100); a clamp or start beyond exp() of float32 overflows
+    check_float(cfg.logit_scale_init, "config field logit_scale_init", 0.0, 20.0)
+    check_float(cfg.logit_scale_max, "config field logit_scale_max", 0.0, 20.0)
+    _validate_hsfe(cfg)
+    _validate_starnet(cfg)
+    if cfg.model not in MODELS:
+        raise ConfigError(f"model must be one of {', '.join(MODELS)}, got {cfg.model!r}")
+    _validate_fsve(cfg)
+    _validate_text(cfg)
+    _validate_train(cfg)
+
+
+def _validate_hsfe(cfg: SPKLIPConfig) -> None:
     h = cfg.hsfe
     _positive(
         h,
@@ -334,9 +368,6 @@ def validate(cfg: SPKLIPConfig) -> None:
         "input_pool",
     )
     check_nonneg_int(h.channel_step, "config field hsfe.channel_step")
-    # CLIP clamps the learned logit scale at log(100); a clamp or start beyond exp() of float32 overflows
-    check_float(cfg.logit_scale_init, "config field logit_scale_init", 0.0, 20.0)
-    check_float(cfg.logit_scale_max, "config field logit_scale_max", 0.0, 20.0)
     check_positive_float(h.input_scale, "config field hsfe.input_scale")
     check_nonneg_int(h.trunk_blocks, "config field hsfe.trunk_blocks")
     last = (h.n_blocks - 1) * h.window_step + h.block_frames()
@@ -355,7 +386,10 @@ def validate(cfg: SPKLIPConfig) -> None:
         _check_depth(getattr(h, name), f"hsfe.{name}")
     if cfg.height % h.input_pool or cfg.width % h.input_pool:
         raise ConfigError(f"hsfe.input_pool={h.input_pool} must divide the frame size {cfg.height}x{cfg.width}")
-    s = cfg.starnet
+
+
+def _validate_starnet(cfg: SPKLIPConfig) -> None:
+    h, s = cfg.hsfe, cfg.starnet
     _positive(s, "starnet.", "width", "heads", "temporal_layers", "temporal_heads", "temporal_ffn")
     for i, n in enumerate(s.layers):  # four of them (_check_types)
         check_positive_int(n, f"config field starnet.layers[{i}]")
@@ -376,9 +410,10 @@ def validate(cfg: SPKLIPConfig) -> None:
     if cfg.embed_dim % s.temporal_heads:
         raise ConfigError(f"starnet.temporal_heads={s.temporal_heads} must divide embed_dim={cfg.embed_dim}")
     _below_one(s.dropout, "config field starnet.dropout")
-    if cfg.model not in MODELS:
-        raise ConfigError(f"model must be one of {', '.join(MODELS)}, got {cfg.model!r}")
-    f = cfg.fsve
+
+
+def _validate_fsve(cfg: SPKLIPConfig) -> None:
+    h, f = cfg.hsfe, cfg.fsve
     _positive(f, "fsve.", "time_steps", "width", "stem_stride", "attn_layers", "attn_heads", "mlp_ratio")
     if len(f.layers) not in (3, 4):
         raise ConfigError(f"fsve.layers must be three or four positive integers, got {list(f.layers)!r}")
@@ -390,14 +425,12 @@ def validate(cfg: SPKLIPConfig) -> None:
         raise ConfigError(f"fsve.decay must be in (0, 1), got {f.decay!r}")
     for name in ("v_threshold", "lens", "tdbn_alpha", "attn_threshold"):
         check_positive_float(getattr(f, name), f"config field fsve.{name}")
-    if f.norm not in ("tdbn", "bn"):
-        raise ConfigError(f"fsve.norm must be 'tdbn' or 'bn', got {f.norm!r}")
-    if f.cnn not in ("msresnet", "plain"):
-        raise ConfigError(f"fsve.cnn must be 'msresnet' or 'plain', got {f.cnn!r}")
-    if f.hsfe not in ("auto", "spiking", "ann"):
-        raise ConfigError(f"fsve.hsfe must be 'auto', 'spiking' or 'ann', got {short_repr(f.hsfe)}")
-    if f.hsfe_encoding not in ("subwindows", "repeat"):
-        raise ConfigError(f"fsve.hsfe_encoding must be 'subwindows' or 'repeat', got {short_repr(f.hsfe_encoding)}")
+    from fsve.neurons import FSVE_NEURONS  # lazily: fsve imports this module
+
+    if f.neuron not in FSVE_NEURONS:
+        raise ConfigError(f"fsve.neuron must be one of {', '.join(FSVE_NEURONS)}, got {short_repr(f.neuron)}")
+    for choice in ("fsve.norm", "fsve.cnn", "fsve.hsfe", "fsve.hsfe_encoding"):
+        _check_choice(cfg, choice)
     if cfg.front_end == "spiking" and f.hsfe_encoding == "subwindows" and f.time_steps > h.block_frames():
         raise ConfigError(
             f"fsve.time_steps={f.time_steps} sub-windows need at least as many frames per block ({h.block_frames()})"
@@ -411,18 +444,22 @@ def validate(cfg: SPKLIPConfig) -> None:
                 f"frames of {cfg.height}x{cfg.width} are too small for the spiking MS-ResNet "
                 f"({len(f.layers)} stages halving, stem stride {f.stem_stride}, input_pool {h.input_pool})"
             )
+
+
+def _validate_text(cfg: SPKLIPConfig) -> None:
     t = cfg.text
-    if t.style not in ("clip", "bert"):
-        raise ConfigError(f"text.style must be 'clip' or 'bert', got {t.style!r}")
+    _check_choice(cfg, "text.style")
     _positive(t, "text.", "width", "layers", "heads", "context_length", "vocab_size", "adapter_width")
     _check_depth(t.layers, "text.layers")
     if t.width % t.heads:
         raise ConfigError(f"text.heads={t.heads} must divide text.width={t.width}")
+
+
+def _validate_train(cfg: SPKLIPConfig) -> None:
     tr = cfg.train
     check_positive_float(tr.lr, "config field train.lr")
     _positive(tr, "train.", "batch_size", "epochs")
-    if tr.schedule not in ("constant", "cosine"):
-        raise ConfigError(f"train.schedule must be 'constant' or 'cosine', got {tr.schedule!r}")
+    _check_choice(cfg, "train.schedule")
     check_fraction(tr.prompt_mix, "config field train.prompt_mix")
     check_nonneg_int(tr.pretrain_epochs, "config field train.pretrain_epochs")
     check_nonneg_int(tr.warmup_epochs, "config field train.warmup_epochs")
@@ -436,8 +473,7 @@ def validate(cfg: SPKLIPConfig) -> None:
     check_nonneg_float(tr.distill_weight, "config field train.distill_weight")
     check_nonneg_float(tr.distill_logits, "config field train.distill_logits")
     check_positive_float(tr.distill_temperature, "config field train.distill_temperature")
-    if tr.augment not in ("none", "flip"):
-        raise ConfigError(f"train.augment must be 'none' or 'flip', got {tr.augment!r}")
+    _check_choice(cfg, "train.augment")
 
 
 def _reference() -> SPKLIPConfig:

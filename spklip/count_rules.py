@@ -9,9 +9,9 @@ from __future__ import annotations
 from energy.counts import Counts
 from energy.rules import (
     CallContext,
-    _elementwise_free,
-    _first_tensor,
     base_counts,
+    elementwise_free_rule,
+    first_tensor,
     register_rule,
 )
 
@@ -32,7 +32,7 @@ def attention_pool_rule(module: AttentionPool2d, inputs, output, ctx: CallContex
     c.weight_buffer = module.positional_embedding.numel()
     c.act_reads = x.numel()
     c.act_read_bytes = x.numel() * x.element_size()
-    out = _first_tensor(output)
+    out = first_tensor(output)
     if out is not None:
         c.act_buffer = max(ch * (h * w + 1), out[0].numel() if out.dim() > 1 else out.numel())
     return c
@@ -65,4 +65,4 @@ def text_projection_rule(module: TextProjection, inputs, output, ctx: CallContex
     return c
 
 
-register_rule(QuickGELU)(_elementwise_free)
+register_rule(QuickGELU)(elementwise_free_rule)

@@ -42,7 +42,7 @@ everything after them) and ``readout`` (the accumulation over T steps):
   readout and wrapper the part of the run's last unit (they work on its output).
 
 Zoo checkpoints (:mod:`spklip_energy.zoo`) are not SPKLIP models and get no part
-grouping (``summary["parts"]`` is None for them).
+grouping (the report's ``parts`` is None for them).
 """
 
 from __future__ import annotations

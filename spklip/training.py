@@ -603,38 +603,13 @@ def train(
     dev = pick_device(device)
     precision = resolve_precision(precision, dev)
     last = run / "last.pt"
-    if resume:
-        if not last.is_file():
-            raise CheckpointError(f"{last}: no checkpoint to resume from")
-        loaded = load_spklip(last)
-        if loaded.checkpoint.kind not in ("spklip", "fsve-hybrid", "fsve-full"):
-            raise CheckpointError(f"{last}: a {loaded.checkpoint.kind!r} checkpoint cannot be trained further")
-        if overrides:
-            if cfg is not None:
-                raise ConfigError("train takes a cfg or overrides of the run's config, not both")
-            cfg = apply_overrides(loaded.model.cfg, overrides)
-        _resume_conflicts(loaded, last, cfg, data, init)
-        began = loaded.card.get("teacher", {}).get("from") if isinstance(loaded.card.get("teacher"), dict) else None
-        if teacher is not None and (began is None or Path(began).resolve() != Path(teacher).resolve()):
-            raise ConfigError(
-                f"{last}: --teacher {str(teacher)!r} cannot change a run being resumed (it was started with {began!r})"
-            )
-        teacher = began
-        cfg, tokenizer, model = loaded.model.cfg, loaded.tokenizer, loaded.model
-        check_memory(TRAINING_MEMORY_FACTOR * module_nbytes(model), f"training the model of {last}", size_cause(cfg))
-        history, start = _resume_state(loaded, last)
-        data = loaded.card.get("data", {}).get("path", data if data is not None else "builtin")
-    else:
-        if cfg is None or overrides:
-            raise ConfigError("train needs a config for a new run (cfg=None and overrides only resume one)")
-        if last.exists():
-            raise ConfigError(f"{run}: already holds a run (pass --resume to continue it, or choose a new --out)")
-        history, start, loaded = [], 0, None
-        data = "builtin" if data is None else data
-        # sized on the meta device before any data is read or memory taken
-        build_on_meta(
-            lambda: build_spklip(cfg), f"training preset {cfg.preset!r}", size_cause(cfg), TRAINING_MEMORY_FACTOR
-        )
+    start_ = (
+        _resume_run(last, cfg, data, init, teacher, overrides)
+        if resume
+        else _new_run(run, last, cfg, overrides, data, teacher)
+    )
+    cfg, data, teacher, loaded = start_.cfg, start_.data, start_.teacher, start_.loaded
+    history, start = start_.history, start_.start
     if epochs is None and resume:  # finish the run as planned: its own total, else the config's
         planned = loaded.card.get("train", {}).get("epochs")
         epochs = planned if isinstance(planned, int) and not isinstance(planned, bool) and planned >= 1 else None
@@ -646,7 +621,9 @@ def train(
         manifest, splits = load_splits(cfg, data, ("train", "val"))
     train_ds, val_ds = splits["train"], splits["val"]
     init_record = None
-    if not resume:
+    if resume:
+        model, tokenizer = loaded.model, loaded.tokenizer
+    else:
         model = build_spklip(cfg)
         if init is not None:
             tokenizer, init_record = _init_from(model, init)
@@ -687,7 +664,6 @@ def train(
         restore_rng(loaded.checkpoint)
     else:
         torch.manual_seed(cfg.train.seed)
-    scaler = grad_scaler(precision, dev)
     # absolute: a resume or an eval from another folder must find the same dataset, not one of the same name
     data_record = {"path": str(resolve_data(data).resolve()), "train_clips": len(train_ds), "val_clips": len(val_ds)}
     if not resume:
@@ -708,79 +684,38 @@ def train(
         else "no epoch finished, so no checkpoint was written"
     )
     prompt_tokens = tokenizer.encode(list(train_ds.class_prompts), cfg.text.context_length).to(dev)
-    spiking = cfg.model != "spklip"
+    locked = LockedFeatures(model, dev) if cfg.train.lock_visual else None
+    loop = _Loop(
+        cfg=cfg,
+        model=model,
+        tokenizer=tokenizer,
+        train_ds=train_ds,
+        val_ds=val_ds,
+        dev=dev,
+        world=world,
+        precision=precision,
+        opt=opt,
+        trainable=trainable,
+        scaler=grad_scaler(precision, dev),
+        towers=_parallel(_Towers(model, locked, world), world, dev),
+        locked=locked,
+        teacher=teacher_obj,
+        flips=flips,
+        class_prompts=prompt_tokens if cfg.train.class_loss > 0 else None,
+        progress=progress,
+        total_epochs=total_epochs,
+    )
     kernel = ""
-    if spiking:
+    if loop.spiking:
         from fsve.neurons import lif_kernel
 
         kernel = lif_kernel(dev)
-    locked = LockedFeatures(model, dev) if cfg.train.lock_visual else None
-    towers = _parallel(_Towers(model, locked, world), world, dev)
-    class_prompts = prompt_tokens if cfg.train.class_loss > 0 else None
-    val_embedded, val_rates = None, None  # a locked tower's validation embeddings, computed once
     for epoch in range(start, total_epochs):
-        model.train()
-        if cfg.train.lock_visual:
-            model.visual.eval()  # a locked tower keeps its BatchNorm statistics too
-        t0, seen, loss_sum = time.perf_counter(), 0, 0.0
-        text_rng = torch.Generator().manual_seed(cfg.train.seed * 1000 + epoch + 1)
-        flip_rng = torch.Generator().manual_seed(cfg.train.seed * 1000 + epoch + 7)
-        batches, steps = _train_batches(train_ds, cfg.train.batch_size, cfg.train.seed * 1000 + epoch, world)
-        for step, (batch, size) in enumerate(batches):
-            for group in opt.param_groups:
-                group["lr"] = _lr_at(cfg, epoch, step, steps, total_epochs)
-            # flips and text pairing drawn for the whole global batch (the same on every rank)
-            spikes, states, labels, captions, (lo, hi) = _global_view(batch, size, flips, flip_rng, world)
-            texts, text_ids = pair_texts(
-                captions, labels.tolist(), train_ds.class_prompts, cfg.train.prompt_mix, text_rng
-            )
-            tokens = tokenizer.encode(texts[lo:hi], cfg.text.context_length).to(dev)
-            keys = _clip_keys(batch, states, len(spikes))
-            with autocast(precision, dev):
-                # features of the global batch: every term below is the global batch's loss
-                clip_f, text_f, scale, prompt_f = towers(spikes, keys, tokens, class_prompts)
-                loss = cfg.train.contrastive_weight * clip_loss(
-                    clip_f.float(), text_f.float(), scale, labels=text_ids.to(dev), soft=True
-                )
-                if cfg.train.class_loss > 0:
-                    loss = loss + cfg.train.class_loss * class_prompt_loss(
-                        clip_f.float(), prompt_f.float(), scale, labels.to(dev)
-                    )
-                if teacher_obj is not None and locked is None:  # a locked tower has nothing left to learn
-                    targets = gather_rows(teacher_obj.targets(spikes, keys), world, differentiable=False)
-                    loss = loss + teacher_obj.loss_from(clip_f, targets)
-            _check_finite_loss(loss, "training", epoch + 1, step + 1, steps, opt.param_groups[0]["lr"], kept)
-            _optimizer_step(loss, opt, trainable, cfg.train.grad_clip, scaler)
-            seen += size
-            loss_sum += float(loss.detach()) * size
-            if progress:
-                progress(
-                    {
-                        "epoch": epoch + 1,
-                        "epochs": total_epochs,
-                        "step": step + 1,
-                        "steps": steps,
-                        "loss": float(loss.detach()),
-                        "clips_per_s": seen / max(time.perf_counter() - t0, 1e-9),
-                    }
-                )
+        t0 = time.perf_counter()
+        seen, loss_sum = _train_epoch(loop, epoch, kept)
         _check_finite_weights(model, "training", epoch + 1, opt.param_groups[0]["lr"], kept)
         train_s = time.perf_counter() - t0
-        rates_summary = None
-        if locked is not None and val_embedded is not None:
-            val, rates_summary = evaluate_model(model, tokenizer, val_ds, dev, embedded=val_embedded), val_rates
-        elif spiking:
-            from fsve.firing import FiringRates
-
-            with FiringRates(model.visual) as rates:
-                val_embedded = embed_clips(model, val_ds, dev, world=world)
-            rates_summary = FiringRates.merged(gather_objects(rates.counts(), world))
-            val = evaluate_model(model, tokenizer, val_ds, dev, embedded=val_embedded)
-        else:
-            val_embedded = embed_clips(model, val_ds, dev, world=world)
-            val = evaluate_model(model, tokenizer, val_ds, dev, embedded=val_embedded)
-        if locked is not None:
-            val_rates = rates_summary  # the locked tower fires the same in every epoch
+        val, rates_summary = _validate_epoch(loop)
         record = {
             "epoch": epoch + 1,
             "train_loss": loss_sum / max(seen, 1),
@@ -798,7 +733,7 @@ def train(
         if world.distributed:  # the global batch's clips over the training time, and per process
             record["processes"] = world.size
             record["train_clips_per_s_per_process"] = seen / max(train_s, 1e-9) / world.size
-        if spiking:
+        if loop.spiking:
             record["firing_rates"] = rates_summary
             record["lif_kernel"] = kernel
         history.append(record)
@@ -820,6 +755,158 @@ def train(
         barrier(world)
         kept = f"the checkpoint of the last finished epoch ({last}) is kept"
     return TrainResult(run, last, history, start)
+
+
+@dataclass
+class _Start:
+    """Where a run starts: a new run's config, or a resumed run's checkpoint, history and epoch."""
+
+    cfg: SPKLIPConfig
+    data: str | os.PathLike
+    teacher: str | os.PathLike | None
+    loaded: object | None  # the resumed run's LoadedSPKLIP
+    history: list[dict]
+    start: int
+
+
+def _resume_run(last: Path, cfg, data, init, teacher, overrides) -> _Start:
+    """The run in ``last`` to continue; a requested config, data, --init or --teacher that differs is refused."""
+    if not last.is_file():
+        raise CheckpointError(f"{last}: no checkpoint to resume from")
+    loaded = load_spklip(last)
+    if loaded.checkpoint.kind not in ("spklip", "fsve-hybrid", "fsve-full"):
+        raise CheckpointError(f"{last}: a {loaded.checkpoint.kind!r} checkpoint cannot be trained further")
+    if overrides:
+        if cfg is not None:
+            raise ConfigError("train takes a cfg or overrides of the run's config, not both")
+        cfg = apply_overrides(loaded.model.cfg, overrides)
+    _resume_conflicts(loaded, last, cfg, data, init)
+    began = loaded.card.get("teacher", {}).get("from") if isinstance(loaded.card.get("teacher"), dict) else None
+    if teacher is not None and (began is None or Path(began).resolve() != Path(teacher).resolve()):
+        raise ConfigError(
+            f"{last}: --teacher {str(teacher)!r} cannot change a run being resumed (it was started with {began!r})"
+        )
+    cfg = loaded.model.cfg
+    check_memory(TRAINING_MEMORY_FACTOR * module_nbytes(loaded.model), f"training the model of {last}", size_cause(cfg))
+    history, start = _resume_state(loaded, last)
+    data = loaded.card.get("data", {}).get("path", data if data is not None else "builtin")
+    return _Start(cfg, data, began, loaded, history, start)
+
+
+def _new_run(run: Path, last: Path, cfg, overrides, data, teacher) -> _Start:
+    """A new run in ``run``, its model sized on the meta device before any data is read or memory taken."""
+    if cfg is None or overrides:
+        raise ConfigError("train needs a config for a new run (cfg=None and overrides only resume one)")
+    if last.exists():
+        raise ConfigError(f"{run}: already holds a run (pass --resume to continue it, or choose a new --out)")
+    build_on_meta(lambda: build_spklip(cfg), f"training preset {cfg.preset!r}", size_cause(cfg), TRAINING_MEMORY_FACTOR)
+    return _Start(cfg, "builtin" if data is None else data, teacher, None, [], 0)
+
+
+@dataclass
+class _Loop:
+    """What every epoch of a run works with (built once by :func:`train`)."""
+
+    cfg: SPKLIPConfig
+    model: SPKLIP
+    tokenizer: SpikeTextTokenizer
+    train_ds: object
+    val_ds: object
+    dev: torch.device
+    world: World
+    precision: str
+    opt: torch.optim.Optimizer
+    trainable: list
+    scaler: object
+    towers: torch.nn.Module
+    locked: LockedFeatures | None
+    teacher: object | None
+    flips: list
+    class_prompts: torch.Tensor | None
+    progress: Progress | None
+    total_epochs: int
+    val_embedded: torch.Tensor | None = None  # a locked tower's validation embeddings, computed once
+    val_rates: dict | None = None
+
+    @property
+    def spiking(self) -> bool:
+        return self.cfg.model != "spklip"
+
+
+def _train_epoch(loop: _Loop, epoch: int, kept: str) -> tuple[int, float]:
+    """One epoch of Eq. 6 (plus the class-prompt and distillation terms): the clips seen and their summed loss."""
+    cfg, model, opt, dev, world = loop.cfg, loop.model, loop.opt, loop.dev, loop.world
+    model.train()
+    if cfg.train.lock_visual:
+        model.visual.eval()  # a locked tower keeps its BatchNorm statistics too
+    t0, seen, loss_sum = time.perf_counter(), 0, 0.0
+    text_rng = torch.Generator().manual_seed(cfg.train.seed * 1000 + epoch + 1)
+    flip_rng = torch.Generator().manual_seed(cfg.train.seed * 1000 + epoch + 7)
+    batches, steps = _train_batches(loop.train_ds, cfg.train.batch_size, cfg.train.seed * 1000 + epoch, world)
+    for step, (batch, size) in enumerate(batches):
+        for group in opt.param_groups:
+            group["lr"] = _lr_at(cfg, epoch, step, steps, loop.total_epochs)
+        # flips and text pairing drawn for the whole global batch (the same on every rank)
+        spikes, states, labels, captions, (lo, hi) = _global_view(batch, size, loop.flips, flip_rng, world)
+        texts, text_ids = pair_texts(
+            captions, labels.tolist(), loop.train_ds.class_prompts, cfg.train.prompt_mix, text_rng
+        )
+        tokens = loop.tokenizer.encode(texts[lo:hi], cfg.text.context_length).to(dev)
+        keys = _clip_keys(batch, states, len(spikes))
+        with autocast(loop.precision, dev):
+            # features of the global batch: every term below is the global batch's loss
+            clip_f, text_f, scale, prompt_f = loop.towers(spikes, keys, tokens, loop.class_prompts)
+            loss = cfg.train.contrastive_weight * clip_loss(
+                clip_f.float(), text_f.float(), scale, labels=text_ids.to(dev), soft=True
+            )
+            if cfg.train.class_loss > 0:
+                loss = loss + cfg.train.class_loss * class_prompt_loss(
+                    clip_f.float(), prompt_f.float(), scale, labels.to(dev)
+                )
+            if loop.teacher is not None and loop.locked is None:  # a locked tower has nothing left to learn
+                targets = gather_rows(loop.teacher.targets(spikes, keys), world, differentiable=False)
+                loss = loss + loop.teacher.loss_from(clip_f, targets)
+        _check_finite_loss(loss, "training", epoch + 1, step + 1, steps, opt.param_groups[0]["lr"], kept)
+        _optimizer_step(loss, opt, loop.trainable, cfg.train.grad_clip, loop.scaler)
+        seen += size
+        loss_sum += float(loss.detach()) * size
+        if loop.progress:
+            loop.progress(
+                {
+                    "epoch": epoch + 1,
+                    "epochs": loop.total_epochs,
+                    "step": step + 1,
+                    "steps": steps,
+                    "loss": float(loss.detach()),
+                    "clips_per_s": seen / max(time.perf_counter() - t0, 1e-9),
+                }
+            )
+    return seen, loss_sum
+
+
+def _validate_epoch(loop: _Loop) -> tuple[dict, dict | None]:
+    """Validation figures after an epoch and, for a spiking model, its firing rates (a locked tower's
+    embeddings and rates are computed once and reused)."""
+    model, val_ds, dev = loop.model, loop.val_ds, loop.dev
+    rates_summary = None
+    if loop.locked is not None and loop.val_embedded is not None:
+        val, rates_summary = (
+            evaluate_model(model, loop.tokenizer, val_ds, dev, embedded=loop.val_embedded),
+            loop.val_rates,
+        )
+    elif loop.spiking:
+        from fsve.firing import FiringRates
+
+        with FiringRates(model.visual) as rates:
+            loop.val_embedded = embed_clips(model, val_ds, dev, world=loop.world)
+        rates_summary = FiringRates.merged(gather_objects(rates.counts(), loop.world))
+        val = evaluate_model(model, loop.tokenizer, val_ds, dev, embedded=loop.val_embedded)
+    else:
+        loop.val_embedded = embed_clips(model, val_ds, dev, world=loop.world)
+        val = evaluate_model(model, loop.tokenizer, val_ds, dev, embedded=loop.val_embedded)
+    if loop.locked is not None:
+        loop.val_rates = rates_summary  # the locked tower fires the same in every epoch
+    return val, rates_summary
 
 
 def write_eval(

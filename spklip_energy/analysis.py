@@ -1,9 +1,10 @@
 """Energy analysis of a checkpoint on spike data: the library side of ``report`` and ``compare``.
 
 ``analyse_checkpoint`` loads a checkpoint, builds its model, runs it on N clips
-under the hook-based counter and prices the counts with a cost model; it
-returns a JSON-ready summary and the per-layer table. Rendering is
-:mod:`reports`' job.
+under the hook-based counter and prices the counts with a cost model;
+``analyse_netx`` does the same for a netx network (``report NET.net``) on its torch
+twin. Both return an :class:`~energy.record.EnergyReport` and the per-layer table.
+Rendering is :mod:`reports`' job.
 """
 
 from __future__ import annotations
@@ -20,7 +21,19 @@ import torch
 from energy.estimate import estimate_energy, resolve_cost
 from energy.models import estimate_models, resolve_models
 from energy.profiler import REUSE_MODES, profile
-from energy.rules import __doc__ as _rules_doc
+from energy.record import (
+    CheckpointInfo,
+    CountsPerSample,
+    DataInfo,
+    EnergyPerSample,
+    EnergyReport,
+    EnergyTotals,
+    NotCounted,
+    PartFigures,
+    SimulatorCheck,
+    Table6,
+)
+from energy.rules import CONVENTIONS
 from spikedata.clips import SpikeClips, resolve_builtin
 
 from . import __version__
@@ -32,20 +45,8 @@ from .runners import Runner, runner_for
 
 
 def conventions() -> list[str]:
-    """The counting conventions, as listed in the rules module's documentation."""
-    text = (_rules_doc or "").split("Conventions", 1)[-1]
-    items, cur = [], []
-    for line in text.splitlines():
-        s = line.strip()
-        if s.startswith("* "):
-            if cur:
-                items.append(" ".join(cur))
-            cur = [s[2:]]
-        elif s and cur:
-            cur.append(s)
-    if cur:
-        items.append(" ".join(cur))
-    return [i.replace("**", "").replace("``", "") for i in items]
+    """The counting conventions every report lists (:data:`energy.rules.CONVENTIONS`)."""
+    return list(CONVENTIONS)
 
 
 def load_clips(
@@ -96,17 +97,17 @@ def analyse_checkpoint(
     weight_bits: int = 8,
     steps: int | list[int] | None = None,
     world=None,
-) -> tuple[dict, pd.DataFrame]:
+) -> tuple[EnergyReport, pd.DataFrame]:
     """Profile a checkpoint's model on ``samples`` clips and estimate its energy.
 
     ``world`` (:func:`~spklip_energy.distributed.init_world`, under torchrun): the ranks profile one
     contiguous share of the batches each and every rank gets the counts of all clips, equal to one
     process's.
 
-    Returns ``(summary, per_layer)``: ``summary`` is JSON-ready (checkpoint, data,
-    counts in total and per sample, energy, Table 6 rows, energy by model part for
+    Returns ``(report, per_layer)``: ``report`` (:class:`~energy.record.EnergyReport`) has the checkpoint,
+    data, counts in total and per sample, energy, Table 6 rows, energy by model part for
     SPKLIP kinds (:func:`part_summary`; None for the zoo's), cost model with sources,
-    warnings, conventions) and ``energy_models``: the energy under each published model of
+    warnings, conventions and ``energy_models``: the energy under each published model of
     ``models`` (:func:`~energy.models.estimate_models`; ``model_file`` sets their
     parameters; a network without neurons is also priced at int8 and, given ``steps``, at the
     activation bits of a ``steps``-step SNN with ``weight_bits``-bit weights); ``per_layer`` has
@@ -150,39 +151,89 @@ def analyse_checkpoint(
         from .distributed import all_sum
 
         correct = int(all_sum({"correct": correct}, world)["correct"])
-    core, per_layer = priced_summary(result, cost_model, n, reuse, energy_models, steps, weight_bits, runner.steps)
-    parts = None
+    report, per_layer = priced_report(
+        result,
+        cost_model,
+        CheckpointInfo(path=str(ck.path), kind=runner.kind, spiking=runner.spiking, config=runner.config),
+        DataInfo(source=source, samples=n, frames=ds.frames, height=ds.height, width=ds.width, classes=ds.classes),
+        reuse,
+        energy_models,
+        steps,
+        weight_bits,
+        runner.steps,
+    )
     if _is_spklip(runner.kind):
         per_layer = with_parts(per_layer)
-        parts = part_summary(per_layer, n)
+        report.parts = part_summary(per_layer, n)
     if weights_warning:
-        core["warnings"].append(weights_warning)
+        report.warnings.append(weights_warning)
         warnings.warn(weights_warning, SpklipWarning, stacklevel=2)
     card = ck.card
     evaluation = card.get("eval") if isinstance(card.get("eval"), dict) else None
     top1 = (evaluation or {}).get("top1")
     if isinstance(top1, bool) or not isinstance(top1, (int, float)) or not 0 <= top1 <= 1:
         top1 = None  # a card's recorded accuracy is shown only when it is one
-    summary = {
-        "checkpoint": {"path": str(ck.path), "kind": runner.kind, "spiking": runner.spiking, "config": runner.config},
-        "data": {
-            "source": source,
-            "samples": n,
-            "frames": ds.frames,
-            "height": ds.height,
-            "width": ds.width,
-            "classes": ds.classes,
-        },
-        **core,
-        "parts": parts,
-        "accuracy": top1,
-        "evaluation": {k: v for k, v in (evaluation or {}).items() if k != "confusion"} or None,
-        "measured_top1_on_profiled_samples": (correct / n) if runner.logits and n else None,
-    }
-    return summary, per_layer
+    report.accuracy = top1
+    report.evaluation = {k: v for k, v in (evaluation or {}).items() if k != "confusion"} or None
+    report.measured_top1_on_profiled_samples = (correct / n) if runner.logits and n else None
+    return report, per_layer
 
 
-#: the per-sample figures of each part in ``summary["parts"]`` (besides ``layers`` and ``share``)
+def analyse_netx(
+    net_path: str | os.PathLike,
+    data: str = "builtin",
+    steps: int | None = None,
+    cost="loihi",
+    reuse: str = "layer",
+    models="default",
+    model_file=None,
+) -> tuple[EnergyReport, pd.DataFrame]:
+    """``report NET.net``: the hook counter on the network's torch twin (:class:`export.loihi_torch.NetxTorch`)
+    for the ``simulate`` input (:func:`export.simulate.simulation_input`), priced by ``cost``; the report
+    has the checkpoint reports' fields, and the simulator's own counts beside the hook counter's
+    (``simulator``) instead of energy by part."""
+    import numpy as np
+
+    from export.loihi_engine import simulate
+    from export.loihi_torch import NetxTorch
+    from export.simulate import simulation_input
+
+    model = resolve_cost(cost)
+    energy_models = resolve_models(models, model_file)
+    net, a_in, source, sched, rec = simulation_input(net_path, data, steps)
+    x = torch.from_numpy(np.ascontiguousarray(a_in))
+    n = sched.get("blocks") or int(a_in.shape[1])  # samples: the clip's blocks, or the .dat clip
+    result = profile(NetxTorch(net, sched["reset_interval"]), forward=lambda m: m(x), reuse=reuse, samples=n)
+    c, h, w = net.input_shape
+    report, per_layer = priced_report(
+        result,
+        model,
+        CheckpointInfo(
+            path=str(net_path),
+            kind="netx",
+            spiking=True,
+            config=(rec or {}).get("config") or {"layers": net.describe()},
+        ),
+        DataInfo(source=source, samples=n, frames=int(a_in.shape[0]), height=h, width=w, classes=[]),
+        reuse,
+        energy_models,
+    )
+    sim = simulate(net, a_in, keep_spikes=False, reset_interval=sched["reset_interval"]).totals()
+    totals = result.totals
+    agree = int(totals["sops"]) == sim["synaptic_events"] and int(totals["neuron_updates"]) == sim["neuron_updates"]
+    report.simulator = SimulatorCheck(counts=sim, agree=agree)
+    if not agree:
+        report.warnings.append("hook counts differ from the simulator's (a bug: please report)")
+    report.conventions.append(
+        "netx: samples are temporal blocks, pipelined (or one .dat clip); a synaptic "
+        "layer delivers at t the spikes of t-1; every step of the run is counted, "
+        "latency steps included; counts from the torch twin of the fixed-point "
+        "network, checked against the simulator"
+    )
+    return report, per_layer
+
+
+#: the per-sample figures of each part in ``report.parts`` (besides ``layers`` and ``share``)
 PART_FIGURES = ("macs", "sops", "neuron_updates", "mem_accesses", "compute_j", "neuron_j", "memory_j", "total_j")
 
 
@@ -208,12 +259,12 @@ def with_parts(per_layer: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def part_summary(per_layer: pd.DataFrame, n: int) -> dict:
+def part_summary(per_layer: pd.DataFrame, n: int) -> dict[str, PartFigures]:
     """Energy and counts by model part, per sample, from a per-layer table with a ``part`` column.
 
-    Returns ``{part: {"layers": counted layers, "macs", "sops", "neuron_updates",
-    "mem_accesses", "compute_j", "neuron_j", "memory_j", "total_j" (per sample), "share":
-    fraction of the total energy}}`` in :data:`~spklip.parts.PARTS` order, for
+    Returns ``{part: PartFigures(layers = counted layers, macs, sops, neuron_updates,
+    mem_accesses, compute_j, neuron_j, memory_j, total_j (per sample), share =
+    fraction of the total energy)}`` in :data:`~spklip.parts.PARTS` order, for
     the parts that have at least one layer (counted or not). Only counted layers carry
     counts and energy, so the parts add up to the summary's totals.
     """
@@ -227,11 +278,11 @@ def part_summary(per_layer: pd.DataFrame, n: int) -> dict:
             continue
         rows = counted[counted["part"] == part]
         sums = {k: float(rows[k].fillna(0).sum()) if k in rows else 0.0 for k in PART_FIGURES}
-        out[part] = {
-            "layers": int(len(rows)),
+        out[part] = PartFigures(
+            layers=int(len(rows)),
             **{k: v / n for k, v in sums.items()},
-            "share": sums["total_j"] / total if total else 0.0,
-        }
+            share=sums["total_j"] / total if total else 0.0,
+        )
     return out
 
 
@@ -250,20 +301,23 @@ def nonfinite_warning(ck: Checkpoint) -> str | None:
     )
 
 
-def priced_summary(
+def priced_report(
     result,
     cost_model,
-    n: int,
+    checkpoint: CheckpointInfo,
+    data: DataInfo,
     reuse: str,
     energy_models=None,
     steps=None,
     weight_bits: int = 8,
     snn_steps: int | None = None,
-) -> tuple[dict, pd.DataFrame]:
-    """The model-independent part of a report summary for a :class:`ProfileResult` covering ``n`` samples:
-    counts in total and per sample, energy (``cost_model``), the Table 6 rows, cost model, the energy under
-    each of ``energy_models`` (default: :data:`~energy.models.DEFAULT_MODELS`), warnings and
-    conventions; and the per-layer table (layers without a rule appended)."""
+) -> tuple[EnergyReport, pd.DataFrame]:
+    """The report of what was profiled (``checkpoint``, ``data``) from a :class:`ProfileResult` covering
+    ``data.samples`` samples: counts in total and per sample, energy (``cost_model``), the Table 6 rows, cost
+    model, the energy under each of ``energy_models`` (default: :data:`~energy.models.DEFAULT_MODELS`),
+    warnings and conventions (accuracy, evaluation and parts left for the caller); and the per-layer table
+    (layers without a rule appended)."""
+    n = data.samples
     energy = estimate_energy(result, cost_model)
     models = estimate_models(
         result,
@@ -278,55 +332,54 @@ def priced_summary(
         per_layer = pd.concat([per_layer, result.per_layer[~result.per_layer["counted"]]], ignore_index=True)
     totals = result.totals
     e = energy["totals"]
-    core = {
-        "tool_version": __version__,
-        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "reuse": reuse,
-        "counts": dict(totals),
-        "counts_per_sample": {
-            k: totals[k] / n for k in ("macs", "sops", "neuron_updates", "mem_reads", "mem_writes", "mem_accesses")
-        },
-        "energy": e,
-        "energy_per_sample": {k: e[k] / n for k in ("compute_j", "neuron_j", "memory_j", "total_j")},
-        "table6_per_sample": {
-            "computational_energy_j": e["table6_compute_j"] / n,
-            "memory_access_energy_j": e["memory_j"] / n,
-            "total_energy_j": e["total_j"] / n,
-            "memory_energy_ratio": e["memory_ratio"],
-        },
-        "neuron_energy_grouping": energy["cost_model"].get("neuron_energy_in", "compute"),
-        "cost_model": energy["cost_model"],
-        "energy_models": models,
-        "warnings": energy["warnings"] + [m for m in result.notes if m not in energy["warnings"]],
-        "not_counted": result.not_counted,
-        "conventions": conventions(),
-    }
-    return core, per_layer
+    report = EnergyReport(
+        checkpoint=checkpoint,
+        data=data,
+        tool_version=__version__,
+        created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        reuse=reuse,
+        counts=dict(totals),
+        counts_per_sample=CountsPerSample(
+            **{k: totals[k] / n for k in ("macs", "sops", "neuron_updates", "mem_reads", "mem_writes", "mem_accesses")}
+        ),
+        energy=EnergyTotals(**e),
+        energy_per_sample=EnergyPerSample(**{k: e[k] / n for k in ("compute_j", "neuron_j", "memory_j", "total_j")}),
+        table6_per_sample=Table6(
+            computational_energy_j=e["table6_compute_j"] / n,
+            memory_access_energy_j=e["memory_j"] / n,
+            total_energy_j=e["total_j"] / n,
+            memory_energy_ratio=e["memory_ratio"],
+        ),
+        neuron_energy_grouping=energy["cost_model"].get("neuron_energy_in", "compute"),
+        cost_model=energy["cost_model"],
+        energy_models=models,
+        warnings=energy["warnings"] + [m for m in result.notes if m not in energy["warnings"]],
+        not_counted=[NotCounted(**r) for r in result.not_counted],
+        conventions=conventions(),
+    )
+    return report, per_layer
 
 
 def price_fairly(
-    summaries: list[dict],
+    summaries: list[EnergyReport],
     per_layers: list[pd.DataFrame],
     models="default",
     model_file: str | os.PathLike | None = None,
     weight_bits: int = 8,
 ) -> None:
-    """Re-price each network without neurons among ``summaries`` (in place) at the activation bits of the T of
-    every spiking network among them (Yan et al.: a T-step SNN matches a ``ceil(log2(T+1))``-bit ANN)."""
+    """Re-price each network without neurons among ``summaries`` (their ``energy_models``, in place) at the
+    activation bits of the T of every spiking network among them (Yan et al.: a T-step SNN matches a
+    ``ceil(log2(T+1))``-bit ANN)."""
     steps = sorted(
-        {
-            s["energy_models"]["steps"]
-            for s in summaries
-            if s["energy_models"]["spiking"] and s["energy_models"]["steps"]
-        }
+        {s.energy_models["steps"] for s in summaries if s.energy_models["spiking"] and s.energy_models["steps"]}
     )
     if not steps:
         return
     energy_models = resolve_models(models, model_file)
     for s, per_layer in zip(summaries, per_layers, strict=True):
-        if not s["energy_models"]["spiking"]:
-            s["energy_models"] = estimate_models(
-                per_layer, s["data"]["samples"], energy_models, steps=steps, weight_bits=weight_bits
+        if not s.energy_models["spiking"]:
+            s.energy_models = estimate_models(
+                per_layer, s.data.samples, energy_models, steps=steps, weight_bits=weight_bits
             )
 
 
@@ -335,14 +388,14 @@ NOT_PAIRED = "not paired: evaluated on different clips"
 NO_PER_CLIP = "no per-clip results: run `spklip-energy eval` first"
 
 
-def _recorded_top1(summary: dict):
+def _recorded_top1(summary: EnergyReport):
     """The top-1 :func:`~spklip_energy.stats.count_summary` a card's recorded evaluation supports: from
     its per-clip outcomes, else its recorded ``k``/``n``, else ``round(top1 * clips)`` of ``clips``
     (cards written before intervals were recorded); None when it records no accuracy."""
     from .stats import accuracy_summary, count_summary
 
-    ev = summary.get("evaluation") or {}
-    if summary.get("accuracy") is None:
+    ev = summary.evaluation or {}
+    if summary.accuracy is None:
         return None
     outcomes = _per_clip_top1(ev)
     if outcomes is not None:
@@ -351,7 +404,7 @@ def _recorded_top1(summary: dict):
     try:
         if isinstance(rec, dict) and rec.get("n"):
             return count_summary(rec.get("k"), rec.get("n"))
-        clips, top1 = ev.get("clips"), summary.get("accuracy")
+        clips, top1 = ev.get("clips"), summary.accuracy
         if top1 is not None and type(clips) is int and clips > 0:
             return count_summary(round(top1 * clips), clips)
     except ConfigError:  # a malformed record is shown without an interval, as before
@@ -380,7 +433,7 @@ def _no_per_clip(names: list[str]) -> str:
     return f"{NO_PER_CLIP} (none recorded for {' and '.join(names)})"
 
 
-def _paired_columns(summary: dict, name: str, baseline: dict, baseline_name: str) -> dict:
+def _paired_columns(summary: EnergyReport, name: str, baseline: EnergyReport, baseline_name: str) -> dict:
     """The paired comparison of top-1 against the baseline: exact McNemar p-value and the paired
     bootstrap difference (this model minus the baseline), or a note saying why there is none."""
     from .stats import mcnemar_exact
@@ -398,7 +451,7 @@ def _paired_columns(summary: dict, name: str, baseline: dict, baseline_name: str
     }
     if summary is baseline:
         return out | {"paired": "baseline"}
-    ev, base = summary.get("evaluation") or {}, baseline.get("evaluation") or {}
+    ev, base = summary.evaluation or {}, baseline.evaluation or {}
     if not ev or not base:
         return out | {"paired": _no_per_clip([n for n, e in ((name, ev), (baseline_name, base)) if not e])}
     for key in ("split", "data"):
@@ -427,7 +480,7 @@ def _paired_columns(summary: dict, name: str, baseline: dict, baseline_name: str
     }
 
 
-def comparison_row(summary: dict, name: str, baseline: tuple[str, dict] | None = None) -> dict:
+def comparison_row(summary: EnergyReport, name: str, baseline: tuple[str, EnergyReport] | None = None) -> dict:
     """The per-sample figures of one analysed checkpoint, for ``compare``.
 
     ``accuracy`` is the top-1 the card records, with its 95 % Wilson interval
@@ -441,29 +494,29 @@ def comparison_row(summary: dict, name: str, baseline: tuple[str, dict] | None =
     total energy per sample of each model part (``{part: joules}``, SPKLIP kinds; None
     for the zoo's).
     """
-    c, e = summary["counts_per_sample"], summary["energy_per_sample"]
+    c, e = summary.counts_per_sample, summary.energy_per_sample
     acc = _recorded_top1(summary)
     row = {
         "name": name,
-        "kind": summary["checkpoint"]["kind"],
-        "accuracy": summary["accuracy"],
+        "kind": summary.checkpoint.kind,
+        "accuracy": summary.accuracy,
         "acc_ci_low": acc["ci_low"] if acc else None,
         "acc_ci_high": acc["ci_high"] if acc else None,
         "eval_clips": acc["n"] if acc else None,
-        "macs": c["macs"],
-        "sops": c["sops"],
-        "neuron_updates": c["neuron_updates"],
-        "mem_accesses": c["mem_accesses"],
-        "compute_j": summary["table6_per_sample"]["computational_energy_j"],
-        "memory_j": e["memory_j"],
-        "total_j": e["total_j"],
-        "memory_ratio": summary["energy"]["memory_ratio"],
-        "energy_per_sample_j": e["total_j"],
-        "measured_top1_on_profiled_samples": summary["measured_top1_on_profiled_samples"],
+        "macs": c.macs,
+        "sops": c.sops,
+        "neuron_updates": c.neuron_updates,
+        "mem_accesses": c.mem_accesses,
+        "compute_j": summary.table6_per_sample.computational_energy_j,
+        "memory_j": e.memory_j,
+        "total_j": e.total_j,
+        "memory_ratio": summary.energy.memory_ratio,
+        "energy_per_sample_j": e.total_j,
+        "measured_top1_on_profiled_samples": summary.measured_top1_on_profiled_samples,
     }
-    row["energy_models"] = summary.get("energy_models")
-    parts = summary.get("parts")
-    row["energy_by_part_j"] = {p: v["total_j"] for p, v in parts.items()} if parts else None
+    row["energy_models"] = summary.energy_models
+    parts = summary.parts
+    row["energy_by_part_j"] = {p: v.total_j for p, v in parts.items()} if parts else None
     if baseline is not None:
         row |= _paired_columns(summary, name, baseline[1], baseline[0])
     return row

@@ -344,13 +344,13 @@ def run_arm(
     t0 = time.perf_counter()
     res = write_eval(run / "last.pt", plan.data, split="test", device=plan.device)
     summary, _ = analyse_checkpoint(run / "last.pt", data=plan.data, samples=plan.energy_clips, cost=plan.cost)
-    e = summary["table6_per_sample"]
+    e = summary.table6_per_sample
     record = {
         "format": ARM_FORMAT,
         "arm": arm,
         "seed": seed,
         "checkpoint": str(run / "last.pt"),
-        "kind": summary["checkpoint"]["kind"],
+        "kind": summary.checkpoint.kind,
         "top1": res["top1"],
         "top5": res["top5"],
         "R@1": res["R@1"],
@@ -359,14 +359,14 @@ def run_arm(
         "clips": res["clips"],
         "per_clip": res["per_clip"],
         "energy": {
-            "cost_model": summary["cost_model"]["name"],
-            "clips": summary["data"]["samples"],
-            "total_j": e["total_energy_j"],
-            "compute_j": e["computational_energy_j"],
-            "memory_j": e["memory_access_energy_j"],
-            "memory_ratio": e["memory_energy_ratio"],
-            "macs": summary["counts_per_sample"]["macs"],
-            "sops": summary["counts_per_sample"]["sops"],
+            "cost_model": summary.cost_model["name"],
+            "clips": summary.data.samples,
+            "total_j": e.total_energy_j,
+            "compute_j": e.computational_energy_j,
+            "memory_j": e.memory_access_energy_j,
+            "memory_ratio": e.memory_energy_ratio,
+            "macs": summary.counts_per_sample.macs,
+            "sops": summary.counts_per_sample.sops,
         },
         "train_s": round(seconds, 1),
         "eval_s": round(time.perf_counter() - t0, 1),

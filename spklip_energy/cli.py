@@ -14,6 +14,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from export.formats import FORMATS
+from spikedata.digits import DIGITS_PRESETS
 from spikedata.preview import MAX_COLUMNS
 
 from . import __version__
@@ -641,9 +643,9 @@ def _report_out(args: argparse.Namespace) -> Path:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from reports import table6_text, write_report
-    from reports.writer import REPORT_FILES
+    from reports.writer import REPORT_FILES, summary_json
 
-    from .analysis import analyse_checkpoint
+    from .analysis import analyse_checkpoint, analyse_netx
     from .atomic import check_output_dir
     from .progress import progress_callback
 
@@ -651,8 +653,6 @@ def cmd_report(args: argparse.Namespace) -> int:
         return _launch_processes(args)
     out = check_output_dir(_report_out(args), REPORT_FILES)  # before the work, not after it
     if Path(args.checkpoint).suffix == ".net":  # a netx network: its torch twin on the simulate input
-        from export.simulate import analyse_netx
-
         summary, per_layer = analyse_netx(
             args.checkpoint,
             data=args.data,
@@ -685,9 +685,9 @@ def cmd_report(args: argparse.Namespace) -> int:
                 close()
         if not world.main:
             return 0
-    paths = write_report(out, summary, per_layer)
-    if args.json:
-        print(paths["summary.json"].read_text(), end="")
+    write_report(out, summary, per_layer)
+    if args.json:  # the record itself, as summary.json holds it
+        print(summary_json(summary), end="")
     else:
         print(table6_text(summary))
         print(f"report written to {out}/ (report.md, report.html, per_layer.csv, summary.json, plots)")
@@ -729,8 +729,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     price_fairly(summaries, per_layers, **_model_args(args))
     paired = (names[base], summaries[base]) if len(summaries) > 1 else None
     rows = [comparison_row(s, name, paired) for s, name in zip(summaries, names, strict=True)]
-    cost_name = summary["cost_model"]["name"]
-    paths = write_comparison(args.out, rows, cost_name, summary["data"]["samples"], base)
+    cost_name = summary.cost_model["name"]
+    paths = write_comparison(args.out, rows, cost_name, summary.data.samples, base)
     if args.json:
         print(
             json.dumps(
@@ -743,7 +743,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             )
         )
     else:
-        print(comparison_markdown(comparison_frame(rows, base), cost_name, summary["data"]["samples"]))
+        print(comparison_markdown(comparison_frame(rows, base), cost_name, summary.data.samples))
         print(f"comparison written to {args.out}/")
     return 0
 
@@ -872,9 +872,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     finally:
         close()
     summary = _dataset_summary(Path(result["data"]))
-    if args.json:
-        result["dataset"] = summary
-        print(json.dumps(result, default=str))
+    if args.json:  # the energy reports as their summary.json documents
+        records = {name: s.to_json() for name, s in result["summaries"].items()}
+        print(json.dumps({**result, "summaries": records, "dataset": summary}, default=str))
         return 0
     print(_fmt_summary(summary))
     print(f"preview written to {result['preview']}\n")
@@ -956,7 +956,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             "learned thresholds, θ/2 start), accuracy and energy against T and stage by stage:"
         )
         print(sweep_table(result["convert_sweep"]) + "\n")
-    cost = next(iter(result["summaries"].values()))["cost_model"]["name"]
+    cost = next(iter(result["summaries"].values())).cost_model["name"]
     print(comparison_markdown(comparison_frame(result["rows"]), cost, args.samples))
     print(f"energy report: {result['report']}/report.html; comparison: {result['comparison']}/comparison.md")
     return 0
@@ -1075,7 +1075,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("out", type=opt.path, help="output folder (must not exist or be empty)")
     p.add_argument(
-        "--preset", choices=("quick", "bench"), default="quick", help="dataset design (default quick; see above)"
+        "--preset", choices=tuple(DIGITS_PRESETS), default="quick", help="dataset design (default quick; see above)"
     )
     p.add_argument(
         "--variant",
@@ -1356,7 +1356,7 @@ def build_parser() -> argparse.ArgumentParser:
         "docs/lava.md.",
     )
     p.add_argument("checkpoint", type=opt.path, help="a SPKLIP checkpoint (spklip, fsve-hybrid, fsve-full)")
-    p.add_argument("--format", choices=("onnx", "nir", "lava"), default="onnx", help="export format (default onnx)")
+    p.add_argument("--format", choices=tuple(FORMATS), default="onnx", help="export format (default onnx)")
     p.add_argument("--out", type=opt.path, help="output folder (default exports/<checkpoint name>-<format>)")
     p.add_argument(
         "--overwrite",

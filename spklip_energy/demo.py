@@ -139,7 +139,8 @@ def run_demo(
     convert_timesteps: tuple[int, ...] = (1, 2, 4, 8),
     jobs: int | None = None,
 ) -> dict:
-    """Run the demo into ``out``; returns what it wrote and measured.
+    """Run the demo into ``out``; returns what it wrote and measured (``summaries``: each model's
+    :class:`~energy.record.EnergyReport`, which cross the worker processes pickled).
 
     With ``train_spklip`` (the default) it trains the tiny ANN SPKLIP and its two
     spiking variants (``epochs`` overrides the preset's), converts the ANN's CNN to
@@ -225,7 +226,7 @@ def run_demo(
             if kind == "test-sj-snn":
                 write_report(out / "report-test-sj-snn", summary, per_layer)
                 report_dir = out / "report-test-sj-snn"
-    cost = next(iter(summaries.values()))["cost_model"]["name"]
+    cost = next(iter(summaries.values())).cost_model["name"]
     write_comparison(out / "compare", rows, cost, samples)
     return {
         "data": str(data),

@@ -26,3 +26,12 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """The built-in digits at 32x32, 3 clips per class and split, 250 frames: generated once per test module
+    (a module with other needs defines its own ``data``)."""
+    from export_helpers import small_digits
+
+    return small_digits(tmp_path_factory.mktemp("data") / "digits")

@@ -171,11 +171,6 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys, data):
     assert not (tmp_path / "o").exists() and not (tmp_path / "w").exists()
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return small_digits(tmp_path_factory.mktemp("bench") / "data")
-
-
 def _argv(data: Path, work: Path, out: Path, epochs: int) -> list[str]:
     sets = [x for s in [*SMALL_SETS, f"train.epochs={epochs}"] for x in ("--set", s)]
     return [

@@ -23,7 +23,6 @@ from convert import (
 from convert.ratecode import EventAvgPool2d, EventConv2d
 from convert.sweep import convert_checkpoint
 from energy import profile
-from spikedata.digits import DigitsConfig, generate_digits
 from spklip import build_spklip, preset_config
 from spklip.io import load_spklip, save_spklip
 from spklip.tokenizer import SpikeTextTokenizer
@@ -242,12 +241,6 @@ def test_scaled_spikes_are_sops_and_neuron_updates_are_neurons_times_t():
 
 
 # --------------------------------------------------------------------------- the verb
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("convert") / "digits"
-    return generate_digits(root, DigitsConfig(clips_per_class=3, height=32, width=32, frames=250))
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 from cli_helpers import check_user_error, run_main
-from export_helpers import SMALL, small_checkpoint, small_digits
+from export_helpers import SMALL, small_checkpoint
 
 from spklip import build_spklip, preset_config
 from spklip.distill import embedding_distance, logit_distillation
@@ -46,11 +46,6 @@ def test_loss_terms_match_a_direct_computation():
         kl += sum(a * math.log(a / b) for a, b in zip(pt, ps, strict=True)) / 5
     assert float(logit_distillation(s, t, p, scale, tau)) == pytest.approx(tau**2 * kl, rel=1e-4)
     assert float(logit_distillation(t, t, p, scale, tau)) == pytest.approx(0.0, abs=1e-6)
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return small_digits(tmp_path_factory.mktemp("distill") / "digits")
 
 
 @pytest.mark.slow

@@ -507,9 +507,9 @@ def test_spklip_checkpoints_carry_their_own_time_steps(tmp_path):
     ann = small_checkpoint(tmp_path, data, "spklip")
     s_full, p_full = analyse_checkpoint(full, data=data, samples=2, models="paper,lemaire-sj")
     s_ann, p_ann = analyse_checkpoint(ann, data=data, samples=2, models="paper,lemaire-sj")
-    em = s_full["energy_models"]
+    em = s_full.energy_models
     assert em["spiking"] and em["steps"] == 3 and [p["name"] for p in em["pricings"]] == ["native", "int8", "q2"]
     assert em["break_even"]["paper"]["layers"]
-    assert [p["name"] for p in s_ann["energy_models"]["pricings"]] == ["native", "int8"]
+    assert [p["name"] for p in s_ann.energy_models["pricings"]] == ["native", "int8"]
     price_fairly([s_ann, s_full], [p_ann, p_full], models="paper,lemaire-sj")
-    assert [p["name"] for p in s_ann["energy_models"]["pricings"]] == ["native", "int8", "q2"]
+    assert [p["name"] for p in s_ann.energy_models["pricings"]] == ["native", "int8", "q2"]

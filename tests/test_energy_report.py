@@ -95,7 +95,7 @@ def test_single_and_multi_step_models_count_the_same(tmp_path, data):
     s_multi, _ = analyse_checkpoint(_ckpt(tmp_path, "test-sj-snn"), data=data, samples=2)
     s_single, _ = analyse_checkpoint(_ckpt(tmp_path, "test-sj-snn-single"), data=data, samples=2)
     for key in ("sops", "macs", "neuron_updates"):
-        assert s_multi["counts"][key] == s_single["counts"][key], key
+        assert s_multi.counts[key] == s_single.counts[key], key
 
 
 def test_cli_report_json_and_table6(tmp_path, data, capsys):

@@ -11,20 +11,12 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from export_helpers import small_checkpoint, small_digits
+from export_helpers import small_checkpoint
 from spikingjelly.activation_based import layer, neuron
 
-from export.nir_export import (
-    DT,
-    NIR_FILE,
-    build_nir,
-    compare_importers,
-    find_cnn,
-    hsfe_features,
-    module_graph,
-    verify_nir,
-    write_nir,
-)
+from export.cnn import find_spiking_cnn
+from export.nir_export import DT, NIR_FILE, build_nir, module_graph, write_nir
+from export.nir_verify import compare_importers, hsfe_features, verify_nir
 from export.verify import verify_inputs
 from fsve import make_lif
 from spklip.io import LoadedSPKLIP, load_spklip
@@ -34,11 +26,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 #: stated bounds: fraction of identical spikes, and fraction of output elements within 1e-4 relative
 MIN_SPIKE_AGREEMENT, MAX_OUTPUT_OVER_TOL = 0.999, 0.01
 ARRAYS = ("weight", "bias", "tau", "r", "v_leak", "v_threshold", "v_reset", "kernel_size", "stride", "padding")
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return small_digits(tmp_path_factory.mktemp("nir") / "digits")
 
 
 def _checkpoint(tmp, data, model: str, **overrides):
@@ -109,7 +96,7 @@ def test_file_written_and_read_back_equal(tmp_path, msresnet_ckpt):
     assert list(pool.kernel_size) == [4, 4] and list(pool.stride) == [4, 4] and got.nodes["flatten"].start_dim == 0
 
     # tdBN folded into the convolution at eval statistics
-    _, cnn = find_cnn(loaded)
+    _, cnn = find_spiking_cnn(loaded, "NIR")
     block = cnn.layer1[0]
     conv = got.nodes["layer1.0.conv1"]
     x = (torch.rand(3, 8, 16, 16, generator=torch.Generator().manual_seed(0)) < 0.3).float()
@@ -127,7 +114,7 @@ def test_snntorch_and_spikingjelly_imports_reproduce_the_project(tmp_path, which
     write_nir(loaded, tmp_path, {})
     res = verify_nir(loaded, tmp_path, data, samples=2)
     json.dumps(res)
-    _, cnn = find_cnn(loaded)
+    _, cnn = find_spiking_cnn(loaded, "NIR")
     n_lif = sum(isinstance(m, neuron.LIFNode) for m in cnn.modules())
     assert res["inputs"] == 2 * loaded.model.cfg.hsfe.n_blocks and res["time_steps"] == loaded.model.cfg.fsve.time_steps
     assert 0.02 < res["project_spike_rate"] < 0.6  # the networks are active: the comparison is not vacuous
@@ -146,7 +133,7 @@ def test_a_changed_threshold_is_seen_and_located(tmp_path, msresnet_ckpt, data):
     lif = graph.nodes["layer1.0.spike2"]
     lif.v_threshold = lif.v_threshold * np.float32(1.05)  # 0.5 -> 0.525
     nir.write(tmp_path / "changed.nir", graph)
-    _, cnn = find_cnn(loaded)
+    _, cnn = find_spiking_cnn(loaded, "NIR")
     x = hsfe_features(loaded, verify_inputs(loaded, data, 1)[0])
     res = compare_importers(tmp_path / "changed.nir", cnn, x, loaded.model.cfg.fsve.time_steps)
     for importer in ("snntorch", "spikingjelly"):
@@ -234,16 +221,16 @@ def test_ann_and_converted_checkpoints_are_refused(tmp_path, data, msresnet_ckpt
 
 def test_unmappable_modules_are_named(msresnet_ckpt, plain_ckpt):
     loaded = load_spklip(msresnet_ckpt)
-    _, cnn = find_cnn(loaded)
+    _, cnn = find_spiking_cnn(loaded, "NIR")
     cnn.layer1[0].spike2 = nn.ReLU()
     with pytest.raises(ConfigError, match=r"^visual\.starnet\.spatial\.layer1\.0\.spike2: ReLU has no NIR equivalent"):
         build_nir(loaded)
     loaded = load_spklip(msresnet_ckpt)
-    find_cnn(loaded)[1].layer2[0].spike1.v_reset = None
+    find_spiking_cnn(loaded, "NIR")[1].layer2[0].spike1.v_reset = None
     with pytest.raises(ConfigError, match=r"^visual\.starnet\.spatial\.layer2\.0\.spike1: LIFNode with a soft reset"):
         build_nir(loaded)
     loaded = load_spklip(plain_ckpt)
-    find_cnn(loaded)[1].avgpool = layer.MaxPool2d(2, step_mode="m")
+    find_spiking_cnn(loaded, "NIR")[1].avgpool = layer.MaxPool2d(2, step_mode="m")
     with pytest.raises(ConfigError, match=r"^visual\.starnet\.spatial\.avgpool: MaxPool2d has no NIR equivalent"):
         build_nir(loaded)
 

@@ -12,21 +12,16 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from export_helpers import small_checkpoint, small_digits
+from export_helpers import small_checkpoint
 
 from export import export_checkpoint
-from export.spiking import lif_recurrence, onnx_friendly
+from export.spiking import lif_spec, onnx_friendly
 from spklip.io import load_spklip
 from spklip.tokenizer import SpikeTextTokenizer
 from spklip_energy.cli import main
 from spklip_energy.errors import CheckpointError, ConfigError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return small_digits(tmp_path_factory.mktemp("export") / "digits")
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +75,7 @@ def test_export_lif_is_spikingjellys_lif():
     lif = make_lif(v_threshold=0.5, decay=0.25)
     x = torch.rand(6, 4, 9, generator=torch.Generator().manual_seed(0))
     want = lif(x)
-    assert torch.equal(lif_recurrence(x, 0.25, 0.5), want)
+    assert torch.equal(lif_spec("lif", lif).run(x)[0], want)
     with onnx_friendly(torch.nn.Sequential(lif)):
         assert torch.equal(lif(x), want)
     assert "multi_step_forward" not in lif.__dict__  # restored

@@ -220,14 +220,6 @@ def test_fsve_config_errors():
 # --------------------------------------------------------------------------- CLI
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    from spikedata.digits import DigitsConfig, generate_digits
-
-    root = tmp_path_factory.mktemp("fsve") / "digits"
-    return generate_digits(root, DigitsConfig(clips_per_class=3, height=32, width=32, frames=250))
-
-
 @pytest.mark.slow
 def test_cli_train_eval_report_compare_fsve(tmp_path, data, capsys):
     import json

@@ -20,7 +20,6 @@ from cli_helpers import check_user_error, run_main
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spikedata.digits import DigitsConfig, generate_digits
 from spklip import training
 from spklip.config import preset_config
 from spklip.io import load_spklip, model_state, save_spklip
@@ -68,12 +67,6 @@ def write_raw(path: Path, card, state_dict) -> Path:
     """A checkpoint file with any card at all (save_checkpoint refuses malformed ones)."""
     torch.save({"format": FORMAT, "version": 1, "card": json.dumps(card), "state_dict": dict(state_dict)}, path)
     return path
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("guarantees") / "digits"
-    return generate_digits(root, DigitsConfig(clips_per_class=3, height=32, width=32, frames=250))
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 from cli_helpers import check_user_error, run_main
-from export_helpers import small_checkpoint, small_digits
+from export_helpers import small_checkpoint
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -439,11 +439,6 @@ def test_memory_estimate_covers_what_the_engine_allocates():
 
 
 # --------------------------------------------------------------------------- convert
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return small_digits(tmp_path_factory.mktemp("guarantees") / "digits")
 
 
 @pytest.fixture(scope="module")

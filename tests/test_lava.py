@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 from cli_helpers import check_user_error, run_main
-from export_helpers import SMALL, small_checkpoint, small_digits
+from export_helpers import SMALL, small_checkpoint
 
 from energy import profile
+from energy.record import SCHEMA_VERSION, EnergyReport
 from export import export_checkpoint
 from export.loihi_engine import _conv, cuba_lif_run, simulate
 from export.loihi_torch import NetxTorch
@@ -161,11 +162,6 @@ def test_fixed_point_arithmetic_truncates_toward_zero_and_fires_strictly_above()
 # --------------------------------------------------------------------------- FSVE export, simulate verb
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return small_digits(tmp_path_factory.mktemp("lava") / "digits")
-
-
 def _checkpoint(tmp: Path, data: Path, cnn: str, hsfe: str = "ann") -> Path:
     """An FSVE with the ANN front end (the deployable one: netx holds the CNN, the host the HSFE)."""
     return small_checkpoint(
@@ -173,7 +169,7 @@ def _checkpoint(tmp: Path, data: Path, cnn: str, hsfe: str = "ann") -> Path:
     )
 
 
-def test_fsve_plain_exports_to_netx_and_simulates(tmp_path, data):
+def test_fsve_plain_exports_to_netx_and_simulates(tmp_path, data, capsys):
     ckpt = _checkpoint(tmp_path, data, "plain")
     rec = export_checkpoint(ckpt, tmp_path / "lava", fmt="lava", verify=True, data=data, samples=2)
     net = read_netx(tmp_path / "lava" / "visual_cnn.net")
@@ -204,6 +200,7 @@ def test_fsve_plain_exports_to_netx_and_simulates(tmp_path, data):
     assert summary["seconds"]["simulation"] < 10
     # report NET.net --preset loihi: hook counts on the torch twin, equal to the simulator's, flag carried
     net_file = tmp_path / "lava" / "visual_cnn.net"
+    capsys.readouterr()
     assert (
         main(
             [
@@ -220,8 +217,18 @@ def test_fsve_plain_exports_to_netx_and_simulates(tmp_path, data):
         )
         == 0
     )
-    rep = json.loads((tmp_path / "rep" / "summary.json").read_text())
+    text = (tmp_path / "rep" / "summary.json").read_text()
+    assert capsys.readouterr().out == text  # --json prints the record as the file holds it
+    rep = json.loads(text)
     assert rep["counts_agree_with_simulator"] and rep["counts"]["sops"] == summary["totals"]["synaptic_events"]
+    keys = list(rep)  # a netx report: the simulator's counts where a checkpoint report has its parts
+    assert "parts" not in rep and keys[-1] == "schema_version" and rep["schema_version"] == SCHEMA_VERSION
+    assert keys[keys.index("conventions") + 1 : keys.index("accuracy")] == [
+        "simulator_counts",
+        "counts_agree_with_simulator",
+    ]
+    record = EnergyReport.from_json(rep, "summary.json")
+    assert record.simulator.agree and record.parts is None and record.to_json() == rep
     assert rep["not_counted"] == [] and any(w.startswith("UNVERIFIED") for w in rep["warnings"])
     assert "UNVERIFIED" in (tmp_path / "rep" / "report.md").read_text()
     short = write_dat(tmp_path / "short.dat", np.zeros((100, 32, 32), np.uint8))  # too few frames for the model

@@ -13,10 +13,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from cli_helpers import check_user_error, run_main
-from export_helpers import small_checkpoint, small_digits
+from export_helpers import small_checkpoint
 
-from export.lava_export import fold_bn
-from export.nir_export import NIR_FILE, compare_importers, write_nir
+from export.cnn import fold_bn
+from export.nir_export import NIR_FILE, write_nir
 from export.nir_front_end import (
     GATE_FILE,
     MTF_FILE,
@@ -27,6 +27,7 @@ from export.nir_front_end import (
     verify_front_end,
     write_parts,
 )
+from export.nir_verify import compare_importers
 from export.verify import verify_inputs
 from fsve.hsfe import encode_steps
 from spklip.hsfe import temporal_blocks
@@ -34,11 +35,6 @@ from spklip.io import load_spklip
 from spklip_energy.errors import ConfigError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return small_digits(tmp_path_factory.mktemp("nirfe") / "digits")
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,15 @@ import contextlib
 import io
 import json
 import math
+from dataclasses import fields
 
 import pandas as pd
 import pytest
 import torch
-from export_helpers import SMALL, small_checkpoint, small_digits
+from export_helpers import SMALL, small_checkpoint
 
 from convert import convert_spklip
+from energy.record import EnergyReport
 from reports import write_report
 from reports.render import comparison_frame, comparison_markdown
 from spikedata.digits import DigitsConfig, generate_digits
@@ -111,11 +113,6 @@ def test_assign_parts_places_the_rows_of_a_converted_run_by_their_neighbours():
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return small_digits(tmp_path_factory.mktemp("parts") / "digits")
-
-
-@pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory, data):
     tmp = tmp_path_factory.mktemp("parts-ckpt")
     return {model: small_checkpoint(tmp, data, model) for model in ("spklip", "fsve-full")}
@@ -126,35 +123,37 @@ def analysed(checkpoints, data):
     return {model: analyse_checkpoint(path, data=data, samples=2, batch_size=2) for model, path in checkpoints.items()}
 
 
-def _check_parts_add_up(summary: dict, per_layer: pd.DataFrame) -> None:
-    parts = summary["parts"]
+def _check_parts_add_up(summary: EnergyReport, per_layer: pd.DataFrame) -> None:
+    parts = summary.parts
     assert list(parts) == [p for p in PARTS if p in parts]  # display order
     for key in ("compute_j", "neuron_j", "memory_j", "total_j"):
-        assert sum(p[key] for p in parts.values()) == pytest.approx(summary["energy_per_sample"][key], rel=1e-9)
+        want = getattr(summary.energy_per_sample, key)
+        assert sum(getattr(p, key) for p in parts.values()) == pytest.approx(want, rel=1e-9)
     for key in ("macs", "sops", "neuron_updates", "mem_accesses"):
-        assert sum(p[key] for p in parts.values()) == pytest.approx(summary["counts_per_sample"][key], rel=1e-9)
-    assert sum(p["share"] for p in parts.values()) == pytest.approx(1.0)
+        want = getattr(summary.counts_per_sample, key)
+        assert sum(getattr(p, key) for p in parts.values()) == pytest.approx(want, rel=1e-9)
+    assert sum(p.share for p in parts.values()) == pytest.approx(1.0)
     for p in parts.values():
-        assert p["share"] == pytest.approx(p["total_j"] / summary["energy_per_sample"]["total_j"])
-        assert set(p) == {"layers", "share", *PART_FIGURES}
+        assert p.share == pytest.approx(p.total_j / summary.energy_per_sample.total_j)
+        assert {f.name for f in fields(p)} == {"layers", "share", *PART_FIGURES}
     counted = per_layer[per_layer["counted"].astype(bool)]
-    assert sum(p["layers"] for p in parts.values()) == len(counted)
+    assert sum(p.layers for p in parts.values()) == len(counted)
     for name, p in parts.items():  # the per-layer table's part column is what was summed
         rows = counted[counted["part"] == name]
-        assert p["total_j"] == pytest.approx(rows["total_j"].sum() / summary["data"]["samples"], rel=1e-9)
+        assert p.total_j == pytest.approx(rows["total_j"].sum() / summary.data.samples, rel=1e-9)
 
 
 @pytest.mark.parametrize("model", ["spklip", "fsve-full"])
 def test_parts_add_up_to_the_totals(analysed, model):
     summary, per_layer = analysed[model]
     _check_parts_add_up(summary, per_layer)
-    parts = summary["parts"]
+    parts = summary.parts
     assert list(parts) == ["HSFE", "CNN", "temporal Transformer", "heads"]  # nothing falls to "other"
-    assert all(p["total_j"] > 0 and p["layers"] > 0 for p in parts.values())
+    assert all(p.total_j > 0 and p.layers > 0 for p in parts.values())
     heads = set(per_layer.loc[per_layer["part"] == "heads", "name"])
     ann_heads, snn_heads = {"starnet.spatial.attnpool"}, {"starnet.spatial.head", "starnet.spatial.head_lif"}
     assert (ann_heads if model == "spklip" else snn_heads) <= heads
-    json.dumps(summary["parts"], allow_nan=False)  # JSON-ready
+    json.dumps(summary.to_json()["parts"], allow_nan=False)  # JSON-ready
 
 
 def test_converted_checkpoint_parts_follow_the_units(tmp_path, data):
@@ -166,9 +165,9 @@ def test_converted_checkpoint_parts_follow_the_units(tmp_path, data):
     tok = SpikeTextTokenizer.train(["a digit moves"], cfg.text.vocab_size)
     path = save_spklip(tmp_path / "conv.pt", conv, tok, {"conversion": spec})
     summary, per_layer = analyse_checkpoint(path, data=data, samples=2, batch_size=2)
-    assert summary["checkpoint"]["kind"] == "spklip-converted"
+    assert summary.checkpoint.kind == "spklip-converted"
     _check_parts_add_up(summary, per_layer)
-    assert list(summary["parts"]) == ["HSFE", "CNN", "temporal Transformer", "heads"]
+    assert list(summary.parts) == ["HSFE", "CNN", "temporal Transformer", "heads"]
     part = per_layer.set_index("name")["part"]
     run = part[part.index.str.startswith("hsfe.snn.")]
     assert (run[run.index.str.match(r"hsfe\.snn\.(pre|net)\.0\.")] == "HSFE").all()
@@ -177,7 +176,7 @@ def test_converted_checkpoint_parts_follow_the_units(tmp_path, data):
     assert part["hsfe.snn.readout"] == part["hsfe.snn"] == "CNN"  # the run ends in the CNN's layer4
     adds = run[run.index.str.contains("spike_add_")]
     assert set(adds) == {"HSFE", "CNN"}  # the trunk's residual adds and the CNN's
-    assert summary["parts"]["CNN"]["sops"] > 0  # the converted CNN's synaptic operations are the CNN's
+    assert summary.parts["CNN"].sops > 0  # the converted CNN's synaptic operations are the CNN's
 
 
 def test_zoo_checkpoints_have_no_parts(tmp_path):
@@ -185,7 +184,7 @@ def test_zoo_checkpoints_have_no_parts(tmp_path):
     card = default_card("test-sj-snn", height=16, width=16)
     path = save_checkpoint(tmp_path / "zoo.pt", build_model(card), card)
     summary, per_layer = analyse_checkpoint(path, data=data, samples=1)
-    assert summary["parts"] is None and "part" not in per_layer.columns
+    assert summary.parts is None and "part" not in per_layer.columns
     paths = write_report(tmp_path / "rep", summary, per_layer)
     assert "energy_by_part.png" not in paths and not (tmp_path / "rep" / "energy_by_part.png").exists()
     assert "Energy by part" not in paths["report.md"].read_text()
@@ -205,17 +204,17 @@ def test_report_has_the_part_table_and_plot(analysed, tmp_path):
     table = [ln for ln in section.splitlines() if ln.startswith("| ")]
     assert table[0].startswith("| part | layers | MACs | SOPs | neuron updates | memory accesses")
     rows = {ln.split(" | ")[0].lstrip("| "): ln for ln in table[1:]}
-    assert list(rows) == [*summary["parts"], "all parts"]
-    for name, p in summary["parts"].items():
-        assert rows[name].endswith(f"| {100 * p['share']:.1f} % |")
-        assert f"| {p['total_j'] * 1e6:.4g} |" in rows[name]
-    assert f"| {summary['energy_per_sample']['total_j'] * 1e6:.4g} | 100 % |" in rows["all parts"]
+    assert list(rows) == [*summary.parts, "all parts"]
+    for name, p in summary.parts.items():
+        assert rows[name].endswith(f"| {100 * p.share:.1f} % |")
+        assert f"| {p.total_j * 1e6:.4g} |" in rows[name]
+    assert f"| {summary.energy_per_sample.total_j * 1e6:.4g} | 100 % |" in rows["all parts"]
     html = paths["report.html"].read_text()
     assert "<h2>Energy by part (per sample)</h2>" in html and 'alt="Energy by part"' in html
     back = json.loads(paths["summary.json"].read_text())
-    assert back["parts"].keys() == summary["parts"].keys()
-    assert back["parts"]["CNN"]["total_j"] == pytest.approx(summary["parts"]["CNN"]["total_j"])
-    assert set(pd.read_csv(paths["per_layer.csv"])["part"]) == set(summary["parts"])
+    assert back["parts"].keys() == summary.parts.keys()
+    assert back["parts"]["CNN"]["total_j"] == pytest.approx(summary.parts["CNN"].total_j)
+    assert set(pd.read_csv(paths["per_layer.csv"])["part"]) == set(summary.parts)
 
 
 def _main_json(*argv) -> dict:
@@ -249,7 +248,7 @@ def test_compare_has_energy_by_part(checkpoints, analysed, data, tmp_path):
         assert by_part == pytest.approx(cli_row["energy_by_part_j"])
         assert list(by_part) == ["HSFE", "CNN", "temporal Transformer", "heads"]
         assert sum(by_part.values()) == pytest.approx(row["total_j"], rel=1e-9)
-        assert by_part == pytest.approx({p: v["total_j"] for p, v in analysed[model][0]["parts"].items()})
+        assert by_part == pytest.approx({p: v.total_j for p, v in analysed[model][0].parts.items()})
     df = pd.read_csv(out / "comparison.csv")
     cols = ["part_hsfe_j", "part_cnn_j", "part_temporal_transformer_j", "part_heads_j"]
     assert set(cols) <= set(df.columns) and "energy_by_part_j" not in df.columns

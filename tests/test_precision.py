@@ -6,7 +6,6 @@ import pytest
 import torch
 from cli_helpers import check_user_error, run_main
 
-from spikedata.digits import DigitsConfig, generate_digits
 from spklip.config import preset_config
 from spklip.io import load_spklip
 from spklip.training import embed_clips, train
@@ -14,12 +13,6 @@ from spklip_energy.errors import ConfigError
 from spklip_energy.precision import autocast, grad_scaler, resolve_precision
 
 SETS = {"height": 32, "width": 32, "hsfe.input_pool": 1, "train.batch_size": 8, "train.pretrain_epochs": 1}
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("prec") / "digits"
-    return generate_digits(root, DigitsConfig(clips_per_class=3, height=32, width=32, frames=250))
 
 
 def test_resolution_and_refusals():

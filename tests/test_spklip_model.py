@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from energy import profile
-from spikedata.digits import DigitsConfig, generate_digits
 from spklip import build_spklip, preset_config
 from spklip.hsfe import block_indices, temporal_blocks
 from spklip.metrics import retrieval_recall, topk_accuracy
@@ -25,12 +24,6 @@ SMALL = {"height": 32, "width": 32, "hsfe.input_pool": 1, "train.batch_size": 8,
 def _spikes(b, cfg, p=0.05, seed=0):
     g = torch.Generator().manual_seed(seed)
     return (torch.rand(b, cfg.frames, cfg.height, cfg.width, generator=g) < p).to(torch.uint8)
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("spklip") / "digits"
-    return generate_digits(root, DigitsConfig(clips_per_class=3, height=32, width=32, frames=250))
 
 
 # --------------------------------------------------------------------------- shapes

@@ -17,6 +17,15 @@ from cli_helpers import check_user_error, run_main
 from export_helpers import small_checkpoint, small_digits
 from scipy import stats as sps
 
+from energy.record import (
+    CheckpointInfo,
+    CountsPerSample,
+    DataInfo,
+    EnergyPerSample,
+    EnergyReport,
+    EnergyTotals,
+    Table6,
+)
 from spklip.metrics import retrieval_hits, retrieval_recall, topk_accuracy, topk_hits
 from spklip_energy.analysis import NO_PER_CLIP, NOT_PAIRED, comparison_row
 from spklip_energy.checkpoint import load_checkpoint
@@ -215,17 +224,42 @@ def test_per_clip_metrics_and_their_means():
 # --------------------------------------------------------------------------- compare rows from cards
 
 
-def _summary(evaluation: dict | None, top1=None) -> dict:
-    return {
-        "checkpoint": {"kind": "spklip"},
-        "accuracy": top1,
-        "evaluation": evaluation,
-        "counts_per_sample": {"macs": 1.0, "sops": 0.0, "neuron_updates": 0.0, "mem_accesses": 1.0},
-        "energy_per_sample": {"memory_j": 1.0, "total_j": 2.0},
-        "table6_per_sample": {"computational_energy_j": 1.0},
-        "energy": {"memory_ratio": 0.5},
-        "measured_top1_on_profiled_samples": None,
-    }
+def _summary(evaluation: dict | None, top1=None) -> EnergyReport:
+    """A report whose card recorded ``evaluation`` (and top-1 ``top1``); its energy figures do not matter here."""
+    return EnergyReport(
+        checkpoint=CheckpointInfo(path="m.pt", kind="spklip", spiking=False, config={}),
+        data=DataInfo(source="d", samples=1, frames=1, height=1, width=1, classes=[]),
+        tool_version="0",
+        created="",
+        reuse="layer",
+        counts={},
+        counts_per_sample=CountsPerSample(
+            macs=1.0, sops=0.0, neuron_updates=0.0, mem_reads=0.5, mem_writes=0.5, mem_accesses=1.0
+        ),
+        energy=EnergyTotals(
+            compute_j=1.0,
+            neuron_j=0.0,
+            memory_j=1.0,
+            total_j=2.0,
+            memory_ratio=0.5,
+            table6_compute_j=1.0,
+            per_sample_total_j=2.0,
+            memory_bound_layers=0,
+            layers=1,
+        ),
+        energy_per_sample=EnergyPerSample(compute_j=1.0, neuron_j=0.0, memory_j=1.0, total_j=2.0),
+        table6_per_sample=Table6(
+            computational_energy_j=1.0, memory_access_energy_j=1.0, total_energy_j=2.0, memory_energy_ratio=0.5
+        ),
+        neuron_energy_grouping="compute",
+        cost_model={"name": "paper"},
+        energy_models=None,
+        warnings=[],
+        not_counted=[],
+        conventions=[],
+        accuracy=top1,
+        evaluation=evaluation,
+    )
 
 
 def test_comparison_rows_from_old_and_new_cards():
@@ -260,9 +294,9 @@ def test_comparison_rows_from_old_and_new_cards():
     assert row["p_value"] == pytest.approx(2 * sum(math.comb(12, i) for i in range(3)) / 2**12)
     assert row["top1_diff"] == pytest.approx(-0.2) and row["diff_ci_low"] < -0.2 < row["diff_ci_high"]
     assert comparison_row(base, "base", ("base", base))["paired"] == "baseline"
-    moved = _summary({**other["evaluation"], "data": "elsewhere"}, 0.55)
+    moved = _summary({**other.evaluation, "data": "elsewhere"}, 0.55)
     assert comparison_row(moved, "m", ("base", base))["paired"].startswith(NOT_PAIRED)
-    shuffled = _summary({**other["evaluation"], "per_clip": {"ids": ids[::-1], "top1": "1" * 40}}, 1.0)
+    shuffled = _summary({**other.evaluation, "per_clip": {"ids": ids[::-1], "top1": "1" * 40}}, 1.0)
     assert comparison_row(shuffled, "s", ("base", base))["paired"].startswith(NOT_PAIRED)
     no_clips = comparison_row(
         _summary({"top1": 0.5, "clips": 40, "split": "test", "data": "d"}, 0.5), "n", ("base", base)

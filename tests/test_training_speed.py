@@ -13,12 +13,7 @@ from spklip import preset_config
 from spklip.hsfe import HSFE, MTFBranch, SpikeAvgPool2d
 from spklip.io import load_spklip
 from spklip.training import LockedFeatures, train
-from tests.export_helpers import SMALL, small_digits
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return small_digits(tmp_path_factory.mktemp("locked") / "data")
+from tests.export_helpers import SMALL
 
 
 def _recompute(self, spikes, keys):  # the reference: a forward pass for every clip, every time
