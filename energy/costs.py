@@ -42,7 +42,7 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -382,6 +382,73 @@ def _v(key: str) -> float:
 # --------------------------------------------------------------------------- cost model
 
 
+def check_cost_fields(v: dict[str, Any], where: str, noun: str) -> dict[str, Any]:
+    """The fields of a cost model checked and normalised: the one home of these checks, for
+    :class:`CostModel` (``noun`` "field") and for a user's cost file (``noun`` "key"). A bad value is a
+    one-line :class:`ConfigError` starting with ``where`` and naming the field; returns the fields with
+    numbers as floats, tiers and string lists as tuples, and the caveats every report repeats added."""
+    v = dict(v)
+    name = v["name"]
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"{where}: {noun} name must be a non-empty string, got {describe_value(name)}")
+    if not isinstance(v["description"], str):
+        raise ConfigError(f"{where}: {noun} description must be a string, got {describe_value(v['description'])}")
+    for key in ("e_mac_pj", "e_ac_pj"):
+        v[key] = _check_number(v[key], f"{where}: {noun} {key}")
+    for key in ("e_neuron_pj", "e_mem_word_pj"):
+        if v[key] is not None:
+            v[key] = _check_number(v[key], f"{where}: {noun} {key}")
+    if v["sram_tiers"] is not None:
+        v["sram_tiers"] = _check_tiers(v["sram_tiers"], f"{where}: {noun} sram_tiers")
+    if not isinstance(v["charge_memory"], bool):
+        raise ConfigError(
+            f"{where}: {noun} charge_memory must be true or false, got {describe_value(v['charge_memory'])}"
+        )
+    flat, tiered = v["e_mem_word_pj"] is not None, v["sram_tiers"] is not None
+    if v["charge_memory"]:
+        if flat == tiered:
+            raise ConfigError(
+                f"{where}: exactly one of the {noun}s e_mem_word_pj and sram_tiers must be set when memory is "
+                f"charged, found {'both' if flat else 'neither'}"
+            )
+    elif flat or tiered:
+        raise ConfigError(f"{where}: {noun}s e_mem_word_pj and sram_tiers must be unset when charge_memory is false")
+    if v["fixed_sram_bytes"] is not None:
+        _check_positive_int(v["fixed_sram_bytes"], f"{where}: {noun} fixed_sram_bytes")
+        if not tiered:
+            raise ConfigError(f"{where}: {noun} fixed_sram_bytes needs sram_tiers to be set")
+    bits = v["word_bits"]
+    if not isinstance(bits, int) or isinstance(bits, bool) or bits not in WORD_BITS:
+        raise ConfigError(
+            f"{where}: {noun} word_bits must be one of {', '.join(map(str, WORD_BITS))}, got {describe_value(bits)}"
+        )
+    if v["neuron_energy_in"] not in NEURON_ENERGY_GROUPS:
+        raise ConfigError(
+            f"{where}: {noun} neuron_energy_in must be one of {', '.join(NEURON_ENERGY_GROUPS)}, "
+            f"got {describe_value(v['neuron_energy_in'])}"
+        )
+    for key in ("sources", "flags", "warnings", "constant_keys"):
+        value = v[key]
+        if isinstance(value, str) or not all(isinstance(s, str) and s.strip() for s in value):
+            raise ConfigError(f"{where}: {noun} {key} must be a list of non-empty strings, got {describe_value(value)}")
+        v[key] = tuple(value)
+    if not v["sources"]:
+        raise ConfigError(f"{where}: {noun} sources is empty; a cost table without a source is refused")
+    if not isinstance(v["mixes_nodes"], bool):
+        raise ConfigError(f"{where}: {noun} mixes_nodes must be true or false, got {describe_value(v['mixes_nodes'])}")
+    unknown = [k for k in v["constant_keys"] if k not in CONSTANTS]
+    if unknown:
+        raise ConfigError(f"{where}: {noun} constant_keys names unknown constant(s) {', '.join(unknown)}")
+    # Never let a report drop the caveats below: add them when the builder did not.
+    extra = []
+    if v["e_neuron_pj"] is None and not any("neuron updates are not charged" in w for w in v["warnings"]):
+        extra.append("neuron updates are not charged by this cost model")
+    if v["mixes_nodes"] and not any("mixes process nodes" in w for w in v["warnings"]):
+        extra.append("mixes process nodes: figures of different process nodes are summed")
+    v["warnings"] += tuple(extra)
+    return v
+
+
 @dataclass(frozen=True)
 class CostModel:
     """Energy per MAC, per AC (synaptic op), per neuron update and per memory access.
@@ -410,67 +477,14 @@ class CostModel:
     constant_keys: tuple[str, ...] = field(default=())  # keys of CONSTANTS used
 
     def __post_init__(self) -> None:
-        where = f"cost model {self.name!r}"
-        if not isinstance(self.name, str) or not self.name.strip():
-            raise ConfigError(f"cost model: field name must be a non-empty string, got {describe_value(self.name)}")
-        if not isinstance(self.description, str):
-            raise ConfigError(f"{where}: field description must be a string, got {describe_value(self.description)}")
-        for key in ("e_mac_pj", "e_ac_pj"):
-            object.__setattr__(self, key, _check_number(getattr(self, key), f"{where}: field {key}"))
-        for key in ("e_neuron_pj", "e_mem_word_pj"):
-            value = getattr(self, key)
-            if value is not None:
-                object.__setattr__(self, key, _check_number(value, f"{where}: field {key}"))
-        if self.sram_tiers is not None:
-            object.__setattr__(self, "sram_tiers", _check_tiers(self.sram_tiers, f"{where}: field sram_tiers"))
-        if not isinstance(self.charge_memory, bool):
-            raise ConfigError(
-                f"{where}: field charge_memory must be true or false, got {describe_value(self.charge_memory)}"
-            )
-        if self.charge_memory:
-            if (self.e_mem_word_pj is None) == (self.sram_tiers is None):
-                raise ConfigError(
-                    f"{where}: exactly one of the fields e_mem_word_pj and sram_tiers must be set "
-                    "when memory is charged"
-                )
-        elif self.e_mem_word_pj is not None or self.sram_tiers is not None:
-            raise ConfigError(f"{where}: fields e_mem_word_pj and sram_tiers must be unset when charge_memory is false")
-        if self.fixed_sram_bytes is not None:
-            _check_positive_int(self.fixed_sram_bytes, f"{where}: field fixed_sram_bytes")
-            if self.sram_tiers is None:
-                raise ConfigError(f"{where}: field fixed_sram_bytes needs sram_tiers to be set")
-        if not isinstance(self.word_bits, int) or isinstance(self.word_bits, bool) or (self.word_bits not in WORD_BITS):
-            raise ConfigError(
-                f"{where}: field word_bits must be one of {', '.join(map(str, WORD_BITS))}, "
-                f"got {describe_value(self.word_bits)}"
-            )
-        if self.neuron_energy_in not in NEURON_ENERGY_GROUPS:
-            raise ConfigError(
-                f"{where}: field neuron_energy_in must be one of {', '.join(NEURON_ENERGY_GROUPS)}, "
-                f"got {describe_value(self.neuron_energy_in)}"
-            )
-        for key in ("sources", "flags", "warnings", "constant_keys"):
-            value = getattr(self, key)
-            if isinstance(value, str) or not all(isinstance(s, str) and s for s in value):
-                raise ConfigError(f"{where}: field {key} must be a sequence of non-empty strings")
-            object.__setattr__(self, key, tuple(value))
-        if not self.sources:
-            raise ConfigError(f"{where}: field sources must name at least one source")
-        # Never let a report drop the caveats below: add them when the builder did not.
-        extra = []
-        if self.e_neuron_pj is None and not any("neuron updates are not charged" in w for w in self.warnings):
-            extra.append("neuron updates are not charged by this cost model")
-        if self.mixes_nodes and not any("mixes process nodes" in w for w in self.warnings):
-            extra.append("mixes process nodes: figures of different process nodes are summed")
-        if extra:
-            object.__setattr__(self, "warnings", self.warnings + tuple(extra))
-        unknown = [k for k in self.constant_keys if k not in CONSTANTS]
-        if unknown:
-            raise ConfigError(f"{where}: field constant_keys names unknown constant(s) {', '.join(unknown)}")
-        if not isinstance(self.mixes_nodes, bool):
-            raise ConfigError(
-                f"{where}: field mixes_nodes must be true or false, got {describe_value(self.mixes_nodes)}"
-            )
+        named = isinstance(self.name, str) and bool(self.name.strip())
+        checked = check_cost_fields(
+            {f.name: getattr(self, f.name) for f in fields(self)},
+            f"cost model {self.name!r}" if named else "cost model",
+            "field",
+        )
+        for key, value in checked.items():
+            object.__setattr__(self, key, value)
 
     # ------------------------------------------------------------------ properties
 
@@ -886,63 +900,22 @@ def load_cost_file(path: str | Path) -> CostModel:
     missing = [k for k in _REQUIRED_KEYS if k not in raw]
     if missing:
         raise ConfigError(f"{where}: missing required key(s) {', '.join(missing)}")
-    has_flat, has_tiers = "e_mem_word_pj" in raw, "sram_tiers" in raw
-    if has_flat == has_tiers:
-        raise ConfigError(
-            f"{where}: give exactly one of the keys e_mem_word_pj and sram_tiers, "
-            f"found {'both' if has_flat else 'neither'}"
-        )
-
-    name = raw["name"]
-    if not isinstance(name, str) or not name.strip():
-        raise ConfigError(f"{where}: key name must be a non-empty string, got {describe_value(name)}")
-    description = raw.get("description", "")
-    if not isinstance(description, str):
-        raise ConfigError(f"{where}: key description must be a string, got {describe_value(description)}")
-    numbers = {
-        k: _check_number(raw[k], f"{where}: key {k}")
-        for k in ("e_mac_pj", "e_ac_pj", "e_neuron_pj", "e_mem_word_pj")
-        if k in raw
-    }
-    tiers = _check_tiers(raw["sram_tiers"], f"{where}: key sram_tiers") if has_tiers else None
-    fixed = raw.get("fixed_sram_bytes")
-    if fixed is not None:
-        _check_positive_int(fixed, f"{where}: key fixed_sram_bytes")
-        if not has_tiers:
-            raise ConfigError(f"{where}: key fixed_sram_bytes needs the key sram_tiers")
-    word_bits = raw.get("word_bits", 32)
-    if not isinstance(word_bits, int) or isinstance(word_bits, bool) or word_bits not in WORD_BITS:
-        raise ConfigError(
-            f"{where}: key word_bits must be one of {', '.join(map(str, WORD_BITS))}, got {describe_value(word_bits)}"
-        )
-    group = raw.get("neuron_energy_in", "compute")
-    if group not in NEURON_ENERGY_GROUPS:
-        raise ConfigError(
-            f"{where}: key neuron_energy_in must be one of {', '.join(NEURON_ENERGY_GROUPS)}, "
-            f"got {describe_value(group)}"
-        )
     sources = raw["sources"]
-    if isinstance(sources, str):
-        sources = [sources]
-    if not isinstance(sources, list) or not all(isinstance(s, str) and s.strip() for s in sources):
+    given = {
+        "description": "",
+        "e_mem_word_pj": None,
+        "sram_tiers": None,
+        "fixed_sram_bytes": None,
+        "word_bits": 32,
+        "neuron_energy_in": "compute",
+        **raw,
+        "sources": [sources] if isinstance(sources, str) else sources,
+        "charge_memory": True,
+        "flags": (f"user-supplied cost table from {path}",),
+        "warnings": (),
+        "mixes_nodes": False,
+        "constant_keys": (),
+    }
+    if not isinstance(given["sources"], list | tuple):
         raise ConfigError(f"{where}: key sources must be a list of non-empty strings, got {describe_value(sources)}")
-    if not sources:
-        raise ConfigError(f"{where}: key sources is empty; a cost table without a source is refused")
-
-    try:
-        return CostModel(
-            name=name,
-            description=description,
-            e_mac_pj=numbers["e_mac_pj"],
-            e_ac_pj=numbers["e_ac_pj"],
-            e_neuron_pj=numbers["e_neuron_pj"],
-            e_mem_word_pj=numbers.get("e_mem_word_pj"),
-            sram_tiers=tiers,
-            fixed_sram_bytes=fixed,
-            word_bits=word_bits,
-            neuron_energy_in=group,
-            sources=tuple(sources),
-            flags=(f"user-supplied cost table from {path}",),
-        )
-    except ConfigError as e:  # a check CostModel makes that the loader did not
-        raise ConfigError(f"{where}: {e}") from None
+    return CostModel(**check_cost_fields(given, where, "key"))

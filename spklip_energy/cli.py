@@ -16,6 +16,7 @@ from pathlib import Path
 
 from export.formats import FORMATS
 from spikedata.digits import DIGITS_PRESETS
+from spikedata.inspect import dataset_summary, summary_text
 from spikedata.preview import MAX_COLUMNS
 
 from . import __version__
@@ -164,58 +165,14 @@ def cmd_data_make_digits(args: argparse.Namespace) -> int:
         out = generate_digits(args.out, cfg, overwrite=args.overwrite, progress=update)
     finally:
         close()
-    summary = _dataset_summary(out)
-    _emit(args, summary, f"wrote {summary['clips']} clips to {out}\n" + _fmt_summary(summary))
+    summary = dataset_summary(out)
+    _emit(args, summary, f"wrote {summary['clips']} clips to {out}\n" + summary_text(summary))
     return 0
 
 
-def _dataset_summary(root: Path, max_clips: int | None = None) -> dict:
-    import numpy as np
-
-    from spikedata.clips import ClipSelection, read_clip
-    from spikedata.manifest import load_manifest
-
-    m = load_manifest(root)
-    splits: dict[str, int] = {}
-    per_class: dict[str, int] = {}
-    for c in m.clips:
-        splits[c.split] = splits.get(c.split, 0) + 1
-        per_class[c.label] = per_class.get(c.label, 0) + 1
-    sample = m.clips if max_clips is None else m.clips[:max_clips]
-    spikes = pixels = slots = 0
-    for c in sample:
-        s = read_clip(c, 0, c.frames, ClipSelection())
-        n = int(np.count_nonzero(s))
-        spikes, pixels, slots = spikes + n, pixels + c.height * c.image_width, slots + s.size
-    return {
-        "root": str(root),
-        "name": m.meta.get("name", Path(root).name),
-        "clips": len(m.clips),
-        "classes": m.classes,
-        "clips_per_split": splits,
-        "clips_per_class": per_class,
-        "frames": sorted({c.frames for c in m.clips}),
-        "size": sorted({f"{c.height}x{c.image_width}" for c in m.clips}),
-        "firing_rate": spikes / max(slots, 1),
-        "mean_spikes_per_pixel": spikes / max(pixels, 1),
-        "clips_measured": len(sample),
-    }
-
-
-def _fmt_summary(s: dict) -> str:
-    splits = ", ".join(f"{k} {v}" for k, v in s["clips_per_split"].items())
-    return (
-        f"{s['name']}: {s['clips']} clips in {len(s['classes'])} classes ({', '.join(s['classes'])})\n"
-        f"splits: {splits}; frames {s['frames']}; size {', '.join(s['size'])}\n"
-        f"firing rate {s['firing_rate']:.4f} spikes/pixel/frame, "
-        f"{s['mean_spikes_per_pixel']:.2f} spikes per pixel per clip "
-        f"(over {s['clips_measured']} clips)"
-    )
-
-
 def cmd_data_inspect(args: argparse.Namespace) -> int:
-    summary = _dataset_summary(Path(args.dataset), max_clips=args.max_clips)
-    _emit(args, summary, _fmt_summary(summary))
+    summary = dataset_summary(Path(args.dataset), max_clips=args.max_clips)
+    _emit(args, summary, summary_text(summary))
     return 0
 
 
@@ -492,6 +449,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from export import export_checkpoint
+    from export.formats import export_lines, verification_failure
 
     res = export_checkpoint(
         args.checkpoint,
@@ -503,85 +461,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
         data=args.data,
         samples=args.samples,
     )
-    head = f"{res['checkpoint']} ({res['kind']}): wrote {', '.join(res['files'])} to {res['out']} ({res['format']}"
-    lines = [head + (f", opset {res['opset']}, dynamic batch)" if res["format"] == "onnx" else ")")]
-    ver = res.get("verify")
-    if res["format"] == "lava":
-        lav = res["lava"]
-        lines.append(
-            f"netx chain: {len(lav['layers'])} layers ({lav['latency_steps']} synaptic), "
-            f"{lav['time_steps']} steps per block; host front end: {res['host']['file']}"
-        )
-        if ver:
-            lines.append(
-                f"verify ({ver['clips']} clips): spike agreement float torch vs fixed point, per layer: "
-                + ", ".join(f"{100 * p['spike_agreement']:.1f}%" for p in ver["per_layer"])
-            )
-    elif res["format"] == "nir":
-        if ver:
-            lines.append(f"verify ({ver['inputs']} block inputs x {ver['time_steps']} steps), read back with:")
-            for name in ("snntorch", "spikingjelly"):
-                r = ver[name]
-                if "reason" in r:
-                    lines.append(f"  {name}: FAILED ({r['reason']})")
-                else:
-                    agree = "n/a" if r["spike_agreement"] is None else f"{100 * r['spike_agreement']:.3f}%"
-                    lines.append(
-                        f"  {name}: {'ok' if r['ok'] else 'NOT ok'}, identical spikes {agree} of "
-                        f"{r['spikes_compared']}, output max rel error {r['max_rel_error']:.1e}"
-                    )
-            for part, r in ver.get("front_end", {}).items():
-                if part != "ok":
-                    lines.append(
-                        f"  front end {r['file']}: "
-                        + ", ".join(f"{name} {_importer_brief(r[name])}" for name in ("snntorch", "spikingjelly"))
-                    )
-        if "front_end" in res["nir"]:
-            fe = res["nir"]["front_end"]
-            lines.append(
-                f"spiking front end: {' -> '.join(p['file'] for p in fe['parts'])} -> {res['nir']['file']}, "
-                "with host-side steps around them (export.json: nir.front_end.host_steps)"
-            )
-    elif ver:
-        v, t = ver["visual"], ver["text"]
-        lines.append(
-            f"verify (onnxruntime CPU, {ver['clips']} clips, {ver['prompts']} prompts): visual max rel error "
-            f"{v['max_rel_error']:.2e} ({100 * v['frac_elements_over_tol']:.2f}% of elements > "
-            f"{ver['tolerance']:g}), text max rel error {t['max_rel_error']:.2e}"
-        )
-        if ver["spiking"]:
-            lines.append(
-                "spiking encoder: differences come from membrane potentials within float rounding of a "
-                "threshold (reported, not failed)"
-            )
-    _emit(args, res, "\n".join(lines))
-    if res["format"] == "onnx" and ver and not ver["ok"]:
-        print(
-            f"spklip-energy: verification failed: ONNX embeddings differ from torch by more than "
-            f"{ver['tolerance']:g} relative (visual {ver['visual']['max_rel_error']:.2e}, "
-            f"text {ver['text']['max_rel_error']:.2e})",
-            file=sys.stderr,
-        )
-        return 1
-    if res["format"] == "nir" and ver and not ver["ok"]:
-        bad = [
-            n for n in ("snntorch", "spikingjelly") if not ver[n]["ok"] or not ver.get("front_end", {}).get("ok", True)
-        ]
-        print(
-            f"spklip-energy: verification failed: the NIR graph read back by {' and '.join(bad)} does not "
-            f"reproduce the project's spikes and outputs (see export.json)",
-            file=sys.stderr,
-        )
+    _emit(args, res, "\n".join(export_lines(res)))
+    failure = verification_failure(res)
+    if failure:
+        print(f"spklip-energy: verification failed: {failure}", file=sys.stderr)
         return 1
     return 0
-
-
-def _importer_brief(r: dict) -> str:
-    """One importer's verdict on one NIR file, in a few words."""
-    if "reason" in r:
-        return f"FAILED ({r['reason']})"
-    agree = "n/a" if r["spike_agreement"] is None else f"{100 * r['spike_agreement']:.3f}%"
-    return f"{'ok' if r['ok'] else 'NOT ok'} ({agree} identical spikes)"
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -853,9 +738,7 @@ def cmd_zoo_init(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from reports.render import comparison_frame, comparison_markdown, table6_text
-
-    from .demo import run_demo
+    from .demo import demo_text, run_demo
     from .progress import phased_progress
 
     update, close = phased_progress(enabled=not args.json)
@@ -871,94 +754,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
     finally:
         close()
-    summary = _dataset_summary(Path(result["data"]))
     if args.json:  # the energy reports as their summary.json documents
         records = {name: s.to_json() for name, s in result["summaries"].items()}
-        print(json.dumps({**result, "summaries": records, "dataset": summary}, default=str))
+        print(json.dumps({**result, "summaries": records}, default=str))
         return 0
-    print(_fmt_summary(summary))
-    print(f"preview written to {result['preview']}\n")
-    from .stats import count_summary, fmt_ci
-
-    for name, ev in result.get("evals", {}).items():
-        ci = {
-            k: fmt_ci((ev.get("intervals") or {}).get(k) or count_summary(round(ev[k] * ev["clips"]), ev["clips"]))
-            for k in ("top1", "top5", "R@1", "R@5")
-        }
-        print(
-            f"{name} on the test split: zero-shot class top-1 {ci['top1']}, top-5 "
-            f"{ci['top5']} (chance {100 * ev['chance_top1']:.1f} %); text-to-video R@1 "
-            f"{ci['R@1']}, R@5 {ci['R@5']} (chance {100 * ev['chance_R@5']:.1f} %)"
-        )
-    if result.get("evals"):
-        clips = sorted({ev["clips"] for ev in result["evals"].values()})
-        print(
-            f"[low, high]: 95 % Wilson intervals over the {'/'.join(map(str, clips))} test clips; training seed "
-            f"{args.seed}\n"
-        )
-    for s in result["summaries"].values():
-        print(table6_text(s) + "\n")
-    for name, e in (result.get("exports") or {}).items():
-        print(
-            f"{name} exported to ONNX ({e['folder']}): onnxruntime vs torch, max relative error visual "
-            f"{e['visual_max_rel_error']:.1e}, text {e['text_max_rel_error']:.1e} "
-            f"({'within' if e['ok'] else 'OUTSIDE'} 1e-4)"
-        )
-    if result.get("exports"):
-        print()
-    dep = result.get("deploy") or {}
-    if dep:
-        ver = dep["lava"]["verify"]
-        print(
-            f"fsve-full-plain-tiny exported to Lava netx ({dep['lava']['net']}): spike agreement with the float "
-            f"model per layer " + ", ".join(f"{100 * p['spike_agreement']:.1f}%" for p in ver["per_layer"])
-        )
-        sim = dep["simulate"]
-        t = sim["totals"]
-        print(
-            f"simulate (fixed-point CUBA-LIF reference): {sim['input']}; {t['spikes']} spikes, "
-            f"{t['synaptic_events']} synaptic events, {t['neuron_updates']} neuron updates in "
-            f"{sim['seconds']['simulation']} s; {sim['energy']['synaptic_j']:.2e} J at the loihi preset (UNVERIFIED)"
-        )
-        c = ver["counts"]
-        print(
-            f"hook counter on the same fixed-point network: {c['hook_counter']['sops']} SOPs, "
-            f"{c['hook_counter']['neuron_updates']} neuron updates ({'equal to' if c['agree'] else 'DIFFERENT from'} "
-            f"the simulator's, {ver['blocks']} blocks)"
-        )
-        nv = dep["nir"]["verify"]
-        print(
-            f"fsve-full-tiny exported to NIR ({dep['nir']['folder']}): read back by snnTorch and spikingjelly, "
-            + ", ".join(
-                f"{name} {100 * nv[name]['spike_agreement']:.2f}% identical spikes"
-                if "reason" not in nv[name]
-                else f"{name} FAILED"
-                for name in ("snntorch", "spikingjelly")
-            )
-            + f" of {nv['snntorch'].get('spikes_compared', 0)}"
-            + ("" if "front_end" in nv else "\n")
-        )
-        if "front_end" in nv:
-            parts = {k: v for k, v in nv["front_end"].items() if k != "ok"}
-            print(
-                f"  and its spiking front end as {len(parts)} NIR chain parts: "
-                + "; ".join(
-                    f"{v['file']} {', '.join(f'{n} {_importer_brief(v[n])}' for n in ('snntorch', 'spikingjelly'))}"
-                    for v in parts.values()
-                )
-                + "\n"
-            )
-    if result.get("convert_sweep"):
-        from convert.sweep import sweep_table
-
-        print(
-            "ANN -> SNN conversion of the tiny SPKLIP's CNN (QCFS: fine-tuned with the quantized activation, "
-            "learned thresholds, θ/2 start), accuracy and energy against T and stage by stage:"
-        )
-        print(sweep_table(result["convert_sweep"]) + "\n")
-    cost = next(iter(result["summaries"].values())).cost_model["name"]
-    print(comparison_markdown(comparison_frame(result["rows"]), cost, args.samples))
-    print(f"energy report: {result['report']}/report.html; comparison: {result['comparison']}/comparison.md")
+    print(demo_text(result, args.seed, args.samples))
     return 0
 
 

@@ -30,6 +30,7 @@ import numpy as np
 from reports.writer import write_comparison, write_report
 from spikedata.clips import ClipSelection, read_clip
 from spikedata.digits import MOTIONS, DigitsConfig, generate_digits
+from spikedata.inspect import dataset_summary
 from spikedata.manifest import load_manifest
 from spikedata.preview import save_image_grid
 from spikedata.reconstruct import tfp
@@ -240,6 +241,7 @@ def run_demo(
         "deploy": deploy,
         "rows": rows,
         "summaries": summaries,
+        "dataset": dataset_summary(data),
     }
 
 
@@ -437,3 +439,97 @@ def _convert_ann(
         "checkpoint": str(path),
         "sweep": sweep,
     }
+
+
+def demo_text(result: dict, seed: int, samples: int) -> str:
+    """What ``spklip-energy demo`` prints of :func:`run_demo`'s result: the dataset, the accuracies with their
+    intervals and seed, each energy report's Table 6, the exports, the conversion sweep and the comparison."""
+    from export.formats import importer_brief
+    from reports.render import comparison_frame, comparison_markdown, table6_text
+    from spikedata.inspect import summary_text
+
+    from .stats import count_summary, fmt_ci
+
+    out: list[str] = []
+    out.append(summary_text(result["dataset"]))
+    out.append(f"preview written to {result['preview']}\n")
+    for name, ev in result.get("evals", {}).items():
+        ci = {
+            k: fmt_ci((ev.get("intervals") or {}).get(k) or count_summary(round(ev[k] * ev["clips"]), ev["clips"]))
+            for k in ("top1", "top5", "R@1", "R@5")
+        }
+        out.append(
+            f"{name} on the test split: zero-shot class top-1 {ci['top1']}, top-5 "
+            f"{ci['top5']} (chance {100 * ev['chance_top1']:.1f} %); text-to-video R@1 "
+            f"{ci['R@1']}, R@5 {ci['R@5']} (chance {100 * ev['chance_R@5']:.1f} %)"
+        )
+    if result.get("evals"):
+        clips = sorted({ev["clips"] for ev in result["evals"].values()})
+        out.append(
+            f"[low, high]: 95 % Wilson intervals over the {'/'.join(map(str, clips))} test clips; training seed "
+            f"{seed}\n"
+        )
+    for s in result["summaries"].values():
+        out.append(table6_text(s) + "\n")
+    for name, e in (result.get("exports") or {}).items():
+        out.append(
+            f"{name} exported to ONNX ({e['folder']}): onnxruntime vs torch, max relative error visual "
+            f"{e['visual_max_rel_error']:.1e}, text {e['text_max_rel_error']:.1e} "
+            f"({'within' if e['ok'] else 'OUTSIDE'} 1e-4)"
+        )
+    if result.get("exports"):
+        out.append("")
+    dep = result.get("deploy") or {}
+    if dep:
+        ver = dep["lava"]["verify"]
+        out.append(
+            f"fsve-full-plain-tiny exported to Lava netx ({dep['lava']['net']}): spike agreement with the float "
+            f"model per layer " + ", ".join(f"{100 * p['spike_agreement']:.1f}%" for p in ver["per_layer"])
+        )
+        sim = dep["simulate"]
+        t = sim["totals"]
+        out.append(
+            f"simulate (fixed-point CUBA-LIF reference): {sim['input']}; {t['spikes']} spikes, "
+            f"{t['synaptic_events']} synaptic events, {t['neuron_updates']} neuron updates in "
+            f"{sim['seconds']['simulation']} s; {sim['energy']['synaptic_j']:.2e} J at the loihi preset (UNVERIFIED)"
+        )
+        c = ver["counts"]
+        out.append(
+            f"hook counter on the same fixed-point network: {c['hook_counter']['sops']} SOPs, "
+            f"{c['hook_counter']['neuron_updates']} neuron updates ({'equal to' if c['agree'] else 'DIFFERENT from'} "
+            f"the simulator's, {ver['blocks']} blocks)"
+        )
+        nv = dep["nir"]["verify"]
+        out.append(
+            f"fsve-full-tiny exported to NIR ({dep['nir']['folder']}): read back by snnTorch and spikingjelly, "
+            + ", ".join(
+                f"{name} {100 * nv[name]['spike_agreement']:.2f}% identical spikes"
+                if "reason" not in nv[name]
+                else f"{name} FAILED"
+                for name in ("snntorch", "spikingjelly")
+            )
+            + f" of {nv['snntorch'].get('spikes_compared', 0)}"
+            + ("" if "front_end" in nv else "\n")
+        )
+        if "front_end" in nv:
+            parts = {k: v for k, v in nv["front_end"].items() if k != "ok"}
+            out.append(
+                f"  and its spiking front end as {len(parts)} NIR chain parts: "
+                + "; ".join(
+                    f"{v['file']} {', '.join(f'{n} {importer_brief(v[n])}' for n in ('snntorch', 'spikingjelly'))}"
+                    for v in parts.values()
+                )
+                + "\n"
+            )
+    if result.get("convert_sweep"):
+        from convert.sweep import sweep_table
+
+        out.append(
+            "ANN -> SNN conversion of the tiny SPKLIP's CNN (QCFS: fine-tuned with the quantized activation, "
+            "learned thresholds, θ/2 start), accuracy and energy against T and stage by stage:"
+        )
+        out.append(sweep_table(result["convert_sweep"]) + "\n")
+    cost = next(iter(result["summaries"].values())).cost_model["name"]
+    out.append(comparison_markdown(comparison_frame(result["rows"]), cost, samples))
+    out.append(f"energy report: {result['report']}/report.html; comparison: {result['comparison']}/comparison.md")
+    return "\n".join(out)

@@ -219,7 +219,14 @@ def test_unreadable_files_are_one_config_error(tmp_path):
 def test_demo_json_prints_the_records_as_json(analysed, data, tmp_path, monkeypatch, capsys):
     """``demo --json`` writes each model's report as its summary.json document (not its repr)."""
     report, _ = analysed
-    fake = {"data": str(data), "rows": [comparison_row(report, "snn")], "summaries": {"snn": report}}
+    from spikedata.inspect import dataset_summary
+
+    fake = {
+        "data": str(data),
+        "rows": [comparison_row(report, "snn")],
+        "summaries": {"snn": report},
+        "dataset": dataset_summary(data),
+    }
     monkeypatch.setattr("spklip_energy.demo.run_demo", lambda *a, **k: fake)
     rc, stdout, err = run_main(capsys, "demo", "--out", tmp_path / "demo", "--json")
     assert rc == 0, err
