@@ -375,7 +375,7 @@ def convert_checkpoint(
     }
     path = save_spklip(out, converted.cpu(), loaded.tokenizer, extra)
     png = Path(plot) if plot is not None else path.with_suffix(".convert.png")
-    from .plots import sweep_png
+    from reports.plots import sweep_png
 
     image = sweep_png(rows, f"{ck.path.name}: {'+'.join(names)} converted ({method}), test split of {src}", layer_rows)
     with atomic_path(png) as tmp:

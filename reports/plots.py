@@ -1,10 +1,12 @@
-"""Plots of energy reports (PNG bytes; the writer decides where they go)."""
+"""Every figure the project draws, as PNG bytes (the caller decides where they go): energy reports,
+comparisons, the benchmark, training and evaluation, the convert sweep."""
 
 from __future__ import annotations
 
 import io
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
@@ -338,3 +340,150 @@ def break_even_png(em: dict, title: str) -> bytes | None:
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return _png(fig)
+
+
+# ------------------------------------------------------------------ training and evaluation (spklip)
+
+
+def training_curves_png(history: list[dict]) -> bytes:
+    """Training loss and validation accuracy / recall per epoch."""
+    plt = _plt()
+    ep = [h["epoch"] for h in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    a.plot(ep, [h["train_loss"] for h in history], marker="o")
+    a.set_xlabel("epoch")
+    a.set_ylabel("contrastive loss (train)")
+    for key, label in (
+        ("val_top1", "val top-1 (zero-shot class)"),
+        ("val_top5", "val top-5"),
+        ("val_R@1", "val text→video R@1"),
+        ("val_R@5", "val text→video R@5"),
+    ):
+        b.plot(ep, [100 * h[key] for h in history], marker="o", label=label)
+    b.set_xlabel("epoch")
+    b.set_ylabel("%")
+    b.set_ylim(0, 100)
+    b.legend(fontsize=7)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def confusion_png(cm: np.ndarray, classes: list[str], title: str) -> bytes:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 4.8))
+    im = ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(len(classes)))
+    ax.set_xticklabels(classes, rotation=45, ha="right", fontsize=7)
+    ax.set_yticks(range(len(classes)))
+    ax.set_yticklabels(classes, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            if cm[i, j]:
+                ax.text(
+                    j,
+                    i,
+                    int(cm[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if cm[i, j] > cm.max() / 2 else "black",
+                )
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def shots_png(results: list[dict], title: str) -> bytes:
+    """Accuracy against shots per class (the paper's Fig. 4 analogue)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    k = [r["shots"] for r in results]
+    ax.plot(k, [100 * r["top1_after"] for r in results], marker="o", label="adapted")
+    ax.plot(k, [100 * r["top1_before"] for r in results], marker="x", linestyle="--", label="before adaptation")
+    ax.set_xlabel("shots per class")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=9)
+    return _png(fig)
+
+
+# ------------------------------------------------------------------ the convert verb
+
+
+def sweep_png(rows: list[dict], title: str, layer_rows: list[dict] | None = None) -> bytes:
+    """Zero-shot top-1 vs T (with 95 % intervals) and energy per clip (compute, memory, total) vs T; with
+    ``layer_rows`` a third panel: top-1 and total energy as one more unit is converted.
+
+    ``rows``: the ANN row (``timesteps`` None; a QCFS ANN row too) and one row per T.
+    """
+    plt = _plt()
+    ann = next((r for r in rows if r["timesteps"] is None), None)
+    quant = next((r for r in rows if r["timesteps"] is None and r is not ann), None)
+    snn = sorted((r for r in rows if r["timesteps"] is not None), key=lambda r: r["timesteps"])
+    ts = [r["timesteps"] for r in snn]
+    fig, axes = plt.subplots(1, 3 if layer_rows else 2, figsize=(15 if layer_rows else 10, 3.8))
+    a, b = axes[0], axes[1]
+    top = [100 * r["top1"] for r in snn]
+    if all("top1_ci" in r for r in snn):
+        err = [
+            [t - 100 * r["top1_ci"][0] for t, r in zip(top, snn, strict=True)],
+            [100 * r["top1_ci"][1] - t for t, r in zip(top, snn, strict=True)],
+        ]
+        a.errorbar(ts, top, yerr=err, marker="o", capsize=3, label="converted (SNN), 95% Wilson")
+    else:
+        a.plot(ts, top, marker="o", label="converted (SNN)")
+    if ann is not None:
+        a.axhline(100 * ann["top1"], linestyle="--", color="gray", label="ANN")
+    if quant is not None:
+        a.axhline(100 * quant["top1"], linestyle=":", color="C3", label=quant.get("label", "quantized ANN"))
+    a.set_xscale("log", base=2)
+    _t_ticks(a, ts)
+    a.set_xlabel("time steps T")
+    a.set_ylabel("zero-shot top-1 (%)")
+    a.set_ylim(0, 100)
+    a.legend(fontsize=8)
+    for key, label, color in (("total_j", "total", "C0"), ("compute_j", "compute", "C1"), ("memory_j", "memory", "C2")):
+        b.plot(ts, [r[key] for r in snn], marker="o", color=color, label=f"{label} (SNN)")
+        if ann is not None:
+            b.axhline(ann[key], linestyle="--", color=color, alpha=0.6, label=f"{label} (ANN)")
+    b.set_xscale("log", base=2)
+    _t_ticks(b, ts)
+    b.set_yscale("log")
+    b.set_xlabel("time steps T")
+    b.set_ylabel("energy per clip (J, paper preset)")
+    b.legend(fontsize=7)
+    if layer_rows:
+        c = axes[2]
+        xs = range(len(layer_rows))
+        c.plot(xs, [100 * r["top1"] for r in layer_rows], marker="o", color="C0", label="top-1 (%)")
+        c.set_ylabel("zero-shot top-1 (%)")
+        c.set_ylim(0, 100)
+        c.set_xticks(list(xs))
+        c.set_xticklabels([r["layers"][-1] for r in layer_rows], fontsize=7)
+        c.set_xlabel(f"converted up to (T={layer_rows[0]['timesteps']})")
+        d = c.twinx()
+        d.plot(xs, [r["total_j"] for r in layer_rows], marker="s", color="C1", label="total J (paper)")
+        if ann is not None:
+            d.axhline(ann["total_j"], linestyle="--", color="C1", alpha=0.6)
+        d.set_ylabel("energy per clip (J)")
+        c.legend(fontsize=7, loc="lower left")
+        d.legend(fontsize=7, loc="lower right")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _t_ticks(ax, ts: list[int]) -> None:
+    ax.set_xticks(ts)
+    ax.set_xticklabels([str(t) for t in ts])
+    ax.minorticks_off() if ax.get_yscale() == "linear" else ax.xaxis.set_minor_locator(_null())
+
+
+def _null():
+    from matplotlib.ticker import NullLocator
+
+    return NullLocator()

@@ -477,7 +477,7 @@ def pair_texts(
 def _write_metrics(run: Path, history: list[dict]) -> None:
     with atomic_path(run / "metrics.jsonl") as tmp:
         tmp.write_text("".join(json.dumps(h) + "\n" for h in history))
-    from .plots import training_curves_png
+    from reports.plots import training_curves_png
 
     png = training_curves_png(history)
     with atomic_path(run / "curves.png") as tmp:
@@ -956,7 +956,7 @@ def write_eval(
         barrier(world)  # rank 0 writes the card; no rank returns before it is written
         return res
     if out_png is not None:
-        from .plots import confusion_png
+        from reports.plots import confusion_png
 
         png = confusion_png(
             np.array(res["confusion"]),

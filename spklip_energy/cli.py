@@ -367,7 +367,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_adapt(args: argparse.Namespace) -> int:
-    from spklip.plots import shots_png
+    from reports.plots import shots_png
     from spklip.training import adapt
 
     from .atomic import check_output_dir, replace_output_dir

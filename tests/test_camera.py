@@ -158,6 +158,10 @@ def test_load_frames_from_array_images_and_video(tmp_path):
             w.append_data(np.full((32, 32, 3), 40 * i, dtype=np.uint8))
     got = load_frames(video)
     assert got.shape == (6, 32, 32)
+    # each frame is one grey level (40 i / 255); the codec may move it by a level or two, never its order
+    levels = got.mean(axis=(1, 2)) * 255
+    assert np.abs(levels - 40 * np.arange(6)).max() <= 3, levels
+    assert np.ptp(got, axis=(1, 2)).max() <= 3 / 255
     assert np.all(np.diff(got.mean((1, 2))) > 0.05), "video brightness should increase frame by frame"
 
 
