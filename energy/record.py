@@ -23,7 +23,7 @@ open-ended or are owned (written and read) by another module:
   owned by :mod:`energy.costs`;
 * ``energy_models``: :func:`energy.models.estimate_models`' deep record (pricings, ranges,
   break-even tables per model), owned by :mod:`energy.models` and read by :mod:`reports.models`;
-* ``evaluation``: the evaluation a checkpoint's card records (``spklip eval``), owned by the training code;
+* ``evaluation``: the evaluation a checkpoint's card records (``spklip-energy eval``), owned by the training code;
 * ``checkpoint.config``: the model's config as its card records it (a SPKLIP config, a zoo card, a
   netx network's layers);
 * ``simulator.counts``: the fixed-point simulator's totals (:meth:`export.loihi_engine.SimResult.totals`).

@@ -3,18 +3,20 @@ BatchNorms into the convolutions before them."""
 
 from __future__ import annotations
 
-import nir
 import torch
 import torch.nn as nn
 
 from spklip.io import CONVERTED_KIND, LoadedSPKLIP
 from spklip_energy.errors import ConfigError
 
-#: why a target cannot take a converted checkpoint's soft-reset IF neurons
-_RESETS = {
-    "NIR": f"NIR {nir.__version__}'s neurons (IF, LIF, CubaLIF: reset to v_reset)",
-    "Loihi": "Loihi's CUBA-LIF (reset to 0)",
-}
+
+def _resets(target: str) -> str:
+    """Why ``target`` cannot take a converted checkpoint's soft-reset IF neurons."""
+    if target == "NIR":
+        import nir  # only to name the version that was checked
+
+        return f"NIR {nir.__version__}'s neurons (IF, LIF, CubaLIF: reset to v_reset)"
+    return {"Loihi": "Loihi's CUBA-LIF (reset to 0)"}.get(target, target)
 
 
 def cnn_orders() -> dict[type, tuple[str, ...]]:
@@ -36,7 +38,7 @@ def find_spiking_cnn(loaded: LoadedSPKLIP, target: str) -> tuple[str, nn.Module]
     if kind == CONVERTED_KIND:
         raise ConfigError(
             f"{where}: a {kind!r} checkpoint cannot be exported to {target}: its IF neurons reset by "
-            f"subtraction (rate-coded conversion needs it), which {_RESETS.get(target, target)} cannot "
+            f"subtraction (rate-coded conversion needs it), which {_resets(target)} cannot "
             "express; use --format onnx"
         )
     if loaded.model.cfg.model == "spklip":

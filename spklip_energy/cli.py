@@ -16,8 +16,8 @@ from pathlib import Path
 
 from export.formats import FORMATS
 from spikedata.digits import DIGITS_PRESETS
-from spikedata.inspect import dataset_summary, summary_text
 from spikedata.preview import MAX_COLUMNS
+from spikedata.summary import dataset_summary, summary_text
 
 from . import __version__
 from . import options as opt

@@ -30,10 +30,10 @@ import numpy as np
 from reports.writer import write_comparison, write_report
 from spikedata.clips import ClipSelection, read_clip
 from spikedata.digits import MOTIONS, DigitsConfig, generate_digits
-from spikedata.inspect import dataset_summary
 from spikedata.manifest import load_manifest
 from spikedata.preview import save_image_grid
 from spikedata.reconstruct import tfp
+from spikedata.summary import dataset_summary
 from spklip.config import preset_config
 from spklip.training import train, write_eval
 
@@ -446,7 +446,7 @@ def demo_text(result: dict, seed: int, samples: int) -> str:
     intervals and seed, each energy report's Table 6, the exports, the conversion sweep and the comparison."""
     from export.formats import importer_brief
     from reports.render import comparison_frame, comparison_markdown, table6_text
-    from spikedata.inspect import summary_text
+    from spikedata.summary import summary_text
 
     from .stats import count_summary, fmt_ci
 

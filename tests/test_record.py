@@ -219,7 +219,7 @@ def test_unreadable_files_are_one_config_error(tmp_path):
 def test_demo_json_prints_the_records_as_json(analysed, data, tmp_path, monkeypatch, capsys):
     """``demo --json`` writes each model's report as its summary.json document (not its repr)."""
     report, _ = analysed
-    from spikedata.inspect import dataset_summary
+    from spikedata.summary import dataset_summary
 
     fake = {
         "data": str(data),
